@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+pub use edgeml_core::{Error as CoreError, ErrorKind};

@@ -1,0 +1,72 @@
+//! The error type of `edgeml-onnx`.
+
+use edgeml_core::{ErrorKind, HasErrorKind};
+
+/// Errors of model I/O, validation, planning and execution.
+///
+/// Every variant names the offending tensor, node, path or value, so the message alone
+/// tells the user what to fix. Use [`Error::kind`] to branch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes are not a valid ONNX protobuf, or the model is inconsistent.
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// A configured limit would be exceeded.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// An external-data path leaves the model's folder.
+    #[error("unsafe external data path {path:?}: {reason}")]
+    UnsafePath {
+        /// The path as written in the model.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An operator, data type or attribute combination that edgeml does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Shapes that must agree do not.
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
+    /// A caller-supplied argument is invalid (missing input, wrong dtype, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path:?}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error from `edgeml-core` (quantization parameter validation).
+    #[error(transparent)]
+    Core(#[from] edgeml_core::Error),
+}
+
+impl Error {
+    /// The family-wide kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidModel(_) => ErrorKind::InvalidModel,
+            Error::LimitExceeded(_) => ErrorKind::LimitExceeded,
+            Error::UnsafePath { .. } => ErrorKind::UnsafePath,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::ShapeMismatch(_) => ErrorKind::ShapeMismatch,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Core(e) => e.kind(),
+        }
+    }
+}
+
+impl HasErrorKind for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

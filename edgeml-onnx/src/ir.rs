@@ -1,0 +1,165 @@
+//! The graph IR: an owned, validated view of an ONNX model.
+//!
+//! Loading (see the `load` functions) turns protobuf into these types; saving turns them
+//! back. Passes (quantization, pruning, folding) rewrite a [`Graph`] in place and the
+//! interpreter plans and runs it.
+
+mod tensor;
+
+pub use tensor::Tensor;
+
+use edgeml_core::DType;
+
+/// One dimension of a declared shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// A known extent.
+    Known(usize),
+    /// A named symbolic extent (`"batch"`, `"N"`), bound at run time.
+    Symbolic(String),
+    /// Neither value nor name is given.
+    Unknown,
+}
+
+/// A graph input, output or intermediate value with its (optional) type and shape.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValueInfo {
+    /// The value's name.
+    pub name: String,
+    /// Element type, if declared and a tensor type edgeml supports.
+    pub dtype: Option<DType>,
+    /// Declared shape; `None` when the rank is unknown.
+    pub shape: Option<Vec<Dim>>,
+    /// Documentation string.
+    pub doc_string: String,
+}
+
+/// A node attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attribute {
+    /// `FLOAT`.
+    Float(f32),
+    /// `INT`.
+    Int(i64),
+    /// `STRING` (raw bytes; usually UTF-8).
+    String(Vec<u8>),
+    /// `TENSOR`.
+    Tensor(Tensor),
+    /// `GRAPH` (a subgraph, as in `If`, `Loop`, `Scan`).
+    Graph(Box<Graph>),
+    /// `FLOATS`.
+    Floats(Vec<f32>),
+    /// `INTS`.
+    Ints(Vec<i64>),
+    /// `STRINGS`.
+    Strings(Vec<Vec<u8>>),
+    /// `TENSORS`.
+    Tensors(Vec<Tensor>),
+    /// `GRAPHS`.
+    Graphs(Vec<Graph>),
+}
+
+/// One operator application.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Node {
+    /// Node name (may be empty in the file).
+    pub name: String,
+    /// Operator type, e.g. `"Conv"`.
+    pub op_type: String,
+    /// Operator domain; `""` is the default ONNX domain (`ai.onnx`).
+    pub domain: String,
+    /// Input value names; `""` marks an omitted optional input.
+    pub inputs: Vec<String>,
+    /// Output value names; `""` marks an omitted optional output.
+    pub outputs: Vec<String>,
+    /// Attributes in file order.
+    pub attributes: Vec<(String, Attribute)>,
+    /// Documentation string.
+    pub doc_string: String,
+}
+
+impl Node {
+    /// The attribute called `name`, if present.
+    pub fn attr(&self, name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+    }
+}
+
+/// A computation graph (the main graph or a subgraph).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Graph {
+    /// Graph name.
+    pub name: String,
+    /// Nodes, in file order (which ONNX requires to be topological, but files do not
+    /// always honour).
+    pub nodes: Vec<Node>,
+    /// Graph inputs (may include names that also have initializers).
+    pub inputs: Vec<ValueInfo>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueInfo>,
+    /// Type/shape annotations of intermediate values.
+    pub value_info: Vec<ValueInfo>,
+    /// Constant tensors, by name, in file order. Sparse initializers are densified on
+    /// load and listed here too.
+    pub initializers: Vec<(String, Tensor)>,
+    /// Documentation string.
+    pub doc_string: String,
+}
+
+impl Graph {
+    /// The initializer called `name`, if any.
+    pub fn initializer(&self, name: &str) -> Option<&Tensor> {
+        self.initializers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+    }
+}
+
+/// An operator-set import: `domain` at `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OpsetImport {
+    /// Domain; `""` is the default ONNX domain.
+    pub domain: String,
+    /// Opset version.
+    pub version: i64,
+}
+
+/// A whole model: graph plus metadata.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    /// ONNX IR version.
+    pub ir_version: i64,
+    /// Opset imports.
+    pub opset_imports: Vec<OpsetImport>,
+    /// Producer name (e.g. `"pytorch"`).
+    pub producer_name: String,
+    /// Producer version.
+    pub producer_version: String,
+    /// Model domain (reverse-DNS).
+    pub domain: String,
+    /// Model version.
+    pub model_version: i64,
+    /// Documentation string.
+    pub doc_string: String,
+    /// `metadata_props` key/value pairs, in file order.
+    pub metadata_props: Vec<(String, String)>,
+    /// The main graph.
+    pub graph: Graph,
+}
+
+impl Model {
+    /// The imported opset version for `domain` (`""` or `"ai.onnx"` for the default
+    /// domain), if any.
+    pub fn opset(&self, domain: &str) -> Option<i64> {
+        let norm = |d: &str| if d == "ai.onnx" { "" } else { d }.to_owned();
+        let want = norm(domain);
+        self.opset_imports
+            .iter()
+            .find(|o| norm(&o.domain) == want)
+            .map(|o| o.version)
+    }
+}

@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+pub mod ir;
+
+pub use error::{Error, Result};
+pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};

@@ -1,0 +1,3 @@
+#![doc = include_str!("../README.md")]
+#![doc(test(attr(deny(warnings))))]
+#![deny(unsafe_code)]
