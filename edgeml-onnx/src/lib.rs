@@ -3,6 +3,8 @@
 
 mod error;
 pub mod ir;
+pub mod op;
 
 pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
+pub use op::{BuildContext, OpFactory, Operator, Registry};

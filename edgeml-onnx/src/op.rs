@@ -1,0 +1,148 @@
+//! The operator interface and the registry that maps ONNX ops to implementations.
+//!
+//! An [`OpFactory`] is looked up by `(domain, op_type, opset)` when a plan is built; it
+//! inspects the node (attributes, which inputs are constants, the opset in force) and
+//! returns a ready-to-run [`Operator`]. Factories fail at plan time with a clear error, so
+//! a model either plans completely or not at all.
+//!
+//! `edgeml-quant` registers its INT8 operators here; users can register their own
+//! without forking.
+
+use crate::{Node, Result, Tensor};
+use std::sync::Arc;
+
+/// What a factory knows when it builds an operator for one node.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BuildContext<'a> {
+    /// The node being built.
+    pub node: &'a Node,
+    /// The opset version in force for the node's domain.
+    pub opset: i64,
+    /// For each node input: the value if it is known at plan time (an initializer or a
+    /// folded constant), else `None`. Omitted optional inputs are `None` too.
+    pub constant_inputs: Vec<Option<&'a Tensor>>,
+}
+
+impl<'a> BuildContext<'a> {
+    /// Creates a context (used by the planner and by tests of operators).
+    pub fn new(node: &'a Node, opset: i64, constant_inputs: Vec<Option<&'a Tensor>>) -> Self {
+        Self {
+            node,
+            opset,
+            constant_inputs,
+        }
+    }
+}
+
+/// A ready-to-run operator, built once per node at plan time.
+///
+/// # Implementing
+/// `run` receives one entry per node input (`None` for an omitted optional input) and
+/// returns one tensor per node output, in order (omitted trailing outputs may be left
+/// out). It must not panic on any input: wrong shapes or types are errors naming the node.
+/// Operators are shared across threads, so `run` takes `&self`; per-call scratch memory is
+/// allocated in `run` or kept in thread-local storage.
+///
+/// # Errors
+/// Shape or dtype mismatches discovered at run time, unsupported input types.
+pub trait Operator: Send + Sync + std::fmt::Debug {
+    /// Executes the operator.
+    ///
+    /// # Errors
+    /// See the trait documentation.
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+}
+
+/// Builds an [`Operator`] for a node.
+///
+/// Implemented for every `Fn(&BuildContext) -> Result<Box<dyn Operator>>`.
+///
+/// # Errors
+/// Unsupported attribute combinations or input types, named with the node.
+pub trait OpFactory: Send + Sync {
+    /// Builds the operator for `ctx.node`.
+    ///
+    /// # Errors
+    /// See the trait documentation.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>>;
+}
+
+impl<F> OpFactory for F
+where
+    F: Fn(&BuildContext<'_>) -> Result<Box<dyn Operator>> + Send + Sync,
+{
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+        self(ctx)
+    }
+}
+
+/// One registry entry: an implementation valid for opsets `since..=until` of an op.
+#[derive(Clone)]
+struct Entry {
+    domain: String,
+    op_type: String,
+    since: i64,
+    until: i64,
+    factory: Arc<dyn OpFactory>,
+}
+
+/// Maps `(domain, op_type, opset range)` to operator factories.
+///
+/// Later registrations take precedence over earlier ones for overlapping ranges, so
+/// users can override built-in operators.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+fn norm_domain(d: &str) -> &str {
+    if d == "ai.onnx" { "" } else { d }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Registers `factory` for `op_type` in `domain` (`""` = default ONNX domain) for
+    /// opset versions `since..=until` (use `i64::MAX` for "all later versions").
+    pub fn register(
+        &mut self,
+        domain: &str,
+        op_type: &str,
+        since: i64,
+        until: i64,
+        factory: impl OpFactory + 'static,
+    ) -> &mut Self {
+        self.entries.push(Entry {
+            domain: norm_domain(domain).to_owned(),
+            op_type: op_type.to_owned(),
+            since,
+            until,
+            factory: Arc::new(factory),
+        });
+        self
+    }
+
+    /// The factory for `op_type` in `domain` at `opset`, if registered.
+    pub fn lookup(&self, domain: &str, op_type: &str, opset: i64) -> Option<&dyn OpFactory> {
+        let domain = norm_domain(domain);
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| {
+                e.domain == domain && e.op_type == op_type && (e.since..=e.until).contains(&opset)
+            })
+            .map(|e| &*e.factory)
+    }
+}
