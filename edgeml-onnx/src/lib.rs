@@ -4,6 +4,7 @@
 mod error;
 pub mod ir;
 pub mod op;
+pub mod ops;
 
 pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
