@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![doc(test(attr(deny(warnings))))]
+#![deny(unsafe_code)]
 
 mod error;
 pub mod ir;
+pub mod kernels;
 pub mod op;
 pub mod ops;
 
