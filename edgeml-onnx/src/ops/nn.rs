@@ -279,8 +279,12 @@ impl Window {
     }
 
     /// Output extents and begin pads for the input extents `input`.
+    #[allow(clippy::needless_range_loop)] // walks five parallel per-axis lists
     fn geometry(&self, node: &Node, input: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
         let k = self.kernel.len();
+        if input.len() != k {
+            return Err(shape_err(node, format!("{}-D input for a {k}-D window", input.len())));
+        }
         let mut out = Vec::with_capacity(k);
         let mut begin = Vec::with_capacity(k);
         for i in 0..k {
