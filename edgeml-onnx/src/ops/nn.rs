@@ -283,7 +283,10 @@ impl Window {
     fn geometry(&self, node: &Node, input: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
         let k = self.kernel.len();
         if input.len() != k {
-            return Err(shape_err(node, format!("{}-D input for a {k}-D window", input.len())));
+            return Err(shape_err(
+                node,
+                format!("{}-D input for a {k}-D window", input.len()),
+            ));
         }
         let mut out = Vec::with_capacity(k);
         let mut begin = Vec::with_capacity(k);
