@@ -2,10 +2,16 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod external;
 pub mod ir;
+mod limits;
+mod load;
 pub mod op;
 pub mod ops;
+mod save;
+mod topo;
 
 pub use error::{Error, Result};
-pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, Tensor, ValueInfo};
+pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
+pub use limits::{Limits, LoadOptions};
 pub use op::{BuildContext, OpFactory, Operator, Registry};
