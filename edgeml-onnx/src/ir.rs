@@ -7,10 +7,12 @@
 mod constant;
 mod extras;
 mod sparse;
+mod summary;
 mod tensor;
 
 pub use extras::{GraphExtras, ModelExtras, RawAttribute};
 pub use sparse::SparseTensor;
+pub use summary::{ModelSummary, ParamStats, format_type};
 pub use tensor::Tensor;
 
 use edgeml_core::DType;
