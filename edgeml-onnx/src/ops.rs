@@ -1,6 +1,8 @@
 //! Built-in operators and the default registry.
 
+pub mod attr;
 pub mod nn;
+pub mod util;
 
 use crate::Registry;
 
