@@ -138,9 +138,7 @@ impl<'a> Attrs<'a> {
     /// # Errors
     /// The attribute has another type or is not UTF-8.
     pub fn string(&self, name: &str, default: &str) -> Result<String> {
-        Ok(self
-            .string_opt(name)?
-            .unwrap_or_else(|| default.to_owned()))
+        Ok(self.string_opt(name)?.unwrap_or_else(|| default.to_owned()))
     }
 
     /// An `INTS` attribute, if present.
@@ -185,9 +183,8 @@ impl<'a> Attrs<'a> {
             Some(Attribute::Strings(v)) => v
                 .iter()
                 .map(|s| {
-                    String::from_utf8(s.clone()).map_err(|_| {
-                        invalid(self.node, format!("attribute {name:?} is not UTF-8"))
-                    })
+                    String::from_utf8(s.clone())
+                        .map_err(|_| invalid(self.node, format!("attribute {name:?} is not UTF-8")))
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),

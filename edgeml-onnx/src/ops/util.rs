@@ -7,7 +7,9 @@ use edgeml_core::{DType, bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 
 /// An element type that a [`Tensor`] can hold.
-pub trait Elem: Clone + Copy + Default + Send + Sync + PartialOrd + std::fmt::Debug + 'static {
+pub trait Elem:
+    Clone + Copy + Default + Send + Sync + PartialOrd + std::fmt::Debug + 'static
+{
     /// The element type's [`DType`].
     const DTYPE: DType;
     /// The array inside `t`, if `t` holds this type.
@@ -55,7 +57,8 @@ impl_elem!(i16, I16, I16, |x: i16| x as f64, |v: f64| v as i16);
 impl_elem!(u16, U16, U16, |x: u16| x as f64, |v: f64| v as u16);
 impl_elem!(i32, I32, I32, |x: i32| x as f64, |v: f64| v as i32);
 impl_elem!(i64, I64, I64, |x: i64| x as f64, |v: f64| v as i64);
-impl_elem!(bool, Bool, Bool, |x: bool| x as u8 as f64, |v: f64| v != 0.0);
+impl_elem!(bool, Bool, Bool, |x: bool| x as u8 as f64, |v: f64| v
+    != 0.0);
 
 /// Runs `$body` with `$T` bound to the Rust type of `DType` `$dt`; the body must
 /// evaluate to a `Result`.
@@ -65,18 +68,53 @@ macro_rules! with_dtype {
     ($dt:expr, $T:ident => $body:expr) => {{
         use edgeml_core::DType as __D;
         match $dt {
-            __D::F32 => { type $T = f32; $body }
-            __D::F64 => { type $T = f64; $body }
-            __D::F16 => { type $T = edgeml_core::f16; $body }
-            __D::BF16 => { type $T = edgeml_core::bf16; $body }
-            __D::I8 => { type $T = i8; $body }
-            __D::U8 => { type $T = u8; $body }
-            __D::I16 => { type $T = i16; $body }
-            __D::U16 => { type $T = u16; $body }
-            __D::I32 => { type $T = i32; $body }
-            __D::I64 => { type $T = i64; $body }
-            __D::Bool => { type $T = bool; $body }
-            other => Err($crate::Error::Unsupported(format!("element type {other:?}"))),
+            __D::F32 => {
+                type $T = f32;
+                $body
+            }
+            __D::F64 => {
+                type $T = f64;
+                $body
+            }
+            __D::F16 => {
+                type $T = edgeml_core::f16;
+                $body
+            }
+            __D::BF16 => {
+                type $T = edgeml_core::bf16;
+                $body
+            }
+            __D::I8 => {
+                type $T = i8;
+                $body
+            }
+            __D::U8 => {
+                type $T = u8;
+                $body
+            }
+            __D::I16 => {
+                type $T = i16;
+                $body
+            }
+            __D::U16 => {
+                type $T = u16;
+                $body
+            }
+            __D::I32 => {
+                type $T = i32;
+                $body
+            }
+            __D::I64 => {
+                type $T = i64;
+                $body
+            }
+            __D::Bool => {
+                type $T = bool;
+                $body
+            }
+            other => Err($crate::Error::Unsupported(format!(
+                "element type {other:?}"
+            ))),
         }
     }};
 }
@@ -161,8 +199,16 @@ pub fn broadcast_shapes(node: &Node, a: &[usize], b: &[usize]) -> Result<Vec<usi
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -203,12 +249,15 @@ pub const MAX_ELEMENTS: usize = 1 << 31;
 pub fn check_size(node: &Node, shape: &[usize]) -> Result<usize> {
     let mut n: usize = 1;
     for &d in shape {
-        n = n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
-            Error::LimitExceeded(format!(
-                "{}: shape {shape:?} has more than {MAX_ELEMENTS} elements",
-                describe(node)
-            ))
-        })?;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                Error::LimitExceeded(format!(
+                    "{}: shape {shape:?} has more than {MAX_ELEMENTS} elements",
+                    describe(node)
+                ))
+            })?;
     }
     Ok(n)
 }
@@ -221,7 +270,10 @@ pub fn to_dims(node: &Node, v: &[i64]) -> Result<Vec<usize>> {
     v.iter()
         .map(|&d| {
             usize::try_from(d).map_err(|_| {
-                Error::InvalidInput(format!("{}: negative dimension {d} in {v:?}", describe(node)))
+                Error::InvalidInput(format!(
+                    "{}: negative dimension {d} in {v:?}",
+                    describe(node)
+                ))
             })
         })
         .collect()
@@ -232,4 +284,15 @@ pub fn to_dims(node: &Node, v: &[i64]) -> Result<Vec<usize>> {
 /// precision.
 pub fn cast_to<T: Elem>(t: &Tensor) -> ArrayD<T> {
     crate::tensor_dispatch!(t, a => a.mapv(|x| T::from_f64(Elem::to_f64(x))))
+}
+
+/// A copy of `node` without its attributes (operators keep it for error messages).
+pub fn slim(node: &Node) -> Node {
+    Node {
+        name: node.name.clone(),
+        op_type: node.op_type.clone(),
+        domain: node.domain.clone(),
+        outputs: node.outputs.clone(),
+        ..Node::default()
+    }
 }

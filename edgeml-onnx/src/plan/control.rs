@@ -25,9 +25,10 @@ pub(super) fn plan_control(
         _ => vec![attrs.graph("body")?],
     };
     if node.op_type == "If" {
-        let cond_slot = in_slots.first().copied().flatten().ok_or_else(|| {
-            Error::InvalidModel(format!("{}: missing condition", describe(node)))
-        })?;
+        let cond_slot =
+            in_slots.first().copied().flatten().ok_or_else(|| {
+                Error::InvalidModel(format!("{}: missing condition", describe(node)))
+            })?;
         if let (true, Some(c)) = (b.ctx.fold, b.const_of(cond_slot)) {
             let take_then = truth(node, c)?;
             let branch = graphs[if take_then { 0 } else { 1 }];
@@ -120,7 +121,12 @@ pub(super) fn plan_control(
 }
 
 /// Plans `branch`'s nodes in place of the `If` node.
-fn inline_branch(b: &mut Builder<'_>, node: &Node, scope: &mut Scope, branch: &Graph) -> Result<()> {
+fn inline_branch(
+    b: &mut Builder<'_>,
+    node: &Node,
+    scope: &mut Scope,
+    branch: &Graph,
+) -> Result<()> {
     let mut inner = scope.clone();
     b.plan_graph(branch, &mut inner)?;
     for (k, out) in node.outputs.iter().enumerate() {
@@ -192,9 +198,7 @@ fn captured<'a>(desc: &str, inputs: &[Option<&'a Tensor>]) -> Result<Vec<&'a Ten
     inputs
         .iter()
         .map(|t| {
-            t.ok_or_else(|| {
-                Error::InvalidModel(format!("{desc}: an outer-scope value is missing"))
-            })
+            t.ok_or_else(|| Error::InvalidModel(format!("{desc}: an outer-scope value is missing")))
         })
         .collect()
 }
@@ -217,12 +221,22 @@ impl Operator for LoopOp {
         let max_trip = match inputs.first().copied().flatten() {
             None => None,
             Some(Tensor::I64(a)) if a.len() == 1 => a.iter().next().copied(),
-            Some(t) => return Err(err(format!("M must be a single int64, found {:?}", t.dtype()))),
+            Some(t) => {
+                return Err(err(format!(
+                    "M must be a single int64, found {:?}",
+                    t.dtype()
+                )));
+            }
         };
         let mut cond = match inputs.get(1).copied().flatten() {
             None => true,
             Some(Tensor::Bool(a)) if a.len() == 1 => a.iter().next().copied().unwrap_or(false),
-            Some(t) => return Err(err(format!("cond must be a single bool, found {:?}", t.dtype()))),
+            Some(t) => {
+                return Err(err(format!(
+                    "cond must be a single bool, found {:?}",
+                    t.dtype()
+                )));
+            }
         };
         if max_trip.is_none() && inputs.get(1).copied().flatten().is_none() {
             return Err(err("Loop without M and cond would never stop".into()));
@@ -233,7 +247,10 @@ impl Operator for LoopOp {
             .get(2..end)
             .ok_or_else(|| err("missing loop-carried inputs".into()))?
             .iter()
-            .map(|t| t.cloned().ok_or_else(|| err("a loop-carried input is omitted".into())))
+            .map(|t| {
+                t.cloned()
+                    .ok_or_else(|| err("a loop-carried input is omitted".into()))
+            })
             .collect::<Result<_>>()?;
         let caps = captured(&self.desc, &inputs[end..])?;
         let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); self.n_scan];
@@ -247,7 +264,11 @@ impl Operator for LoopOp {
             let mut outs = self.body.run(&args, &mut |_, _| {})?.into_iter();
             cond = match outs.next() {
                 Some(Tensor::Bool(a)) if a.len() == 1 => a.iter().next().copied().unwrap_or(false),
-                _ => return Err(err("the body's condition output must be a single bool".into())),
+                _ => {
+                    return Err(err(
+                        "the body's condition output must be a single bool".into()
+                    ));
+                }
             };
             carried = outs.by_ref().take(self.n_carried).collect();
             for (s, t) in scans.iter_mut().zip(outs) {

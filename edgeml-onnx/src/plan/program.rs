@@ -159,5 +159,7 @@ impl Program {
 }
 
 fn unreachable_output(name: &str) -> Result<Tensor> {
-    Err(Error::InvalidModel(format!("graph output {name:?} vanished")))
+    Err(Error::InvalidModel(format!(
+        "graph output {name:?} vanished"
+    )))
 }
