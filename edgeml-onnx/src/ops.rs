@@ -9,7 +9,10 @@ pub mod attr;
 pub mod elementwise;
 pub mod nn;
 pub mod num;
+pub mod reduce;
+pub mod resize;
 pub mod shape;
+pub mod tensor;
 pub mod util;
 
 use crate::Registry;
@@ -20,6 +23,9 @@ pub fn default_registry() -> Registry {
     elementwise::register(&mut r);
     activation::register(&mut r);
     shape::register(&mut r);
+    tensor::register(&mut r);
+    reduce::register(&mut r);
+    resize::register(&mut r);
     nn::register(&mut r);
     r
 }
