@@ -8,6 +8,7 @@ mod limits;
 mod load;
 pub mod op;
 pub mod ops;
+pub mod plan;
 mod save;
 mod topo;
 
@@ -15,3 +16,4 @@ pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions};
 pub use op::{BuildContext, OpFactory, Operator, Registry};
+pub use plan::{Plan, PlanOptions};
