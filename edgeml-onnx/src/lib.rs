@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![doc(test(attr(deny(warnings))))]
+#![deny(unsafe_code)]
 
 mod error;
 mod external;
 pub mod ir;
+pub mod kernels;
 mod limits;
 mod load;
 pub mod op;
