@@ -188,9 +188,19 @@ impl Operator for Pool {
                     .enumerate()
                     .for_each(|(p, (o, ix))| work(p, o, ix));
             } else {
+                let rows = RowPool {
+                    kind,
+                    i3,
+                    o3,
+                    k3,
+                    s3,
+                    d3,
+                    pb3,
+                    ranges: &ranges,
+                };
                 out.par_chunks_mut(out_len)
                     .enumerate()
-                    .for_each(|(p, o)| work(p, o, &mut []));
+                    .for_each(|(p, o)| rows.plane(&xs[p * in_len..][..in_len], o));
             }
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
@@ -200,6 +210,94 @@ impl Operator for Pool {
             res.push(Tensor::I64(arr));
         }
         Ok(res)
+    }
+}
+
+/// The fast path (no indices): whole output rows at a time, taps outermost, so the
+/// inner loop is a branch-free max/add over a run of outputs.
+struct RowPool<'a> {
+    kind: Kind,
+    i3: [usize; 3],
+    o3: [usize; 3],
+    k3: [usize; 3],
+    s3: [usize; 3],
+    d3: [usize; 3],
+    pb3: [usize; 3],
+    ranges: &'a [Vec<(usize, usize, usize)>],
+}
+
+impl RowPool<'_> {
+    fn plane(&self, xp: &[f32], o: &mut [f32]) {
+        let (i3, o3, s3, d3, pb3) = (self.i3, self.o3, self.s3, self.d3, self.pb3);
+        let max = self.kind == Kind::Max;
+        let init = if max { f32::MIN } else { 0.0 };
+        o.fill(init);
+        // Valid output range along W for each tap kw: iw = ow·s + kw·d - p in [0, W).
+        let wr: Vec<(usize, usize)> = (0..self.k3[2])
+            .map(|kw| {
+                let off = (kw * d3[2]) as isize - pb3[2] as isize;
+                let s = s3[2] as isize;
+                let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+                let hi = if i3[2] as isize - off <= 0 {
+                    0
+                } else {
+                    (i3[2] as isize - off - 1) / s + 1
+                };
+                let hi = (hi as usize).min(o3[2]);
+                ((lo as usize).min(hi), hi)
+            })
+            .collect();
+        for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
+            let sd = (od * s3[0]) as isize - pb3[0] as isize;
+            for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
+                let sh = (oh * s3[1]) as isize - pb3[1] as isize;
+                let orow = &mut o[(od * o3[1] + oh) * o3[2]..][..o3[2]];
+                for kd in dlo..dhi {
+                    let id = (sd + (kd * d3[0]) as isize) as usize;
+                    for kh in hlo..hhi {
+                        let ih = (sh + (kh * d3[1]) as isize) as usize;
+                        let irow = &xp[(id * i3[1] + ih) * i3[2]..][..i3[2]];
+                        for (kw, &(lo, hi)) in wr.iter().enumerate() {
+                            if lo >= hi {
+                                continue;
+                            }
+                            let start = ((lo * s3[2]) as isize + (kw * d3[2]) as isize
+                                - pb3[2] as isize) as usize;
+                            let dst = &mut orow[lo..hi];
+                            if s3[2] == 1 {
+                                let src = &irow[start..start + (hi - lo)];
+                                if max {
+                                    dst.iter_mut()
+                                        .zip(src)
+                                        .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+                                } else {
+                                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+                                }
+                            } else {
+                                let src = irow[start..].iter().step_by(s3[2]);
+                                if max {
+                                    dst.iter_mut()
+                                        .zip(src)
+                                        .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+                                } else {
+                                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Kind::Average { count_include_pad } = self.kind {
+                    for (a, &(wlo, whi, wpad)) in orow.iter_mut().zip(&self.ranges[2]) {
+                        let div = if count_include_pad {
+                            dpad * hpad * wpad
+                        } else {
+                            (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+                        };
+                        *a = if div == 0 { 0.0 } else { *a / div as f32 };
+                    }
+                }
+            }
+        }
     }
 }
 
