@@ -13,7 +13,8 @@
 //! that streams the packed `B` panels once.
 //!
 //! Work is split into `MC×NC` tiles of `C` run with rayon, so it uses whatever pool the
-//! caller installed (serial when the pool has one thread).
+//! caller installed (serial when the pool has one thread, and when called from outside
+//! any rayon pool: see [`in_parallel_pool`]).
 //!
 //! # Numerics
 //! Products are accumulated in `f32` in `k` order per element (with FMA on SIMD paths);
@@ -277,8 +278,12 @@ fn pack_into(
                 }
             }
         };
-        if rows_pad * kcur >= 1 << 16 {
-            block.par_chunks_mut(w * kcur).enumerate().for_each(work);
+        if rows_pad * kcur >= 1 << 16 && threads() > 1 {
+            block
+                .par_chunks_mut(w * kcur)
+                .enumerate()
+                .with_min_len(min_len())
+                .for_each(work);
         } else {
             block.chunks_mut(w * kcur).enumerate().for_each(work);
         }
@@ -576,9 +581,26 @@ fn unpack_row0(p: &PackedA, ks: &KernelSet) -> Vec<f32> {
     row
 }
 
-/// How many threads the current rayon pool offers.
+/// Whether work may be split across threads: only on a worker of a rayon pool with more
+/// than one thread. Called from outside any pool (e.g. a plan built with one thread), the
+/// kernels and operators run on the calling thread instead of spilling into rayon's
+/// global pool.
+pub fn in_parallel_pool() -> bool {
+    rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1
+}
+
+/// Minimum items per rayon task: 1 inside a parallel pool, "never split" outside.
+pub(crate) fn min_len() -> usize {
+    if in_parallel_pool() { 1 } else { usize::MAX }
+}
+
+/// How many threads the kernels may use here.
 fn threads() -> usize {
-    rayon::current_num_threads().max(1)
+    if in_parallel_pool() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
 }
 
 /// The `B` operand of the GEMV path.
@@ -611,6 +633,7 @@ fn gemv(
     };
     c.par_chunks_mut(per_task * nr)
         .enumerate()
+        .with_min_len(min_len())
         .for_each(|(t, cchunk)| {
             let mut acc = vec![0.0f32; nr];
             for (pi, cpanel) in cchunk.chunks_mut(nr).enumerate() {
@@ -696,66 +719,69 @@ fn gemm_tiles(
     let nb = n_pad.div_ceil(nc);
     let out = OutPtr(c.as_mut_ptr());
     let c_len = c.len();
-    (0..mb * nb).into_par_iter().for_each(|tile| {
-        let out = out.get();
-        let (ti, tj) = (tile / nb, tile % nb);
-        let (i0, j0) = (ti * mc, tj * nc);
-        let i1 = (i0 + mc).min(m);
-        let j1 = (j0 + nc).min(n);
-        let mut tmp = [0.0f32; 16 * 32];
-        for k0 in (0..k).step_by(ks.kc) {
-            let kcur = ks.kc.min(k - k0);
-            let beta_k = if k0 == 0 { beta } else { 1.0 };
-            for j in (j0..j1).step_by(nr) {
-                let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
-                let nn = nr.min(j1 - j);
-                for i in (i0..i1).step_by(mr) {
-                    let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                    let mm = mr.min(i1 - i);
-                    let off = i * ldc + j;
-                    debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                    if mm == mr && nn == nr {
-                        // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
-                        // (checked in `sgemm`: (m-1)·ldc + n ≤ len, i+mr ≤ m, j+nr ≤ n),
-                        // belong to this task only (tiles partition C), and `ap`/`bp` hold
-                        // kcur·mr / kcur·nr packed floats; the kernel set matches the CPU.
-                        unsafe {
-                            (ks.ukernel)(
-                                kcur,
-                                ap.as_ptr(),
-                                bp.as_ptr(),
-                                out.add(off),
-                                ldc,
-                                alpha,
-                                beta_k,
-                            )
-                        };
-                    } else {
-                        // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
-                        // stride nr; operands as above.
-                        unsafe {
-                            (ks.ukernel)(
-                                kcur,
-                                ap.as_ptr(),
-                                bp.as_ptr(),
-                                tmp.as_mut_ptr(),
-                                nr,
-                                1.0,
-                                0.0,
-                            )
-                        };
-                        for r in 0..mm {
-                            for q in 0..nn {
-                                // SAFETY: (i+r, j+q) is inside this task's tile of C, so
-                                // the offset is in bounds and not shared with another task.
-                                let dst = unsafe { &mut *out.add(off + r * ldc + q) };
-                                let v = alpha * tmp[r * nr + q];
-                                *dst = if beta_k == 0.0 { v } else { v + beta_k * *dst };
+    (0..mb * nb)
+        .into_par_iter()
+        .with_min_len(min_len())
+        .for_each(|tile| {
+            let out = out.get();
+            let (ti, tj) = (tile / nb, tile % nb);
+            let (i0, j0) = (ti * mc, tj * nc);
+            let i1 = (i0 + mc).min(m);
+            let j1 = (j0 + nc).min(n);
+            let mut tmp = [0.0f32; 16 * 32];
+            for k0 in (0..k).step_by(ks.kc) {
+                let kcur = ks.kc.min(k - k0);
+                let beta_k = if k0 == 0 { beta } else { 1.0 };
+                for j in (j0..j1).step_by(nr) {
+                    let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
+                    let nn = nr.min(j1 - j);
+                    for i in (i0..i1).step_by(mr) {
+                        let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                        let mm = mr.min(i1 - i);
+                        let off = i * ldc + j;
+                        debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                        if mm == mr && nn == nr {
+                            // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
+                            // (checked in `sgemm`: (m-1)·ldc + n ≤ len, i+mr ≤ m, j+nr ≤ n),
+                            // belong to this task only (tiles partition C), and `ap`/`bp` hold
+                            // kcur·mr / kcur·nr packed floats; the kernel set matches the CPU.
+                            unsafe {
+                                (ks.ukernel)(
+                                    kcur,
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    out.add(off),
+                                    ldc,
+                                    alpha,
+                                    beta_k,
+                                )
+                            };
+                        } else {
+                            // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
+                            // stride nr; operands as above.
+                            unsafe {
+                                (ks.ukernel)(
+                                    kcur,
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    tmp.as_mut_ptr(),
+                                    nr,
+                                    1.0,
+                                    0.0,
+                                )
+                            };
+                            for r in 0..mm {
+                                for q in 0..nn {
+                                    // SAFETY: (i+r, j+q) is inside this task's tile of C, so
+                                    // the offset is in bounds and not shared with another task.
+                                    let dst = unsafe { &mut *out.add(off + r * ldc + q) };
+                                    let v = alpha * tmp[r * nr + q];
+                                    *dst = if beta_k == 0.0 { v } else { v + beta_k * *dst };
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }

@@ -183,3 +183,21 @@ fn sgemm_rejects_bad_shapes() {
         .is_err()
     );
 }
+
+#[test]
+fn parallelism_only_inside_a_multi_thread_pool() {
+    assert!(
+        !in_parallel_pool(),
+        "outside any pool the kernels stay on the calling thread"
+    );
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    assert!(two.install(in_parallel_pool));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    assert!(!one.install(in_parallel_pool));
+}

@@ -107,38 +107,41 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
     let [kd_n, kh_n, kw_n] = g.k;
     let [id_n, ih_n, iw_n] = g.inp;
     let [od_n, oh_n, ow_n] = g.out;
-    col.par_chunks_mut(p).enumerate().for_each(|(r, row)| {
-        let kw = r % kw_n;
-        let kh = (r / kw_n) % kh_n;
-        let kd = (r / (kw_n * kh_n)) % kd_n;
-        let c = r / (kw_n * kh_n * kd_n);
-        let xc = &x[c * id_n * ih_n * iw_n..(c + 1) * id_n * ih_n * iw_n];
-        let offs = [0, 1, 2].map(|a| ([kd, kh, kw][a] * g.d[a]) as isize - g.p[a] as isize);
-        let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
-        for od in 0..od_n {
-            let id = (od * g.s[0]) as isize + offs[0];
-            for oh in 0..oh_n {
-                let ih = (oh * g.s[1]) as isize + offs[1];
-                let dst = &mut row[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
-                if id < 0 || id >= id_n as isize || ih < 0 || ih >= ih_n as isize {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let src = &xc[(id as usize * ih_n + ih as usize) * iw_n..][..iw_n];
-                dst[..wlo].fill(0.0);
-                dst[whi..].fill(0.0);
-                let start = (wlo * g.s[2]) as isize + offs[2];
-                if g.s[2] == 1 {
-                    let start = start as usize;
-                    dst[wlo..whi].copy_from_slice(&src[start..start + whi - wlo]);
-                } else {
-                    for (j, d) in dst[wlo..whi].iter_mut().enumerate() {
-                        *d = src[start as usize + j * g.s[2]];
+    col.par_chunks_mut(p)
+        .enumerate()
+        .with_min_len(crate::kernels::min_len())
+        .for_each(|(r, row)| {
+            let kw = r % kw_n;
+            let kh = (r / kw_n) % kh_n;
+            let kd = (r / (kw_n * kh_n)) % kd_n;
+            let c = r / (kw_n * kh_n * kd_n);
+            let xc = &x[c * id_n * ih_n * iw_n..(c + 1) * id_n * ih_n * iw_n];
+            let offs = [0, 1, 2].map(|a| ([kd, kh, kw][a] * g.d[a]) as isize - g.p[a] as isize);
+            let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
+            for od in 0..od_n {
+                let id = (od * g.s[0]) as isize + offs[0];
+                for oh in 0..oh_n {
+                    let ih = (oh * g.s[1]) as isize + offs[1];
+                    let dst = &mut row[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+                    if id < 0 || id >= id_n as isize || ih < 0 || ih >= ih_n as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[(id as usize * ih_n + ih as usize) * iw_n..][..iw_n];
+                    dst[..wlo].fill(0.0);
+                    dst[whi..].fill(0.0);
+                    let start = (wlo * g.s[2]) as isize + offs[2];
+                    if g.s[2] == 1 {
+                        let start = start as usize;
+                        dst[wlo..whi].copy_from_slice(&src[start..start + whi - wlo]);
+                    } else {
+                        for (j, d) in dst[wlo..whi].iter_mut().enumerate() {
+                            *d = src[start as usize + j * g.s[2]];
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Direct convolution of one input plane with one filter (groups of one channel).
@@ -257,6 +260,7 @@ impl Operator for Conv {
         if c_g == 1 {
             out.par_chunks_mut(out_len)
                 .enumerate()
+                .with_min_len(crate::kernels::min_len())
                 .for_each(|(plane, o)| {
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;

@@ -202,6 +202,7 @@ impl Operator for ConvTranspose {
                 let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
                 og.par_chunks_mut(out_len)
                     .enumerate()
+                    .with_min_len(crate::kernels::min_len())
                     .for_each(|(mo, plane)| {
                         let bias = b.map_or(0.0, |b| b[[g * m_g + mo]]);
                         plane.fill(bias);

@@ -92,6 +92,7 @@ fn per_channel_affine(x: &[f32], c: usize, inner: usize, a: &[f32], b: &[f32]) -
     out.par_chunks_mut(inner)
         .zip(x.par_chunks(inner))
         .enumerate()
+        .with_min_len(crate::kernels::min_len())
         .for_each(|(p, (o, xi))| {
             let ch = p % c;
             let (av, bv) = (a[ch], b[ch]);
@@ -181,6 +182,7 @@ impl Operator for InstanceNorm {
             out.par_chunks_mut(inner)
                 .zip(xs.par_chunks(inner))
                 .enumerate()
+                .with_min_len(crate::kernels::min_len())
                 .for_each(|(p, (o, xi))| {
                     let ch = p % c;
                     let (mean, inv) = moments(xi, self.eps);
@@ -256,6 +258,7 @@ impl Operator for LayerNorm {
             out.par_chunks_mut(inner)
                 .zip(xs.par_chunks(inner))
                 .zip(means.par_iter_mut().zip(invs.par_iter_mut()))
+                .with_min_len(crate::kernels::min_len())
                 .for_each(|((o, xi), (mo, io))| {
                     let (mean, inv) = moments(xi, self.eps);
                     *mo = mean as f32;

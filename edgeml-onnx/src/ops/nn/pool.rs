@@ -186,6 +186,7 @@ impl Operator for Pool {
                 out.par_chunks_mut(out_len)
                     .zip(idx.par_chunks_mut(out_len))
                     .enumerate()
+                    .with_min_len(crate::kernels::min_len())
                     .for_each(|(p, (o, ix))| work(p, o, ix));
             } else {
                 let rows = RowPool {
@@ -200,6 +201,7 @@ impl Operator for Pool {
                 };
                 out.par_chunks_mut(out_len)
                     .enumerate()
+                    .with_min_len(crate::kernels::min_len())
                     .for_each(|(p, o)| rows.plane(&xs[p * in_len..][..in_len], o));
             }
         }
@@ -338,6 +340,7 @@ impl Operator for GlobalPool {
         if inner > 0 {
             out.par_iter_mut()
                 .zip(xs.par_chunks(inner))
+                .with_min_len(crate::kernels::min_len())
                 .for_each(|(o, xi)| {
                     *o = if self.max {
                         xi.iter()

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Float inference latency: edgeml (`edgeml bench --json`) vs onnxruntime, same run.
+
+For every model and thread count, onnxruntime (CPUExecutionProvider, sequential
+execution, `intra_op_num_threads` = threads, default graph optimizations) and the
+edgeml CLI (built with `cargo build --release -p edgeml-cli`) are timed back to back on
+batch-1 inputs, uniform in [-1, 1). Each side reports the median of `--iters` timed runs
+after `--warmup` untimed runs. edgeml runs once with its default kernels (the best the
+CPU has) and once forced to AVX2 (`EDGEML_KERNELS=avx2`) when the CPU has both.
+
+The table is printed and written into the "Float inference" section of BENCHMARKS.md.
+Run from the repository root:
+
+    python3 scripts/bench_float.py            # writes BENCHMARKS.md
+    python3 scripts/bench_float.py --no-write # print only
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+MODELS = [
+    ("digits CNN", "tests/fixtures/digits/cnn.onnx"),
+    ("ResNet-50 (light)", "tests/fixtures/models/light_resnet50.onnx"),
+    ("SqueezeNet 1.1 (light)", "tests/fixtures/models/light_squeezenet.onnx"),
+    ("ShuffleNet (light)", "tests/fixtures/models/light_shufflenet.onnx"),
+]
+DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def ort_median_ms(path, threads, iters, warmup):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+        dt = DTYPES.get(i.type, np.float32)
+        if dt == np.float32:
+            feeds[i.name] = rng.uniform(-1, 1, shape).astype(np.float32)
+        else:
+            feeds[i.name] = np.zeros(shape, dtype=dt)
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def edgeml_median_ms(cli, path, threads, iters, warmup, kernels=None):
+    env = dict(os.environ)
+    if kernels:
+        env["EDGEML_KERNELS"] = kernels
+    out = subprocess.run(
+        [cli, "bench", path, "--threads", str(threads), "--iters", str(iters), "--warmup", str(warmup), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    return float(json.loads(out)["median_ms"])
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--no-build", action="store_true", help="use the existing target/release/edgeml")
+    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "edgeml-cli"], check=True)
+    cli = os.path.join(ROOT, "target", "release", "edgeml")
+    flags = cpu_flags()
+    variants = [("default", None)]
+    if "avx512f" in flags and "avx2" in flags:
+        variants = [("avx512", None), ("avx2", "avx2")]
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = []
+    for name, rel in MODELS:
+        if not os.path.exists(rel):
+            print(f"skipping {name}: {rel} not found", file=sys.stderr)
+            continue
+        for t in threads:
+            ort_ms = ort_median_ms(rel, t, args.iters, args.warmup)
+            ours = [(label, edgeml_median_ms(cli, rel, t, args.iters, args.warmup, k)) for label, k in variants]
+            rows.append((name, t, ort_ms, ours))
+            cells = ", ".join(f"edgeml[{label}] {ms:.2f} ms ({ms / ort_ms:.2f}x)" for label, ms in ours)
+            print(f"{name:24s} {t}t  onnxruntime {ort_ms:8.2f} ms  {cells}", flush=True)
+
+    labels = [label for label, _ in variants]
+    head = "| model | threads | onnxruntime (ms) | " + " | ".join(f"edgeml {lb} (ms) | ratio {lb}" for lb in labels) + " |"
+    sep = "|---|---:|---:|" + "---:|---:|" * len(labels)
+    lines = [head, sep]
+    for name, t, ort_ms, ours in rows:
+        cells = " | ".join(f"{ms:.2f} | {ms / ort_ms:.2f}x" for _, ms in ours)
+        lines.append(f"| {name} | {t} | {ort_ms:.2f} | {cells} |")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    if args.no_write:
+        return
+    cpu = platform.processor() or platform.machine()
+    section = f"""## Float inference (edgeml-onnx vs onnxruntime)
+
+Batch-1 latency, median of {args.iters} runs after {args.warmup} warm-up runs, both
+engines timed back to back in the same run by `scripts/bench_float.py`
+(onnxruntime {ort.__version__}, CPUExecutionProvider, sequential execution,
+`intra_op_num_threads` = threads, its default graph optimizations; edgeml through
+`edgeml bench --json`, release build, kernels picked at run time, `avx2` column forced
+with `EDGEML_KERNELS=avx2`). Ratio = edgeml / onnxruntime (lower is better; goal ≤ 1.5).
+Machine: {cpu}, {os.cpu_count()} cores shared with other jobs, so absolute numbers are
+noisy; compare within a row.
+
+Reproduce: `python3 scripts/bench_float.py` (kernel-level SGEMM numbers:
+`cargo bench -p edgeml-benches --bench float_gemm`).
+
+{table}
+"""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    with open(path) as f:
+        text = f.read()
+    pat = re.compile(r"## Float inference.*?(?=\n## |\Z)", re.S)
+    if pat.search(text):
+        text = pat.sub(lambda _: section.rstrip("\n") + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    main()
