@@ -105,6 +105,18 @@ def main():
     t = b"\x08\x04\x10\x01" + b"\x22" + bytes([0xc0, 0x96, 0xb1, 0x04]) + b"\x00" * 8
     g = b"\x2a" + bytes([len(t)]) + t
     write("huge_packed_prefix.onnx", "InvalidModel", b"\x08\x07\x3a" + bytes([len(g)]) + g)
+    # packed int64_data (field 7) declared 9 999 999 bytes long: rust-protobuf reserves
+    # one i64 per declared byte (80 MB) before noticing the data is missing.
+    n = 9_999_999
+    v = bytearray()
+    while True:
+        v.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    t = b"\x08\x04\x10\x07" + b"\x3a" + bytes(v) + b"\x00" * 8
+    g = b"\x2a" + bytes([len(t)]) + t
+    write("huge_packed_varint_prefix.onnx", "InvalidModel", b"\x08\x07\x3a" + bytes([len(g)]) + g)
 
     # --- tensor-level damage
     write("huge_dims.onnx", "LimitExceeded",

@@ -1,11 +1,23 @@
 //! `edgeml inspect` on the bundled models (exit 0) and on every malformed model of
-//! `tests/fixtures/bad/` (exit 1, one line on stderr, no panic).
+//! `tests/fixtures/bad/` (exit 1, one line on stderr, no panic, under a 200 MB address-space cap).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Runs `edgeml inspect` with its address space capped at 200 MB (`ulimit -v`), so an
+/// unbounded allocation aborts the process instead of passing unnoticed.
+fn inspect_capped(path: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 204800 && exec \"$0\" inspect \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_edgeml"))
+        .arg(path)
+        .output()
+        .expect("run edgeml under ulimit")
 }
 
 fn inspect(args: &[&str]) -> std::process::Output {
@@ -27,7 +39,7 @@ fn bad_models_exit_1_with_one_line() {
     {
         let file = line.split(' ').next().expect("file");
         let path = dir.join(file);
-        let out = inspect(&[path.to_str().expect("utf-8 path")]);
+        let out = inspect_capped(path.to_str().expect("utf-8 path"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{file}: {stderr:?}");
