@@ -15,7 +15,7 @@ for f in tests/fixtures/models/*.onnx tests/fixtures/bad/*.onnx; do
   [ "$(stat -c %s "$f")" -le 65536 ] && cp "$f" "$corpus/"
 done
 export RUSTC_BOOTSTRAP=1
-args=(-max_total_time="$SECS" -rss_limit_mb=1024 -max_len=65536 -timeout=10)
+args=(-max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 -timeout=10)
 cd fuzz
 if cargo fuzz build --release --sanitizer address load 2>/dev/null; then
   cargo fuzz run --release --sanitizer address load "corpus/load" -- "${args[@]}"
