@@ -1,5 +1,5 @@
 //! `edgeml inspect` on the bundled models (exit 0) and on every malformed model of
-//! `tests/fixtures/bad/` (exit 1, one line on stderr, no panic, under a 200 MB address-space cap).
+//! `tests/fixtures/bad/` (exit 1, one line on stderr, no panic, under a 64 MB address-space cap).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,12 +8,12 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-/// Runs `edgeml inspect` with its address space capped at 200 MB (`ulimit -v`), so an
+/// Runs `edgeml inspect` with its address space capped at 64 MB (`ulimit -v`), so an
 /// unbounded allocation aborts the process instead of passing unnoticed.
 fn inspect_capped(path: &str) -> std::process::Output {
     Command::new("sh")
         .arg("-c")
-        .arg("ulimit -v 204800 && exec \"$0\" inspect \"$1\"")
+        .arg("ulimit -v 65536 && exec \"$0\" inspect \"$1\"")
         .arg(env!("CARGO_BIN_EXE_edgeml"))
         .arg(path)
         .output()

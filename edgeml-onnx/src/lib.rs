@@ -8,6 +8,7 @@ mod limits;
 mod load;
 pub mod op;
 pub mod ops;
+mod proto_scan;
 mod save;
 mod topo;
 
