@@ -10,6 +10,9 @@
   onnxruntime) is written to encodings/NAME.npy; float16/bfloat16 as their
   uint16 bit patterns in NAME.bits.npy.
 * ext/ext_model.onnx + ext/weights.bin: tensors stored as external data at offsets.
+* extras.onnx: the protobuf parts the IR keeps opaquely (a model-local function,
+  training info, node metadata_props, attribute doc strings, quantization annotations,
+  graph metadata, type denotations, a string-typed input) for the round-trip check.
 * skl_*.onnx: scikit-learn models converted by skl2onnx (ai.onnx.ml ops, ZipMap's
   sequence(map) outputs).
 
@@ -168,6 +171,36 @@ def external():
     np.save(os.path.join(folder, "B.npy"), b)
 
 
+def extras():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    x.type.denotation = "TENSOR"
+    x.type.tensor_type.shape.dim[1].denotation = "FEATURE"
+    label = helper.make_tensor_value_info("label", TensorProto.STRING, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    fn = helper.make_function("custom", "Double", ["a"], ["b"],
+                              [helper.make_node("Add", ["a", "a"], ["b"])],
+                              [helper.make_opsetid("", 17)])
+    call = helper.make_node("Double", ["x"], ["d"], domain="custom", name="call")
+    leaky = helper.make_node("LeakyRelu", ["d"], ["y"], name="leaky", alpha=0.25)
+    leaky.attribute[0].doc_string = "slope"
+    entry = leaky.metadata_props.add()
+    entry.key, entry.value = "origin", "test"
+    g = helper.make_graph([call, leaky], "extras", [x, label], [y],
+                          value_info=[helper.make_tensor_value_info("d", TensorProto.FLOAT, ["N", 2])])
+    qa = g.quantization_annotation.add()
+    qa.tensor_name = "d"
+    e = qa.quant_parameter_tensor_names.add()
+    e.key, e.value = "SCALE_TENSOR", "d_scale"
+    gm = g.metadata_props.add()
+    gm.key, gm.value = "graph_key", "graph_value"
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)],
+                          functions=[fn], ir_version=10, producer_name="make_model_fixtures.py")
+    ti = m.training_info.add()
+    ti.algorithm.CopyFrom(helper.make_graph([helper.make_node("Neg", ["x"], ["z"])], "algo", [],
+                                            [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)]))
+    onnx.save(m, os.path.join(ROOT, "extras.onnx"))
+
+
 def sklearn_models():
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
@@ -197,6 +230,7 @@ def main():
         shutil.copy(p, ROOT)
     encodings()
     external()
+    extras()
     sklearn_models()
     print("wrote", sorted(os.listdir(ROOT)))
 

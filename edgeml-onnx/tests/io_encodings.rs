@@ -140,3 +140,36 @@ fn sklearn_models_keep_non_tensor_types() {
     let back = Model::from_bytes(&m.to_bytes().expect("encode")).expect("reload");
     assert_eq!(back, m);
 }
+
+#[test]
+fn opaque_protobuf_parts_are_kept() {
+    let m = Model::load(models().join("extras.onnx")).expect("load");
+    assert_eq!(m.extras.functions.len(), 1);
+    assert_eq!(m.extras.training_info.len(), 1);
+    let x = &m.graph.extras;
+    assert_eq!(x.quantization_annotation.len(), 1);
+    assert_eq!(
+        x.metadata_props,
+        vec![("graph_key".to_string(), "graph_value".to_string())]
+    );
+    assert_eq!(
+        x.node_extras.len(),
+        1,
+        "LeakyRelu's metadata and attribute doc string"
+    );
+    // `x` has denotations, `label` a string element type: both kept as raw types.
+    assert!(x.value_type("x").is_some() && x.value_type("label").is_some());
+    assert!(
+        x.value_type("y").is_none(),
+        "plain tensor types need no raw copy"
+    );
+    let label = m
+        .graph
+        .inputs
+        .iter()
+        .find(|v| v.name == "label")
+        .expect("label");
+    assert_eq!(label.dtype, None);
+    let back = Model::from_bytes(&m.to_bytes().expect("encode")).expect("reload");
+    assert_eq!(back, m);
+}
