@@ -57,8 +57,8 @@ impl<'a> Ctx<'a> {
 
 /// Parses the protobuf with a recursion limit derived from the graph-depth limit.
 ///
-/// rust-protobuf refuses a length prefix that runs past the end of the buffer before
-/// allocating, so the only allocation not bounded by the input size is its
+/// With the stream bounded by the data, rust-protobuf refuses a length prefix that runs
+/// past the end before allocating, so the only allocation not bounded by the input size is its
 /// pre-reservation of packed repeated fields (at most 10 M elements, i.e. 80 MB,
 /// freed when the field turns out truncated).
 pub(crate) fn parse_proto(bytes: &[u8], limits: &Limits) -> Result<ModelProto> {
@@ -73,6 +73,12 @@ pub(crate) fn parse_proto(bytes: &[u8], limits: &Limits) -> Result<ModelProto> {
     // Each level of subgraph costs three message levels (Graph → Node → Attribute),
     // plus headroom for TypeProto nesting.
     is.set_recursion_limit((3 * limits.graph_depth() + 24) as u32);
+    // rust-protobuf reading a slice has no overall limit, so a nested message whose
+    // length prefix runs past the end of the data would silently end at EOF (a
+    // truncated file would parse). Bounding the stream by the data makes every
+    // over-long prefix a `LimitIncrease` error.
+    is.push_limit(bytes.len() as u64)
+        .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))?;
     let m = ModelProto::parse_from(&mut is)
         .and_then(|m| is.check_eof().map(|()| m))
         .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))?;
