@@ -8,7 +8,7 @@ use ndarray_npy::read_npy;
 use std::path::Path;
 
 /// Reads a `.npy` file whose element type is not known in advance.
-pub fn read_any(path: &Path) -> Tensor {
+pub(crate) fn read_any(path: &Path) -> Tensor {
     if let Ok(a) = read_npy::<_, ArrayD<f32>>(path) {
         return Tensor::F32(a);
     }
@@ -35,7 +35,7 @@ pub fn read_any(path: &Path) -> Tensor {
 
 /// Compares `got` with `want`: floats within `atol + rtol·|want|` (NaN matches NaN),
 /// everything else exactly. Returns a description of the first mismatch.
-pub fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+pub(crate) fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
     if got.shape() != want.shape() {
         return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
     }
