@@ -66,6 +66,9 @@ impl<'a> Attrs<'a> {
             Attribute::Strings(_) => "STRINGS",
             Attribute::Tensors(_) => "TENSORS",
             Attribute::Graphs(_) => "GRAPHS",
+            Attribute::SparseTensor(_) => "SPARSE_TENSOR",
+            Attribute::SparseTensors(_) => "SPARSE_TENSORS",
+            Attribute::Raw(_) => "an unsupported attribute type",
         };
         invalid(
             self.node,
