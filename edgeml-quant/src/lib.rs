@@ -10,6 +10,7 @@ pub mod kernels;
 pub mod reference;
 
 
+pub use conv::{ConvParams, PackedConv, conv_integer, qlinear_conv};
 pub use error::{Error, Result};
 pub use gemm::{
     Activation, Dequant, GemmOptions, PackedB, Requant, ZeroPoints, gemm_f32, gemm_i32,

@@ -65,6 +65,8 @@ unsafe impl Sync for Job<'_> {}
 pub(crate) trait Tile {
     const MR: usize;
     const NR: usize;
+    /// k values per packed group (documentation of the layout).
+    #[allow(dead_code)]
     const KS: usize;
     /// Bytes per packed element.
     const ESZ: usize;
@@ -210,12 +212,26 @@ pub(crate) fn quant_row(
     hi: f32,
     c0: usize,
 ) {
+    if c0 == usize::MAX {
+        // One multiplier and bias for the whole row (a depthwise channel).
+        let (m, b) = (mult[0], bias[0]);
+        for v in row.iter_mut() {
+            *v = quant_one(*v, b, m, zp, lo, hi);
+        }
+        return;
+    }
     let mult = &mult[c0..c0 + row.len()];
     let bias = &bias[c0..c0 + row.len()];
     for ((v, &m), &b) in row.iter_mut().zip(mult).zip(bias) {
-        let x = (v.wrapping_add(b) as f32 * m).max(lo).min(hi);
-        *v = x.round_ties_even() as i32 + zp;
+        *v = quant_one(*v, b, m, zp, lo, hi);
     }
+}
+
+/// One requantized value; `lo ≤ hi` are finite, so the rounded value fits in i32.
+#[inline(always)]
+pub(crate) fn quant_one(v: i32, bias: i32, mult: f32, zp: i32, lo: f32, hi: f32) -> i32 {
+    let x = (v.wrapping_add(bias) as f32 * mult).max(lo).min(hi);
+    x.round_ties_even() as i32 + zp
 }
 
 /// Runs a whole job, splitting the n-panels (or m-tiles) over `threads` tasks.

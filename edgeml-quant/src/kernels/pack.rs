@@ -210,3 +210,27 @@ fn as_bytes<T: QElem>(s: &[T]) -> &[u8] {
     // pattern valid; the returned slice borrows the same memory for the same lifetime.
     unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
 }
+
+/// A standard-layout 4-D view of an 8-bit element type as `u8` (`Ok`) or `i8` (`Err`),
+/// whichever it is; `None` if the view is not in standard layout.
+#[allow(clippy::type_complexity)]
+pub(crate) fn split_view<'a, O: QElem>(
+    mut v: ndarray::ArrayViewMut4<'a, O>,
+) -> Option<Result<ndarray::ArrayViewMut4<'a, u8>, ndarray::ArrayViewMut4<'a, i8>>> {
+    const { assert!(core::mem::size_of::<O>() == 1) };
+    let dim = v.raw_dim();
+    let len = v.len();
+    v.as_slice_mut()?;
+    let ptr = v.as_mut_ptr();
+    // The view is contiguous (checked above) and uniquely borrowed for 'a.
+    if O::SIGNED {
+        // SAFETY: sealed: a signed QElem is i8 (same size, alignment and validity); the
+        // `len` elements at `ptr` are the view's contiguous, uniquely borrowed memory.
+        let s = unsafe { core::slice::from_raw_parts_mut(ptr.cast::<i8>(), len) };
+        ndarray::ArrayViewMut4::from_shape(dim, s).ok().map(Err)
+    } else {
+        // SAFETY: as above; an unsigned QElem is u8.
+        let s = unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        ndarray::ArrayViewMut4::from_shape(dim, s).ok().map(Ok)
+    }
+}
