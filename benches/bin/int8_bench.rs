@@ -43,6 +43,7 @@ fn gemm(reps: usize) {
             .expect("shape")
             .mapv(|x| x as i8);
         let mut out = Array2::<i32>::zeros((m, n));
+        sgemm_baseline(&a, &b, reps);
         for isa in Isa::available() {
             if isa == Isa::Scalar && m * n * k > 1 << 27 {
                 continue;
@@ -63,6 +64,32 @@ fn gemm(reps: usize) {
             }
         }
     }
+}
+
+/// Our float SGEMM (edgeml-onnx, best ISA) on the same shape, one thread, B pre-packed.
+fn sgemm_baseline(a: &Array2<u8>, b: &Array2<i8>, reps: usize) {
+    use edgeml::onnx::kernels::{self as fk, Lhs, MatRef, Rhs};
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let af: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
+    let bf: Vec<f32> = b.iter().map(|&v| f32::from(v)).collect();
+    let isa = fk::best_isa();
+    let pb = fk::PackedB::pack(isa, MatRef::row_major(&bf, k, n).expect("shape"));
+    let mut c = vec![0f32; m * n];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let t = pool.install(|| {
+        median(
+            || {
+                let lhs = Lhs::View(MatRef::row_major(&af, m, k).expect("shape"));
+                fk::sgemm(isa, 1.0, lhs, Rhs::Packed(&pb), 0.0, &mut c, n).expect("sgemm");
+            },
+            reps,
+        )
+    });
+    println!(
+        "{{\"kernel\":\"sgemm_f32\",\"isa\":\"{}\",\"shape\":\"{m}x{n}x{k}\",\"threads\":1,\"median_s\":{t:e}}}",
+        isa.name()
+    );
 }
 
 fn conv(reps: usize) {
