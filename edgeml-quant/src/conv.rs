@@ -299,8 +299,9 @@ fn depthwise_all<T: QElem>(
         oh,
         ow,
     };
-    // The input mapped to u8 (identity for u8), contiguous NCHW.
-    let xs: Vec<u8> = x.iter().map(|v| v.to_a()).collect();
+    // The input mapped to u8 (borrowed for contiguous u8), NCHW.
+    let xstd = x.as_standard_layout();
+    let xs = crate::kernels::pack::a_bytes(xstd.as_slice().unwrap_or(&[]));
     let xsub = i16::from(x_zp.to_a());
     let plane_in = h * wd;
     let plane_out = oh * ow;
@@ -399,11 +400,7 @@ fn gemm_all<T: QElem>(
     };
     for ni in 0..n {
         let xn = x.index_axis(Axis(0), ni);
-        for (ci, chan) in xn.outer_iter().enumerate() {
-            for (dst, &v) in nhwc.column_mut(ci).iter_mut().zip(chan.iter()) {
-                *dst = v;
-            }
-        }
+        to_nhwc(xn, &mut nhwc);
         let xs = nhwc.as_slice().unwrap_or(&[]);
         for (gi, pb) in packs.iter().enumerate() {
             let a = if pointwise {
@@ -497,5 +494,28 @@ fn im2col<T: QElem>(
                 }
             }
         }
+    }
+}
+
+/// Transposes one `[C, H, W]` image into `[H·W, C]`, in blocks of 64 pixels so both
+/// sides stay in cache.
+fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
+    let (c, h, w) = x.dim();
+    let hw = h * w;
+    let xstd = x.as_standard_layout();
+    let (Some(src), Some(dst)) = (xstd.as_slice(), out.as_slice_mut()) else {
+        return;
+    };
+    const B: usize = 64;
+    let mut p0 = 0;
+    while p0 < hw {
+        let p1 = (p0 + B).min(hw);
+        for ci in 0..c {
+            let s = &src[ci * hw + p0..ci * hw + p1];
+            for (i, &v) in s.iter().enumerate() {
+                dst[(p0 + i) * c + ci] = v;
+            }
+        }
+        p0 = p1;
     }
 }

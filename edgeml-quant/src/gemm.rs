@@ -269,7 +269,7 @@ pub(crate) fn gemm_any<T: QElem>(
         return;
     }
     let g = b.isa.geom();
-    let prep = pack::prep_a(g, a);
+    let prep = pack::prep_a(g, a, !b.zb_zero);
     let za = pack::a_zp(a_zp);
     let kk = k as i32;
     let colterm: Vec<i32> = (0..n)

@@ -135,22 +135,80 @@ unsafe fn finish_tile(
     cols: usize,
 ) {
     let colterm = &job.colterm[n0..n0 + cols];
+    let transposed = job.cs != 1 && job.rs == 1;
     for r in 0..rows {
         let row = &mut buf[r * nr..r * nr + cols];
-        let rt = job.rowterm[m0 + r];
         if job.zb.is_empty() {
             for (v, &ct) in row.iter_mut().zip(colterm) {
                 *v = v.wrapping_add(ct);
             }
         } else {
+            let rt = job.rowterm[m0 + r];
             let zb = &job.zb[n0..n0 + cols];
             for ((v, &ct), &z) in row.iter_mut().zip(colterm).zip(zb) {
                 *v = v.wrapping_add(ct).wrapping_add(z.wrapping_mul(rt));
             }
         }
-        let off = (m0 + r) as isize * job.rs + n0 as isize * job.cs;
-        // SAFETY: the output covers this row (caller's contract).
-        unsafe { store_row(job, row, off, n0) };
+        if !transposed {
+            let off = (m0 + r) as isize * job.rs + n0 as isize * job.cs;
+            // SAFETY: the output covers this row (caller's contract).
+            unsafe { store_row(job, row, off, n0) };
+        } else if let Post::Quant { mult, bias, zp, lo, hi } = &job.post {
+            quant_row(row, mult, bias, *zp, *lo, *hi, n0);
+        }
+    }
+    if transposed {
+        // Column-major output (a convolution's NCHW planes): each column's `rows`
+        // values are contiguous there.
+        // SAFETY: the output covers this tile (caller's contract).
+        unsafe { store_cols(job, buf, nr, m0, rows, n0, cols) };
+    }
+}
+
+/// Stores a finished tile column by column into an output with unit row stride.
+///
+/// # Safety
+/// The output must be writable at rows `m0..m0+rows`, columns `n0..n0+cols`.
+#[inline(always)]
+unsafe fn store_cols(
+    job: &Job<'_>,
+    buf: &[i32; MAX_TILE],
+    nr: usize,
+    m0: usize,
+    rows: usize,
+    n0: usize,
+    cols: usize,
+) {
+    for j in 0..cols {
+        let off = m0 as isize + (n0 + j) as isize * job.cs;
+        let col = (0..rows).map(|r| buf[r * nr + j]);
+        // SAFETY: `rows` contiguous elements at `off` belong to the output.
+        unsafe {
+            match (&job.post, job.out) {
+                (Post::I32, OutPtr::I32(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v;
+                    }
+                }
+                (Post::Quant { .. }, OutPtr::U8(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v as u8;
+                    }
+                }
+                (Post::Quant { .. }, OutPtr::I8(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v as i8;
+                    }
+                }
+                (Post::F32 { mult, bias }, OutPtr::F32(p)) => {
+                    let (m, b) = (mult[n0 + j], bias[n0 + j]);
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v.wrapping_add(b) as f32 * m;
+                    }
+                }
+                _ => debug_assert!(false, "output type does not match the epilogue"),
+            }
+        }
     }
 }
 
@@ -231,7 +289,9 @@ pub(crate) fn quant_row(
 #[inline(always)]
 pub(crate) fn quant_one(v: i32, bias: i32, mult: f32, zp: i32, lo: f32, hi: f32) -> i32 {
     let x = (v.wrapping_add(bias) as f32 * mult).max(lo).min(hi);
-    x.round_ties_even() as i32 + zp
+    // Round half to even by adding 1.5·2²³ (as MLAS does): exact for |x| < 2²², which
+    // holds since `lo, hi` lie within ±510; this form vectorizes, `as i32` does not.
+    (x + 12_582_912.0).to_bits() as i32 - 0x4B40_0000 + zp
 }
 
 /// Runs a whole job, splitting the n-panels (or m-tiles) over `threads` tasks.

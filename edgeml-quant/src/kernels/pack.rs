@@ -149,21 +149,29 @@ pub(crate) fn pack_b<T: QElem>(g: Geom, b: ArrayView2<'_, T>) -> (Buf<'static>, 
 pub(crate) struct PrepA<'a> {
     pub(crate) buf: Buf<'a>,
     pub(crate) lda: usize,
-    /// `−rowsum(A')` per row.
+    /// `−rowsum(A')` per row (empty when not needed: all weight zero points are 0).
     pub(crate) rowterm: Vec<i32>,
 }
 
 /// Prepares A (`m × k`): borrows it when it is contiguous `u8` and already in the
 /// kernel's format, otherwise copies it once (offset, widened or padded as needed).
-pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>) -> PrepA<'a> {
+pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: bool) -> PrepA<'a> {
     let (m, k) = a.dim();
     let kp = kpad(g, k);
-    let mut rowterm = Vec::with_capacity(m);
-    for row in a.rows() {
-        let s = row
-            .iter()
-            .fold(0i32, |s, &x| s.wrapping_add(i32::from(x.to_a())));
-        rowterm.push(s.wrapping_neg());
+    let mut rowterm = Vec::new();
+    if need_rowsums {
+        rowterm.reserve(m);
+        for row in a.rows() {
+            let s = match row.as_slice() {
+                Some(sl) if !T::SIGNED => as_bytes(sl)
+                    .iter()
+                    .fold(0u32, |s, &x| s.wrapping_add(u32::from(x))) as i32,
+                _ => row
+                    .iter()
+                    .fold(0i32, |s, &x| s.wrapping_add(i32::from(x.to_a()))),
+            };
+            rowterm.push(s.wrapping_neg());
+        }
     }
     if !T::SIGNED && !g.wide && !g.a_xor && kp == k {
         if let Some(s) = a.to_slice() {
@@ -203,8 +211,9 @@ pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>) -> PrepA<'a> {
     }
 }
 
-/// Views a slice of an 8-bit element type as bytes.
-fn as_bytes<T: QElem>(s: &[T]) -> &[u8] {
+/// Views a slice of an 8-bit element type as bytes (only for `u8`, where the view is the
+/// identity of [`QElem::to_a`]).
+pub(crate) fn as_bytes<T: QElem>(s: &[T]) -> &[u8] {
     const { assert!(core::mem::size_of::<T>() == 1) };
     // SAFETY: T is u8 or i8 (sealed): size 1, alignment 1, no padding, every bit
     // pattern valid; the returned slice borrows the same memory for the same lifetime.
@@ -232,5 +241,14 @@ pub(crate) fn split_view<'a, O: QElem>(
         // SAFETY: as above; an unsigned QElem is u8.
         let s = unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
         ndarray::ArrayViewMut4::from_shape(dim, s).ok().map(Ok)
+    }
+}
+
+/// The values of `x` mapped by [`QElem::to_a`]: borrowed for `u8`, copied for `i8`.
+pub(crate) fn a_bytes<T: QElem>(x: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    if T::SIGNED {
+        std::borrow::Cow::Owned(x.iter().map(|v| v.to_a()).collect())
+    } else {
+        std::borrow::Cow::Borrowed(as_bytes(x))
     }
 }
