@@ -7,6 +7,15 @@ use edgeml::quant::{self, ConvParams, GemmOptions, Isa, PackedB, PackedConv, Zer
 use ndarray::{Array2, Array4};
 use std::time::Instant;
 
+/// The paths to measure: every available one, or those named in `INT8_BENCH_ISA`.
+fn isas() -> Vec<Isa> {
+    let only = std::env::var("INT8_BENCH_ISA").unwrap_or_default();
+    Isa::available()
+        .into_iter()
+        .filter(|i| only.is_empty() || only.split(',').any(|o| o == i.name()))
+        .collect()
+}
+
 fn median(mut f: impl FnMut(), reps: usize) -> f64 {
     for _ in 0..3 {
         f();
@@ -44,7 +53,7 @@ fn gemm(reps: usize) {
             .mapv(|x| x as i8);
         let mut out = Array2::<i32>::zeros((m, n));
         sgemm_baseline(&a, &b, reps);
-        for isa in Isa::available() {
+        for isa in isas() {
             if isa == Isa::Scalar && m * n * k > 1 << 27 {
                 continue;
             }
@@ -110,7 +119,7 @@ fn conv(reps: usize) {
             pads: [pd, pd, pd, pd],
             dilations: [1, 1],
         };
-        for isa in Isa::available() {
+        for isa in isas() {
             if isa == Isa::Scalar {
                 continue;
             }

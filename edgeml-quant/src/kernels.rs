@@ -25,6 +25,8 @@ mod neon;
 pub(crate) mod pack;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
+mod transpose;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 use std::sync::OnceLock;

@@ -179,6 +179,26 @@ unsafe fn store_cols(
     n0: usize,
     cols: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let signed = match job.out {
+            OutPtr::U8(_) => Some(false),
+            OutPtr::I8(_) => Some(true),
+            _ => None,
+        };
+        if let (Some(signed), Post::Quant { .. }) = (signed, &job.post) {
+            let p = match job.out {
+                OutPtr::U8(p) => p,
+                OutPtr::I8(p) => p.cast(),
+                _ => core::ptr::null_mut(),
+            };
+            // SAFETY: SSE2 is part of x86-64; the tile's columns are writable.
+            unsafe {
+                super::transpose::store_u8_cols(buf, nr, rows, cols, p.offset(m0 as isize + n0 as isize * job.cs), job.cs, signed)
+            };
+            return;
+        }
+    }
     for j in 0..cols {
         let off = m0 as isize + (n0 + j) as isize * job.cs;
         let col = (0..rows).map(|r| buf[r * nr + j]);
