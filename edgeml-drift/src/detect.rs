@@ -1,0 +1,1 @@
+//! Streaming drift detectors.
