@@ -107,7 +107,11 @@ pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result
             let pooled: Vec<f64> = reference.iter().chain(current).copied().collect();
             let mut lo = pooled.iter().copied().fold(f64::INFINITY, f64::min);
             let mut hi = pooled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let k = if lo == hi { 1 } else { n_bins(rule, &pooled, lo, hi) };
+            let k = match rule {
+                BinRule::Fixed(k) => k,
+                _ if lo == hi => 1,
+                _ => n_bins(rule, &pooled, lo, hi),
+            };
             if lo == hi {
                 // numpy widens a degenerate range by 0.5 on each side.
                 lo -= 0.5;

@@ -166,6 +166,9 @@ pub fn erfc(x: f64) -> f64 {
     if x < 0.0 {
         return 2.0 - erfc(-x);
     }
+    if x > 27.3 {
+        return 0.0; // below the smallest subnormal
+    }
     let x2 = x * x;
     // Prefactor x^{2a} e^{-x^2} / Γ(1/2) with a = 1/2.
     let pref = x * (-x2).exp() / PI.sqrt();

@@ -1,12 +1,13 @@
 //! Two-sample tests with p-values, matching `scipy.stats`, and multiple-testing
 //! corrections.
 
-pub(crate) mod kolmogorov;
+mod kolmogorov;
 mod ks;
 mod mmd;
 mod rank;
 mod table;
 
+pub use kolmogorov::kstwo_sf;
 pub use ks::{KS_MAX_AUTO_N, ks_2samp, ks_2samp_sorted, ks_statistic_sorted};
 pub use mmd::{MmdConfig, mmd2_rbf, mmd_test};
 pub use rank::mann_whitney_u;

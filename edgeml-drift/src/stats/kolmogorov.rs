@@ -214,7 +214,8 @@ fn pelz_good_cdf(n: u64, x: f64) -> f64 {
 }
 
 /// Survival function of `D_n`: `P(D_n > x)` (scipy's `kstwo.sf(x, n)`).
-pub(crate) fn kstwo_sf(n: u64, x: f64) -> f64 {
+/// (`scipy.stats.kstwo.sf(x, n)`; `n >= 1`, NaN for `n = 0`.)
+pub fn kstwo_sf(n: u64, x: f64) -> f64 {
     if n == 0 || x.is_nan() {
         return f64::NAN;
     }
