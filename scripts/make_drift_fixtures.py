@@ -241,6 +241,94 @@ def ztest_cases():
     return out
 
 
+def stream(seed, segments):
+    """Real stream: segments of (length, loc, scale) Irwin-Hall values; binary stream:
+    segments of (length, p) -> 1.0 with probability p. One generator for all segments."""
+    r = SplitMix64(seed)
+    out = []
+    for seg in segments:
+        if len(seg) == 3:
+            n, loc, scale = seg
+            for _ in range(n):
+                t = r.next_f64() + r.next_f64() + r.next_f64() + r.next_f64()
+                out.append(loc + scale * (t - 2.0))
+        else:
+            n, p = seg
+            for _ in range(n):
+                out.append(1.0 if r.next_f64() < p else 0.0)
+    return out
+
+
+REAL_STREAMS = [
+    ("steps", 101, [[1000, 0.0, 1.0], [1000, 1.0, 1.0], [1000, -0.5, 2.0], [1000, 3.0, 0.5]]),
+    ("small_shift", 102, [[2000, 0.0, 1.0], [2000, 0.3, 1.0]]),
+    ("big_jumps", 103, [[300, 0.0, 1.0], [300, 10.0, 1.0], [300, -10.0, 1.0], [300, 50.0, 5.0]]),
+    ("stationary", 104, [[5000, 0.0, 1.0]]),
+]
+BIN_STREAMS = [
+    ("err_up", 201, [[1000, 0.1], [1000, 0.3], [1000, 0.6]]),
+    ("err_slow", 202, [[2000, 0.2], [2000, 0.25], [2000, 0.4]]),
+    ("err_down_up", 203, [[1000, 0.4], [1000, 0.05], [1000, 0.5]]),
+]
+
+
+def run_detector(det, xs, warnings=False):
+    d, w = [], []
+    for i, x in enumerate(xs):
+        det.update(x)
+        if det.drift_detected:
+            d.append(i)
+        if warnings and getattr(det, "warning_detected", False):
+            w.append(i)
+    return d, w
+
+
+def detector_cases():
+    import river
+    from river import drift
+    from river.drift import binary
+    out = {"river": river.__version__, "real": [], "binary": []}
+    real_cfgs = [
+        ("adwin", {}, lambda: drift.ADWIN()),
+        ("adwin", {"delta": 0.05, "clock": 4}, lambda: drift.ADWIN(delta=0.05, clock=4)),
+        ("adwin", {"delta": 0.002, "clock": 1, "max_buckets": 3, "min_window_length": 10,
+                   "grace_period": 50},
+         lambda: drift.ADWIN(delta=0.002, clock=1, max_buckets=3, min_window_length=10,
+                             grace_period=50)),
+        ("page_hinkley", {}, lambda: drift.PageHinkley()),
+        ("page_hinkley", {"threshold": 20.0, "mode": "up"},
+         lambda: drift.PageHinkley(threshold=20.0, mode="up")),
+        ("page_hinkley", {"threshold": 20.0, "mode": "down", "min_instances": 10},
+         lambda: drift.PageHinkley(threshold=20.0, mode="down", min_instances=10)),
+        ("kswin", {"seed": 1}, lambda: drift.KSWIN(seed=1)),
+        ("kswin", {"seed": 42, "window_size": 60, "stat_size": 20, "alpha": 0.01},
+         lambda: drift.KSWIN(seed=42, window_size=60, stat_size=20, alpha=0.01)),
+    ]
+    for sname, seed, segs in REAL_STREAMS:
+        xs = stream(seed, segs)
+        for name, cfg, mk in real_cfgs:
+            d, _ = run_detector(mk(), xs)
+            out["real"].append({"stream": sname, "seed": seed, "segments": segs,
+                                "detector": name, "config": cfg, "drifts": d})
+    bin_cfgs = [
+        ("ddm", {}, lambda: binary.DDM()),
+        ("ddm", {"warm_start": 100, "drift_threshold": 2.5}, lambda: binary.DDM(warm_start=100, drift_threshold=2.5)),
+        ("eddm", {}, lambda: binary.EDDM()),
+        ("eddm", {"alpha": 0.9, "beta": 0.8}, lambda: binary.EDDM(alpha=0.9, beta=0.8)),
+        ("hddm_a", {}, lambda: binary.HDDMA()),
+        ("hddm_a", {"two_sided_test": True}, lambda: binary.HDDMA(two_sided_test=True)),
+        ("hddm_w", {}, lambda: binary.HDDMW()),
+        ("hddm_w", {"two_sided_test": True, "lambda": 0.1}, lambda: binary.HDDMW(two_sided_test=True, lambda_val=0.1)),
+    ]
+    for sname, seed, segs in BIN_STREAMS:
+        xs = stream(seed, segs)
+        for name, cfg, mk in bin_cfgs:
+            d, w = run_detector(mk(), xs, warnings=True)
+            out["binary"].append({"stream": sname, "seed": seed, "segments": segs,
+                                  "detector": name, "config": cfg, "drifts": d, "warnings": w})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     data = {
@@ -253,8 +341,8 @@ def main():
     with open(os.path.join(OUT, "stats.json"), "w") as fh:
         json.dump(data, fh, indent=0)
     if "--no-detectors" not in sys.argv:
-        import make_drift_detector_fixtures  # noqa: E402  (river part, same folder)
-        make_drift_detector_fixtures.main(OUT)
+        with open(os.path.join(OUT, "detectors.json"), "w") as fh:
+            json.dump(detector_cases(), fh, indent=0)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ pub(crate) fn quantile_sorted(s: &[f64], q: f64) -> f64 {
     // numpy's _lerp: a + (b - a) * t, switched to b - (b - a) * (1 - t) for t >= 0.5.
     let (a, b) = (s[lo], s[hi]);
     let d = b - a;
-    if frac >= 0.5 { b - d * (1.0 - frac) } else { a + d * frac }
+    if frac >= 0.5 {
+        b - d * (1.0 - frac)
+    } else {
+        a + d * frac
+    }
 }
 
 fn n_bins(rule: BinRule, data: &[f64], lo: f64, hi: f64) -> usize {
@@ -72,7 +76,11 @@ fn n_bins(rule: BinRule, data: &[f64], lo: f64, hi: f64) -> usize {
             }
         }
     };
-    if width > 0.0 { ((ptp / width).ceil() as usize).max(1) } else { 1 }
+    if width > 0.0 {
+        ((ptp / width).ceil() as usize).max(1)
+    } else {
+        1
+    }
 }
 
 /// Bin edges for `reference` and `current` (finite values only).
@@ -89,8 +97,9 @@ pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result
                 return Err(Error::InvalidArgument("0 quantile bins".into()));
             }
             let s = sorted(reference);
-            let mut e: Vec<f64> =
-                (0..=k).map(|i| quantile_sorted(&s, i as f64 / k as f64)).collect();
+            let mut e: Vec<f64> = (0..=k)
+                .map(|i| quantile_sorted(&s, i as f64 / k as f64))
+                .collect();
             e.dedup();
             if e.len() == 1 {
                 e.push(e[0]);
@@ -140,7 +149,11 @@ pub fn histogram(xs: &[f64], edges: &[f64]) -> Vec<f64> {
         }
         // index of the last edge <= x
         let i = edges.partition_point(|&e| e <= x);
-        let b = if i > nb { nb - 1 } else { i.saturating_sub(1).min(nb - 1) };
+        let b = if i > nb {
+            nb - 1
+        } else {
+            i.saturating_sub(1).min(nb - 1)
+        };
         c[b] += 1.0;
     }
     c

@@ -31,13 +31,19 @@ impl Default for Smoothing {
 
 fn check_pair(p: &[f64], q: &[f64]) -> Result<()> {
     if p.len() != q.len() {
-        return Err(Error::LengthMismatch { what: "histogram bins", left: p.len(), right: q.len() });
+        return Err(Error::LengthMismatch {
+            what: "histogram bins",
+            left: p.len(),
+            right: q.len(),
+        });
     }
     nonempty(p, "p")?;
     all_finite(p, "p")?;
     all_finite(q, "q")?;
     if p.iter().chain(q).any(|&v| v < 0.0) {
-        return Err(Error::InvalidArgument("histogram entries must be >= 0".into()));
+        return Err(Error::InvalidArgument(
+            "histogram entries must be >= 0".into(),
+        ));
     }
     if p.iter().sum::<f64>() <= 0.0 || q.iter().sum::<f64>() <= 0.0 {
         return Err(Error::InvalidArgument("histogram sums to zero".into()));
@@ -58,9 +64,10 @@ pub fn smooth(counts: &[f64], smoothing: Smoothing) -> Result<Vec<f64>> {
     check_pair(counts, counts)?;
     Ok(match smoothing {
         Smoothing::None => normalise(counts),
-        Smoothing::Epsilon(eps) => {
-            normalise(counts).into_iter().map(|v| if v == 0.0 { eps } else { v }).collect()
-        }
+        Smoothing::Epsilon(eps) => normalise(counts)
+            .into_iter()
+            .map(|v| if v == 0.0 { eps } else { v })
+            .collect(),
         Smoothing::Additive(a) => {
             let c: Vec<f64> = counts.iter().map(|v| v + a).collect();
             normalise(&c)
@@ -155,7 +162,11 @@ pub fn psi(reference: &[f64], current: &[f64], smoothing: Smoothing) -> Result<f
 pub fn hellinger(p: &[f64], q: &[f64]) -> Result<f64> {
     check_pair(p, q)?;
     let (p, q) = (normalise(p), normalise(q));
-    let s: f64 = p.iter().zip(&q).map(|(a, b)| (a.sqrt() - b.sqrt()).powi(2)).sum();
+    let s: f64 = p
+        .iter()
+        .zip(&q)
+        .map(|(a, b)| (a.sqrt() - b.sqrt()).powi(2))
+        .sum();
     Ok((0.5 * s).sqrt())
 }
 
@@ -176,7 +187,11 @@ fn cdf_walk(u: &[f64], v: &[f64], mut f: impl FnMut(f64, f64, f64)) {
     let (mut i, mut j) = (0usize, 0usize);
     let mut prev: Option<f64> = None;
     while i < u.len() || j < v.len() {
-        let x = if j >= v.len() || (i < u.len() && u[i] <= v[j]) { u[i] } else { v[j] };
+        let x = if j >= v.len() || (i < u.len() && u[i] <= v[j]) {
+            u[i]
+        } else {
+            v[j]
+        };
         if let Some(p) = prev {
             // Right-continuous ECDFs evaluated at the previous pooled value.
             f(x - p, i as f64 / nu, j as f64 / nv);

@@ -84,7 +84,9 @@ mod tests {
 
     #[test]
     fn large_with_ties_and_signs() {
-        let xs: Vec<f64> = (0..10_000).map(|i| ((i * 7919) % 1000) as f64 - 500.5).collect();
+        let xs: Vec<f64> = (0..10_000)
+            .map(|i| ((i * 7919) % 1000) as f64 - 500.5)
+            .collect();
         let mut want = xs.clone();
         want.sort_by(f64::total_cmp);
         assert_eq!(sorted(&xs), want);

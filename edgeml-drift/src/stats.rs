@@ -9,7 +9,7 @@ mod table;
 
 pub use kolmogorov::kstwo_sf;
 pub use ks::{KS_MAX_AUTO_N, ks_2samp, ks_2samp_sorted, ks_statistic_sorted};
-pub use mmd::{MmdConfig, mmd2_rbf, mmd_test};
+pub use mmd::{MmdConfig, mmd_test, mmd2_rbf};
 pub use rank::mann_whitney_u;
 pub use table::{chi2_contingency, chi2_homogeneity, fisher_exact_2x2, z_test_proportions};
 
@@ -44,7 +44,9 @@ pub fn bonferroni(pvalues: &[f64]) -> Vec<f64> {
 /// `q_(i) = min_{j >= i} min(1, m p_(j) / j)` in sorted order, returned in input order.
 /// NaN p-values are passed through as NaN and do not count towards `m`.
 pub fn benjamini_hochberg(pvalues: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..pvalues.len()).filter(|&i| !pvalues[i].is_nan()).collect();
+    let mut idx: Vec<usize> = (0..pvalues.len())
+        .filter(|&i| !pvalues[i].is_nan())
+        .collect();
     idx.sort_by(|&a, &b| pvalues[a].total_cmp(&pvalues[b]));
     let m = idx.len() as f64;
     let mut out = vec![f64::NAN; pvalues.len()];

@@ -98,12 +98,42 @@ fn histogram_divergences_match_scipy() {
     let f = fixture("stats.json");
     for c in f["hist"].as_array().expect("hist") {
         let (p, q) = (vecf(&c["p"]), vecf(&c["q"]));
-        check("kl", dv::kl_divergence(&p, &q, None).expect("kl"), num(&c["kl"]), 1e-15);
-        check("kl2", dv::kl_divergence(&p, &q, Some(2.0)).expect("kl"), num(&c["kl2"]), 1e-15);
-        check("js", dv::js_distance(&p, &q, None).expect("js"), num(&c["js"]), 1e-8);
-        check("js2", dv::js_distance(&p, &q, Some(2.0)).expect("js"), num(&c["js2"]), 1e-8);
-        check("hellinger", dv::hellinger(&p, &q).expect("h"), num(&c["hellinger"]), 1e-15);
-        check("tv", dv::total_variation(&p, &q).expect("tv"), num(&c["tv"]), 1e-15);
+        check(
+            "kl",
+            dv::kl_divergence(&p, &q, None).expect("kl"),
+            num(&c["kl"]),
+            1e-15,
+        );
+        check(
+            "kl2",
+            dv::kl_divergence(&p, &q, Some(2.0)).expect("kl"),
+            num(&c["kl2"]),
+            1e-15,
+        );
+        check(
+            "js",
+            dv::js_distance(&p, &q, None).expect("js"),
+            num(&c["js"]),
+            1e-8,
+        );
+        check(
+            "js2",
+            dv::js_distance(&p, &q, Some(2.0)).expect("js"),
+            num(&c["js2"]),
+            1e-8,
+        );
+        check(
+            "hellinger",
+            dv::hellinger(&p, &q).expect("h"),
+            num(&c["hellinger"]),
+            1e-15,
+        );
+        check(
+            "tv",
+            dv::total_variation(&p, &q).expect("tv"),
+            num(&c["tv"]),
+            1e-15,
+        );
         let psi = dv::psi(&p, &q, Smoothing::Epsilon(1e-4)).expect("psi");
         check("psi", psi, num(&c["psi_eps"]), 1e-15);
     }
@@ -115,10 +145,20 @@ fn sample_distances_match_scipy() {
     for c in f["samples"].as_array().expect("samples") {
         let (a, b) = (sample(&c["a"]), sample(&c["b"]));
         let name = c["name"].to_string();
-        check(&name, dv::wasserstein(&a, &b).expect("w"), num(&c["wasserstein"]), 1e-15);
+        check(
+            &name,
+            dv::wasserstein(&a, &b).expect("w"),
+            num(&c["wasserstein"]),
+            1e-15,
+        );
         let wn = dv::wasserstein_normalized(&a, &b).expect("wn");
         check(&name, wn, num(&c["wasserstein_norm"]), 1e-15);
-        check(&name, dv::energy_distance(&a, &b).expect("e"), num(&c["energy"]), 1e-15);
+        check(
+            &name,
+            dv::energy_distance(&a, &b).expect("e"),
+            num(&c["energy"]),
+            1e-15,
+        );
     }
 }
 
@@ -128,9 +168,11 @@ fn bin_edges_match_numpy() {
     for c in f["binning"].as_array().expect("binning") {
         let (a, b) = (sample(&c["a"]), sample(&c["b"]));
         let name = c["name"].to_string();
-        for (key, rule) in
-            [("sturges", BinRule::Sturges), ("doane", BinRule::Doane), ("fixed7", BinRule::Fixed(7))]
-        {
+        for (key, rule) in [
+            ("sturges", BinRule::Sturges),
+            ("doane", BinRule::Doane),
+            ("fixed7", BinRule::Fixed(7)),
+        ] {
             let e = bin_edges(&a, &b, Binning::EqualWidth(rule)).expect("edges");
             let want = vecf(&c[key]);
             assert_eq!(e.len(), want.len(), "{name} {key}: {e:?} vs {want:?}");

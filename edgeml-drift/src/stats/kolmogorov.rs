@@ -29,7 +29,11 @@ pub(crate) fn smirnov(n: u64, x: f64) -> f64 {
         let b = x + jf / nf;
         if a <= 0.0 {
             // j/n = 1 - x exactly: the term is 0 unless n - j = 0.
-            return if j == n { (b.ln() * (jf - 1.0)).exp() } else { 0.0 };
+            return if j == n {
+                (b.ln() * (jf - 1.0)).exp()
+            } else {
+                0.0
+            };
         }
         let lc = lnfact_n - ln_gamma(jf + 1.0) - ln_gamma(nf - jf + 1.0);
         (lc + (nf - jf) * a.ln() + (jf - 1.0) * b.ln()).exp()

@@ -15,7 +15,11 @@ pub fn ks_statistic_sorted(a: &[f64], b: &[f64]) -> f64 {
     let (mut i, mut j) = (0usize, 0usize);
     let (mut maxs, mut mins) = (f64::NEG_INFINITY, f64::INFINITY);
     while i < a.len() || j < b.len() {
-        let x = if j >= b.len() || (i < a.len() && a[i] <= b[j]) { a[i] } else { b[j] };
+        let x = if j >= b.len() || (i < a.len() && a[i] <= b[j]) {
+            a[i]
+        } else {
+            b[j]
+        };
         while i < a.len() && a[i] <= x {
             i += 1;
         }
@@ -107,8 +111,16 @@ fn exact_pvalue(n1: u64, n2: u64, d: f64) -> (f64, Option<f64>) {
     if h == 0 {
         return (d, Some(1.0));
     }
-    let p = if n1 == n2 { prob_outside_square(n1, h) } else { outer_prob_inside(n1, n2, g, h) };
-    if p.is_finite() && (0.0..=1.0).contains(&p) { (d, Some(p)) } else { (d, None) }
+    let p = if n1 == n2 {
+        prob_outside_square(n1, h)
+    } else {
+        outer_prob_inside(n1, n2, g, h)
+    };
+    if p.is_finite() && (0.0..=1.0).contains(&p) {
+        (d, Some(p))
+    } else {
+        (d, None)
+    }
 }
 
 fn asymp_pvalue(n1: u64, n2: u64, d: f64) -> f64 {
@@ -149,10 +161,19 @@ pub fn ks_2samp_sorted(a: &[f64], b: &[f64], method: Method) -> TestResult {
         if ((n1 / g) as f64) < i32::MAX as f64 / (n2 / g) as f64 {
             let (d2, p) = exact_pvalue(n1, n2, d);
             if let Some(p) = p {
-                return TestResult { statistic: d2, pvalue: p.clamp(0.0, 1.0) };
+                return TestResult {
+                    statistic: d2,
+                    pvalue: p.clamp(0.0, 1.0),
+                };
             }
-            return TestResult { statistic: d2, pvalue: asymp_pvalue(n1, n2, d2).clamp(0.0, 1.0) };
+            return TestResult {
+                statistic: d2,
+                pvalue: asymp_pvalue(n1, n2, d2).clamp(0.0, 1.0),
+            };
         }
     }
-    TestResult { statistic: d, pvalue: asymp_pvalue(n1, n2, d).clamp(0.0, 1.0) }
+    TestResult {
+        statistic: d,
+        pvalue: asymp_pvalue(n1, n2, d).clamp(0.0, 1.0),
+    }
 }

@@ -21,7 +21,12 @@ pub struct MmdConfig {
 
 impl Default for MmdConfig {
     fn default() -> Self {
-        Self { bandwidth: None, permutations: 500, seed: 0, max_pooled: 4096 }
+        Self {
+            bandwidth: None,
+            permutations: 500,
+            seed: 0,
+            max_pooled: 4096,
+        }
     }
 }
 
@@ -127,5 +132,8 @@ pub fn mmd_test(x: &[f64], y: &[f64], config: MmdConfig) -> Result<TestResult> {
         }
     }
     let p = (hits as f64 + 1.0) / (config.permutations as f64 + 1.0);
-    Ok(TestResult { statistic: observed, pvalue: p })
+    Ok(TestResult {
+        statistic: observed,
+        pvalue: p,
+    })
 }

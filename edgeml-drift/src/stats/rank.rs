@@ -23,8 +23,11 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64], method: Method) -> Result<TestResult
     all_finite(x, "x")?;
     all_finite(y, "y")?;
     let (n1, n2) = (x.len(), y.len());
-    let mut all: Vec<(f64, bool)> =
-        x.iter().map(|&v| (v, true)).chain(y.iter().map(|&v| (v, false))).collect();
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|&v| (v, true))
+        .chain(y.iter().map(|&v| (v, false)))
+        .collect();
     all.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let n = all.len();
     let mut r1 = 0.0f64;
@@ -73,7 +76,10 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64], method: Method) -> Result<TestResult
             if z.is_nan() { 1.0 } else { 2.0 * norm_sf(z) }
         }
     };
-    Ok(TestResult { statistic: u1, pvalue: p.clamp(0.0, 1.0) })
+    Ok(TestResult {
+        statistic: u1,
+        pvalue: p.clamp(0.0, 1.0),
+    })
 }
 
 /// `P(U >= u)` under the null without ties: the U distribution is the coefficient list

@@ -26,10 +26,14 @@ pub fn chi2_contingency(table: &[Vec<f64>]) -> Result<(TestResult, usize)> {
         return Err(Error::InvalidArgument("ragged contingency table".into()));
     }
     if table.iter().flatten().any(|&v| !v.is_finite() || v < 0.0) {
-        return Err(Error::InvalidArgument("counts must be finite and >= 0".into()));
+        return Err(Error::InvalidArgument(
+            "counts must be finite and >= 0".into(),
+        ));
     }
     let rows: Vec<f64> = table.iter().map(|row| row.iter().sum()).collect();
-    let cols: Vec<f64> = (0..c).map(|j| table.iter().map(|row| row[j]).sum()).collect();
+    let cols: Vec<f64> = (0..c)
+        .map(|j| table.iter().map(|row| row[j]).sum())
+        .collect();
     let total: f64 = rows.iter().sum();
     if rows.iter().chain(&cols).any(|&s| s == 0.0) {
         return Err(Error::InvalidArgument(
@@ -38,7 +42,13 @@ pub fn chi2_contingency(table: &[Vec<f64>]) -> Result<(TestResult, usize)> {
     }
     let dof = (r - 1) * (c - 1);
     if dof == 0 {
-        return Ok((TestResult { statistic: 0.0, pvalue: 1.0 }, 0));
+        return Ok((
+            TestResult {
+                statistic: 0.0,
+                pvalue: 1.0,
+            },
+            0,
+        ));
     }
     let mut stat = 0.0;
     for (i, row) in table.iter().enumerate() {
@@ -54,7 +64,13 @@ pub fn chi2_contingency(table: &[Vec<f64>]) -> Result<(TestResult, usize)> {
             stat += (o - e) * (o - e) / e;
         }
     }
-    Ok((TestResult { statistic: stat, pvalue: chi2_sf(stat, dof as f64) }, dof))
+    Ok((
+        TestResult {
+            statistic: stat,
+            pvalue: chi2_sf(stat, dof as f64),
+        },
+        dof,
+    ))
 }
 
 /// Chi-square homogeneity test of two count vectors over the same categories
@@ -94,9 +110,16 @@ fn hypergeom_ln_pmf(k: u64, total: u64, good: u64, draws: u64) -> f64 {
 pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
     let [[a, b], [c, d]] = t;
     if a + b == 0 || c + d == 0 || a + c == 0 || b + d == 0 {
-        return TestResult { statistic: f64::NAN, pvalue: 1.0 };
+        return TestResult {
+            statistic: f64::NAN,
+            pvalue: 1.0,
+        };
     }
-    let odds = if c > 0 && b > 0 { (a * d) as f64 / (c * b) as f64 } else { f64::INFINITY };
+    let odds = if c > 0 && b > 0 {
+        (a * d) as f64 / (c * b) as f64
+    } else {
+        f64::INFINITY
+    };
     let n1 = a + b;
     let n2 = c + d;
     let n = a + c;
@@ -107,7 +130,10 @@ pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
     let mode = ((n + 1) as f64 * (n1 + 1) as f64 / (total + 2) as f64) as u64;
     let pmode = hypergeom_ln_pmf(mode, total, n1, n).exp();
     if (pexact - pmode).abs() / pexact.max(pmode) <= 1e-14 {
-        return TestResult { statistic: odds, pvalue: 1.0 };
+        return TestResult {
+            statistic: odds,
+            pvalue: 1.0,
+        };
     }
     let gamma = 1.0 + 1e-14;
     let mut p = 0.0;
@@ -117,7 +143,10 @@ pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
             p += pk;
         }
     }
-    TestResult { statistic: odds, pvalue: p.min(1.0) }
+    TestResult {
+        statistic: odds,
+        pvalue: p.min(1.0),
+    }
 }
 
 /// Two-proportion z-test (Evidently's default for binary features): `k1` successes
@@ -129,14 +158,22 @@ pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
 /// `n1` or `n2` is 0, or a count exceeds its total.
 pub fn z_test_proportions(k1: u64, n1: u64, k2: u64, n2: u64) -> Result<TestResult> {
     if n1 == 0 || n2 == 0 || k1 > n1 || k2 > n2 {
-        return Err(Error::InvalidArgument(format!("proportions {k1}/{n1}, {k2}/{n2}")));
+        return Err(Error::InvalidArgument(format!(
+            "proportions {k1}/{n1}, {k2}/{n2}"
+        )));
     }
     let (p1, p2) = (k1 as f64 / n1 as f64, k2 as f64 / n2 as f64);
     let pp = (p1 * n1 as f64 + p2 * n2 as f64) / (n1 + n2) as f64;
     let var = pp * (1.0 - pp) * (1.0 / n1 as f64 + 1.0 / n2 as f64);
     if var <= 0.0 {
-        return Ok(TestResult { statistic: 0.0, pvalue: 1.0 });
+        return Ok(TestResult {
+            statistic: 0.0,
+            pvalue: 1.0,
+        });
     }
     let z = (p1 - p2) / var.sqrt();
-    Ok(TestResult { statistic: z, pvalue: (2.0 * norm_sf(z.abs())).min(1.0) })
+    Ok(TestResult {
+        statistic: z,
+        pvalue: (2.0 * norm_sf(z.abs())).min(1.0),
+    })
 }

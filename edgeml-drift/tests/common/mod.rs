@@ -69,5 +69,8 @@ pub fn close(got: f64, want: f64, abs_floor: f64) -> bool {
 
 #[track_caller]
 pub fn check(what: &str, got: f64, want: f64, abs_floor: f64) {
-    assert!(close(got, want, abs_floor), "{what}: got {got:e}, want {want:e}");
+    assert!(
+        close(got, want, abs_floor),
+        "{what}: got {got:e}, want {want:e}"
+    );
 }
