@@ -1,4 +1,5 @@
 //! Detection indices against river (tests/fixtures/drift/detectors.json, written by
+#![allow(clippy::field_reassign_with_default)]
 //! scripts/make_drift_fixtures.py from the same SplitMix64 streams).
 
 mod common;
