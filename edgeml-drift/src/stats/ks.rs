@@ -149,11 +149,17 @@ pub fn ks_2samp(a: &[f64], b: &[f64], method: Method) -> Result<TestResult> {
 /// [`ks_2samp`] on samples already sorted ascending, finite and non-empty.
 pub fn ks_2samp_sorted(a: &[f64], b: &[f64], method: Method) -> TestResult {
     let d = ks_statistic_sorted(a, b);
-    let (n1, n2) = (a.len() as u64, b.len() as u64);
+    ks_pvalue(a.len() as u64, b.len() as u64, d, method)
+}
+
+/// Two-sided p-value of a KS statistic `d` for sample sizes `n1`, `n2` (both > 0),
+/// with scipy's method selection. The returned statistic is `d`, snapped to the
+/// lattice `h / lcm(n1, n2)` when the exact path is taken (as scipy).
+pub fn ks_pvalue(n1: u64, n2: u64, d: f64, method: Method) -> TestResult {
     let exact = match method {
         Method::Exact => true,
         Method::Asymptotic => false,
-        Method::Auto => a.len().max(b.len()) <= KS_MAX_AUTO_N,
+        Method::Auto => n1.max(n2) as usize <= KS_MAX_AUTO_N,
     };
     if exact {
         let g = gcd(n1, n2);
