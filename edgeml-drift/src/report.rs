@@ -373,8 +373,11 @@ fn auto_test(numeric: bool, n_ref: usize, n_unique: usize) -> TestKind {
 
 /// Drift of one feature.
 ///
+/// A numeric-only test (KS, Mann–Whitney, Wasserstein, energy) requested for a
+/// categorical feature falls back to the default categorical test, with a `note`.
+///
 /// # Errors
-/// A test that does not apply to the feature type (e.g. KS on a categorical column).
+/// Invalid counts reaching a test (not expected from well-formed columns).
 pub fn feature_drift(
     name: &str,
     reference: &ColumnValues,
@@ -437,10 +440,15 @@ pub fn feature_drift(
             fd.test,
             TestKind::Ks | TestKind::MannWhitney | TestKind::Wasserstein | TestKind::Energy
         ) {
-            return Err(Error::InvalidArgument(format!(
-                "test {:?} needs a numeric feature, `{name}` is categorical",
+            // Evidently raises here; one categorical column should not sink a whole
+            // report, so fall back to the default categorical test and say so.
+            let u: BTreeSet<&str> = r.iter().chain(&c).copied().collect();
+            let fallback = auto_test(false, r.len(), u.len());
+            fd.note = Some(format!(
+                "{:?} does not apply to a categorical feature; used {fallback:?}",
                 fd.test
-            )));
+            ));
+            fd.test = fallback;
         }
         if r.is_empty() || c.is_empty() {
             None

@@ -134,13 +134,14 @@ fn mismatched_columns_are_a_schema_error() {
 }
 
 #[test]
-fn numeric_test_on_categorical_is_an_error() {
+fn numeric_test_on_categorical_falls_back_with_a_note() {
     let cfg = ReportConfig {
         test: TestKind::Ks,
         ..Default::default()
     };
-    let e = feature_drift("c", &cat(&["a", "b"]), &cat(&["a"]), &cfg).expect_err("err");
-    assert_eq!(e.kind(), edgeml_core::ErrorKind::InvalidInput);
+    let f = feature_drift("c", &cat(&["a", "b", "c"]), &cat(&["a"]), &cfg).expect("ok");
+    assert_eq!(f.test, TestKind::Chi2);
+    assert!(f.note.expect("note").contains("Ks"));
 }
 
 #[test]
