@@ -1,0 +1,49 @@
+//! The portable kernel, also the structure every SIMD kernel follows.
+#![allow(unsafe_code)]
+
+use super::driver::{Job, MAX_TILE, Tile, block_loop};
+use core::ops::Range;
+
+pub(crate) struct Scalar;
+
+impl Tile for Scalar {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    const KS: usize = 4;
+    const ESZ: usize = 1;
+
+    #[inline(always)]
+    unsafe fn tile(
+        rows: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
+        // SAFETY: the caller guarantees `rows` rows of `kp` elements at stride `lda`.
+        let a = unsafe { core::slice::from_raw_parts(a, (rows - 1) * lda + kp) };
+        // SAFETY: the caller guarantees a full panel of `kp·NR` elements.
+        let b = unsafe { core::slice::from_raw_parts(b.cast::<i8>(), kp * Self::NR) };
+        for r in 0..rows {
+            let ar = &a[r * lda..r * lda + kp];
+            let mut acc = [0i32; 8];
+            for (aq, bq) in ar.chunks_exact(4).zip(b.chunks_exact(32)) {
+                for (j, bj) in bq.chunks_exact(4).enumerate() {
+                    let s = (0..4).fold(0i32, |s, t| {
+                        s.wrapping_add(i32::from(aq[t]) * i32::from(bj[t]))
+                    });
+                    acc[j] = acc[j].wrapping_add(s);
+                }
+            }
+            buf[r * 8..r * 8 + 8].copy_from_slice(&acc);
+        }
+    }
+}
+
+/// # Safety
+/// As [`block_loop`].
+pub(crate) unsafe fn block(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop::<Scalar>(job, mt, np) }
+}
