@@ -118,7 +118,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         let (k, v) = d
             .split_once('=')
             .with_context(|| format!("--dim {d:?}: write NAME=VALUE"))?;
-        let v: usize = v.parse().with_context(|| format!("--dim {d:?}: VALUE must be a count"))?;
+        let v: usize = v
+            .parse()
+            .with_context(|| format!("--dim {d:?}: VALUE must be a count"))?;
         dims.insert(k.to_owned(), v);
     }
     if args.iters == 0 {
@@ -188,7 +190,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         println!("plan      {:.2} ms", report.plan_ms);
         println!(
             "latency   median {:.3} ms  p10 {:.3} ms  p90 {:.3} ms  mean {:.3} ms  min {:.3} ms  ({} runs)",
-            report.median_ms, report.p10_ms, report.p90_ms, report.mean_ms, report.min_ms, report.iters
+            report.median_ms,
+            report.p10_ms,
+            report.p90_ms,
+            report.mean_ms,
+            report.min_ms,
+            report.iters
         );
         match report.peak_rss_kib {
             Some(k) => println!("peak RSS  {:.1} MiB (VmHWM)", k as f64 / 1024.0),

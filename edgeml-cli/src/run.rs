@@ -72,9 +72,19 @@ pub(crate) fn write_any(path: &Path, t: &Tensor) -> anyhow::Result<()> {
 fn file_name(output: &str) -> String {
     let s: String = output
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.is_empty() || s.starts_with('.') { format!("_{s}") } else { s }
+    if s.is_empty() || s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
 }
 
 /// Runs `edgeml run`.
@@ -90,9 +100,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         let (name, file) = match spec.split_once('=') {
             Some((n, f)) => (n.to_owned(), f),
             None if declared.len() == 1 => (declared[0].clone(), spec.as_str()),
-            None => bail!(
-                "--input {spec:?}: write NAME=FILE.npy; the model's inputs are {declared:?}"
-            ),
+            None => {
+                bail!("--input {spec:?}: write NAME=FILE.npy; the model's inputs are {declared:?}")
+            }
         };
         let t = read_any(Path::new(file))?;
         inputs.push((name, t));
@@ -104,7 +114,12 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     for (name, t) in &outs {
         let path = args.output_dir.join(format!("{}.npy", file_name(name)));
         write_any(&path, t)?;
-        println!("{name}: {:?} {:?} -> {}", t.dtype(), t.shape(), path.display());
+        println!(
+            "{name}: {:?} {:?} -> {}",
+            t.dtype(),
+            t.shape(),
+            path.display()
+        );
     }
     Ok(())
 }

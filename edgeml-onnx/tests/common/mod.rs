@@ -37,18 +37,30 @@ pub(crate) fn read_any(path: &Path) -> Tensor {
 /// everything else exactly. Returns a description of the first mismatch.
 pub(crate) fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     if got.dtype() != want.dtype() {
-        return Err(format!("dtype {:?}, expected {:?}", got.dtype(), want.dtype()));
+        return Err(format!(
+            "dtype {:?}, expected {:?}",
+            got.dtype(),
+            want.dtype()
+        ));
     }
-    let close = |g: f64, w: f64| (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= atol + rtol * w.abs();
+    let close = |g: f64, w: f64| {
+        (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= atol + rtol * w.abs()
+    };
     let floats: Option<(Vec<f64>, Vec<f64>)> = match (got, want) {
         (Tensor::F32(g), Tensor::F32(w)) => Some((
             g.iter().map(|&v| v as f64).collect(),
             w.iter().map(|&v| v as f64).collect(),
         )),
-        (Tensor::F64(g), Tensor::F64(w)) => Some((g.iter().copied().collect(), w.iter().copied().collect())),
+        (Tensor::F64(g), Tensor::F64(w)) => {
+            Some((g.iter().copied().collect(), w.iter().copied().collect()))
+        }
         _ => None,
     };
     if let Some((g, w)) = floats {
