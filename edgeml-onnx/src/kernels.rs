@@ -4,10 +4,11 @@
 //! strided views ([`MatRef`], so transposes are free) or pre-packed panels
 //! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
 //!
-//! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), NEON (8×8 with
+//! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
+//! used on CPUs that have it; compiled with Rust 1.89+ only, see `build.rs`), NEON (8×8 with
 //! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
 //! ([`best_isa`]): the best one the CPU has, unless the environment variable
-//! `EDGEML_KERNELS=scalar|avx2|neon` forces one (an unavailable or unknown value falls
+//! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
 //! back to the best available kernel with a `log` warning). Rows `M = 1` take a GEMV path
 //! that streams the packed `B` panels once.
 //!
@@ -25,6 +26,9 @@ mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+
+#[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+mod avx512;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -46,6 +50,8 @@ pub enum Isa {
     Avx2,
     /// aarch64 Advanced SIMD.
     Neon,
+    /// x86-64 AVX-512F (preferred over AVX2 when present).
+    Avx512,
 }
 
 impl Isa {
@@ -55,6 +61,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
+            Isa::Avx512 => "avx512",
         }
     }
 
@@ -64,6 +71,8 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -76,6 +85,7 @@ impl Isa {
             "scalar" => Some(Isa::Scalar),
             "avx2" => Some(Isa::Avx2),
             "neon" => Some(Isa::Neon),
+            "avx512" => Some(Isa::Avx512),
             _ => None,
         }
     }
@@ -83,7 +93,7 @@ impl Isa {
 
 /// Every ISA this CPU can run, best last (always starts with [`Isa::Scalar`]).
 pub fn available_isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2, Isa::Neon]
+    [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
         .into_iter()
         .filter(|i| i.is_available())
         .collect()
@@ -107,7 +117,7 @@ pub fn best_isa() -> Isa {
                 }
                 None => {
                     log::warn!(
-                        "EDGEML_KERNELS={v}: unknown (expected scalar|avx2|neon), using {}",
+                        "EDGEML_KERNELS={v}: unknown (expected scalar|avx2|avx512|neon), using {}",
                         best.name()
                     );
                     best
@@ -139,6 +149,8 @@ fn kernel_set(isa: Isa) -> &'static KernelSet {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => &avx2::KERNELS,
+        #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+        Isa::Avx512 if isa.is_available() => &avx512::KERNELS,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => &neon::KERNELS,
         _ => &scalar::KERNELS,
@@ -690,7 +702,7 @@ fn gemm_tiles(
         let (i0, j0) = (ti * mc, tj * nc);
         let i1 = (i0 + mc).min(m);
         let j1 = (j0 + nc).min(n);
-        let mut tmp = [0.0f32; 16 * 16];
+        let mut tmp = [0.0f32; 16 * 32];
         for k0 in (0..k).step_by(ks.kc) {
             let kcur = ks.kc.min(k - k0);
             let beta_k = if k0 == 0 { beta } else { 1.0 };
@@ -719,7 +731,7 @@ fn gemm_tiles(
                             )
                         };
                     } else {
-                        // SAFETY: `tmp` has room for an mr×nr tile (mr, nr ≤ 16) with row
+                        // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
                         // stride nr; operands as above.
                         unsafe {
                             (ks.ukernel)(
