@@ -45,7 +45,12 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn gemm(reps: usize) {
-    let shapes = [(1, 1024, 1024), (64, 1024, 1024), (256, 256, 2304), (1024, 1024, 1024)];
+    let shapes = [
+        (1, 1024, 1024),
+        (64, 1024, 1024),
+        (256, 256, 2304),
+        (1024, 1024, 1024),
+    ];
     for &(m, n, k) in &shapes {
         let a = Array2::from_shape_vec((m, k), bytes(m * k, 1)).expect("shape");
         let b = Array2::from_shape_vec((k, n), bytes(k * n, 2))
@@ -85,7 +90,10 @@ fn sgemm_baseline(a: &Array2<u8>, b: &Array2<i8>, reps: usize) {
     let isa = fk::best_isa();
     let pb = fk::PackedB::pack(isa, MatRef::row_major(&bf, k, n).expect("shape"));
     let mut c = vec![0f32; m * n];
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
     let t = pool.install(|| {
         median(
             || {

@@ -98,7 +98,9 @@ impl PackedConv {
             )));
         }
         if c_out % g != 0 {
-            return Err(Error::Invalid(format!("C_out {c_out} is not a multiple of group {g}")));
+            return Err(Error::Invalid(format!(
+                "C_out {c_out} is not a multiple of group {g}"
+            )));
         }
         let zp: Vec<T> = match zero_points {
             ZeroPoints::PerTensor(z) => vec![z; c_out],
@@ -160,8 +162,22 @@ impl PackedConv {
             }
         };
         Ok((
-            dim(h, p.pads[0], p.pads[2], self.kh, p.strides[0], p.dilations[0])?,
-            dim(w, p.pads[1], p.pads[3], self.kw, p.strides[1], p.dilations[1])?,
+            dim(
+                h,
+                p.pads[0],
+                p.pads[2],
+                self.kh,
+                p.strides[0],
+                p.dilations[0],
+            )?,
+            dim(
+                w,
+                p.pads[1],
+                p.pads[3],
+                self.kw,
+                p.strides[1],
+                p.dilations[1],
+            )?,
         ))
     }
 
@@ -218,7 +234,11 @@ pub fn qlinear_conv<T: QElem, O: QElem>(
     let y = match split_view(y) {
         Some(Ok(y)) => YView::U8(y, q),
         Some(Err(y)) => YView::I8(y, q),
-        None => return Err(Error::Invalid("output view must be in standard (C) layout".into())),
+        None => {
+            return Err(Error::Invalid(
+                "output view must be in standard (C) layout".into(),
+            ));
+        }
     };
     conv_any(x, x_zp, w, y, opts)
 }
@@ -265,7 +285,9 @@ fn conv_any<T: QElem>(
         )));
     }
     if !ystd {
-        return Err(Error::Invalid("output view must be in standard (C) layout".into()));
+        return Err(Error::Invalid(
+            "output view must be in standard (C) layout".into(),
+        ));
     }
     if n == 0 || w.c_out == 0 || oh * ow == 0 {
         return Ok(());
@@ -329,13 +351,15 @@ fn depthwise_all<T: QElem>(
                 }
             } else {
                 let per = ys.len().div_ceil(plane_out).div_ceil(threads).max(1);
-                ys.par_chunks_mut(plane_out * per).enumerate().for_each(|(t, blk)| {
-                    let mut s = DwScratch::new(&geom);
-                    for (i, yc) in blk.chunks_mut(plane_out).enumerate() {
-                        let ch = t * per + i;
-                        run(ch, &mut $mk(yc, ch % c), &mut s);
-                    }
-                });
+                ys.par_chunks_mut(plane_out * per)
+                    .enumerate()
+                    .for_each(|(t, blk)| {
+                        let mut s = DwScratch::new(&geom);
+                        for (i, yc) in blk.chunks_mut(plane_out).enumerate() {
+                            let ch = t * per + i;
+                            run(ch, &mut $mk(yc, ch % c), &mut s);
+                        }
+                    });
             }
         }};
     }
@@ -386,11 +410,7 @@ fn gemm_all<T: QElem>(
     let cog = w.c_out / g;
     let plane = oh * ow;
     let k = w.kh * w.kw * cig;
-    let pointwise = w.kh == 1
-        && w.kw == 1
-        && p.strides == [1, 1]
-        && p.pads == [0; 4]
-        && g == 1;
+    let pointwise = w.kh == 1 && w.kw == 1 && p.strides == [1, 1] && p.pads == [0; 4] && g == 1;
     // Scratch reused over the batch: NHWC input and im2col rows.
     let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
     let mut cols = if pointwise {
@@ -406,7 +426,16 @@ fn gemm_all<T: QElem>(
             let a = if pointwise {
                 nhwc.view()
             } else {
-                im2col(xs, (h, wd, c_in), gi * cig, cig, w, (oh, ow), x_zp, &mut cols);
+                im2col(
+                    xs,
+                    (h, wd, c_in),
+                    gi * cig,
+                    cig,
+                    w,
+                    (oh, ow),
+                    x_zp,
+                    &mut cols,
+                );
                 cols.view()
             };
             let range = gi * cog..(gi + 1) * cog;

@@ -204,7 +204,10 @@ pub(crate) fn bias_vec(bias: Option<&[i32]>, n: usize) -> Result<Vec<i32>> {
     match bias {
         None => Ok(vec![0; n]),
         Some(b) if b.len() == n => Ok(b.to_vec()),
-        Some(b) => Err(Error::Shape(format!("{} bias values for {n} columns", b.len()))),
+        Some(b) => Err(Error::Shape(format!(
+            "{} bias values for {n} columns",
+            b.len()
+        ))),
     }
 }
 

@@ -153,7 +153,14 @@ unsafe fn finish_tile(
             let off = (m0 + r) as isize * job.rs + n0 as isize * job.cs;
             // SAFETY: the output covers this row (caller's contract).
             unsafe { store_row(job, row, off, n0) };
-        } else if let Post::Quant { mult, bias, zp, lo, hi } = &job.post {
+        } else if let Post::Quant {
+            mult,
+            bias,
+            zp,
+            lo,
+            hi,
+        } = &job.post
+        {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
         }
     }
@@ -194,7 +201,15 @@ unsafe fn store_cols(
             };
             // SAFETY: SSE2 is part of x86-64; the tile's columns are writable.
             unsafe {
-                super::transpose::store_u8_cols(buf, nr, rows, cols, p.offset(m0 as isize + n0 as isize * job.cs), job.cs, signed)
+                super::transpose::store_u8_cols(
+                    buf,
+                    nr,
+                    rows,
+                    cols,
+                    p.offset(m0 as isize + n0 as isize * job.cs),
+                    job.cs,
+                    signed,
+                )
             };
             return;
         }
@@ -253,14 +268,32 @@ unsafe fn store_row(job: &Job<'_>, row: &mut [i32], off: isize, n0: usize) {
                 }
             }
         }
-        (Post::Quant { mult, bias, zp, lo, hi }, OutPtr::U8(p)) => {
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::U8(p),
+        ) => {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
             for (j, &v) in row.iter().enumerate() {
                 // SAFETY: element j of this output row is writable.
                 unsafe { *p.offset(at(j)) = v as u8 };
             }
         }
-        (Post::Quant { mult, bias, zp, lo, hi }, OutPtr::I8(p)) => {
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::I8(p),
+        ) => {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
             for (j, &v) in row.iter().enumerate() {
                 // SAFETY: element j of this output row is writable.

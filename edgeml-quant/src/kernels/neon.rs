@@ -41,14 +41,20 @@ unsafe fn sdot(acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x4_t {
 /// row, sixteen `sdot`.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn tile_dot<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_dot<const R: usize>(
+    kp: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let b = b.cast::<i8>();
 
     let z = vdupq_n_s32(0);
     let mut c = [[z; 4]; R];
     let mut k = 0;
     while k < kp {
-        // SAFETY (whole block): k < kp; the panel has 16 columns × 4 bytes at k·16 and
+        // SAFETY: k < kp; the panel has 16 columns × 4 bytes at k·16 and
         // each row 4 bytes at k.
         unsafe {
             let bv = [
@@ -82,7 +88,14 @@ impl Tile for NeonDot {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, dotprod present).
         unsafe { by_rows!(r, tile_dot, kp, a, lda, b, p) }
@@ -101,14 +114,20 @@ pub(crate) unsafe fn block_dotprod(job: &Job<'_>, mt: Range<usize>, np: Range<us
 /// `smlal`/`smlal2` by a scalar (i16×i16 products accumulated in i32, exact).
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn tile_neon<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_neon<const R: usize>(
+    kp: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let a = a.cast::<i16>();
     let b = b.cast::<i16>();
 
     let z = vdupq_n_s32(0);
     let mut c = [[z; 4]; R];
     for k in 0..kp {
-        // SAFETY (whole block): k < kp; the panel has 16 i16 at k·16 and each row one
+        // SAFETY: k < kp; the panel has 16 i16 at k·16 and each row one
         // i16 at k.
         unsafe {
             let b0 = vld1q_s16(b.add(k * 16));
@@ -138,7 +157,14 @@ impl Tile for Neon {
     const KS: usize = 1;
     const ESZ: usize = 2;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, NEON present).
         unsafe { by_rows!(r, tile_neon, kp, a, lda, b, p) }

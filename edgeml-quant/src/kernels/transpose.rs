@@ -82,7 +82,11 @@ pub(crate) unsafe fn store_u8_cols(
             let bytes = v.to_le_bytes();
             // SAFETY: the caller guarantees `rows` writable bytes per column.
             unsafe {
-                core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.offset((c0 + j) as isize * cs), rows)
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    dst.offset((c0 + j) as isize * cs),
+                    rows,
+                )
             };
         }
         c0 += w;

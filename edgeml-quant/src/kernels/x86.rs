@@ -27,12 +27,18 @@ macro_rules! by_rows {
 /// `vpdpbusd` (u8×i8 products summed in i32, no intermediate saturation).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn tile512<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile512<const R: usize>(
+    kp: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let mut c0 = [_mm512_setzero_si512(); R];
     let mut c1 = [_mm512_setzero_si512(); R];
     let mut k = 0;
     while k < kp {
-        // SAFETY (whole loop): k < kp, so the panel holds 32 columns × 4 bytes at k·32,
+        // SAFETY: k < kp, so the panel holds 32 columns × 4 bytes at k·32,
         // and each of the R rows holds 4 bytes at k.
         unsafe {
             let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
@@ -62,7 +68,14 @@ impl Tile for Avx512Vnni {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avx512vnni present).
         unsafe { by_rows!(r, tile512, kp, a, lda, b, p) }
@@ -82,12 +95,18 @@ pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range
 /// 6×16 tile with VEX `vpdpbusd` on ymm registers (12 accumulators).
 #[target_feature(enable = "avx2,avxvnni")]
 #[inline]
-unsafe fn tile_vnni256<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_vnni256<const R: usize>(
+    kp: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let mut c0 = [_mm256_setzero_si256(); R];
     let mut c1 = [_mm256_setzero_si256(); R];
     let mut k = 0;
     while k < kp {
-        // SAFETY (whole loop): k < kp; panel has 16 columns × 4 bytes at k·16.
+        // SAFETY: k < kp; panel has 16 columns × 4 bytes at k·16.
         unsafe {
             let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
             let b1 = _mm256_loadu_si256(b.add(k * 16 + 32).cast());
@@ -116,7 +135,14 @@ impl Tile for AvxVnni {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avxvnni present); r ≤ 6.
         unsafe { by_rows!(r, tile_vnni256, kp, a, lda, b, p) }
@@ -138,14 +164,20 @@ pub(crate) unsafe fn block_avxvnni(job: &Job<'_>, mt: Range<usize>, np: Range<us
 /// so nothing saturates (unlike `vpmaddubsw`, whose i16 pair sums can).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile_avx2<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_avx2<const R: usize>(
+    kp: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let a = a.cast::<i16>();
     let b = b.cast::<i16>();
     let mut c0 = [_mm256_setzero_si256(); R];
     let mut c1 = [_mm256_setzero_si256(); R];
     let mut k = 0;
     while k < kp {
-        // SAFETY (whole loop): k < kp (even); the panel has 16 columns × 2 i16 at k·16.
+        // SAFETY: k < kp (even); the panel has 16 columns × 2 i16 at k·16.
         unsafe {
             let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
             let b1 = _mm256_loadu_si256(b.add(k * 16 + 16).cast());
@@ -174,7 +206,14 @@ impl Tile for Avx2 {
     const KS: usize = 2;
     const ESZ: usize = 2;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        kp: usize,
+        a: *const u8,
+        lda: usize,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avx2 present); r ≤ 6.
         unsafe { by_rows!(r, tile_avx2, kp, a, lda, b, p) }
