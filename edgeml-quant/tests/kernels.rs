@@ -246,7 +246,16 @@ kernel_props!(neon_dotprod, Isa::NeonDotprod);
 #[test]
 fn every_available_path_is_exercised() {
     let av = Isa::available();
+    eprintln!("kernel paths available here: {av:?}");
     assert!(av.contains(&Isa::Scalar));
     #[cfg(target_arch = "aarch64")]
-    assert!(av.contains(&Isa::Neon));
+    {
+        assert!(av.contains(&Isa::Neon));
+        // The dotprod path is picked exactly when the CPU reports dotprod (so it is
+        // skipped as a Cortex-A72 and runs as a Cortex-A76 under qemu).
+        assert_eq!(
+            av.contains(&Isa::NeonDotprod),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+    }
 }
