@@ -70,17 +70,20 @@ pub(crate) trait Tile {
     const KS: usize;
     /// Bytes per packed element.
     const ESZ: usize;
-    /// Computes the raw `rows × NR` tile into `buf` (row stride `NR`).
+    /// Computes the raw `rows × NR` tile into `buf` (row stride `NR`). The reduction
+    /// runs over `segs` segments of `seg` k-values; row `r`'s A values of segment `t`
+    /// start at `ap[r·segs + t]` (a GEMM has one segment per row; an indirect
+    /// convolution one per kernel tap).
     ///
     /// # Safety
-    /// `a` points at `rows ≤ MR` rows of packed A (row stride `lda` elements, `kp`
-    /// readable elements each), `b` at a packed B panel (`kp·NR` elements), and the CPU
-    /// supports the kernel's features.
+    /// Each of those pointers must have `seg` readable elements, `b` must point at a
+    /// packed B panel of `segs·seg·NR` elements, and the CPU must support the kernel's
+    /// features.
     unsafe fn tile(
         rows: usize,
-        kp: usize,
-        a: *const u8,
-        lda: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
         b: *const u8,
         buf: &mut [i32; MAX_TILE],
     );
@@ -108,10 +111,13 @@ pub(crate) unsafe fn block_loop<T: Tile>(job: &Job<'_>, mt: Range<usize>, np: Ra
             for t in mb..me {
                 let m0 = t * T::MR;
                 let rows = T::MR.min(job.m - m0);
-                // SAFETY: tile t lies inside packed A.
-                let a = unsafe { job.a.add(m0 * job.lda * T::ESZ) };
+                let mut ap = [core::ptr::null::<u8>(); 8];
+                for (r, p) in ap.iter_mut().enumerate().take(rows) {
+                    // SAFETY: row m0 + r lies inside packed A.
+                    *p = unsafe { job.a.add((m0 + r) * job.lda * T::ESZ) };
+                }
                 // SAFETY: forwarded contract.
-                unsafe { T::tile(rows, job.kp, a, job.lda, b, &mut buf) };
+                unsafe { T::tile(rows, 1, job.kp, ap.as_ptr(), b, &mut buf) };
                 // SAFETY: forwarded contract.
                 unsafe { finish_tile(job, &mut buf, T::NR, m0, rows, n0, cols) };
             }
