@@ -1,7 +1,7 @@
 //! The portable kernel, also the structure every SIMD kernel follows.
 #![allow(unsafe_code)]
 
-use super::driver::{Job, MAX_TILE, Tile, block_loop};
+use super::driver::{Indirect, Job, MAX_TILE, Tile, block_loop, block_loop_ind};
 use core::ops::Range;
 
 pub(crate) struct Scalar;
@@ -48,4 +48,11 @@ impl Tile for Scalar {
 pub(crate) unsafe fn block(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
     // SAFETY: forwarded contract.
     unsafe { block_loop::<Scalar>(job, mt, np) }
+}
+
+/// # Safety
+/// As [`block_loop_ind`].
+pub(crate) unsafe fn block_ind(job: &Job<'_>, ind: &Indirect, mt: Range<usize>, np: Range<usize>) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop_ind::<Scalar>(job, ind, mt, np) }
 }

@@ -1,7 +1,7 @@
 //! x86-64 kernels: AVX-512 VNNI, AVX-VNNI and exact AVX2.
 #![allow(unsafe_code)]
 
-use super::driver::{Job, MAX_TILE, Tile, block_loop};
+use super::driver::{Indirect, Job, MAX_TILE, Tile, block_loop, block_loop_ind};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -242,4 +242,30 @@ impl Tile for Avx2 {
 pub(crate) unsafe fn block_avx2(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
     // SAFETY: forwarded contract.
     unsafe { block_loop::<Avx2>(job, mt, np) }
+}
+
+/// # Safety
+/// As [`block_loop_ind`]; the CPU must support AVX-512 F/BW/VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn block_ind_avx512vnni(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop_ind::<Avx512Vnni>(job, ind, mt, np) }
+}
+
+/// # Safety
+/// As [`block_loop_ind`]; the CPU must support AVX2 and AVX-VNNI.
+#[target_feature(enable = "avx2,avxvnni")]
+pub(crate) unsafe fn block_ind_avxvnni(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop_ind::<AvxVnni>(job, ind, mt, np) }
 }
