@@ -141,7 +141,7 @@ def table(reps):
     lines.append("| GEMM M×N×K | ORT MatMulInteger u8s8 | ORT u8u8 | ORT QLinearMatMul | ORT f32 MatMul | "
                  + " | ".join(f"ours `{i}`" for i in isas if i != "scalar")
                  + " | ours vs ORT u8s8 | our f32 SGEMM | INT8 vs our f32 | ours 2 threads | 2T/1T |")
-    lines.append("|" + "---|" * (9 + len([i for i in isas if i != "scalar"])))
+    lines.append("|" + "---|" * (10 + len([i for i in isas if i != "scalar"])))
     for (m, n, k) in GEMM_SHAPES:
         shape = f"{m}x{n}x{k}"
         o = ort_gemm(m, n, k, reps)

@@ -21,24 +21,43 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("qlinear_conv");
     g.sample_size(10).measurement_time(Duration::from_secs(2));
     for &(id, ci, co, h, w, k, grp, pd) in &cases {
-        let x = Array4::from_shape_fn((1, ci, h, w), |(_, a, b, d)| ((a * 7 + b * 13 + d * 29) % 256) as u8);
+        let x = Array4::from_shape_fn((1, ci, h, w), |(_, a, b, d)| {
+            ((a * 7 + b * 13 + d * 29) % 256) as u8
+        });
         let wt = Array4::from_shape_fn((co, ci / grp, k, k), |(a, b, d, e)| {
             ((a * 3 + b * 5 + d * 7 + e * 11) % 256) as u8 as i8
         });
-        let p = ConvParams { group: grp, pads: [pd; 4], ..ConvParams::default() };
+        let p = ConvParams {
+            group: grp,
+            pads: [pd; 4],
+            ..ConvParams::default()
+        };
         let mult = vec![0.001f32; co];
-        let rq = Requant { multipliers: &mult, zero_point: 128, bias: None, activation: Activation::None };
+        let rq = Requant {
+            multipliers: &mult,
+            zero_point: 128,
+            bias: None,
+            activation: Activation::None,
+        };
         for isa in Isa::available() {
             if isa == Isa::Scalar {
                 continue;
             }
-            let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerTensor(0), p, isa).expect("pack");
+            let pc =
+                PackedConv::with_isa(wt.view(), ZeroPoints::PerTensor(0), p, isa).expect("pack");
             let (oh, ow) = pc.output_hw(h, w).expect("shape");
             let mut y = Array4::<u8>::zeros((1, co, oh, ow));
             g.bench_function(BenchmarkId::new(isa.name(), id), |b| {
                 b.iter(|| {
-                    qlinear_conv(x.view(), 3u8, &pc, &rq, y.view_mut(), &GemmOptions::default())
-                        .expect("conv");
+                    qlinear_conv(
+                        x.view(),
+                        3u8,
+                        &pc,
+                        &rq,
+                        y.view_mut(),
+                        &GemmOptions::default(),
+                    )
+                    .expect("conv");
                     black_box(&y);
                 })
             });

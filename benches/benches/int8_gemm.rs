@@ -11,8 +11,12 @@ use ndarray::Array2;
 use std::hint::black_box;
 use std::time::Duration;
 
-const SHAPES: [(usize, usize, usize); 4] =
-    [(1, 1024, 1024), (64, 1024, 1024), (256, 256, 2304), (1024, 1024, 1024)];
+const SHAPES: [(usize, usize, usize); 4] = [
+    (1, 1024, 1024),
+    (64, 1024, 1024),
+    (256, 256, 2304),
+    (1024, 1024, 1024),
+];
 
 fn data(m: usize, n: usize, k: usize) -> (Array2<u8>, Array2<i8>) {
     let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 131 + j * 71) % 256) as u8);
@@ -21,7 +25,10 @@ fn data(m: usize, n: usize, k: usize) -> (Array2<u8>, Array2<i8>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
     for &(m, n, k) in &SHAPES {
         let (a, b) = data(m, n, k);
         let id = format!("{m}x{n}x{k}");
@@ -47,15 +54,19 @@ fn bench(c: &mut Criterion) {
         let fisa = fk::best_isa();
         let fpb = fk::PackedB::pack(fisa, MatRef::row_major(&bf, k, n).expect("shape"));
         let mut cf = vec![0f32; m * n];
-        g.bench_function(BenchmarkId::new(format!("sgemm_f32_{}", fisa.name()), &id), |bch| {
-            bch.iter(|| {
-                pool.install(|| {
-                    let lhs = Lhs::View(MatRef::row_major(&af, m, k).expect("shape"));
-                    fk::sgemm(fisa, 1.0, lhs, Rhs::Packed(&fpb), 0.0, &mut cf, n).expect("sgemm");
-                });
-                black_box(&cf);
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("sgemm_f32_{}", fisa.name()), &id),
+            |bch| {
+                bch.iter(|| {
+                    pool.install(|| {
+                        let lhs = Lhs::View(MatRef::row_major(&af, m, k).expect("shape"));
+                        fk::sgemm(fisa, 1.0, lhs, Rhs::Packed(&fpb), 0.0, &mut cf, n)
+                            .expect("sgemm");
+                    });
+                    black_box(&cf);
+                })
+            },
+        );
         g.finish();
         if m > 1 {
             let mut g = c.benchmark_group("gemm_u8i8_2t");
@@ -64,8 +75,14 @@ fn bench(c: &mut Criterion) {
             let pb = PackedB::with_isa(b.view(), ZeroPoints::PerTensor(0), isa).expect("pack");
             g.bench_function(BenchmarkId::new(isa.name(), &id), |bch| {
                 bch.iter(|| {
-                    gemm_i32(a.view(), 3u8, &pb, out.view_mut(), &GemmOptions { threads: 2 })
-                        .expect("gemm");
+                    gemm_i32(
+                        a.view(),
+                        3u8,
+                        &pb,
+                        out.view_mut(),
+                        &GemmOptions { threads: 2 },
+                    )
+                    .expect("gemm");
                     black_box(&out);
                 })
             });

@@ -45,14 +45,21 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn gemm(reps: usize) {
-    let shapes = [(1, 1024, 1024), (64, 1024, 1024), (256, 256, 2304), (1024, 1024, 1024)];
+    let shapes = [
+        (1, 1024, 1024),
+        (64, 1024, 1024),
+        (256, 256, 2304),
+        (1024, 1024, 1024),
+    ];
     for &(m, n, k) in &shapes {
         let a = Array2::from_shape_vec((m, k), bytes(m * k, 1)).expect("shape");
         let b = Array2::from_shape_vec((k, n), bytes(k * n, 2))
             .expect("shape")
             .mapv(|x| x as i8);
         let mut out = Array2::<i32>::zeros((m, n));
-        sgemm_baseline(&a, &b, reps);
+        if std::env::var_os("INT8_BENCH_NO_F32").is_none() {
+            sgemm_baseline(&a, &b, reps);
+        }
         for isa in isas() {
             if isa == Isa::Scalar && m * n * k > 1 << 27 {
                 continue;
@@ -85,7 +92,10 @@ fn sgemm_baseline(a: &Array2<u8>, b: &Array2<i8>, reps: usize) {
     let isa = fk::best_isa();
     let pb = fk::PackedB::pack(isa, MatRef::row_major(&bf, k, n).expect("shape"));
     let mut c = vec![0f32; m * n];
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
     let t = pool.install(|| {
         median(
             || {

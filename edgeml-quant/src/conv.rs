@@ -10,9 +10,10 @@ use crate::error::{Error, Result};
 use crate::gemm::{
     GemmOptions, PackedB, Requant, ZeroPoints, bias_vec, gemm_any, per_col_f32, quant_bounds,
 };
+use crate::gemm::{gemm_indirect, needs_rowsums};
 use crate::kernels::Isa;
 use crate::kernels::depthwise::{self, DwGeom, DwOut, DwQuant, DwScratch};
-use crate::kernels::driver::Post;
+use crate::kernels::driver::{Indirect, Post};
 use crate::kernels::pack::{QElem, split_view};
 use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
 use rayon::prelude::*;
@@ -98,7 +99,9 @@ impl PackedConv {
             )));
         }
         if c_out % g != 0 {
-            return Err(Error::Invalid(format!("C_out {c_out} is not a multiple of group {g}")));
+            return Err(Error::Invalid(format!(
+                "C_out {c_out} is not a multiple of group {g}"
+            )));
         }
         let zp: Vec<T> = match zero_points {
             ZeroPoints::PerTensor(z) => vec![z; c_out],
@@ -160,8 +163,22 @@ impl PackedConv {
             }
         };
         Ok((
-            dim(h, p.pads[0], p.pads[2], self.kh, p.strides[0], p.dilations[0])?,
-            dim(w, p.pads[1], p.pads[3], self.kw, p.strides[1], p.dilations[1])?,
+            dim(
+                h,
+                p.pads[0],
+                p.pads[2],
+                self.kh,
+                p.strides[0],
+                p.dilations[0],
+            )?,
+            dim(
+                w,
+                p.pads[1],
+                p.pads[3],
+                self.kw,
+                p.strides[1],
+                p.dilations[1],
+            )?,
         ))
     }
 
@@ -218,7 +235,11 @@ pub fn qlinear_conv<T: QElem, O: QElem>(
     let y = match split_view(y) {
         Some(Ok(y)) => YView::U8(y, q),
         Some(Err(y)) => YView::I8(y, q),
-        None => return Err(Error::Invalid("output view must be in standard (C) layout".into())),
+        None => {
+            return Err(Error::Invalid(
+                "output view must be in standard (C) layout".into(),
+            ));
+        }
     };
     conv_any(x, x_zp, w, y, opts)
 }
@@ -265,7 +286,9 @@ fn conv_any<T: QElem>(
         )));
     }
     if !ystd {
-        return Err(Error::Invalid("output view must be in standard (C) layout".into()));
+        return Err(Error::Invalid(
+            "output view must be in standard (C) layout".into(),
+        ));
     }
     if n == 0 || w.c_out == 0 || oh * ow == 0 {
         return Ok(());
@@ -329,13 +352,15 @@ fn depthwise_all<T: QElem>(
                 }
             } else {
                 let per = ys.len().div_ceil(plane_out).div_ceil(threads).max(1);
-                ys.par_chunks_mut(plane_out * per).enumerate().for_each(|(t, blk)| {
-                    let mut s = DwScratch::new(&geom);
-                    for (i, yc) in blk.chunks_mut(plane_out).enumerate() {
-                        let ch = t * per + i;
-                        run(ch, &mut $mk(yc, ch % c), &mut s);
-                    }
-                });
+                ys.par_chunks_mut(plane_out * per)
+                    .enumerate()
+                    .for_each(|(t, blk)| {
+                        let mut s = DwScratch::new(&geom);
+                        for (i, yc) in blk.chunks_mut(plane_out).enumerate() {
+                            let ch = t * per + i;
+                            run(ch, &mut $mk(yc, ch % c), &mut s);
+                        }
+                    });
             }
         }};
     }
@@ -386,14 +411,13 @@ fn gemm_all<T: QElem>(
     let cog = w.c_out / g;
     let plane = oh * ow;
     let k = w.kh * w.kw * cig;
-    let pointwise = w.kh == 1
-        && w.kw == 1
-        && p.strides == [1, 1]
-        && p.pads == [0; 4]
-        && g == 1;
+    let pointwise = w.kh == 1 && w.kw == 1 && p.strides == [1, 1] && p.pads == [0; 4] && g == 1;
+    // Indirect (im2col-free) kernel: the taps' channel runs are read in place.
+    let indirect = !pointwise && crate::kernels::has_indirect(w.isa) && cig > 0 && cig % 4 == 0;
+    let zpad = vec![x_zp.to_a(); cig];
     // Scratch reused over the batch: NHWC input and im2col rows.
     let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
-    let mut cols = if pointwise {
+    let mut cols = if pointwise || indirect {
         Array2::<T>::from_elem((0, 0), x_zp)
     } else {
         Array2::<T>::from_elem((plane, k), x_zp)
@@ -402,11 +426,66 @@ fn gemm_all<T: QElem>(
         let xn = x.index_axis(Axis(0), ni);
         to_nhwc(xn, &mut nhwc);
         let xs = nhwc.as_slice().unwrap_or(&[]);
+        if indirect {
+            let xm = crate::kernels::pack::a_bytes(xs);
+            for (gi, pb) in packs.iter().enumerate() {
+                let ind = Indirect {
+                    x: xm.as_ptr(),
+                    zpad: zpad.as_ptr(),
+                    h,
+                    w: wd,
+                    c_in,
+                    c0: gi * cig,
+                    cig,
+                    kh: w.kh,
+                    kw: w.kw,
+                    strides: p.strides,
+                    dilations: p.dilations,
+                    pad_tl: [p.pads[0], p.pads[1]],
+                    ow,
+                };
+                let rowterm = if needs_rowsums(pb) {
+                    indirect_rowterm(&xm, &ind, plane, zpad[0])
+                } else {
+                    Vec::new()
+                };
+                let range = gi * cog..(gi + 1) * cog;
+                let za = i32::from(x_zp.to_a());
+                let done = match y {
+                    YView::I32(v) => {
+                        let mut yv = group_out(v, ni, range, plane);
+                        let o = crate::gemm::raw_out(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, Post::I32, o, opts)
+                    }
+                    YView::U8(v, q) => {
+                        let mut yv = group_out(v, ni, range.clone(), plane);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
+                    }
+                    YView::I8(v, q) => {
+                        let mut yv = group_out(v, ni, range.clone(), plane);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
+                    }
+                };
+                debug_assert!(done, "indirect kernel chosen for a path without one");
+            }
+            continue;
+        }
         for (gi, pb) in packs.iter().enumerate() {
             let a = if pointwise {
                 nhwc.view()
             } else {
-                im2col(xs, (h, wd, c_in), gi * cig, cig, w, (oh, ow), x_zp, &mut cols);
+                im2col(
+                    xs,
+                    (h, wd, c_in),
+                    gi * cig,
+                    cig,
+                    w,
+                    (oh, ow),
+                    x_zp,
+                    &mut cols,
+                );
                 cols.view()
             };
             let range = gi * cog..(gi + 1) * cog;
@@ -518,4 +597,32 @@ fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
         }
         p0 = p1;
     }
+}
+
+/// `−rowsum` of every implicit im2col row of an indirect convolution.
+fn indirect_rowterm(xm: &[u8], ind: &Indirect, plane: usize, zpad: u8) -> Vec<i32> {
+    let pad_sum = i32::from(zpad).wrapping_mul(ind.cig as i32);
+    (0..plane)
+        .map(|m| {
+            let (oy, ox) = (m / ind.ow, m % ind.ow);
+            let mut s = 0i32;
+            for ky in 0..ind.kh {
+                let iy =
+                    (oy * ind.strides[0] + ky * ind.dilations[0]) as isize - ind.pad_tl[0] as isize;
+                for kx in 0..ind.kw {
+                    let ix = (ox * ind.strides[1] + kx * ind.dilations[1]) as isize
+                        - ind.pad_tl[1] as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < ind.h && (ix as usize) < ind.w {
+                        let off = (iy as usize * ind.w + ix as usize) * ind.c_in + ind.c0;
+                        s = xm[off..off + ind.cig]
+                            .iter()
+                            .fold(s, |s, &v| s.wrapping_add(i32::from(v)));
+                    } else {
+                        s = s.wrapping_add(pad_sum);
+                    }
+                }
+            }
+            s.wrapping_neg()
+        })
+        .collect()
 }

@@ -204,7 +204,10 @@ pub(crate) fn bias_vec(bias: Option<&[i32]>, n: usize) -> Result<Vec<i32>> {
     match bias {
         None => Ok(vec![0; n]),
         Some(b) if b.len() == n => Ok(b.to_vec()),
-        Some(b) => Err(Error::Shape(format!("{} bias values for {n} columns", b.len()))),
+        Some(b) => Err(Error::Shape(format!(
+            "{} bias values for {n} columns",
+            b.len()
+        ))),
     }
 }
 
@@ -270,20 +273,7 @@ pub(crate) fn gemm_any<T: QElem>(
     }
     let g = b.isa.geom();
     let prep = pack::prep_a(g, a, !b.zb_zero);
-    let za = pack::a_zp(a_zp);
-    let kk = k as i32;
-    let colterm: Vec<i32> = (0..n)
-        .map(|j| {
-            let mut c = za
-                .wrapping_neg()
-                .wrapping_mul(b.colsum[j])
-                .wrapping_add(kk.wrapping_mul(za).wrapping_mul(b.zb[j]));
-            if g.a_xor {
-                c = c.wrapping_add(b.colsum[j].wrapping_mul(128));
-            }
-            c
-        })
-        .collect();
+    let colterm = colterm(b, pack::a_zp(a_zp), k);
     let (ptr, rs, cs) = out;
     let job = Job {
         a: prep.buf.ptr(),
@@ -301,6 +291,68 @@ pub(crate) fn gemm_any<T: QElem>(
         cs,
     };
     driver::run(b.isa, &job, opts.threads());
+}
+
+/// The per-column constant of the zero-point folding:
+/// `−zA'·colsum(B') + K·zA'·zB'` (+ `128·colsum(B')` for kernels fed `A' − 128`).
+fn colterm(b: &PackedB, za: i32, k: usize) -> Vec<i32> {
+    let g = b.isa.geom();
+    let kk = k as i32;
+    (0..b.n)
+        .map(|j| {
+            let mut c = za
+                .wrapping_neg()
+                .wrapping_mul(b.colsum[j])
+                .wrapping_add(kk.wrapping_mul(za).wrapping_mul(b.zb[j]));
+            if g.a_xor {
+                c = c.wrapping_add(b.colsum[j].wrapping_mul(128));
+            }
+            c
+        })
+        .collect()
+}
+
+/// Whether the weights need row sums of A (some weight zero point is non-zero).
+pub(crate) fn needs_rowsums(b: &PackedB) -> bool {
+    !b.zb_zero
+}
+
+/// An indirect convolution as a GEMM over implicit im2col rows (see
+/// [`driver::Indirect`]); `rowterm` holds `−rowsum(A')` per output pixel when
+/// [`needs_rowsums`]. Returns `false` if the weights' path has no indirect kernel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_indirect(
+    ind: &driver::Indirect,
+    m: usize,
+    a_zp_mapped: i32,
+    b: &PackedB,
+    rowterm: &[i32],
+    post: Post<'_>,
+    out: (OutPtr, isize, isize),
+    opts: &GemmOptions,
+) -> bool {
+    let k = ind.kh * ind.kw * ind.cig;
+    if k != b.k || m == 0 || b.n == 0 {
+        return k == b.k;
+    }
+    let colterm = colterm(b, a_zp_mapped, k);
+    let (ptr, rs, cs) = out;
+    let job = Job {
+        a: core::ptr::null(),
+        b: b.buf.ptr(),
+        kp: k,
+        lda: 0,
+        m,
+        n: b.n,
+        rowterm,
+        colterm: &colterm,
+        zb: if b.zb_zero { &[] } else { &b.zb },
+        post,
+        out: ptr,
+        rs,
+        cs,
+    };
+    driver::run_indirect(b.isa, &job, ind, opts.threads())
 }
 
 /// `out = (A − a_zp)·(B − zB)` in i32 (ONNX `MatMulInteger`), wrapping modulo 2³².

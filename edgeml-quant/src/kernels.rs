@@ -206,3 +206,32 @@ pub(crate) unsafe fn run_block(
         _ => unsafe { scalar::block(job, mt, np) },
     }
 }
+
+/// Whether `isa` has an indirect-convolution kernel (u8 A read in place, k in quads).
+pub(crate) fn has_indirect(isa: Isa) -> bool {
+    let g = isa.geom();
+    !g.wide && !g.a_xor
+}
+
+/// As [`run_block`] for an indirect convolution.
+///
+/// # Safety
+/// As [`driver::block_loop_ind`]; `isa` must be available and [`has_indirect`].
+pub(crate) unsafe fn run_block_ind(
+    isa: Isa,
+    job: &driver::Job<'_>,
+    ind: &driver::Indirect,
+    mt: core::ops::Range<usize>,
+    np: core::ops::Range<usize>,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: availability checked by the caller; operands valid per contract.
+        Isa::Avx512Vnni => unsafe { x86::block_ind_avx512vnni(job, ind, mt, np) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::AvxVnni => unsafe { x86::block_ind_avxvnni(job, ind, mt, np) },
+        // SAFETY: as above.
+        _ => unsafe { scalar::block_ind(job, ind, mt, np) },
+    }
+}

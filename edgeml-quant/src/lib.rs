@@ -9,7 +9,6 @@ pub mod kernels;
 #[doc(hidden)]
 pub mod reference;
 
-
 pub use conv::{ConvParams, PackedConv, conv_integer, qlinear_conv};
 pub use error::{Error, Result};
 pub use gemm::{

@@ -61,8 +61,10 @@ pub fn conv_i32<TX: QElem, TW: QElem>(
         for c in 0..cig {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    let iy = (oy * p.strides[0] + ky * p.dilations[0]) as isize - p.pads[0] as isize;
-                    let ix = (ox * p.strides[1] + kx * p.dilations[1]) as isize - p.pads[1] as isize;
+                    let iy =
+                        (oy * p.strides[0] + ky * p.dilations[0]) as isize - p.pads[0] as isize;
+                    let ix =
+                        (ox * p.strides[1] + kx * p.dilations[1]) as isize - p.pads[1] as isize;
                     if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
                         continue;
                     }

@@ -2,7 +2,7 @@
 //! shapes (0, 1, primes, tails of every lane width), random zero points, extreme values;
 //! integers compared with `assert_eq!`. Paths the CPU lacks are skipped, so the same
 //! suite runs natively and under qemu (Cortex-A72 without dotprod, A76 with it).
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use edgeml_quant::*;
 use ndarray::{Array2, Array4};
@@ -28,9 +28,9 @@ fn bytes(n: usize, seed: u64, mode: u8) -> Vec<u8> {
                     }
                 }
                 _ => {
-                    if r % 4 == 0 {
+                    if r.is_multiple_of(4) {
                         r
-                    } else if r % 2 == 0 {
+                    } else if r.is_multiple_of(2) {
                         255
                     } else {
                         0
@@ -59,6 +59,7 @@ fn worst_case(isa: Isa, m: usize, n: usize, k: usize) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_gemm<TA: QElem, TB: QElem>(
     isa: Isa,
     (m, n, k): (usize, usize, usize),
@@ -69,12 +70,28 @@ fn check_gemm<TA: QElem, TB: QElem>(
     map_a: fn(u8) -> TA,
     map_b: fn(u8) -> TB,
 ) {
-    let a = Array2::from_shape_vec((m, k), bytes(m * k, seed, mode)).unwrap().mapv(map_a);
-    let b = Array2::from_shape_vec((k, n), bytes(k * n, seed ^ 0xABCD, mode)).unwrap().mapv(map_b);
+    let a = Array2::from_shape_vec((m, k), bytes(m * k, seed, mode))
+        .unwrap()
+        .mapv(map_a);
+    let b = Array2::from_shape_vec((k, n), bytes(k * n, seed ^ 0xABCD, mode))
+        .unwrap()
+        .mapv(map_b);
     let za = map_a(bytes(1, seed ^ 7, 0)[0]);
-    let zb: Vec<TB> = bytes(if per_col { n } else { 1 }, seed ^ 9, 0).into_iter().map(map_b).collect();
-    let zp = if per_col { ZeroPoints::PerColumn(&zb) } else { ZeroPoints::PerTensor(zb[0]) };
-    let want = reference::gemm_i32(a.view(), za, b.view(), if zb.is_empty() { &[] } else { &zb });
+    let zb: Vec<TB> = bytes(if per_col { n } else { 1 }, seed ^ 9, 0)
+        .into_iter()
+        .map(map_b)
+        .collect();
+    let zp = if per_col {
+        ZeroPoints::PerColumn(&zb)
+    } else {
+        ZeroPoints::PerTensor(zb[0])
+    };
+    let want = reference::gemm_i32(
+        a.view(),
+        za,
+        b.view(),
+        if zb.is_empty() { &[] } else { &zb },
+    );
     let pb = PackedB::with_isa(b.view(), zp, isa).unwrap();
     let opts = GemmOptions { threads };
     let mut out = Array2::zeros((m, n));
@@ -85,8 +102,17 @@ fn check_gemm<TA: QElem, TB: QElem>(
     // reference requantization of the reference accumulators.
     let mult: Vec<f32> = (0..n).map(|j| 1.0 / (1000.0 + 37.0 * j as f32)).collect();
     let bias: Vec<i32> = (0..n).map(|j| j as i32 * 97 - 2000).collect();
-    for act in [Activation::None, Activation::Relu, Activation::Clip { min: 10, max: 200 }] {
-        let rq = Requant { multipliers: &mult, zero_point: 100, bias: Some(&bias), activation: act };
+    for act in [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 10, max: 200 },
+    ] {
+        let rq = Requant {
+            multipliers: &mult,
+            zero_point: 100,
+            bias: Some(&bias),
+            activation: act,
+        };
         let mut q = Array2::<u8>::zeros((m, n));
         gemm_requant(a.view(), za, &pb, &rq, q.view_mut(), &opts).unwrap();
         let (lo, hi) = match act {
@@ -100,31 +126,62 @@ fn check_gemm<TA: QElem, TB: QElem>(
         assert_eq!(q, wantq, "{isa} requant {act:?}");
     }
     let mut f = Array2::<f32>::zeros((m, n));
-    let dq = Dequant { multipliers: &[0.5], bias: None };
+    let dq = Dequant {
+        multipliers: &[0.5],
+        bias: None,
+    };
     gemm_f32(a.view(), za, &pb, &dq, f.view_mut(), &opts).unwrap();
     assert_eq!(f, want.mapv(|v| v as f32 * 0.5), "{isa} f32");
 }
 
-fn check_conv(isa: Isa, depthwise: bool, (c, h, w, k, s, pd, d): (usize, usize, usize, usize, usize, usize, usize), seed: u64) {
+fn check_conv(
+    isa: Isa,
+    depthwise: bool,
+    (c, h, w, k, s, pd, d): (usize, usize, usize, usize, usize, usize, usize),
+    seed: u64,
+) {
     let (ci, co, g) = if depthwise { (c, c, c) } else { (c, c + 3, 1) };
     let x = Array4::from_shape_vec((1, ci, h, w), bytes(ci * h * w, seed, 2)).unwrap();
     let wt = Array4::from_shape_vec((co, ci / g, k, k), bytes(co * ci / g * k * k, seed ^ 5, 2))
         .unwrap()
         .mapv(|v| v as i8);
-    let p = ConvParams { group: g, strides: [s, s], pads: [pd, pd + 1, pd, pd], dilations: [d, d] };
-    let zw: Vec<i8> = bytes(co, seed ^ 3, 0).into_iter().map(|v| v as i8).collect();
+    let p = ConvParams {
+        group: g,
+        strides: [s, s],
+        pads: [pd, pd + 1, pd, pd],
+        dilations: [d, d],
+    };
+    let zw: Vec<i8> = bytes(co, seed ^ 3, 0)
+        .into_iter()
+        .map(|v| v as i8)
+        .collect();
     let Ok(pc) = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa) else {
         return;
     };
-    let Ok((oh, ow)) = pc.output_hw(h, w) else { return };
+    let Ok((oh, ow)) = pc.output_hw(h, w) else {
+        return;
+    };
     let want = reference::conv_i32(x.view(), 9u8, wt.view(), &zw, &p);
     let mut y = Array4::zeros((1, co, oh, ow));
     conv_integer(x.view(), 9u8, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
     assert_eq!(y, want, "{isa} conv");
     let mult = vec![0.003f32; co];
-    let rq = Requant { multipliers: &mult, zero_point: -3, bias: None, activation: Activation::None };
+    let rq = Requant {
+        multipliers: &mult,
+        zero_point: -3,
+        bias: None,
+        activation: Activation::None,
+    };
     let mut q = Array4::<i8>::zeros((1, co, oh, ow));
-    qlinear_conv(x.view(), 9u8, &pc, &rq, q.view_mut(), &GemmOptions { threads: 2 }).unwrap();
+    qlinear_conv(
+        x.view(),
+        9u8,
+        &pc,
+        &rq,
+        q.view_mut(),
+        &GemmOptions { threads: 2 },
+    )
+    .unwrap();
     let wantq = want.mapv(|v| reference::requant(v, 0, 0.003, -3, -128, 127) as i8);
     assert_eq!(q, wantq, "{isa} qlinear_conv");
 }
@@ -169,7 +226,7 @@ macro_rules! kernel_props {
                 }
 
                 #[test]
-                fn conv(c in 1usize..9, h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool) {
+                fn conv(c in prop_oneof![1usize..9, Just(4usize), Just(8), Just(12)], h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool) {
                     if $isa.is_available() {
                         check_conv($isa, dw, (c, h, w, k, s, pd, d), seed);
                     }
@@ -189,7 +246,16 @@ kernel_props!(neon_dotprod, Isa::NeonDotprod);
 #[test]
 fn every_available_path_is_exercised() {
     let av = Isa::available();
+    eprintln!("kernel paths available here: {av:?}");
     assert!(av.contains(&Isa::Scalar));
     #[cfg(target_arch = "aarch64")]
-    assert!(av.contains(&Isa::Neon));
+    {
+        assert!(av.contains(&Isa::Neon));
+        // The dotprod path is picked exactly when the CPU reports dotprod (so it is
+        // skipped as a Cortex-A72 and runs as a Cortex-A76 under qemu).
+        assert_eq!(
+            av.contains(&Isa::NeonDotprod),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+    }
 }

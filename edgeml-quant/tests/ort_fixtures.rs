@@ -1,6 +1,6 @@
 //! Cross-checks against onnxruntime outputs committed by
 //! `scripts/make_int8_fixtures.py` (tests/fixtures/int8/), on every available path.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use edgeml_quant::*;
 use ndarray::{Array2, Array4, ArrayD, IxDyn};
@@ -13,9 +13,16 @@ struct Fixture {
 }
 
 fn load(name: &str) -> Fixture {
-    let path = format!("{}/../tests/fixtures/int8/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/fixtures/int8/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut f = Fixture { op: String::new(), attrs: HashMap::new(), tensors: HashMap::new() };
+    let mut f = Fixture {
+        op: String::new(),
+        attrs: HashMap::new(),
+        tensors: HashMap::new(),
+    };
     for line in text.lines() {
         let mut it = line.split_whitespace();
         match it.next() {
@@ -28,10 +35,13 @@ fn load(name: &str) -> Fixture {
                 let name = it.next().unwrap().to_string();
                 let _dtype = it.next().unwrap();
                 let nd: usize = it.next().unwrap().parse().unwrap();
-                let shape: Vec<usize> = (0..nd).map(|_| it.next().unwrap().parse().unwrap()).collect();
+                let shape: Vec<usize> = (0..nd)
+                    .map(|_| it.next().unwrap().parse().unwrap())
+                    .collect();
                 assert_eq!(it.next(), Some(":"));
                 let vals: Vec<f64> = it.map(|v| v.parse().unwrap()).collect();
-                f.tensors.insert(name, ArrayD::from_shape_vec(IxDyn(&shape), vals).unwrap());
+                f.tensors
+                    .insert(name, ArrayD::from_shape_vec(IxDyn(&shape), vals).unwrap());
             }
             _ => {}
         }
@@ -69,7 +79,11 @@ fn matmul_integer<TB: QElem>(name: &str, map_b: fn(f64) -> TB) {
     let exact = f.m2("exact", |v| v as i32);
     let ort = f.m2("ort", |v| v as i32);
     for isa in Isa::available() {
-        let zp = if zb.len() == 1 { ZeroPoints::PerTensor(zb[0]) } else { ZeroPoints::PerColumn(&zb) };
+        let zp = if zb.len() == 1 {
+            ZeroPoints::PerTensor(zb[0])
+        } else {
+            ZeroPoints::PerColumn(&zb)
+        };
         let pb = PackedB::with_isa(b.view(), zp, isa).unwrap();
         let mut y = Array2::zeros(exact.dim());
         gemm_i32(a.view(), za, &pb, y.view_mut(), &GemmOptions::default()).unwrap();
@@ -108,8 +122,15 @@ fn ort_qlinear_matmul() {
             activation: Activation::None,
         };
         let mut y = Array2::<u8>::zeros(ort.dim());
-        gemm_requant(a.view(), f.scalar("a_zero_point") as u8, &pb, &rq, y.view_mut(), &GemmOptions::default())
-            .unwrap();
+        gemm_requant(
+            a.view(),
+            f.scalar("a_zero_point") as u8,
+            &pb,
+            &rq,
+            y.view_mut(),
+            &GemmOptions::default(),
+        )
+        .unwrap();
         assert_eq!(y, ort, "{isa}");
     }
 }
@@ -127,7 +148,12 @@ fn conv_params(f: &Fixture) -> ConvParams {
 
 #[test]
 fn ort_qlinear_conv() {
-    for name in ["qlinearconv_3x3", "qlinearconv_strided_grouped", "qlinearconv_depthwise", "qlinearconv_1x1"] {
+    for name in [
+        "qlinearconv_3x3",
+        "qlinearconv_strided_grouped",
+        "qlinearconv_depthwise",
+        "qlinearconv_1x1",
+    ] {
         let f = load(name);
         let p = conv_params(&f);
         let x = f.m4("x", |v| v as u8);
@@ -146,8 +172,15 @@ fn ort_qlinear_conv() {
                 activation: Activation::None,
             };
             let mut y = Array4::<u8>::zeros(ort.dim());
-            qlinear_conv(x.view(), f.scalar("x_zero_point") as u8, &pc, &rq, y.view_mut(), &GemmOptions::default())
-                .unwrap();
+            qlinear_conv(
+                x.view(),
+                f.scalar("x_zero_point") as u8,
+                &pc,
+                &rq,
+                y.view_mut(),
+                &GemmOptions::default(),
+            )
+            .unwrap();
             assert_eq!(y, ort, "{name} {isa}");
         }
     }
@@ -161,11 +194,22 @@ fn ort_conv_integer() {
     let w = f.m4("w", |v| v as u8);
     let ort = f.m4("ort", |v| v as i32);
     for isa in Isa::available() {
-        let pc = PackedConv::with_isa(w.view(), ZeroPoints::PerTensor(f.scalar("w_zero_point") as u8), p, isa)
-            .unwrap();
+        let pc = PackedConv::with_isa(
+            w.view(),
+            ZeroPoints::PerTensor(f.scalar("w_zero_point") as u8),
+            p,
+            isa,
+        )
+        .unwrap();
         let mut y = Array4::<i32>::zeros(ort.dim());
-        conv_integer(x.view(), f.scalar("x_zero_point") as u8, &pc, y.view_mut(), &GemmOptions::default())
-            .unwrap();
+        conv_integer(
+            x.view(),
+            f.scalar("x_zero_point") as u8,
+            &pc,
+            y.view_mut(),
+            &GemmOptions::default(),
+        )
+        .unwrap();
         assert_eq!(y, ort, "{isa}");
     }
 }

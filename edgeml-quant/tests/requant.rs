@@ -1,5 +1,5 @@
 //! Requantization against a float64 reference and error handling of the public API.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use edgeml_core::ErrorKind;
 use edgeml_quant::*;
@@ -43,31 +43,67 @@ fn errors_are_typed() {
     let pb = PackedB::new(b.view(), ZeroPoints::PerTensor(0)).unwrap();
     let a = Array2::<u8>::zeros((2, 5));
     let mut out = Array2::<i32>::zeros((2, 3));
-    assert_eq!(gemm_u8i8(a.view(), 0, &pb, out.view_mut()).unwrap_err().kind(), ErrorKind::ShapeMismatch);
+    assert_eq!(
+        gemm_u8i8(a.view(), 0, &pb, out.view_mut())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ShapeMismatch
+    );
     let a = Array2::<u8>::zeros((2, 4));
     let mut bad = Array2::<i32>::zeros((3, 3));
-    assert_eq!(gemm_u8i8(a.view(), 0, &pb, bad.view_mut()).unwrap_err().kind(), ErrorKind::ShapeMismatch);
+    assert_eq!(
+        gemm_u8i8(a.view(), 0, &pb, bad.view_mut())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ShapeMismatch
+    );
     let mut q = Array2::<u8>::zeros((2, 3));
-    let rq = Requant { multipliers: &[f32::NAN], zero_point: 0, bias: None, activation: Activation::None };
+    let rq = Requant {
+        multipliers: &[f32::NAN],
+        zero_point: 0,
+        bias: None,
+        activation: Activation::None,
+    };
     let e = gemm_requant(a.view(), 0, &pb, &rq, q.view_mut(), &GemmOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NonFinite);
-    let rq = Requant { multipliers: &[1.0], zero_point: 300, bias: None, activation: Activation::None };
+    let rq = Requant {
+        multipliers: &[1.0],
+        zero_point: 300,
+        bias: None,
+        activation: Activation::None,
+    };
     let e = gemm_requant(a.view(), 0, &pb, &rq, q.view_mut(), &GemmOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    let rq = Requant { multipliers: &[1.0, 2.0], zero_point: 0, bias: None, activation: Activation::None };
+    let rq = Requant {
+        multipliers: &[1.0, 2.0],
+        zero_point: 0,
+        bias: None,
+        activation: Activation::None,
+    };
     let e = gemm_requant(a.view(), 0, &pb, &rq, q.view_mut(), &GemmOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
 
     let w = Array4::<i8>::zeros((4, 2, 3, 3));
-    let p = ConvParams { group: 0, ..ConvParams::default() };
-    assert_eq!(PackedConv::new(w.view(), ZeroPoints::PerTensor(0), p).unwrap_err().kind(), ErrorKind::InvalidInput);
+    let p = ConvParams {
+        group: 0,
+        ..ConvParams::default()
+    };
+    assert_eq!(
+        PackedConv::new(w.view(), ZeroPoints::PerTensor(0), p)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
     let pc = PackedConv::new(w.view(), ZeroPoints::PerTensor(0), ConvParams::default()).unwrap();
     let x = Array4::<u8>::zeros((1, 3, 5, 5));
     let mut y = Array4::<i32>::zeros((1, 4, 3, 3));
     let e = conv_integer(x.view(), 0, &pc, y.view_mut(), &GemmOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
     let x = Array4::<u8>::zeros((1, 2, 2, 2));
-    assert_eq!(pc.output_hw(2, 2).unwrap_err().kind(), ErrorKind::ShapeMismatch);
+    assert_eq!(
+        pc.output_hw(2, 2).unwrap_err().kind(),
+        ErrorKind::ShapeMismatch
+    );
     let mut y = Array4::<i32>::zeros((1, 4, 0, 0));
     assert!(conv_integer(x.view(), 0, &pc, y.view_mut(), &GemmOptions::default()).is_err());
     for isa in Isa::ALL {

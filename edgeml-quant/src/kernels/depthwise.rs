@@ -55,10 +55,31 @@ impl DwScratch {
     }
 }
 
+/// Outputs per register block of the stride-1 loop.
+const CH: usize = 16;
+
 /// One channel: `x` (`h·w` values already mapped to `x − zx` by `map`), `wt` the
 /// `kh·kw` filter minus its zero point.
 #[inline(always)]
 fn channel_impl(
+    g: &DwGeom,
+    x: &[u8],
+    xsub: i16,
+    wt: &[i32],
+    s: &mut DwScratch,
+    out: &mut DwOut<'_>,
+) {
+    if g.kh == 3 && g.kw == 3 {
+        channel_k::<3>(g, x, xsub, wt, s, out);
+    } else {
+        channel_k::<0>(g, x, xsub, wt, s, out);
+    }
+}
+
+/// [`channel_impl`] with the kernel size `K×K` known at compile time (0: read from `g`),
+/// so the 3×3 taps unroll with their weights in registers.
+#[inline(always)]
+fn channel_k<const K: usize>(
     g: &DwGeom,
     x: &[u8],
     xsub: i16,
@@ -76,24 +97,37 @@ fn channel_impl(
     }
     let [sh, sw] = g.strides;
     let [dh, dw] = g.dilations;
+    let (kh, kw) = if K > 0 { (K, K) } else { (g.kh, g.kw) };
     for oy in 0..g.oh {
         let acc = &mut s.acc[..g.ow];
-        acc.fill(0);
-        for ky in 0..g.kh {
-            let prow = &s.plane[(oy * sh + ky * dh) * wp..][..wp];
-            for kx in 0..g.kw {
-                let wv = wt[ky * g.kw + kx];
-                let src = &prow[kx * dw..];
-                if sw == 1 {
-                    for (a, &v) in acc.iter_mut().zip(&src[..g.ow]) {
-                        *a = a.wrapping_add(i32::from(v) * wv);
-                    }
-                } else {
-                    for (o, a) in acc.iter_mut().enumerate() {
-                        *a = a.wrapping_add(i32::from(src[o * sw]) * wv);
+        let mut ox = 0;
+        if sw == 1 {
+            // Register-blocked: 16 outputs stay in one vector over all taps.
+            while ox + CH <= g.ow {
+                let mut a = [0i32; CH];
+                for ky in 0..kh {
+                    let prow = &s.plane[(oy * sh + ky * dh) * wp..][..wp];
+                    for kx in 0..kw {
+                        let wv = wt[ky * kw + kx];
+                        let src = &prow[kx * dw + ox..][..CH];
+                        for (a, &v) in a.iter_mut().zip(src) {
+                            *a = a.wrapping_add(i32::from(v) * wv);
+                        }
                     }
                 }
+                acc[ox..ox + CH].copy_from_slice(&a);
+                ox += CH;
             }
+        }
+        for (o, a) in acc.iter_mut().enumerate().skip(ox) {
+            let mut t = 0i32;
+            for ky in 0..kh {
+                let prow = &s.plane[(oy * sh + ky * dh) * wp..][..wp];
+                for kx in 0..kw {
+                    t = t.wrapping_add(i32::from(prow[kx * dw + o * sw]) * wt[ky * kw + kx]);
+                }
+            }
+            *a = t;
         }
         let o0 = oy * g.ow;
         match out {

@@ -70,17 +70,20 @@ pub(crate) trait Tile {
     const KS: usize;
     /// Bytes per packed element.
     const ESZ: usize;
-    /// Computes the raw `rows × NR` tile into `buf` (row stride `NR`).
+    /// Computes the raw `rows × NR` tile into `buf` (row stride `NR`). The reduction
+    /// runs over `segs` segments of `seg` k-values; row `r`'s A values of segment `t`
+    /// start at `ap[r·segs + t]` (a GEMM has one segment per row; an indirect
+    /// convolution one per kernel tap).
     ///
     /// # Safety
-    /// `a` points at `rows ≤ MR` rows of packed A (row stride `lda` elements, `kp`
-    /// readable elements each), `b` at a packed B panel (`kp·NR` elements), and the CPU
-    /// supports the kernel's features.
+    /// Each of those pointers must have `seg` readable elements, `b` must point at a
+    /// packed B panel of `segs·seg·NR` elements, and the CPU must support the kernel's
+    /// features.
     unsafe fn tile(
         rows: usize,
-        kp: usize,
-        a: *const u8,
-        lda: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
         b: *const u8,
         buf: &mut [i32; MAX_TILE],
     );
@@ -108,10 +111,13 @@ pub(crate) unsafe fn block_loop<T: Tile>(job: &Job<'_>, mt: Range<usize>, np: Ra
             for t in mb..me {
                 let m0 = t * T::MR;
                 let rows = T::MR.min(job.m - m0);
-                // SAFETY: tile t lies inside packed A.
-                let a = unsafe { job.a.add(m0 * job.lda * T::ESZ) };
+                let mut ap = [core::ptr::null::<u8>(); 8];
+                for (r, p) in ap.iter_mut().enumerate().take(rows) {
+                    // SAFETY: row m0 + r lies inside packed A.
+                    *p = unsafe { job.a.add((m0 + r) * job.lda * T::ESZ) };
+                }
                 // SAFETY: forwarded contract.
-                unsafe { T::tile(rows, job.kp, a, job.lda, b, &mut buf) };
+                unsafe { T::tile(rows, 1, job.kp, ap.as_ptr(), b, &mut buf) };
                 // SAFETY: forwarded contract.
                 unsafe { finish_tile(job, &mut buf, T::NR, m0, rows, n0, cols) };
             }
@@ -153,7 +159,14 @@ unsafe fn finish_tile(
             let off = (m0 + r) as isize * job.rs + n0 as isize * job.cs;
             // SAFETY: the output covers this row (caller's contract).
             unsafe { store_row(job, row, off, n0) };
-        } else if let Post::Quant { mult, bias, zp, lo, hi } = &job.post {
+        } else if let Post::Quant {
+            mult,
+            bias,
+            zp,
+            lo,
+            hi,
+        } = &job.post
+        {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
         }
     }
@@ -194,7 +207,15 @@ unsafe fn store_cols(
             };
             // SAFETY: SSE2 is part of x86-64; the tile's columns are writable.
             unsafe {
-                super::transpose::store_u8_cols(buf, nr, rows, cols, p.offset(m0 as isize + n0 as isize * job.cs), job.cs, signed)
+                super::transpose::store_u8_cols(
+                    buf,
+                    nr,
+                    rows,
+                    cols,
+                    p.offset(m0 as isize + n0 as isize * job.cs),
+                    job.cs,
+                    signed,
+                )
             };
             return;
         }
@@ -253,14 +274,32 @@ unsafe fn store_row(job: &Job<'_>, row: &mut [i32], off: isize, n0: usize) {
                 }
             }
         }
-        (Post::Quant { mult, bias, zp, lo, hi }, OutPtr::U8(p)) => {
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::U8(p),
+        ) => {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
             for (j, &v) in row.iter().enumerate() {
                 // SAFETY: element j of this output row is writable.
                 unsafe { *p.offset(at(j)) = v as u8 };
             }
         }
-        (Post::Quant { mult, bias, zp, lo, hi }, OutPtr::I8(p)) => {
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::I8(p),
+        ) => {
             quant_row(row, mult, bias, *zp, *lo, *hi, n0);
             for (j, &v) in row.iter().enumerate() {
                 // SAFETY: element j of this output row is writable.
@@ -345,4 +384,112 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
             });
         }
     });
+}
+
+/// An implicit im2col matrix for an indirect convolution: row `m` (output pixel) and
+/// kernel tap `t` read `cig` consecutive bytes of an NHWC image (mapped to u8), or of
+/// `zpad` (the input zero point) where the tap falls into the padding.
+pub(crate) struct Indirect {
+    pub(crate) x: *const u8,
+    pub(crate) zpad: *const u8,
+    /// Image height, width and channels.
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c_in: usize,
+    /// First channel of the group and channels per group.
+    pub(crate) c0: usize,
+    pub(crate) cig: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) strides: [usize; 2],
+    pub(crate) dilations: [usize; 2],
+    /// Top and left padding.
+    pub(crate) pad_tl: [usize; 2],
+    /// Output width.
+    pub(crate) ow: usize,
+}
+
+// SAFETY: read-only pointers into buffers that outlive the parallel section.
+unsafe impl Sync for Indirect {}
+
+/// The blocked loop of an indirect convolution over m-tiles `mt` and n-panels `np`.
+///
+/// # Safety
+/// `ind` must describe a valid image and padding vector, `job.b` packed B with
+/// `K = kh·kw·cig` (`cig` a multiple of the kernel's k-step), and the output must be
+/// writable for the tiles.
+#[inline(always)]
+pub(crate) unsafe fn block_loop_ind<T: Tile>(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    let mut buf = [0i32; MAX_TILE];
+    let taps = ind.kh * ind.kw;
+    let mut ap = vec![core::ptr::null::<u8>(); T::MR * taps];
+    for t in mt {
+        let m0 = t * T::MR;
+        let rows = T::MR.min(job.m - m0);
+        for r in 0..rows {
+            let (oy, ox) = ((m0 + r) / ind.ow, (m0 + r) % ind.ow);
+            for ky in 0..ind.kh {
+                let iy =
+                    (oy * ind.strides[0] + ky * ind.dilations[0]) as isize - ind.pad_tl[0] as isize;
+                for kx in 0..ind.kw {
+                    let ix = (ox * ind.strides[1] + kx * ind.dilations[1]) as isize
+                        - ind.pad_tl[1] as isize;
+                    let inside =
+                        iy >= 0 && ix >= 0 && (iy as usize) < ind.h && (ix as usize) < ind.w;
+                    ap[r * taps + ky * ind.kw + kx] = if inside {
+                        let off = (iy as usize * ind.w + ix as usize) * ind.c_in + ind.c0;
+                        // SAFETY: (iy, ix) is inside the image; `cig` channels from c0 fit.
+                        unsafe { ind.x.add(off) }
+                    } else {
+                        ind.zpad
+                    };
+                }
+            }
+        }
+        for p in np.clone() {
+            let n0 = p * T::NR;
+            let cols = T::NR.min(job.n - n0);
+            // SAFETY: panel p lies inside packed B.
+            let b = unsafe { job.b.add(p * job.kp * T::NR * T::ESZ) };
+            // SAFETY: every pointer has `cig` readable bytes (caller's contract).
+            unsafe { T::tile(rows, taps, ind.cig, ap.as_ptr(), b, &mut buf) };
+            // SAFETY: forwarded contract.
+            unsafe { finish_tile(job, &mut buf, T::NR, m0, rows, n0, cols) };
+        }
+    }
+}
+
+/// Runs an indirect convolution job, splitting m-tiles over `threads` tasks. Returns
+/// `false` (doing nothing) if `isa` has no indirect kernel.
+pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usize) -> bool {
+    if !super::has_indirect(isa) {
+        return false;
+    }
+    let g = isa.geom();
+    let mtiles = job.m.div_ceil(g.mr);
+    let panels = job.n.div_ceil(g.nr);
+    if mtiles == 0 || panels == 0 {
+        return true;
+    }
+    let threads = threads.max(1).min(mtiles);
+    if threads == 1 {
+        // SAFETY: the job and image were validated by the caller for `isa`.
+        unsafe { super::run_block_ind(isa, job, ind, 0..mtiles, 0..panels) };
+        return true;
+    }
+    rayon::scope(|s| {
+        for i in 0..threads {
+            s.spawn(move |_| {
+                let mt = mtiles * i / threads..mtiles * (i + 1) / threads;
+                // SAFETY: tasks cover disjoint m-tiles of a valid job.
+                unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
+            });
+        }
+    });
+    true
 }

@@ -41,30 +41,41 @@ unsafe fn sdot(acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x4_t {
 /// row, sixteen `sdot`.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn tile_dot<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_dot<const R: usize>(
+    segs: usize,
+    seg: usize,
+    ap: *const *const u8,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let b = b.cast::<i8>();
 
     let z = vdupq_n_s32(0);
     let mut c = [[z; 4]; R];
-    let mut k = 0;
-    while k < kp {
-        // SAFETY (whole block): k < kp; the panel has 16 columns × 4 bytes at k·16 and
-        // each row 4 bytes at k.
-        unsafe {
-            let bv = [
-                vld1q_s8(b.add(k * 16)),
-                vld1q_s8(b.add(k * 16 + 16)),
-                vld1q_s8(b.add(k * 16 + 32)),
-                vld1q_s8(b.add(k * 16 + 48)),
-            ];
-            for r in 0..R {
-                let av = vreinterpretq_s8_s32(vld1q_dup_s32(a.add(r * lda + k).cast::<i32>()));
-                for i in 0..4 {
-                    c[r][i] = sdot(c[r][i], bv[i], av);
+    for t in 0..segs {
+        // SAFETY: segment t of the panel starts at t·seg·16 bytes.
+        let b = unsafe { b.add(t * seg * 16) };
+        let mut k = 0;
+        while k < seg {
+            // SAFETY: k < seg; the panel has 16 columns × 4 bytes at k·16 and
+            // each row 4 bytes at k.
+            unsafe {
+                let bv = [
+                    vld1q_s8(b.add(k * 16)),
+                    vld1q_s8(b.add(k * 16 + 16)),
+                    vld1q_s8(b.add(k * 16 + 32)),
+                    vld1q_s8(b.add(k * 16 + 48)),
+                ];
+                for r in 0..R {
+                    let a = *ap.add(r * segs + t);
+                    let av = vreinterpretq_s8_s32(vld1q_dup_s32(a.add(k).cast::<i32>()));
+                    for i in 0..4 {
+                        c[r][i] = sdot(c[r][i], bv[i], av);
+                    }
                 }
             }
+            k += 4;
         }
-        k += 4;
     }
     for r in 0..R {
         for i in 0..4 {
@@ -82,10 +93,17 @@ impl Tile for NeonDot {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, dotprod present).
-        unsafe { by_rows!(r, tile_dot, kp, a, lda, b, p) }
+        unsafe { by_rows!(r, tile_dot, segs, seg, ap, b, p) }
     }
 }
 
@@ -101,24 +119,33 @@ pub(crate) unsafe fn block_dotprod(job: &Job<'_>, mt: Range<usize>, np: Range<us
 /// `smlal`/`smlal2` by a scalar (i16×i16 products accumulated in i32, exact).
 #[target_feature(enable = "neon")]
 #[inline]
-unsafe fn tile_neon<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
-    let a = a.cast::<i16>();
+unsafe fn tile_neon<const R: usize>(
+    segs: usize,
+    seg: usize,
+    ap: *const *const u8,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let b = b.cast::<i16>();
 
     let z = vdupq_n_s32(0);
     let mut c = [[z; 4]; R];
-    for k in 0..kp {
-        // SAFETY (whole block): k < kp; the panel has 16 i16 at k·16 and each row one
-        // i16 at k.
-        unsafe {
-            let b0 = vld1q_s16(b.add(k * 16));
-            let b1 = vld1q_s16(b.add(k * 16 + 8));
-            for r in 0..R {
-                let av = *a.add(r * lda + k);
-                c[r][0] = vmlal_n_s16(c[r][0], vget_low_s16(b0), av);
-                c[r][1] = vmlal_high_n_s16(c[r][1], b0, av);
-                c[r][2] = vmlal_n_s16(c[r][2], vget_low_s16(b1), av);
-                c[r][3] = vmlal_high_n_s16(c[r][3], b1, av);
+    for t in 0..segs {
+        // SAFETY: segment t of the panel starts at t·seg·16 i16.
+        let b = unsafe { b.add(t * seg * 16) };
+        for k in 0..seg {
+            // SAFETY: k < seg; the panel has 16 i16 at k·16 and each row one
+            // i16 at k.
+            unsafe {
+                let b0 = vld1q_s16(b.add(k * 16));
+                let b1 = vld1q_s16(b.add(k * 16 + 8));
+                for r in 0..R {
+                    let av = *(*ap.add(r * segs + t)).cast::<i16>().add(k);
+                    c[r][0] = vmlal_n_s16(c[r][0], vget_low_s16(b0), av);
+                    c[r][1] = vmlal_high_n_s16(c[r][1], b0, av);
+                    c[r][2] = vmlal_n_s16(c[r][2], vget_low_s16(b1), av);
+                    c[r][3] = vmlal_high_n_s16(c[r][3], b1, av);
+                }
             }
         }
     }
@@ -138,10 +165,17 @@ impl Tile for Neon {
     const KS: usize = 1;
     const ESZ: usize = 2;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, NEON present).
-        unsafe { by_rows!(r, tile_neon, kp, a, lda, b, p) }
+        unsafe { by_rows!(r, tile_neon, segs, seg, ap, b, p) }
     }
 }
 

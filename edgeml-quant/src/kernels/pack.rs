@@ -165,7 +165,8 @@ pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: 
             let s = match row.as_slice() {
                 Some(sl) if !T::SIGNED => as_bytes(sl)
                     .iter()
-                    .fold(0u32, |s, &x| s.wrapping_add(u32::from(x))) as i32,
+                    .fold(0u32, |s, &x| s.wrapping_add(u32::from(x)))
+                    as i32,
                 _ => row
                     .iter()
                     .fold(0i32, |s, &x| s.wrapping_add(i32::from(x.to_a()))),
@@ -173,14 +174,17 @@ pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: 
             rowterm.push(s.wrapping_neg());
         }
     }
-    if !T::SIGNED && !g.wide && !g.a_xor && kp == k {
-        if let Some(s) = a.to_slice() {
-            return PrepA {
-                buf: Buf::Borrowed(as_bytes(s)),
-                lda: k,
-                rowterm,
-            };
-        }
+    if !T::SIGNED
+        && !g.wide
+        && !g.a_xor
+        && kp == k
+        && let Some(s) = a.to_slice()
+    {
+        return PrepA {
+            buf: Buf::Borrowed(as_bytes(s)),
+            lda: k,
+            rowterm,
+        };
     }
     let lda = kp;
     if g.wide {

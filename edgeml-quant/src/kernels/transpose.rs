@@ -26,20 +26,30 @@ pub(crate) unsafe fn store_u8_cols(
     let mut c0 = 0;
     while c0 < cols {
         let w = (cols - c0).min(16);
-        // Narrow 8 rows × 16 columns to bytes (missing rows/columns read as 0 from a
-        // zeroed copy so no uninitialized or out-of-tile value is used).
+        // Narrow 8 rows × 16 columns to bytes; a partial tile goes through a zeroed
+        // copy so no out-of-tile value is read.
         let mut tmp = [[0i32; 16]; 8];
-        for (r, t) in tmp.iter_mut().enumerate().take(rows) {
-            t[..w].copy_from_slice(&buf[r * nr + c0..r * nr + c0 + w]);
+        let full = rows == 8 && w == 16;
+        if !full {
+            for (r, t) in tmp.iter_mut().enumerate().take(rows) {
+                for (d, &v) in t.iter_mut().zip(&buf[r * nr + c0..r * nr + c0 + w]) {
+                    *d = v;
+                }
+            }
         }
         let mut rb = [_mm_setzero_si128(); 8];
-        for (r, t) in tmp.iter().enumerate() {
-            // SAFETY: each load reads 4 i32 inside `tmp[r]`.
+        for (r, rbr) in rb.iter_mut().enumerate() {
+            let p = if full {
+                buf[r * nr + c0..r * nr + c0 + 16].as_ptr()
+            } else {
+                tmp[r].as_ptr()
+            }
+            .cast::<__m128i>();
+            // SAFETY: `p` points at 16 readable i32 (a full tile row or `tmp[r]`).
             unsafe {
-                let p = t.as_ptr().cast::<__m128i>();
                 let a = _mm_packs_epi32(_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)));
                 let b = _mm_packs_epi32(_mm_loadu_si128(p.add(2)), _mm_loadu_si128(p.add(3)));
-                rb[r] = if signed {
+                *rbr = if signed {
                     _mm_packs_epi16(a, b)
                 } else {
                     _mm_packus_epi16(a, b)
@@ -79,11 +89,16 @@ pub(crate) unsafe fn store_u8_cols(
             }
         }
         for (j, &v) in cols8.iter().enumerate().take(w) {
-            let bytes = v.to_le_bytes();
-            // SAFETY: the caller guarantees `rows` writable bytes per column.
-            unsafe {
-                core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.offset((c0 + j) as isize * cs), rows)
-            };
+            let d = dst.wrapping_offset((c0 + j) as isize * cs);
+            if rows == 8 {
+                // SAFETY: the caller guarantees 8 writable bytes for this column.
+                unsafe { d.cast::<u64>().write_unaligned(v) };
+            } else {
+                for (r, &byte) in v.to_le_bytes().iter().enumerate().take(rows) {
+                    // SAFETY: the caller guarantees `rows` writable bytes per column.
+                    unsafe { *d.add(r) = byte };
+                }
+            }
         }
         c0 += w;
     }

@@ -1,7 +1,7 @@
 //! x86-64 kernels: AVX-512 VNNI, AVX-VNNI and exact AVX2.
 #![allow(unsafe_code)]
 
-use super::driver::{Job, MAX_TILE, Tile, block_loop};
+use super::driver::{Indirect, Job, MAX_TILE, Tile, block_loop, block_loop_ind};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -27,23 +27,34 @@ macro_rules! by_rows {
 /// `vpdpbusd` (u8×i8 products summed in i32, no intermediate saturation).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn tile512<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile512<const R: usize>(
+    segs: usize,
+    seg: usize,
+    ap: *const *const u8,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let mut c0 = [_mm512_setzero_si512(); R];
     let mut c1 = [_mm512_setzero_si512(); R];
-    let mut k = 0;
-    while k < kp {
-        // SAFETY (whole loop): k < kp, so the panel holds 32 columns × 4 bytes at k·32,
-        // and each of the R rows holds 4 bytes at k.
-        unsafe {
-            let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
-            let b1 = _mm512_loadu_si512(b.add(k * 32 + 64).cast());
-            for r in 0..R {
-                let av = _mm512_set1_epi32(a.add(r * lda + k).cast::<i32>().read_unaligned());
-                c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
-                c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
+    for t in 0..segs {
+        // SAFETY: segment t of the panel starts at t·seg·32 bytes.
+        let b = unsafe { b.add(t * seg * 32) };
+        let mut k = 0;
+        while k < seg {
+            // SAFETY: k < seg, so the panel holds 32 columns × 4 bytes at k·32, and each
+            // of the R row pointers of segment t holds 4 bytes at k.
+            unsafe {
+                let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
+                let b1 = _mm512_loadu_si512(b.add(k * 32 + 64).cast());
+                for r in 0..R {
+                    let a = *ap.add(r * segs + t);
+                    let av = _mm512_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
+                    c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
+                    c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
+                }
             }
+            k += 4;
         }
-        k += 4;
     }
     for r in 0..R {
         // SAFETY: buf holds MAX_TILE ≥ 8·32 i32.
@@ -62,10 +73,17 @@ impl Tile for Avx512Vnni {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avx512vnni present).
-        unsafe { by_rows!(r, tile512, kp, a, lda, b, p) }
+        unsafe { by_rows!(r, tile512, segs, seg, ap, b, p) }
     }
 }
 
@@ -82,22 +100,34 @@ pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range
 /// 6×16 tile with VEX `vpdpbusd` on ymm registers (12 accumulators).
 #[target_feature(enable = "avx2,avxvnni")]
 #[inline]
-unsafe fn tile_vnni256<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
+unsafe fn tile_vnni256<const R: usize>(
+    segs: usize,
+    seg: usize,
+    ap: *const *const u8,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let mut c0 = [_mm256_setzero_si256(); R];
     let mut c1 = [_mm256_setzero_si256(); R];
-    let mut k = 0;
-    while k < kp {
-        // SAFETY (whole loop): k < kp; panel has 16 columns × 4 bytes at k·16.
-        unsafe {
-            let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
-            let b1 = _mm256_loadu_si256(b.add(k * 16 + 32).cast());
-            for r in 0..R {
-                let av = _mm256_set1_epi32(a.add(r * lda + k).cast::<i32>().read_unaligned());
-                c0[r] = _mm256_dpbusd_avx_epi32(c0[r], av, b0);
-                c1[r] = _mm256_dpbusd_avx_epi32(c1[r], av, b1);
+    for t in 0..segs {
+        // SAFETY: segment t of the panel starts at t·seg·16 bytes.
+        let b = unsafe { b.add(t * seg * 16) };
+        let mut k = 0;
+        while k < seg {
+            // SAFETY: k < seg; panel has 16 columns × 4 bytes at k·16; each row pointer of
+            // segment t holds 4 bytes at k.
+            unsafe {
+                let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
+                let b1 = _mm256_loadu_si256(b.add(k * 16 + 32).cast());
+                for r in 0..R {
+                    let a = *ap.add(r * segs + t);
+                    let av = _mm256_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
+                    c0[r] = _mm256_dpbusd_avx_epi32(c0[r], av, b0);
+                    c1[r] = _mm256_dpbusd_avx_epi32(c1[r], av, b1);
+                }
             }
+            k += 4;
         }
-        k += 4;
     }
     for r in 0..R {
         // SAFETY: buf holds MAX_TILE ≥ 6·16 i32.
@@ -116,10 +146,17 @@ impl Tile for AvxVnni {
     const KS: usize = 4;
     const ESZ: usize = 1;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avxvnni present); r ≤ 6.
-        unsafe { by_rows!(r, tile_vnni256, kp, a, lda, b, p) }
+        unsafe { by_rows!(r, tile_vnni256, segs, seg, ap, b, p) }
     }
 }
 
@@ -138,24 +175,35 @@ pub(crate) unsafe fn block_avxvnni(job: &Job<'_>, mt: Range<usize>, np: Range<us
 /// so nothing saturates (unlike `vpmaddubsw`, whose i16 pair sums can).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn tile_avx2<const R: usize>(kp: usize, a: *const u8, lda: usize, b: *const u8, buf: *mut i32) {
-    let a = a.cast::<i16>();
+unsafe fn tile_avx2<const R: usize>(
+    segs: usize,
+    seg: usize,
+    ap: *const *const u8,
+    b: *const u8,
+    buf: *mut i32,
+) {
     let b = b.cast::<i16>();
     let mut c0 = [_mm256_setzero_si256(); R];
     let mut c1 = [_mm256_setzero_si256(); R];
-    let mut k = 0;
-    while k < kp {
-        // SAFETY (whole loop): k < kp (even); the panel has 16 columns × 2 i16 at k·16.
-        unsafe {
-            let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
-            let b1 = _mm256_loadu_si256(b.add(k * 16 + 16).cast());
-            for r in 0..R {
-                let av = _mm256_set1_epi32(a.add(r * lda + k).cast::<i32>().read_unaligned());
-                c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(av, b0));
-                c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(av, b1));
+    for t in 0..segs {
+        // SAFETY: segment t of the panel starts at t·seg·16 i16.
+        let b = unsafe { b.add(t * seg * 16) };
+        let mut k = 0;
+        while k < seg {
+            // SAFETY: k < seg (even); the panel has 16 columns × 2 i16 at k·16; each row
+            // pointer of segment t holds 2 i16 at k.
+            unsafe {
+                let b0 = _mm256_loadu_si256(b.add(k * 16).cast());
+                let b1 = _mm256_loadu_si256(b.add(k * 16 + 16).cast());
+                for r in 0..R {
+                    let a = (*ap.add(r * segs + t)).cast::<i16>();
+                    let av = _mm256_set1_epi32(a.add(k).cast::<i32>().read_unaligned());
+                    c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(av, b0));
+                    c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(av, b1));
+                }
             }
+            k += 2;
         }
-        k += 2;
     }
     for r in 0..R {
         // SAFETY: buf holds MAX_TILE ≥ 6·16 i32.
@@ -174,10 +222,17 @@ impl Tile for Avx2 {
     const KS: usize = 2;
     const ESZ: usize = 2;
     #[inline(always)]
-    unsafe fn tile(r: usize, kp: usize, a: *const u8, lda: usize, b: *const u8, buf: &mut [i32; MAX_TILE]) {
+    unsafe fn tile(
+        r: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    ) {
         let p = buf.as_mut_ptr();
         // SAFETY: forwarded contract (operands valid, avx2 present); r ≤ 6.
-        unsafe { by_rows!(r, tile_avx2, kp, a, lda, b, p) }
+        unsafe { by_rows!(r, tile_avx2, segs, seg, ap, b, p) }
     }
 }
 
@@ -187,4 +242,30 @@ impl Tile for Avx2 {
 pub(crate) unsafe fn block_avx2(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
     // SAFETY: forwarded contract.
     unsafe { block_loop::<Avx2>(job, mt, np) }
+}
+
+/// # Safety
+/// As [`block_loop_ind`]; the CPU must support AVX-512 F/BW/VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn block_ind_avx512vnni(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop_ind::<Avx512Vnni>(job, ind, mt, np) }
+}
+
+/// # Safety
+/// As [`block_loop_ind`]; the CPU must support AVX2 and AVX-VNNI.
+#[target_feature(enable = "avx2,avxvnni")]
+pub(crate) unsafe fn block_ind_avxvnni(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { block_loop_ind::<AvxVnni>(job, ind, mt, np) }
 }
