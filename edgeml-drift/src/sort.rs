@@ -44,6 +44,9 @@ mod tests {
     #[test]
     fn ties_signs_and_zeros() {
         let xs = [3.0, -0.0, 0.0, -1.5, 3.0, f64::MAX, f64::MIN, 1e-310];
-        assert_eq!(sorted(&xs), vec![f64::MIN, -1.5, 0.0, 0.0, 1e-310, 3.0, 3.0, f64::MAX]);
+        assert_eq!(
+            sorted(&xs),
+            vec![f64::MIN, -1.5, 0.0, 0.0, 1e-310, 3.0, 3.0, f64::MAX]
+        );
     }
 }

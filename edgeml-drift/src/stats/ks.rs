@@ -30,7 +30,11 @@ pub fn ks_statistic_sorted(a: &[f64], b: &[f64]) -> f64 {
         i += usize::from(take_a);
         j += usize::from(!take_a);
         let next = get(a, i).min(get(b, j));
-        let num = if next != v { i as i64 * m2 - j as i64 * m1 } else { 0 };
+        let num = if next != v {
+            i as i64 * m2 - j as i64 * m1
+        } else {
+            0
+        };
         if num > hi {
             hi = num;
             hi_ij = (i, j);
