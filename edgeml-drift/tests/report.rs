@@ -175,3 +175,14 @@ fn infer_column_types() {
         ColumnValues::Categorical(_)
     ));
 }
+
+#[test]
+fn a_test_that_cannot_run_leaves_a_note() {
+    let cfg = ReportConfig {
+        test: TestKind::Cvm,
+        ..Default::default()
+    };
+    let f = feature_drift("x", &num(vec![1.0]), &num(vec![1.0, 2.0, 3.0]), &cfg).expect("ok");
+    assert_eq!(f.statistic, None);
+    assert!(f.note.expect("note").contains("at least 2"));
+}
