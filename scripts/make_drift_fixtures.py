@@ -22,7 +22,8 @@ import scipy
 from scipy import stats
 from scipy.spatial import distance
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "drift")
+OUT = os.environ.get("EDGEML_DRIFT_FIXTURES") or os.path.join(
+    os.path.dirname(__file__), "..", "tests", "fixtures", "drift")
 MASK = (1 << 64) - 1
 
 

@@ -93,6 +93,7 @@ pub struct Adwin {
     variance: f64,
     width: f64,
     tick: u64,
+    until_check: u32,
     n_detections: u64,
     drift: bool,
     nonfinite: u64,
@@ -117,6 +118,7 @@ impl Adwin {
             variance: 0.0,
             width: 0.0,
             tick: 0,
+            until_check: cfg.clock,
             n_detections: 0,
             drift: false,
             nonfinite: 0,
@@ -191,10 +193,15 @@ impl Adwin {
 
     fn detect(&mut self) -> bool {
         let mut change = false;
+        // river checks `tick % clock == 0`; a countdown avoids a 64-bit division per
+        // update and fires on the same ticks.
         self.tick += 1;
-        if self.tick % u64::from(self.cfg.clock) != 0
-            || self.width <= f64::from(self.cfg.grace_period)
-        {
+        self.until_check -= 1;
+        if self.until_check > 0 {
+            return false;
+        }
+        self.until_check = self.cfg.clock;
+        if self.width <= f64::from(self.cfg.grace_period) {
             return false;
         }
         let mwl = f64::from(self.cfg.min_window_length);
