@@ -81,7 +81,8 @@ fn chi2_and_fisher_match_scipy() {
     for c in f["fisher"].as_array().expect("fisher") {
         let t = vecf(&c["table"][0]);
         let u = vecf(&c["table"][1]);
-        let r = stats::fisher_exact_2x2([[t[0] as u64, t[1] as u64], [u[0] as u64, u[1] as u64]]);
+        let r = stats::fisher_exact_2x2([[t[0] as u64, t[1] as u64], [u[0] as u64, u[1] as u64]])
+            .expect("fisher");
         check("fisher odds", r.statistic, num(&c["statistic"]), 0.0);
         check("fisher p", r.pvalue, num(&c["pvalue"]), 1e-300);
     }

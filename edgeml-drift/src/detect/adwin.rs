@@ -161,8 +161,11 @@ impl Adwin {
             let n1 = (1u64 << idx) as f64;
             let r = &self.rows[idx];
             let (t0, t1, v0, v1) = (r.total(0), r.total(1), r.var(0), r.var(1));
-            let (mu1, mu2) = (t0 / n1, t1 / n1);
-            let temp = n1 * n1 * (mu1 - mu2) * (mu1 - mu2) / (n1 + n1);
+            // n1 is a power of two: multiplying by its exact reciprocal gives the same
+            // correctly rounded result as river's divisions, without a divider.
+            let inv = 1.0 / n1;
+            let (mu1, mu2) = (t0 * inv, t1 * inv);
+            let temp = n1 * n1 * (mu1 - mu2) * (mu1 - mu2) * (0.5 * inv);
             if idx + 1 >= self.rows.len() {
                 self.rows.push(Row::new(mb + 1));
             }
@@ -179,7 +182,7 @@ impl Adwin {
         let last = self.rows.len() - 1;
         let n = (1u64 << last) as f64;
         let (u, v) = (self.rows[last].total(0), self.rows[last].var(0));
-        let mu = u / n;
+        let mu = u * (1.0 / n); // n = 2^last: exact, as the division
         self.width -= n;
         self.total -= u;
         let mu_w = self.total / self.width;
