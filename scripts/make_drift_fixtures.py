@@ -22,7 +22,8 @@ import scipy
 from scipy import stats
 from scipy.spatial import distance
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "drift")
+OUT = os.environ.get("EDGEML_DRIFT_FIXTURES") or os.path.join(
+    os.path.dirname(__file__), "..", "tests", "fixtures", "drift")
 MASK = (1 << 64) - 1
 
 
@@ -329,6 +330,44 @@ def detector_cases():
     return out
 
 
+def cvm_cases():
+    import warnings
+    out = []
+    pairs = PAIRS[:10] + [("exact_20_15", G(50, 20), G(51, 15, 0.8)),
+                          ("exact_ties_12_9", G(52, 12, 0, 1, "int", 5), G(53, 9, 0, 1, "int", 5))]
+    for name, a, b in pairs:
+        xa, xb = expand(a), expand(b)
+        for m in ["auto", "asymptotic"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = stats.cramervonmises_2samp(xa, xb, method=m)
+            out.append({"name": name, "a": a, "b": b, "method": m,
+                        "statistic": f(r.statistic), "pvalue": f(r.pvalue)})
+    return out
+
+
+def ad_cases():
+    import warnings
+    out = []
+    sets = [
+        ("two_small", [[1, 2, 3, 4, 5], [3, 4, 5, 6, 7, 8]]),
+        ("two_gen", [G(60, 100), G(61, 80, 0.3)]),
+        ("two_gen_far", [G(62, 100), G(63, 80, 2.0)]),
+        ("two_same", [G(64, 200), G(65, 150)]),
+        ("ties", [G(66, 50, 0, 1, "int", 6), G(67, 40, 0, 1, "int", 6)]),
+        ("three", [G(68, 60), G(69, 70, 0.2), G(70, 50, -0.1)]),
+        ("four_ties", [G(71, 30, 0, 1, "int", 4), G(72, 30, 0, 1, "int", 4), G(73, 30, 0, 1, "int", 5), G(74, 25, 0, 1, "int", 4)]),
+    ]
+    for name, ss in sets:
+        xs = [expand(x) for x in ss]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = stats.anderson_ksamp(xs)
+        out.append({"name": name, "samples": ss, "statistic": f(r.statistic),
+                    "critical": [f(v) for v in r.critical_values], "pvalue": f(r.pvalue)})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     data = {
@@ -336,7 +375,7 @@ def main():
         "ks": ks_cases(), "kstwo": kstwo_cases(), "mwu": mwu_cases(), "chi2": chi2_cases(),
         "fisher": fisher_cases(), "hist": hist_cases(), "samples": sample_dist_cases(),
         "binning": binning_cases(), "multitest": multitest_cases(), "mmd": mmd_cases(),
-        "ztest": ztest_cases(),
+        "ztest": ztest_cases(), "cvm": cvm_cases(), "anderson": ad_cases(),
     }
     with open(os.path.join(OUT, "stats.json"), "w") as fh:
         json.dump(data, fh, indent=0)

@@ -17,7 +17,7 @@ pub(crate) struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Test for every column: auto (Evidently's defaults), ks, mann_whitney,
+    /// Test for every column: auto (Evidently's defaults), ks, mann_whitney, cvm, anderson,
     /// wasserstein, energy, psi, kl, js, hellinger, tv, chi2, z.
     #[arg(long, default_value = "auto")]
     test: String,

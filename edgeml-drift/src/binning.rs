@@ -11,6 +11,9 @@ use crate::error::{Error, Result, all_finite, nonempty};
 use crate::sort::sorted;
 use std::collections::BTreeMap;
 
+/// Largest number of bins [`bin_edges`] builds.
+pub const MAX_BINS: usize = 1 << 20;
+
 /// How many equal-width bins to use.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BinRule {
@@ -86,7 +89,7 @@ fn n_bins(rule: BinRule, data: &[f64], lo: f64, hi: f64) -> usize {
 /// Bin edges for `reference` and `current` (finite values only).
 ///
 /// # Errors
-/// Empty or non-finite samples, zero bins.
+/// Empty or non-finite samples, zero bins, more than [`MAX_BINS`] bins.
 pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result<Vec<f64>> {
     nonempty(reference, "reference")?;
     all_finite(reference, "reference")?;
@@ -95,6 +98,9 @@ pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result
         Binning::ReferenceQuantiles(k) => {
             if k == 0 {
                 return Err(Error::InvalidArgument("0 quantile bins".into()));
+            }
+            if k > MAX_BINS {
+                return Err(Error::LimitExceeded(format!("{k} bins (max {MAX_BINS})")));
             }
             let s = sorted(reference);
             let mut e: Vec<f64> = (0..=k)
@@ -112,6 +118,11 @@ pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result
         Binning::EqualWidth(rule) => {
             if rule == BinRule::Fixed(0) {
                 return Err(Error::InvalidArgument("0 bins".into()));
+            }
+            if let BinRule::Fixed(k) = rule {
+                if k > MAX_BINS {
+                    return Err(Error::LimitExceeded(format!("{k} bins (max {MAX_BINS})")));
+                }
             }
             let pooled: Vec<f64> = reference.iter().chain(current).copied().collect();
             let mut lo = pooled.iter().copied().fold(f64::INFINITY, f64::min);

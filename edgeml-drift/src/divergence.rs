@@ -180,29 +180,25 @@ pub fn total_variation(p: &[f64], q: &[f64]) -> Result<f64> {
     Ok(0.5 * p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>())
 }
 
-/// Walks the merged order of two sorted samples and calls `f(delta, F_u, F_v)` for
-/// each gap between consecutive pooled values (scipy's `_cdf_distance` layout).
-fn cdf_walk(u: &[f64], v: &[f64], mut f: impl FnMut(f64, f64, f64)) {
-    let (nu, nv) = (u.len() as f64, v.len() as f64);
+/// Walks the merged order of two sorted samples and calls `f(delta, |F_u − F_v|)`
+/// for each gap between consecutive pooled values (scipy's `_cdf_distance` layout;
+/// gaps between tied values are 0 and contribute nothing). Branch-free merge.
+#[inline]
+fn cdf_walk(u: &[f64], v: &[f64], mut f: impl FnMut(f64, f64)) {
+    let (nu, nv) = (u.len(), v.len());
+    let inv = 1.0 / (nu as f64 * nv as f64);
+    let get = |s: &[f64], k: usize| if k < s.len() { s[k] } else { f64::INFINITY };
     let (mut i, mut j) = (0usize, 0usize);
-    let mut prev: Option<f64> = None;
-    while i < u.len() || j < v.len() {
-        let x = if j >= v.len() || (i < u.len() && u[i] <= v[j]) {
-            u[i]
-        } else {
-            v[j]
-        };
-        if let Some(p) = prev {
-            // Right-continuous ECDFs evaluated at the previous pooled value.
-            f(x - p, i as f64 / nu, j as f64 / nv);
-        }
-        while i < u.len() && u[i] == x {
-            i += 1;
-        }
-        while j < v.len() && v[j] == x {
-            j += 1;
-        }
-        prev = Some(x);
+    let (mu, mv) = (nu as i64, nv as i64);
+    for _ in 0..(nu + nv).saturating_sub(1) {
+        let (x, y) = (get(u, i), get(v, j));
+        let take_u = x <= y;
+        let cur = if take_u { x } else { y };
+        i += usize::from(take_u);
+        j += usize::from(!take_u);
+        let next = get(u, i).min(get(v, j));
+        let diff = (i as i64 * mv - j as i64 * mu).unsigned_abs() as f64 * inv;
+        f(next - cur, diff);
     }
 }
 
@@ -227,7 +223,7 @@ pub fn wasserstein(u: &[f64], v: &[f64]) -> Result<f64> {
 /// [`wasserstein`] on samples that are already sorted ascending and finite.
 pub fn wasserstein_sorted(u: &[f64], v: &[f64]) -> f64 {
     let mut s = 0.0;
-    cdf_walk(u, v, |d, a, b| s += (a - b).abs() * d);
+    cdf_walk(u, v, |d, diff| s += diff * d);
     s
 }
 
@@ -261,6 +257,6 @@ pub fn energy_distance(u: &[f64], v: &[f64]) -> Result<f64> {
 /// [`energy_distance`] on samples that are already sorted ascending and finite.
 pub fn energy_distance_sorted(u: &[f64], v: &[f64]) -> f64 {
     let mut s = 0.0;
-    cdf_walk(u, v, |d, a, b| s += (a - b) * (a - b) * d);
+    cdf_walk(u, v, |d, diff| s += diff * diff * d);
     (2.0 * s).sqrt()
 }

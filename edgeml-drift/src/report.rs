@@ -89,6 +89,10 @@ pub enum TestKind {
     Ks,
     /// Mann–Whitney U p-value (numeric).
     MannWhitney,
+    /// Cramér–von Mises p-value (numeric).
+    Cvm,
+    /// Anderson–Darling k-sample p-value (numeric; capped to [0.001, 0.25] as scipy).
+    Anderson,
     /// Wasserstein-1 divided by the reference std (numeric).
     Wasserstein,
     /// Energy distance (numeric).
@@ -110,13 +114,15 @@ pub enum TestKind {
 }
 
 impl TestKind {
-    /// Parses a CLI name (`auto`, `ks`, `mann_whitney`, `wasserstein`, `energy`, `psi`,
+    /// Parses a CLI name (`auto`, `ks`, `mann_whitney`, `cvm`, `anderson`, `wasserstein`, `energy`, `psi`,
     /// `kl`, `js`, `hellinger`, `tv`, `chi2`, `z`).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "auto" => Self::Auto,
             "ks" => Self::Ks,
             "mann_whitney" | "mwu" => Self::MannWhitney,
+            "cvm" | "cramer_von_mises" => Self::Cvm,
+            "anderson" | "ad" => Self::Anderson,
             "wasserstein" => Self::Wasserstein,
             "energy" => Self::Energy,
             "psi" => Self::Psi,
@@ -133,7 +139,10 @@ impl TestKind {
     /// Whether the score is a p-value (drift when below the threshold) rather than a
     /// distance (drift when at or above it).
     pub fn is_pvalue(self) -> bool {
-        matches!(self, Self::Ks | Self::MannWhitney | Self::Chi2 | Self::Z)
+        matches!(
+            self,
+            Self::Ks | Self::MannWhitney | Self::Cvm | Self::Anderson | Self::Chi2 | Self::Z
+        )
     }
 
     /// Evidently's default threshold: 0.05 for p-values, 0.1 for distances.
@@ -273,6 +282,14 @@ fn numeric_score(test: TestKind, a: &[f64], b: &[f64]) -> Result<(f64, Option<f6
             let r = stats::mann_whitney_u(a, b, Method::Auto)?;
             (r.statistic, Some(r.pvalue))
         }
+        TestKind::Cvm => {
+            let r = stats::cramervonmises_2samp(a, b, Method::Auto)?;
+            (r.statistic, Some(r.pvalue))
+        }
+        TestKind::Anderson => {
+            let r = stats::anderson_ksamp(&[a, b])?;
+            (r.statistic, Some(r.pvalue))
+        }
         TestKind::Wasserstein => {
             let w = dv::wasserstein_sorted(a, b);
             (w / dv::std_pop(a).max(1e-3), None)
@@ -376,8 +393,11 @@ fn auto_test(numeric: bool, n_ref: usize, n_unique: usize) -> TestKind {
 /// A numeric-only test (KS, Mann–Whitney, Wasserstein, energy) requested for a
 /// categorical feature falls back to the default categorical test, with a `note`.
 ///
+/// A test that cannot run on the data (e.g. Cramér–von Mises on a single value) leaves
+/// `statistic: None` with the reason in `note`.
+///
 /// # Errors
-/// Invalid counts reaching a test (not expected from well-formed columns).
+/// None at present; the `Result` is kept for future validation.
 pub fn feature_drift(
     name: &str,
     reference: &ColumnValues,
@@ -420,7 +440,7 @@ pub fn feature_drift(
         if r.is_empty() || c.is_empty() {
             None
         } else {
-            Some(numeric_score(fd.test, &sorted(&r), &sorted(&c))?)
+            Some(numeric_score(fd.test, &sorted(&r), &sorted(&c)))
         }
     } else {
         let (rs, cs) = (reference.to_categorical(), current.to_categorical());
@@ -438,7 +458,12 @@ pub fn feature_drift(
         }
         if matches!(
             fd.test,
-            TestKind::Ks | TestKind::MannWhitney | TestKind::Wasserstein | TestKind::Energy
+            TestKind::Ks
+                | TestKind::MannWhitney
+                | TestKind::Cvm
+                | TestKind::Anderson
+                | TestKind::Wasserstein
+                | TestKind::Energy
         ) {
             // Evidently raises here; one categorical column should not sink a whole
             // report, so fall back to the default categorical test and say so.
@@ -453,11 +478,15 @@ pub fn feature_drift(
         if r.is_empty() || c.is_empty() {
             None
         } else {
-            Some(categorical_score(fd.test, &r, &c)?)
+            Some(categorical_score(fd.test, &r, &c))
         }
     };
     fd.threshold = config.threshold.unwrap_or(fd.test.default_threshold());
     match score {
+        Some(Err(e)) => {
+            // one untestable feature must not sink the report: say why instead
+            fd.note = Some(format!("not tested: {e}"));
+        }
         None => {
             fd.note = Some(format!(
                 "no finite values in the {} sample",
@@ -468,7 +497,7 @@ pub fn feature_drift(
                 }
             ));
         }
-        Some((s, p)) => {
+        Some(Ok((s, p))) => {
             fd.statistic = Some(s);
             fd.p_value = p;
             fd.p_value_adjusted = p;

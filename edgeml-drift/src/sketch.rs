@@ -22,8 +22,15 @@
 //! Non-finite values are counted (`nan`, `pos_inf`, `neg_inf`) and never bucketed.
 
 use crate::error::{Error, Result};
-use crate::stats::{Method, TestResult, ks_pvalue};
 use std::collections::BTreeMap;
+
+mod compare;
+mod histogram;
+
+pub use compare::{
+    SketchDistance, SketchKs, aligned_counts, ks_from_sketches, wasserstein_from_sketches,
+};
+pub use histogram::HistogramSketch;
 
 /// Counts of non-finite values seen by a sketch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,7 +44,7 @@ pub struct NonFinite {
 }
 
 impl NonFinite {
-    fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         if x.is_nan() {
             self.nan += 1;
         } else if x > 0.0 {
@@ -46,7 +53,7 @@ impl NonFinite {
             self.neg_inf += 1;
         }
     }
-    fn merge(&mut self, o: &NonFinite) {
+    pub(crate) fn merge(&mut self, o: &NonFinite) {
         self.nan += o.nan;
         self.pos_inf += o.pos_inf;
         self.neg_inf += o.neg_inf;
@@ -210,7 +217,7 @@ impl QuantileSketch {
     /// Buckets in increasing value order: `(representative, upper boundary, count)`.
     /// Negative buckets `(−γ^i, −γ^{i−1}]` have upper boundary `−γ^{i−1}`; the zero
     /// bucket has representative and boundary 0.
-    fn ordered(&self) -> Vec<(f64, f64, u64)> {
+    pub(crate) fn ordered(&self) -> Vec<(f64, f64, u64)> {
         let mut v = Vec::with_capacity(self.pos.len() + self.neg.len() + 1);
         for (&i, &c) in self.neg.iter().rev() {
             v.push((-self.value(i), -self.upper(i - 1), c));
@@ -380,216 +387,5 @@ impl Reader<'_> {
             }
         }
         None
-    }
-}
-
-/// A distance computed from sketches, with its guaranteed error bound.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SketchDistance {
-    /// The estimate.
-    pub value: f64,
-    /// `|value − exact| ≤ max_error`.
-    pub max_error: f64,
-}
-
-fn check_pair(a: &QuantileSketch, b: &QuantileSketch) -> Result<()> {
-    if a.count == 0 {
-        return Err(Error::EmptySample("reference sketch"));
-    }
-    if b.count == 0 {
-        return Err(Error::EmptySample("current sketch"));
-    }
-    if a.alpha != b.alpha {
-        return Err(Error::InvalidArgument(
-            "sketches with different alpha".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Wasserstein-1 between the distributions summarised by two sketches (each value
-/// replaced by its bucket representative), with error bound `α (E|u| + E|v|)`.
-///
-/// # Errors
-/// Empty sketches or different α.
-pub fn wasserstein_from_sketches(a: &QuantileSketch, b: &QuantileSketch) -> Result<SketchDistance> {
-    check_pair(a, b)?;
-    let (oa, ob) = (a.ordered(), b.ordered());
-    let (na, nb) = (a.count as f64, b.count as f64);
-    let (mut i, mut j) = (0, 0);
-    let (mut ca, mut cb) = (0u64, 0u64);
-    let mut prev: Option<f64> = None;
-    let mut w = 0.0;
-    while i < oa.len() || j < ob.len() {
-        let x = match (oa.get(i), ob.get(j)) {
-            (Some(p), Some(q)) => p.0.min(q.0),
-            (Some(p), None) => p.0,
-            (None, Some(q)) => q.0,
-            (None, None) => break,
-        };
-        if let Some(p) = prev {
-            w += (ca as f64 / na - cb as f64 / nb).abs() * (x - p);
-        }
-        while i < oa.len() && oa[i].0 <= x {
-            ca += oa[i].2;
-            i += 1;
-        }
-        while j < ob.len() && ob[j].0 <= x {
-            cb += ob[j].2;
-            j += 1;
-        }
-        prev = Some(x);
-    }
-    Ok(SketchDistance {
-        value: w,
-        max_error: a.alpha * (a.mean_abs() + b.mean_abs()),
-    })
-}
-
-/// KS statistic bracket and conservative p-value from two sketches.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SketchKs {
-    /// `max |F_a − F_b|` over bucket boundaries (≤ the exact D).
-    pub d_lower: f64,
-    /// Upper bound on the exact D.
-    pub d_upper: f64,
-    /// p-value of `d_lower` (≥ the exact p-value).
-    pub pvalue: f64,
-}
-
-/// Two-sample KS from sketches: brackets the exact statistic and returns the p-value
-/// of the lower end (never more significant than the exact test).
-///
-/// # Errors
-/// Empty sketches or different α.
-pub fn ks_from_sketches(
-    a: &QuantileSketch,
-    b: &QuantileSketch,
-    method: Method,
-) -> Result<SketchKs> {
-    check_pair(a, b)?;
-    let (oa, ob) = (a.ordered(), b.ordered());
-    let (na, nb) = (a.count as f64, b.count as f64);
-    // merge on upper boundaries; buckets are identical on both sides for equal alpha
-    let (mut i, mut j) = (0, 0);
-    let (mut ca, mut cb) = (0u64, 0u64);
-    let (mut lo, mut hi) = (0.0f64, 0.0f64);
-    while i < oa.len() || j < ob.len() {
-        let x = match (oa.get(i), ob.get(j)) {
-            (Some(p), Some(q)) => p.1.min(q.1),
-            (Some(p), None) => p.1,
-            (None, Some(q)) => q.1,
-            (None, None) => break,
-        };
-        let (fa0, fb0) = (ca as f64 / na, cb as f64 / nb);
-        while i < oa.len() && oa[i].1 <= x {
-            ca += oa[i].2;
-            i += 1;
-        }
-        while j < ob.len() && ob[j].1 <= x {
-            cb += ob[j].2;
-            j += 1;
-        }
-        let (fa1, fb1) = (ca as f64 / na, cb as f64 / nb);
-        lo = lo.max((fa1 - fb1).abs());
-        hi = hi.max((fa1 - fb0).abs()).max((fa0 - fb1).abs()).max(lo);
-    }
-    let TestResult { pvalue, .. } = ks_pvalue(a.count, b.count, lo, method);
-    Ok(SketchKs {
-        d_lower: lo,
-        d_upper: hi,
-        pvalue,
-    })
-}
-
-/// Fixed-edge histogram sketch: mergeable when the edges are identical.
-/// Bins are `[e_i, e_{i+1})`, the last one closed; values outside are counted in
-/// `underflow`/`overflow`, non-finite ones in `nonfinite`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct HistogramSketch {
-    edges: Vec<f64>,
-    counts: Vec<u64>,
-    underflow: u64,
-    overflow: u64,
-    nonfinite: NonFinite,
-}
-
-impl HistogramSketch {
-    /// An empty histogram on `edges` (at least 2, finite, strictly increasing).
-    ///
-    /// # Errors
-    /// Invalid edges.
-    pub fn new(edges: Vec<f64>) -> Result<Self> {
-        if edges.len() < 2
-            || edges.iter().any(|e| !e.is_finite())
-            || edges.windows(2).any(|w| w[0] >= w[1])
-        {
-            return Err(Error::InvalidArgument(
-                "histogram edges must be finite and increasing".into(),
-            ));
-        }
-        let n = edges.len() - 1;
-        Ok(Self {
-            edges,
-            counts: vec![0; n],
-            underflow: 0,
-            overflow: 0,
-            nonfinite: NonFinite::default(),
-        })
-    }
-
-    /// Adds one value.
-    pub fn insert(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.nonfinite.add(x);
-            return;
-        }
-        let nb = self.counts.len();
-        if x < self.edges[0] {
-            self.underflow += 1;
-        } else if x > self.edges[nb] {
-            self.overflow += 1;
-        } else {
-            let i = self
-                .edges
-                .partition_point(|&e| e <= x)
-                .saturating_sub(1)
-                .min(nb - 1);
-            self.counts[i] += 1;
-        }
-    }
-
-    /// Adds `other` into `self`.
-    ///
-    /// # Errors
-    /// Different edges.
-    pub fn merge(&mut self, other: &HistogramSketch) -> Result<()> {
-        if self.edges != other.edges {
-            return Err(Error::InvalidArgument(
-                "cannot merge histograms with different edges".into(),
-            ));
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.underflow += other.underflow;
-        self.overflow += other.overflow;
-        self.nonfinite.merge(&other.nonfinite);
-        Ok(())
-    }
-
-    /// Counts per bin with underflow and overflow prepended/appended (ready for the
-    /// histogram divergences).
-    pub fn counts_with_outliers(&self) -> Vec<f64> {
-        let mut v = Vec::with_capacity(self.counts.len() + 2);
-        v.push(self.underflow as f64);
-        v.extend(self.counts.iter().map(|&c| c as f64));
-        v.push(self.overflow as f64);
-        v
-    }
-
-    /// Non-finite values seen.
-    pub fn nonfinite(&self) -> NonFinite {
-        self.nonfinite
     }
 }

@@ -1,15 +1,13 @@
-//! Sorting of finite `f64` samples: an LSD radix sort on the order-preserving bit
-//! pattern (6 passes of 11 bits, passes whose digit is constant are skipped), falling
-//! back to `sort_unstable_by(total_cmp)` for small inputs.
-//!
-//! Radix sort is what makes the two-sample statistics on 10^6 values several times
-//! faster than numpy's sort-and-searchsorted pipeline.
+//! Sorting of finite `f64` samples through order-preserving `u64` keys: integer
+//! comparisons make `sort_unstable` about twice as fast as `sort_by(total_cmp)`, and
+//! an 11-bit LSD radix sort was measured slower than both on 10^6 values (cache
+//! misses of its 2048-way scatter).
 
-/// Maps an `f64` to a `u64` whose unsigned order is the numeric order (`-0.0 < 0.0`
-/// here, which does not matter for ECDF statistics as both compare equal in the merge).
+/// Maps an `f64` to a `u64` whose unsigned order is the numeric order. `-0.0` is
+/// canonicalised to `0.0` first, so the two compare equal as in numpy.
 #[inline]
 fn key(x: f64) -> u64 {
-    let b = x.to_bits();
+    let b = (x + 0.0).to_bits();
     if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
 
@@ -19,53 +17,11 @@ fn unkey(k: u64) -> f64 {
     f64::from_bits(b)
 }
 
-/// Returns a sorted copy of `xs` (which must not contain NaN).
+/// Returns a sorted copy of `xs` (which must not contain NaN); `-0.0` becomes `0.0`.
 pub(crate) fn sorted(xs: &[f64]) -> Vec<f64> {
-    let mut v = xs.to_vec();
-    sort_in_place(&mut v);
-    v
-}
-
-/// Sorts `v` ascending (which must not contain NaN).
-pub(crate) fn sort_in_place(v: &mut [f64]) {
-    if v.len() < 2048 {
-        v.sort_unstable_by(f64::total_cmp);
-        // total_cmp orders -0.0 before 0.0, like the radix path.
-        return;
-    }
-    const BITS: u32 = 11;
-    const RADIX: usize = 1 << BITS;
-    const PASSES: usize = 6;
-    let mut a: Vec<u64> = v.iter().map(|&x| key(x)).collect();
-    let mut b: Vec<u64> = vec![0; a.len()];
-    let mut counts = vec![[0usize; RADIX]; PASSES];
-    for &k in &a {
-        for (p, c) in counts.iter_mut().enumerate() {
-            c[((k >> (p as u32 * BITS)) as usize) & (RADIX - 1)] += 1;
-        }
-    }
-    let n = a.len();
-    for (p, c) in counts.iter_mut().enumerate() {
-        if c.contains(&n) {
-            continue; // every key has the same digit: nothing to do
-        }
-        let mut sum = 0usize;
-        for cnt in c.iter_mut() {
-            let t = *cnt;
-            *cnt = sum;
-            sum += t;
-        }
-        let shift = p as u32 * BITS;
-        for &k in &a {
-            let d = ((k >> shift) as usize) & (RADIX - 1);
-            b[c[d]] = k;
-            c[d] += 1;
-        }
-        core::mem::swap(&mut a, &mut b);
-    }
-    for (o, k) in v.iter_mut().zip(a) {
-        *o = unkey(k);
-    }
+    let mut k: Vec<u64> = xs.iter().map(|&x| key(x)).collect();
+    k.sort_unstable();
+    k.into_iter().map(unkey).collect()
 }
 
 #[cfg(test)]
@@ -75,20 +31,22 @@ mod tests {
 
     proptest! {
         #[test]
-        fn radix_matches_std(mut xs in proptest::collection::vec(-1e300f64..1e300, 0..5000)) {
+        fn keyed_sort_matches_std(mut xs in proptest::collection::vec(-1e300f64..1e300, 0..5000)) {
             let got = sorted(&xs);
             xs.sort_by(f64::total_cmp);
+            for x in &mut xs {
+                *x += 0.0;
+            }
             prop_assert_eq!(got, xs);
         }
     }
 
     #[test]
-    fn large_with_ties_and_signs() {
-        let xs: Vec<f64> = (0..10_000)
-            .map(|i| ((i * 7919) % 1000) as f64 - 500.5)
-            .collect();
-        let mut want = xs.clone();
-        want.sort_by(f64::total_cmp);
-        assert_eq!(sorted(&xs), want);
+    fn ties_signs_and_zeros() {
+        let xs = [3.0, -0.0, 0.0, -1.5, 3.0, f64::MAX, f64::MIN, 1e-310];
+        assert_eq!(
+            sorted(&xs),
+            vec![f64::MIN, -1.5, 0.0, 0.0, 1e-310, 3.0, 3.0, f64::MAX]
+        );
     }
 }

@@ -175,3 +175,24 @@ fn infer_column_types() {
         ColumnValues::Categorical(_)
     ));
 }
+
+#[test]
+fn a_test_that_cannot_run_leaves_a_note() {
+    let cfg = ReportConfig {
+        test: TestKind::Cvm,
+        ..Default::default()
+    };
+    let f = feature_drift("x", &num(vec![1.0]), &num(vec![1.0, 2.0, 3.0]), &cfg).expect("ok");
+    assert_eq!(f.statistic, None);
+    assert!(f.note.expect("note").contains("at least 2"));
+}
+
+#[test]
+fn mann_whitney_auto_stays_bounded_on_huge_unbalanced_samples() {
+    use edgeml_drift::stats::{Method, mann_whitney_u};
+    let small = [0.5, 1.5, 2.5];
+    let big: Vec<f64> = (0..2_000_000).map(|i| i as f64 * 1e-6 + 0.1).collect();
+    let r = mann_whitney_u(&small, &big, Method::Auto).expect("auto goes asymptotic");
+    assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
+    assert!(mann_whitney_u(&small, &big, Method::Exact).is_err());
+}

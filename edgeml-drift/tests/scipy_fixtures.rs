@@ -81,7 +81,8 @@ fn chi2_and_fisher_match_scipy() {
     for c in f["fisher"].as_array().expect("fisher") {
         let t = vecf(&c["table"][0]);
         let u = vecf(&c["table"][1]);
-        let r = stats::fisher_exact_2x2([[t[0] as u64, t[1] as u64], [u[0] as u64, u[1] as u64]]);
+        let r = stats::fisher_exact_2x2([[t[0] as u64, t[1] as u64], [u[0] as u64, u[1] as u64]])
+            .expect("fisher");
         check("fisher odds", r.statistic, num(&c["statistic"]), 0.0);
         check("fisher p", r.pvalue, num(&c["pvalue"]), 1e-300);
     }
@@ -213,4 +214,60 @@ fn mmd_matches_numpy() {
         let got = stats::mmd2_rbf(&a, &b, num(&c["sigma"])).expect("mmd");
         check("mmd2", got, num(&c["mmd2"]), 1e-14);
     }
+}
+
+#[test]
+fn cramervonmises_matches_scipy() {
+    let f = fixture("stats.json");
+    let mut failures = vec![];
+    for c in f["cvm"].as_array().expect("cvm") {
+        let (a, b) = (sample(&c["a"]), sample(&c["b"]));
+        let m = c["method"].as_str().expect("method");
+        let (ws, wp) = (num(&c["statistic"]), num(&c["pvalue"]));
+        if ws.is_nan() {
+            // scipy's NaN for a size-1 sample is a typed error here
+            assert!(stats::cramervonmises_2samp(&a, &b, method(m)).is_err());
+            continue;
+        }
+        let r = stats::cramervonmises_2samp(&a, &b, method(m)).expect("cvm");
+        if !common::close(r.statistic, ws, 1e-14) || !common::close(r.pvalue, wp, 1e-300) {
+            failures.push(format!(
+                "{} {m}: T {} vs {ws}, p {:e} vs {wp:e}",
+                c["name"], r.statistic, r.pvalue
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn anderson_ksamp_matches_scipy() {
+    let f = fixture("stats.json");
+    let mut failures = vec![];
+    for c in f["anderson"].as_array().expect("ad") {
+        let xs: Vec<Vec<f64>> = c["samples"]
+            .as_array()
+            .expect("s")
+            .iter()
+            .map(sample)
+            .collect();
+        let refs: Vec<&[f64]> = xs.iter().map(Vec::as_slice).collect();
+        let r = stats::anderson_ksamp(&refs).expect("ad");
+        let (ws, wp) = (num(&c["statistic"]), num(&c["pvalue"]));
+        let crit_ok = r
+            .critical_values
+            .iter()
+            .zip(vecf(&c["critical"]))
+            .all(|(g, w)| common::close(*g, w, 0.0));
+        if !common::close(r.statistic, ws, 1e-14)
+            || !common::close(r.pvalue, wp, 1e-300)
+            || !crit_ok
+        {
+            failures.push(format!(
+                "{}: A {} vs {ws}, p {:e} vs {wp:e}",
+                c["name"], r.statistic, r.pvalue
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

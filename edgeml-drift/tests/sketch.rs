@@ -145,3 +145,23 @@ fn histogram_sketch_merges_and_counts_outliers() {
     assert!(a.merge(&c).is_err());
     assert!(HistogramSketch::new(vec![1.0, 1.0]).is_err());
 }
+
+#[test]
+fn aligned_counts_feed_histogram_divergences() {
+    use edgeml_drift::divergence::{Smoothing, js_distance, psi};
+    let r = common::generate(7, 5000, 0.0, 1.0, "ih", 0.0);
+    let c = common::generate(8, 4000, 0.5, 1.0, "ih", 0.0);
+    let (sr, sc) = (
+        QuantileSketch::from_slice(0.01, &r).expect("s"),
+        QuantileSketch::from_slice(0.01, &c).expect("s"),
+    );
+    let (a, b) = aligned_counts(&sr, &sc, 10).expect("counts");
+    assert!(a.len() <= 10 && a.len() == b.len());
+    assert_eq!(a.iter().sum::<f64>(), 5000.0);
+    assert_eq!(b.iter().sum::<f64>(), 4000.0);
+    assert!(psi(&a, &b, Smoothing::default()).expect("psi") > 0.1);
+    let (a2, b2) = aligned_counts(&sr, &sr, 10).expect("counts");
+    assert_eq!(js_distance(&a2, &b2, None).expect("js"), 0.0);
+    let (fa, _) = aligned_counts(&sr, &sc, usize::MAX).expect("fine");
+    assert!(fa.len() > 10);
+}

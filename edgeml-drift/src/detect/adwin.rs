@@ -93,6 +93,7 @@ pub struct Adwin {
     variance: f64,
     width: f64,
     tick: u64,
+    until_check: u32,
     n_detections: u64,
     drift: bool,
     nonfinite: u64,
@@ -117,6 +118,7 @@ impl Adwin {
             variance: 0.0,
             width: 0.0,
             tick: 0,
+            until_check: cfg.clock,
             n_detections: 0,
             drift: false,
             nonfinite: 0,
@@ -159,8 +161,11 @@ impl Adwin {
             let n1 = (1u64 << idx) as f64;
             let r = &self.rows[idx];
             let (t0, t1, v0, v1) = (r.total(0), r.total(1), r.var(0), r.var(1));
-            let (mu1, mu2) = (t0 / n1, t1 / n1);
-            let temp = n1 * n1 * (mu1 - mu2) * (mu1 - mu2) / (n1 + n1);
+            // n1 is a power of two: multiplying by its exact reciprocal gives the same
+            // correctly rounded result as river's divisions, without a divider.
+            let inv = 1.0 / n1;
+            let (mu1, mu2) = (t0 * inv, t1 * inv);
+            let temp = n1 * n1 * (mu1 - mu2) * (mu1 - mu2) * (0.5 * inv);
             if idx + 1 >= self.rows.len() {
                 self.rows.push(Row::new(mb + 1));
             }
@@ -177,7 +182,7 @@ impl Adwin {
         let last = self.rows.len() - 1;
         let n = (1u64 << last) as f64;
         let (u, v) = (self.rows[last].total(0), self.rows[last].var(0));
-        let mu = u / n;
+        let mu = u * (1.0 / n); // n = 2^last: exact, as the division
         self.width -= n;
         self.total -= u;
         let mu_w = self.total / self.width;
@@ -191,10 +196,15 @@ impl Adwin {
 
     fn detect(&mut self) -> bool {
         let mut change = false;
+        // river checks `tick % clock == 0`; a countdown avoids a 64-bit division per
+        // update and fires on the same ticks.
         self.tick += 1;
-        if self.tick % u64::from(self.cfg.clock) != 0
-            || self.width <= f64::from(self.cfg.grace_period)
-        {
+        self.until_check -= 1;
+        if self.until_check > 0 {
+            return false;
+        }
+        self.until_check = self.cfg.clock;
+        if self.width <= f64::from(self.cfg.grace_period) {
             return false;
         }
         let mwl = f64::from(self.cfg.min_window_length);
@@ -221,8 +231,14 @@ impl Adwin {
                     if n1 >= mwl && n0 >= mwl {
                         let dm = u0 / n0 - u1 / n1;
                         let m_recip = 1.0 / (n0 - mwl + 1.0) + 1.0 / (n1 - mwl + 1.0);
-                        let eps = (2.0 * m_recip * var_w * delta_prime).sqrt()
-                            + 2.0 / 3.0 * delta_prime * m_recip;
+                        let a = 2.0 * m_recip * var_w * delta_prime;
+                        // Cheap rejection without the square root: eps >= sqrt(a), and
+                        // the 1e-12 margin dwarfs any rounding, so the decision is
+                        // exactly river's.
+                        if dm * dm <= a * (1.0 - 1e-12) {
+                            continue;
+                        }
+                        let eps = a.sqrt() + 2.0 / 3.0 * delta_prime * m_recip;
                         if dm.abs() > eps {
                             reduce = true;
                             change = true;

@@ -4,19 +4,19 @@ use super::{Method, TestResult};
 use crate::error::{Error, Result, all_finite, nonempty};
 use crate::special::norm_sf;
 
-/// Largest `n_small * n_large` for which the exact distribution is built (its size is
-/// `n_small * n_large / 2 + 1` doubles).
-const MAX_EXACT_CELLS: u64 = 50_000_000;
+/// Largest `n_small * n_large` for which the exact distribution is built (it holds
+/// `n_small * n_large + 1` doubles: 32 MB at the limit).
+const MAX_EXACT_CELLS: u64 = 4_000_000;
 
 /// Two-sided Mann–Whitney U test with continuity correction
 /// (`scipy.stats.mannwhitneyu(x, y)`); `statistic` is `U1` of `x`.
 ///
-/// `Method::Auto` uses the exact distribution when `min(n1, n2) <= 8` or both are
-/// small... precisely scipy's rule: asymptotic if `n1 > 8 and n2 > 8` or there are ties,
-/// else exact. The asymptotic p-value uses the tie-corrected variance.
+/// `Method::Auto` follows scipy's rule — asymptotic if `n1 > 8 and n2 > 8` or there
+/// are ties, else exact — except that it also goes asymptotic when `n1 · n2` exceeds
+/// 4·10⁶ (bounded memory). The asymptotic p-value uses the tie-corrected variance.
 ///
 /// # Errors
-/// Empty or non-finite samples; an exact distribution too large to build.
+/// Empty or non-finite samples; `Method::Exact` with `n1 · n2 > 4·10⁶`.
 pub fn mann_whitney_u(x: &[f64], y: &[f64], method: Method) -> Result<TestResult> {
     nonempty(x, "x")?;
     nonempty(y, "y")?;
@@ -58,7 +58,10 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64], method: Method) -> Result<TestResult
     let u = u1.max(u2);
     let method = match method {
         Method::Auto => {
-            if (n1 > 8 && n2 > 8) || has_ties {
+            // scipy's rule; deviation: when the exact distribution would exceed
+            // MAX_EXACT_CELLS (e.g. 8 vs 10^6 values) we use the asymptotic one, which
+            // is very accurate there, instead of allocating without bound.
+            if (n1 > 8 && n2 > 8) || has_ties || (n1 as u64) * (n2 as u64) > MAX_EXACT_CELLS {
                 Method::Asymptotic
             } else {
                 Method::Exact

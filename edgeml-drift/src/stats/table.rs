@@ -107,13 +107,26 @@ fn hypergeom_ln_pmf(k: u64, total: u64, good: u64, draws: u64) -> f64 {
 ///
 /// The two-sided p-value sums the probabilities of all tables no more likely than the
 /// observed one, with scipy's relative tolerance `1e-14`.
-pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
+///
+/// # Errors
+/// Tables whose total exceeds 10⁹ (the sum runs over every feasible table; use the
+/// chi-square test there).
+pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> Result<TestResult> {
     let [[a, b], [c, d]] = t;
+    let total = a
+        .checked_add(b)
+        .and_then(|v| v.checked_add(c))
+        .and_then(|v| v.checked_add(d));
+    if total.is_none_or(|t| t > 1_000_000_000) {
+        return Err(Error::LimitExceeded(
+            "Fisher exact test on a table above 1e9".into(),
+        ));
+    }
     if a + b == 0 || c + d == 0 || a + c == 0 || b + d == 0 {
-        return TestResult {
+        return Ok(TestResult {
             statistic: f64::NAN,
             pvalue: 1.0,
-        };
+        });
     }
     let odds = if c > 0 && b > 0 {
         (a * d) as f64 / (c * b) as f64
@@ -123,17 +136,17 @@ pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
     let n1 = a + b;
     let n2 = c + d;
     let n = a + c;
-    let total = n1 + n2;
+    let total = n1 + n2; // <= 1e9, checked above
     let lo = n.saturating_sub(n2);
     let hi = n.min(n1);
     let pexact = hypergeom_ln_pmf(a, total, n1, n).exp();
     let mode = ((n + 1) as f64 * (n1 + 1) as f64 / (total + 2) as f64) as u64;
     let pmode = hypergeom_ln_pmf(mode, total, n1, n).exp();
     if (pexact - pmode).abs() / pexact.max(pmode) <= 1e-14 {
-        return TestResult {
+        return Ok(TestResult {
             statistic: odds,
             pvalue: 1.0,
-        };
+        });
     }
     let gamma = 1.0 + 1e-14;
     let mut p = 0.0;
@@ -143,10 +156,10 @@ pub fn fisher_exact_2x2(t: [[u64; 2]; 2]) -> TestResult {
             p += pk;
         }
     }
-    TestResult {
+    Ok(TestResult {
         statistic: odds,
         pvalue: p.min(1.0),
-    }
+    })
 }
 
 /// Two-proportion z-test (Evidently's default for binary features): `k1` successes

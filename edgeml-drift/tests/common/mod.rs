@@ -6,9 +6,12 @@ use serde_json::Value;
 
 /// Loads `tests/fixtures/drift/<name>` from the repository root.
 pub fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/drift")
-        .join(name);
+    // scripts/ci/drift.sh points this at freshly generated fixtures
+    let dir = std::env::var_os("EDGEML_DRIFT_FIXTURES").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/drift"),
+        std::path::PathBuf::from,
+    );
+    let p = dir.join(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&s).expect("fixture json")
 }
