@@ -203,6 +203,7 @@ struct PRelu {
 }
 
 impl Operator for PRelu {
+    #[allow(clippy::absurd_extreme_comparisons)] // unsigned types: slope never applies
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = input(&self.node, inputs, 0)?;
         let s = input(&self.node, inputs, 1)?;

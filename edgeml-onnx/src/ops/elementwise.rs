@@ -215,9 +215,8 @@ fn num_unary<T: Num>(k: IntUnary, a: &ArrayD<T>) -> ArrayD<T> {
         IntUnary::Neg => a.mapv(T::neg),
         IntUnary::Abs => a.mapv(T::abs),
         IntUnary::Relu => a.mapv(|x| {
-            if x > T::ZERO {
-                x
-            } else if T::is_nan(x) {
+            // NaN passes through, as onnxruntime does.
+            if x > T::ZERO || T::is_nan(x) {
                 x
             } else {
                 T::ZERO

@@ -122,7 +122,7 @@ impl Operator for Resize {
             }
             (Some(sc), None) => {
                 let sc: Vec<f64> = to_f32_vec(node, sc)?.into_iter().map(f64::from).collect();
-                if sc.len() != r || sc.iter().any(|&s| !(s > 0.0) || !s.is_finite()) {
+                if sc.len() != r || sc.iter().any(|&s| s.is_nan() || s <= 0.0 || !s.is_finite()) {
                     return Err(invalid(
                         node,
                         format!("scales {sc:?} must be {r} positive numbers"),

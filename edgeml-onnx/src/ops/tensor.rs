@@ -104,11 +104,14 @@ fn slice_axis(start: i64, end: i64, step: i64, dim: usize) -> Slice {
     }
 }
 
+/// `starts`, `ends`, `axes` attributes of Slice before opset 10.
+type SliceAttrs = (Vec<i64>, Vec<i64>, Option<Vec<i64>>);
+
 #[derive(Debug)]
 struct SliceOp {
     node: Node,
     /// Opset < 10: starts, ends, axes from attributes.
-    attrs: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    attrs: Option<SliceAttrs>,
 }
 
 impl Operator for SliceOp {

@@ -118,14 +118,7 @@ impl Program {
                 .collect::<Result<_>>()?;
             let outs = step.op.run(&args)?;
             drop(args);
-            if outs.len() > step.outputs.len() {
-                return Err(Error::InvalidModel(format!(
-                    "{}: operator returned {} outputs, the node has {}",
-                    step.desc,
-                    outs.len(),
-                    step.outputs.len()
-                )));
-            }
+            // Extra outputs (optional ones the node does not name) are dropped.
             for (t, slot) in outs.into_iter().zip(&step.outputs) {
                 if let Some(slot) = slot {
                     observer(&self.names[*slot], &t);
