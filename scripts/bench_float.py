@@ -114,16 +114,16 @@ def main():
             ort_ms = ort_median_ms(rel, t, args.iters, args.warmup)
             ours = [(label, edgeml_median_ms(cli, rel, t, args.iters, args.warmup, k)) for label, k in variants]
             rows.append((name, t, ort_ms, ours))
-            cells = ", ".join(f"edgeml[{label}] {ms:.2f} ms ({ms / ort_ms:.2f}x)" for label, ms in ours)
-            print(f"{name:24s} {t}t  onnxruntime {ort_ms:8.2f} ms  {cells}", flush=True)
+            cells = ", ".join(f"edgeml[{label}] {ms:.3f} ms ({ms / ort_ms:.2f}x)" for label, ms in ours)
+            print(f"{name:24s} {t}t  onnxruntime {ort_ms:8.3f} ms  {cells}", flush=True)
 
     labels = [label for label, _ in variants]
     head = "| model | threads | onnxruntime (ms) | " + " | ".join(f"edgeml {lb} (ms) | ratio {lb}" for lb in labels) + " |"
     sep = "|---|---:|---:|" + "---:|---:|" * len(labels)
     lines = [head, sep]
     for name, t, ort_ms, ours in rows:
-        cells = " | ".join(f"{ms:.2f} | {ms / ort_ms:.2f}x" for _, ms in ours)
-        lines.append(f"| {name} | {t} | {ort_ms:.2f} | {cells} |")
+        cells = " | ".join(f"{ms:.3f} | {ms / ort_ms:.2f}x" for _, ms in ours)
+        lines.append(f"| {name} | {t} | {ort_ms:.3f} | {cells} |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -150,8 +150,13 @@ Reproduce: `python3 scripts/bench_float.py` (kernel-level SGEMM numbers:
     with open(path) as f:
         text = f.read()
     pat = re.compile(r"## Float inference.*?(?=\n## |\Z)", re.S)
-    if pat.search(text):
-        text = pat.sub(lambda _: section.rstrip("\n") + "\n", text, count=1)
+    m = pat.search(text)
+    if m:
+        # Hand-written notes after the marker survive a re-run.
+        old = m.group(0)
+        notes = old[old.index("<!-- notes -->"):] if "<!-- notes -->" in old else ""
+        new = section.rstrip("\n") + "\n" + ("\n" + notes.rstrip("\n") + "\n" if notes else "")
+        text = text[: m.start()] + new + text[m.end():]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
