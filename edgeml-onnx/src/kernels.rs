@@ -594,6 +594,16 @@ pub(crate) fn min_len() -> usize {
     if in_parallel_pool() { 1 } else { usize::MAX }
 }
 
+/// [`min_len`] for an operator pass over `elems` output elements: tiny passes stay on
+/// one thread even inside a pool, where task hand-off would cost more than the work.
+pub(crate) fn min_len_for(elems: usize) -> usize {
+    if elems >= 1 << 14 {
+        min_len()
+    } else {
+        usize::MAX
+    }
+}
+
 /// How many threads the kernels may use here.
 fn threads() -> usize {
     if in_parallel_pool() {

@@ -107,9 +107,10 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
     let [kd_n, kh_n, kw_n] = g.k;
     let [id_n, ih_n, iw_n] = g.inp;
     let [od_n, oh_n, ow_n] = g.out;
+    let par_min = crate::kernels::min_len_for(col.len());
     col.par_chunks_mut(p)
         .enumerate()
-        .with_min_len(crate::kernels::min_len())
+        .with_min_len(par_min)
         .for_each(|(r, row)| {
             let kw = r % kw_n;
             let kh = (r / kw_n) % kh_n;
@@ -258,9 +259,10 @@ impl Operator for Conv {
         let (in_len, out_len, k_len) = (geo.in_len(), geo.out_len(), geo.k_len());
         let m_g = m / group;
         if c_g == 1 {
+            let par_min = crate::kernels::min_len_for(out.len());
             out.par_chunks_mut(out_len)
                 .enumerate()
-                .with_min_len(crate::kernels::min_len())
+                .with_min_len(par_min)
                 .for_each(|(plane, o)| {
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;

@@ -200,9 +200,10 @@ impl Operator for ConvTranspose {
                 };
                 kernels::sgemm(self.isa, 1.0, lhs, Rhs::View(xg), 0.0, &mut col, in_len)?;
                 let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
+                let par_min = crate::kernels::min_len_for(og.len());
                 og.par_chunks_mut(out_len)
                     .enumerate()
-                    .with_min_len(crate::kernels::min_len())
+                    .with_min_len(par_min)
                     .for_each(|(mo, plane)| {
                         let bias = b.map_or(0.0, |b| b[[g * m_g + mo]]);
                         plane.fill(bias);

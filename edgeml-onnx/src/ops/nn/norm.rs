@@ -89,10 +89,11 @@ fn per_channel_affine(x: &[f32], c: usize, inner: usize, a: &[f32], b: &[f32]) -
     if inner == 0 || c == 0 {
         return out;
     }
+    let par_min = crate::kernels::min_len_for(out.len());
     out.par_chunks_mut(inner)
         .zip(x.par_chunks(inner))
         .enumerate()
-        .with_min_len(crate::kernels::min_len())
+        .with_min_len(par_min)
         .for_each(|(p, (o, xi))| {
             let ch = p % c;
             let (av, bv) = (a[ch], b[ch]);
@@ -179,10 +180,11 @@ impl Operator for InstanceNorm {
         let (sc, bi) = (contiguous(scale), contiguous(bias));
         let mut out = vec![0.0f32; xs.len()];
         if inner > 0 {
+            let par_min = crate::kernels::min_len_for(out.len());
             out.par_chunks_mut(inner)
                 .zip(xs.par_chunks(inner))
                 .enumerate()
-                .with_min_len(crate::kernels::min_len())
+                .with_min_len(par_min)
                 .for_each(|(p, (o, xi))| {
                     let ch = p % c;
                     let (mean, inv) = moments(xi, self.eps);
@@ -255,10 +257,11 @@ impl Operator for LayerNorm {
         let mut means = vec![0.0f32; outer];
         let mut invs = vec![0.0f32; outer];
         if inner > 0 {
+            let par_min = crate::kernels::min_len_for(out.len());
             out.par_chunks_mut(inner)
                 .zip(xs.par_chunks(inner))
                 .zip(means.par_iter_mut().zip(invs.par_iter_mut()))
-                .with_min_len(crate::kernels::min_len())
+                .with_min_len(par_min)
                 .for_each(|((o, xi), (mo, io))| {
                     let (mean, inv) = moments(xi, self.eps);
                     *mo = mean as f32;

@@ -183,10 +183,11 @@ impl Operator for Pool {
                 }
             };
             if want_idx {
+                let par_min = crate::kernels::min_len_for(out.len());
                 out.par_chunks_mut(out_len)
                     .zip(idx.par_chunks_mut(out_len))
                     .enumerate()
-                    .with_min_len(crate::kernels::min_len())
+                    .with_min_len(par_min)
                     .for_each(|(p, (o, ix))| work(p, o, ix));
             } else {
                 let rows = RowPool {
@@ -199,9 +200,10 @@ impl Operator for Pool {
                     pb3,
                     ranges: &ranges,
                 };
+                let par_min = crate::kernels::min_len_for(out.len());
                 out.par_chunks_mut(out_len)
                     .enumerate()
-                    .with_min_len(crate::kernels::min_len())
+                    .with_min_len(par_min)
                     .for_each(|(p, o)| rows.plane(&xs[p * in_len..][..in_len], o));
             }
         }
@@ -338,9 +340,10 @@ impl Operator for GlobalPool {
         let xs = contiguous(x);
         let mut out = vec![0.0f32; planes];
         if inner > 0 {
+            let par_min = crate::kernels::min_len_for(out.len());
             out.par_iter_mut()
                 .zip(xs.par_chunks(inner))
-                .with_min_len(crate::kernels::min_len())
+                .with_min_len(par_min)
                 .for_each(|(o, xi)| {
                     *o = if self.max {
                         xi.iter()
