@@ -18,6 +18,9 @@ use crate::kernels::pack::{QElem, split_view};
 use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
+/// Largest zero-padded plane (elements) the direct depthwise kernel allocates.
+const MAX_DW_PLANE: usize = 1 << 28;
+
 /// Attributes of a convolution, as in ONNX (defaults: one group, unit strides and
 /// dilations, no padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +83,7 @@ impl PackedConv {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a zero group, stride or dilation, or `C_out` not a
-    /// multiple of `group`; [`Error::Shape`] for per-channel zero points not numbering
+    /// multiple of `group`; [`Error::Limit`] for pads, strides or dilations above 2³¹; [`Error::Shape`] for per-channel zero points not numbering
     /// `C_out`; [`Error::IsaUnavailable`] if the CPU lacks `isa`.
     pub fn with_isa<T: QElem>(
         w: ArrayView4<'_, T>,
@@ -96,6 +99,18 @@ impl PackedConv {
         if g == 0 || params.strides.contains(&0) || params.dilations.contains(&0) {
             return Err(Error::Invalid(format!(
                 "group, strides and dilations must be positive: {params:?}"
+            )));
+        }
+        let limit = 1usize << 31;
+        if params
+            .pads
+            .iter()
+            .chain(&params.strides)
+            .chain(&params.dilations)
+            .any(|&v| v > limit)
+        {
+            return Err(Error::Limit(format!(
+                "pads, strides and dilations must be at most 2^31: {params:?}"
             )));
         }
         if c_out % g != 0 {
@@ -152,8 +167,14 @@ impl PackedConv {
     pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let p = &self.params;
         let dim = |n: usize, pb: usize, pe: usize, k: usize, s: usize, d: usize| {
-            let padded = n + pb + pe;
-            let span = d * (k.max(1) - 1) + 1;
+            let (Some(padded), Some(span)) = (
+                n.checked_add(pb).and_then(|v| v.checked_add(pe)),
+                d.checked_mul(k.max(1) - 1).and_then(|v| v.checked_add(1)),
+            ) else {
+                return Err(Error::Limit(format!(
+                    "padded size or dilated kernel overflows: n {n}, pads {pb}+{pe}, kernel {k}, dilation {d}"
+                )));
+            };
             if k == 0 || padded < span {
                 Err(Error::Shape(format!(
                     "kernel {k} (dilation {d}) larger than padded input {padded}"
@@ -293,6 +314,17 @@ fn conv_any<T: QElem>(
     if n == 0 || w.c_out == 0 || oh * ow == 0 {
         return Ok(());
     }
+    if let Kind::Depthwise(_) = &w.kind {
+        let p = &w.params;
+        // The direct kernel keeps one zero-padded plane (i16) per worker.
+        let plane = (h + p.pads[0] + p.pads[2]).checked_mul(wd + p.pads[1] + p.pads[3]);
+        if plane.is_none_or(|v| v > MAX_DW_PLANE) {
+            return Err(Error::Limit(format!(
+                "padded depthwise plane of {h}×{wd} with pads {:?} exceeds {MAX_DW_PLANE} elements",
+                p.pads
+            )));
+        }
+    }
     match &w.kind {
         Kind::Depthwise(f) => depthwise_all(x, x_zp, w, f, (oh, ow), &mut y, opts),
         Kind::Gemm(packs) => gemm_all(x, x_zp, w, packs, (oh, ow), &mut y, opts),
@@ -417,10 +449,13 @@ fn gemm_all<T: QElem>(
     let zpad = vec![x_zp.to_a(); cig];
     // Scratch reused over the batch: NHWC input and im2col rows.
     let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
+    // im2col rows are built for at most `chunk` pixels at a time (about 4 MiB), so the
+    // scratch stays bounded whatever the kernel size.
+    let chunk = ((1usize << 22) / k.max(1)).clamp(1, plane.max(1));
     let mut cols = if pointwise || indirect {
         Array2::<T>::from_elem((0, 0), x_zp)
     } else {
-        Array2::<T>::from_elem((plane, k), x_zp)
+        Array2::<T>::from_elem((chunk, k), x_zp)
     };
     for ni in 0..n {
         let xn = x.index_axis(Axis(0), ni);
@@ -473,37 +508,43 @@ fn gemm_all<T: QElem>(
             continue;
         }
         for (gi, pb) in packs.iter().enumerate() {
-            let a = if pointwise {
-                nhwc.view()
-            } else {
-                im2col(
-                    xs,
-                    (h, wd, c_in),
-                    gi * cig,
-                    cig,
-                    w,
-                    (oh, ow),
-                    x_zp,
-                    &mut cols,
-                );
-                cols.view()
-            };
             let range = gi * cog..(gi + 1) * cog;
-            match y {
-                YView::I32(v) => {
-                    let mut yv = group_out(v, ni, range, plane);
-                    gemm_any(a, x_zp, pb, Post::I32, crate::gemm::raw_out(&mut yv), opts);
+            let mut p0 = 0;
+            while p0 < plane {
+                let p1 = if pointwise {
+                    plane
+                } else {
+                    (p0 + chunk).min(plane)
+                };
+                let a = if pointwise {
+                    nhwc.view()
+                } else {
+                    let geo = ((h, wd, c_in), (oh, ow));
+                    im2col(xs, geo, gi * cig, cig, w, p0..p1, x_zp, &mut cols);
+                    cols.slice(ndarray::s![..p1 - p0, ..])
+                };
+                let rows = ndarray::s![p0..p1, ..];
+                match y {
+                    YView::I32(v) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out(&mut yv);
+                        gemm_any(a, x_zp, pb, Post::I32, o, opts);
+                    }
+                    YView::U8(v, q) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, opts);
+                    }
+                    YView::I8(v, q) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, opts);
+                    }
                 }
-                YView::U8(v, q) => {
-                    let mut yv = group_out(v, ni, range.clone(), plane);
-                    let post = quant_post(q, range);
-                    gemm_any(a, x_zp, pb, post, crate::gemm::raw_out_q(&mut yv), opts);
-                }
-                YView::I8(v, q) => {
-                    let mut yv = group_out(v, ni, range.clone(), plane);
-                    let post = quant_post(q, range);
-                    gemm_any(a, x_zp, pb, post, crate::gemm::raw_out_q(&mut yv), opts);
-                }
+                p0 = p1;
             }
         }
     }
@@ -536,16 +577,16 @@ fn group_out<'v, E>(
     }
 }
 
-/// im2col rows `[pixel, (kh, kw, c)]` of one group from an NHWC image; out-of-image
-/// taps are the input zero point.
+/// im2col rows `[pixel, (kh, kw, c)]` of one group and a range of output pixels from an
+/// NHWC image; out-of-image taps are the input zero point.
 #[allow(clippy::too_many_arguments)]
 fn im2col<T: QElem>(
     xs: &[T],
-    (h, wd, c_in): (usize, usize, usize),
+    ((h, wd, c_in), (_oh, ow)): ((usize, usize, usize), (usize, usize)),
     c0: usize,
     cig: usize,
     w: &PackedConv,
-    (oh, ow): (usize, usize),
+    pixels: core::ops::Range<usize>,
     zp: T,
     cols: &mut Array2<T>,
 ) {
@@ -556,9 +597,10 @@ fn im2col<T: QElem>(
         return;
     };
     let k = w.kh * w.kw * cig;
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let row = &mut dst[(oy * ow + ox) * k..][..k];
+    for (i, px) in pixels.enumerate() {
+        let (oy, ox) = (px / ow, px % ow);
+        {
+            let row = &mut dst[i * k..][..k];
             for ky in 0..w.kh {
                 let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
                 for kx in 0..w.kw {
