@@ -445,7 +445,8 @@ fn gemm_all<T: QElem>(
     let k = w.kh * w.kw * cig;
     let pointwise = w.kh == 1 && w.kw == 1 && p.strides == [1, 1] && p.pads == [0; 4] && g == 1;
     // Indirect (im2col-free) kernel: the taps' channel runs are read in place.
-    let indirect = !pointwise && crate::kernels::has_indirect(w.isa) && cig > 0 && cig % 4 == 0;
+    let indirect =
+        !pointwise && crate::kernels::has_indirect(w.isa) && cig > 0 && cig.is_multiple_of(4);
     let zpad = vec![x_zp.to_a(); cig];
     // Scratch reused over the batch: NHWC input and im2col rows.
     let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
