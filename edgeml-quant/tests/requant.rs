@@ -144,12 +144,12 @@ fn hostile_conv_parameters_are_errors() {
 
 #[test]
 fn large_kernel_im2col_is_chunked() {
-    // K = 3·31·31 with C_in not a multiple of 4 takes the im2col path; a 64×64 input
+    // K = 3·31·31 with C_in not a multiple of 4 takes the im2col path; a 48×48 input
     // gives more pixels than one 4 MiB chunk holds at small K, exercised with K large.
     let w = Array4::from_shape_fn((5, 3, 31, 31), |(a, b, c, d)| {
         ((a + b * 3 + c * 5 + d * 7) % 255) as i8
     });
-    let x = Array4::from_shape_fn((1, 3, 64, 64), |(_, b, c, d)| {
+    let x = Array4::from_shape_fn((1, 3, 48, 48), |(_, b, c, d)| {
         ((b * 11 + c * 13 + d * 17) % 256) as u8
     });
     let p = ConvParams {
