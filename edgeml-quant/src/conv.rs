@@ -619,8 +619,8 @@ fn im2col<T: QElem>(
     }
 }
 
-/// Transposes one `[C, H, W]` image into `[H·W, C]`, in blocks of 64 pixels so both
-/// sides stay in cache.
+/// Transposes one `[C, H, W]` image into `[H·W, C]`: 8×8 byte blocks with a
+/// word-level transpose, scalar edges.
 fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
     let (c, h, w) = x.dim();
     let hw = h * w;
@@ -628,18 +628,49 @@ fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
     let (Some(src), Some(dst)) = (xstd.as_slice(), out.as_slice_mut()) else {
         return;
     };
-    const B: usize = 64;
-    let mut p0 = 0;
-    while p0 < hw {
-        let p1 = (p0 + B).min(hw);
-        for ci in 0..c {
-            let s = &src[ci * hw + p0..ci * hw + p1];
-            for (i, &v) in s.iter().enumerate() {
-                dst[(p0 + i) * c + ci] = v;
+    let src = crate::kernels::pack::raw_bytes(src);
+    let dst = crate::kernels::pack::raw_bytes_mut(dst);
+    let (c8, p8) = (c / 8 * 8, hw / 8 * 8);
+    for p in (0..p8).step_by(8) {
+        for ch in (0..c8).step_by(8) {
+            let mut m = [0u64; 8];
+            for (r, v) in m.iter_mut().enumerate() {
+                let o = (ch + r) * hw + p;
+                *v = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
+            }
+            let m = transpose8(m);
+            for (j, v) in m.iter().enumerate() {
+                let o = (p + j) * c + ch;
+                dst[o..o + 8].copy_from_slice(&v.to_le_bytes());
             }
         }
-        p0 = p1;
     }
+    // Edges: channels beyond a multiple of 8, pixels beyond a multiple of 8.
+    for ci in 0..c {
+        let from = if ci < c8 { p8 } else { 0 };
+        for px in from..hw {
+            dst[px * c + ci] = src[ci * hw + px];
+        }
+    }
+}
+
+/// Transposes an 8×8 byte matrix held as 8 little-endian words (word r, byte b).
+fn transpose8(mut x: [u64; 8]) -> [u64; 8] {
+    let mut swap = |a: usize, b: usize, sh: u32, mask: u64| {
+        let t = ((x[a] >> sh) ^ x[b]) & mask;
+        x[a] ^= t << sh;
+        x[b] ^= t;
+    };
+    for r in 0..4 {
+        swap(r, r + 4, 32, 0x0000_0000_FFFF_FFFF);
+    }
+    for r in [0, 1, 4, 5] {
+        swap(r, r + 2, 16, 0x0000_FFFF_0000_FFFF);
+    }
+    for r in [0, 2, 4, 6] {
+        swap(r, r + 1, 8, 0x00FF_00FF_00FF_00FF);
+    }
+    x
 }
 
 /// `−rowsum` of every implicit im2col row of an indirect convolution.
