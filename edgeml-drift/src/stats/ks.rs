@@ -2,7 +2,7 @@
 
 use super::{Method, TestResult};
 use crate::error::{Result, all_finite, nonempty};
-use crate::sort::sorted;
+use crate::sort::sorted_pair;
 use crate::stats::kolmogorov::kstwo_sf;
 
 /// scipy's `MAX_AUTO_N`: `auto` is exact when `max(n1, n2) <= 10_000`.
@@ -158,7 +158,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64], method: Method) -> Result<TestResult> {
     nonempty(b, "b")?;
     all_finite(a, "a")?;
     all_finite(b, "b")?;
-    let (sa, sb) = (sorted(a), sorted(b));
+    let (sa, sb) = sorted_pair(a, b);
     Ok(ks_2samp_sorted(&sa, &sb, method))
 }
 
