@@ -88,6 +88,14 @@ impl Row {
 /// Reproduces river's `drift.ADWIN` detection indices (same bucket merging, the same
 /// cut scan from the oldest bucket, the same floating-point operation order). After a
 /// drift the whole detector resets on the next `update`, as river's wrapper does.
+///
+/// Data-structure differences that keep the arithmetic bit-identical but make updates
+/// cheaper: each row of the exponential histogram is a ring buffer (river shifts its
+/// arrays on every merge); window-variance increments are queued and applied in one
+/// batch before each scan, so their divisions pipeline instead of sitting on every
+/// update's critical path; divisions by bucket sizes (powers of two) are exact
+/// multiplications; the clock is a countdown instead of a 64-bit modulo; and cuts are
+/// first rejected without the square root when that is provably conclusive.
 #[derive(Debug, Clone)]
 pub struct Adwin {
     cfg: AdwinConfig,
