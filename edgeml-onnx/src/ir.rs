@@ -4,8 +4,15 @@
 //! back. Passes (quantization, pruning, folding) rewrite a [`Graph`] in place and the
 //! interpreter plans and runs it.
 
+mod constant;
+mod extras;
+mod sparse;
+mod summary;
 mod tensor;
 
+pub use extras::{GraphExtras, ModelExtras, RawAttribute};
+pub use sparse::SparseTensor;
+pub use summary::{ModelSummary, ParamStats, format_type};
 pub use tensor::Tensor;
 
 use edgeml_core::DType;
@@ -57,6 +64,14 @@ pub enum Attribute {
     Tensors(Vec<Tensor>),
     /// `GRAPHS`.
     Graphs(Vec<Graph>),
+    /// `SPARSE_TENSOR` (e.g. `Constant`'s `sparse_value`), kept sparse so that saving
+    /// writes it back unchanged; [`SparseTensor::to_dense`] densifies it.
+    SparseTensor(SparseTensor),
+    /// `SPARSE_TENSORS`.
+    SparseTensors(Vec<SparseTensor>),
+    /// Attribute kinds the IR does not model (`TYPE_PROTO`, `TYPE_PROTOS`), kept as the
+    /// encoded `AttributeProto` so that saving writes them back unchanged.
+    Raw(RawAttribute),
 }
 
 /// One operator application.
@@ -107,6 +122,8 @@ pub struct Graph {
     pub initializers: Vec<(String, Tensor)>,
     /// Documentation string.
     pub doc_string: String,
+    /// Parts of the `GraphProto` the IR does not model, kept so that saving is lossless.
+    pub extras: GraphExtras,
 }
 
 impl Graph {
@@ -149,6 +166,9 @@ pub struct Model {
     pub metadata_props: Vec<(String, String)>,
     /// The main graph.
     pub graph: Graph,
+    /// Parts of the `ModelProto` the IR does not model (functions, training info),
+    /// kept so that saving is lossless.
+    pub extras: ModelExtras,
 }
 
 impl Model {

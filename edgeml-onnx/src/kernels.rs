@@ -1,0 +1,761 @@
+//! SIMD float kernels: a packed, cache-blocked SGEMM with run-time ISA dispatch.
+//!
+//! [`sgemm`] computes `C = alpha·A·B + beta·C` for row-major `C` and operands given as
+//! strided views ([`MatRef`], so transposes are free) or pre-packed panels
+//! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
+//!
+//! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
+//! used on CPUs that have it; compiled with Rust 1.89+ only, see `build.rs`), NEON (8×8 with
+//! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
+//! ([`best_isa`]): the best one the CPU has, unless the environment variable
+//! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
+//! back to the best available kernel with a `log` warning). Rows `M = 1` take a GEMV path
+//! that streams the packed `B` panels once.
+//!
+//! Work is split into `MC×NC` tiles of `C` run with rayon, so it uses whatever pool the
+//! caller installed (serial when the pool has one thread).
+//!
+//! # Numerics
+//! Products are accumulated in `f32` in `k` order per element (with FMA on SIMD paths);
+//! NaN and infinities propagate as IEEE arithmetic says, except that `beta == 0` means
+//! "overwrite": `C` is not read then, so garbage or NaN already in `C` does not leak
+//! into the result (BLAS convention).
+#![allow(unsafe_code)]
+
+mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+#[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+mod avx512;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(test)]
+mod tests;
+
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// An instruction-set family for the float kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Isa {
+    /// Portable Rust, always available.
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// aarch64 Advanced SIMD.
+    Neon,
+    /// x86-64 AVX-512F (preferred over AVX2 when present).
+    Avx512,
+}
+
+impl Isa {
+    /// The lowercase name used in bench ids and `EDGEML_KERNELS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the ISA's kernels.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "neon" => Some(Isa::Neon),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+}
+
+/// Every ISA this CPU can run, best last (always starts with [`Isa::Scalar`]).
+pub fn available_isas() -> Vec<Isa> {
+    [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.is_available())
+        .collect()
+}
+
+/// The ISA the operators use: chosen once per process, honouring `EDGEML_KERNELS`.
+pub fn best_isa() -> Isa {
+    static BEST: OnceLock<Isa> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        let best = available_isas().last().copied().unwrap_or(Isa::Scalar);
+        match std::env::var("EDGEML_KERNELS") {
+            Ok(v) if !v.is_empty() => match Isa::from_name(&v) {
+                Some(isa) if isa.is_available() => isa,
+                Some(isa) => {
+                    log::warn!(
+                        "EDGEML_KERNELS={v}: {} not available here, using {}",
+                        isa.name(),
+                        best.name()
+                    );
+                    best
+                }
+                None => {
+                    log::warn!(
+                        "EDGEML_KERNELS={v}: unknown (expected scalar|avx2|avx512|neon), using {}",
+                        best.name()
+                    );
+                    best
+                }
+            },
+            _ => best,
+        }
+    })
+}
+
+/// A micro-kernel: `C[0..MR, 0..NR] = alpha·Σ_k a[k]⊗b[k] + beta·C` over a full tile;
+/// `beta == 0` must not read `C`.
+type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
+/// A GEMV kernel: `acc[0..NR] += Σ_k a[k]·b[k·ldb..k·ldb + NR]`.
+type GemvKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32);
+
+/// The register tile, blocking sizes and kernels of one ISA.
+struct KernelSet {
+    mr: usize,
+    nr: usize,
+    kc: usize,
+    mc: usize,
+    nc: usize,
+    ukernel: MicroKernel,
+    gemv: GemvKernel,
+}
+
+fn kernel_set(isa: Isa) -> &'static KernelSet {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if isa.is_available() => &avx2::KERNELS,
+        #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+        Isa::Avx512 if isa.is_available() => &avx512::KERNELS,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if isa.is_available() => &neon::KERNELS,
+        _ => &scalar::KERNELS,
+    }
+}
+
+/// A read-only strided view of an `rows × cols` `f32` matrix: element `(i, j)` is
+/// `data[i·rs + j·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if some element would lie outside `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Result<Self> {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1)
+                .checked_mul(rs)
+                .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)));
+            match last {
+                Some(l) if l < data.len() => {}
+                _ => {
+                    return Err(Error::ShapeMismatch(format!(
+                        "matrix view {rows}x{cols} with strides ({rs}, {cs}) exceeds buffer of {} elements",
+                        data.len()
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        })
+    }
+
+    /// A dense row-major view.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `data` is shorter than `rows·cols`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// Packs `rows × depth` elements `data[p·ps + d·ds]` into `[k-block][panel][kk][w]`
+/// panels of width `w` (block `k0` starts at `k0·rows_pad`), zero-padded to whole panels.
+/// Every element of `out` (length `rows_pad·depth`) is written.
+#[allow(clippy::too_many_arguments)]
+fn pack_into(
+    data: &[f32],
+    ps: usize,
+    ds: usize,
+    rows: usize,
+    depth: usize,
+    w: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    let rows_pad = rows.div_ceil(w) * w;
+    let mut off = 0;
+    for k0 in (0..depth).step_by(kc.max(1)) {
+        let kcur = kc.min(depth - k0);
+        let block = &mut out[off..off + rows_pad * kcur];
+        let work = |(p, panel): (usize, &mut [f32])| {
+            let r0 = p * w;
+            let rn = w.min(rows - r0);
+            if rn < w {
+                panel.fill(0.0);
+            }
+            if ps == 1 {
+                for kk in 0..kcur {
+                    let src = &data[(k0 + kk) * ds + r0..][..rn];
+                    panel[kk * w..kk * w + rn].copy_from_slice(src);
+                }
+            } else if ds == 1 {
+                for r in 0..rn {
+                    let src = &data[(r0 + r) * ps + k0..][..kcur];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * w + r] = v;
+                    }
+                }
+            } else {
+                for kk in 0..kcur {
+                    for r in 0..rn {
+                        panel[kk * w + r] = data[(r0 + r) * ps + (k0 + kk) * ds];
+                    }
+                }
+            }
+        };
+        if rows_pad * kcur >= 1 << 16 {
+            block.par_chunks_mut(w * kcur).enumerate().for_each(work);
+        } else {
+            block.chunks_mut(w * kcur).enumerate().for_each(work);
+        }
+        off += rows_pad * kcur;
+    }
+}
+
+fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
+    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out);
+}
+
+fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
+    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out);
+}
+
+thread_local! {
+    /// Reusable packing buffers (A, B) so hot loops do not page-fault fresh memory.
+    static SCRATCH: std::cell::Cell<[Vec<f32>; 2]> = const { std::cell::Cell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Takes this thread's scratch buffers (re-entrant: a nested call finds them empty).
+fn take_scratch() -> [Vec<f32>; 2] {
+    SCRATCH.with(|s| s.take())
+}
+
+fn put_scratch(bufs: [Vec<f32>; 2]) {
+    SCRATCH.with(|s| s.set(bufs));
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// The left operand `A` (`m × k`) packed into the register-tile panels of one ISA.
+#[derive(Debug, Clone)]
+pub struct PackedA {
+    isa: Isa,
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs `a` for `isa`.
+    pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
+        let ks = kernel_set(isa);
+        let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
+        pack_a_into(&a, ks, &mut data);
+        Self {
+            isa,
+            m: a.rows,
+            k: a.cols,
+            data,
+        }
+    }
+
+    /// Rows of `A`.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Columns of `A` (the reduction depth).
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+}
+
+/// The right operand `B` (`k × n`) packed into the register-tile panels of one ISA.
+#[derive(Debug, Clone)]
+pub struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` for `isa`.
+    pub fn pack(isa: Isa, b: MatRef<'_>) -> Self {
+        let ks = kernel_set(isa);
+        let mut data = vec![0.0f32; b.cols.div_ceil(ks.nr) * ks.nr * b.rows];
+        pack_b_into(&b, ks, &mut data);
+        Self {
+            isa,
+            k: b.rows,
+            n: b.cols,
+            data,
+        }
+    }
+
+    /// Rows of `B` (the reduction depth).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B`.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+/// The left operand of [`sgemm`].
+#[derive(Debug, Clone, Copy)]
+pub enum Lhs<'a> {
+    /// A strided view, packed on the fly.
+    View(MatRef<'a>),
+    /// Pre-packed panels.
+    Packed(&'a PackedA),
+}
+
+/// The right operand of [`sgemm`].
+#[derive(Debug, Clone, Copy)]
+pub enum Rhs<'a> {
+    /// A strided view, packed on the fly.
+    View(MatRef<'a>),
+    /// Pre-packed panels.
+    Packed(&'a PackedB),
+}
+
+/// A `Send` raw pointer to the output; tiles written through it are disjoint.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the pointer is only used to write disjoint tiles of one `&mut [f32]` that
+// outlives the parallel section (see `sgemm`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; no two tasks touch the same element.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Method access makes closures capture the whole (`Send`) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `C = alpha·A·B + beta·C`, `C` row-major `m × n` with row stride `ldc`, on `isa`.
+///
+/// Pre-packed operands must have been packed for the same `isa`. With `beta == 0`, `C`
+/// is overwritten without being read.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the inner dimensions disagree or `c` is too small;
+/// [`Error::InvalidInput`] when a packed operand was packed for another ISA.
+pub fn sgemm(
+    isa: Isa,
+    alpha: f32,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    let (m, ka) = match a {
+        Lhs::View(v) => (v.rows, v.cols),
+        Lhs::Packed(p) => (p.m, p.k),
+    };
+    let (kb, n) = match b {
+        Rhs::View(v) => (v.rows, v.cols),
+        Rhs::Packed(p) => (p.k, p.n),
+    };
+    if ka != kb {
+        return Err(Error::ShapeMismatch(format!(
+            "sgemm: A is {m}x{ka} but B is {kb}x{n}"
+        )));
+    }
+    let k = ka;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    if ldc < n || need.is_none_or(|need| c.len() < need) {
+        return Err(Error::ShapeMismatch(format!(
+            "sgemm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
+            c.len()
+        )));
+    }
+    for packed_isa in [
+        if let Lhs::Packed(p) = a {
+            Some(p.isa)
+        } else {
+            None
+        },
+        if let Rhs::Packed(p) = b {
+            Some(p.isa)
+        } else {
+            None
+        },
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !std::ptr::eq(kernel_set(packed_isa), kernel_set(isa)) {
+            return Err(Error::InvalidInput(format!(
+                "sgemm: operand packed for {} used with {} kernels",
+                packed_isa.name(),
+                isa.name()
+            )));
+        }
+    }
+    if k == 0 || alpha == 0.0 {
+        scale_c(c, m, n, ldc, beta);
+        return Ok(());
+    }
+    let ks = kernel_set(isa);
+    let mut scratch = take_scratch();
+    let [sa, sb] = &mut scratch;
+    if m == 1 {
+        let row_owned;
+        let row: &[f32] = match a {
+            Lhs::View(v) if v.cs == 1 => &v.data[..k],
+            Lhs::View(v) => {
+                row_owned = (0..k).map(|kk| v.at(0, kk)).collect::<Vec<_>>();
+                &row_owned
+            }
+            Lhs::Packed(p) => {
+                // Panel layout with MR rows: row 0 is every MR-th element.
+                row_owned = unpack_row0(p, ks);
+                &row_owned
+            }
+        };
+        match b {
+            Rhs::Packed(p) => gemv(
+                ks,
+                n,
+                k,
+                alpha,
+                row,
+                GemvB::Packed(&p.data),
+                beta,
+                &mut c[..n],
+            ),
+            Rhs::View(v) if v.cs == 1 => gemv(
+                ks,
+                n,
+                k,
+                alpha,
+                row,
+                GemvB::Rows(v.data, v.rs),
+                beta,
+                &mut c[..n],
+            ),
+            Rhs::View(v) => {
+                let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
+                pack_b_into(&v, ks, pb);
+                gemv(ks, n, k, alpha, row, GemvB::Packed(pb), beta, &mut c[..n]);
+            }
+        }
+        put_scratch(scratch);
+        return Ok(());
+    }
+    let pb: &[f32] = match b {
+        Rhs::Packed(p) => &p.data,
+        Rhs::View(v) => {
+            let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
+            pack_b_into(&v, ks, pb);
+            pb
+        }
+    };
+    let pa: &[f32] = match a {
+        Lhs::Packed(p) => &p.data,
+        Lhs::View(v) => {
+            let pa = grow(sa, m.div_ceil(ks.mr) * ks.mr * k);
+            pack_a_into(&v, ks, pa);
+            pa
+        }
+    };
+    gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc);
+    put_scratch(scratch);
+    Ok(())
+}
+
+fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else if beta != 1.0 {
+            row.iter_mut().for_each(|x| *x *= beta);
+        }
+    }
+}
+
+fn unpack_row0(p: &PackedA, ks: &KernelSet) -> Vec<f32> {
+    let m_pad = p.m.div_ceil(ks.mr) * ks.mr;
+    let mut row = Vec::with_capacity(p.k);
+    for k0 in (0..p.k).step_by(ks.kc) {
+        let kcur = ks.kc.min(p.k - k0);
+        let base = k0 * m_pad;
+        row.extend((0..kcur).map(|kk| p.data[base + kk * ks.mr]));
+    }
+    row
+}
+
+/// How many threads the current rayon pool offers.
+fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// The `B` operand of the GEMV path.
+#[derive(Clone, Copy)]
+enum GemvB<'a> {
+    /// Packed panels.
+    Packed(&'a [f32]),
+    /// Row-major with unit column stride and this row stride.
+    Rows(&'a [f32], usize),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemv(
+    ks: &KernelSet,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    b: GemvB<'_>,
+    beta: f32,
+    c: &mut [f32],
+) {
+    let nr = ks.nr;
+    let n_pad = n.div_ceil(nr) * nr;
+    let panels = n_pad / nr;
+    let per_task = if threads() > 1 && n * k > 1 << 15 {
+        panels.div_ceil(threads() * 4).max(1)
+    } else {
+        panels
+    };
+    c.par_chunks_mut(per_task * nr)
+        .enumerate()
+        .for_each(|(t, cchunk)| {
+            let mut acc = vec![0.0f32; nr];
+            for (pi, cpanel) in cchunk.chunks_mut(nr).enumerate() {
+                let panel = t * per_task + pi;
+                let j0 = panel * nr;
+                acc.fill(0.0);
+                match b {
+                    GemvB::Packed(pb) => {
+                        for k0 in (0..k).step_by(ks.kc) {
+                            let kcur = ks.kc.min(k - k0);
+                            let off = k0 * n_pad + panel * nr * kcur;
+                            let bp = &pb[off..off + nr * kcur];
+                            let ap = &a[k0..k0 + kcur];
+                            // SAFETY: `ap` holds `kcur` floats, `bp` holds `kcur` rows of `nr`
+                            // floats at stride `nr`, and `acc` holds `nr`, which is what the
+                            // kernel reads/writes; the kernel set matches the CPU (`kernel_set`).
+                            unsafe {
+                                (ks.gemv)(kcur, ap.as_ptr(), bp.as_ptr(), nr, acc.as_mut_ptr())
+                            };
+                        }
+                    }
+                    GemvB::Rows(data, rs) if cpanel.len() == nr => {
+                        // Rows kk of columns j0..j0+nr: data[kk·rs + j0 ..][..nr].
+                        let need = (k - 1) * rs + j0 + nr;
+                        let bp = &data[j0..need];
+                        // SAFETY: `bp` starts at column j0 and extends to the last element
+                        // the kernel reads ((k-1)·rs + nr - 1 past its start); `a` holds k
+                        // floats and `acc` holds nr; the kernel set matches the CPU.
+                        unsafe { (ks.gemv)(k, a.as_ptr(), bp.as_ptr(), rs, acc.as_mut_ptr()) };
+                    }
+                    GemvB::Rows(data, rs) => {
+                        for (kk, &av) in a.iter().enumerate() {
+                            let row = &data[kk * rs + j0..][..cpanel.len()];
+                            for (s, &bv) in acc.iter_mut().zip(row) {
+                                *s += av * bv;
+                            }
+                        }
+                    }
+                }
+                for (o, &s) in cpanel.iter_mut().zip(&acc) {
+                    *o = if beta == 0.0 {
+                        alpha * s
+                    } else {
+                        alpha * s + beta * *o
+                    };
+                }
+            }
+        });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles(
+    ks: &KernelSet,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    pa: &[f32],
+    pb: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (mr, nr) = (ks.mr, ks.nr);
+    let m_pad = m.div_ceil(mr) * mr;
+    let n_pad = n.div_ceil(nr) * nr;
+    let mut mc = ks.mc.min(m_pad);
+    let mut nc = ks.nc.min(n_pad);
+    let t = threads();
+    if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
+        // Split finer until there are a few tasks per thread.
+        while m_pad.div_ceil(mc) * n_pad.div_ceil(nc) < 3 * t {
+            if nc > 4 * nr {
+                nc = (nc / 2).div_ceil(nr) * nr;
+            } else if mc > 2 * mr {
+                mc = (mc / 2).div_ceil(mr) * mr;
+            } else {
+                break;
+            }
+        }
+    }
+    let mb = m_pad.div_ceil(mc);
+    let nb = n_pad.div_ceil(nc);
+    let out = OutPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    (0..mb * nb).into_par_iter().for_each(|tile| {
+        let out = out.get();
+        let (ti, tj) = (tile / nb, tile % nb);
+        let (i0, j0) = (ti * mc, tj * nc);
+        let i1 = (i0 + mc).min(m);
+        let j1 = (j0 + nc).min(n);
+        let mut tmp = [0.0f32; 16 * 32];
+        for k0 in (0..k).step_by(ks.kc) {
+            let kcur = ks.kc.min(k - k0);
+            let beta_k = if k0 == 0 { beta } else { 1.0 };
+            for j in (j0..j1).step_by(nr) {
+                let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
+                let nn = nr.min(j1 - j);
+                for i in (i0..i1).step_by(mr) {
+                    let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                    let mm = mr.min(i1 - i);
+                    let off = i * ldc + j;
+                    debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                    if mm == mr && nn == nr {
+                        // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
+                        // (checked in `sgemm`: (m-1)·ldc + n ≤ len, i+mr ≤ m, j+nr ≤ n),
+                        // belong to this task only (tiles partition C), and `ap`/`bp` hold
+                        // kcur·mr / kcur·nr packed floats; the kernel set matches the CPU.
+                        unsafe {
+                            (ks.ukernel)(
+                                kcur,
+                                ap.as_ptr(),
+                                bp.as_ptr(),
+                                out.add(off),
+                                ldc,
+                                alpha,
+                                beta_k,
+                            )
+                        };
+                    } else {
+                        // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
+                        // stride nr; operands as above.
+                        unsafe {
+                            (ks.ukernel)(
+                                kcur,
+                                ap.as_ptr(),
+                                bp.as_ptr(),
+                                tmp.as_mut_ptr(),
+                                nr,
+                                1.0,
+                                0.0,
+                            )
+                        };
+                        for r in 0..mm {
+                            for q in 0..nn {
+                                // SAFETY: (i+r, j+q) is inside this task's tile of C, so
+                                // the offset is in bounds and not shared with another task.
+                                let dst = unsafe { &mut *out.add(off + r * ldc + q) };
+                                let v = alpha * tmp[r * nr + q];
+                                *dst = if beta_k == 0.0 { v } else { v + beta_k * *dst };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}

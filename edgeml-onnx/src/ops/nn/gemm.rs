@@ -1,0 +1,251 @@
+//! MatMul (numpy semantics: batched, broadcast, 1-D operands) and Gemm.
+
+use super::{
+    attr_float, attr_int, checked_numel, contiguous, input_f32, opt_input_f32, shape_err, tensor,
+};
+use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
+use crate::op::{BuildContext, Operator};
+use crate::{Node, Result, Tensor};
+use ndarray::{ArrayD, IxDyn};
+
+#[derive(Debug)]
+struct MatMul {
+    node: Node,
+    isa: Isa,
+    /// The right operand packed at build time when it is a constant matrix or vector.
+    packed_b: Option<PackedB>,
+}
+
+pub(super) fn build_matmul(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let isa = kernels::best_isa();
+    let mut packed_b = None;
+    if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1) {
+        let data = contiguous(b);
+        match b.ndim() {
+            1 => packed_b = Some(PackedB::pack(isa, MatRef::row_major(&data, b.len(), 1)?)),
+            2 => {
+                packed_b = Some(PackedB::pack(
+                    isa,
+                    MatRef::row_major(&data, b.shape()[0], b.shape()[1])?,
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(Box::new(MatMul {
+        node: ctx.node.clone(),
+        isa,
+        packed_b,
+    }))
+}
+
+/// Broadcasts two batch shapes (numpy rules).
+fn broadcast(node: &Node, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    (0..r)
+        .map(|i| {
+            let da = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
+            match (da, db) {
+                (x, y) if x == y => Ok(x),
+                (1, y) => Ok(y),
+                (x, 1) => Ok(x),
+                _ => Err(shape_err(
+                    node,
+                    format!("batch shapes {a:?} and {b:?} do not broadcast"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Flat index into a batch of shape `shape` (right-aligned in `full`) for multi-index `idx`.
+fn batch_offset(shape: &[usize], full: &[usize], idx: &[usize]) -> usize {
+    let off = full.len() - shape.len();
+    let mut flat = 0;
+    for (i, &d) in shape.iter().enumerate() {
+        let v = if d == 1 { 0 } else { idx[off + i] };
+        flat = flat * d + v;
+    }
+    flat
+}
+
+impl Operator for MatMul {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let a = input_f32(node, inputs, 0)?;
+        let b = input_f32(node, inputs, 1)?;
+        if a.ndim() == 0 || b.ndim() == 0 {
+            return Err(shape_err(node, "MatMul operands must have rank >= 1"));
+        }
+        let (ash, bsh) = (a.shape(), b.shape());
+        let (a_batch, m, k) = if ash.len() == 1 {
+            (&ash[..0], 1, ash[0])
+        } else {
+            (
+                &ash[..ash.len() - 2],
+                ash[ash.len() - 2],
+                ash[ash.len() - 1],
+            )
+        };
+        let (b_batch, kb, n) = if bsh.len() == 1 {
+            (&bsh[..0], bsh[0], 1)
+        } else {
+            (
+                &bsh[..bsh.len() - 2],
+                bsh[bsh.len() - 2],
+                bsh[bsh.len() - 1],
+            )
+        };
+        if k != kb {
+            return Err(shape_err(
+                node,
+                format!("inner dimensions disagree: {ash:?} x {bsh:?}"),
+            ));
+        }
+        let batch = broadcast(node, a_batch, b_batch)?;
+        let mut out_shape = batch.clone();
+        if ash.len() > 1 {
+            out_shape.push(m);
+        }
+        if bsh.len() > 1 {
+            out_shape.push(n);
+        }
+        let total = checked_numel(node, &out_shape)?;
+        let mut out = vec![0.0f32; total];
+        if total == 0 {
+            return Ok(vec![tensor(node, &out_shape, out)?]);
+        }
+        let xa = contiguous(a);
+        let xb = contiguous(b);
+        let nbatch: usize = batch.iter().product();
+        let b_batch_len: usize = b_batch.iter().product();
+        let a_batch_len: usize = a_batch.iter().product();
+        if b_batch_len == 1 && a_batch_len == nbatch {
+            // One GEMM with A's batch folded into its rows.
+            let lhs = MatRef::row_major(&xa, nbatch * m, k)?;
+            let rhs = match &self.packed_b {
+                Some(p) => Rhs::Packed(p),
+                None => Rhs::View(MatRef::row_major(&xb, k, n)?),
+            };
+            kernels::sgemm(self.isa, 1.0, Lhs::View(lhs), rhs, 0.0, &mut out, n)?;
+            return Ok(vec![tensor(node, &out_shape, out)?]);
+        }
+        let mut idx = vec![0usize; batch.len()];
+        for (bi, o) in out.chunks_mut(m * n).enumerate() {
+            let mut rem = bi;
+            for d in (0..batch.len()).rev() {
+                idx[d] = rem % batch[d];
+                rem /= batch[d];
+            }
+            let ia = batch_offset(a_batch, &batch, &idx);
+            let ib = batch_offset(b_batch, &batch, &idx);
+            let lhs = MatRef::row_major(&xa[ia * m * k..][..m * k], m, k)?;
+            let rhs = MatRef::row_major(&xb[ib * k * n..][..k * n], k, n)?;
+            kernels::sgemm(self.isa, 1.0, Lhs::View(lhs), Rhs::View(rhs), 0.0, o, n)?;
+        }
+        Ok(vec![tensor(node, &out_shape, out)?])
+    }
+}
+
+#[derive(Debug)]
+struct Gemm {
+    node: Node,
+    isa: Isa,
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+    packed_b: Option<PackedB>,
+}
+
+pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let node = ctx.node;
+    let isa = kernels::best_isa();
+    let trans_b = attr_int(node, "transB", 0)? != 0;
+    let mut packed_b = None;
+    if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1) {
+        if b.ndim() == 2 {
+            let data = contiguous(b);
+            let v = MatRef::row_major(&data, b.shape()[0], b.shape()[1])?;
+            packed_b = Some(PackedB::pack(isa, if trans_b { v.t() } else { v }));
+        }
+    }
+    Ok(Box::new(Gemm {
+        node: node.clone(),
+        isa,
+        alpha: attr_float(node, "alpha", 1.0)?,
+        beta: attr_float(node, "beta", 1.0)?,
+        trans_a: attr_int(node, "transA", 0)? != 0,
+        trans_b,
+        packed_b,
+    }))
+}
+
+impl Operator for Gemm {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let a = input_f32(node, inputs, 0)?;
+        let b = input_f32(node, inputs, 1)?;
+        let c = opt_input_f32(node, inputs, 2)?;
+        if a.ndim() != 2 || b.ndim() != 2 {
+            return Err(shape_err(
+                node,
+                format!("A {:?} and B {:?} must be 2-D", a.shape(), b.shape()),
+            ));
+        }
+        let xa = contiguous(a);
+        let xb = contiguous(b);
+        let av = MatRef::row_major(&xa, a.shape()[0], a.shape()[1])?;
+        let av = if self.trans_a { av.t() } else { av };
+        let bv = MatRef::row_major(&xb, b.shape()[0], b.shape()[1])?;
+        let bv = if self.trans_b { bv.t() } else { bv };
+        let (m, k, n) = (av.rows(), av.cols(), bv.cols());
+        if bv.rows() != k {
+            return Err(shape_err(
+                node,
+                format!(
+                    "A {:?} and B {:?} disagree (transA={}, transB={})",
+                    a.shape(),
+                    b.shape(),
+                    self.trans_a,
+                    self.trans_b
+                ),
+            ));
+        }
+        let total = checked_numel(node, &[m, n])?;
+        let mut out = vec![0.0f32; total];
+        let mut beta = 0.0;
+        if let Some(c) = c {
+            if self.beta != 0.0 {
+                let cb = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
+                    shape_err(
+                        node,
+                        format!("C {:?} does not broadcast to [{m}, {n}]", c.shape()),
+                    )
+                })?;
+                for (o, &v) in out.iter_mut().zip(cb.iter()) {
+                    *o = v;
+                }
+                beta = self.beta;
+            }
+        }
+        if total > 0 {
+            let rhs = match &self.packed_b {
+                Some(p) if p.rows() == k && p.cols() == n => Rhs::Packed(p),
+                _ => Rhs::View(bv),
+            };
+            kernels::sgemm(self.isa, self.alpha, Lhs::View(av), rhs, beta, &mut out, n)?;
+        }
+        let arr = ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| shape_err(node, e))?;
+        Ok(vec![Tensor::F32(arr)])
+    }
+}

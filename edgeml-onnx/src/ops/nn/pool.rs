@@ -1,0 +1,257 @@
+//! MaxPool, AveragePool (1-D to 3-D) and the global pools.
+
+use super::{
+    AutoPad, Window, attr_int, attr_ints, checked_numel, contiguous, input_f32, invalid, shape_err,
+    tensor, to_usizes, to3, unsupported,
+};
+use crate::op::{BuildContext, Operator};
+use crate::{Node, Result, Tensor};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Average { count_include_pad: bool },
+}
+
+#[derive(Debug)]
+struct Pool {
+    node: Node,
+    kind: Kind,
+    window: Window,
+    /// Column-major indices (`storage_order = 1`) for MaxPool's second output.
+    col_major: bool,
+}
+
+fn build_pool(ctx: &BuildContext<'_>, kind: Kind) -> Result<Box<dyn Operator>> {
+    let node = ctx.node;
+    let kernel = attr_ints(node, "kernel_shape")?
+        .ok_or_else(|| invalid(node, "kernel_shape is required"))?;
+    let kernel = to_usizes(node, "kernel_shape", &kernel)?;
+    if kernel.is_empty() || kernel.len() > 3 {
+        return Err(unsupported(
+            node,
+            format!("{}-D pooling (1-D to 3-D are supported)", kernel.len()),
+        ));
+    }
+    let window = Window::from_node(node, kernel)?;
+    Ok(Box::new(Pool {
+        node: node.clone(),
+        kind,
+        window,
+        col_major: attr_int(node, "storage_order", 0)? != 0,
+    }))
+}
+
+pub(super) fn build_max_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    build_pool(ctx, Kind::Max)
+}
+
+pub(super) fn build_average_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let cip = attr_int(ctx.node, "count_include_pad", 0)? != 0;
+    build_pool(
+        ctx,
+        Kind::Average {
+            count_include_pad: cip,
+        },
+    )
+}
+
+impl Operator for Pool {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let x = input_f32(node, inputs, 0)?;
+        let sp = self.window.kernel.len();
+        if x.ndim() != sp + 2 {
+            return Err(shape_err(
+                node,
+                format!("input {:?} does not match a {sp}-D kernel", x.shape()),
+            ));
+        }
+        let w = &self.window;
+        let (out_sp, pb) = w.geometry(node, &x.shape()[2..])?;
+        let pe: Vec<usize> = (0..sp)
+            .map(|i| match w.auto_pad {
+                AutoPad::NotSet => w.pads[sp + i],
+                AutoPad::Valid => 0,
+                _ => {
+                    let eff = (w.kernel[i] - 1) * w.dilations[i] + 1;
+                    ((out_sp[i].max(1) - 1) * w.strides[i] + eff)
+                        .saturating_sub(x.shape()[2 + i])
+                        .saturating_sub(pb[i])
+                }
+            })
+            .collect();
+        let mut out_shape = x.shape()[..2].to_vec();
+        out_shape.extend_from_slice(&out_sp);
+        let total = checked_numel(node, &out_shape)?;
+        let (i3, o3) = (to3(&x.shape()[2..], 1), to3(&out_sp, 1));
+        let (k3, s3, d3) = (to3(&w.kernel, 1), to3(&w.strides, 1), to3(&w.dilations, 1));
+        let (pb3, pe3) = (to3(&pb, 0), to3(&pe, 0));
+        let in_len: usize = i3.iter().product();
+        let out_len: usize = o3.iter().product();
+        let xs = contiguous(x);
+        let mut out = vec![0.0f32; total];
+        let want_idx = self.kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty());
+        let mut idx = vec![0i64; if want_idx { total } else { 0 }];
+        if total > 0 && in_len > 0 {
+            let kind = self.kind;
+            let col_major = self.col_major;
+            // Per axis and output index: valid kernel taps [lo, hi) and taps inside the
+            // padded extent, so the inner loops need no bounds checks.
+            let ranges: Vec<Vec<(usize, usize, usize)>> = (0..3)
+                .map(|a| {
+                    (0..o3[a])
+                        .map(|o| {
+                            let start = (o * s3[a]) as isize - pb3[a] as isize;
+                            let d = d3[a] as isize;
+                            let lo = if start >= 0 {
+                                0
+                            } else {
+                                ((-start) + d - 1) / d
+                            };
+                            let hi = (i3[a] as isize - start + d - 1).div_euclid(d).max(0);
+                            let padded = ((i3[a] + pe3[a]) as isize - start + d - 1)
+                                .div_euclid(d)
+                                .max(0);
+                            let k = k3[a] as isize;
+                            (
+                                lo.min(k) as usize,
+                                hi.min(k).max(lo.min(k)) as usize,
+                                padded.min(k) as usize,
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            let work = |p: usize, o: &mut [f32], ix: &mut [i64]| {
+                let xp = &xs[p * in_len..][..in_len];
+                let mut pos = 0;
+                for (od, &(dlo, dhi, dpad)) in ranges[0].iter().enumerate() {
+                    let sd = (od * s3[0]) as isize - pb3[0] as isize;
+                    for (oh, &(hlo, hhi, hpad)) in ranges[1].iter().enumerate() {
+                        let sh = (oh * s3[1]) as isize - pb3[1] as isize;
+                        for (ow, &(wlo, whi, wpad)) in ranges[2].iter().enumerate() {
+                            let sw = (ow * s3[2]) as isize - pb3[2] as isize;
+                            let mut best = f32::MIN;
+                            let mut best_at = 0usize;
+                            let mut sum = 0.0f32;
+                            for kd in dlo..dhi {
+                                let id = (sd + (kd * d3[0]) as isize) as usize;
+                                for kh in hlo..hhi {
+                                    let ih = (sh + (kh * d3[1]) as isize) as usize;
+                                    let base = (id * i3[1] + ih) * i3[2];
+                                    for kw in wlo..whi {
+                                        let at = base + (sw + (kw * d3[2]) as isize) as usize;
+                                        let v = xp[at];
+                                        sum += v;
+                                        if v > best {
+                                            best = v;
+                                            best_at = at;
+                                        }
+                                    }
+                                }
+                            }
+                            o[pos] = match kind {
+                                Kind::Max => best,
+                                Kind::Average { count_include_pad } => {
+                                    let div = if count_include_pad {
+                                        dpad * hpad * wpad
+                                    } else {
+                                        (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+                                    };
+                                    if div == 0 { 0.0 } else { sum / div as f32 }
+                                }
+                            };
+                            if !ix.is_empty() {
+                                let (d, h, w) = (
+                                    best_at / (i3[1] * i3[2]),
+                                    (best_at / i3[2]) % i3[1],
+                                    best_at % i3[2],
+                                );
+                                let local = if col_major {
+                                    (w * i3[1] + h) * i3[0] + d
+                                } else {
+                                    best_at
+                                };
+                                ix[pos] = (p * in_len + local) as i64;
+                            }
+                            pos += 1;
+                        }
+                    }
+                }
+            };
+            if want_idx {
+                out.par_chunks_mut(out_len)
+                    .zip(idx.par_chunks_mut(out_len))
+                    .enumerate()
+                    .for_each(|(p, (o, ix))| work(p, o, ix));
+            } else {
+                out.par_chunks_mut(out_len)
+                    .enumerate()
+                    .for_each(|(p, o)| work(p, o, &mut []));
+            }
+        }
+        let mut res = vec![tensor(node, &out_shape, out)?];
+        if want_idx {
+            let arr =
+                ArrayD::from_shape_vec(IxDyn(&out_shape), idx).map_err(|e| shape_err(node, e))?;
+            res.push(Tensor::I64(arr));
+        }
+        Ok(res)
+    }
+}
+
+#[derive(Debug)]
+struct GlobalPool {
+    node: Node,
+    max: bool,
+}
+
+pub(super) fn build_global_average_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(GlobalPool {
+        node: ctx.node.clone(),
+        max: false,
+    }))
+}
+
+pub(super) fn build_global_max_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(GlobalPool {
+        node: ctx.node.clone(),
+        max: true,
+    }))
+}
+
+impl Operator for GlobalPool {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let x = input_f32(node, inputs, 0)?;
+        if x.ndim() < 2 {
+            return Err(shape_err(
+                node,
+                format!("input {:?} must have rank >= 2", x.shape()),
+            ));
+        }
+        let planes = x.shape()[0] * x.shape()[1];
+        let inner: usize = x.shape()[2..].iter().product();
+        let xs = contiguous(x);
+        let mut out = vec![0.0f32; planes];
+        if inner > 0 {
+            out.par_iter_mut()
+                .zip(xs.par_chunks(inner))
+                .for_each(|(o, xi)| {
+                    *o = if self.max {
+                        xi.iter()
+                            .copied()
+                            .fold(f32::MIN, |m, v| if v > m { v } else { m })
+                    } else {
+                        (xi.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32
+                    };
+                });
+        }
+        let mut shape = x.shape()[..2].to_vec();
+        shape.resize(x.ndim(), 1);
+        Ok(vec![tensor(node, &shape, out)?])
+    }
+}

@@ -1,0 +1,280 @@
+//! `Resize` (opset 10+) and `Upsample`: `nearest` (all four rounding modes) and
+//! `linear` (separable n-linear) with the `half_pixel`, `half_pixel_symmetric`,
+//! `pytorch_half_pixel`, `align_corners` and `asymmetric` coordinate transforms.
+//!
+//! Not supported (planning or running fails with [`Error::Unsupported`]): `cubic`,
+//! `tf_crop_and_resize`, `antialias=1`, `keep_aspect_ratio_policy` other than `stretch`.
+//! At opset 10 (and for `Upsample`) the transform is `asymmetric` with `floor` rounding,
+//! as onnxruntime does.
+
+use super::util::{Elem, check_size, input, slim, to_f32_vec, to_i64_vec};
+use crate::ops::attr::{Attrs, describe, invalid, unsupported};
+use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_dtype};
+use ndarray::{ArrayD, ArrayViewD, Axis};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Coord {
+    HalfPixel,
+    HalfPixelSymmetric,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Nearest {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+#[derive(Debug)]
+struct Resize {
+    node: Node,
+    linear: bool,
+    coord: Coord,
+    nearest: Nearest,
+    /// Input index of `scales` (1 at opset 10 / Upsample, 2 later); `sizes` follows it.
+    scales_at: usize,
+}
+
+fn source_coord(coord: Coord, x: f64, scale: f64, in_len: usize, out_len: usize) -> f64 {
+    match coord {
+        Coord::HalfPixel => (x + 0.5) / scale - 0.5,
+        Coord::HalfPixelSymmetric => {
+            let adj = out_len as f64 / (scale * in_len as f64);
+            let center = in_len as f64 / 2.0;
+            let offset = center * (1.0 - adj);
+            offset + (x + 0.5) / scale - 0.5
+        }
+        Coord::PytorchHalfPixel => {
+            if out_len > 1 {
+                (x + 0.5) / scale - 0.5
+            } else {
+                0.0
+            }
+        }
+        Coord::AlignCorners => {
+            if out_len == 1 {
+                0.0
+            } else {
+                x * (in_len as f64 - 1.0) / (out_len as f64 - 1.0)
+            }
+        }
+        Coord::Asymmetric => x / scale,
+    }
+}
+
+fn round_nearest(mode: Nearest, x: f64) -> f64 {
+    match mode {
+        Nearest::RoundPreferFloor => {
+            if x.fract() == 0.5 || x.fract() == -0.5 {
+                x.floor()
+            } else {
+                x.round()
+            }
+        }
+        Nearest::RoundPreferCeil => {
+            if x.fract() == 0.5 || x.fract() == -0.5 {
+                x.ceil()
+            } else {
+                x.round()
+            }
+        }
+        Nearest::Floor => x.floor(),
+        Nearest::Ceil => x.ceil(),
+    }
+}
+
+/// Gathers `idx` along `axis`.
+fn take<T: Clone>(a: ArrayViewD<'_, T>, axis: usize, idx: &[usize]) -> ArrayD<T> {
+    a.select(Axis(axis), idx)
+}
+
+impl Operator for Resize {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let t = input(node, inputs, 0)?;
+        let r = t.shape().len();
+        let scales_t = inputs
+            .get(self.scales_at)
+            .copied()
+            .flatten()
+            .filter(|s| !s.is_empty());
+        let sizes_t = inputs
+            .get(self.scales_at + 1)
+            .copied()
+            .flatten()
+            .filter(|s| !s.is_empty());
+        let (scales, sizes): (Vec<f64>, Vec<usize>) = match (scales_t, sizes_t) {
+            (_, Some(sz)) => {
+                let sz = super::util::to_dims(node, &to_i64_vec(node, sz)?)?;
+                if sz.len() != r {
+                    return Err(invalid(node, format!("sizes {sz:?} do not match rank {r}")));
+                }
+                let sc = sz
+                    .iter()
+                    .zip(t.shape())
+                    .map(|(&o, &i)| o as f64 / i.max(1) as f64)
+                    .collect();
+                (sc, sz)
+            }
+            (Some(sc), None) => {
+                let sc: Vec<f64> = to_f32_vec(node, sc)?.into_iter().map(f64::from).collect();
+                if sc.len() != r || sc.iter().any(|&s| s.is_nan() || s <= 0.0 || !s.is_finite()) {
+                    return Err(invalid(
+                        node,
+                        format!("scales {sc:?} must be {r} positive numbers"),
+                    ));
+                }
+                let sz = sc
+                    .iter()
+                    .zip(t.shape())
+                    .map(|(&s, &i)| (s * i as f64).floor() as usize)
+                    .collect();
+                (sc, sz)
+            }
+            (None, None) => return Err(invalid(node, "neither scales nor sizes is given")),
+        };
+        check_size(node, &sizes)?;
+        if self.linear {
+            let x = match t {
+                Tensor::F32(a) => a,
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "{}: linear resize of {:?}",
+                        describe(node),
+                        other.dtype()
+                    )));
+                }
+            };
+            let mut a = x.clone();
+            for ax in 0..r {
+                let (n_in, n_out) = (t.shape()[ax], sizes[ax]);
+                if n_in == n_out && scales[ax] == 1.0 {
+                    continue;
+                }
+                if n_in == 0 {
+                    return Err(invalid(node, "cannot interpolate an empty axis"));
+                }
+                let mut i0 = Vec::with_capacity(n_out);
+                let mut i1 = Vec::with_capacity(n_out);
+                let mut w = Vec::with_capacity(n_out);
+                for o in 0..n_out {
+                    let s = source_coord(self.coord, o as f64, scales[ax], n_in, n_out)
+                        .clamp(0.0, (n_in - 1) as f64);
+                    let f = s.floor() as usize;
+                    i0.push(f);
+                    i1.push((f + 1).min(n_in - 1));
+                    w.push((s - f as f64) as f32);
+                }
+                let lo = take(a.view(), ax, &i0);
+                let hi = take(a.view(), ax, &i1);
+                let mut shape = vec![1usize; r];
+                shape[ax] = n_out;
+                let wa = ArrayD::from_shape_vec(shape, w).map_err(|e| invalid(node, e))?;
+                a = &lo + &((&hi - &lo) * &wa);
+            }
+            return Ok(vec![Tensor::F32(a)]);
+        }
+        let maps: Vec<Vec<usize>> = (0..r)
+            .map(|ax| {
+                let (n_in, n_out) = (t.shape()[ax], sizes[ax]);
+                (0..n_out)
+                    .map(|o| {
+                        let s = source_coord(self.coord, o as f64, scales[ax], n_in, n_out);
+                        let s = round_nearest(self.nearest, s);
+                        s.clamp(0.0, n_in.saturating_sub(1) as f64) as usize
+                    })
+                    .collect()
+            })
+            .collect();
+        let out = with_dtype!(t.dtype(), T => {
+            let mut a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?.clone();
+            for (ax, m) in maps.iter().enumerate() {
+                if m.len() != a.shape()[ax] || m.iter().enumerate().any(|(i, &j)| i != j) {
+                    if a.shape()[ax] == 0 && !m.is_empty() {
+                        return Err(invalid(node, "cannot resize an empty axis"));
+                    }
+                    a = take(a.view(), ax, m);
+                }
+            }
+            Ok(T::wrap(a))
+        })?;
+        Ok(vec![out])
+    }
+}
+
+fn build(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let a = Attrs::new(c.node);
+    let upsample = c.node.op_type == "Upsample";
+    let legacy = upsample || c.opset < 11;
+    let linear = match a.string("mode", "nearest")?.as_str() {
+        "nearest" => false,
+        "linear" | "bilinear" => true,
+        m => return Err(unsupported(c.node, format!("mode {m:?}"))),
+    };
+    let coord = if legacy {
+        Coord::Asymmetric
+    } else {
+        match a
+            .string("coordinate_transformation_mode", "half_pixel")?
+            .as_str()
+        {
+            "half_pixel" => Coord::HalfPixel,
+            "half_pixel_symmetric" => Coord::HalfPixelSymmetric,
+            "pytorch_half_pixel" => Coord::PytorchHalfPixel,
+            "align_corners" => Coord::AlignCorners,
+            "asymmetric" => Coord::Asymmetric,
+            m => {
+                return Err(unsupported(
+                    c.node,
+                    format!("coordinate_transformation_mode {m:?}"),
+                ));
+            }
+        }
+    };
+    let nearest = if legacy {
+        Nearest::Floor
+    } else {
+        match a.string("nearest_mode", "round_prefer_floor")?.as_str() {
+            "round_prefer_floor" => Nearest::RoundPreferFloor,
+            "round_prefer_ceil" => Nearest::RoundPreferCeil,
+            "floor" => Nearest::Floor,
+            "ceil" => Nearest::Ceil,
+            m => return Err(unsupported(c.node, format!("nearest_mode {m:?}"))),
+        }
+    };
+    if a.int("antialias", 0)? != 0 {
+        return Err(unsupported(c.node, "antialias=1"));
+    }
+    if a.string("keep_aspect_ratio_policy", "stretch")? != "stretch" {
+        return Err(unsupported(
+            c.node,
+            "keep_aspect_ratio_policy other than stretch",
+        ));
+    }
+    if a.has("axes") {
+        return Err(unsupported(c.node, "the axes attribute"));
+    }
+    if upsample && c.opset < 9 {
+        return Err(unsupported(
+            c.node,
+            "Upsample before opset 9 (scales attribute)",
+        ));
+    }
+    Ok(Box::new(Resize {
+        node: slim(c.node),
+        linear,
+        coord,
+        nearest,
+        scales_at: if legacy { 1 } else { 2 },
+    }))
+}
+
+/// Registers `Resize` and `Upsample`.
+pub fn register(r: &mut Registry) {
+    r.register("", "Resize", 10, i64::MAX, build);
+    r.register("", "Upsample", 9, 9, build);
+}

@@ -1,0 +1,502 @@
+//! Shape and type operators: `Reshape`, `Flatten`, `Transpose`, `Squeeze`, `Unsqueeze`,
+//! `Shape`, `Size`, `Identity`, `Dropout`, `Expand`, `Cast`, `CastLike`, `Constant`,
+//! `ConstantOfShape`, `Range`.
+//!
+//! Every operator returns arrays in standard (row-major) layout.
+
+use super::util::{
+    Elem, broadcast_shapes, broadcast_to, cast_to, check_size, input, slim, to_dims, to_i64_vec,
+};
+use crate::ops::attr::{Attrs, describe, invalid, norm_axis};
+use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_dtype};
+use edgeml_core::DType;
+use ndarray::{ArrayD, IxDyn};
+
+/// Reshapes any tensor (copying into standard layout if needed).
+///
+/// # Errors
+/// The element counts differ.
+pub fn reshape_any(node: &Node, t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    if n != t.len() {
+        return Err(Error::ShapeMismatch(format!(
+            "{}: cannot reshape {:?} ({} elements) to {shape:?}",
+            describe(node),
+            t.shape(),
+            t.len()
+        )));
+    }
+    with_dtype!(t.dtype(), T => {
+        let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
+        let v = a.as_standard_layout().into_owned();
+        let r = v
+            .into_shape_with_order(IxDyn(shape))
+            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))))?;
+        Ok(T::wrap(r))
+    })
+}
+
+/// The shape `Reshape` produces (handles `0` and `-1`, `allowzero`).
+///
+/// # Errors
+/// More than one `-1`, a dimension below `-1`, or sizes that do not fit.
+pub fn reshape_target(
+    node: &Node,
+    input: &[usize],
+    spec: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        match d {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
+                Error::ShapeMismatch(format!(
+                    "{}: shape {spec:?} copies dimension {i} of {input:?}, which has none",
+                    describe(node)
+                ))
+            })?),
+            d if d >= 0 => out.push(d as usize),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: invalid target shape {spec:?}",
+                    describe(node)
+                )));
+            }
+        }
+    }
+    let total: usize = input.iter().product();
+    if let Some(i) = infer {
+        let rest: usize = out.iter().product();
+        if rest == 0 || total % rest != 0 {
+            return Err(Error::ShapeMismatch(format!(
+                "{}: cannot reshape {input:?} to {spec:?}",
+                describe(node)
+            )));
+        }
+        out[i] = total / rest;
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+struct Reshape {
+    node: Node,
+    allowzero: bool,
+}
+
+impl Operator for Reshape {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let t = input(&self.node, inputs, 0)?;
+        let spec = to_i64_vec(&self.node, input(&self.node, inputs, 1)?)?;
+        let shape = reshape_target(&self.node, t.shape(), &spec, self.allowzero)?;
+        Ok(vec![reshape_any(&self.node, t, &shape)?])
+    }
+}
+
+/// Flatten, Squeeze, Unsqueeze: a shape computed from the input shape.
+#[derive(Debug)]
+enum ShapeFn {
+    Flatten(i64),
+    /// `None` = every dimension of extent 1; attribute axes when `Some`.
+    Squeeze(Option<Vec<i64>>),
+    Unsqueeze(Option<Vec<i64>>),
+}
+
+#[derive(Debug)]
+struct Reshaper {
+    node: Node,
+    f: ShapeFn,
+}
+
+impl Operator for Reshaper {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let t = input(node, inputs, 0)?;
+        let s = t.shape();
+        let axes_in = || -> Result<Option<Vec<i64>>> {
+            inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .map(|a| to_i64_vec(node, a))
+                .transpose()
+        };
+        let shape = match &self.f {
+            ShapeFn::Flatten(axis) => {
+                let ax = if *axis == s.len() as i64 {
+                    s.len()
+                } else {
+                    norm_axis(node, *axis, s.len())?
+                };
+                vec![s[..ax].iter().product(), s[ax..].iter().product()]
+            }
+            ShapeFn::Squeeze(attr) => {
+                let axes = match attr {
+                    Some(a) => Some(a.clone()),
+                    None => axes_in()?,
+                };
+                match axes {
+                    None => s.iter().copied().filter(|&d| d != 1).collect(),
+                    Some(axes) => {
+                        let ax: Vec<usize> = axes
+                            .iter()
+                            .map(|&a| norm_axis(node, a, s.len()))
+                            .collect::<Result<_>>()?;
+                        for &a in &ax {
+                            if s[a] != 1 {
+                                return Err(Error::ShapeMismatch(format!(
+                                    "{}: cannot squeeze axis {a} of shape {s:?}",
+                                    describe(node)
+                                )));
+                            }
+                        }
+                        s.iter()
+                            .enumerate()
+                            .filter(|(i, _)| !ax.contains(i))
+                            .map(|(_, &d)| d)
+                            .collect()
+                    }
+                }
+            }
+            ShapeFn::Unsqueeze(attr) => {
+                let axes = match attr {
+                    Some(a) => a.clone(),
+                    None => axes_in()?.ok_or_else(|| invalid(node, "missing axes"))?,
+                };
+                let r = s.len() + axes.len();
+                let mut ax: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(node, a, r))
+                    .collect::<Result<_>>()?;
+                ax.sort_unstable();
+                if ax.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(invalid(node, format!("repeated axes {axes:?}")));
+                }
+                let mut it = s.iter();
+                (0..r)
+                    .map(|i| {
+                        if ax.contains(&i) {
+                            1
+                        } else {
+                            it.next().copied().unwrap_or(1)
+                        }
+                    })
+                    .collect()
+            }
+        };
+        Ok(vec![reshape_any(node, t, &shape)?])
+    }
+}
+
+#[derive(Debug)]
+struct Transpose {
+    node: Node,
+    perm: Option<Vec<i64>>,
+}
+
+impl Operator for Transpose {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let t = input(node, inputs, 0)?;
+        let r = t.shape().len();
+        let perm: Vec<usize> = match &self.perm {
+            None => (0..r).rev().collect(),
+            Some(p) => p
+                .iter()
+                .map(|&a| norm_axis(node, a, r))
+                .collect::<Result<_>>()?,
+        };
+        let mut seen = vec![false; r];
+        if perm.len() != r || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
+            return Err(invalid(
+                node,
+                format!("perm {perm:?} is not a permutation of rank {r}"),
+            ));
+        }
+        let out = with_dtype!(t.dtype(), T => {
+            let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
+            let v = a.view().permuted_axes(IxDyn(&perm));
+            Ok(T::wrap(v.as_standard_layout().into_owned()))
+        })?;
+        Ok(vec![out])
+    }
+}
+
+#[derive(Debug)]
+enum Simple {
+    Identity,
+    Dropout,
+    Shape { start: i64, end: Option<i64> },
+    Size,
+    Expand,
+    Cast(DType),
+    CastLike,
+    ConstantOfShape(Tensor),
+    Range,
+}
+
+#[derive(Debug)]
+struct SimpleOp {
+    node: Node,
+    k: Simple,
+}
+
+fn clamp_idx(i: i64, r: usize) -> usize {
+    let r = r as i64;
+    (if i < 0 { i + r } else { i }).clamp(0, r) as usize
+}
+
+fn cast_tensor(t: &Tensor, to: DType) -> Result<Tensor> {
+    if t.dtype() == to {
+        return Ok(t.clone());
+    }
+    if let (Tensor::I32(a), DType::I64) = (t, to) {
+        return Ok(Tensor::I64(a.mapv(i64::from)));
+    }
+    if let (Tensor::I64(a), DType::I32) = (t, to) {
+        return Ok(Tensor::I32(a.mapv(|v| v as i32)));
+    }
+    with_dtype!(to, T => Ok(T::wrap(cast_to::<T>(t))))
+}
+
+fn range<T: Elem>(node: &Node, s: T, l: T, d: T) -> Result<ArrayD<T>> {
+    let (s64, l64, d64) = (s.to_f64(), l.to_f64(), d.to_f64());
+    if d64 == 0.0 || !d64.is_finite() || !s64.is_finite() || !l64.is_finite() {
+        return Err(Error::InvalidInput(format!(
+            "{}: invalid range start={s64} limit={l64} delta={d64}",
+            describe(node)
+        )));
+    }
+    let n = ((l64 - s64) / d64).ceil().max(0.0) as usize;
+    check_size(node, &[n])?;
+    let v: Vec<T> = (0..n).map(|i| T::from_f64(s64 + i as f64 * d64)).collect();
+    Ok(ArrayD::from_shape_vec(IxDyn(&[n]), v).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0]))))
+}
+
+impl Operator for SimpleOp {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let out = match &self.k {
+            Simple::Identity => input(node, inputs, 0)?.clone(),
+            Simple::Dropout => {
+                let x = input(node, inputs, 0)?.clone();
+                if node.outputs.len() > 1 && !node.outputs[1].is_empty() {
+                    let mask = Tensor::Bool(ArrayD::from_elem(IxDyn(x.shape()), true));
+                    return Ok(vec![x, mask]);
+                }
+                x
+            }
+            Simple::Shape { start, end } => {
+                let s = input(node, inputs, 0)?.shape();
+                let a = clamp_idx(*start, s.len());
+                let b = end.map_or(s.len(), |e| clamp_idx(e, s.len()));
+                let v: Vec<i64> = s[a..b.max(a)].iter().map(|&d| d as i64).collect();
+                Tensor::I64(
+                    ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| invalid(node, e))?,
+                )
+            }
+            Simple::Size => Tensor::I64(ArrayD::from_elem(
+                IxDyn(&[]),
+                input(node, inputs, 0)?.len() as i64,
+            )),
+            Simple::Expand => {
+                let t = input(node, inputs, 0)?;
+                let spec = to_dims(node, &to_i64_vec(node, input(node, inputs, 1)?)?)?;
+                let shape = broadcast_shapes(node, t.shape(), &spec)?;
+                check_size(node, &shape)?;
+                with_dtype!(t.dtype(), T => {
+                    let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
+                    Ok(T::wrap(broadcast_to(node, a, &shape)?))
+                })?
+            }
+            Simple::Cast(to) => cast_tensor(input(node, inputs, 0)?, *to)?,
+            Simple::CastLike => {
+                cast_tensor(input(node, inputs, 0)?, input(node, inputs, 1)?.dtype())?
+            }
+            Simple::ConstantOfShape(v) => {
+                let shape = match inputs.first().copied().flatten() {
+                    Some(t) => to_dims(node, &to_i64_vec(node, t)?)?,
+                    None => vec![],
+                };
+                check_size(node, &shape)?;
+                with_dtype!(v.dtype(), T => {
+                    let x = T::get(v).and_then(|a| a.iter().next().copied()).unwrap_or_default();
+                    Ok(T::wrap(ArrayD::from_elem(IxDyn(&shape), x)))
+                })?
+            }
+            Simple::Range => {
+                let s = input(node, inputs, 0)?;
+                with_dtype!(s.dtype(), T => {
+                    let get = |i: usize| -> Result<T> {
+                        let t = input(node, inputs, i)?;
+                        T::get(t)
+                            .and_then(|a| a.iter().next().copied())
+                            .ok_or_else(|| invalid(node, format!("input {i} must be a scalar of {:?}", s.dtype())))
+                    };
+                    Ok(T::wrap(range::<T>(node, get(0)?, get(1)?, get(2)?)?))
+                })?
+            }
+        };
+        Ok(vec![out])
+    }
+}
+
+#[derive(Debug)]
+struct Constant {
+    value: Tensor,
+}
+
+impl Operator for Constant {
+    fn run(&self, _inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        Ok(vec![self.value.clone()])
+    }
+}
+
+fn constant_value(node: &Node) -> Result<Tensor> {
+    let a = Attrs::new(node);
+    if let Some(t) = a.tensor_opt("value")? {
+        return Ok(t.clone());
+    }
+    if let Some(v) = a.float_opt("value_float")? {
+        return Ok(Tensor::F32(ArrayD::from_elem(IxDyn(&[]), v)));
+    }
+    if let Some(v) = a.int_opt("value_int")? {
+        return Ok(Tensor::I64(ArrayD::from_elem(IxDyn(&[]), v)));
+    }
+    if let Some(v) = a.floats_opt("value_floats")? {
+        return Ok(Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| invalid(node, e))?,
+        ));
+    }
+    if let Some(v) = a.ints_opt("value_ints")? {
+        return Ok(Tensor::I64(
+            ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| invalid(node, e))?,
+        ));
+    }
+    Err(crate::ops::attr::unsupported(
+        node,
+        "no supported value attribute (sparse and string constants are not supported)",
+    ))
+}
+
+fn simple(c: &BuildContext<'_>, k: Simple) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(SimpleOp {
+        node: slim(c.node),
+        k,
+    }))
+}
+
+/// Registers the shape and type operators.
+pub fn register(r: &mut Registry) {
+    r.register("", "Reshape", 5, i64::MAX, |c: &BuildContext<'_>| {
+        let allowzero = Attrs::new(c.node).int("allowzero", 0)? != 0;
+        Ok(Box::new(Reshape {
+            node: slim(c.node),
+            allowzero,
+        }) as Box<dyn Operator>)
+    });
+    r.register("", "Flatten", 1, i64::MAX, |c: &BuildContext<'_>| {
+        let f = ShapeFn::Flatten(Attrs::new(c.node).int("axis", 1)?);
+        Ok(Box::new(Reshaper {
+            node: slim(c.node),
+            f,
+        }) as Box<dyn Operator>)
+    });
+    r.register("", "Squeeze", 1, i64::MAX, |c: &BuildContext<'_>| {
+        let axes = if c.opset < 13 {
+            Attrs::new(c.node).ints_opt("axes")?
+        } else {
+            None
+        };
+        Ok(Box::new(Reshaper {
+            node: slim(c.node),
+            f: ShapeFn::Squeeze(axes),
+        }) as Box<dyn Operator>)
+    });
+    r.register("", "Unsqueeze", 1, i64::MAX, |c: &BuildContext<'_>| {
+        let axes = if c.opset < 13 {
+            Some(
+                Attrs::new(c.node)
+                    .ints_opt("axes")?
+                    .ok_or_else(|| invalid(c.node, "missing axes"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Box::new(Reshaper {
+            node: slim(c.node),
+            f: ShapeFn::Unsqueeze(axes),
+        }) as Box<dyn Operator>)
+    });
+    r.register("", "Transpose", 1, i64::MAX, |c: &BuildContext<'_>| {
+        let perm = Attrs::new(c.node).ints_opt("perm")?;
+        Ok(Box::new(Transpose {
+            node: slim(c.node),
+            perm,
+        }) as Box<dyn Operator>)
+    });
+    r.register("", "Identity", 1, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::Identity)
+    });
+    r.register("", "Dropout", 1, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::Dropout)
+    });
+    r.register("", "Shape", 1, i64::MAX, |c: &BuildContext<'_>| {
+        let a = Attrs::new(c.node);
+        simple(
+            c,
+            Simple::Shape {
+                start: a.int("start", 0)?,
+                end: a.int_opt("end")?,
+            },
+        )
+    });
+    r.register("", "Size", 1, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::Size)
+    });
+    r.register("", "Expand", 8, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::Expand)
+    });
+    r.register("", "Cast", 6, i64::MAX, |c: &BuildContext<'_>| {
+        let code = Attrs::new(c.node).int_req("to")?;
+        let to = i32::try_from(code)
+            .ok()
+            .and_then(DType::from_onnx)
+            .ok_or_else(|| {
+                crate::ops::attr::unsupported(c.node, format!("cast to ONNX type {code}"))
+            })?;
+        simple(c, Simple::Cast(to))
+    });
+    r.register("", "CastLike", 15, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::CastLike)
+    });
+    r.register(
+        "",
+        "ConstantOfShape",
+        9,
+        i64::MAX,
+        |c: &BuildContext<'_>| {
+            let v = Attrs::new(c.node)
+                .tensor_opt("value")?
+                .cloned()
+                .unwrap_or_else(|| Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), 0.0)));
+            if v.len() != 1 {
+                return Err(invalid(c.node, "value must have exactly one element"));
+            }
+            simple(c, Simple::ConstantOfShape(v))
+        },
+    );
+    r.register("", "Range", 11, i64::MAX, |c: &BuildContext<'_>| {
+        simple(c, Simple::Range)
+    });
+    r.register("", "Constant", 1, i64::MAX, |c: &BuildContext<'_>| {
+        Ok(Box::new(Constant {
+            value: constant_value(c.node)?,
+        }) as Box<dyn Operator>)
+    });
+}

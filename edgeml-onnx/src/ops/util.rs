@@ -1,0 +1,298 @@
+//! Shared helpers of the built-in operators: element-type dispatch, broadcasting,
+//! input access with errors that name the node.
+
+use crate::ops::attr::describe;
+use crate::{Error, Node, Result, Tensor};
+use edgeml_core::{DType, bf16, f16};
+use ndarray::{ArrayD, IxDyn};
+
+/// An element type that a [`Tensor`] can hold.
+pub trait Elem:
+    Clone + Copy + Default + Send + Sync + PartialOrd + std::fmt::Debug + 'static
+{
+    /// The element type's [`DType`].
+    const DTYPE: DType;
+    /// The array inside `t`, if `t` holds this type.
+    fn get(t: &Tensor) -> Option<&ArrayD<Self>>;
+    /// Wraps an array into a tensor.
+    fn wrap(a: ArrayD<Self>) -> Tensor;
+    /// Converts to `f64` (lossy for huge integers).
+    fn to_f64(self) -> f64;
+    /// Converts from `f64`, as a C cast would (saturating for integers, NaN → 0).
+    fn from_f64(v: f64) -> Self;
+}
+
+macro_rules! impl_elem {
+    ($t:ty, $v:ident, $dt:ident, $to:expr, $from:expr) => {
+        impl Elem for $t {
+            const DTYPE: DType = DType::$dt;
+            fn get(t: &Tensor) -> Option<&ArrayD<Self>> {
+                match t {
+                    Tensor::$v(a) => Some(a),
+                    _ => None,
+                }
+            }
+            fn wrap(a: ArrayD<Self>) -> Tensor {
+                Tensor::$v(a)
+            }
+            fn to_f64(self) -> f64 {
+                #[allow(clippy::redundant_closure_call)]
+                ($to)(self)
+            }
+            fn from_f64(v: f64) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                ($from)(v)
+            }
+        }
+    };
+}
+
+impl_elem!(f32, F32, F32, |x: f32| x as f64, |v: f64| v as f32);
+impl_elem!(f64, F64, F64, |x: f64| x, |v: f64| v);
+impl_elem!(f16, F16, F16, |x: f16| x.to_f64(), f16::from_f64);
+impl_elem!(bf16, BF16, BF16, |x: bf16| x.to_f64(), bf16::from_f64);
+impl_elem!(i8, I8, I8, |x: i8| x as f64, |v: f64| v as i8);
+impl_elem!(u8, U8, U8, |x: u8| x as f64, |v: f64| v as u8);
+impl_elem!(i16, I16, I16, |x: i16| x as f64, |v: f64| v as i16);
+impl_elem!(u16, U16, U16, |x: u16| x as f64, |v: f64| v as u16);
+impl_elem!(i32, I32, I32, |x: i32| x as f64, |v: f64| v as i32);
+impl_elem!(i64, I64, I64, |x: i64| x as f64, |v: f64| v as i64);
+impl_elem!(bool, Bool, Bool, |x: bool| x as u8 as f64, |v: f64| v
+    != 0.0);
+
+/// Runs `$body` with `$T` bound to the Rust type of `DType` `$dt`; the body must
+/// evaluate to a `Result`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_dtype {
+    ($dt:expr, $T:ident => $body:expr) => {{
+        use edgeml_core::DType as __D;
+        match $dt {
+            __D::F32 => {
+                type $T = f32;
+                $body
+            }
+            __D::F64 => {
+                type $T = f64;
+                $body
+            }
+            __D::F16 => {
+                type $T = edgeml_core::f16;
+                $body
+            }
+            __D::BF16 => {
+                type $T = edgeml_core::bf16;
+                $body
+            }
+            __D::I8 => {
+                type $T = i8;
+                $body
+            }
+            __D::U8 => {
+                type $T = u8;
+                $body
+            }
+            __D::I16 => {
+                type $T = i16;
+                $body
+            }
+            __D::U16 => {
+                type $T = u16;
+                $body
+            }
+            __D::I32 => {
+                type $T = i32;
+                $body
+            }
+            __D::I64 => {
+                type $T = i64;
+                $body
+            }
+            __D::Bool => {
+                type $T = bool;
+                $body
+            }
+            other => Err($crate::Error::Unsupported(format!(
+                "element type {other:?}"
+            ))),
+        }
+    }};
+}
+
+/// Input `i` of an operator, which must be present.
+///
+/// # Errors
+/// The input is omitted.
+pub fn input<'t>(node: &Node, inputs: &[Option<&'t Tensor>], i: usize) -> Result<&'t Tensor> {
+    inputs.get(i).copied().flatten().ok_or_else(|| {
+        Error::InvalidInput(format!("{}: required input {i} is missing", describe(node)))
+    })
+}
+
+/// Input `i` as an array of `T`.
+///
+/// # Errors
+/// The input is missing or has another element type.
+pub fn typed<'t, T: Elem>(
+    node: &Node,
+    inputs: &[Option<&'t Tensor>],
+    i: usize,
+) -> Result<&'t ArrayD<T>> {
+    let t = input(node, inputs, i)?;
+    T::get(t).ok_or_else(|| dtype_err(node, i, t.dtype(), &[T::DTYPE]))
+}
+
+/// An error for input `i` of `node` having element type `got` rather than one of `want`.
+pub fn dtype_err(node: &Node, i: usize, got: DType, want: &[DType]) -> Error {
+    Error::InvalidInput(format!(
+        "{}: input {i} has element type {got:?}, expected one of {want:?}",
+        describe(node)
+    ))
+}
+
+/// Reads an integer tensor (i64, i32, or other integer types) as a flat `Vec<i64>`.
+///
+/// # Errors
+/// The tensor is not of an integer type.
+pub fn to_i64_vec(node: &Node, t: &Tensor) -> Result<Vec<i64>> {
+    Ok(match t {
+        Tensor::I64(a) => a.iter().copied().collect(),
+        Tensor::I32(a) => a.iter().map(|&v| v as i64).collect(),
+        Tensor::I16(a) => a.iter().map(|&v| v as i64).collect(),
+        Tensor::I8(a) => a.iter().map(|&v| v as i64).collect(),
+        Tensor::U8(a) => a.iter().map(|&v| v as i64).collect(),
+        Tensor::U16(a) => a.iter().map(|&v| v as i64).collect(),
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "{}: expected an integer tensor, found {:?}",
+                describe(node),
+                other.dtype()
+            )));
+        }
+    })
+}
+
+/// Reads a float tensor as a flat `Vec<f32>` (f32, f64, f16 accepted).
+///
+/// # Errors
+/// The tensor is not of a float type.
+pub fn to_f32_vec(node: &Node, t: &Tensor) -> Result<Vec<f32>> {
+    Ok(match t {
+        Tensor::F32(a) => a.iter().copied().collect(),
+        Tensor::F64(a) => a.iter().map(|&v| v as f32).collect(),
+        Tensor::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "{}: expected a float tensor, found {:?}",
+                describe(node),
+                other.dtype()
+            )));
+        }
+    })
+}
+
+/// The numpy broadcast of two shapes.
+///
+/// # Errors
+/// The shapes are not broadcast-compatible.
+pub fn broadcast_shapes(node: &Node, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::ShapeMismatch(format!(
+                "{}: shapes {a:?} and {b:?} do not broadcast",
+                describe(node)
+            )));
+        };
+    }
+    Ok(out)
+}
+
+/// Broadcasts `a` to `shape` and collects into an owned array (standard layout).
+///
+/// # Errors
+/// `a` cannot be broadcast to `shape`.
+pub fn broadcast_to<T: Clone>(node: &Node, a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+    let v = a.broadcast(IxDyn(shape)).ok_or_else(|| {
+        Error::ShapeMismatch(format!(
+            "{}: cannot broadcast {:?} to {shape:?}",
+            describe(node),
+            a.shape()
+        ))
+    })?;
+    Ok(v.to_owned())
+}
+
+/// Maximum number of elements an operator may create from data-dependent sizes
+/// (`ConstantOfShape`, `Expand`, `Tile`, `Range`, …): 2^31.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Checks that a shape has at most [`MAX_ELEMENTS`] elements.
+///
+/// # Errors
+/// The element count overflows or exceeds the limit.
+pub fn check_size(node: &Node, shape: &[usize]) -> Result<usize> {
+    let mut n: usize = 1;
+    for &d in shape {
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                Error::LimitExceeded(format!(
+                    "{}: shape {shape:?} has more than {MAX_ELEMENTS} elements",
+                    describe(node)
+                ))
+            })?;
+    }
+    Ok(n)
+}
+
+/// Converts a list of signed dims into `usize`, rejecting negatives.
+///
+/// # Errors
+/// A dimension is negative.
+pub fn to_dims(node: &Node, v: &[i64]) -> Result<Vec<usize>> {
+    v.iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| {
+                Error::InvalidInput(format!(
+                    "{}: negative dimension {d} in {v:?}",
+                    describe(node)
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Casts every element of `t` to `T` via `f64` (C-cast semantics; bool is `!= 0`;
+/// float→int truncates toward zero and saturates, NaN → 0). Integers beyond 2^53 lose
+/// precision.
+pub fn cast_to<T: Elem>(t: &Tensor) -> ArrayD<T> {
+    crate::tensor_dispatch!(t, a => a.mapv(|x| T::from_f64(Elem::to_f64(x))))
+}
+
+/// A copy of `node` without its attributes (operators keep it for error messages).
+pub fn slim(node: &Node) -> Node {
+    Node {
+        name: node.name.clone(),
+        op_type: node.op_type.clone(),
+        domain: node.domain.clone(),
+        outputs: node.outputs.clone(),
+        ..Node::default()
+    }
+}

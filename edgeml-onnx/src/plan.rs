@@ -1,0 +1,274 @@
+//! The interpreter: plan a model once, run it many times.
+//!
+//! [`Plan::new`] does all the work that does not depend on input values:
+//!
+//! - **order**: nodes are sorted topologically (files are not always in order);
+//!   dependencies through `If`/`Loop` subgraphs on outer-scope values count;
+//! - **constant folding**: a node whose inputs are all known (initializers, `Constant`s,
+//!   earlier folded values) runs once at plan time and its outputs become constants;
+//!   an `If` whose condition is known is replaced by the branch it takes;
+//! - **kernel choice**: every node's [`OpFactory`](crate::OpFactory) is called with the
+//!   constant inputs, so kernels can pre-pack weights; unknown operators fail here,
+//!   naming op, domain and opset;
+//! - **liveness**: each intermediate value is dropped right after its last consumer.
+//!
+//! [`Plan::run`] takes `&self`, so one plan can serve many threads (`Plan` is
+//! `Send + Sync`). Inputs are validated against the declared graph inputs: names,
+//! element types, ranks and fixed dimensions; symbolic dimensions (`"batch"`) are bound
+//! from the actual inputs on each run and must agree across inputs.
+//!
+//! Graph inputs that have an initializer are constants (they are folded and cannot be
+//! overridden at run time). Non-finite values flow through operators as IEEE arithmetic
+//! says (no errors are raised for NaN/Inf in activations).
+
+mod build;
+mod control;
+mod program;
+
+use crate::{Dim, Error, Model, Registry, Result, Tensor, ValueInfo};
+use program::Program;
+use std::collections::HashMap;
+
+/// Options of [`Plan::new`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PlanOptions {
+    /// Worker threads for the kernels: `None` = available cores, `Some(1)` = run on the
+    /// calling thread only. A rayon pool is built once per plan when more than one
+    /// thread is requested.
+    pub threads: Option<usize>,
+    /// Skip constant folding (every node runs at run time). Default `false`.
+    pub no_constant_folding: bool,
+}
+
+impl PlanOptions {
+    /// Options with `threads` worker threads.
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads: Some(threads),
+            ..Self::default()
+        }
+    }
+}
+
+/// A planned model, ready to run many times.
+pub struct Plan {
+    program: Program,
+    inputs: Vec<ValueInfo>,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.output_names())
+            .field("steps", &self.program.num_steps())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Plans `model` with the built-in operators ([`crate::ops::default_registry`]).
+    ///
+    /// # Errors
+    /// An operator that is not registered for its domain and opset; invalid attributes;
+    /// a graph that references undefined values or has a cycle; failures of constant
+    /// folding; a thread pool that cannot be created.
+    pub fn new(model: &Model, options: PlanOptions) -> Result<Plan> {
+        Self::with_registry(model, options, &crate::ops::default_registry())
+    }
+
+    /// Plans `model` with the operators of `registry` (e.g. the default registry plus
+    /// INT8 operators).
+    ///
+    /// # Errors
+    /// As [`Plan::new`].
+    pub fn with_registry(model: &Model, options: PlanOptions, registry: &Registry) -> Result<Plan> {
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| Error::InvalidInput(format!("cannot build thread pool: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let mut opsets = HashMap::new();
+        for o in &model.opset_imports {
+            let d = if o.domain == "ai.onnx" { "" } else { &o.domain };
+            opsets.insert(d.to_owned(), o.version);
+        }
+        let ctx = build::Ctx {
+            registry,
+            opsets: &opsets,
+            fold: !options.no_constant_folding,
+        };
+        let inputs: Vec<ValueInfo> = model
+            .graph
+            .inputs
+            .iter()
+            .filter(|i| model.graph.initializer(&i.name).is_none())
+            .cloned()
+            .collect();
+        let program = build::build_main(&ctx, &model.graph, &inputs)?;
+        Ok(Plan {
+            program,
+            inputs,
+            pool,
+            threads,
+        })
+    }
+
+    /// The runtime inputs (graph inputs without an initializer), as declared.
+    pub fn inputs(&self) -> &[ValueInfo] {
+        &self.inputs
+    }
+
+    /// The output names, in graph order.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.program.output_names()
+    }
+
+    /// The number of worker threads this plan runs with.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The number of operator invocations per run (after folding).
+    pub fn num_steps(&self) -> usize {
+        self.program.num_steps()
+    }
+
+    /// Runs the model on named inputs and returns the graph outputs by name, in graph
+    /// order.
+    ///
+    /// # Errors
+    /// Missing, unknown or duplicate inputs, wrong element types or shapes
+    /// ([`Error::InvalidInput`], [`Error::ShapeMismatch`]); errors of operators.
+    pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
+        self.run_refs(&refs)
+    }
+
+    /// [`Plan::run`] with inputs in a map.
+    ///
+    /// # Errors
+    /// As [`Plan::run`].
+    pub fn run_map(&self, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        self.run_refs(&refs)
+    }
+
+    /// [`Plan::run`] on borrowed inputs.
+    ///
+    /// # Errors
+    /// As [`Plan::run`].
+    pub fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        self.run_observed(inputs, &mut |_, _| {})
+    }
+
+    /// [`Plan::run`] calling `observer(name, value)` for every value computed at run time
+    /// (node outputs, not constants), e.g. to collect calibration statistics.
+    ///
+    /// # Errors
+    /// As [`Plan::run`].
+    pub fn run_observed(
+        &self,
+        inputs: &[(&str, &Tensor)],
+        observer: &mut (dyn FnMut(&str, &Tensor) + Send),
+    ) -> Result<Vec<(String, Tensor)>> {
+        let ordered = self.validate(inputs)?;
+        let outs = match &self.pool {
+            Some(p) => p.install(|| self.program.run(&ordered, observer))?,
+            None => self.program.run(&ordered, observer)?,
+        };
+        Ok(self
+            .program
+            .output_names()
+            .into_iter()
+            .map(str::to_owned)
+            .zip(outs)
+            .collect())
+    }
+
+    /// Checks names, dtypes and shapes; returns the inputs in declaration order.
+    fn validate<'t>(&self, given: &[(&str, &'t Tensor)]) -> Result<Vec<&'t Tensor>> {
+        let mut by_name: HashMap<&str, &'t Tensor> = HashMap::new();
+        for (n, t) in given {
+            if !self.inputs.iter().any(|i| i.name == *n) {
+                let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::InvalidInput(format!(
+                    "unknown input {n:?}; the model's inputs are {known:?}"
+                )));
+            }
+            if by_name.insert(n, t).is_some() {
+                return Err(Error::InvalidInput(format!("input {n:?} given twice")));
+            }
+        }
+        let mut bound: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for info in &self.inputs {
+            let t = by_name
+                .get(info.name.as_str())
+                .copied()
+                .ok_or_else(|| Error::InvalidInput(format!("missing input {:?}", info.name)))?;
+            if let Some(dt) = info.dtype {
+                if t.dtype() != dt {
+                    return Err(Error::InvalidInput(format!(
+                        "input {:?} has element type {:?}, the model declares {dt:?}",
+                        info.name,
+                        t.dtype()
+                    )));
+                }
+            }
+            if let Some(dims) = &info.shape {
+                check_shape(&info.name, dims, t.shape(), &mut bound)?;
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+fn check_shape<'a>(
+    name: &str,
+    dims: &'a [Dim],
+    shape: &[usize],
+    bound: &mut HashMap<&'a str, usize>,
+) -> Result<()> {
+    if dims.len() != shape.len() {
+        return Err(Error::ShapeMismatch(format!(
+            "input {name:?} has shape {shape:?} (rank {}), the model declares rank {}",
+            shape.len(),
+            dims.len()
+        )));
+    }
+    for (i, (d, &s)) in dims.iter().zip(shape).enumerate() {
+        match d {
+            Dim::Known(k) if *k != s => {
+                return Err(Error::ShapeMismatch(format!(
+                    "input {name:?} has shape {shape:?}, but dimension {i} must be {k}"
+                )));
+            }
+            Dim::Symbolic(sym) => {
+                let v = *bound.entry(sym.as_str()).or_insert(s);
+                if v != s {
+                    return Err(Error::ShapeMismatch(format!(
+                        "input {name:?} has shape {shape:?}: dimension {i} ({sym:?}) is {s}, \
+                         but another input bound {sym:?} to {v}"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Turning a graph into a [`Program`]: ordering, folding, kernel choice.
+
+use super::control;
+use super::program::{Program, Step};
+use crate::ops::attr::describe;
+use crate::{Attribute, BuildContext, Error, Graph, Node, Registry, Result, Tensor, ValueInfo};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// What every builder of one model shares.
+pub(crate) struct Ctx<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) opsets: &'a HashMap<String, i64>,
+    pub(crate) fold: bool,
+}
+
+/// Name → slot visible at a point of the graph.
+pub(crate) type Scope = HashMap<String, usize>;
+
+/// Operators whose outputs differ between runs: never folded.
+const NONDETERMINISTIC: &[&str] = &[
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+];
+
+/// Accumulates a [`Program`].
+pub(crate) struct Builder<'c> {
+    pub(crate) ctx: &'c Ctx<'c>,
+    pub(crate) prog: Program,
+}
+
+impl<'c> Builder<'c> {
+    pub(crate) fn new(ctx: &'c Ctx<'c>) -> Self {
+        Self {
+            ctx,
+            prog: Program::default(),
+        }
+    }
+
+    pub(crate) fn new_slot(&mut self, name: &str, value: Option<Arc<Tensor>>) -> usize {
+        self.prog.names.push(name.to_owned());
+        self.prog.consts.push(value);
+        self.prog.names.len() - 1
+    }
+
+    pub(crate) fn const_of(&self, slot: usize) -> Option<&Arc<Tensor>> {
+        self.prog.consts[slot].as_ref()
+    }
+
+    /// Adds the graph's initializers to `scope`, then plans its nodes in dependency order.
+    pub(crate) fn plan_graph(&mut self, graph: &Graph, scope: &mut Scope) -> Result<()> {
+        for (name, t) in &graph.initializers {
+            let s = self.new_slot(name, Some(Arc::new(t.clone())));
+            scope.insert(name.clone(), s);
+        }
+        for i in topo_order(graph)? {
+            self.plan_node(&graph.nodes[i], scope)?;
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
+        node.inputs
+            .iter()
+            .map(|n| {
+                if n.is_empty() {
+                    Ok(None)
+                } else {
+                    scope.get(n).copied().map(Some).ok_or_else(|| {
+                        Error::InvalidModel(format!(
+                            "{}: input {n:?} is not defined by any node, initializer or graph input",
+                            describe(node)
+                        ))
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// Creates slots for the node's outputs and records them in `scope`.
+    pub(crate) fn output_slots(
+        &mut self,
+        node: &Node,
+        scope: &mut Scope,
+        values: Option<Vec<Tensor>>,
+    ) -> Result<Vec<Option<usize>>> {
+        let mut values = values.map(|v| v.into_iter().map(Some).collect::<Vec<_>>());
+        let mut slots = Vec::with_capacity(node.outputs.len());
+        for (k, name) in node.outputs.iter().enumerate() {
+            if name.is_empty() {
+                slots.push(None);
+                continue;
+            }
+            let value = match &mut values {
+                None => None,
+                Some(v) => Some(Arc::new(v.get_mut(k).and_then(Option::take).ok_or_else(
+                    || {
+                        Error::InvalidModel(format!(
+                            "{}: constant folding produced no value for output {name:?}",
+                            describe(node)
+                        ))
+                    },
+                )?)),
+            };
+            let s = self.new_slot(name, value);
+            scope.insert(name.clone(), s);
+            slots.push(Some(s));
+        }
+        Ok(slots)
+    }
+
+    pub(crate) fn push_step(
+        &mut self,
+        node: &Node,
+        op: Box<dyn crate::Operator>,
+        inputs: Vec<Option<usize>>,
+        outputs: Vec<Option<usize>>,
+    ) {
+        self.prog.steps.push(Step {
+            op,
+            inputs,
+            outputs,
+            free: Vec::new(),
+            desc: describe(node),
+        });
+    }
+
+    fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {
+        let in_slots = self.resolve(node, scope)?;
+        let domain = if node.domain == "ai.onnx" {
+            ""
+        } else {
+            node.domain.as_str()
+        };
+        let opset = *self.ctx.opsets.get(domain).ok_or_else(|| {
+            Error::InvalidModel(format!(
+                "{}: the model imports no opset for domain {domain:?}",
+                describe(node)
+            ))
+        })?;
+        if domain.is_empty() && matches!(node.op_type.as_str(), "If" | "Loop") {
+            return control::plan_control(self, node, scope, in_slots, opset);
+        }
+        let factory = self
+            .ctx
+            .registry
+            .lookup(domain, &node.op_type, opset)
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{}: operator {:?} of domain {:?} at opset {opset} is not implemented",
+                    describe(node),
+                    node.op_type,
+                    if domain.is_empty() { "ai.onnx" } else { domain }
+                ))
+            })?;
+        let consts: Vec<Option<Arc<Tensor>>> = in_slots
+            .iter()
+            .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
+            .collect();
+        let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
+        let op = factory.build(&BuildContext::new(node, opset, const_refs.clone()))?;
+        let foldable = self.ctx.fold
+            && !NONDETERMINISTIC.contains(&node.op_type.as_str())
+            && in_slots
+                .iter()
+                .zip(&consts)
+                .all(|(s, c)| s.is_none() || c.is_some());
+        if foldable {
+            let outs = op.run(&const_refs)?;
+            self.output_slots(node, scope, Some(outs))?;
+        } else {
+            let outs = self.output_slots(node, scope, None)?;
+            self.push_step(node, op, in_slots, outs);
+        }
+        Ok(())
+    }
+
+    /// Removes steps whose outputs nobody needs, drops unused constants, computes
+    /// liveness.
+    pub(crate) fn finish(mut self) -> Program {
+        let mut needed: HashSet<usize> = self.prog.outputs.iter().map(|(_, s)| *s).collect();
+        let mut keep = vec![false; self.prog.steps.len()];
+        for (i, s) in self.prog.steps.iter().enumerate().rev() {
+            if s.outputs.iter().flatten().any(|o| needed.contains(o)) {
+                keep[i] = true;
+                needed.extend(s.inputs.iter().flatten().copied());
+            }
+        }
+        let mut k = keep.into_iter();
+        self.prog.steps.retain(|_| k.next().unwrap_or(false));
+        for (slot, c) in self.prog.consts.iter_mut().enumerate() {
+            if !needed.contains(&slot) {
+                *c = None;
+            }
+        }
+        self.prog.compute_liveness();
+        self.prog
+    }
+}
+
+/// Plans the main graph; `inputs` are its runtime inputs.
+pub(crate) fn build_main(ctx: &Ctx<'_>, graph: &Graph, inputs: &[ValueInfo]) -> Result<Program> {
+    let mut b = Builder::new(ctx);
+    let mut scope = Scope::new();
+    for i in inputs {
+        let s = b.new_slot(&i.name, None);
+        b.prog.inputs.push(s);
+        scope.insert(i.name.clone(), s);
+    }
+    b.plan_graph(graph, &mut scope)?;
+    set_outputs(&mut b, graph, &scope)?;
+    Ok(b.finish())
+}
+
+/// Plans a subgraph whose runtime inputs are its declared inputs followed by the
+/// outer-scope values `captures`; `const_captures` are outer constants it may read.
+pub(crate) fn build_sub(
+    ctx: &Ctx<'_>,
+    graph: &Graph,
+    captures: &[String],
+    const_captures: &[(String, Arc<Tensor>)],
+) -> Result<Program> {
+    let mut b = Builder::new(ctx);
+    let mut scope = Scope::new();
+    for (n, t) in const_captures {
+        let s = b.new_slot(n, Some(t.clone()));
+        scope.insert(n.clone(), s);
+    }
+    for name in graph.inputs.iter().map(|i| &i.name).chain(captures) {
+        let s = b.new_slot(name, None);
+        b.prog.inputs.push(s);
+        scope.insert(name.clone(), s);
+    }
+    b.plan_graph(graph, &mut scope)?;
+    set_outputs(&mut b, graph, &scope)?;
+    Ok(b.finish())
+}
+
+fn set_outputs(b: &mut Builder<'_>, graph: &Graph, scope: &Scope) -> Result<()> {
+    for o in &graph.outputs {
+        let s = scope.get(&o.name).copied().ok_or_else(|| {
+            Error::InvalidModel(format!(
+                "graph output {:?} is not produced by any node, initializer or input",
+                o.name
+            ))
+        })?;
+        b.prog.outputs.push((o.name.clone(), s));
+    }
+    Ok(())
+}
+
+/// Names a graph reads from its enclosing scope (including through nested subgraphs),
+/// in first-use order.
+pub(crate) fn free_vars(graph: &Graph) -> Vec<String> {
+    let mut defined: HashSet<&str> = graph.inputs.iter().map(|i| i.name.as_str()).collect();
+    defined.extend(graph.initializers.iter().map(|(n, _)| n.as_str()));
+    for n in &graph.nodes {
+        defined.extend(n.outputs.iter().map(String::as_str));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for n in &graph.nodes {
+        for name in node_reads(n) {
+            if !name.is_empty() && !defined.contains(name.as_str()) && seen.insert(name.clone()) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Every name a node reads: its inputs and its subgraphs' free variables.
+pub(crate) fn node_reads(node: &Node) -> Vec<String> {
+    let mut v: Vec<String> = node.inputs.clone();
+    for (_, a) in &node.attributes {
+        match a {
+            Attribute::Graph(g) => v.extend(free_vars(g)),
+            Attribute::Graphs(gs) => gs.iter().for_each(|g| v.extend(free_vars(g))),
+            _ => {}
+        }
+    }
+    v
+}
+
+/// Node indices in dependency order (file order among independent nodes).
+///
+/// # Errors
+/// A value produced twice, or a cycle.
+pub(crate) fn topo_order(graph: &Graph) -> Result<Vec<usize>> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+            if producer.insert(o.as_str(), i).is_some() {
+                return Err(Error::InvalidModel(format!(
+                    "value {o:?} is produced by more than one node"
+                )));
+            }
+        }
+    }
+    let n = graph.nodes.len();
+    let mut indeg = vec![0usize; n];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let mut deps: Vec<usize> = node_reads(node)
+            .iter()
+            .filter_map(|r| producer.get(r.as_str()).copied())
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        for d in deps {
+            indeg[i] += 1;
+            users[d].push(i);
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &u in &users[i] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.push(Reverse(u));
+            }
+        }
+    }
+    if order.len() != n {
+        let stuck = (0..n).find(|&i| indeg[i] > 0).unwrap_or(0);
+        return Err(Error::InvalidModel(format!(
+            "the graph has a cycle through {}",
+            describe(&graph.nodes[stuck])
+        )));
+    }
+    Ok(order)
+}

@@ -1,0 +1,158 @@
+//! A planned (sub)graph: slots, constants and the steps that fill them.
+
+use crate::{Error, Operator, Result, Tensor};
+use std::sync::Arc;
+
+/// One operator invocation.
+#[derive(Debug)]
+pub(crate) struct Step {
+    /// The operator.
+    pub(crate) op: Box<dyn Operator>,
+    /// Input slots (`None` for an omitted optional input).
+    pub(crate) inputs: Vec<Option<usize>>,
+    /// Output slots (`None` for an omitted output).
+    pub(crate) outputs: Vec<Option<usize>>,
+    /// Slots to drop once this step has run (their last use).
+    pub(crate) free: Vec<usize>,
+    /// For messages: the node.
+    pub(crate) desc: String,
+}
+
+/// A value during a run: borrowed (input or constant) or owned (computed).
+enum Val<'a> {
+    Ref(&'a Tensor),
+    Own(Tensor),
+}
+
+impl Val<'_> {
+    fn get(&self) -> &Tensor {
+        match self {
+            Val::Ref(t) => t,
+            Val::Own(t) => t,
+        }
+    }
+}
+
+/// A planned graph.
+#[derive(Debug, Default)]
+pub(crate) struct Program {
+    /// Slot names (for observers and messages).
+    pub(crate) names: Vec<String>,
+    /// Constant value of each slot, if it is a constant.
+    pub(crate) consts: Vec<Option<Arc<Tensor>>>,
+    /// Slots of the inputs, in the order `run` receives them.
+    pub(crate) inputs: Vec<usize>,
+    /// Output names and slots.
+    pub(crate) outputs: Vec<(String, usize)>,
+    /// The steps, in execution order.
+    pub(crate) steps: Vec<Step>,
+}
+
+impl Program {
+    pub(crate) fn num_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub(crate) fn output_names(&self) -> Vec<&str> {
+        self.outputs.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Computes each step's `free` list from last uses. Outputs are never freed.
+    pub(crate) fn compute_liveness(&mut self) {
+        let n = self.names.len();
+        let mut last: Vec<Option<usize>> = vec![None; n];
+        for (i, s) in self.steps.iter().enumerate() {
+            for &slot in s.inputs.iter().flatten() {
+                last[slot] = Some(i);
+            }
+        }
+        for (_, slot) in &self.outputs {
+            last[*slot] = None;
+        }
+        for s in &mut self.steps {
+            s.free.clear();
+        }
+        for (slot, l) in last.into_iter().enumerate() {
+            if let Some(i) = l {
+                if self.consts[slot].is_none() {
+                    self.steps[i].free.push(slot);
+                }
+            }
+        }
+    }
+
+    /// Runs the program on inputs given in the order of `self.inputs`.
+    pub(crate) fn run(
+        &self,
+        inputs: &[&Tensor],
+        observer: &mut (dyn FnMut(&str, &Tensor) + Send),
+    ) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::InvalidInput(format!(
+                "expected {} inputs, got {}",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut env: Vec<Option<Val<'_>>> = self
+            .consts
+            .iter()
+            .map(|c| c.as_deref().map(Val::Ref))
+            .collect();
+        for (&slot, &t) in self.inputs.iter().zip(inputs) {
+            env[slot] = Some(Val::Ref(t));
+        }
+        for step in &self.steps {
+            let args: Vec<Option<&Tensor>> = step
+                .inputs
+                .iter()
+                .map(|s| match s {
+                    None => Ok(None),
+                    Some(s) => env[*s].as_ref().map(|v| Some(v.get())).ok_or_else(|| {
+                        Error::InvalidModel(format!(
+                            "{}: value {:?} is not available (internal planning error)",
+                            step.desc, self.names[*s]
+                        ))
+                    }),
+                })
+                .collect::<Result<_>>()?;
+            let outs = step.op.run(&args)?;
+            drop(args);
+            // Extra outputs (optional ones the node does not name) are dropped.
+            for (t, slot) in outs.into_iter().zip(&step.outputs) {
+                if let Some(slot) = slot {
+                    observer(&self.names[*slot], &t);
+                    env[*slot] = Some(Val::Own(t));
+                }
+            }
+            for &f in &step.free {
+                env[f] = None;
+            }
+        }
+        let mut outs = Vec::with_capacity(self.outputs.len());
+        for (k, (name, slot)) in self.outputs.iter().enumerate() {
+            let again = self.outputs[k + 1..].iter().any(|(_, s)| s == slot);
+            let t = match (&env[*slot], again) {
+                (None, _) => {
+                    return Err(Error::InvalidModel(format!(
+                        "graph output {name:?} was not produced \
+                         (a node left an optional output empty)"
+                    )));
+                }
+                (Some(Val::Own(_)), false) => match env[*slot].take() {
+                    Some(Val::Own(t)) => t,
+                    _ => unreachable_output(name)?,
+                },
+                (Some(v), _) => v.get().clone(),
+            };
+            outs.push(t);
+        }
+        Ok(outs)
+    }
+}
+
+fn unreachable_output(name: &str) -> Result<Tensor> {
+    Err(Error::InvalidModel(format!(
+        "graph output {name:?} vanished"
+    )))
+}

@@ -1,0 +1,337 @@
+//! Saving: [`Model`] → protobuf bytes, and atomic writes to disk.
+//!
+//! Tensors are always written as little-endian `raw_data` (whatever encoding they were
+//! loaded from) and sparse initializers as dense initializers; everything else the IR or
+//! its `extras` hold is written back as loaded. See the crate README ("Round-trip").
+
+use crate::ir::{Attribute, Dim, Graph, Model, Node, SparseTensor, Tensor, ValueInfo};
+use crate::{Error, Result};
+use onnx_protobuf::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, SparseTensorProto,
+    StringStringEntryProto, TensorAnnotation, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+    tensor_shape_proto::{Dimension, dimension},
+    type_proto,
+};
+use protobuf::{EnumOrUnknown, Message, MessageField};
+use std::io::Write;
+use std::path::Path;
+
+fn raw_le(t: &Tensor) -> Vec<u8> {
+    let mut out = Vec::with_capacity(t.size_bytes());
+    macro_rules! put {
+        ($a:expr, $f:expr) => {
+            for v in $a.iter() {
+                out.extend_from_slice(&$f(v));
+            }
+        };
+    }
+    match t {
+        Tensor::F32(a) => put!(a, |v: &f32| v.to_le_bytes()),
+        Tensor::F64(a) => put!(a, |v: &f64| v.to_le_bytes()),
+        Tensor::F16(a) => put!(a, |v: &edgeml_core::f16| v.to_bits().to_le_bytes()),
+        Tensor::BF16(a) => put!(a, |v: &edgeml_core::bf16| v.to_bits().to_le_bytes()),
+        Tensor::I8(a) => put!(a, |v: &i8| v.to_le_bytes()),
+        Tensor::U8(a) => put!(a, |v: &u8| v.to_le_bytes()),
+        Tensor::I16(a) => put!(a, |v: &i16| v.to_le_bytes()),
+        Tensor::U16(a) => put!(a, |v: &u16| v.to_le_bytes()),
+        Tensor::I32(a) => put!(a, |v: &i32| v.to_le_bytes()),
+        Tensor::I64(a) => put!(a, |v: &i64| v.to_le_bytes()),
+        Tensor::Bool(a) => put!(a, |v: &bool| [u8::from(*v)]),
+    }
+    out
+}
+
+/// Encodes a tensor as a `TensorProto` with little-endian `raw_data`.
+pub(crate) fn tensor_proto(name: &str, t: &Tensor) -> TensorProto {
+    let mut p = TensorProto::new();
+    p.name = name.to_owned();
+    p.data_type = t.dtype().onnx_code();
+    p.dims = t.shape().iter().map(|&d| d as i64).collect();
+    p.raw_data = raw_le(t);
+    p
+}
+
+fn sparse_proto(s: &SparseTensor) -> SparseTensorProto {
+    let mut p = SparseTensorProto::new();
+    p.values = MessageField::some(tensor_proto("", &s.values));
+    p.indices = MessageField::some(tensor_proto("", &Tensor::I64(s.indices.clone())));
+    p.dims = s.dims.iter().map(|&d| d as i64).collect();
+    p
+}
+
+fn encode_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Error + '_ {
+    move |e| Error::InvalidModel(format!("{what}: {e}"))
+}
+
+fn attribute_proto(name: &str, a: &Attribute) -> Result<AttributeProto> {
+    use onnx_protobuf::attribute_proto::AttributeType as T;
+    let mut p = AttributeProto::new();
+    p.name = name.to_owned();
+    let ty = match a {
+        Attribute::Float(f) => {
+            p.f = *f;
+            T::FLOAT
+        }
+        Attribute::Int(i) => {
+            p.i = *i;
+            T::INT
+        }
+        Attribute::String(s) => {
+            p.s = s.clone();
+            T::STRING
+        }
+        Attribute::Tensor(t) => {
+            p.t = MessageField::some(tensor_proto("", t));
+            T::TENSOR
+        }
+        Attribute::Graph(g) => {
+            p.g = MessageField::some(graph_proto(g)?);
+            T::GRAPH
+        }
+        Attribute::Floats(v) => {
+            p.floats = v.clone();
+            T::FLOATS
+        }
+        Attribute::Ints(v) => {
+            p.ints = v.clone();
+            T::INTS
+        }
+        Attribute::Strings(v) => {
+            p.strings = v.clone();
+            T::STRINGS
+        }
+        Attribute::Tensors(v) => {
+            p.tensors = v.iter().map(|t| tensor_proto("", t)).collect();
+            T::TENSORS
+        }
+        Attribute::Graphs(v) => {
+            p.graphs = v.iter().map(graph_proto).collect::<Result<_>>()?;
+            T::GRAPHS
+        }
+        Attribute::SparseTensor(s) => {
+            p.sparse_tensor = MessageField::some(sparse_proto(s));
+            T::SPARSE_TENSOR
+        }
+        Attribute::SparseTensors(v) => {
+            p.sparse_tensors = v.iter().map(sparse_proto).collect();
+            T::SPARSE_TENSORS
+        }
+        Attribute::Raw(r) => {
+            let mut q = AttributeProto::parse_from_bytes(&r.bytes)
+                .map_err(encode_err(&format!("raw attribute {name:?}")))?;
+            q.name = name.to_owned();
+            return Ok(q);
+        }
+    };
+    p.type_ = EnumOrUnknown::new(ty);
+    Ok(p)
+}
+
+/// The `TypeProto` the IR view of a value stands for (`None` when it declares nothing).
+pub(crate) fn type_proto(v: &ValueInfo) -> Option<TypeProto> {
+    if v.dtype.is_none() && v.shape.is_none() {
+        return None;
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = v.dtype.map_or(0, |d| d.onnx_code());
+    if let Some(shape) = &v.shape {
+        let mut s = TensorShapeProto::new();
+        s.dim = shape
+            .iter()
+            .map(|d| {
+                let mut x = Dimension::new();
+                x.value = match d {
+                    Dim::Known(n) => Some(dimension::Value::DimValue(*n as i64)),
+                    Dim::Symbolic(p) => Some(dimension::Value::DimParam(p.clone())),
+                    Dim::Unknown => None,
+                };
+                x
+            })
+            .collect();
+        tt.shape = MessageField::some(s);
+    }
+    let mut t = TypeProto::new();
+    t.set_tensor_type(tt);
+    Some(t)
+}
+
+fn value_info_proto(v: &ValueInfo, g: &Graph) -> Result<ValueInfoProto> {
+    let mut p = ValueInfoProto::new();
+    p.name = v.name.clone();
+    p.doc_string = v.doc_string.clone();
+    let mut ty = type_proto(v);
+    if let Some(raw) = g.extras.value_type(&v.name) {
+        let orig =
+            TypeProto::parse_from_bytes(raw).map_err(encode_err(&format!("value {:?}", v.name)))?;
+        // Use the stored type unless a pass changed what the IR says about the value.
+        if crate::load::ir_type(&orig, &v.name).ok() == Some((v.dtype, v.shape.clone())) {
+            ty = Some(orig);
+        }
+    }
+    p.type_ = ty.into();
+    Ok(p)
+}
+
+fn node_proto(n: &Node, g: &Graph) -> Result<NodeProto> {
+    let mut p = NodeProto::new();
+    p.name = n.name.clone();
+    p.op_type = n.op_type.clone();
+    p.domain = n.domain.clone();
+    p.input = n.inputs.clone();
+    p.output = n.outputs.clone();
+    p.doc_string = n.doc_string.clone();
+    p.attribute = n
+        .attributes
+        .iter()
+        .map(|(k, a)| attribute_proto(k, a))
+        .collect::<Result<_>>()?;
+    let key = n.outputs.first();
+    if let Some((_, raw)) = g.extras.node_extras.iter().find(|(k, _)| Some(k) == key) {
+        let stub =
+            NodeProto::parse_from_bytes(raw).map_err(encode_err(&format!("node {:?}", n.name)))?;
+        p.overload = stub.overload;
+        p.metadata_props = stub.metadata_props;
+        for s in stub.attribute {
+            if let Some(a) = p.attribute.iter_mut().find(|a| a.name == s.name) {
+                a.doc_string = s.doc_string;
+                a.ref_attr_name = s.ref_attr_name;
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn entries(v: &[(String, String)]) -> Vec<StringStringEntryProto> {
+    v.iter()
+        .map(|(k, val)| {
+            let mut e = StringStringEntryProto::new();
+            e.key = k.clone();
+            e.value = val.clone();
+            e
+        })
+        .collect()
+}
+
+fn graph_proto(g: &Graph) -> Result<GraphProto> {
+    let mut p = GraphProto::new();
+    p.name = g.name.clone();
+    p.doc_string = g.doc_string.clone();
+    p.node = g
+        .nodes
+        .iter()
+        .map(|n| node_proto(n, g))
+        .collect::<Result<_>>()?;
+    p.initializer = g
+        .initializers
+        .iter()
+        .map(|(n, t)| tensor_proto(n, t))
+        .collect();
+    p.input = g
+        .inputs
+        .iter()
+        .map(|v| value_info_proto(v, g))
+        .collect::<Result<_>>()?;
+    p.output = g
+        .outputs
+        .iter()
+        .map(|v| value_info_proto(v, g))
+        .collect::<Result<_>>()?;
+    p.value_info = g
+        .value_info
+        .iter()
+        .map(|v| value_info_proto(v, g))
+        .collect::<Result<_>>()?;
+    p.quantization_annotation = g
+        .extras
+        .quantization_annotation
+        .iter()
+        .map(|b| {
+            TensorAnnotation::parse_from_bytes(b).map_err(encode_err("quantization_annotation"))
+        })
+        .collect::<Result<_>>()?;
+    p.metadata_props = entries(&g.extras.metadata_props);
+    Ok(p)
+}
+
+/// The `ModelProto` of `m`.
+pub(crate) fn model_proto(m: &Model) -> Result<ModelProto> {
+    let mut p = ModelProto::new();
+    p.ir_version = m.ir_version;
+    p.opset_import = m
+        .opset_imports
+        .iter()
+        .map(|o| {
+            let mut x = OperatorSetIdProto::new();
+            x.domain = o.domain.clone();
+            x.version = o.version;
+            x
+        })
+        .collect();
+    p.producer_name = m.producer_name.clone();
+    p.producer_version = m.producer_version.clone();
+    p.domain = m.domain.clone();
+    p.model_version = m.model_version;
+    p.doc_string = m.doc_string.clone();
+    p.metadata_props = entries(&m.metadata_props);
+    p.graph = MessageField::some(graph_proto(&m.graph)?);
+    p.functions = m
+        .extras
+        .functions
+        .iter()
+        .map(|b| protobuf::Message::parse_from_bytes(b).map_err(encode_err("function")))
+        .collect::<Result<_>>()?;
+    p.training_info = m
+        .extras
+        .training_info
+        .iter()
+        .map(|b| protobuf::Message::parse_from_bytes(b).map_err(encode_err("training_info")))
+        .collect::<Result<_>>()?;
+    Ok(p)
+}
+
+impl Model {
+    /// Encodes the model as ONNX protobuf bytes.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] when the encoding would exceed protobuf's 2 GiB limit;
+    /// [`Error::InvalidModel`] when a preserved opaque part (see `extras`) is corrupt.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let p = model_proto(self)?;
+        let size = p.compute_size();
+        if size >= 2 << 30 {
+            return Err(Error::LimitExceeded(format!(
+                "the encoded model would be {size} bytes, over protobuf's 2 GiB limit"
+            )));
+        }
+        p.write_to_bytes().map_err(encode_err("encoding the model"))
+    }
+
+    /// Writes the model to `path` atomically: the bytes go to a temporary file in the
+    /// same folder, which is flushed to disk and then renamed over `path`, so an
+    /// interrupted save never leaves a truncated file.
+    ///
+    /// # Errors
+    /// As [`Model::to_bytes`]; [`Error::Io`] when writing fails.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_bytes()?;
+        let io = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".edgeml-save-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        tmp.write_all(&bytes).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! The nine "light" models of the onnx package (AlexNet, DenseNet-121, Inception v1/v2,
+//! ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512) must match onnxruntime within
+//! rtol 1e-3 / atol 1e-5 (`scripts/make_light_fixtures.py` made the references).
+//!
+//! Run all nine with `cargo test -p edgeml-onnx --release --test light_models`. Debug
+//! builds run only the cheapest two (SqueezeNet, ShuffleNet) to keep `cargo test` quick.
+//! A model whose operators are not all registered yet is reported and skipped.
+
+mod common;
+
+use edgeml_onnx::{Error, Model, Plan, PlanOptions, Tensor};
+use ndarray::{ArrayD, IxDyn};
+use std::path::{Path, PathBuf};
+
+const MODELS: [&str; 9] = [
+    "light_bvlc_alexnet",
+    "light_densenet121",
+    "light_inception_v1",
+    "light_inception_v2",
+    "light_resnet50",
+    "light_shufflenet",
+    "light_squeezenet",
+    "light_vgg19",
+    "light_zfnet512",
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// The deterministic input of `make_light_fixtures.py`, bit for bit.
+fn det_input(shape: &[usize]) -> ArrayD<f32> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n as i64)
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0f32 - 0.5f32)
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape")
+}
+
+/// Ok(true) = matched, Ok(false) = skipped (operator not registered).
+fn run_model(name: &str) -> Result<bool, String> {
+    let model =
+        Model::load(fixtures().join(format!("models/{name}.onnx"))).map_err(|e| e.to_string())?;
+    let plan = match Plan::new(&model, PlanOptions::default()) {
+        Ok(p) => p,
+        Err(Error::Unsupported(m)) => {
+            eprintln!("SKIPPED {name}: {m}");
+            return Ok(false);
+        }
+        Err(e) => return Err(format!("plan: {e}")),
+    };
+    let info = &plan.inputs()[0];
+    let shape: Vec<usize> = info
+        .shape
+        .as_ref()
+        .ok_or("input has no shape")?
+        .iter()
+        .map(|d| match d {
+            edgeml_onnx::Dim::Known(k) => *k,
+            _ => 1,
+        })
+        .collect();
+    let x = Tensor::F32(det_input(&shape));
+    let out = plan
+        .run(&[(info.name.as_str(), x)])
+        .map_err(|e| format!("run: {e}"))?;
+    let want = common::read_any(&fixtures().join(format!("light/{name}.out0.npy")));
+    common::compare(&out[0].1, &want, 1e-3, 1e-5)?;
+    Ok(true)
+}
+
+#[test]
+fn light_models_match_onnxruntime() {
+    let chosen: Vec<&str> = if cfg!(debug_assertions) {
+        vec!["light_squeezenet", "light_shufflenet"]
+    } else {
+        MODELS.to_vec()
+    };
+    let mut failed = Vec::new();
+    for name in chosen {
+        let t = std::time::Instant::now();
+        match run_model(name) {
+            Ok(true) => eprintln!("{name}: ok in {:.2?}", t.elapsed()),
+            Ok(false) => {}
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}

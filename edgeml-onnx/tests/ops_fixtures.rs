@@ -1,0 +1,78 @@
+//! Every operator case of `tests/fixtures/ops/` (made by `scripts/make_op_fixtures.py`
+//! with onnxruntime) must plan, run and match onnxruntime's outputs: f32 within
+//! rtol 1e-5 / atol 1e-6, integers and booleans exactly.
+//!
+//! Cases named `nn_*` use the compute-heavy operators; while an operator they need is
+//! not registered, the case is reported as skipped rather than failed.
+
+mod common;
+
+use edgeml_onnx::{Error, Model, Plan, PlanOptions, Tensor};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ops")
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
+    let plan = Plan::new(&model, PlanOptions::with_threads(1)).map_err(|e| match e {
+        Error::Unsupported(m) => format!("UNSUPPORTED {m}"),
+        e => format!("plan: {e}"),
+    })?;
+    let names: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
+    let inputs: Vec<(&str, Tensor)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.as_str(),
+                common::read_any(&dir.join(format!("in{i}.npy"))),
+            )
+        })
+        .collect();
+    let outs = plan.run(&inputs).map_err(|e| format!("run: {e}"))?;
+    for (i, (name, got)) in outs.iter().enumerate() {
+        let want = common::read_any(&dir.join(format!("out{i}.npy")));
+        common::compare(got, &want, 1e-5, 1e-6).map_err(|e| format!("output {name:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn all_operator_cases_match_onnxruntime() {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("fixtures/ops exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() > 100,
+        "expected the operator fixtures, found {}",
+        dirs.len()
+    );
+    let (mut passed, mut skipped, mut failed) = (0, Vec::new(), Vec::new());
+    for d in &dirs {
+        let name = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        match run_case(d) {
+            Ok(()) => passed += 1,
+            Err(e) if name.starts_with("nn_") && e.starts_with("UNSUPPORTED") => skipped.push(name),
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    eprintln!(
+        "{passed} cases passed, {} skipped (operators not registered yet): {skipped:?}",
+        skipped.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}

@@ -1,0 +1,267 @@
+//! Planner and run-time behaviour on graphs built in code: folding, liveness, input
+//! validation, unknown operators, control flow, threads.
+
+use edgeml_core::{DType, ErrorKind};
+use edgeml_onnx::{
+    Attribute, Dim, Graph, Model, Node, OpsetImport, Plan, PlanOptions, Tensor, ValueInfo,
+};
+use ndarray::{ArrayD, IxDyn, array};
+
+fn vi(name: &str, dtype: DType, shape: Option<Vec<Dim>>) -> ValueInfo {
+    ValueInfo {
+        name: name.into(),
+        dtype: Some(dtype),
+        shape,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+    Node {
+        op_type: op.into(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn model(graph: Graph, opset: i64) -> Model {
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph,
+        ..Default::default()
+    }
+}
+
+fn f32t(v: ArrayD<f32>) -> Tensor {
+    Tensor::F32(v)
+}
+
+/// y = relu(x + b) with b an initializer, x of shape [batch, 3].
+fn add_relu() -> Model {
+    let g = Graph {
+        nodes: vec![
+            node("Add", &["x", "b"], &["s"]),
+            node("Relu", &["s"], &["y"]),
+        ],
+        inputs: vec![vi(
+            "x",
+            DType::F32,
+            Some(vec![Dim::Symbolic("batch".into()), Dim::Known(3)]),
+        )],
+        outputs: vec![vi("y", DType::F32, None)],
+        initializers: vec![("b".into(), f32t(array![1.0f32, -1.0, 0.5].into_dyn()))],
+        ..Default::default()
+    };
+    model(g, 17)
+}
+
+#[test]
+fn runs_a_small_graph_and_binds_symbolic_dims() {
+    let plan = Plan::new(&add_relu(), PlanOptions::with_threads(1)).unwrap();
+    for batch in [1usize, 4] {
+        let x = ArrayD::from_elem(IxDyn(&[batch, 3]), 0.25f32);
+        let out = plan.run(&[("x", f32t(x))]).unwrap();
+        assert_eq!(out[0].0, "y");
+        let y = out[0].1.as_f32().unwrap();
+        assert_eq!(y.shape(), &[batch, 3]);
+        assert_eq!(
+            y.iter().take(3).copied().collect::<Vec<_>>(),
+            vec![1.25, 0.0, 0.75]
+        );
+    }
+}
+
+#[test]
+fn input_validation_errors_are_typed() {
+    let plan = Plan::new(&add_relu(), PlanOptions::with_threads(1)).unwrap();
+    let good = f32t(ArrayD::zeros(IxDyn(&[2, 3])));
+    let e = plan.run(&[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("missing input \"x\""), "{e}");
+    let e = plan
+        .run(&[("x", good.clone()), ("z", good.clone())])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("\"z\""), "{e}");
+    let e = plan
+        .run(&[("x", Tensor::I64(ArrayD::zeros(IxDyn(&[2, 3]))))])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = plan
+        .run(&[("x", f32t(ArrayD::zeros(IxDyn(&[2, 4]))))])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+    let e = plan
+        .run(&[("x", f32t(ArrayD::zeros(IxDyn(&[3]))))])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+}
+
+#[test]
+fn symbolic_dims_must_agree_across_inputs() {
+    let d = || Some(vec![Dim::Symbolic("n".into())]);
+    let g = Graph {
+        nodes: vec![node("Add", &["a", "b"], &["y"])],
+        inputs: vec![vi("a", DType::F32, d()), vi("b", DType::F32, d())],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let t = |n| f32t(ArrayD::zeros(IxDyn(&[n])));
+    assert!(plan.run(&[("a", t(3)), ("b", t(3))]).is_ok());
+    let e = plan.run(&[("a", t(3)), ("b", t(1))]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+}
+
+#[test]
+fn unknown_operator_fails_at_plan_time_naming_it() {
+    let mut n = node("FancyOp", &["x"], &["y"]);
+    n.domain = "com.example".into();
+    let g = Graph {
+        nodes: vec![n],
+        inputs: vec![vi("x", DType::F32, None)],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let mut m = model(g, 17);
+    m.opset_imports.push(OpsetImport {
+        domain: "com.example".into(),
+        version: 3,
+    });
+    let e = Plan::new(&m, PlanOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let s = e.to_string();
+    assert!(
+        s.contains("FancyOp") && s.contains("com.example") && s.contains('3'),
+        "{s}"
+    );
+}
+
+#[test]
+fn undefined_values_and_cycles_are_invalid_models() {
+    let g = Graph {
+        nodes: vec![node("Relu", &["nope"], &["y"])],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let e = Plan::new(&model(g, 17), PlanOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidModel);
+    let g = Graph {
+        nodes: vec![node("Relu", &["b"], &["a"]), node("Relu", &["a"], &["b"])],
+        outputs: vec![vi("b", DType::F32, None)],
+        ..Default::default()
+    };
+    let e = Plan::new(&model(g, 17), PlanOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidModel);
+}
+
+#[test]
+fn constant_subgraphs_are_folded_and_out_of_order_nodes_sorted() {
+    // shape = Shape(c); r = Reshape(x, shape) where c is an initializer; nodes reversed.
+    let g = Graph {
+        nodes: vec![
+            node("Reshape", &["x", "shp"], &["y"]),
+            node("Shape", &["c"], &["shp"]),
+        ],
+        inputs: vec![vi("x", DType::F32, None)],
+        outputs: vec![vi("y", DType::F32, None)],
+        initializers: vec![("c".into(), f32t(ArrayD::zeros(IxDyn(&[2, 3]))))],
+        ..Default::default()
+    };
+    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    assert_eq!(plan.num_steps(), 1, "Shape of a constant must be folded");
+    let out = plan
+        .run(&[("x", f32t(ArrayD::zeros(IxDyn(&[6]))))])
+        .unwrap();
+    assert_eq!(out[0].1.shape(), &[2, 3]);
+}
+
+fn if_model(cond_const: Option<bool>) -> Model {
+    let branch = |op: &str, out: &str| Graph {
+        nodes: vec![node(op, &["x", "x"], &[out])],
+        outputs: vec![vi(out, DType::F32, None)],
+        ..Default::default()
+    };
+    let mut n = node("If", &["c"], &["y"]);
+    n.attributes = vec![
+        (
+            "then_branch".into(),
+            Attribute::Graph(Box::new(branch("Add", "t"))),
+        ),
+        (
+            "else_branch".into(),
+            Attribute::Graph(Box::new(branch("Mul", "e"))),
+        ),
+    ];
+    let mut inputs = vec![vi("x", DType::F32, None)];
+    let mut initializers = vec![];
+    match cond_const {
+        Some(c) => initializers.push((
+            "c".to_string(),
+            Tensor::Bool(ArrayD::from_elem(IxDyn(&[]), c)),
+        )),
+        None => inputs.push(vi("c", DType::Bool, Some(vec![]))),
+    }
+    model(
+        Graph {
+            nodes: vec![n],
+            inputs,
+            outputs: vec![vi("y", DType::F32, None)],
+            initializers,
+            ..Default::default()
+        },
+        13,
+    )
+}
+
+#[test]
+fn if_runs_the_branch_selected_at_run_time() {
+    let plan = Plan::new(&if_model(None), PlanOptions::with_threads(1)).unwrap();
+    let x = f32t(array![3.0f32].into_dyn());
+    let b = |v| Tensor::Bool(ArrayD::from_elem(IxDyn(&[]), v));
+    let t = plan.run(&[("x", x.clone()), ("c", b(true))]).unwrap();
+    let e = plan.run(&[("x", x), ("c", b(false))]).unwrap();
+    assert_eq!(t[0].1.as_f32().unwrap()[[0]], 6.0);
+    assert_eq!(e[0].1.as_f32().unwrap()[[0]], 9.0);
+}
+
+#[test]
+fn if_with_a_constant_condition_is_inlined() {
+    let plan = Plan::new(&if_model(Some(false)), PlanOptions::with_threads(1)).unwrap();
+    assert_eq!(plan.num_steps(), 1);
+    let out = plan.run(&[("x", f32t(array![3.0f32].into_dyn()))]).unwrap();
+    assert_eq!(out[0].1.as_f32().unwrap()[[0]], 9.0);
+}
+
+#[test]
+fn plans_are_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Plan>();
+    let plan = Plan::new(&add_relu(), PlanOptions::with_threads(2)).unwrap();
+    assert_eq!(plan.threads(), 2);
+    std::thread::scope(|s| {
+        for k in 0..4 {
+            let plan = &plan;
+            s.spawn(move || {
+                let x = ArrayD::from_elem(IxDyn(&[k + 1, 3]), 1.0f32);
+                let out = plan.run(&[("x", f32t(x))]).unwrap();
+                assert_eq!(out[0].1.shape(), &[k + 1, 3]);
+            });
+        }
+    });
+}
+
+#[test]
+fn observer_sees_every_computed_value() {
+    let plan = Plan::new(&add_relu(), PlanOptions::with_threads(1)).unwrap();
+    let mut seen = Vec::new();
+    let x = f32t(ArrayD::zeros(IxDyn(&[1, 3])));
+    plan.run_observed(&[("x", &x)], &mut |n, _| seen.push(n.to_owned()))
+        .unwrap();
+    assert_eq!(seen, vec!["s", "y"]);
+}
