@@ -196,3 +196,24 @@ fn mann_whitney_auto_stays_bounded_on_huge_unbalanced_samples() {
     assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
     assert!(mann_whitney_u(&small, &big, Method::Exact).is_err());
 }
+
+#[test]
+fn numeric_psi_uses_evidently_zero_replacement() {
+    use edgeml_drift::binning::{BinRule, Binning, bin_edges, histogram};
+    use edgeml_drift::divergence::{Smoothing, psi};
+    let (r, c) = (lin(400, 0.0), lin(300, 0.5));
+    let cfg = ReportConfig {
+        test: TestKind::Psi,
+        ..Default::default()
+    };
+    let f = feature_drift("x", &num(r.clone()), &num(c.clone()), &cfg).expect("ok");
+    let e = bin_edges(&r, &c, Binning::EqualWidth(BinRule::Sturges)).expect("edges");
+    let want = psi(
+        &histogram(&r, &e),
+        &histogram(&c, &e),
+        Smoothing::Epsilon(1e-4),
+    )
+    .expect("psi");
+    assert_eq!(f.statistic, Some(want));
+    assert!(f.drifted);
+}
