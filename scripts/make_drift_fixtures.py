@@ -393,6 +393,66 @@ def ad_cases():
     return out
 
 
+EVIDENTLY_CODE = r"""
+import json, sys
+import pandas as pd
+from evidently import Report, Dataset, DataDefinition
+from evidently.presets import DataDriftPreset
+spec = json.load(sys.stdin)
+out = []
+for case in spec:
+    ref = pd.DataFrame(case["ref"]); cur = pd.DataFrame(case["cur"])
+    dd = DataDefinition(numerical_columns=case["num"], categorical_columns=case["cat"])
+    snap = Report([DataDriftPreset()]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=dd),
+        reference_data=Dataset.from_pandas(ref, data_definition=dd))
+    res = {}
+    for m in snap.dict()["metrics"]:
+        name = m["metric_name"]
+        if name.startswith("ValueDrift("):
+            inner = dict(kv.split("=", 1) for kv in name[len("ValueDrift("):-1].split(","))
+            res[inner["column"]] = {"method": inner["method"], "threshold": float(inner["threshold"]),
+                                    "value": m["value"]}
+    out.append(res)
+print(json.dumps(out))
+"""
+
+
+def evidently_cases():
+    """Evidently DataDriftPreset scores on SplitMix64 data (needs EVIDENTLY_PYTHON or
+    /tmp/evvenv/bin/python with evidently; returns None when unavailable)."""
+    import subprocess
+    py = os.environ.get("EVIDENTLY_PYTHON") or "/tmp/evvenv/bin/python"
+    if not os.path.exists(py):
+        return None
+    cases = []
+    for tag, nr, nc in [("small", 500, 400), ("large", 3000, 2500)]:
+        cols = {
+            "num": (lambda s, n, loc: gen(s, n, loc, 1.0)),
+            "num_shift": (lambda s, n, loc: gen(s, n, loc + 0.3, 1.0)),
+            "few4": (lambda s, n, loc: gen(s, n, 0.0, 1.0, "int", 4)),
+            "bin2": (lambda s, n, loc: gen(s, n, 0.0, 1.0, "int", 2)),
+        }
+        ref, cur = {}, {}
+        for j, (name, fn) in enumerate(cols.items()):
+            ref[name] = fn(1000 + j, nr, 0.0)
+            cur[name] = fn(2000 + j, nc, 0.0)
+        for j, (name, k) in enumerate([("cat5", 5), ("cat2", 2)]):
+            labels = "abcde"
+            ref[name] = [labels[int(v)] for v in gen(3000 + j, nr, 0.0, 1.0, "int", k)]
+            cur[name] = [labels[int(v)] for v in gen(4000 + j, nc, 0.0, 1.0, "int", k)]
+        cases.append({"tag": tag, "ref": ref, "cur": cur,
+                      "num": ["num", "num_shift", "few4", "bin2"], "cat": ["cat5", "cat2"]})
+    out = subprocess.run([py, "-c", EVIDENTLY_CODE], input=json.dumps(cases), capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        print("evidently failed:", out.stderr[-500:], file=sys.stderr)
+        return None
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return [{"tag": c["tag"], "n_ref": len(c["ref"]["num"]), "n_cur": len(c["cur"]["num"]),
+             "columns": r} for c, r in zip(cases, res)]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     data = {
@@ -404,6 +464,10 @@ def main():
     }
     with open(os.path.join(OUT, "stats.json"), "w") as fh:
         json.dump(data, fh, indent=0)
+    ev = evidently_cases()
+    if ev is not None:
+        with open(os.path.join(OUT, "evidently.json"), "w") as fh:
+            json.dump(ev, fh, indent=1)
     if "--no-detectors" not in sys.argv:
         with open(os.path.join(OUT, "detectors.json"), "w") as fh:
             json.dump(detector_cases(), fh, indent=0)
