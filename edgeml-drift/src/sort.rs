@@ -34,9 +34,12 @@ pub(crate) fn sorted_pair(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
         return (sorted(a), sorted(b));
     }
     std::thread::scope(|s| {
-        let hb = s.spawn(|| sorted(b));
+        // where threads are unavailable (spawn fails), sort on the caller's thread
+        let Ok(hb) = std::thread::Builder::new().spawn_scoped(s, || sorted(b)) else {
+            return (sorted(a), sorted(b));
+        };
         let sa = sorted(a);
-        // a panic cannot happen in `sorted`; fall back to sorting here if it did
+        // `sorted` cannot panic; fall back to sorting here if it somehow did
         let sb = hb.join().unwrap_or_else(|_| sorted(b));
         (sa, sb)
     })
