@@ -123,6 +123,8 @@ def main():
           identity_model(raw_tensor("W", TensorProto.FLOAT, [1 << 20, 1 << 20, 1 << 20], b"")))
     write("overflowing_dims.onnx", "LimitExceeded",
           identity_model(raw_tensor("W", TensorProto.FLOAT, [1 << 62, 1 << 62], b"")))
+    write("zero_sized_huge_extents.onnx", "LimitExceeded",
+          identity_model(raw_tensor("W", TensorProto.FLOAT, [0, 1 << 40, 1 << 40], b"")))
     write("negative_dim.onnx", "InvalidModel",
           identity_model(raw_tensor("W", TensorProto.FLOAT, [-4], b"\0" * 16)))
     write("dims_bytes_mismatch.onnx", "ShapeMismatch",
