@@ -32,10 +32,22 @@ fn check(name: &str) {
             .collect()
     };
     let labels: Vec<usize> = y.as_i64().unwrap().iter().map(|&v| v as usize).collect();
-    let ours = argmax(probs).iter().zip(&labels).filter(|(a, b)| a == b).count();
-    let theirs = argmax(&want).iter().zip(&labels).filter(|(a, b)| a == b).count();
+    let ours = argmax(probs)
+        .iter()
+        .zip(&labels)
+        .filter(|(a, b)| a == b)
+        .count();
+    let theirs = argmax(&want)
+        .iter()
+        .zip(&labels)
+        .filter(|(a, b)| a == b)
+        .count();
     assert_eq!(ours, theirs, "{name}: accuracy differs from onnxruntime");
-    assert!(ours * 10 >= labels.len() * 9, "{name}: accuracy {ours}/{}", labels.len());
+    assert!(
+        ours * 10 >= labels.len() * 9,
+        "{name}: accuracy {ours}/{}",
+        labels.len()
+    );
 }
 
 #[test]

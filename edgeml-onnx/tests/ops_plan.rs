@@ -265,3 +265,13 @@ fn observer_sees_every_computed_value() {
         .unwrap();
     assert_eq!(seen, vec!["s", "y"]);
 }
+
+#[test]
+fn from_model_moves_initializers_and_plans_the_same() {
+    let reg = edgeml_onnx::ops::default_registry();
+    let a = Plan::new(&add_relu(), PlanOptions::with_threads(1)).unwrap();
+    let b = Plan::from_model(add_relu(), PlanOptions::with_threads(1), &reg).unwrap();
+    assert_eq!(b.inputs().len(), 1);
+    let x = || f32t(ArrayD::from_elem(IxDyn(&[2, 3]), -0.75f32));
+    assert_eq!(a.run(&[("x", x())]).unwrap(), b.run(&[("x", x())]).unwrap());
+}

@@ -58,6 +58,11 @@ impl<'c> Builder<'c> {
             let s = self.new_slot(name, Some(Arc::new(t.clone())));
             scope.insert(name.clone(), s);
         }
+        self.plan_nodes(graph, scope)
+    }
+
+    /// Plans the graph's nodes in dependency order (initializers must be in `scope`).
+    pub(crate) fn plan_nodes(&mut self, graph: &Graph, scope: &mut Scope) -> Result<()> {
         for i in topo_order(graph)? {
             self.plan_node(&graph.nodes[i], scope)?;
         }
@@ -203,8 +208,14 @@ impl<'c> Builder<'c> {
     }
 }
 
-/// Plans the main graph; `inputs` are its runtime inputs.
-pub(crate) fn build_main(ctx: &Ctx<'_>, graph: &Graph, inputs: &[ValueInfo]) -> Result<Program> {
+/// Plans the main graph; `inputs` are its runtime inputs, `inits` its initializers
+/// (`graph.initializers` is ignored).
+pub(crate) fn build_main(
+    ctx: &Ctx<'_>,
+    graph: &Graph,
+    inputs: &[ValueInfo],
+    inits: Vec<(String, Arc<Tensor>)>,
+) -> Result<Program> {
     let mut b = Builder::new(ctx);
     let mut scope = Scope::new();
     for i in inputs {
@@ -212,7 +223,11 @@ pub(crate) fn build_main(ctx: &Ctx<'_>, graph: &Graph, inputs: &[ValueInfo]) -> 
         b.prog.inputs.push(s);
         scope.insert(i.name.clone(), s);
     }
-    b.plan_graph(graph, &mut scope)?;
+    for (name, t) in inits {
+        let s = b.new_slot(&name, Some(t));
+        scope.insert(name, s);
+    }
+    b.plan_nodes(graph, &mut scope)?;
     set_outputs(&mut b, graph, &scope)?;
     Ok(b.finish())
 }
