@@ -31,7 +31,12 @@ fn check(name: &str) {
             })
             .collect()
     };
-    let labels: Vec<usize> = y.as_i64().expect("i64 labels").iter().map(|&v| v as usize).collect();
+    let labels: Vec<usize> = y
+        .as_i64()
+        .expect("i64 labels")
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
     let ours = argmax(probs)
         .iter()
         .zip(&labels)
