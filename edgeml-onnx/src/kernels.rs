@@ -4,10 +4,11 @@
 //! strided views ([`MatRef`], so transposes are free) or pre-packed panels
 //! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
 //!
-//! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), NEON (8×8 with
+//! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
+//! used on CPUs that have it; compiled with Rust 1.89+ only, see `build.rs`), NEON (8×8 with
 //! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
 //! ([`best_isa`]): the best one the CPU has, unless the environment variable
-//! `EDGEML_KERNELS=scalar|avx2|neon` forces one (an unavailable or unknown value falls
+//! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
 //! back to the best available kernel with a `log` warning). Rows `M = 1` take a GEMV path
 //! that streams the packed `B` panels once.
 //!
@@ -25,6 +26,9 @@ mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+
+#[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+mod avx512;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -46,6 +50,8 @@ pub enum Isa {
     Avx2,
     /// aarch64 Advanced SIMD.
     Neon,
+    /// x86-64 AVX-512F (preferred over AVX2 when present).
+    Avx512,
 }
 
 impl Isa {
@@ -55,6 +61,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
+            Isa::Avx512 => "avx512",
         }
     }
 
@@ -64,6 +71,8 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -76,6 +85,7 @@ impl Isa {
             "scalar" => Some(Isa::Scalar),
             "avx2" => Some(Isa::Avx2),
             "neon" => Some(Isa::Neon),
+            "avx512" => Some(Isa::Avx512),
             _ => None,
         }
     }
@@ -83,7 +93,7 @@ impl Isa {
 
 /// Every ISA this CPU can run, best last (always starts with [`Isa::Scalar`]).
 pub fn available_isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2, Isa::Neon]
+    [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
         .into_iter()
         .filter(|i| i.is_available())
         .collect()
@@ -107,7 +117,7 @@ pub fn best_isa() -> Isa {
                 }
                 None => {
                     log::warn!(
-                        "EDGEML_KERNELS={v}: unknown (expected scalar|avx2|neon), using {}",
+                        "EDGEML_KERNELS={v}: unknown (expected scalar|avx2|avx512|neon), using {}",
                         best.name()
                     );
                     best
@@ -121,8 +131,8 @@ pub fn best_isa() -> Isa {
 /// A micro-kernel: `C[0..MR, 0..NR] = alpha·Σ_k a[k]⊗b[k] + beta·C` over a full tile;
 /// `beta == 0` must not read `C`.
 type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
-/// A GEMV kernel: `acc[0..NR] += Σ_k a[k]·b[k·NR..]` over one packed panel.
-type GemvKernel = unsafe fn(usize, *const f32, *const f32, *mut f32);
+/// A GEMV kernel: `acc[0..NR] += Σ_k a[k]·b[k·ldb..k·ldb + NR]`.
+type GemvKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32);
 
 /// The register tile, blocking sizes and kernels of one ISA.
 struct KernelSet {
@@ -139,6 +149,8 @@ fn kernel_set(isa: Isa) -> &'static KernelSet {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => &avx2::KERNELS,
+        #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+        Isa::Avx512 if isa.is_available() => &avx512::KERNELS,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => &neon::KERNELS,
         _ => &scalar::KERNELS,
@@ -220,37 +232,87 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Packs `rows × depth` of `get(row, k)` into `[k-block][panel][kk][w]` panels of width
-/// `w`, zero-padded to whole panels.
-fn pack_panels(
+/// Packs `rows × depth` elements `data[p·ps + d·ds]` into `[k-block][panel][kk][w]`
+/// panels of width `w` (block `k0` starts at `k0·rows_pad`), zero-padded to whole panels.
+/// Every element of `out` (length `rows_pad·depth`) is written.
+#[allow(clippy::too_many_arguments)]
+fn pack_into(
+    data: &[f32],
+    ps: usize,
+    ds: usize,
     rows: usize,
     depth: usize,
     w: usize,
     kc: usize,
-    get: impl Fn(usize, usize) -> f32 + Sync,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let rows_pad = rows.div_ceil(w) * w;
-    let mut out = vec![0.0f32; rows_pad * depth];
     let mut off = 0;
     for k0 in (0..depth).step_by(kc.max(1)) {
         let kcur = kc.min(depth - k0);
         let block = &mut out[off..off + rows_pad * kcur];
-        block
-            .par_chunks_mut(w * kcur)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                let r0 = p * w;
-                let rn = w.min(rows - r0);
+        let work = |(p, panel): (usize, &mut [f32])| {
+            let r0 = p * w;
+            let rn = w.min(rows - r0);
+            if rn < w {
+                panel.fill(0.0);
+            }
+            if ps == 1 {
                 for kk in 0..kcur {
-                    let dst = &mut panel[kk * w..kk * w + rn];
-                    for (r, d) in dst.iter_mut().enumerate() {
-                        *d = get(r0 + r, k0 + kk);
+                    let src = &data[(k0 + kk) * ds + r0..][..rn];
+                    panel[kk * w..kk * w + rn].copy_from_slice(src);
+                }
+            } else if ds == 1 {
+                for r in 0..rn {
+                    let src = &data[(r0 + r) * ps + k0..][..kcur];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * w + r] = v;
                     }
                 }
-            });
+            } else {
+                for kk in 0..kcur {
+                    for r in 0..rn {
+                        panel[kk * w + r] = data[(r0 + r) * ps + (k0 + kk) * ds];
+                    }
+                }
+            }
+        };
+        if rows_pad * kcur >= 1 << 16 {
+            block.par_chunks_mut(w * kcur).enumerate().for_each(work);
+        } else {
+            block.chunks_mut(w * kcur).enumerate().for_each(work);
+        }
         off += rows_pad * kcur;
     }
-    out
+}
+
+fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
+    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out);
+}
+
+fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
+    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out);
+}
+
+thread_local! {
+    /// Reusable packing buffers (A, B) so hot loops do not page-fault fresh memory.
+    static SCRATCH: std::cell::Cell<[Vec<f32>; 2]> = const { std::cell::Cell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Takes this thread's scratch buffers (re-entrant: a nested call finds them empty).
+fn take_scratch() -> [Vec<f32>; 2] {
+    SCRATCH.with(|s| s.take())
+}
+
+fn put_scratch(bufs: [Vec<f32>; 2]) {
+    SCRATCH.with(|s| s.set(bufs));
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// The left operand `A` (`m × k`) packed into the register-tile panels of one ISA.
@@ -266,7 +328,8 @@ impl PackedA {
     /// Packs `a` for `isa`.
     pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
         let ks = kernel_set(isa);
-        let data = pack_panels(a.rows, a.cols, ks.mr, ks.kc, |i, k| a.at(i, k));
+        let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
+        pack_a_into(&a, ks, &mut data);
         Self {
             isa,
             m: a.rows,
@@ -299,7 +362,8 @@ impl PackedB {
     /// Packs `b` for `isa`.
     pub fn pack(isa: Isa, b: MatRef<'_>) -> Self {
         let ks = kernel_set(isa);
-        let data = pack_panels(b.cols, b.rows, ks.nr, ks.kc, |j, k| b.at(k, j));
+        let mut data = vec![0.0f32; b.cols.div_ceil(ks.nr) * ks.nr * b.rows];
+        pack_b_into(&b, ks, &mut data);
         Self {
             isa,
             k: b.rows,
@@ -423,14 +487,8 @@ pub fn sgemm(
         return Ok(());
     }
     let ks = kernel_set(isa);
-    let packed_b_owned;
-    let pb: &[f32] = match b {
-        Rhs::Packed(p) => &p.data,
-        Rhs::View(v) => {
-            packed_b_owned = pack_panels(n, k, ks.nr, ks.kc, |j, kk| v.at(kk, j));
-            &packed_b_owned
-        }
-    };
+    let mut scratch = take_scratch();
+    let [sa, sb] = &mut scratch;
     if m == 1 {
         let row_owned;
         let row: &[f32] = match a {
@@ -445,18 +503,54 @@ pub fn sgemm(
                 &row_owned
             }
         };
-        gemv(ks, n, k, alpha, row, pb, beta, &mut c[..n]);
+        match b {
+            Rhs::Packed(p) => gemv(
+                ks,
+                n,
+                k,
+                alpha,
+                row,
+                GemvB::Packed(&p.data),
+                beta,
+                &mut c[..n],
+            ),
+            Rhs::View(v) if v.cs == 1 => gemv(
+                ks,
+                n,
+                k,
+                alpha,
+                row,
+                GemvB::Rows(v.data, v.rs),
+                beta,
+                &mut c[..n],
+            ),
+            Rhs::View(v) => {
+                let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
+                pack_b_into(&v, ks, pb);
+                gemv(ks, n, k, alpha, row, GemvB::Packed(pb), beta, &mut c[..n]);
+            }
+        }
+        put_scratch(scratch);
         return Ok(());
     }
-    let packed_a_owned;
+    let pb: &[f32] = match b {
+        Rhs::Packed(p) => &p.data,
+        Rhs::View(v) => {
+            let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
+            pack_b_into(&v, ks, pb);
+            pb
+        }
+    };
     let pa: &[f32] = match a {
         Lhs::Packed(p) => &p.data,
         Lhs::View(v) => {
-            packed_a_owned = pack_panels(m, k, ks.mr, ks.kc, |i, kk| v.at(i, kk));
-            &packed_a_owned
+            let pa = grow(sa, m.div_ceil(ks.mr) * ks.mr * k);
+            pack_a_into(&v, ks, pa);
+            pa
         }
     };
     gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc);
+    put_scratch(scratch);
     Ok(())
 }
 
@@ -487,6 +581,15 @@ fn threads() -> usize {
     rayon::current_num_threads().max(1)
 }
 
+/// The `B` operand of the GEMV path.
+#[derive(Clone, Copy)]
+enum GemvB<'a> {
+    /// Packed panels.
+    Packed(&'a [f32]),
+    /// Row-major with unit column stride and this row stride.
+    Rows(&'a [f32], usize),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gemv(
     ks: &KernelSet,
@@ -494,7 +597,7 @@ fn gemv(
     k: usize,
     alpha: f32,
     a: &[f32],
-    pb: &[f32],
+    b: GemvB<'_>,
     beta: f32,
     c: &mut [f32],
 ) {
@@ -512,16 +615,40 @@ fn gemv(
             let mut acc = vec![0.0f32; nr];
             for (pi, cpanel) in cchunk.chunks_mut(nr).enumerate() {
                 let panel = t * per_task + pi;
+                let j0 = panel * nr;
                 acc.fill(0.0);
-                for k0 in (0..k).step_by(ks.kc) {
-                    let kcur = ks.kc.min(k - k0);
-                    let off = k0 * n_pad + panel * nr * kcur;
-                    let bp = &pb[off..off + nr * kcur];
-                    let ap = &a[k0..k0 + kcur];
-                    // SAFETY: `ap` holds `kcur` floats, `bp` holds `kcur·nr` floats and `acc`
-                    // holds `nr`, which is what the kernel reads/writes; the kernel set was
-                    // selected for an ISA this CPU supports (`kernel_set` checks).
-                    unsafe { (ks.gemv)(kcur, ap.as_ptr(), bp.as_ptr(), acc.as_mut_ptr()) };
+                match b {
+                    GemvB::Packed(pb) => {
+                        for k0 in (0..k).step_by(ks.kc) {
+                            let kcur = ks.kc.min(k - k0);
+                            let off = k0 * n_pad + panel * nr * kcur;
+                            let bp = &pb[off..off + nr * kcur];
+                            let ap = &a[k0..k0 + kcur];
+                            // SAFETY: `ap` holds `kcur` floats, `bp` holds `kcur` rows of `nr`
+                            // floats at stride `nr`, and `acc` holds `nr`, which is what the
+                            // kernel reads/writes; the kernel set matches the CPU (`kernel_set`).
+                            unsafe {
+                                (ks.gemv)(kcur, ap.as_ptr(), bp.as_ptr(), nr, acc.as_mut_ptr())
+                            };
+                        }
+                    }
+                    GemvB::Rows(data, rs) if cpanel.len() == nr => {
+                        // Rows kk of columns j0..j0+nr: data[kk·rs + j0 ..][..nr].
+                        let need = (k - 1) * rs + j0 + nr;
+                        let bp = &data[j0..need];
+                        // SAFETY: `bp` starts at column j0 and extends to the last element
+                        // the kernel reads ((k-1)·rs + nr - 1 past its start); `a` holds k
+                        // floats and `acc` holds nr; the kernel set matches the CPU.
+                        unsafe { (ks.gemv)(k, a.as_ptr(), bp.as_ptr(), rs, acc.as_mut_ptr()) };
+                    }
+                    GemvB::Rows(data, rs) => {
+                        for (kk, &av) in a.iter().enumerate() {
+                            let row = &data[kk * rs + j0..][..cpanel.len()];
+                            for (s, &bv) in acc.iter_mut().zip(row) {
+                                *s += av * bv;
+                            }
+                        }
+                    }
                 }
                 for (o, &s) in cpanel.iter_mut().zip(&acc) {
                     *o = if beta == 0.0 {
@@ -575,7 +702,7 @@ fn gemm_tiles(
         let (i0, j0) = (ti * mc, tj * nc);
         let i1 = (i0 + mc).min(m);
         let j1 = (j0 + nc).min(n);
-        let mut tmp = [0.0f32; 16 * 16];
+        let mut tmp = [0.0f32; 16 * 32];
         for k0 in (0..k).step_by(ks.kc) {
             let kcur = ks.kc.min(k - k0);
             let beta_k = if k0 == 0 { beta } else { 1.0 };
@@ -604,7 +731,7 @@ fn gemm_tiles(
                             )
                         };
                     } else {
-                        // SAFETY: `tmp` has room for an mr×nr tile (mr, nr ≤ 16) with row
+                        // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
                         // stride nr; operands as above.
                         unsafe {
                             (ks.ukernel)(

@@ -11,6 +11,7 @@ mod load;
 pub mod op;
 pub mod ops;
 pub mod plan;
+mod proto_scan;
 mod save;
 mod topo;
 

@@ -57,10 +57,9 @@ impl<'a> Ctx<'a> {
 
 /// Parses the protobuf with a recursion limit derived from the graph-depth limit.
 ///
-/// rust-protobuf refuses a length prefix that runs past the end of the buffer before
-/// allocating, so the only allocation not bounded by the input size is its
-/// pre-reservation of packed repeated fields (at most 10 M elements, i.e. 80 MB,
-/// freed when the field turns out truncated).
+/// With the stream bounded by the data, rust-protobuf refuses a length prefix that runs
+/// past the end before allocating; the one allocation it makes from a declared length
+/// before checking it (packed repeated fields) is guarded by [`crate::proto_scan`].
 pub(crate) fn parse_proto(bytes: &[u8], limits: &Limits) -> Result<ModelProto> {
     if bytes.len() as u64 > limits.model_bytes() {
         return Err(Error::LimitExceeded(format!(
@@ -69,10 +68,18 @@ pub(crate) fn parse_proto(bytes: &[u8], limits: &Limits) -> Result<ModelProto> {
             limits.model_bytes()
         )));
     }
-    let mut is = CodedInputStream::from_bytes(bytes);
     // Each level of subgraph costs three message levels (Graph → Node → Attribute),
     // plus headroom for TypeProto nesting.
-    is.set_recursion_limit((3 * limits.graph_depth() + 24) as u32);
+    let recursion = (3 * limits.graph_depth() + 24) as u32;
+    crate::proto_scan::scan(bytes, recursion)?;
+    let mut is = CodedInputStream::from_bytes(bytes);
+    is.set_recursion_limit(recursion);
+    // rust-protobuf reading a slice has no overall limit, so a nested message whose
+    // length prefix runs past the end of the data would silently end at EOF (a
+    // truncated file would parse). Bounding the stream by the data makes every
+    // over-long prefix a `LimitIncrease` error.
+    is.push_limit(bytes.len() as u64)
+        .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))?;
     let m = ModelProto::parse_from(&mut is)
         .and_then(|m| is.check_eof().map(|()| m))
         .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))?;

@@ -1,4 +1,5 @@
-//! Quickstart: load the bundled digits CNN, plan it once, classify the held-out split and
+//! Quickstart: load the bundled digits CNN, print what `edgeml inspect` prints, round-trip
+//! it through an atomic save/load, then plan it once, classify the held-out split and
 //! report accuracy and latency.
 //!
 //! ```text
@@ -8,7 +9,7 @@
 //! The model and data come from `scripts/make_fixtures.py` (scikit-learn's digits set,
 //! 8×8 images, 10 classes; a small CNN trained with numpy and exported to ONNX).
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use edgeml::onnx::{Model, Plan, PlanOptions, Tensor};
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
@@ -28,13 +29,17 @@ fn argmax(row: ndarray::ArrayViewD<'_, f32>) -> usize {
 fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits");
     let model = Model::load(dir.join("cnn.onnx")).context("loading the digits CNN")?;
-    let ops: Vec<&str> = model
-        .graph
-        .nodes
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
-    println!("model: {} nodes {:?}", ops.len(), ops);
+    print!("{}", model.summary());
+
+    // Round trip through an atomic save in a fresh temporary folder.
+    let tmp = std::env::temp_dir().join(format!("edgeml-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let copy = tmp.join("cnn.onnx");
+    model.save(&copy)?;
+    let back = Model::load(&copy)?;
+    std::fs::remove_dir_all(&tmp)?;
+    ensure!(back == model, "the round-tripped model differs");
+    println!("round trip through save/load: identical");
 
     let t = Instant::now();
     let plan = Plan::new(&model, PlanOptions::with_threads(1))?;

@@ -69,23 +69,23 @@ unsafe fn ukernel(
     }
 }
 
-/// `acc[0..16] += Σ_k a[k]·b[k·16..k·16+16]`.
+/// `acc[0..16] += Σ_k a[k]·b[k·ldb..k·ldb+16]`.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA; `a` must point to `kc` floats, `b` to `kc·16` floats
-/// and `acc` to 16 writable floats.
+/// The CPU must support AVX2 and FMA; `a` must point to `kc` floats, `b` to `(kc-1)·ldb + 16`
+/// floats and `acc` to 16 writable floats.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, acc: *mut f32) {
+unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, ldb: usize, acc: *mut f32) {
     // Four independent accumulator pairs hide the FMA latency.
     let mut s = [_mm256_setzero_ps(); 8];
     let mut k = 0;
-    // SAFETY: all reads stay below a[kc] and b[kc·16] (k + 3 < kc in the unrolled loop,
+    // SAFETY: all reads stay below a[kc] and b[(kc-1)·ldb + 16] (k + 3 < kc in the unrolled loop,
     // k < kc in the tail); `acc` holds 16 floats.
     unsafe {
         while k + 4 <= kc {
             for u in 0..4 {
                 let av = _mm256_broadcast_ss(&*a.add(k + u));
-                let bp = b.add((k + u) * NR);
+                let bp = b.add((k + u) * ldb);
                 s[2 * u] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp), s[2 * u]);
                 s[2 * u + 1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(8)), s[2 * u + 1]);
             }
@@ -93,7 +93,7 @@ unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, acc: *mut f32) {
         }
         while k < kc {
             let av = _mm256_broadcast_ss(&*a.add(k));
-            let bp = b.add(k * NR);
+            let bp = b.add(k * ldb);
             s[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp), s[0]);
             s[1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(8)), s[1]);
             k += 1;

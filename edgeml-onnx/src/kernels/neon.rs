@@ -82,35 +82,38 @@ unsafe fn ukernel(
     }
 }
 
-/// `acc[0..8] += Σ_k a[k]·b[k·8..k·8+8]`.
+/// `acc[0..8] += Σ_k a[k]·b[k·ldb..k·ldb+8]`.
 ///
 /// # Safety
-/// The CPU must support NEON; `a` must point to `kc` floats, `b` to `kc·8` floats and
-/// `acc` to 8 writable floats.
+/// The CPU must support NEON; `a` must point to `kc` floats, `b` to `(kc-1)·ldb + 8`
+/// floats and `acc` to 8 writable floats.
 #[target_feature(enable = "neon")]
-unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, acc: *mut f32) {
+unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, ldb: usize, acc: *mut f32) {
     let z = vdupq_n_f32(0.0);
     let mut s = [z; 8];
     let mut k = 0;
-    // SAFETY: reads stay below a[kc] and b[kc·8] (k + 3 < kc in the unrolled loop, k < kc
+    // SAFETY: reads stay below a[kc] and b[(kc-1)·ldb + 8] (k + 3 < kc in the unrolled loop, k < kc
     // in the tail); `acc` holds 8 floats.
     unsafe {
         while k + 4 <= kc {
             let av = vld1q_f32(a.add(k));
-            let bp = b.add(k * NR);
-            s[0] = vfmaq_laneq_f32::<0>(s[0], vld1q_f32(bp), av);
-            s[1] = vfmaq_laneq_f32::<0>(s[1], vld1q_f32(bp.add(4)), av);
-            s[2] = vfmaq_laneq_f32::<1>(s[2], vld1q_f32(bp.add(8)), av);
-            s[3] = vfmaq_laneq_f32::<1>(s[3], vld1q_f32(bp.add(12)), av);
-            s[4] = vfmaq_laneq_f32::<2>(s[4], vld1q_f32(bp.add(16)), av);
-            s[5] = vfmaq_laneq_f32::<2>(s[5], vld1q_f32(bp.add(20)), av);
-            s[6] = vfmaq_laneq_f32::<3>(s[6], vld1q_f32(bp.add(24)), av);
-            s[7] = vfmaq_laneq_f32::<3>(s[7], vld1q_f32(bp.add(28)), av);
+            let b0 = b.add(k * ldb);
+            let b1 = b.add((k + 1) * ldb);
+            let b2 = b.add((k + 2) * ldb);
+            let b3 = b.add((k + 3) * ldb);
+            s[0] = vfmaq_laneq_f32::<0>(s[0], vld1q_f32(b0), av);
+            s[1] = vfmaq_laneq_f32::<0>(s[1], vld1q_f32(b0.add(4)), av);
+            s[2] = vfmaq_laneq_f32::<1>(s[2], vld1q_f32(b1), av);
+            s[3] = vfmaq_laneq_f32::<1>(s[3], vld1q_f32(b1.add(4)), av);
+            s[4] = vfmaq_laneq_f32::<2>(s[4], vld1q_f32(b2), av);
+            s[5] = vfmaq_laneq_f32::<2>(s[5], vld1q_f32(b2.add(4)), av);
+            s[6] = vfmaq_laneq_f32::<3>(s[6], vld1q_f32(b3), av);
+            s[7] = vfmaq_laneq_f32::<3>(s[7], vld1q_f32(b3.add(4)), av);
             k += 4;
         }
         while k < kc {
             let av = vdupq_n_f32(*a.add(k));
-            let bp = b.add(k * NR);
+            let bp = b.add(k * ldb);
             s[0] = vfmaq_f32(s[0], av, vld1q_f32(bp));
             s[1] = vfmaq_f32(s[1], av, vld1q_f32(bp.add(4)));
             k += 1;

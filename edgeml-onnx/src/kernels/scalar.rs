@@ -58,21 +58,26 @@ unsafe fn ukernel(
     }
 }
 
-/// `acc[0..8] += Σ_k a[k]·b[k·8..k·8+8]`.
+/// `acc[0..8] += Σ_k a[k]·b[k·ldb..k·ldb+8]`.
 ///
 /// # Safety
-/// `a` must point to `kc` floats, `b` to `kc·8` floats and `acc` to 8 writable floats.
-unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, acc: *mut f32) {
+/// `a` must point to `kc` floats, `b` to `(kc-1)·ldb + 8` floats (when `kc > 0`) and
+/// `acc` to 8 writable floats.
+unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, ldb: usize, acc: *mut f32) {
+    if kc == 0 {
+        return;
+    }
     // SAFETY: the caller guarantees the three extents.
     let (a, b, acc) = unsafe {
         (
             std::slice::from_raw_parts(a, kc),
-            std::slice::from_raw_parts(b, kc * NR),
+            std::slice::from_raw_parts(b, (kc - 1) * ldb + NR),
             std::slice::from_raw_parts_mut(acc, NR),
         )
     };
     let mut s = [0.0f32; NR];
-    for (&av, bk) in a.iter().zip(b.chunks_exact(NR)) {
+    for (kk, &av) in a.iter().enumerate() {
+        let bk = &b[kk * ldb..kk * ldb + NR];
         for (x, &bv) in s.iter_mut().zip(bk) {
             *x += av * bv;
         }

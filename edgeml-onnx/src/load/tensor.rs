@@ -232,7 +232,9 @@ pub(crate) fn decode_sparse(
         indices,
         values,
     };
-    s.linear_indices()
-        .map_err(|e| Error::InvalidModel(format!("{what}: {e}")))?;
+    s.linear_indices().map_err(|e| match e {
+        Error::InvalidModel(m) => Error::InvalidModel(format!("{what}: {m}")),
+        other => other,
+    })?;
     Ok(s)
 }

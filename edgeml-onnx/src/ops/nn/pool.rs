@@ -98,43 +98,57 @@ impl Operator for Pool {
         if total > 0 && in_len > 0 {
             let kind = self.kind;
             let col_major = self.col_major;
+            // Per axis and output index: valid kernel taps [lo, hi) and taps inside the
+            // padded extent, so the inner loops need no bounds checks.
+            let ranges: Vec<Vec<(usize, usize, usize)>> = (0..3)
+                .map(|a| {
+                    (0..o3[a])
+                        .map(|o| {
+                            let start = (o * s3[a]) as isize - pb3[a] as isize;
+                            let d = d3[a] as isize;
+                            let lo = if start >= 0 {
+                                0
+                            } else {
+                                ((-start) + d - 1) / d
+                            };
+                            let hi = (i3[a] as isize - start + d - 1).div_euclid(d).max(0);
+                            let padded = ((i3[a] + pe3[a]) as isize - start + d - 1)
+                                .div_euclid(d)
+                                .max(0);
+                            let k = k3[a] as isize;
+                            (
+                                lo.min(k) as usize,
+                                hi.min(k).max(lo.min(k)) as usize,
+                                padded.min(k) as usize,
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
             let work = |p: usize, o: &mut [f32], ix: &mut [i64]| {
                 let xp = &xs[p * in_len..][..in_len];
                 let mut pos = 0;
-                for od in 0..o3[0] {
-                    for oh in 0..o3[1] {
-                        for ow in 0..o3[2] {
-                            let start = [od, oh, ow].map(|v| v as isize);
-                            let start =
-                                [0, 1, 2].map(|a| start[a] * s3[a] as isize - pb3[a] as isize);
+                for (od, &(dlo, dhi, dpad)) in ranges[0].iter().enumerate() {
+                    let sd = (od * s3[0]) as isize - pb3[0] as isize;
+                    for (oh, &(hlo, hhi, hpad)) in ranges[1].iter().enumerate() {
+                        let sh = (oh * s3[1]) as isize - pb3[1] as isize;
+                        for (ow, &(wlo, whi, wpad)) in ranges[2].iter().enumerate() {
+                            let sw = (ow * s3[2]) as isize - pb3[2] as isize;
                             let mut best = f32::MIN;
                             let mut best_at = 0usize;
                             let mut sum = 0.0f32;
-                            let (mut valid, mut padded) = (0usize, 0usize);
-                            for kd in 0..k3[0] {
-                                let id = start[0] + (kd * d3[0]) as isize;
-                                for kh in 0..k3[1] {
-                                    let ih = start[1] + (kh * d3[1]) as isize;
-                                    for kw in 0..k3[2] {
-                                        let iw = start[2] + (kw * d3[2]) as isize;
-                                        let c = [id, ih, iw];
-                                        let in_pad = (0..3).all(|a| {
-                                            c[a] >= -(pb3[a] as isize)
-                                                && c[a] < (i3[a] + pe3[a]) as isize
-                                        });
-                                        if in_pad {
-                                            padded += 1;
-                                        }
-                                        if (0..3).all(|a| c[a] >= 0 && c[a] < i3[a] as isize) {
-                                            let at = ((id as usize) * i3[1] + ih as usize) * i3[2]
-                                                + iw as usize;
-                                            let v = xp[at];
-                                            valid += 1;
-                                            sum += v;
-                                            if v > best {
-                                                best = v;
-                                                best_at = at;
-                                            }
+                            for kd in dlo..dhi {
+                                let id = (sd + (kd * d3[0]) as isize) as usize;
+                                for kh in hlo..hhi {
+                                    let ih = (sh + (kh * d3[1]) as isize) as usize;
+                                    let base = (id * i3[1] + ih) * i3[2];
+                                    for kw in wlo..whi {
+                                        let at = base + (sw + (kw * d3[2]) as isize) as usize;
+                                        let v = xp[at];
+                                        sum += v;
+                                        if v > best {
+                                            best = v;
+                                            best_at = at;
                                         }
                                     }
                                 }
@@ -142,7 +156,11 @@ impl Operator for Pool {
                             o[pos] = match kind {
                                 Kind::Max => best,
                                 Kind::Average { count_include_pad } => {
-                                    let div = if count_include_pad { padded } else { valid };
+                                    let div = if count_include_pad {
+                                        dpad * hpad * wpad
+                                    } else {
+                                        (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+                                    };
                                     if div == 0 { 0.0 } else { sum / div as f32 }
                                 }
                             };

@@ -1,0 +1,111 @@
+//! AVX-512F micro-kernels (12×32 register tile: 24 accumulators, 2 B loads, 1 broadcast).
+//!
+//! Not part of the portable trio (scalar/AVX2/NEON): picked when the CPU has AVX-512F
+//! (server x86, recent AMD), because onnxruntime's MLAS uses it there too.
+#![allow(unsafe_code)]
+// The module is compiled only on Rust 1.89+ (build.rs sets `edgeml_avx512`), where
+// these intrinsics are stable; clippy checks against the older workspace MSRV.
+#![allow(clippy::incompatible_msrv)]
+
+use super::KernelSet;
+use std::arch::x86_64::*;
+
+const MR: usize = 12;
+const NR: usize = 32;
+
+pub(super) static KERNELS: KernelSet = KernelSet {
+    mr: MR,
+    nr: NR,
+    kc: 256,
+    mc: 144,
+    nc: 1024,
+    ukernel,
+    gemv,
+};
+
+/// `C[0..12, 0..32] = alpha·Σ_k a[k]⊗b[k] + beta·C`.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `a` must point to `kc·12` floats, `b` to `kc·32`
+/// floats, and `c` to a 12×32 tile with row stride `ldc` valid for writes (and reads
+/// when `beta != 0`).
+#[target_feature(enable = "avx512f")]
+unsafe fn ukernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: each iteration reads 32 floats of `b` and 12 of `a`, within the kc·NR
+        // and kc·MR extents the caller guarantees; unaligned loads are used.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let va = _mm512_set1_ps(alpha);
+    let vb = _mm512_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row r of the tile spans c[r·ldc .. r·ldc + 32], valid per the contract;
+        // C is read only when beta != 0.
+        unsafe {
+            let p = c.add(r * ldc);
+            let mut v0 = _mm512_mul_ps(va, row[0]);
+            let mut v1 = _mm512_mul_ps(va, row[1]);
+            if beta != 0.0 {
+                v0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p), v0);
+                v1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p.add(16)), v1);
+            }
+            _mm512_storeu_ps(p, v0);
+            _mm512_storeu_ps(p.add(16), v1);
+        }
+    }
+}
+
+/// `acc[0..32] += Σ_k a[k]·b[k·ldb..k·ldb+32]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `a` must point to `kc` floats, `b` to
+/// `(kc-1)·ldb + 32` floats and `acc` to 32 writable floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemv(kc: usize, a: *const f32, b: *const f32, ldb: usize, acc: *mut f32) {
+    let mut s = [_mm512_setzero_ps(); 8];
+    let mut k = 0;
+    // SAFETY: all reads stay below a[kc] and b[(kc-1)·ldb + 32] (k + 3 < kc in the
+    // unrolled loop, k < kc in the tail); `acc` holds 32 floats.
+    unsafe {
+        while k + 4 <= kc {
+            for u in 0..4 {
+                let av = _mm512_set1_ps(*a.add(k + u));
+                let bp = b.add((k + u) * ldb);
+                s[2 * u] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bp), s[2 * u]);
+                s[2 * u + 1] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bp.add(16)), s[2 * u + 1]);
+            }
+            k += 4;
+        }
+        while k < kc {
+            let av = _mm512_set1_ps(*a.add(k));
+            let bp = b.add(k * ldb);
+            s[0] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bp), s[0]);
+            s[1] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bp.add(16)), s[1]);
+            k += 1;
+        }
+        let lo = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
+        let hi = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
+        _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), lo));
+        _mm512_storeu_ps(acc.add(16), _mm512_add_ps(_mm512_loadu_ps(acc.add(16)), hi));
+    }
+}

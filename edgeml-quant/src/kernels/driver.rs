@@ -1,0 +1,495 @@
+//! The blocked tile loop shared by every ISA, its epilogue and the thread split.
+#![allow(unsafe_code)]
+
+use super::Isa;
+use core::ops::Range;
+
+/// Largest `MR·NR` of any micro-kernel (avx512vnni: 8×32).
+pub(crate) const MAX_TILE: usize = 256;
+
+/// Where results go: a typed pointer plus element strides.
+#[derive(Clone, Copy)]
+pub(crate) enum OutPtr {
+    I32(*mut i32),
+    U8(*mut u8),
+    I8(*mut i8),
+    F32(*mut f32),
+}
+
+/// What is done to each corrected i32 accumulator before it is stored.
+pub(crate) enum Post<'a> {
+    /// Store the i32 value.
+    I32,
+    /// `clamp(round_half_even((acc + bias)·mult), lo, hi) + zp`, then store as u8/i8.
+    Quant {
+        mult: &'a [f32],
+        bias: &'a [i32],
+        zp: i32,
+        lo: f32,
+        hi: f32,
+    },
+    /// `(acc + bias)·mult` as f32.
+    F32 { mult: &'a [f32], bias: &'a [i32] },
+}
+
+/// One GEMM problem with packed operands.
+pub(crate) struct Job<'a> {
+    /// Packed A (u8 / i8 / i16 elements, per the ISA's geometry).
+    pub(crate) a: *const u8,
+    /// Packed B.
+    pub(crate) b: *const u8,
+    /// K padded to the ISA's k-step.
+    pub(crate) kp: usize,
+    /// Row stride of packed A in elements (A is row-major, zero-padded to `kp`).
+    pub(crate) lda: usize,
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    /// Per row of A: `−rowsum(A')`.
+    pub(crate) rowterm: &'a [i32],
+    /// Per column: the constant correction.
+    pub(crate) colterm: &'a [i32],
+    /// Per column: `zB'` (empty when every zero point is 0).
+    pub(crate) zb: &'a [i32],
+    pub(crate) post: Post<'a>,
+    pub(crate) out: OutPtr,
+    /// Row and column strides of the output, in elements.
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
+}
+
+// SAFETY: a Job is only shared between the tasks of one `run` call, which write
+// disjoint output tiles and only read the packed operands.
+unsafe impl Sync for Job<'_> {}
+
+/// One ISA's micro-kernel.
+pub(crate) trait Tile {
+    const MR: usize;
+    const NR: usize;
+    /// k values per packed group (documentation of the layout).
+    #[allow(dead_code)]
+    const KS: usize;
+    /// Bytes per packed element.
+    const ESZ: usize;
+    /// Computes the raw `rows × NR` tile into `buf` (row stride `NR`). The reduction
+    /// runs over `segs` segments of `seg` k-values; row `r`'s A values of segment `t`
+    /// start at `ap[r·segs + t]` (a GEMM has one segment per row; an indirect
+    /// convolution one per kernel tap).
+    ///
+    /// # Safety
+    /// Each of those pointers must have `seg` readable elements, `b` must point at a
+    /// packed B panel of `segs·seg·NR` elements, and the CPU must support the kernel's
+    /// features.
+    unsafe fn tile(
+        rows: usize,
+        segs: usize,
+        seg: usize,
+        ap: *const *const u8,
+        b: *const u8,
+        buf: &mut [i32; MAX_TILE],
+    );
+}
+
+/// m-tiles per cache block: A block of about 96 rows stays in L2 while B panels stream.
+const MC_ROWS: usize = 96;
+
+/// The blocked loop over a range of m-tiles and n-panels.
+///
+/// # Safety
+/// As [`Tile::tile`] for every tile of the ranges; the output must be writable there.
+#[inline(always)]
+pub(crate) unsafe fn block_loop<T: Tile>(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
+    let mut buf = [0i32; MAX_TILE];
+    let mct = (MC_ROWS / T::MR).max(1);
+    let mut mb = mt.start;
+    while mb < mt.end {
+        let me = (mb + mct).min(mt.end);
+        for p in np.clone() {
+            let n0 = p * T::NR;
+            let cols = T::NR.min(job.n - n0);
+            // SAFETY: panel p lies inside packed B (caller's contract).
+            let b = unsafe { job.b.add(p * job.kp * T::NR * T::ESZ) };
+            for t in mb..me {
+                let m0 = t * T::MR;
+                let rows = T::MR.min(job.m - m0);
+                let mut ap = [core::ptr::null::<u8>(); 8];
+                for (r, p) in ap.iter_mut().enumerate().take(rows) {
+                    // SAFETY: row m0 + r lies inside packed A.
+                    *p = unsafe { job.a.add((m0 + r) * job.lda * T::ESZ) };
+                }
+                // SAFETY: forwarded contract.
+                unsafe { T::tile(rows, 1, job.kp, ap.as_ptr(), b, &mut buf) };
+                // SAFETY: forwarded contract.
+                unsafe { finish_tile(job, &mut buf, T::NR, m0, rows, n0, cols) };
+            }
+        }
+        mb = me;
+    }
+}
+
+/// Applies the zero-point corrections and the epilogue to a raw tile and stores it.
+///
+/// # Safety
+/// The output must be writable at rows `m0..m0+rows`, columns `n0..n0+cols`.
+#[inline(always)]
+unsafe fn finish_tile(
+    job: &Job<'_>,
+    buf: &mut [i32; MAX_TILE],
+    nr: usize,
+    m0: usize,
+    rows: usize,
+    n0: usize,
+    cols: usize,
+) {
+    let colterm = &job.colterm[n0..n0 + cols];
+    let transposed = job.cs != 1 && job.rs == 1;
+    for r in 0..rows {
+        let row = &mut buf[r * nr..r * nr + cols];
+        if job.zb.is_empty() {
+            for (v, &ct) in row.iter_mut().zip(colterm) {
+                *v = v.wrapping_add(ct);
+            }
+        } else {
+            let rt = job.rowterm[m0 + r];
+            let zb = &job.zb[n0..n0 + cols];
+            for ((v, &ct), &z) in row.iter_mut().zip(colterm).zip(zb) {
+                *v = v.wrapping_add(ct).wrapping_add(z.wrapping_mul(rt));
+            }
+        }
+        if !transposed {
+            let off = (m0 + r) as isize * job.rs + n0 as isize * job.cs;
+            // SAFETY: the output covers this row (caller's contract).
+            unsafe { store_row(job, row, off, n0) };
+        } else if let Post::Quant {
+            mult,
+            bias,
+            zp,
+            lo,
+            hi,
+        } = &job.post
+        {
+            quant_row(row, mult, bias, *zp, *lo, *hi, n0);
+        }
+    }
+    if transposed {
+        // Column-major output (a convolution's NCHW planes): each column's `rows`
+        // values are contiguous there.
+        // SAFETY: the output covers this tile (caller's contract).
+        unsafe { store_cols(job, buf, nr, m0, rows, n0, cols) };
+    }
+}
+
+/// Stores a finished tile column by column into an output with unit row stride.
+///
+/// # Safety
+/// The output must be writable at rows `m0..m0+rows`, columns `n0..n0+cols`.
+#[inline(always)]
+unsafe fn store_cols(
+    job: &Job<'_>,
+    buf: &[i32; MAX_TILE],
+    nr: usize,
+    m0: usize,
+    rows: usize,
+    n0: usize,
+    cols: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let signed = match job.out {
+            OutPtr::U8(_) => Some(false),
+            OutPtr::I8(_) => Some(true),
+            _ => None,
+        };
+        if let (Some(signed), Post::Quant { .. }) = (signed, &job.post) {
+            let p = match job.out {
+                OutPtr::U8(p) => p,
+                OutPtr::I8(p) => p.cast(),
+                _ => core::ptr::null_mut(),
+            };
+            // SAFETY: SSE2 is part of x86-64; the tile's columns are writable.
+            unsafe {
+                super::transpose::store_u8_cols(
+                    buf,
+                    nr,
+                    rows,
+                    cols,
+                    p.offset(m0 as isize + n0 as isize * job.cs),
+                    job.cs,
+                    signed,
+                )
+            };
+            return;
+        }
+    }
+    for j in 0..cols {
+        let off = m0 as isize + (n0 + j) as isize * job.cs;
+        let col = (0..rows).map(|r| buf[r * nr + j]);
+        // SAFETY: `rows` contiguous elements at `off` belong to the output.
+        unsafe {
+            match (&job.post, job.out) {
+                (Post::I32, OutPtr::I32(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v;
+                    }
+                }
+                (Post::Quant { .. }, OutPtr::U8(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v as u8;
+                    }
+                }
+                (Post::Quant { .. }, OutPtr::I8(p)) => {
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v as i8;
+                    }
+                }
+                (Post::F32 { mult, bias }, OutPtr::F32(p)) => {
+                    let (m, b) = (mult[n0 + j], bias[n0 + j]);
+                    for (r, v) in col.enumerate() {
+                        *p.offset(off + r as isize) = v.wrapping_add(b) as f32 * m;
+                    }
+                }
+                _ => debug_assert!(false, "output type does not match the epilogue"),
+            }
+        }
+    }
+}
+
+/// Stores one corrected row (columns `n0..n0+row.len()`) at element offset `off`.
+///
+/// # Safety
+/// Those output elements must be writable.
+#[inline(always)]
+unsafe fn store_row(job: &Job<'_>, row: &mut [i32], off: isize, n0: usize) {
+    let cs = job.cs;
+    let at = |j: usize| off + j as isize * cs;
+    match (&job.post, job.out) {
+        (Post::I32, OutPtr::I32(p)) => {
+            if cs == 1 {
+                // SAFETY: `row.len()` contiguous elements are writable at `off`.
+                let dst = unsafe { core::slice::from_raw_parts_mut(p.offset(off), row.len()) };
+                dst.copy_from_slice(row);
+            } else {
+                for (j, &v) in row.iter().enumerate() {
+                    // SAFETY: element j of this output row is writable.
+                    unsafe { *p.offset(at(j)) = v };
+                }
+            }
+        }
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::U8(p),
+        ) => {
+            quant_row(row, mult, bias, *zp, *lo, *hi, n0);
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: element j of this output row is writable.
+                unsafe { *p.offset(at(j)) = v as u8 };
+            }
+        }
+        (
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            },
+            OutPtr::I8(p),
+        ) => {
+            quant_row(row, mult, bias, *zp, *lo, *hi, n0);
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: element j of this output row is writable.
+                unsafe { *p.offset(at(j)) = v as i8 };
+            }
+        }
+        (Post::F32 { mult, bias }, OutPtr::F32(p)) => {
+            for (j, &v) in row.iter().enumerate() {
+                let x = v.wrapping_add(bias[n0 + j]) as f32 * mult[n0 + j];
+                // SAFETY: element j of this output row is writable.
+                unsafe { *p.offset(at(j)) = x };
+            }
+        }
+        _ => debug_assert!(false, "output type does not match the epilogue"),
+    }
+}
+
+/// The requantization of one row in place, shared by every ISA so results agree bit for
+/// bit: f32 multiply, clamp to `[lo, hi]`, round half to even, add the zero point.
+#[inline(always)]
+pub(crate) fn quant_row(
+    row: &mut [i32],
+    mult: &[f32],
+    bias: &[i32],
+    zp: i32,
+    lo: f32,
+    hi: f32,
+    c0: usize,
+) {
+    if c0 == usize::MAX {
+        // One multiplier and bias for the whole row (a depthwise channel).
+        let (m, b) = (mult[0], bias[0]);
+        for v in row.iter_mut() {
+            *v = quant_one(*v, b, m, zp, lo, hi);
+        }
+        return;
+    }
+    let mult = &mult[c0..c0 + row.len()];
+    let bias = &bias[c0..c0 + row.len()];
+    for ((v, &m), &b) in row.iter_mut().zip(mult).zip(bias) {
+        *v = quant_one(*v, b, m, zp, lo, hi);
+    }
+}
+
+/// One requantized value; `lo ≤ hi` are finite, so the rounded value fits in i32.
+#[inline(always)]
+pub(crate) fn quant_one(v: i32, bias: i32, mult: f32, zp: i32, lo: f32, hi: f32) -> i32 {
+    let x = (v.wrapping_add(bias) as f32 * mult).max(lo).min(hi);
+    // Round half to even by adding 1.5·2²³ (as MLAS does): exact for |x| < 2²², which
+    // holds since `lo, hi` lie within ±510; this form vectorizes, `as i32` does not.
+    (x + 12_582_912.0).to_bits() as i32 - 0x4B40_0000 + zp
+}
+
+/// Runs a whole job, splitting the n-panels (or m-tiles) over `threads` tasks.
+pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
+    let g = isa.geom();
+    let mtiles = job.m.div_ceil(g.mr);
+    let panels = job.n.div_ceil(g.nr);
+    if mtiles == 0 || panels == 0 {
+        return;
+    }
+    let threads = threads.max(1);
+    let work = job.m as u64 * job.n as u64 * job.kp as u64;
+    if threads == 1 || work < 1 << 18 {
+        // SAFETY: the job was built from validated, packed operands for `isa`.
+        unsafe { super::run_block(isa, job, 0..mtiles, 0..panels) };
+        return;
+    }
+    let split = |len: usize, i: usize| len * i / threads..len * (i + 1) / threads;
+    rayon::scope(|s| {
+        for i in 0..threads {
+            s.spawn(move |_| {
+                let (mt, np) = if panels >= threads * 2 || panels >= mtiles {
+                    (0..mtiles, split(panels, i))
+                } else {
+                    (split(mtiles, i), 0..panels)
+                };
+                if !mt.is_empty() && !np.is_empty() {
+                    // SAFETY: tasks cover disjoint tiles of a valid job.
+                    unsafe { super::run_block(isa, job, mt, np) };
+                }
+            });
+        }
+    });
+}
+
+/// An implicit im2col matrix for an indirect convolution: row `m` (output pixel) and
+/// kernel tap `t` read `cig` consecutive bytes of an NHWC image (mapped to u8), or of
+/// `zpad` (the input zero point) where the tap falls into the padding.
+pub(crate) struct Indirect {
+    pub(crate) x: *const u8,
+    pub(crate) zpad: *const u8,
+    /// Image height, width and channels.
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c_in: usize,
+    /// First channel of the group and channels per group.
+    pub(crate) c0: usize,
+    pub(crate) cig: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) strides: [usize; 2],
+    pub(crate) dilations: [usize; 2],
+    /// Top and left padding.
+    pub(crate) pad_tl: [usize; 2],
+    /// Output width.
+    pub(crate) ow: usize,
+}
+
+// SAFETY: read-only pointers into buffers that outlive the parallel section.
+unsafe impl Sync for Indirect {}
+
+/// The blocked loop of an indirect convolution over m-tiles `mt` and n-panels `np`.
+///
+/// # Safety
+/// `ind` must describe a valid image and padding vector, `job.b` packed B with
+/// `K = kh·kw·cig` (`cig` a multiple of the kernel's k-step), and the output must be
+/// writable for the tiles.
+#[inline(always)]
+pub(crate) unsafe fn block_loop_ind<T: Tile>(
+    job: &Job<'_>,
+    ind: &Indirect,
+    mt: Range<usize>,
+    np: Range<usize>,
+) {
+    let mut buf = [0i32; MAX_TILE];
+    let taps = ind.kh * ind.kw;
+    let mut ap = vec![core::ptr::null::<u8>(); T::MR * taps];
+    for t in mt {
+        let m0 = t * T::MR;
+        let rows = T::MR.min(job.m - m0);
+        for r in 0..rows {
+            let (oy, ox) = ((m0 + r) / ind.ow, (m0 + r) % ind.ow);
+            for ky in 0..ind.kh {
+                let iy =
+                    (oy * ind.strides[0] + ky * ind.dilations[0]) as isize - ind.pad_tl[0] as isize;
+                for kx in 0..ind.kw {
+                    let ix = (ox * ind.strides[1] + kx * ind.dilations[1]) as isize
+                        - ind.pad_tl[1] as isize;
+                    let inside =
+                        iy >= 0 && ix >= 0 && (iy as usize) < ind.h && (ix as usize) < ind.w;
+                    ap[r * taps + ky * ind.kw + kx] = if inside {
+                        let off = (iy as usize * ind.w + ix as usize) * ind.c_in + ind.c0;
+                        // SAFETY: (iy, ix) is inside the image; `cig` channels from c0 fit.
+                        unsafe { ind.x.add(off) }
+                    } else {
+                        ind.zpad
+                    };
+                }
+            }
+        }
+        for p in np.clone() {
+            let n0 = p * T::NR;
+            let cols = T::NR.min(job.n - n0);
+            // SAFETY: panel p lies inside packed B.
+            let b = unsafe { job.b.add(p * job.kp * T::NR * T::ESZ) };
+            // SAFETY: every pointer has `cig` readable bytes (caller's contract).
+            unsafe { T::tile(rows, taps, ind.cig, ap.as_ptr(), b, &mut buf) };
+            // SAFETY: forwarded contract.
+            unsafe { finish_tile(job, &mut buf, T::NR, m0, rows, n0, cols) };
+        }
+    }
+}
+
+/// Runs an indirect convolution job, splitting m-tiles over `threads` tasks. Returns
+/// `false` (doing nothing) if `isa` has no indirect kernel.
+pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usize) -> bool {
+    if !super::has_indirect(isa) {
+        return false;
+    }
+    let g = isa.geom();
+    let mtiles = job.m.div_ceil(g.mr);
+    let panels = job.n.div_ceil(g.nr);
+    if mtiles == 0 || panels == 0 {
+        return true;
+    }
+    let threads = threads.max(1).min(mtiles);
+    if threads == 1 {
+        // SAFETY: the job and image were validated by the caller for `isa`.
+        unsafe { super::run_block_ind(isa, job, ind, 0..mtiles, 0..panels) };
+        return true;
+    }
+    rayon::scope(|s| {
+        for i in 0..threads {
+            s.spawn(move |_| {
+                let mt = mtiles * i / threads..mtiles * (i + 1) / threads;
+                // SAFETY: tasks cover disjoint m-tiles of a valid job.
+                unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
+            });
+        }
+    });
+    true
+}

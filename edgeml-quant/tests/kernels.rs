@@ -1,0 +1,261 @@
+//! Every kernel path against the scalar twins of `edgeml_quant::reference`: random
+//! shapes (0, 1, primes, tails of every lane width), random zero points, extreme values;
+//! integers compared with `assert_eq!`. Paths the CPU lacks are skipped, so the same
+//! suite runs natively and under qemu (Cortex-A72 without dotprod, A76 with it).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use edgeml_quant::*;
+use ndarray::{Array2, Array4};
+use proptest::prelude::*;
+
+/// Deterministic bytes; `mode` 0: uniform, 1: extremes {0,255} alternating by index,
+/// 2: mostly extremes.
+fn bytes(n: usize, seed: u64, mode: u8) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let r = (s >> 32) as u8;
+            match mode {
+                0 => r,
+                1 => {
+                    if i % 2 == 0 {
+                        255
+                    } else {
+                        0
+                    }
+                }
+                _ => {
+                    if r.is_multiple_of(4) {
+                        r
+                    } else if r.is_multiple_of(2) {
+                        255
+                    } else {
+                        0
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+fn shape() -> impl Strategy<Value = usize> {
+    prop_oneof![0usize..=3, 1usize..100, Just(97), Just(127), Just(131)]
+}
+
+/// The worst case of `vpmaddubsw`: A = 255 everywhere, B = −128/127 in adjacent k.
+fn worst_case(isa: Isa, m: usize, n: usize, k: usize) {
+    let a = Array2::<u8>::from_elem((m, k), 255);
+    let b = Array2::from_shape_fn((k, n), |(i, j)| if (i + j) % 2 == 0 { -128i8 } else { 127 });
+    let b2 = b.mapv(|v| if v == 127 { -128 } else { v });
+    for b in [b, b2] {
+        let want = reference::gemm_i32(a.view(), 0u8, b.view(), &[0i8]);
+        let pb = PackedB::with_isa(b.view(), ZeroPoints::PerTensor(0), isa).unwrap();
+        let mut out = Array2::zeros((m, n));
+        gemm_u8i8(a.view(), 0, &pb, out.view_mut()).unwrap();
+        assert_eq!(out, want, "{isa}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_gemm<TA: QElem, TB: QElem>(
+    isa: Isa,
+    (m, n, k): (usize, usize, usize),
+    seed: u64,
+    mode: u8,
+    per_col: bool,
+    threads: usize,
+    map_a: fn(u8) -> TA,
+    map_b: fn(u8) -> TB,
+) {
+    let a = Array2::from_shape_vec((m, k), bytes(m * k, seed, mode))
+        .unwrap()
+        .mapv(map_a);
+    let b = Array2::from_shape_vec((k, n), bytes(k * n, seed ^ 0xABCD, mode))
+        .unwrap()
+        .mapv(map_b);
+    let za = map_a(bytes(1, seed ^ 7, 0)[0]);
+    let zb: Vec<TB> = bytes(if per_col { n } else { 1 }, seed ^ 9, 0)
+        .into_iter()
+        .map(map_b)
+        .collect();
+    let zp = if per_col {
+        ZeroPoints::PerColumn(&zb)
+    } else {
+        ZeroPoints::PerTensor(zb[0])
+    };
+    let want = reference::gemm_i32(
+        a.view(),
+        za,
+        b.view(),
+        if zb.is_empty() { &[] } else { &zb },
+    );
+    let pb = PackedB::with_isa(b.view(), zp, isa).unwrap();
+    let opts = GemmOptions { threads };
+    let mut out = Array2::zeros((m, n));
+    gemm_i32(a.view(), za, &pb, out.view_mut(), &opts).unwrap();
+    assert_eq!(out, want, "{isa} i32 {m}x{n}x{k}");
+
+    // Requantized u8 output with bias and per-column multipliers, bit-exact against the
+    // reference requantization of the reference accumulators.
+    let mult: Vec<f32> = (0..n).map(|j| 1.0 / (1000.0 + 37.0 * j as f32)).collect();
+    let bias: Vec<i32> = (0..n).map(|j| j as i32 * 97 - 2000).collect();
+    for act in [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 10, max: 200 },
+    ] {
+        let rq = Requant {
+            multipliers: &mult,
+            zero_point: 100,
+            bias: Some(&bias),
+            activation: act,
+        };
+        let mut q = Array2::<u8>::zeros((m, n));
+        gemm_requant(a.view(), za, &pb, &rq, q.view_mut(), &opts).unwrap();
+        let (lo, hi) = match act {
+            Activation::None => (0, 255),
+            Activation::Relu => (100, 255),
+            Activation::Clip { min, max } => (min, max),
+        };
+        let wantq = Array2::from_shape_fn((m, n), |(i, j)| {
+            reference::requant(want[[i, j]], bias[j], mult[j], 100, lo, hi) as u8
+        });
+        assert_eq!(q, wantq, "{isa} requant {act:?}");
+    }
+    let mut f = Array2::<f32>::zeros((m, n));
+    let dq = Dequant {
+        multipliers: &[0.5],
+        bias: None,
+    };
+    gemm_f32(a.view(), za, &pb, &dq, f.view_mut(), &opts).unwrap();
+    assert_eq!(f, want.mapv(|v| v as f32 * 0.5), "{isa} f32");
+}
+
+fn check_conv(
+    isa: Isa,
+    depthwise: bool,
+    (c, h, w, k, s, pd, d): (usize, usize, usize, usize, usize, usize, usize),
+    seed: u64,
+) {
+    let (ci, co, g) = if depthwise { (c, c, c) } else { (c, c + 3, 1) };
+    let x = Array4::from_shape_vec((1, ci, h, w), bytes(ci * h * w, seed, 2)).unwrap();
+    let wt = Array4::from_shape_vec((co, ci / g, k, k), bytes(co * ci / g * k * k, seed ^ 5, 2))
+        .unwrap()
+        .mapv(|v| v as i8);
+    let p = ConvParams {
+        group: g,
+        strides: [s, s],
+        pads: [pd, pd + 1, pd, pd],
+        dilations: [d, d],
+    };
+    let zw: Vec<i8> = bytes(co, seed ^ 3, 0)
+        .into_iter()
+        .map(|v| v as i8)
+        .collect();
+    let Ok(pc) = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa) else {
+        return;
+    };
+    let Ok((oh, ow)) = pc.output_hw(h, w) else {
+        return;
+    };
+    let want = reference::conv_i32(x.view(), 9u8, wt.view(), &zw, &p);
+    let mut y = Array4::zeros((1, co, oh, ow));
+    conv_integer(x.view(), 9u8, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
+    assert_eq!(y, want, "{isa} conv");
+    let mult = vec![0.003f32; co];
+    let rq = Requant {
+        multipliers: &mult,
+        zero_point: -3,
+        bias: None,
+        activation: Activation::None,
+    };
+    let mut q = Array4::<i8>::zeros((1, co, oh, ow));
+    qlinear_conv(
+        x.view(),
+        9u8,
+        &pc,
+        &rq,
+        q.view_mut(),
+        &GemmOptions { threads: 2 },
+    )
+    .unwrap();
+    let wantq = want.mapv(|v| reference::requant(v, 0, 0.003, -3, -128, 127) as i8);
+    assert_eq!(q, wantq, "{isa} qlinear_conv");
+}
+
+macro_rules! kernel_props {
+    ($name:ident, $isa:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn worst_case_vpmaddubsw() {
+                if !$isa.is_available() {
+                    return;
+                }
+                for &(m, n, k) in &[(1, 1, 2), (3, 17, 64), (9, 33, 1024), (2, 5, 4099)] {
+                    worst_case($isa, m, n, k);
+                }
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(48))]
+
+                #[test]
+                fn gemm_u8i8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
+                    if $isa.is_available() {
+                        check_gemm($isa, (m, n, k), seed, mode, pc, 1, |v| v, |v| v as i8);
+                    }
+                }
+
+                #[test]
+                fn gemm_i8i8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
+                    if $isa.is_available() {
+                        check_gemm($isa, (m, n, k), seed, mode, pc, 2, |v| v as i8, |v| v as i8);
+                    }
+                }
+
+                #[test]
+                fn gemm_u8u8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
+                    if $isa.is_available() {
+                        check_gemm($isa, (m, n, k), seed, mode, pc, 1, |v| v, |v| v);
+                    }
+                }
+
+                #[test]
+                fn conv(c in prop_oneof![1usize..9, Just(4usize), Just(8), Just(12)], h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool) {
+                    if $isa.is_available() {
+                        check_conv($isa, dw, (c, h, w, k, s, pd, d), seed);
+                    }
+                }
+            }
+        }
+    };
+}
+
+kernel_props!(scalar, Isa::Scalar);
+kernel_props!(avx2, Isa::Avx2);
+kernel_props!(avxvnni, Isa::AvxVnni);
+kernel_props!(avx512vnni, Isa::Avx512Vnni);
+kernel_props!(neon, Isa::Neon);
+kernel_props!(neon_dotprod, Isa::NeonDotprod);
+
+#[test]
+fn every_available_path_is_exercised() {
+    let av = Isa::available();
+    eprintln!("kernel paths available here: {av:?}");
+    assert!(av.contains(&Isa::Scalar));
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(av.contains(&Isa::Neon));
+        // The dotprod path is picked exactly when the CPU reports dotprod (so it is
+        // skipped as a Cortex-A72 and runs as a Cortex-A76 under qemu).
+        assert_eq!(
+            av.contains(&Isa::NeonDotprod),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+    }
+}
