@@ -123,6 +123,8 @@ def main():
           identity_model(raw_tensor("W", TensorProto.FLOAT, [1 << 20, 1 << 20, 1 << 20], b"")))
     write("overflowing_dims.onnx", "LimitExceeded",
           identity_model(raw_tensor("W", TensorProto.FLOAT, [1 << 62, 1 << 62], b"")))
+    write("zero_sized_huge_extents.onnx", "LimitExceeded",
+          identity_model(raw_tensor("W", TensorProto.FLOAT, [0, 1 << 40, 1 << 40], b"")))
     write("negative_dim.onnx", "InvalidModel",
           identity_model(raw_tensor("W", TensorProto.FLOAT, [-4], b"\0" * 16)))
     write("dims_bytes_mismatch.onnx", "ShapeMismatch",
@@ -168,6 +170,17 @@ def main():
     write("no_graph.onnx", "InvalidModel",
           helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString()[:0]
           + b"\x08\x07")
+    x_bad = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    x_bad.type.tensor_type.shape.dim[0].dim_value = -2
+    write("negative_dim_in_value_info.onnx", "InvalidModel",
+          model([helper.make_node("Relu", ["x"], ["y"])], [x_bad], [f32("y", None)]))
+    write("duplicate_graph_inputs.onnx", "InvalidModel",
+          model([helper.make_node("Relu", ["x"], ["y"])], [f32("x", None), f32("x", None)],
+                [f32("y", None)]))
+    c = helper.make_node("Constant", [], ["y"], name="bad_const",
+                         value=raw_tensor("", TensorProto.FLOAT, [3], b"\0" * 8))
+    write("constant_attribute_dims_mismatch.onnx", "ShapeMismatch",
+          model([c], [], [f32("y", None)]))
     write("nested_subgraphs_20.onnx", "LimitExceeded", nested_if(20))
     write("nested_subgraphs_30.onnx", "InvalidModel", nested_if(30))
     # a subgraph reading a value that exists nowhere

@@ -93,6 +93,9 @@ PAIRS = [
     ("n20000_50", G(17, 20000), G(18, 50, 0.2)),
     ("n3000_2990_prefix", G(19, 3000), G(19, 2990)),
     ("n12000_11000_far", G(20, 12000), G(21, 11000, 0.5)),
+    ("tiny_p_300_300", G(22, 300), G(23, 300, 1.0)),
+    ("tiny_p_500_400", G(24, 500), G(25, 400, 0.8)),
+    ("tiny_p_asymp_15000", G(26, 15000), G(27, 15000, 0.12)),
 ]
 
 
@@ -112,6 +115,26 @@ def ks_cases():
     return out
 
 
+def ks_one_sided_cases():
+    import warnings
+    out = []
+    names = {"small", "ties", "size1_vs_3", "const_diff", "n50_shift", "n100_80", "n1000_700",
+             "int_ties_300_200", "tiny_p_300_300", "n20000_50", "n9000_10000"}
+    for name, a, b in PAIRS:
+        if name not in names:
+            continue
+        xa, xb = expand(a), expand(b)
+        methods = ["auto", "asymp"] if len(xa) + len(xb) > 2000 else ["auto", "exact", "asymp"]
+        for alt in ["less", "greater"]:
+            for m in methods:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    r = stats.ks_2samp(xa, xb, alternative=alt, method=m)
+                out.append({"name": name, "a": a, "b": b, "method": m, "alternative": alt,
+                            "statistic": f(r.statistic), "pvalue": f(r.pvalue)})
+    return out
+
+
 def kstwo_cases():
     out = []
     for n in [3, 5, 20, 50, 140, 141, 500, 5000, 120000]:
@@ -127,7 +150,7 @@ def mwu_cases():
         ("exact_8_20", G(30, 8), G(31, 20, 0.7)),
         ("exact_3_40", G(32, 3), G(33, 40, 0.2)),
     ]
-    for name, a, b in PAIRS[:10] + extra:
+    for name, a, b in PAIRS[:10] + extra + [p for p in PAIRS if p[0].startswith("tiny_p_")]:
         xa, xb = expand(a), expand(b)
         for m in ["auto", "asymptotic"]:
             r = stats.mannwhitneyu(xa, xb, method=m)
@@ -145,6 +168,8 @@ def chi2_cases():
         [[100, 200, 300, 50, 1], [120, 190, 280, 70, 9]],
         [[10], [20]],
         [[5000, 5200], [5100, 4900]],
+        [[900, 50, 50], [100, 450, 450]],
+        [[400, 10], [20, 380]],
     ]
     out = []
     for t in tables:
@@ -157,7 +182,7 @@ def chi2_cases():
 def fisher_cases():
     tables = [[[8, 2], [1, 5]], [[0, 5], [5, 0]], [[3, 3], [3, 3]], [[10, 20], [30, 25]],
               [[1, 9], [11, 3]], [[100, 2], [3, 120]], [[0, 0], [4, 5]], [[7, 0], [2, 9]],
-              [[500, 480], [450, 530]]]
+              [[500, 480], [450, 530]], [[90, 5], [4, 95]], [[300, 20], [25, 310]]]
     out = []
     for t in tables:
         r = stats.fisher_exact(t)
@@ -368,17 +393,81 @@ def ad_cases():
     return out
 
 
+EVIDENTLY_CODE = r"""
+import json, sys
+import pandas as pd
+from evidently import Report, Dataset, DataDefinition
+from evidently.presets import DataDriftPreset
+spec = json.load(sys.stdin)
+out = []
+for case in spec:
+    ref = pd.DataFrame(case["ref"]); cur = pd.DataFrame(case["cur"])
+    dd = DataDefinition(numerical_columns=case["num"], categorical_columns=case["cat"])
+    snap = Report([DataDriftPreset()]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=dd),
+        reference_data=Dataset.from_pandas(ref, data_definition=dd))
+    res = {}
+    for m in snap.dict()["metrics"]:
+        name = m["metric_name"]
+        if name.startswith("ValueDrift("):
+            inner = dict(kv.split("=", 1) for kv in name[len("ValueDrift("):-1].split(","))
+            res[inner["column"]] = {"method": inner["method"], "threshold": float(inner["threshold"]),
+                                    "value": m["value"]}
+    out.append(res)
+print(json.dumps(out))
+"""
+
+
+def evidently_cases():
+    """Evidently DataDriftPreset scores on SplitMix64 data (needs EVIDENTLY_PYTHON or
+    /tmp/evvenv/bin/python with evidently; returns None when unavailable)."""
+    import subprocess
+    py = os.environ.get("EVIDENTLY_PYTHON") or "/tmp/evvenv/bin/python"
+    if not os.path.exists(py):
+        return None
+    cases = []
+    for tag, nr, nc in [("small", 500, 400), ("large", 3000, 2500)]:
+        cols = {
+            "num": (lambda s, n, loc: gen(s, n, loc, 1.0)),
+            "num_shift": (lambda s, n, loc: gen(s, n, loc + 0.3, 1.0)),
+            "few4": (lambda s, n, loc: gen(s, n, 0.0, 1.0, "int", 4)),
+            "bin2": (lambda s, n, loc: gen(s, n, 0.0, 1.0, "int", 2)),
+        }
+        ref, cur = {}, {}
+        for j, (name, fn) in enumerate(cols.items()):
+            ref[name] = fn(1000 + j, nr, 0.0)
+            cur[name] = fn(2000 + j, nc, 0.0)
+        for j, (name, k) in enumerate([("cat5", 5), ("cat2", 2)]):
+            labels = "abcde"
+            ref[name] = [labels[int(v)] for v in gen(3000 + j, nr, 0.0, 1.0, "int", k)]
+            cur[name] = [labels[int(v)] for v in gen(4000 + j, nc, 0.0, 1.0, "int", k)]
+        cases.append({"tag": tag, "ref": ref, "cur": cur,
+                      "num": ["num", "num_shift", "few4", "bin2"], "cat": ["cat5", "cat2"]})
+    out = subprocess.run([py, "-c", EVIDENTLY_CODE], input=json.dumps(cases), capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        print("evidently failed:", out.stderr[-500:], file=sys.stderr)
+        return None
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return [{"tag": c["tag"], "n_ref": len(c["ref"]["num"]), "n_cur": len(c["cur"]["num"]),
+             "columns": r} for c, r in zip(cases, res)]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     data = {
         "versions": {"scipy": scipy.__version__, "numpy": np.__version__},
-        "ks": ks_cases(), "kstwo": kstwo_cases(), "mwu": mwu_cases(), "chi2": chi2_cases(),
+        "ks": ks_cases(), "ks_one_sided": ks_one_sided_cases(), "kstwo": kstwo_cases(), "mwu": mwu_cases(), "chi2": chi2_cases(),
         "fisher": fisher_cases(), "hist": hist_cases(), "samples": sample_dist_cases(),
         "binning": binning_cases(), "multitest": multitest_cases(), "mmd": mmd_cases(),
         "ztest": ztest_cases(), "cvm": cvm_cases(), "anderson": ad_cases(),
     }
     with open(os.path.join(OUT, "stats.json"), "w") as fh:
         json.dump(data, fh, indent=0)
+    ev = evidently_cases()
+    if ev is not None:
+        with open(os.path.join(OUT, "evidently.json"), "w") as fh:
+            json.dump(ev, fh, indent=1)
     if "--no-detectors" not in sys.argv:
         with open(os.path.join(OUT, "detectors.json"), "w") as fh:
             json.dump(detector_cases(), fh, indent=0)

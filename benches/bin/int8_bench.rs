@@ -118,7 +118,11 @@ fn conv(reps: usize) {
         ("dw3x3_32_112", 32, 32, 112, 112, 3, 32, 1, 1),
         ("conv1x1_64to256_56", 64, 256, 56, 56, 1, 1, 1, 0),
     ];
+    let only = std::env::var("INT8_BENCH_CASE").unwrap_or_default();
     for &(name, ci, co, h, w, ks, g, st, pd) in &cases {
+        if !only.is_empty() && !name.contains(only.as_str()) {
+            continue;
+        }
         let x = Array4::from_shape_vec((1, ci, h, w), bytes(ci * h * w, 3)).expect("shape");
         let wt = Array4::from_shape_vec((co, ci / g, ks, ks), bytes(co * ci / g * ks * ks, 4))
             .expect("shape")

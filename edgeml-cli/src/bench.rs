@@ -131,7 +131,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
-    let plan = Plan::new(&model, opts).context("cannot plan the model")?;
+    let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
+        .context("cannot plan the model")?;
     let plan_time = t0.elapsed();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut inputs = Vec::new();

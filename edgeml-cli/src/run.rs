@@ -93,7 +93,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
-    let plan = Plan::new(&model, opts).context("cannot plan the model")?;
+    let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
+        .context("cannot plan the model")?;
     let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
     let mut inputs: Vec<(String, Tensor)> = Vec::new();
     for spec in &args.inputs {

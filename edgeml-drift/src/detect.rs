@@ -12,8 +12,8 @@
 //! | [`PageHinkley`] | `drift.PageHinkley` | min 30, δ = 0.005, λ = 50, α = 0.9999, both directions |
 //! | [`Ddm`] | `drift.binary.DDM` | warm start 30, warning 2σ, drift 3σ |
 //! | [`Eddm`] | `drift.binary.EDDM` | warm start 30, α = 0.95, β = 0.9 |
-//! | [`HddmA`] | `drift.binary.HDDM_A` | drift 0.001, warning 0.005, one-sided |
-//! | [`HddmW`] | `drift.binary.HDDM_W` | drift 0.001, warning 0.005, λ = 0.05, one-sided |
+//! | [`HddmA`] | `drift.binary.HDDMA` | drift 0.001, warning 0.005, one-sided |
+//! | [`HddmW`] | `drift.binary.HDDMW` | drift 0.001, warning 0.005, λ = 0.05, one-sided |
 //! | [`Kswin`] | `drift.KSWIN` | α = 0.005, window 100, stat size 30, seed required |
 //! | [`Cusum`] | none in river 0.26 | see its docs |
 //! | [`ConfidenceMonitor`] | none | see its docs |

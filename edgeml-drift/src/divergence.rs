@@ -7,7 +7,7 @@
 //! gives `+inf` for KL) unless a [`Smoothing`] is applied first with [`smooth`].
 
 use crate::error::{Error, Result, all_finite, nonempty};
-use crate::sort::sorted;
+use crate::sort::sorted_pair;
 
 /// How empty bins are treated before a log-ratio divergence (KL, PSI).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -207,7 +207,7 @@ fn prep(u: &[f64], v: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
     nonempty(v, "v")?;
     all_finite(u, "u")?;
     all_finite(v, "v")?;
-    Ok((sorted(u), sorted(v)))
+    Ok(sorted_pair(u, v))
 }
 
 /// Wasserstein-1 distance between the empirical distributions of two samples

@@ -296,8 +296,9 @@ fn numeric_score(test: TestKind, a: &[f64], b: &[f64]) -> Result<(f64, Option<f6
         }
         TestKind::Energy => (dv::energy_distance_sorted(a, b), None),
         TestKind::Psi => {
-            let (p, q) = hist(Some(Smoothing::default()))?;
-            (dv::psi(&p, &q, Smoothing::None)?, None)
+            // counts in, Evidently's zero replacement inside (no renormalisation)
+            let (p, q) = hist(None)?;
+            (dv::psi(&p, &q, Smoothing::default())?, None)
         }
         TestKind::Kl => {
             let (p, q) = hist(Some(Smoothing::default()))?;

@@ -66,10 +66,14 @@ impl NonFinite {
 
 /// Relative-error quantile sketch (DDSketch-style, no bucket collapsing: memory grows
 /// with `log_γ(max|x| / min|x|)`, about 2300 buckets for α = 1% over 1e-9..1e9).
+///
+/// Deserialisation (serde) validates: α in (0, 1) and bucket counts adding up to the
+/// count, otherwise it fails.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "QuantileSketchRepr")]
 pub struct QuantileSketch {
     alpha: f64,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     ln_gamma: f64,
     pos: BTreeMap<i32, u64>,
     neg: BTreeMap<i32, u64>,
@@ -338,7 +342,8 @@ impl QuantileSketch {
         Ok(s)
     }
 
-    /// Restores the derived field after serde deserialisation (JSON) and validates.
+    /// Recomputes the derived field and validates (serde deserialisation already does
+    /// this; kept for callers that build sketches by other means).
     ///
     /// # Errors
     /// Bad α or inconsistent counts.
@@ -354,6 +359,39 @@ impl QuantileSketch {
             return Err(Error::Serde("quantile sketch counts do not add up".into()));
         }
         Ok(self)
+    }
+}
+
+/// The serialised fields of a [`QuantileSketch`]; converted with validation.
+#[derive(serde::Deserialize)]
+struct QuantileSketchRepr {
+    alpha: f64,
+    pos: BTreeMap<i32, u64>,
+    neg: BTreeMap<i32, u64>,
+    zero: u64,
+    count: u64,
+    sum_abs: f64,
+    min: f64,
+    max: f64,
+    nonfinite: NonFinite,
+}
+
+impl TryFrom<QuantileSketchRepr> for QuantileSketch {
+    type Error = Error;
+    fn try_from(r: QuantileSketchRepr) -> Result<Self> {
+        QuantileSketch {
+            alpha: r.alpha,
+            ln_gamma: 0.0,
+            pos: r.pos,
+            neg: r.neg,
+            zero: r.zero,
+            count: r.count,
+            sum_abs: r.sum_abs,
+            min: r.min,
+            max: r.max,
+            nonfinite: r.nonfinite,
+        }
+        .validated()
     }
 }
 

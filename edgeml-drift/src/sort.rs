@@ -24,6 +24,27 @@ pub(crate) fn sorted(xs: &[f64]) -> Vec<f64> {
     k.into_iter().map(unkey).collect()
 }
 
+/// Samples at least this long are sorted on two threads by [`sorted_pair`].
+const PARALLEL_MIN: usize = 1 << 17;
+
+/// Sorted copies of two samples; when both are large (≥ 131072 values) the second is
+/// sorted on a scoped helper thread while the first is sorted on the caller's.
+pub(crate) fn sorted_pair(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    if a.len() < PARALLEL_MIN || b.len() < PARALLEL_MIN {
+        return (sorted(a), sorted(b));
+    }
+    std::thread::scope(|s| {
+        // where threads are unavailable (spawn fails), sort on the caller's thread
+        let Ok(hb) = std::thread::Builder::new().spawn_scoped(s, || sorted(b)) else {
+            return (sorted(a), sorted(b));
+        };
+        let sa = sorted(a);
+        // `sorted` cannot panic; fall back to sorting here if it somehow did
+        let sb = hb.join().unwrap_or_else(|_| sorted(b));
+        (sa, sb)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +60,17 @@ mod tests {
             }
             prop_assert_eq!(got, xs);
         }
+    }
+
+    #[test]
+    fn pair_sort_large() {
+        let a: Vec<f64> = (0..200_000)
+            .map(|i| ((i * 7919) % 100_003) as f64 - 5e4)
+            .collect();
+        let b: Vec<f64> = a.iter().rev().map(|v| v * 0.5).collect();
+        let (sa, sb) = sorted_pair(&a, &b);
+        assert_eq!(sa, sorted(&a));
+        assert_eq!(sb, sorted(&b));
     }
 
     #[test]

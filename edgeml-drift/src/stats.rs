@@ -10,7 +10,10 @@ mod table;
 
 pub use ecdf_tests::{AndersonResult, anderson_ksamp, cramervonmises_2samp};
 pub use kolmogorov::kstwo_sf;
-pub use ks::{KS_MAX_AUTO_N, ks_2samp, ks_2samp_sorted, ks_pvalue, ks_statistic_sorted};
+pub use ks::{
+    Alternative, KS_MAX_AUTO_N, ks_2samp, ks_2samp_alternative, ks_2samp_sorted, ks_pvalue,
+    ks_statistic_sorted,
+};
 pub use mmd::{MmdConfig, mmd_test, mmd2_rbf};
 pub use rank::mann_whitney_u;
 pub use table::{chi2_contingency, chi2_homogeneity, fisher_exact_2x2, z_test_proportions};

@@ -196,3 +196,64 @@ fn mann_whitney_auto_stays_bounded_on_huge_unbalanced_samples() {
     assert!(r.pvalue > 0.0 && r.pvalue <= 1.0);
     assert!(mann_whitney_u(&small, &big, Method::Exact).is_err());
 }
+
+#[test]
+fn numeric_psi_uses_evidently_zero_replacement() {
+    use edgeml_drift::binning::{BinRule, Binning, bin_edges, histogram};
+    use edgeml_drift::divergence::{Smoothing, psi};
+    let (r, c) = (lin(400, 0.0), lin(300, 0.5));
+    let cfg = ReportConfig {
+        test: TestKind::Psi,
+        ..Default::default()
+    };
+    let f = feature_drift("x", &num(r.clone()), &num(c.clone()), &cfg).expect("ok");
+    let e = bin_edges(&r, &c, Binning::EqualWidth(BinRule::Sturges)).expect("edges");
+    let want = psi(
+        &histogram(&r, &e),
+        &histogram(&c, &e),
+        Smoothing::Epsilon(1e-4),
+    )
+    .expect("psi");
+    assert_eq!(f.statistic, Some(want));
+    assert!(f.drifted);
+}
+
+#[test]
+fn confidence_monitor_and_cusum_behave() {
+    use edgeml_drift::DriftDetector;
+    use edgeml_drift::detect::{ConfidenceMonitor, Cusum, CusumConfig};
+    let mut m = ConfidenceMonitor::new(10, 0.6);
+    for _ in 0..9 {
+        m.update(0.1);
+        assert!(!m.drift_detected(), "window not full yet");
+    }
+    m.update(0.1);
+    assert!(m.drift_detected());
+    for _ in 0..10 {
+        m.update(0.95);
+    }
+    assert!(!m.drift_detected());
+    assert!((m.mean() - 0.95).abs() < 1e-12);
+    m.update(f64::NAN);
+    assert_eq!(m.nonfinite(), 1);
+
+    // CUSUM: in control on a periodic signal, alarms soon after a 2-sigma shift
+    let mut c = Cusum::new(CusumConfig {
+        warm_up: 40,
+        ..Default::default()
+    });
+    let base = |i: usize| ((i * 37) % 11) as f64 / 10.0 - 0.5;
+    for i in 0..400 {
+        c.update(base(i));
+        assert!(!c.drift_detected(), "false alarm at {i}");
+    }
+    let mut at = None;
+    for i in 400..600 {
+        c.update(base(i) + 0.65);
+        if c.drift_detected() {
+            at = Some(i);
+            break;
+        }
+    }
+    assert!(at.is_some_and(|i| i < 430), "{at:?}");
+}

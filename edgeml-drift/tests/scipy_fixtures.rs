@@ -271,3 +271,26 @@ fn anderson_ksamp_matches_scipy() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn ks_one_sided_matches_scipy() {
+    let f = fixture("stats.json");
+    let mut failures = vec![];
+    for c in f["ks_one_sided"].as_array().expect("ks1") {
+        let (a, b) = (sample(&c["a"]), sample(&c["b"]));
+        let m = c["method"].as_str().expect("method");
+        let alt = match c["alternative"].as_str().expect("alt") {
+            "less" => stats::Alternative::Less,
+            _ => stats::Alternative::Greater,
+        };
+        let r = stats::ks_2samp_alternative(&a, &b, alt, method(m)).expect("ks");
+        let (ws, wp) = (num(&c["statistic"]), num(&c["pvalue"]));
+        if !common::close(r.statistic, ws, 1e-15) || !common::close(r.pvalue, wp, 1e-300) {
+            failures.push(format!(
+                "{} {m} {alt:?}: D {} vs {ws}, p {:e} vs {wp:e}",
+                c["name"], r.statistic, r.pvalue
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -18,5 +18,5 @@ mod topo;
 pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions};
-pub use op::{BuildContext, OpFactory, Operator, Registry};
+pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
 pub use plan::{Plan, PlanOptions};

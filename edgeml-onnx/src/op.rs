@@ -22,6 +22,20 @@ pub struct BuildContext<'a> {
     /// For each node input: the value if it is known at plan time (an initializer or a
     /// folded constant), else `None`. Omitted optional inputs are `None` too.
     pub constant_inputs: Vec<Option<&'a Tensor>>,
+    /// For each node input: its element type and shape as far as known at plan time
+    /// (exact for constants; as declared on the graph's inputs, `value_info` and outputs
+    /// otherwise), or `None`. A hint for kernel choice: run-time inputs may still differ
+    /// in symbolic dimensions.
+    pub input_types: Vec<Option<InputType>>,
+}
+
+/// What the planner knows about one operator input before running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputType {
+    /// Element type, if known.
+    pub dtype: Option<edgeml_core::DType>,
+    /// Shape, if the rank is known (dimensions may be symbolic or unknown).
+    pub shape: Option<Vec<crate::Dim>>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -31,7 +45,14 @@ impl<'a> BuildContext<'a> {
             node,
             opset,
             constant_inputs,
+            input_types: Vec::new(),
         }
+    }
+
+    /// Sets [`BuildContext::input_types`].
+    pub fn with_input_types(mut self, input_types: Vec<Option<InputType>>) -> Self {
+        self.input_types = input_types;
+        self
     }
 }
 

@@ -28,6 +28,7 @@ mod program;
 use crate::{Dim, Error, Model, Registry, Result, Tensor, ValueInfo};
 use program::Program;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Options of [`Plan::new`].
 #[derive(Debug, Clone, Default)]
@@ -87,6 +88,34 @@ impl Plan {
     /// # Errors
     /// As [`Plan::new`].
     pub fn with_registry(model: &Model, options: PlanOptions, registry: &Registry) -> Result<Plan> {
+        let inits = model
+            .graph
+            .initializers
+            .iter()
+            .map(|(n, t)| (n.clone(), Arc::new(t.clone())))
+            .collect();
+        Self::build(model, inits, options, registry)
+    }
+
+    /// Plans `model`, taking ownership so that its initializers are moved into the plan
+    /// rather than copied (halves peak memory for large models).
+    ///
+    /// # Errors
+    /// As [`Plan::new`].
+    pub fn from_model(mut model: Model, options: PlanOptions, registry: &Registry) -> Result<Plan> {
+        let inits = std::mem::take(&mut model.graph.initializers)
+            .into_iter()
+            .map(|(n, t)| (n, Arc::new(t)))
+            .collect();
+        Self::build(&model, inits, options, registry)
+    }
+
+    fn build(
+        model: &Model,
+        inits: Vec<(String, Arc<Tensor>)>,
+        options: PlanOptions,
+        registry: &Registry,
+    ) -> Result<Plan> {
         let threads = options
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -111,14 +140,17 @@ impl Plan {
             opsets: &opsets,
             fold: !options.no_constant_folding,
         };
+        let init_names: std::collections::HashSet<&str> =
+            inits.iter().map(|(n, _)| n.as_str()).collect();
         let inputs: Vec<ValueInfo> = model
             .graph
             .inputs
             .iter()
-            .filter(|i| model.graph.initializer(&i.name).is_none())
+            .filter(|i| !init_names.contains(i.name.as_str()))
             .cloned()
             .collect();
-        let program = build::build_main(&ctx, &model.graph, &inputs)?;
+        drop(init_names);
+        let program = build::build_main(&ctx, &model.graph, &inputs, inits)?;
         Ok(Plan {
             program,
             inputs,

@@ -265,3 +265,45 @@ fn observer_sees_every_computed_value() {
         .unwrap();
     assert_eq!(seen, vec!["s", "y"]);
 }
+
+#[test]
+fn from_model_moves_initializers_and_plans_the_same() {
+    let reg = edgeml_onnx::ops::default_registry();
+    let a = Plan::new(&add_relu(), PlanOptions::with_threads(1)).unwrap();
+    let b = Plan::from_model(add_relu(), PlanOptions::with_threads(1), &reg).unwrap();
+    assert_eq!(b.inputs().len(), 1);
+    let x = || f32t(ArrayD::from_elem(IxDyn(&[2, 3]), -0.75f32));
+    assert_eq!(a.run(&[("x", x())]).unwrap(), b.run(&[("x", x())]).unwrap());
+}
+
+#[test]
+fn factories_see_declared_and_constant_input_types() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Option<edgeml_onnx::InputType>>>> = Arc::default();
+    let mut reg = edgeml_onnx::ops::default_registry();
+    let s2 = seen.clone();
+    reg.register(
+        "",
+        "Add",
+        1,
+        i64::MAX,
+        move |c: &edgeml_onnx::BuildContext<'_>| {
+            *s2.lock().unwrap() = c.input_types.clone();
+            edgeml_onnx::ops::default_registry()
+                .lookup("", "Add", c.opset)
+                .expect("Add")
+                .build(c)
+        },
+    );
+    Plan::with_registry(&add_relu(), PlanOptions::with_threads(1), &reg).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let x = seen[0].clone().expect("x is declared");
+    assert_eq!(x.dtype, Some(DType::F32));
+    assert_eq!(
+        x.shape,
+        Some(vec![Dim::Symbolic("batch".into()), Dim::Known(3)])
+    );
+    let b = seen[1].clone().expect("b is constant");
+    assert_eq!(b.shape, Some(vec![Dim::Known(3)]));
+}

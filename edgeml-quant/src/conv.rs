@@ -7,16 +7,18 @@
 //! nothing), and depthwise convolutions (`group = C_in = C_out`) use a direct kernel.
 
 use crate::error::{Error, Result};
-use crate::gemm::{
-    GemmOptions, PackedB, Requant, ZeroPoints, bias_vec, gemm_any, per_col_f32, quant_bounds,
-};
-use crate::gemm::{gemm_indirect, needs_rowsums};
+use crate::gemm::{GemmOptions, PackedB, Requant, ZeroPoints, bias_vec, per_col_f32, quant_bounds};
 use crate::kernels::Isa;
 use crate::kernels::depthwise::{self, DwGeom, DwOut, DwQuant, DwScratch};
-use crate::kernels::driver::{Indirect, Post};
 use crate::kernels::pack::{QElem, split_view};
-use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
+use ndarray::{Array2, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
+
+mod lowered;
+use lowered::gemm_all;
+
+/// Largest zero-padded plane (elements) the direct depthwise kernel allocates.
+const MAX_DW_PLANE: usize = 1 << 28;
 
 /// Attributes of a convolution, as in ONNX (defaults: one group, unit strides and
 /// dilations, no padding).
@@ -80,7 +82,7 @@ impl PackedConv {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a zero group, stride or dilation, or `C_out` not a
-    /// multiple of `group`; [`Error::Shape`] for per-channel zero points not numbering
+    /// multiple of `group`; [`Error::Limit`] for pads, strides or dilations above 2³¹; [`Error::Shape`] for per-channel zero points not numbering
     /// `C_out`; [`Error::IsaUnavailable`] if the CPU lacks `isa`.
     pub fn with_isa<T: QElem>(
         w: ArrayView4<'_, T>,
@@ -96,6 +98,18 @@ impl PackedConv {
         if g == 0 || params.strides.contains(&0) || params.dilations.contains(&0) {
             return Err(Error::Invalid(format!(
                 "group, strides and dilations must be positive: {params:?}"
+            )));
+        }
+        let limit = 1usize << 31;
+        if params
+            .pads
+            .iter()
+            .chain(&params.strides)
+            .chain(&params.dilations)
+            .any(|&v| v > limit)
+        {
+            return Err(Error::Limit(format!(
+                "pads, strides and dilations must be at most 2^31: {params:?}"
             )));
         }
         if c_out % g != 0 {
@@ -152,8 +166,14 @@ impl PackedConv {
     pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let p = &self.params;
         let dim = |n: usize, pb: usize, pe: usize, k: usize, s: usize, d: usize| {
-            let padded = n + pb + pe;
-            let span = d * (k.max(1) - 1) + 1;
+            let (Some(padded), Some(span)) = (
+                n.checked_add(pb).and_then(|v| v.checked_add(pe)),
+                d.checked_mul(k.max(1) - 1).and_then(|v| v.checked_add(1)),
+            ) else {
+                return Err(Error::Limit(format!(
+                    "padded size or dilated kernel overflows: n {n}, pads {pb}+{pe}, kernel {k}, dilation {d}"
+                )));
+            };
             if k == 0 || padded < span {
                 Err(Error::Shape(format!(
                     "kernel {k} (dilation {d}) larger than padded input {padded}"
@@ -293,6 +313,17 @@ fn conv_any<T: QElem>(
     if n == 0 || w.c_out == 0 || oh * ow == 0 {
         return Ok(());
     }
+    if let Kind::Depthwise(_) = &w.kind {
+        let p = &w.params;
+        // The direct kernel keeps one zero-padded plane (i16) per worker.
+        let plane = (h + p.pads[0] + p.pads[2]).checked_mul(wd + p.pads[1] + p.pads[3]);
+        if plane.is_none_or(|v| v > MAX_DW_PLANE) {
+            return Err(Error::Limit(format!(
+                "padded depthwise plane of {h}×{wd} with pads {:?} exceeds {MAX_DW_PLANE} elements",
+                p.pads
+            )));
+        }
+    }
     match &w.kind {
         Kind::Depthwise(f) => depthwise_all(x, x_zp, w, f, (oh, ow), &mut y, opts),
         Kind::Gemm(packs) => gemm_all(x, x_zp, w, packs, (oh, ow), &mut y, opts),
@@ -393,236 +424,4 @@ fn dw_quant(q: &Quant<'_>, c: usize) -> DwQuant {
         lo: q.bounds.0,
         hi: q.bounds.1,
     }
-}
-
-fn gemm_all<T: QElem>(
-    x: ArrayView4<'_, T>,
-    x_zp: T,
-    w: &PackedConv,
-    packs: &[PackedB],
-    (oh, ow): (usize, usize),
-    y: &mut YView<'_>,
-    opts: &GemmOptions,
-) {
-    let (n, c_in, h, wd) = x.dim();
-    let p = &w.params;
-    let g = p.group;
-    let cig = w.c_in_g;
-    let cog = w.c_out / g;
-    let plane = oh * ow;
-    let k = w.kh * w.kw * cig;
-    let pointwise = w.kh == 1 && w.kw == 1 && p.strides == [1, 1] && p.pads == [0; 4] && g == 1;
-    // Indirect (im2col-free) kernel: the taps' channel runs are read in place.
-    let indirect = !pointwise && crate::kernels::has_indirect(w.isa) && cig > 0 && cig % 4 == 0;
-    let zpad = vec![x_zp.to_a(); cig];
-    // Scratch reused over the batch: NHWC input and im2col rows.
-    let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
-    let mut cols = if pointwise || indirect {
-        Array2::<T>::from_elem((0, 0), x_zp)
-    } else {
-        Array2::<T>::from_elem((plane, k), x_zp)
-    };
-    for ni in 0..n {
-        let xn = x.index_axis(Axis(0), ni);
-        to_nhwc(xn, &mut nhwc);
-        let xs = nhwc.as_slice().unwrap_or(&[]);
-        if indirect {
-            let xm = crate::kernels::pack::a_bytes(xs);
-            for (gi, pb) in packs.iter().enumerate() {
-                let ind = Indirect {
-                    x: xm.as_ptr(),
-                    zpad: zpad.as_ptr(),
-                    h,
-                    w: wd,
-                    c_in,
-                    c0: gi * cig,
-                    cig,
-                    kh: w.kh,
-                    kw: w.kw,
-                    strides: p.strides,
-                    dilations: p.dilations,
-                    pad_tl: [p.pads[0], p.pads[1]],
-                    ow,
-                };
-                let rowterm = if needs_rowsums(pb) {
-                    indirect_rowterm(&xm, &ind, plane, zpad[0])
-                } else {
-                    Vec::new()
-                };
-                let range = gi * cog..(gi + 1) * cog;
-                let za = i32::from(x_zp.to_a());
-                let done = match y {
-                    YView::I32(v) => {
-                        let mut yv = group_out(v, ni, range, plane);
-                        let o = crate::gemm::raw_out(&mut yv);
-                        gemm_indirect(&ind, plane, za, pb, &rowterm, Post::I32, o, opts)
-                    }
-                    YView::U8(v, q) => {
-                        let mut yv = group_out(v, ni, range.clone(), plane);
-                        let o = crate::gemm::raw_out_q(&mut yv);
-                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
-                    }
-                    YView::I8(v, q) => {
-                        let mut yv = group_out(v, ni, range.clone(), plane);
-                        let o = crate::gemm::raw_out_q(&mut yv);
-                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
-                    }
-                };
-                debug_assert!(done, "indirect kernel chosen for a path without one");
-            }
-            continue;
-        }
-        for (gi, pb) in packs.iter().enumerate() {
-            let a = if pointwise {
-                nhwc.view()
-            } else {
-                im2col(
-                    xs,
-                    (h, wd, c_in),
-                    gi * cig,
-                    cig,
-                    w,
-                    (oh, ow),
-                    x_zp,
-                    &mut cols,
-                );
-                cols.view()
-            };
-            let range = gi * cog..(gi + 1) * cog;
-            match y {
-                YView::I32(v) => {
-                    let mut yv = group_out(v, ni, range, plane);
-                    gemm_any(a, x_zp, pb, Post::I32, crate::gemm::raw_out(&mut yv), opts);
-                }
-                YView::U8(v, q) => {
-                    let mut yv = group_out(v, ni, range.clone(), plane);
-                    let post = quant_post(q, range);
-                    gemm_any(a, x_zp, pb, post, crate::gemm::raw_out_q(&mut yv), opts);
-                }
-                YView::I8(v, q) => {
-                    let mut yv = group_out(v, ni, range.clone(), plane);
-                    let post = quant_post(q, range);
-                    gemm_any(a, x_zp, pb, post, crate::gemm::raw_out_q(&mut yv), opts);
-                }
-            }
-        }
-    }
-}
-
-fn quant_post<'q>(q: &'q Quant<'_>, range: core::ops::Range<usize>) -> Post<'q> {
-    Post::Quant {
-        mult: &q.mult[range.clone()],
-        bias: &q.bias[range],
-        zp: q.zp,
-        lo: q.bounds.0,
-        hi: q.bounds.1,
-    }
-}
-
-/// The `[pixels, channels]` (transposed) view of one batch item's group of channels.
-fn group_out<'v, E>(
-    y: &'v mut ArrayViewMut4<'_, E>,
-    ni: usize,
-    range: core::ops::Range<usize>,
-    plane: usize,
-) -> ArrayViewMut2<'v, E> {
-    let yn = y.index_axis_mut(Axis(0), ni);
-    let yg = yn.slice_move(ndarray::s![range.clone(), .., ..]);
-    let len = range.len();
-    // A channel range of a standard-layout batch item is contiguous.
-    match yg.into_shape_with_order((len, plane)) {
-        Ok(v) => v.reversed_axes(),
-        Err(_) => ArrayViewMut2::from_shape((0, 0), &mut []).unwrap_or_else(|_| unreachable!()),
-    }
-}
-
-/// im2col rows `[pixel, (kh, kw, c)]` of one group from an NHWC image; out-of-image
-/// taps are the input zero point.
-#[allow(clippy::too_many_arguments)]
-fn im2col<T: QElem>(
-    xs: &[T],
-    (h, wd, c_in): (usize, usize, usize),
-    c0: usize,
-    cig: usize,
-    w: &PackedConv,
-    (oh, ow): (usize, usize),
-    zp: T,
-    cols: &mut Array2<T>,
-) {
-    let p = &w.params;
-    let [sh, sw] = p.strides;
-    let [dh, dw] = p.dilations;
-    let Some(dst) = cols.as_slice_mut() else {
-        return;
-    };
-    let k = w.kh * w.kw * cig;
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let row = &mut dst[(oy * ow + ox) * k..][..k];
-            for ky in 0..w.kh {
-                let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
-                for kx in 0..w.kw {
-                    let ix = (ox * sw + kx * dw) as isize - p.pads[1] as isize;
-                    let d = &mut row[(ky * w.kw + kx) * cig..][..cig];
-                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                        d.fill(zp);
-                    } else {
-                        let src = (iy as usize * wd + ix as usize) * c_in + c0;
-                        d.copy_from_slice(&xs[src..src + cig]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Transposes one `[C, H, W]` image into `[H·W, C]`, in blocks of 64 pixels so both
-/// sides stay in cache.
-fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
-    let (c, h, w) = x.dim();
-    let hw = h * w;
-    let xstd = x.as_standard_layout();
-    let (Some(src), Some(dst)) = (xstd.as_slice(), out.as_slice_mut()) else {
-        return;
-    };
-    const B: usize = 64;
-    let mut p0 = 0;
-    while p0 < hw {
-        let p1 = (p0 + B).min(hw);
-        for ci in 0..c {
-            let s = &src[ci * hw + p0..ci * hw + p1];
-            for (i, &v) in s.iter().enumerate() {
-                dst[(p0 + i) * c + ci] = v;
-            }
-        }
-        p0 = p1;
-    }
-}
-
-/// `−rowsum` of every implicit im2col row of an indirect convolution.
-fn indirect_rowterm(xm: &[u8], ind: &Indirect, plane: usize, zpad: u8) -> Vec<i32> {
-    let pad_sum = i32::from(zpad).wrapping_mul(ind.cig as i32);
-    (0..plane)
-        .map(|m| {
-            let (oy, ox) = (m / ind.ow, m % ind.ow);
-            let mut s = 0i32;
-            for ky in 0..ind.kh {
-                let iy =
-                    (oy * ind.strides[0] + ky * ind.dilations[0]) as isize - ind.pad_tl[0] as isize;
-                for kx in 0..ind.kw {
-                    let ix = (ox * ind.strides[1] + kx * ind.dilations[1]) as isize
-                        - ind.pad_tl[1] as isize;
-                    if iy >= 0 && ix >= 0 && (iy as usize) < ind.h && (ix as usize) < ind.w {
-                        let off = (iy as usize * ind.w + ix as usize) * ind.c_in + ind.c0;
-                        s = xm[off..off + ind.cig]
-                            .iter()
-                            .fold(s, |s, &v| s.wrapping_add(i32::from(v)));
-                    } else {
-                        s = s.wrapping_add(pad_sum);
-                    }
-                }
-            }
-            s.wrapping_neg()
-        })
-        .collect()
 }

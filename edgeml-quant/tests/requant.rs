@@ -115,3 +115,50 @@ fn errors_are_typed() {
     }
     assert_eq!(Isa::from_name("avx9"), None);
 }
+
+#[test]
+fn hostile_conv_parameters_are_errors() {
+    let w = Array4::<i8>::zeros((2, 1, 3, 3));
+    let p = ConvParams {
+        group: 2,
+        pads: [usize::MAX, 0, 1, 0],
+        ..ConvParams::default()
+    };
+    let e = PackedConv::new(w.view(), ZeroPoints::PerTensor(0), p).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    // Huge padding with a huge stride: a tiny output but a huge padded plane.
+    let big = 1usize << 30;
+    let p = ConvParams {
+        group: 2,
+        pads: [big, big, big, big],
+        strides: [big, big],
+        ..ConvParams::default()
+    };
+    let pc = PackedConv::new(w.view(), ZeroPoints::PerTensor(0), p).unwrap();
+    let (oh, ow) = pc.output_hw(4, 4).unwrap();
+    let x = Array4::<u8>::zeros((1, 2, 4, 4));
+    let mut y = Array4::<i32>::zeros((1, 2, oh, ow));
+    let e = conv_integer(x.view(), 0, &pc, y.view_mut(), &GemmOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+}
+
+#[test]
+fn large_kernel_im2col_is_chunked() {
+    // K = 3·31·31 with C_in not a multiple of 4 takes the im2col path; a 48×48 input
+    // gives more pixels than one 4 MiB chunk holds at small K, exercised with K large.
+    let w = Array4::from_shape_fn((5, 3, 31, 31), |(a, b, c, d)| {
+        ((a + b * 3 + c * 5 + d * 7) % 255) as i8
+    });
+    let x = Array4::from_shape_fn((1, 3, 48, 48), |(_, b, c, d)| {
+        ((b * 11 + c * 13 + d * 17) % 256) as u8
+    });
+    let p = ConvParams {
+        pads: [15, 15, 15, 15],
+        ..ConvParams::default()
+    };
+    let want = reference::conv_i32(x.view(), 7u8, w.view(), &[1i8], &p);
+    let pc = PackedConv::new(w.view(), ZeroPoints::PerTensor(1), p).unwrap();
+    let mut y = Array4::<i32>::zeros(want.dim());
+    conv_integer(x.view(), 7, &pc, y.view_mut(), &GemmOptions { threads: 2 }).unwrap();
+    assert_eq!(y, want);
+}

@@ -2,6 +2,9 @@
 
 use edgeml_core::DriftDetector;
 
+/// Largest batch of queued variance increments.
+const PENDING_MAX: usize = 64;
+
 /// Configuration of [`Adwin`]; defaults are river's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdwinConfig {
@@ -85,6 +88,14 @@ impl Row {
 /// Reproduces river's `drift.ADWIN` detection indices (same bucket merging, the same
 /// cut scan from the oldest bucket, the same floating-point operation order). After a
 /// drift the whole detector resets on the next `update`, as river's wrapper does.
+///
+/// Data-structure differences that keep the arithmetic bit-identical but make updates
+/// cheaper: each row of the exponential histogram is a ring buffer (river shifts its
+/// arrays on every merge); window-variance increments are queued and applied in one
+/// batch before each scan, so their divisions pipeline instead of sitting on every
+/// update's critical path; divisions by bucket sizes (powers of two) are exact
+/// multiplications; the clock is a countdown instead of a 64-bit modulo; and cuts are
+/// first rejected without the square root when that is provably conclusive.
 #[derive(Debug, Clone)]
 pub struct Adwin {
     cfg: AdwinConfig,
@@ -94,6 +105,10 @@ pub struct Adwin {
     width: f64,
     tick: u64,
     until_check: u32,
+    pend_x: Vec<f64>,
+    pend_total: Vec<f64>,
+    pend_w: Vec<f64>,
+    pend_inc: Vec<f64>,
     n_detections: u64,
     drift: bool,
     nonfinite: u64,
@@ -119,6 +134,10 @@ impl Adwin {
             width: 0.0,
             tick: 0,
             until_check: cfg.clock,
+            pend_x: Vec::with_capacity(PENDING_MAX),
+            pend_total: Vec::with_capacity(PENDING_MAX),
+            pend_w: Vec::with_capacity(PENDING_MAX),
+            pend_inc: Vec::with_capacity(PENDING_MAX),
             n_detections: 0,
             drift: false,
             nonfinite: 0,
@@ -147,12 +166,16 @@ impl Adwin {
     fn insert(&mut self, value: f64) {
         self.rows[0].push(value, 0.0);
         self.width += 1.0;
-        let mut inc = 0.0;
-        if self.width > 1.0 {
-            let d = value - self.total / (self.width - 1.0);
-            inc = (self.width - 1.0) * d * d / self.width;
+        // The window variance is only read by the cut scan and by deletions, so its
+        // increments are queued and computed in a batch right before (see
+        // `flush_variance`): same operations in the same order, bit-identical to
+        // river, but the divisions of a batch are independent and pipeline/vectorise.
+        self.pend_x.push(value);
+        self.pend_total.push(self.total);
+        self.pend_w.push(self.width);
+        if self.pend_x.len() == PENDING_MAX {
+            self.flush_variance();
         }
-        self.variance += inc;
         self.total += value;
         // compress
         let mb = self.cfg.max_buckets;
@@ -176,6 +199,32 @@ impl Adwin {
             }
             idx += 1;
         }
+    }
+
+    /// Applies the queued variance increments, in insertion order.
+    fn flush_variance(&mut self) {
+        let n = self.pend_x.len();
+        if n == 0 {
+            return;
+        }
+        self.pend_inc.clear();
+        self.pend_inc.extend(
+            self.pend_x
+                .iter()
+                .zip(&self.pend_total)
+                .zip(&self.pend_w)
+                .map(|((&x, &t), &w)| {
+                    let d = x - t / (w - 1.0);
+                    let inc = (w - 1.0) * d * d / w;
+                    if w > 1.0 { inc } else { 0.0 }
+                }),
+        );
+        for &inc in &self.pend_inc {
+            self.variance += inc;
+        }
+        self.pend_x.clear();
+        self.pend_total.clear();
+        self.pend_w.clear();
     }
 
     fn delete_oldest(&mut self) {
@@ -207,6 +256,7 @@ impl Adwin {
         if self.width <= f64::from(self.cfg.grace_period) {
             return false;
         }
+        self.flush_variance();
         let mwl = f64::from(self.cfg.min_window_length);
         let mut reduce = true;
         while reduce {

@@ -144,6 +144,7 @@ pub struct ConfidenceMonitor {
     threshold: f64,
     window: VecDeque<f64>,
     sum: f64,
+    since_resum: usize,
     drift: bool,
     nonfinite: u64,
 }
@@ -157,6 +158,7 @@ impl ConfidenceMonitor {
             threshold,
             window: VecDeque::with_capacity(k),
             sum: 0.0,
+            since_resum: 0,
             drift: false,
             nonfinite: 0,
         }
@@ -190,6 +192,13 @@ impl DriftDetector for ConfidenceMonitor {
         }
         self.window.push_back(x);
         self.sum += x;
+        // re-sum exactly once per window length: O(1) amortised, and the running sum's
+        // rounding error cannot accumulate over long streams
+        self.since_resum += 1;
+        if self.since_resum >= self.k {
+            self.sum = self.window.iter().sum();
+            self.since_resum = 0;
+        }
         if self.window.len() == self.k {
             self.drift = self.sum / (self.k as f64) < self.threshold;
         } else {

@@ -2,7 +2,8 @@
 
 use super::{Method, TestResult};
 use crate::error::{Result, all_finite, nonempty};
-use crate::sort::sorted;
+use crate::sort::sorted_pair;
+use crate::special::ln_gamma;
 use crate::stats::kolmogorov::kstwo_sf;
 
 /// scipy's `MAX_AUTO_N`: `auto` is exact when `max(n1, n2) <= 10_000`.
@@ -48,6 +49,86 @@ pub fn ks_statistic_sorted(a: &[f64], b: &[f64]) -> f64 {
     let maxs = f(hi_ij);
     let mins = (-f(lo_ij)).clamp(0.0, 1.0);
     if mins > maxs { mins } else { maxs }
+}
+
+/// One-sided statistics `(max(F1 − F2), max(F2 − F1))` of two sorted finite samples
+/// (scipy's `maxS` and `minS`).
+fn one_sided_statistics(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (n1, n2) = (a.len(), b.len());
+    let get = |s: &[f64], k: usize| if k < s.len() { s[k] } else { f64::INFINITY };
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut maxs, mut mins) = (f64::NEG_INFINITY, f64::INFINITY);
+    while i < n1 || j < n2 {
+        let x = get(a, i).min(get(b, j));
+        while i < n1 && a[i] <= x {
+            i += 1;
+        }
+        while j < n2 && b[j] <= x {
+            j += 1;
+        }
+        let d = i as f64 / n1 as f64 - j as f64 / n2 as f64;
+        maxs = maxs.max(d);
+        mins = mins.min(d);
+    }
+    (maxs, (-mins).clamp(0.0, 1.0))
+}
+
+/// `scipy.special.binom(n, k)` for integers `0 <= k <= n`: the exact product loop for
+/// `min(k, n - k) < 20`, else `1 / ((n + 1) B(n − k + 1, k + 1))`.
+fn binom_f64(n: u64, k: u64) -> f64 {
+    let kx = k.min(n - k);
+    if kx < 20 {
+        let (mut num, mut den) = (1.0f64, 1.0f64);
+        for i in 1..=kx {
+            num *= (i + n - kx) as f64;
+            den *= i as f64;
+            if num.abs() > 1e50 {
+                num /= den;
+                den = 1.0;
+            }
+        }
+        return num / den;
+    }
+    let (nf, kf) = (n as f64, k as f64);
+    let lbeta = ln_gamma(nf - kf + 1.0) + ln_gamma(kf + 1.0) - ln_gamma(nf + 2.0);
+    1.0 / (nf + 1.0) / lbeta.exp()
+}
+
+/// Number of lattice paths from (0,0) to (m,n) that go below the diagonal band
+/// (scipy's `_count_paths_outside_method`, Hodges 1958); `None` on overflow.
+fn count_paths_outside(m: u64, n: u64, g: u64, h: u64) -> Option<f64> {
+    let (m, n) = if m < n { (n, m) } else { (m, n) };
+    let (mg, ng) = (m / g, n / g);
+    let lxj = n + (mg.saturating_sub(h)) / mg;
+    // (mg - h) // mg with Python floor division, h may exceed mg
+    let lxj = if h > mg {
+        n.saturating_sub((h - mg).div_ceil(mg))
+    } else {
+        lxj
+    };
+    if lxj == 0 {
+        return Some(binom_f64(m + n, n));
+    }
+    let xj: Vec<u64> = (0..lxj).map(|j| (h + mg * j).div_ceil(ng)).collect();
+    let mut bv = vec![0.0f64; lxj as usize];
+    bv[0] = 1.0;
+    for j in 1..lxj as usize {
+        let mut bj = binom_f64(xj[j] + j as u64, j as u64);
+        for i in 0..j {
+            let bin = binom_f64(xj[j] - xj[i] + (j - i) as u64, (j - i) as u64);
+            bj -= bin * bv[i];
+        }
+        if !bj.is_finite() {
+            return None; // scipy's FloatingPointError
+        }
+        bv[j] = bj;
+    }
+    let mut num = 0.0;
+    for j in 0..lxj as usize {
+        let bin = binom_f64((m - xj[j]) + (n - j as u64), n - j as u64);
+        num += bv[j] * bin;
+    }
+    num.is_finite().then_some(num)
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -158,7 +239,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64], method: Method) -> Result<TestResult> {
     nonempty(b, "b")?;
     all_finite(a, "a")?;
     all_finite(b, "b")?;
-    let (sa, sb) = (sorted(a), sorted(b));
+    let (sa, sb) = sorted_pair(a, b);
     Ok(ks_2samp_sorted(&sa, &sb, method))
 }
 
@@ -198,4 +279,106 @@ pub fn ks_pvalue(n1: u64, n2: u64, d: f64, method: Method) -> TestResult {
         statistic: d,
         pvalue: asymp_pvalue(n1, n2, d).clamp(0.0, 1.0),
     }
+}
+
+/// Alternative hypothesis of a one- or two-sided test (scipy's `alternative`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Alternative {
+    /// The distributions differ.
+    #[default]
+    TwoSided,
+    /// The CDF of the first sample lies below the second's somewhere (scipy `'less'`:
+    /// statistic `max(F2 − F1)`).
+    Less,
+    /// The CDF of the first sample lies above the second's somewhere (scipy
+    /// `'greater'`: statistic `max(F1 − F2)`).
+    Greater,
+}
+
+/// Two-sample KS test with a choice of alternative
+/// (`scipy.stats.ks_2samp(a, b, alternative, method)`). One-sided exact p-values
+/// count lattice paths (Hodges); when that overflows (`binom(n1 + n2, n1)` beyond
+/// f64) scipy — and we — fall back to Hodges' asymptotic formula.
+///
+/// # Errors
+/// An empty or non-finite sample.
+pub fn ks_2samp_alternative(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    method: Method,
+) -> Result<TestResult> {
+    if alternative == Alternative::TwoSided {
+        return ks_2samp(a, b, method);
+    }
+    nonempty(a, "a")?;
+    nonempty(b, "b")?;
+    all_finite(a, "a")?;
+    all_finite(b, "b")?;
+    let (sa, sb) = sorted_pair(a, b);
+    let (maxs, mins) = one_sided_statistics(&sa, &sb);
+    let d = if alternative == Alternative::Less {
+        mins
+    } else {
+        maxs
+    };
+    let (n1, n2) = (a.len() as u64, b.len() as u64);
+    let exact = match method {
+        Method::Exact => true,
+        Method::Asymptotic => false,
+        Method::Auto => n1.max(n2) as usize <= KS_MAX_AUTO_N,
+    };
+    let g = gcd(n1, n2);
+    if exact && ((n1 / g) as f64) < i32::MAX as f64 / (n2 / g) as f64 {
+        let lcm = (n1 / g) * n2;
+        let h = (d * lcm as f64).round_ties_even() as u64;
+        let d2 = h as f64 / lcm as f64;
+        if h == 0 {
+            return Ok(TestResult {
+                statistic: d2,
+                pvalue: 1.0,
+            });
+        }
+        let p = if n1 == n2 {
+            Some(
+                (0..h)
+                    .map(|j| (n1 - j) as f64 / (n1 as f64 + j as f64 + 1.0))
+                    .product::<f64>(),
+            )
+        } else {
+            // scipy raises on overflow and falls back; checking the total first skips
+            // the O(n²) path count when it cannot succeed
+            let bin = binom_f64(n1 + n2, n1);
+            if bin.is_finite() {
+                count_paths_outside(n1, n2, g, h)
+                    .filter(|&num| num <= bin)
+                    .map(|num| num / bin)
+            } else {
+                None
+            }
+        };
+        if let Some(p) = p.filter(|p| (0.0..=1.0).contains(p)) {
+            return Ok(TestResult {
+                statistic: d2,
+                pvalue: p,
+            });
+        }
+        return Ok(TestResult {
+            statistic: d2,
+            pvalue: hodges(n1, n2, d2),
+        });
+    }
+    Ok(TestResult {
+        statistic: d,
+        pvalue: hodges(n1, n2, d),
+    })
+}
+
+/// Hodges' one-sided asymptotic tail (his Eqn 5.3), as scipy.
+fn hodges(n1: u64, n2: u64, d: f64) -> f64 {
+    let (m, n) = (n1.max(n2) as f64, n1.min(n2) as f64);
+    let en = m * n / (m + n);
+    let z = en.sqrt() * d;
+    let expt = -2.0 * z * z - 2.0 * z * (m + 2.0 * n) / (m * n * (m + n)).sqrt() / 3.0;
+    expt.exp().clamp(0.0, 1.0)
 }

@@ -18,15 +18,21 @@ pub struct SparseTensor {
     pub values: Tensor,
 }
 
-/// Fills a zero tensor of `dims` with `values` at `lin` positions.
-fn scatter<T: Clone + Default>(dims: &[usize], lin: &[usize], vals: &ArrayD<T>) -> ArrayD<T> {
+/// Fills a zero tensor of `dims` with `values` at `lin` positions (validated indices).
+fn scatter<T: Clone + Default>(
+    dims: &[usize],
+    lin: &[usize],
+    vals: &ArrayD<T>,
+) -> Result<ArrayD<T>> {
     let n: usize = dims.iter().product();
     let mut out = vec![T::default(); n];
     for (&i, v) in lin.iter().zip(vals.iter()) {
-        out[i] = v.clone();
+        if let Some(slot) = out.get_mut(i) {
+            *slot = v.clone();
+        }
     }
-    // The length equals the product of `dims` by construction.
-    ArrayD::from_shape_vec(IxDyn(dims), out).unwrap_or_else(|_| ArrayD::default(IxDyn(&[0])))
+    ArrayD::from_shape_vec(IxDyn(dims), out)
+        .map_err(|e| Error::InvalidModel(format!("sparse tensor dims {dims:?}: {e}")))
 }
 
 impl SparseTensor {
@@ -96,17 +102,17 @@ impl SparseTensor {
         let lin = self.linear_indices()?;
         let d = &self.dims;
         Ok(match &self.values {
-            Tensor::F32(a) => Tensor::F32(scatter(d, &lin, a)),
-            Tensor::F16(a) => Tensor::F16(scatter(d, &lin, a)),
-            Tensor::BF16(a) => Tensor::BF16(scatter(d, &lin, a)),
-            Tensor::F64(a) => Tensor::F64(scatter(d, &lin, a)),
-            Tensor::I8(a) => Tensor::I8(scatter(d, &lin, a)),
-            Tensor::U8(a) => Tensor::U8(scatter(d, &lin, a)),
-            Tensor::I16(a) => Tensor::I16(scatter(d, &lin, a)),
-            Tensor::U16(a) => Tensor::U16(scatter(d, &lin, a)),
-            Tensor::I32(a) => Tensor::I32(scatter(d, &lin, a)),
-            Tensor::I64(a) => Tensor::I64(scatter(d, &lin, a)),
-            Tensor::Bool(a) => Tensor::Bool(scatter(d, &lin, a)),
+            Tensor::F32(a) => Tensor::F32(scatter(d, &lin, a)?),
+            Tensor::F16(a) => Tensor::F16(scatter(d, &lin, a)?),
+            Tensor::BF16(a) => Tensor::BF16(scatter(d, &lin, a)?),
+            Tensor::F64(a) => Tensor::F64(scatter(d, &lin, a)?),
+            Tensor::I8(a) => Tensor::I8(scatter(d, &lin, a)?),
+            Tensor::U8(a) => Tensor::U8(scatter(d, &lin, a)?),
+            Tensor::I16(a) => Tensor::I16(scatter(d, &lin, a)?),
+            Tensor::U16(a) => Tensor::U16(scatter(d, &lin, a)?),
+            Tensor::I32(a) => Tensor::I32(scatter(d, &lin, a)?),
+            Tensor::I64(a) => Tensor::I64(scatter(d, &lin, a)?),
+            Tensor::Bool(a) => Tensor::Bool(scatter(d, &lin, a)?),
         })
     }
 }

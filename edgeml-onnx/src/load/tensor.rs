@@ -26,6 +26,9 @@ pub(crate) fn dtype_of(code: i32, what: &str) -> Result<DType> {
 pub(crate) fn checked_dims(dims: &[i64], what: &str, ctx: &Ctx<'_>) -> Result<(Vec<usize>, usize)> {
     let mut out = Vec::with_capacity(dims.len().min(64));
     let mut n: u64 = 1;
+    // ndarray also requires the product of the non-zero extents to fit in isize, so
+    // a zero-sized tensor cannot hide absurd extents (`[0, 2^62, 2^62]`) either.
+    let mut nonzero: u64 = 1;
     for &d in dims {
         let u = u64::try_from(d).map_err(|_| {
             Error::InvalidModel(format!("{what}: negative dimension {d} in {dims:?}"))
@@ -33,11 +36,14 @@ pub(crate) fn checked_dims(dims: &[i64], what: &str, ctx: &Ctx<'_>) -> Result<(V
         n = n.checked_mul(u).ok_or_else(|| {
             Error::LimitExceeded(format!("{what}: element count of dims {dims:?} overflows"))
         })?;
+        nonzero = nonzero.checked_mul(u.max(1)).ok_or_else(|| {
+            Error::LimitExceeded(format!("{what}: extents of dims {dims:?} overflow"))
+        })?;
         out.push(usize::try_from(u).map_err(|_| {
             Error::LimitExceeded(format!("{what}: dimension {d} does not fit in memory"))
         })?);
     }
-    if n > ctx.limits.tensor_elements() {
+    if n.max(nonzero) > ctx.limits.tensor_elements() {
         return Err(Error::LimitExceeded(format!(
             "{what}: {n} elements (dims {dims:?}) exceed the limit of {} per tensor",
             ctx.limits.tensor_elements()

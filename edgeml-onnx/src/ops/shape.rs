@@ -70,8 +70,17 @@ pub fn reshape_target(
         }
     }
     let total: usize = input.iter().product();
+    let too_big = || {
+        Error::LimitExceeded(format!(
+            "{}: target shape {spec:?} is too large",
+            describe(node)
+        ))
+    };
+    let rest = out
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_big)?;
     if let Some(i) = infer {
-        let rest: usize = out.iter().product();
         if rest == 0 || total % rest != 0 {
             return Err(Error::ShapeMismatch(format!(
                 "{}: cannot reshape {input:?} to {spec:?}",
@@ -499,4 +508,27 @@ pub fn register(r: &mut Registry) {
             value: constant_value(c.node)?,
         }) as Box<dyn Operator>)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reshape_target;
+    use crate::Node;
+
+    #[test]
+    fn reshape_targets_follow_the_spec_and_reject_hostile_shapes() {
+        let n = Node::default();
+        assert_eq!(
+            reshape_target(&n, &[2, 3, 4], &[0, -1], false).unwrap(),
+            vec![2, 12]
+        );
+        assert_eq!(
+            reshape_target(&n, &[0, 3], &[3, 0], true).unwrap(),
+            vec![3, 0]
+        );
+        assert!(reshape_target(&n, &[2, 3], &[-1, -1], false).is_err());
+        assert!(reshape_target(&n, &[2, 3], &[-2], false).is_err());
+        assert!(reshape_target(&n, &[2, 3], &[i64::MAX, i64::MAX, -1], false).is_err());
+        assert!(reshape_target(&n, &[2, 3], &[4, -1], false).is_err());
+    }
 }

@@ -62,7 +62,7 @@ impl Operator for Split {
                     .collect()
             }
         };
-        if sizes.iter().sum::<usize>() != dim {
+        if sizes.iter().try_fold(0usize, |a, &b| a.checked_add(b)) != Some(dim) {
             return Err(Error::ShapeMismatch(format!(
                 "{}: split sizes {sizes:?} do not sum to dimension {dim}",
                 describe(node)

@@ -2,8 +2,11 @@
 
 use super::control;
 use super::program::{Program, Step};
+use crate::op::InputType;
 use crate::ops::attr::describe;
-use crate::{Attribute, BuildContext, Error, Graph, Node, Registry, Result, Tensor, ValueInfo};
+use crate::{
+    Attribute, BuildContext, Dim, Error, Graph, Node, Registry, Result, Tensor, ValueInfo,
+};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +35,8 @@ const NONDETERMINISTIC: &[&str] = &[
 pub(crate) struct Builder<'c> {
     pub(crate) ctx: &'c Ctx<'c>,
     pub(crate) prog: Program,
+    /// Declared type of each slot, where the graph declares one.
+    declared: HashMap<usize, InputType>,
 }
 
 impl<'c> Builder<'c> {
@@ -39,6 +44,7 @@ impl<'c> Builder<'c> {
         Self {
             ctx,
             prog: Program::default(),
+            declared: HashMap::new(),
         }
     }
 
@@ -58,10 +64,56 @@ impl<'c> Builder<'c> {
             let s = self.new_slot(name, Some(Arc::new(t.clone())));
             scope.insert(name.clone(), s);
         }
+        self.plan_nodes(graph, scope)
+    }
+
+    /// Plans the graph's nodes in dependency order (initializers must be in `scope`).
+    pub(crate) fn plan_nodes(&mut self, graph: &Graph, scope: &mut Scope) -> Result<()> {
+        let infos: HashMap<&str, &ValueInfo> = graph
+            .inputs
+            .iter()
+            .chain(&graph.value_info)
+            .chain(&graph.outputs)
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        for i in &graph.inputs {
+            if let Some(&s) = scope.get(&i.name) {
+                self.declare(s, i);
+            }
+        }
         for i in topo_order(graph)? {
-            self.plan_node(&graph.nodes[i], scope)?;
+            let node = &graph.nodes[i];
+            self.plan_node(node, scope)?;
+            for o in &node.outputs {
+                if let (Some(&s), Some(v)) = (scope.get(o), infos.get(o.as_str())) {
+                    self.declare(s, v);
+                }
+            }
         }
         Ok(())
+    }
+
+    fn declare(&mut self, slot: usize, v: &ValueInfo) {
+        if v.dtype.is_some() || v.shape.is_some() {
+            self.declared.insert(
+                slot,
+                InputType {
+                    dtype: v.dtype,
+                    shape: v.shape.clone(),
+                },
+            );
+        }
+    }
+
+    /// What is known about a slot before running: exact for constants, else declared.
+    fn type_of(&self, slot: usize) -> Option<InputType> {
+        match &self.prog.consts[slot] {
+            Some(t) => Some(InputType {
+                dtype: Some(t.dtype()),
+                shape: Some(t.shape().iter().map(|&d| Dim::Known(d)).collect()),
+            }),
+            None => self.declared.get(&slot).cloned(),
+        }
     }
 
     fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
@@ -163,7 +215,12 @@ impl<'c> Builder<'c> {
             .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
             .collect();
         let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
-        let op = factory.build(&BuildContext::new(node, opset, const_refs.clone()))?;
+        let types = in_slots
+            .iter()
+            .map(|s| s.and_then(|s| self.type_of(s)))
+            .collect();
+        let op = factory
+            .build(&BuildContext::new(node, opset, const_refs.clone()).with_input_types(types))?;
         let foldable = self.ctx.fold
             && !NONDETERMINISTIC.contains(&node.op_type.as_str())
             && in_slots
@@ -203,8 +260,14 @@ impl<'c> Builder<'c> {
     }
 }
 
-/// Plans the main graph; `inputs` are its runtime inputs.
-pub(crate) fn build_main(ctx: &Ctx<'_>, graph: &Graph, inputs: &[ValueInfo]) -> Result<Program> {
+/// Plans the main graph; `inputs` are its runtime inputs, `inits` its initializers
+/// (`graph.initializers` is ignored).
+pub(crate) fn build_main(
+    ctx: &Ctx<'_>,
+    graph: &Graph,
+    inputs: &[ValueInfo],
+    inits: Vec<(String, Arc<Tensor>)>,
+) -> Result<Program> {
     let mut b = Builder::new(ctx);
     let mut scope = Scope::new();
     for i in inputs {
@@ -212,7 +275,11 @@ pub(crate) fn build_main(ctx: &Ctx<'_>, graph: &Graph, inputs: &[ValueInfo]) -> 
         b.prog.inputs.push(s);
         scope.insert(i.name.clone(), s);
     }
-    b.plan_graph(graph, &mut scope)?;
+    for (name, t) in inits {
+        let s = b.new_slot(&name, Some(t));
+        scope.insert(name, s);
+    }
+    b.plan_nodes(graph, &mut scope)?;
     set_outputs(&mut b, graph, &scope)?;
     Ok(b.finish())
 }

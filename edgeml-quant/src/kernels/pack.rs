@@ -256,3 +256,19 @@ pub(crate) fn a_bytes<T: QElem>(x: &[T]) -> std::borrow::Cow<'_, [u8]> {
         std::borrow::Cow::Borrowed(as_bytes(x))
     }
 }
+
+/// The raw bytes of an 8-bit element slice (u8 or i8: size 1, no padding).
+pub(crate) fn raw_bytes<T: QElem>(s: &[T]) -> &[u8] {
+    const { assert!(core::mem::size_of::<T>() == 1) };
+    // SAFETY: T is u8 or i8 (sealed): size and alignment 1, every bit pattern valid;
+    // the byte slice borrows the same memory for the same lifetime.
+    unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
+}
+
+/// The raw bytes of a mutable 8-bit element slice; any byte written is a valid `T`.
+pub(crate) fn raw_bytes_mut<T: QElem>(s: &mut [T]) -> &mut [u8] {
+    const { assert!(core::mem::size_of::<T>() == 1) };
+    // SAFETY: as `raw_bytes`; every byte value is a valid u8 and i8, and the unique
+    // borrow of `s` is transferred to the returned slice.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), s.len()) }
+}

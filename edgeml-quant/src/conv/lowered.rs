@@ -1,0 +1,282 @@
+//! The GEMM-based convolutions: 1×1 as a plain GEMM, the indirect (im2col-free)
+//! kernel, and chunked im2col otherwise; plus the NCHW → NHWC input transpose.
+
+use super::{PackedConv, Quant, YView};
+use crate::gemm::{GemmOptions, PackedB, gemm_any, gemm_indirect, needs_rowsums};
+use crate::kernels::driver::{Indirect, Post};
+use crate::kernels::pack::QElem;
+use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
+
+pub(super) fn gemm_all<T: QElem>(
+    x: ArrayView4<'_, T>,
+    x_zp: T,
+    w: &PackedConv,
+    packs: &[PackedB],
+    (oh, ow): (usize, usize),
+    y: &mut YView<'_>,
+    opts: &GemmOptions,
+) {
+    let (n, c_in, h, wd) = x.dim();
+    let p = &w.params;
+    let g = p.group;
+    let cig = w.c_in_g;
+    let cog = w.c_out / g;
+    let plane = oh * ow;
+    let k = w.kh * w.kw * cig;
+    let pointwise = w.kh == 1 && w.kw == 1 && p.strides == [1, 1] && p.pads == [0; 4] && g == 1;
+    // Indirect (im2col-free) kernel: the taps' channel runs are read in place.
+    let indirect =
+        !pointwise && crate::kernels::has_indirect(w.isa) && cig > 0 && cig.is_multiple_of(4);
+    let zpad = vec![x_zp.to_a(); cig];
+    // Scratch reused over the batch: NHWC input and im2col rows.
+    let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
+    // im2col rows are built for at most `chunk` pixels at a time (about 4 MiB), so the
+    // scratch stays bounded whatever the kernel size.
+    let chunk = ((1usize << 22) / k.max(1)).clamp(1, plane.max(1));
+    let mut cols = if pointwise || indirect {
+        Array2::<T>::from_elem((0, 0), x_zp)
+    } else {
+        Array2::<T>::from_elem((chunk, k), x_zp)
+    };
+    for ni in 0..n {
+        let xn = x.index_axis(Axis(0), ni);
+        to_nhwc(xn, &mut nhwc);
+        let xs = nhwc.as_slice().unwrap_or(&[]);
+        if indirect {
+            let xm = crate::kernels::pack::a_bytes(xs);
+            for (gi, pb) in packs.iter().enumerate() {
+                let ind = Indirect {
+                    x: xm.as_ptr(),
+                    zpad: zpad.as_ptr(),
+                    h,
+                    w: wd,
+                    c_in,
+                    c0: gi * cig,
+                    cig,
+                    kh: w.kh,
+                    kw: w.kw,
+                    strides: p.strides,
+                    dilations: p.dilations,
+                    pad_tl: [p.pads[0], p.pads[1]],
+                    ow,
+                };
+                let rowterm = if needs_rowsums(pb) {
+                    indirect_rowterm(&xm, &ind, plane, zpad[0])
+                } else {
+                    Vec::new()
+                };
+                let range = gi * cog..(gi + 1) * cog;
+                let za = i32::from(x_zp.to_a());
+                let done = match y {
+                    YView::I32(v) => {
+                        let mut yv = group_out(v, ni, range, plane);
+                        let o = crate::gemm::raw_out(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, Post::I32, o, opts)
+                    }
+                    YView::U8(v, q) => {
+                        let mut yv = group_out(v, ni, range.clone(), plane);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
+                    }
+                    YView::I8(v, q) => {
+                        let mut yv = group_out(v, ni, range.clone(), plane);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_indirect(&ind, plane, za, pb, &rowterm, quant_post(q, range), o, opts)
+                    }
+                };
+                debug_assert!(done, "indirect kernel chosen for a path without one");
+            }
+            continue;
+        }
+        for (gi, pb) in packs.iter().enumerate() {
+            let range = gi * cog..(gi + 1) * cog;
+            let mut p0 = 0;
+            while p0 < plane {
+                let p1 = if pointwise {
+                    plane
+                } else {
+                    (p0 + chunk).min(plane)
+                };
+                let a = if pointwise {
+                    nhwc.view()
+                } else {
+                    let geo = ((h, wd, c_in), (oh, ow));
+                    im2col(xs, geo, gi * cig, cig, w, p0..p1, x_zp, &mut cols);
+                    cols.slice(ndarray::s![..p1 - p0, ..])
+                };
+                let rows = ndarray::s![p0..p1, ..];
+                match y {
+                    YView::I32(v) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out(&mut yv);
+                        gemm_any(a, x_zp, pb, Post::I32, o, opts);
+                    }
+                    YView::U8(v, q) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, opts);
+                    }
+                    YView::I8(v, q) => {
+                        let yv = group_out(v, ni, range.clone(), plane);
+                        let mut yv = yv.slice_move(rows);
+                        let o = crate::gemm::raw_out_q(&mut yv);
+                        gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, opts);
+                    }
+                }
+                p0 = p1;
+            }
+        }
+    }
+}
+
+fn quant_post<'q>(q: &'q Quant<'_>, range: core::ops::Range<usize>) -> Post<'q> {
+    Post::Quant {
+        mult: &q.mult[range.clone()],
+        bias: &q.bias[range],
+        zp: q.zp,
+        lo: q.bounds.0,
+        hi: q.bounds.1,
+    }
+}
+
+/// The `[pixels, channels]` (transposed) view of one batch item's group of channels.
+fn group_out<'v, E>(
+    y: &'v mut ArrayViewMut4<'_, E>,
+    ni: usize,
+    range: core::ops::Range<usize>,
+    plane: usize,
+) -> ArrayViewMut2<'v, E> {
+    let yn = y.index_axis_mut(Axis(0), ni);
+    let yg = yn.slice_move(ndarray::s![range.clone(), .., ..]);
+    let len = range.len();
+    // A channel range of a standard-layout batch item is contiguous.
+    match yg.into_shape_with_order((len, plane)) {
+        Ok(v) => v.reversed_axes(),
+        Err(_) => ArrayViewMut2::from_shape((0, 0), &mut []).unwrap_or_else(|_| unreachable!()),
+    }
+}
+
+/// im2col rows `[pixel, (kh, kw, c)]` of one group and a range of output pixels from an
+/// NHWC image; out-of-image taps are the input zero point.
+#[allow(clippy::too_many_arguments)]
+fn im2col<T: QElem>(
+    xs: &[T],
+    ((h, wd, c_in), (_oh, ow)): ((usize, usize, usize), (usize, usize)),
+    c0: usize,
+    cig: usize,
+    w: &PackedConv,
+    pixels: core::ops::Range<usize>,
+    zp: T,
+    cols: &mut Array2<T>,
+) {
+    let p = &w.params;
+    let [sh, sw] = p.strides;
+    let [dh, dw] = p.dilations;
+    let Some(dst) = cols.as_slice_mut() else {
+        return;
+    };
+    let k = w.kh * w.kw * cig;
+    for (i, px) in pixels.enumerate() {
+        let (oy, ox) = (px / ow, px % ow);
+        {
+            let row = &mut dst[i * k..][..k];
+            for ky in 0..w.kh {
+                let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
+                for kx in 0..w.kw {
+                    let ix = (ox * sw + kx * dw) as isize - p.pads[1] as isize;
+                    let d = &mut row[(ky * w.kw + kx) * cig..][..cig];
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                        d.fill(zp);
+                    } else {
+                        let src = (iy as usize * wd + ix as usize) * c_in + c0;
+                        d.copy_from_slice(&xs[src..src + cig]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Transposes one `[C, H, W]` image into `[H·W, C]`: 8×8 byte blocks with a
+/// word-level transpose, scalar edges.
+fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
+    let (c, h, w) = x.dim();
+    let hw = h * w;
+    let xstd = x.as_standard_layout();
+    let (Some(src), Some(dst)) = (xstd.as_slice(), out.as_slice_mut()) else {
+        return;
+    };
+    let src = crate::kernels::pack::raw_bytes(src);
+    let dst = crate::kernels::pack::raw_bytes_mut(dst);
+    let (c8, p8) = (c / 8 * 8, hw / 8 * 8);
+    for p in (0..p8).step_by(8) {
+        for ch in (0..c8).step_by(8) {
+            let mut m = [0u64; 8];
+            for (r, v) in m.iter_mut().enumerate() {
+                let o = (ch + r) * hw + p;
+                *v = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
+            }
+            let m = transpose8(m);
+            for (j, v) in m.iter().enumerate() {
+                let o = (p + j) * c + ch;
+                dst[o..o + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    // Edges: channels beyond a multiple of 8, pixels beyond a multiple of 8.
+    for ci in 0..c {
+        let from = if ci < c8 { p8 } else { 0 };
+        for px in from..hw {
+            dst[px * c + ci] = src[ci * hw + px];
+        }
+    }
+}
+
+/// Transposes an 8×8 byte matrix held as 8 little-endian words (word r, byte b).
+fn transpose8(mut x: [u64; 8]) -> [u64; 8] {
+    let mut swap = |a: usize, b: usize, sh: u32, mask: u64| {
+        let t = ((x[a] >> sh) ^ x[b]) & mask;
+        x[a] ^= t << sh;
+        x[b] ^= t;
+    };
+    for r in 0..4 {
+        swap(r, r + 4, 32, 0x0000_0000_FFFF_FFFF);
+    }
+    for r in [0, 1, 4, 5] {
+        swap(r, r + 2, 16, 0x0000_FFFF_0000_FFFF);
+    }
+    for r in [0, 2, 4, 6] {
+        swap(r, r + 1, 8, 0x00FF_00FF_00FF_00FF);
+    }
+    x
+}
+
+/// `−rowsum` of every implicit im2col row of an indirect convolution.
+fn indirect_rowterm(xm: &[u8], ind: &Indirect, plane: usize, zpad: u8) -> Vec<i32> {
+    let pad_sum = i32::from(zpad).wrapping_mul(ind.cig as i32);
+    (0..plane)
+        .map(|m| {
+            let (oy, ox) = (m / ind.ow, m % ind.ow);
+            let mut s = 0i32;
+            for ky in 0..ind.kh {
+                let iy =
+                    (oy * ind.strides[0] + ky * ind.dilations[0]) as isize - ind.pad_tl[0] as isize;
+                for kx in 0..ind.kw {
+                    let ix = (ox * ind.strides[1] + kx * ind.dilations[1]) as isize
+                        - ind.pad_tl[1] as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < ind.h && (ix as usize) < ind.w {
+                        let off = (iy as usize * ind.w + ix as usize) * ind.c_in + ind.c0;
+                        s = xm[off..off + ind.cig]
+                            .iter()
+                            .fold(s, |s, &v| s.wrapping_add(i32::from(v)));
+                    } else {
+                        s = s.wrapping_add(pad_sum);
+                    }
+                }
+            }
+            s.wrapping_neg()
+        })
+        .collect()
+}
