@@ -113,7 +113,11 @@ def fixture_models():
     d = os.path.join(ROOT, "tests", "fixtures", "models")
     light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     return (sorted(glob.glob(os.path.join(d, "*.onnx"))) + [os.path.join(d, "ext", "ext_model.onnx")]
-            + sorted(glob.glob(os.path.join(light, "*.onnx"))))
+            + sorted(glob.glob(os.path.join(light, "*.onnx")))
+            # Real PyTorch exports shipped with the onnx package's backend tests.
+            + sorted(glob.glob(os.path.join(os.path.dirname(light), "pytorch-*", "*", "model.onnx")))
+            # TensorFlow (tf2onnx) and PaddlePaddle (paddle2onnx) exports.
+            + sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "onnx-backend", "converters", "*", "model.onnx"))))
 
 
 # ---------------------------------------------------------------- comparison

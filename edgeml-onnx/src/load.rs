@@ -7,7 +7,7 @@ pub(crate) mod tensor;
 use crate::ir::{Model, ModelExtras, OpsetImport};
 use crate::limits::{Limits, LoadOptions};
 use crate::{Error, Result};
-use onnx_protobuf::ModelProto;
+use onnx_protobuf::{ModelProto, TensorProto};
 use protobuf::{CodedInputStream, Message};
 use std::io::Read;
 use std::path::Path;
@@ -84,6 +84,37 @@ pub(crate) fn parse_proto(bytes: &[u8], limits: &Limits) -> Result<ModelProto> {
         .and_then(|m| is.check_eof().map(|()| m))
         .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))?;
     Ok(m)
+}
+
+/// Parses one serialized `TensorProto` (the format of the ONNX backend test data's
+/// `input_N.pb` / `output_N.pb` files) and decodes it with `opts.limits`.
+pub(crate) fn tensor_from_bytes(
+    bytes: &[u8],
+    opts: &LoadOptions,
+) -> Result<(String, crate::Tensor)> {
+    if bytes.len() as u64 > opts.limits.model_bytes() {
+        return Err(Error::LimitExceeded(format!(
+            "tensor file is {} bytes, the limit is {}",
+            bytes.len(),
+            opts.limits.model_bytes()
+        )));
+    }
+    crate::proto_scan::scan_tensor(bytes)?;
+    let mut is = CodedInputStream::from_bytes(bytes);
+    is.push_limit(bytes.len() as u64)
+        .map_err(|e| Error::InvalidModel(format!("not a valid ONNX TensorProto: {e}")))?;
+    let tp = TensorProto::parse_from(&mut is)
+        .and_then(|m| is.check_eof().map(|()| m))
+        .map_err(|e| Error::InvalidModel(format!("not a valid ONNX TensorProto: {e}")))?;
+    let mut ctx = Ctx::new(opts);
+    let name = tp.name.clone();
+    let what = if name.is_empty() {
+        "tensor".to_owned()
+    } else {
+        format!("tensor {name:?}")
+    };
+    let t = tensor::decode_tensor(&tp, &what, &mut ctx)?;
+    Ok((name, t))
 }
 
 fn encode<M: Message>(m: &M) -> Result<Vec<u8>> {

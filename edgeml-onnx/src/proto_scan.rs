@@ -104,3 +104,9 @@ pub(crate) fn scan(bytes: &[u8], max_depth: u32) -> Result<()> {
     scan_msg(bytes, Msg::Model, 0, max_depth)
         .map_err(|e| Error::InvalidModel(format!("not a valid ONNX protobuf: {e}")))
 }
+
+/// Checks the length prefixes of `bytes` (an encoded `TensorProto`).
+pub(crate) fn scan_tensor(bytes: &[u8]) -> Result<()> {
+    scan_msg(bytes, Msg::Tensor, 0, 4)
+        .map_err(|e| Error::InvalidModel(format!("not a valid ONNX TensorProto: {e}")))
+}

@@ -42,6 +42,20 @@ macro_rules! tensor_dispatch {
 }
 
 impl Tensor {
+    /// Decodes one serialized ONNX `TensorProto` — the format of the ONNX backend test
+    /// data (`test_data_set_0/input_0.pb`) and of `onnx.numpy_helper.from_array(...)
+    /// .SerializeToString()` — returning its name (possibly empty) and value.
+    ///
+    /// The same hardening as model loading applies (default [`crate::Limits`]); external
+    /// data is refused because no folder is known.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidModel`] for malformed bytes or inconsistent dims/data,
+    /// [`crate::Error::LimitExceeded`], [`crate::Error::Unsupported`] element types.
+    pub fn from_onnx_bytes(bytes: &[u8]) -> crate::Result<(String, Tensor)> {
+        crate::load::tensor_from_bytes(bytes, &crate::LoadOptions::default())
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {

@@ -131,6 +131,11 @@ fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
                     let src = &xc[(id as usize * ih_n + ih as usize) * iw_n..][..iw_n];
                     dst[..wlo].fill(0.0);
                     dst[whi..].fill(0.0);
+                    if wlo == whi {
+                        // Every tap of this row falls in the padding (e.g. a kernel wider
+                        // than the padded input); `start` below could be negative.
+                        continue;
+                    }
                     let start = (wlo * g.s[2]) as isize + offs[2];
                     if g.s[2] == 1 {
                         let start = start as usize;
