@@ -41,6 +41,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An operator implementation panicked; the panic was caught and the node is named.
+    /// This is a bug in edgeml (or in a user-registered operator): please report it
+    /// with the model.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
     /// An error from `edgeml-core` (quantization parameter validation).
     #[error(transparent)]
     Core(#[from] edgeml_core::Error),
@@ -57,6 +62,7 @@ impl Error {
             Error::ShapeMismatch(_) => ErrorKind::ShapeMismatch,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Internal(_) => ErrorKind::Internal,
             Error::Core(e) => e.kind(),
         }
     }

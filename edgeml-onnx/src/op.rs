@@ -75,6 +75,24 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
 }
 
+/// Runs `op` on `args`, turning a panic inside the operator (a bug, or a hostile input
+/// an operator failed to validate) into [`crate::Error::Internal`] naming `what`, so a
+/// bad model never takes the caller's process down.
+pub(crate) fn run_guarded(
+    op: &dyn Operator,
+    args: &[Option<&Tensor>],
+    what: &str,
+) -> Result<Vec<Tensor>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.run(args))).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(crate::Error::Internal(format!("{what} panicked: {msg}")))
+    })
+}
+
 /// Builds an [`Operator`] for a node.
 ///
 /// Implemented for every `Fn(&BuildContext) -> Result<Box<dyn Operator>>`.

@@ -228,7 +228,8 @@ impl<'c> Builder<'c> {
                 .zip(&consts)
                 .all(|(s, c)| s.is_none() || c.is_some());
         if foldable {
-            let outs = op.run(&const_refs)?;
+            let what = format!("{} node {:?} (constant folding)", node.op_type, node.name);
+            let outs = crate::op::run_guarded(&*op, &const_refs, &what)?;
             self.output_slots(node, scope, Some(outs))?;
         } else {
             let outs = self.output_slots(node, scope, None)?;

@@ -116,7 +116,7 @@ impl Program {
                     }),
                 })
                 .collect::<Result<_>>()?;
-            let outs = step.op.run(&args)?;
+            let outs = crate::op::run_guarded(&*step.op, &args, &step.desc)?;
             drop(args);
             // Extra outputs (optional ones the node does not name) are dropped.
             for (t, slot) in outs.into_iter().zip(&step.outputs) {
