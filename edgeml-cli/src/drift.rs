@@ -156,10 +156,10 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         "bh" | "fdr_bh" => Correction::BenjaminiHochberg,
         other => bail!("unknown --correction `{other}` (none, bonferroni, bh)"),
     };
-    if let Some(t) = args.threshold {
-        if !t.is_finite() || t < 0.0 {
-            bail!("--threshold must be a finite non-negative number, got {t}");
-        }
+    if let Some(t) = args.threshold
+        && (!t.is_finite() || t < 0.0)
+    {
+        bail!("--threshold must be a finite non-negative number, got {t}");
     }
     let r = read_csv(&args.reference)?;
     let c = read_csv(&args.current)?;

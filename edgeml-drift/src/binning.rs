@@ -119,10 +119,10 @@ pub fn bin_edges(reference: &[f64], current: &[f64], binning: Binning) -> Result
             if rule == BinRule::Fixed(0) {
                 return Err(Error::InvalidArgument("0 bins".into()));
             }
-            if let BinRule::Fixed(k) = rule {
-                if k > MAX_BINS {
-                    return Err(Error::LimitExceeded(format!("{k} bins (max {MAX_BINS})")));
-                }
+            if let BinRule::Fixed(k) = rule
+                && k > MAX_BINS
+            {
+                return Err(Error::LimitExceeded(format!("{k} bins (max {MAX_BINS})")));
             }
             let pooled: Vec<f64> = reference.iter().chain(current).copied().collect();
             let mut lo = pooled.iter().copied().fold(f64::INFINITY, f64::min);

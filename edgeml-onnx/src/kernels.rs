@@ -5,7 +5,7 @@
 //! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
 //!
 //! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
-//! used on CPUs that have it; compiled with Rust 1.89+ only, see `build.rs`), NEON (8×8 with
+//! used on CPUs that have it; needs Rust 1.89+, the workspace minimum), NEON (8×8 with
 //! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
 //! ([`best_isa`]): the best one the CPU has, unless the environment variable
 //! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
@@ -28,7 +28,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-#[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 #[cfg(target_arch = "aarch64")]
@@ -72,7 +72,7 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
@@ -150,7 +150,7 @@ fn kernel_set(isa: Isa) -> &'static KernelSet {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => &avx2::KERNELS,
-        #[cfg(all(target_arch = "x86_64", edgeml_avx512))]
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() => &avx512::KERNELS,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => &neon::KERNELS,

@@ -252,14 +252,14 @@ impl Plan {
                 .get(info.name.as_str())
                 .copied()
                 .ok_or_else(|| Error::InvalidInput(format!("missing input {:?}", info.name)))?;
-            if let Some(dt) = info.dtype {
-                if t.dtype() != dt {
-                    return Err(Error::InvalidInput(format!(
-                        "input {:?} has element type {:?}, the model declares {dt:?}",
-                        info.name,
-                        t.dtype()
-                    )));
-                }
+            if let Some(dt) = info.dtype
+                && t.dtype() != dt
+            {
+                return Err(Error::InvalidInput(format!(
+                    "input {:?} has element type {:?}, the model declares {dt:?}",
+                    info.name,
+                    t.dtype()
+                )));
             }
             if let Some(dims) = &info.shape {
                 check_shape(&info.name, dims, t.shape(), &mut bound)?;

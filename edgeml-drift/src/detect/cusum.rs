@@ -185,10 +185,10 @@ impl DriftDetector for ConfidenceMonitor {
             self.nonfinite += 1;
             return;
         }
-        if self.window.len() == self.k {
-            if let Some(old) = self.window.pop_front() {
-                self.sum -= old;
-            }
+        if self.window.len() == self.k
+            && let Some(old) = self.window.pop_front()
+        {
+            self.sum -= old;
         }
         self.window.push_back(x);
         self.sum += x;

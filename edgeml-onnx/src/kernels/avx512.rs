@@ -3,9 +3,6 @@
 //! Not part of the portable trio (scalar/AVX2/NEON): picked when the CPU has AVX-512F
 //! (server x86, recent AMD), because onnxruntime's MLAS uses it there too.
 #![allow(unsafe_code)]
-// The module is compiled only on Rust 1.89+ (build.rs sets `edgeml_avx512`), where
-// these intrinsics are stable; clippy checks against the older workspace MSRV.
-#![allow(clippy::incompatible_msrv)]
 
 use super::KernelSet;
 use std::arch::x86_64::*;

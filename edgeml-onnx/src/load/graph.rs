@@ -50,11 +50,11 @@ fn value_info(vi: &ValueInfoProto, extras: &mut GraphExtras) -> Result<ValueInfo
         doc_string: vi.doc_string.clone(),
     };
     // Keep the original type when the IR cannot express it exactly.
-    if let Some(t) = vi.type_.as_ref() {
-        if crate::save::type_proto(&v).as_ref() != Some(t) && extras.value_type(&vi.name).is_none()
-        {
-            extras.value_types.push((vi.name.clone(), encode(t)?));
-        }
+    if let Some(t) = vi.type_.as_ref()
+        && crate::save::type_proto(&v).as_ref() != Some(t)
+        && extras.value_type(&vi.name).is_none()
+    {
+        extras.value_types.push((vi.name.clone(), encode(t)?));
     }
     Ok(v)
 }
@@ -170,26 +170,26 @@ fn node(n: &NodeProto, depth: usize, ctx: &mut Ctx<'_>, extras: &mut GraphExtras
         .attribute
         .iter()
         .any(|a| !a.doc_string.is_empty() || !a.ref_attr_name.is_empty());
-    if !n.overload.is_empty() || !n.metadata_props.is_empty() || attr_extra {
-        if let Some(key) = n.output.first() {
-            let mut stub = NodeProto::new();
-            stub.overload = n.overload.clone();
-            stub.metadata_props = n.metadata_props.clone();
-            if attr_extra {
-                stub.attribute = n
-                    .attribute
-                    .iter()
-                    .map(|a| {
-                        let mut s = AttributeProto::new();
-                        s.name = a.name.clone();
-                        s.doc_string = a.doc_string.clone();
-                        s.ref_attr_name = a.ref_attr_name.clone();
-                        s
-                    })
-                    .collect();
-            }
-            extras.node_extras.push((key.clone(), encode(&stub)?));
+    if (!n.overload.is_empty() || !n.metadata_props.is_empty() || attr_extra)
+        && let Some(key) = n.output.first()
+    {
+        let mut stub = NodeProto::new();
+        stub.overload = n.overload.clone();
+        stub.metadata_props = n.metadata_props.clone();
+        if attr_extra {
+            stub.attribute = n
+                .attribute
+                .iter()
+                .map(|a| {
+                    let mut s = AttributeProto::new();
+                    s.name = a.name.clone();
+                    s.doc_string = a.doc_string.clone();
+                    s.ref_attr_name = a.ref_attr_name.clone();
+                    s
+                })
+                .collect();
         }
+        extras.node_extras.push((key.clone(), encode(&stub)?));
     }
     Ok(Node {
         name: n.name.clone(),

@@ -256,8 +256,8 @@ impl Operator for Clip {
             let hi = hi.map(T::from_f64);
             Ok(T::wrap(a.mapv(|v| {
                 let mut v = v;
-                if let Some(l) = lo { if v < l { v = l; } }
-                if let Some(h) = hi { if v > h { v = h; } }
+                if let Some(l) = lo && v < l { v = l; }
+                if let Some(h) = hi && v > h { v = h; }
                 v
             })))
         })?;

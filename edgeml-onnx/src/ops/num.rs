@@ -222,12 +222,13 @@ pub fn zip_bcast<A: Copy, B: Copy, C>(
         }
         return Ok(Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)));
     }
-    if b.len() == 1 && b.ndim() <= a.ndim() {
-        if let (Some(x), Some(&y)) = (a.as_slice(), b.iter().next()) {
-            let v: Vec<C> = x.iter().map(|&x| f(x, y)).collect();
-            return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
-                .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
-        }
+    if b.len() == 1
+        && b.ndim() <= a.ndim()
+        && let (Some(x), Some(&y)) = (a.as_slice(), b.iter().next())
+    {
+        let v: Vec<C> = x.iter().map(|&x| f(x, y)).collect();
+        return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
+            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
     }
     let shape = super::util::broadcast_shapes(node, a.shape(), b.shape())?;
     let sh = IxDyn(&shape);

@@ -81,7 +81,7 @@ pub fn reshape_target(
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(too_big)?;
     if let Some(i) = infer {
-        if rest == 0 || total % rest != 0 {
+        if rest == 0 || !total.is_multiple_of(rest) {
             return Err(Error::ShapeMismatch(format!(
                 "{}: cannot reshape {input:?} to {spec:?}",
                 describe(node)

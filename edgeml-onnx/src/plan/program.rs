@@ -73,10 +73,10 @@ impl Program {
             s.free.clear();
         }
         for (slot, l) in last.into_iter().enumerate() {
-            if let Some(i) = l {
-                if self.consts[slot].is_none() {
-                    self.steps[i].free.push(slot);
-                }
+            if let Some(i) = l
+                && self.consts[slot].is_none()
+            {
+                self.steps[i].free.push(slot);
             }
         }
     }

@@ -225,21 +225,21 @@ impl Operator for Conv {
             ));
         }
         let kernel = w.shape()[2..].to_vec();
-        if let Some(k) = &self.kernel_attr {
-            if *k != kernel {
-                return Err(shape_err(
-                    node,
-                    format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
-                ));
-            }
+        if let Some(k) = &self.kernel_attr
+            && *k != kernel
+        {
+            return Err(shape_err(
+                node,
+                format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
+            ));
         }
-        if let Some(b) = b {
-            if b.shape() != [m] {
-                return Err(shape_err(
-                    node,
-                    format!("bias shape {:?}, expected [{m}]", b.shape()),
-                ));
-            }
+        if let Some(b) = b
+            && b.shape() != [m]
+        {
+            return Err(shape_err(
+                node,
+                format!("bias shape {:?}, expected [{m}]", b.shape()),
+            ));
         }
         let win = Window::from_node(node, kernel.clone())?;
         let (out_sp, pads) = win.geometry(node, &x.shape()[2..])?;

@@ -96,21 +96,21 @@ impl Operator for ConvTranspose {
         let (c_g, m_g) = (c / group, w.shape()[1]);
         let m = m_g * group;
         let kernel = w.shape()[2..].to_vec();
-        if let Some(k) = attr_ints(node, "kernel_shape")? {
-            if to_usizes(node, "kernel_shape", &k)? != kernel {
-                return Err(shape_err(
-                    node,
-                    format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
-                ));
-            }
+        if let Some(k) = attr_ints(node, "kernel_shape")?
+            && to_usizes(node, "kernel_shape", &k)? != kernel
+        {
+            return Err(shape_err(
+                node,
+                format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
+            ));
         }
-        if let Some(b) = b {
-            if b.shape() != [m] {
-                return Err(shape_err(
-                    node,
-                    format!("bias shape {:?}, expected [{m}]", b.shape()),
-                ));
-            }
+        if let Some(b) = b
+            && b.shape() != [m]
+        {
+            return Err(shape_err(
+                node,
+                format!("bias shape {:?}, expected [{m}]", b.shape()),
+            ));
         }
         let strides = list(node, "strides", sp, 1)?;
         let dil = list(node, "dilations", sp, 1)?;

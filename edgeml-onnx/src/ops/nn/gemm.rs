@@ -172,12 +172,12 @@ pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let isa = kernels::best_isa();
     let trans_b = attr_int(node, "transB", 0)? != 0;
     let mut packed_b = None;
-    if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1) {
-        if b.ndim() == 2 {
-            let data = contiguous(b);
-            let v = MatRef::row_major(&data, b.shape()[0], b.shape()[1])?;
-            packed_b = Some(PackedB::pack(isa, if trans_b { v.t() } else { v }));
-        }
+    if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1)
+        && b.ndim() == 2
+    {
+        let data = contiguous(b);
+        let v = MatRef::row_major(&data, b.shape()[0], b.shape()[1])?;
+        packed_b = Some(PackedB::pack(isa, if trans_b { v.t() } else { v }));
     }
     Ok(Box::new(Gemm {
         node: node.clone(),
@@ -224,19 +224,19 @@ impl Operator for Gemm {
         let total = checked_numel(node, &[m, n])?;
         let mut out = vec![0.0f32; total];
         let mut beta = 0.0;
-        if let Some(c) = c {
-            if self.beta != 0.0 {
-                let cb = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
-                    shape_err(
-                        node,
-                        format!("C {:?} does not broadcast to [{m}, {n}]", c.shape()),
-                    )
-                })?;
-                for (o, &v) in out.iter_mut().zip(cb.iter()) {
-                    *o = v;
-                }
-                beta = self.beta;
+        if let Some(c) = c
+            && self.beta != 0.0
+        {
+            let cb = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
+                shape_err(
+                    node,
+                    format!("C {:?} does not broadcast to [{m}, {n}]", c.shape()),
+                )
+            })?;
+            for (o, &v) in out.iter_mut().zip(cb.iter()) {
+                *o = v;
             }
+            beta = self.beta;
         }
         if total > 0 {
             let rhs = match &self.packed_b {
