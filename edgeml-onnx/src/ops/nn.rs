@@ -187,6 +187,27 @@ fn opt_input_f32<'a>(
     }
 }
 
+/// The operands of Conv and ConvTranspose — `X`, `W` and the optional `B` — with the
+/// rank check both share (`X` and `W` of equal rank, 3-D to 5-D).
+type ConvOperands<'a> = (&'a ArrayD<f32>, &'a ArrayD<f32>, Option<&'a ArrayD<f32>>);
+
+fn conv_operands<'a>(node: &Node, inputs: &[Option<&'a Tensor>]) -> Result<ConvOperands<'a>> {
+    let x = input_f32(node, inputs, 0)?;
+    let w = input_f32(node, inputs, 1)?;
+    let b = opt_input_f32(node, inputs, 2)?;
+    if !(3..=5).contains(&x.ndim()) || w.ndim() != x.ndim() {
+        return Err(shape_err(
+            node,
+            format!(
+                "input {:?} and weight {:?} must both be 3-D to 5-D",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    Ok((x, w, b))
+}
+
 /// The elements of `a` in row-major order (borrowed when already contiguous).
 fn contiguous(a: &ArrayD<f32>) -> Cow<'_, [f32]> {
     match a.as_slice() {

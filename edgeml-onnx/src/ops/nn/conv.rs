@@ -5,8 +5,8 @@
 //! weights packed once at build time when they are constant.
 
 use super::{
-    Window, attr_int, attr_ints, checked_numel, contiguous, input_f32, invalid, opt_input_f32,
-    shape_err, tensor, to_usizes, to3,
+    Window, attr_int, attr_ints, checked_numel, contiguous, conv_operands, invalid, shape_err,
+    tensor, to_usizes, to3,
 };
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
 use crate::op::{BuildContext, Operator};
@@ -197,20 +197,7 @@ fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
 impl Operator for Conv {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
-        let x = input_f32(node, inputs, 0)?;
-        let w = input_f32(node, inputs, 1)?;
-        let b = opt_input_f32(node, inputs, 2)?;
-        let rank = x.ndim();
-        if !(3..=5).contains(&rank) || w.ndim() != rank {
-            return Err(shape_err(
-                node,
-                format!(
-                    "input {:?} and weight {:?} must both be 3-D to 5-D",
-                    x.shape(),
-                    w.shape()
-                ),
-            ));
-        }
+        let (x, w, b) = conv_operands(node, inputs)?;
         let (n, c) = (x.shape()[0], x.shape()[1]);
         let (m, c_g) = (w.shape()[0], w.shape()[1]);
         let group = self.group;

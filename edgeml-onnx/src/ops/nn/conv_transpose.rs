@@ -2,8 +2,8 @@
 //! output_shape, auto_pad) as GEMM (`Wᵀ·X`) followed by col2im.
 
 use super::{
-    AutoPad, attr_int, attr_ints, auto_pad, checked_numel, contiguous, input_f32, invalid,
-    opt_input_f32, shape_err, tensor, to_usizes, to3,
+    AutoPad, attr_int, attr_ints, auto_pad, checked_numel, contiguous, conv_operands, invalid,
+    shape_err, tensor, to_usizes, to3,
 };
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
 use crate::op::{BuildContext, Operator};
@@ -66,20 +66,8 @@ fn list(node: &Node, name: &str, len: usize, default: usize) -> Result<Vec<usize
 impl Operator for ConvTranspose {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
-        let x = input_f32(node, inputs, 0)?;
-        let w = input_f32(node, inputs, 1)?;
-        let b = opt_input_f32(node, inputs, 2)?;
+        let (x, w, b) = conv_operands(node, inputs)?;
         let rank = x.ndim();
-        if !(3..=5).contains(&rank) || w.ndim() != rank {
-            return Err(shape_err(
-                node,
-                format!(
-                    "input {:?} and weight {:?} must both be 3-D to 5-D",
-                    x.shape(),
-                    w.shape()
-                ),
-            ));
-        }
         let sp = rank - 2;
         let (n, c) = (x.shape()[0], x.shape()[1]);
         let group = self.group;
