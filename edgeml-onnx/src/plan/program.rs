@@ -94,6 +94,7 @@ impl Program {
                 inputs.len()
             )));
         }
+        let profile = profiling();
         let mut env: Vec<Option<Val<'_>>> = self
             .consts
             .iter()
@@ -116,7 +117,11 @@ impl Program {
                     }),
                 })
                 .collect::<Result<_>>()?;
+            let t0 = profile.then(std::time::Instant::now);
             let outs = crate::op::run_guarded(&*step.op, &args, &step.desc)?;
+            if let Some(t0) = t0 {
+                eprintln!("edgeml-profile\t{}\t{}", step.desc, t0.elapsed().as_nanos());
+            }
             drop(args);
             // Extra outputs (optional ones the node does not name) are dropped.
             for (t, slot) in outs.into_iter().zip(&step.outputs) {
@@ -149,6 +154,14 @@ impl Program {
         }
         Ok(outs)
     }
+}
+
+/// Whether `EDGEML_PROFILE` is set (read once per process): every step then prints
+/// `edgeml-profile<TAB>op "node"<TAB>nanoseconds` to stderr, a debugging aid for finding
+/// where a model's time goes (`scripts/profile_ops.py` summarises it).
+fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("EDGEML_PROFILE").is_some_and(|v| v != "0"))
 }
 
 fn unreachable_output(name: &str) -> Result<Tensor> {
