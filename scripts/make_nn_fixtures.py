@@ -46,11 +46,11 @@ def attr_line(name, v):
     raise ValueError((name, v))
 
 
-def case(name, op, inputs, n_outputs, opset=17, tol=1e-4, **attrs):
+def case(name, op, inputs, n_outputs, opset=17, tol=1e-4, domain="", **attrs):
     """inputs: list of numpy arrays or None (omitted optional input)."""
     in_names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
     out_names = [f"out{i}" for i in range(n_outputs)]
-    node = helper.make_node(op, in_names, out_names, **attrs)
+    node = helper.make_node(op, in_names, out_names, domain=domain or None, **attrs)
     graph_inputs = [
         helper.make_tensor_value_info(n, NP2ONNX[a.dtype.type], a.shape)
         for n, a in zip(in_names, inputs)
@@ -58,7 +58,10 @@ def case(name, op, inputs, n_outputs, opset=17, tol=1e-4, **attrs):
     ]
     graph_outputs = [helper.make_empty_tensor_value_info(n) for n in out_names]
     graph = helper.make_graph([node], name, graph_inputs, graph_outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    imports = [helper.make_opsetid("", 17 if domain else opset)]
+    if domain:
+        imports.append(helper.make_opsetid(domain, opset))
+    model = helper.make_model(graph, opset_imports=imports)
     model.ir_version = 8
     feeds = {n: a for n, a in zip(in_names, inputs) if a is not None}
     so = ort.SessionOptions()
@@ -76,6 +79,8 @@ def case(name, op, inputs, n_outputs, opset=17, tol=1e-4, **attrs):
     d = os.path.join(ROOT, name)
     os.makedirs(d)
     lines = [f"op {op}", f"opset {opset}", f"tol {tol}", f"anchor {anchor}"]
+    if domain:
+        lines.insert(1, f"domain {domain}")
     for k, v in attrs.items():
         lines.append(attr_line(k, v))
     for i, a in enumerate(inputs):
@@ -115,6 +120,26 @@ def conv_cases():
     case("conv_transpose_output_shape", "ConvTranspose", [rnd(1, 2, 3, 3), rnd(2, 2, 3, 3)], 1, strides=[2, 2], output_shape=[6, 7])
     case("conv_transpose_same_upper", "ConvTranspose", [rnd(1, 2, 4, 4), rnd(2, 2, 3, 3)], 1, strides=[2, 2], auto_pad="SAME_UPPER")
     case("conv_transpose_1d_dil", "ConvTranspose", [rnd(1, 2, 7), rnd(2, 3, 4), rnd(3)], 1, strides=[3], dilations=[2])
+
+
+def fused_conv_cases():
+    """onnxruntime's contrib FusedConv (com.microsoft, opset 1): Conv + Z + activation."""
+    ms = "com.microsoft"
+    x, w, b = rnd(1, 4, 7, 7), rnd(6, 4, 3, 3), rnd(6)
+    case("fusedconv_relu", "FusedConv", [x, w, b], 1, opset=1, domain=ms,
+         pads=[1, 1, 1, 1], activation="Relu")
+    case("fusedconv_relu_z", "FusedConv", [x, w, b, rnd(1, 6, 7, 7)], 1, opset=1, domain=ms,
+         pads=[1, 1, 1, 1], activation="Relu")
+    case("fusedconv_leaky", "FusedConv", [x, w, None], 1, opset=1, domain=ms,
+         strides=[2, 2], activation="LeakyRelu", activation_params=[0.1])
+    case("fusedconv_clip_dw", "FusedConv", [rnd(1, 4, 9, 9), rnd(4, 1, 3, 3), rnd(4)], 1,
+         opset=1, domain=ms, group=4, pads=[1, 1, 1, 1], activation="Clip",
+         activation_params=[0.0, 0.5])
+    case("fusedconv_sigmoid_1x1", "FusedConv", [rnd(2, 8, 5, 5), rnd(3, 8, 1, 1), rnd(3)], 1,
+         opset=1, domain=ms, activation="Sigmoid")
+    case("fusedconv_tanh", "FusedConv", [x, w, b], 1, opset=1, domain=ms, activation="Tanh")
+    case("fusedconv_hardsigmoid", "FusedConv", [x, w, b], 1, opset=1, domain=ms,
+         pads=[1, 1, 1, 1], activation="HardSigmoid", activation_params=[0.3, 0.4])
 
 
 def matmul_cases():
@@ -189,6 +214,7 @@ def main():
     norm_cases()
     pool_cases()
     rnn_cases()
+    fused_conv_cases()  # last: the cases above keep their random draws
     n = len(os.listdir(ROOT))
     print(f"wrote {n} cases to {os.path.normpath(ROOT)}")
 

@@ -7,3 +7,8 @@ mod nn_util;
 fn conv_fixtures_match_onnxruntime() {
     nn_util::run_all(&["conv"]);
 }
+
+#[test]
+fn fused_conv_fixtures_match_onnxruntime() {
+    nn_util::run_all(&["fusedconv"]);
+}

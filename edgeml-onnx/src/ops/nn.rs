@@ -30,6 +30,7 @@ use std::borrow::Cow;
 pub fn register(r: &mut Registry) {
     const ALL: i64 = i64::MAX;
     r.register("", "Conv", 1, ALL, conv::build);
+    r.register("com.microsoft", "FusedConv", 1, ALL, conv::build_fused);
     r.register("", "ConvTranspose", 1, ALL, conv_transpose::build);
     r.register("", "MatMul", 1, ALL, gemm::build_matmul);
     r.register("", "Gemm", 1, ALL, gemm::build_gemm);

@@ -45,6 +45,7 @@ pub(crate) fn load(dir: &Path) -> Case {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
             ["op", op] => node.op_type = (*op).to_owned(),
+            ["domain", d] => node.domain = (*d).to_owned(),
             ["opset", v] => opset = v.parse().unwrap(),
             ["tol", v] => tol = v.parse().unwrap(),
             ["anchor", ..] => {}
@@ -98,7 +99,7 @@ pub(crate) fn registry() -> Registry {
 pub(crate) fn run(case: &Case, const_mask: &[bool]) -> Vec<Tensor> {
     let reg = registry();
     let f = reg
-        .lookup("", &case.node.op_type, case.opset)
+        .lookup(&case.node.domain, &case.node.op_type, case.opset)
         .unwrap_or_else(|| panic!("{}: no factory for {}", case.name, case.node.op_type));
     let consts = case
         .inputs

@@ -3,10 +3,17 @@
 //! 1×1 stride-1 unpadded convolutions are a plain GEMM on the input; channels-of-one
 //! groups (depthwise) use a direct kernel; everything else is im2col + GEMM with the
 //! weights packed once at build time when they are constant.
+//!
+//! `FusedConv` (domain `com.microsoft`, as onnxruntime defines it and as its optimizer
+//! writes it into saved models) is the same operator with an optional fourth input `Z`
+//! added to the result and an activation applied last:
+//! `Y = activation(Conv(X, W, B) + Z)`, `activation` one of `Relu`, `LeakyRelu`
+//! (`activation_params = [alpha]`), `Clip` (`[min, max]`), `Sigmoid`, `Tanh`,
+//! `HardSigmoid` (`[alpha, beta]`). edgeml's own plan-time fusion emits it too.
 
 use super::{
-    Window, attr_int, attr_ints, checked_numel, contiguous, conv_operands, invalid, shape_err,
-    tensor, to_usizes, to3,
+    Window, attr_floats, attr_int, attr_ints, attr_string, checked_numel, contiguous,
+    conv_operands, invalid, opt_input_f32, shape_err, tensor, to_usizes, to3,
 };
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
 use crate::op::{BuildContext, Operator};
@@ -21,9 +28,99 @@ struct Conv {
     isa: Isa,
     /// Per-group packed weights, when the weights were constant at build time.
     packed: Option<Vec<PackedA>>,
+    /// `FusedConv`: the activation applied last (`Activation::None` for plain Conv).
+    act: Activation,
+    /// `FusedConv`: whether input 3 (`Z`, added before the activation) is read.
+    fused: bool,
+}
+
+/// The activation a `FusedConv` applies to its output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Activation {
+    /// Identity.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` if `x ≥ 0`, else `alpha·x`.
+    LeakyRelu(f32),
+    /// `min(max(x, lo), hi)`.
+    Clip(f32, f32),
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+    /// `max(0, min(1, alpha·x + beta))`.
+    HardSigmoid(f32, f32),
+}
+
+impl Activation {
+    /// Parses onnxruntime's `activation` / `activation_params` attributes.
+    fn from_node(node: &crate::Node) -> Result<Self> {
+        let name = attr_string(node, "activation", "")?;
+        let p = attr_floats(node, "activation_params")?.unwrap_or_default();
+        let param = |i: usize, default: f32| p.get(i).copied().unwrap_or(default);
+        Ok(match name.as_str() {
+            "" | "Identity" => Self::None,
+            "Relu" => Self::Relu,
+            "LeakyRelu" => Self::LeakyRelu(param(0, 0.01)),
+            "Clip" => Self::Clip(param(0, f32::MIN), param(1, f32::MAX)),
+            "Sigmoid" => Self::Sigmoid,
+            "Tanh" => Self::Tanh,
+            "HardSigmoid" => Self::HardSigmoid(param(0, 0.2), param(1, 0.5)),
+            other => {
+                return Err(super::unsupported(
+                    node,
+                    format!(
+                        "activation {other:?} is not supported (Relu, LeakyRelu, Clip, \
+                         Sigmoid, Tanh, HardSigmoid are)"
+                    ),
+                ));
+            }
+        })
+    }
+
+    /// Applies the activation in place.
+    pub(crate) fn apply(self, v: &mut [f32]) {
+        match self {
+            Self::None => {}
+            // NaN propagates, as in the standalone Relu/Clip operators, so fusing them
+            // into a convolution never changes a result.
+            Self::Relu => v.iter_mut().for_each(|x| {
+                if *x < 0.0 {
+                    *x = 0.0;
+                }
+            }),
+            Self::LeakyRelu(a) => v
+                .iter_mut()
+                .for_each(|x| *x = if *x >= 0.0 { *x } else { a * *x }),
+            Self::Clip(lo, hi) => v.iter_mut().for_each(|x| {
+                if *x < lo {
+                    *x = lo;
+                } else if *x > hi {
+                    *x = hi;
+                }
+            }),
+            Self::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+            Self::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
+            Self::HardSigmoid(a, b) => v.iter_mut().for_each(|x| *x = (a * *x + b).clamp(0.0, 1.0)),
+        }
+    }
+}
+
+/// `FusedConv` (domain `com.microsoft`): Conv, plus `Z`, then an activation.
+pub(super) fn build_fused(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let act = Activation::from_node(ctx.node)?;
+    let mut op = build_conv(ctx)?;
+    op.act = act;
+    op.fused = true;
+    Ok(op)
 }
 
 pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    Ok(build_conv(ctx)?)
+}
+
+fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     let node = ctx.node;
     let group = usize::try_from(attr_int(node, "group", 1)?)
         .ok()
@@ -61,6 +158,8 @@ pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
         kernel_attr,
         isa,
         packed,
+        act: Activation::None,
+        fused: false,
     }))
 }
 
@@ -196,6 +295,36 @@ fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
 
 impl Operator for Conv {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let mut out = self.conv(inputs)?;
+        if !self.fused {
+            return Ok(vec![out]);
+        }
+        let z = opt_input_f32(&self.node, inputs, 3)?;
+        let Tensor::F32(y) = &mut out else {
+            return Err(invalid(&self.node, "internal: conv output is not f32"));
+        };
+        if let Some(z) = z {
+            if z.shape() != y.shape() {
+                return Err(shape_err(
+                    &self.node,
+                    format!(
+                        "Z shape {:?} differs from the output {:?}",
+                        z.shape(),
+                        y.shape()
+                    ),
+                ));
+            }
+            *y += z;
+        }
+        if let Some(v) = y.as_slice_mut() {
+            self.act.apply(v);
+        }
+        Ok(vec![out])
+    }
+}
+
+impl Conv {
+    fn conv(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         let node = &self.node;
         let (x, w, b) = conv_operands(node, inputs)?;
         let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -243,7 +372,7 @@ impl Operator for Conv {
         let total = checked_numel(node, &out_shape)?;
         let mut out = vec![0.0f32; total];
         if total == 0 || x.is_empty() {
-            return Ok(vec![tensor(node, &out_shape, out)?]);
+            return tensor(node, &out_shape, out);
         }
         let xs = contiguous(x);
         let ws = contiguous(w);
@@ -267,7 +396,7 @@ impl Operator for Conv {
                         o,
                     );
                 });
-            return Ok(vec![tensor(node, &out_shape, out)?]);
+            return tensor(node, &out_shape, out);
         }
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
@@ -307,6 +436,6 @@ impl Operator for Conv {
                 kernels::sgemm(self.isa, 1.0, lhs, Rhs::View(rhs), beta, og, out_len)?;
             }
         }
-        Ok(vec![tensor(node, &out_shape, out)?])
+        tensor(node, &out_shape, out)
     }
 }
