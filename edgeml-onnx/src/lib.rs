@@ -13,6 +13,7 @@ pub mod ops;
 pub mod plan;
 mod proto_scan;
 mod save;
+mod shapes;
 mod topo;
 
 pub use error::{Error, Result};

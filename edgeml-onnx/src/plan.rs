@@ -174,6 +174,15 @@ impl Plan {
         self.threads
     }
 
+    /// The element type and shape of the value `name` (a graph input, initializer,
+    /// intermediate value or output) as known at plan time: exact for constants, as
+    /// declared in the model, or inferred by planning (see the crate README, "Shape
+    /// inference"). Symbolic dimensions stay [`Dim::Symbolic`]; dimensions only a run
+    /// can tell are [`Dim::Unknown`]. `None` when nothing is known about `name`.
+    pub fn value_type(&self, name: &str) -> Option<&crate::InputType> {
+        self.program.types.get(name)
+    }
+
     /// The number of operator invocations per run (after folding).
     pub fn num_steps(&self) -> usize {
         self.program.num_steps()

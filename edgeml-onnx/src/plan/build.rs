@@ -215,10 +215,11 @@ impl<'c> Builder<'c> {
             .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
             .collect();
         let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
-        let types = in_slots
+        let types: Vec<Option<InputType>> = in_slots
             .iter()
             .map(|s| s.and_then(|s| self.type_of(s)))
             .collect();
+        let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
         let op = factory
             .build(&BuildContext::new(node, opset, const_refs.clone()).with_input_types(types))?;
         let foldable = self.ctx.fold
@@ -233,6 +234,11 @@ impl<'c> Builder<'c> {
             self.output_slots(node, scope, Some(outs))?;
         } else {
             let outs = self.output_slots(node, scope, None)?;
+            for (slot, t) in outs.iter().zip(inferred) {
+                if let (Some(slot), Some(t)) = (slot, t) {
+                    self.declared.entry(*slot).or_insert(t);
+                }
+            }
             self.push_step(node, op, in_slots, outs);
         }
         Ok(())
@@ -251,6 +257,10 @@ impl<'c> Builder<'c> {
         }
         let mut k = keep.into_iter();
         self.prog.steps.retain(|_| k.next().unwrap_or(false));
+        let types: HashMap<String, InputType> = (0..self.prog.names.len())
+            .filter_map(|slot| Some((self.prog.names[slot].clone(), self.type_of(slot)?)))
+            .collect();
+        self.prog.types = types;
         for (slot, c) in self.prog.consts.iter_mut().enumerate() {
             if !needed.contains(&slot) {
                 *c = None;

@@ -46,6 +46,9 @@ pub(crate) struct Program {
     pub(crate) outputs: Vec<(String, usize)>,
     /// The steps, in execution order.
     pub(crate) steps: Vec<Step>,
+    /// Element type and shape of each named value as known at plan time (declared or
+    /// inferred by [`crate::shapes`]).
+    pub(crate) types: std::collections::HashMap<String, crate::InputType>,
 }
 
 impl Program {
