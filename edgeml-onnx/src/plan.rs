@@ -36,7 +36,9 @@ use std::sync::Arc;
 pub struct PlanOptions {
     /// Worker threads for the kernels: `None` = available cores, `Some(1)` = run on the
     /// calling thread only. A rayon pool is built once per plan when more than one
-    /// thread is requested.
+    /// thread is requested. Tiny runs (weights plus inputs under 32 Ki elements, e.g.
+    /// the digits CNN) stay on the calling thread even then: entering the pool would
+    /// cost more than the model.
     pub threads: Option<usize>,
     /// Skip constant folding (every node runs at run time). Default `false`.
     pub no_constant_folding: bool,
@@ -58,7 +60,17 @@ pub struct Plan {
     inputs: Vec<ValueInfo>,
     pool: Option<rayon::ThreadPool>,
     threads: usize,
+    /// Elements of all constants the steps read (weights): with the run's input sizes,
+    /// the estimate of a run's work that decides whether the pool is worth entering.
+    const_elems: usize,
 }
+
+/// Runs whose weights plus inputs hold fewer elements than this stay on the calling
+/// thread even when the plan has a pool: handing a run to the pool costs a cross-thread
+/// wake-up (5–20 µs), more than such a model takes (the digits CNN runs in ~5 µs), and
+/// every operator of it would run on one thread anyway (operators only split passes of
+/// ≥ 16 Ki elements).
+const INLINE_BELOW_ELEMS: usize = 1 << 15;
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,11 +163,13 @@ impl Plan {
             .collect();
         drop(init_names);
         let program = build::build_main(&ctx, &model.graph, &inputs, inits)?;
+        let const_elems = program.const_elems();
         Ok(Plan {
             program,
             inputs,
             pool,
             threads,
+            const_elems,
         })
     }
 
@@ -227,9 +241,14 @@ impl Plan {
         observer: &mut (dyn FnMut(&str, &Tensor) + Send),
     ) -> Result<Vec<(String, Tensor)>> {
         let ordered = self.validate(inputs)?;
+        let work = ordered
+            .iter()
+            .fold(self.const_elems, |acc, t| acc.saturating_add(t.len()));
         let outs = match &self.pool {
-            Some(p) => p.install(|| self.program.run(&ordered, observer))?,
-            None => self.program.run(&ordered, observer)?,
+            Some(p) if work >= INLINE_BELOW_ELEMS => {
+                p.install(|| self.program.run(&ordered, observer))?
+            }
+            _ => self.program.run(&ordered, observer)?,
         };
         Ok(self
             .program

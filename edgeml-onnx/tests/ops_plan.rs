@@ -307,3 +307,64 @@ fn factories_see_declared_and_constant_input_types() {
     let b = seen[1].clone().expect("b is constant");
     assert_eq!(b.shape, Some(vec![Dim::Known(3)]));
 }
+
+/// A user operator (domain "probe") that passes its input through and records whether it
+/// ran on a worker of a multi-thread pool.
+#[derive(Debug)]
+struct Probe(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl edgeml_onnx::Operator for Probe {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> edgeml_onnx::Result<Vec<Tensor>> {
+        if edgeml_onnx::kernels::in_parallel_pool() {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(vec![inputs[0].cloned().expect("probe input")])
+    }
+}
+
+#[test]
+fn tiny_runs_stay_on_the_calling_thread_big_ones_use_the_pool() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pooled = Arc::new(AtomicUsize::new(0));
+    let mut reg = edgeml_onnx::ops::default_registry();
+    let p = pooled.clone();
+    reg.register(
+        "probe",
+        "Probe",
+        1,
+        i64::MAX,
+        move |_: &edgeml_onnx::BuildContext<'_>| {
+            Ok(Box::new(Probe(p.clone())) as Box<dyn edgeml_onnx::Operator>)
+        },
+    );
+    let mut n = node("Probe", &["x"], &["y"]);
+    n.domain = "probe".into();
+    let g = Graph {
+        nodes: vec![n],
+        inputs: vec![vi("x", DType::F32, None)],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let mut m = model(g, 17);
+    m.opset_imports.push(OpsetImport {
+        domain: "probe".into(),
+        version: 1,
+    });
+    let plan = Plan::with_registry(&m, PlanOptions::with_threads(2), &reg).unwrap();
+    let small = f32t(ArrayD::zeros(IxDyn(&[4, 64])));
+    plan.run(&[("x", small)]).unwrap();
+    assert_eq!(
+        pooled.load(Ordering::SeqCst),
+        0,
+        "a 256-element run entered the pool"
+    );
+    let big = f32t(ArrayD::zeros(IxDyn(&[256, 256])));
+    let out = plan.run(&[("x", big)]).unwrap();
+    assert_eq!(out[0].1.shape(), &[256, 256]);
+    assert_eq!(
+        pooled.load(Ordering::SeqCst),
+        1,
+        "a 64 Ki-element run did not use the pool"
+    );
+}

@@ -52,6 +52,19 @@ pub(crate) struct Program {
 }
 
 impl Program {
+    /// Elements of the constants the steps read.
+    pub(crate) fn const_elems(&self) -> usize {
+        let mut seen = vec![false; self.consts.len()];
+        let mut n = 0usize;
+        for s in self.steps.iter().flat_map(|s| s.inputs.iter().flatten()) {
+            if let (false, Some(c)) = (seen[*s], &self.consts[*s]) {
+                seen[*s] = true;
+                n = n.saturating_add(c.len());
+            }
+        }
+        n
+    }
+
     pub(crate) fn num_steps(&self) -> usize {
         self.steps.len()
     }
