@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{GemmOptions, PackedB, Requant, ZeroPoints, bias_vec, per_col_f32, quant_bounds};
 use crate::kernels::Isa;
 use crate::kernels::depthwise::{self, DwGeom, DwOut, DwQuant, DwScratch};
+use crate::kernels::direct::{self, DirectW};
 use crate::kernels::pack::{QElem, split_view};
 use ndarray::{Array2, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
@@ -63,6 +64,8 @@ pub struct PackedConv {
     kw: usize,
     isa: Isa,
     kind: Kind,
+    /// The channel-major direct kernel's weights (paths that have it, unit W stride).
+    direct: Option<DirectW>,
 }
 
 impl PackedConv {
@@ -148,6 +151,9 @@ impl PackedConv {
             }
             Kind::Gemm(packs)
         };
+        let direct =
+            (matches!(kind, Kind::Gemm(_)) && direct::has_direct(isa) && params.strides[1] == 1)
+                .then(|| DirectW::new(w, &zp, g));
         Ok(PackedConv {
             params,
             c_out,
@@ -156,6 +162,7 @@ impl PackedConv {
             kw,
             isa,
             kind,
+            direct,
         })
     }
 
