@@ -148,7 +148,7 @@ fn direct_all<T: QElem>(
     let Some(dw) = &w.direct else {
         return false;
     };
-    let (n, _, h, wd) = x.dim();
+    let (_, _, h, wd) = x.dim();
     let p = &w.params;
     let geo = DGeom {
         h,
@@ -168,8 +168,30 @@ fn direct_all<T: QElem>(
     let Some(xs) = xstd.as_slice() else {
         return false;
     };
+    thread_local! {
+        // The padded input, reused between calls on this thread.
+        static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => direct_items(x, xs, x_zp, w, dw, &geo, y, opts, &mut s),
+        Err(_) => direct_items(x, xs, x_zp, w, dw, &geo, y, opts, &mut Vec::new()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn direct_items<T: QElem>(
+    x: ArrayView4<'_, T>,
+    xs: &[T],
+    x_zp: T,
+    w: &PackedConv,
+    dw: &crate::kernels::direct::DirectW,
+    geo: &DGeom,
+    y: &mut YView<'_>,
+    opts: &GemmOptions,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    let n = x.dim().0;
     let item = xs.len() / n.max(1);
-    let mut scratch = Vec::new();
     let threads = opts.threads();
     for ni in 0..n {
         let xi = &xs[ni * item..(ni + 1) * item];
@@ -179,16 +201,7 @@ fn direct_all<T: QElem>(
                 let Some(o) = yn.as_slice_mut() else {
                     return false;
                 };
-                direct::conv(
-                    w.isa,
-                    dw,
-                    &geo,
-                    xi,
-                    x_zp,
-                    DOut::I32(o),
-                    threads,
-                    &mut scratch,
-                )
+                direct::conv(w.isa, dw, geo, xi, x_zp, DOut::I32(o), threads, scratch)
             }
             YView::U8(v, q) => {
                 let mut yn = v.index_axis_mut(Axis(0), ni);
@@ -196,7 +209,7 @@ fn direct_all<T: QElem>(
                     return false;
                 };
                 let o = DOut::Q(o, &q.mult, &q.bias, q.zp, q.bounds.0, q.bounds.1);
-                direct::conv(w.isa, dw, &geo, xi, x_zp, o, threads, &mut scratch)
+                direct::conv(w.isa, dw, geo, xi, x_zp, o, threads, scratch)
             }
             YView::I8(v, q) => {
                 let mut yn = v.index_axis_mut(Axis(0), ni);
@@ -205,7 +218,7 @@ fn direct_all<T: QElem>(
                 };
                 let o = crate::kernels::pack::raw_bytes_mut(o);
                 let o = DOut::Q(o, &q.mult, &q.bias, q.zp, q.bounds.0, q.bounds.1);
-                direct::conv(w.isa, dw, &geo, xi, x_zp, o, threads, &mut scratch)
+                direct::conv(w.isa, dw, geo, xi, x_zp, o, threads, scratch)
             }
         };
         // The first item decides; all items have the same shape.

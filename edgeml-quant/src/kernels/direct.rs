@@ -257,8 +257,13 @@ unsafe fn tile_scalar(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
         let oc = e.oc0 + r;
         let ct = e.ct[oc];
         for sg in e.segs {
-            for lane in sg.lo as usize..sg.hi as usize {
-                let mut v = a[lane].wrapping_add(ct);
+            for (lane, &av) in a
+                .iter()
+                .enumerate()
+                .take(sg.hi as usize)
+                .skip(sg.lo as usize)
+            {
+                let mut v = av.wrapping_add(ct);
                 if !e.negzw.is_empty() {
                     // SAFETY: `s` holds NR sums.
                     let s = unsafe { *e.s.add(lane) };
@@ -304,6 +309,7 @@ pub(crate) enum DOut<'a> {
 struct SendPtr(*mut u8);
 // SAFETY: tasks write disjoint output pixels (disjoint tiles) through it.
 unsafe impl Sync for SendPtr {}
+// SAFETY: as above.
 unsafe impl Send for SendPtr {}
 impl SendPtr {
     fn get(&self) -> *mut u8 {
@@ -473,10 +479,27 @@ fn build_input(
     bytes: usize,
     out: &mut Vec<u8>,
 ) {
-    out.clear();
-    out.resize(bytes, za);
     let (h, w) = (geo.h, geo.w);
     let (hp, wp) = (geo.hp(), geo.wp());
+    if out.len() != bytes {
+        out.clear();
+        out.resize(bytes, za);
+    } else {
+        // Only the padding (rows, columns, slack) needs the zero point; the image and
+        // padded channels are all written below.
+        let [pt, pl, pb, pr] = geo.pads;
+        for plane in out[..bytes - SLACK].chunks_exact_mut(hp * wp * 4) {
+            plane[..pt * wp * 4].fill(za);
+            plane[(hp - pb) * wp * 4..].fill(za);
+            if pl + pr > 0 {
+                for row in plane[pt * wp * 4..(hp - pb) * wp * 4].chunks_exact_mut(wp * 4) {
+                    row[..pl * 4].fill(za);
+                    row[(wp - pr) * 4..].fill(za);
+                }
+            }
+        }
+        out[bytes - SLACK..].fill(za);
+    }
     let fill = vec![za ^ xor; h * w];
     let whole = geo.pads[1] == 0 && geo.pads[3] == 0;
     for g in 0..groups {

@@ -157,6 +157,15 @@ pub(crate) fn interleave4(src: [&[u8]; 4], xor: u8, dst: &mut [u8]) {
             i += 16;
         }
     }
+    if n16 < n && n >= 16 {
+        // The last 16 elements again, overlapping (same values), instead of a scalar tail.
+        interleave4(
+            src.map(|s| &s[n - 16..n]),
+            xor,
+            &mut dst[4 * (n - 16)..4 * n],
+        );
+        return;
+    }
     for i in n16..n {
         for j in 0..4 {
             dst[4 * i + j] = src[j][i] ^ xor;
