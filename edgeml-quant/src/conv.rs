@@ -1,6 +1,8 @@
 //! Quantized 2-D convolution with ONNX `QLinearConv` / `ConvInteger` semantics.
 //!
-//! Tensors are NCHW at the API. Internally the input is transposed once per call to
+//! Tensors are NCHW at the API. Dense convolutions with a unit horizontal stride on
+//! paths with a direct kernel (`kernels::direct`) compute output channels × pixels
+//! straight into NCHW. Otherwise the input is transposed once per call to
 //! NHWC; a 1×1 convolution with unit strides and no padding is a plain GEMM on it,
 //! other grouped convolutions build im2col rows in `(kh, kw, c)` order (each run of
 //! channels is one copy; padding is filled with the input zero point, so it adds
