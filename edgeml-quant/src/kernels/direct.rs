@@ -24,8 +24,9 @@ use ndarray::ArrayView4;
 
 /// Output channels per tile (rows of the broadcast operand).
 pub(crate) const MR: usize = 8;
-/// Output pixels per tile (i32 lanes: two 512-bit vectors).
-pub(crate) const NR: usize = 32;
+/// Output pixels per tile (i32 lanes: three 512-bit vectors; 8 × 48 keeps 24
+/// accumulators in registers, measured ~2% (3×3) and ~10% (1×1) faster than 8 × 32).
+pub(crate) const NR: usize = 48;
 /// Bytes read past the last padded plane by the last tiles (see [`DGeom::bytes`]).
 const SLACK: usize = (NR + 16) * 4;
 /// Largest padded input (bytes) the direct path allocates; larger ones use im2col.

@@ -1,5 +1,5 @@
 //! x86-64 parts of the direct convolution: the AVX-512 VNNI tile (8 output channels ×
-//! 32 pixels, requantized and stored with byte masks) and the SSE2 4-channel interleave.
+//! 48 pixels, requantized and stored with byte masks) and the SSE2 4-channel interleave.
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR};
@@ -26,60 +26,59 @@ pub(crate) unsafe fn tile_avx512(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
     }
 }
 
-const _: () = assert!(MR == 8 && NR == 32);
+/// 512-bit vectors (16 i32 lanes) per tile row.
+const V: usize = NR / 16;
+const _: () = assert!(MR == 8 && NR.is_multiple_of(16) && NR <= 64);
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
-    let mut c0 = [_mm512_setzero_si512(); R];
-    let mut c1 = [_mm512_setzero_si512(); R];
+    let mut c = [[_mm512_setzero_si512(); V]; R];
     let mut wq = k.w;
     for &to in k.toff {
         // SAFETY: tap offsets stay inside the padded input (caller's contract).
         let mut xp = unsafe { k.x.add(to) };
         for _ in 0..k.cq {
-            // SAFETY: 32 lanes × 4 bytes are readable at `xp` and MR × 4 weights at `wq`;
+            // SAFETY: NR lanes × 4 bytes are readable at `xp` and MR × 4 weights at `wq`;
             // `vpdpbusd` sums u8 × i8 products into i32 without intermediate saturation.
             unsafe {
-                let b0 = _mm512_loadu_si512(xp.cast());
-                let b1 = _mm512_loadu_si512(xp.add(64).cast());
-                for r in 0..R {
-                    let wv = _mm512_set1_epi32(wq.add(4 * r).cast::<i32>().read_unaligned());
-                    c0[r] = _mm512_dpbusd_epi32(c0[r], b0, wv);
-                    c1[r] = _mm512_dpbusd_epi32(c1[r], b1, wv);
+                let b: [__m512i; V] =
+                    core::array::from_fn(|v| _mm512_loadu_si512(xp.add(64 * v).cast()));
+                for cr in c.iter_mut() {
+                    let wv = _mm512_set1_epi32(wq.cast::<i32>().read_unaligned());
+                    wq = wq.add(4);
+                    for (cv, &bv) in cr.iter_mut().zip(&b) {
+                        *cv = _mm512_dpbusd_epi32(*cv, bv, wv);
+                    }
                 }
-                wq = wq.add(MR * 4);
+                wq = wq.add((MR - R) * 4);
                 xp = xp.add(k.plane4);
             }
         }
     }
     // Spill the accumulators once (a fully unrolled copy keeps them in registers in
     // the loop above; the epilogue's loops index this copy).
-    let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-    for r in 0..R {
-        acc[r] = [c0[r], c1[r]];
-    }
+    let mut acc = [[_mm512_setzero_si512(); V]; MR];
+    acc[..R].copy_from_slice(&c);
     let zs = !e.negzw.is_empty();
-    let (s0, s1) = if zs {
-        // SAFETY: `s` holds NR sums when the pixel-sum term is used.
-        unsafe {
-            (
-                _mm512_loadu_si512(e.s.cast()),
-                _mm512_loadu_si512(e.s.add(16).cast()),
-            )
+    let sv: [__m512i; V] = core::array::from_fn(|v| {
+        if zs {
+            // SAFETY: `s` holds NR sums when the pixel-sum term is used.
+            unsafe { _mm512_loadu_si512(e.s.add(16 * v).cast()) }
+        } else {
+            _mm512_setzero_si512()
         }
-    } else {
-        (_mm512_setzero_si512(), _mm512_setzero_si512())
-    };
-    for (r, &[a0, a1]) in acc.iter().enumerate().take(R) {
+    });
+    for (r, a) in acc.iter().enumerate().take(R) {
         let oc = e.oc0 + r;
         let ct = _mm512_set1_epi32(e.ct[oc]);
-        let mut v0 = _mm512_add_epi32(a0, ct);
-        let mut v1 = _mm512_add_epi32(a1, ct);
-        if zs {
-            let z = _mm512_set1_epi32(e.negzw[oc]);
-            v0 = _mm512_add_epi32(v0, _mm512_mullo_epi32(s0, z));
-            v1 = _mm512_add_epi32(v1, _mm512_mullo_epi32(s1, z));
+        let mut vs = [_mm512_setzero_si512(); V];
+        for v in 0..V {
+            vs[v] = _mm512_add_epi32(a[v], ct);
+            if zs {
+                let z = _mm512_set1_epi32(e.negzw[oc]);
+                vs[v] = _mm512_add_epi32(vs[v], _mm512_mullo_epi32(sv[v], z));
+            }
         }
         match e.quant {
             Some((mult, zp, lo, hi)) => {
@@ -89,18 +88,22 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
                 let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
                 let magic = _mm512_set1_ps(12_582_912.0);
                 let off = _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000));
-                macro_rules! q {
-                    ($v:expr) => {{
-                        let x = _mm512_mul_ps(_mm512_cvtepi32_ps($v), m);
-                        let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-                        let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
-                        _mm512_cvtepi32_epi8(i)
-                    }};
+                let mut y = _mm512_setzero_si512();
+                for (v, &x) in vs.iter().enumerate() {
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(x), m);
+                    let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+                    let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
+                    let b = _mm512_cvtepi32_epi8(i);
+                    y = match v {
+                        0 => _mm512_inserti32x4::<0>(y, b),
+                        1 => _mm512_inserti32x4::<1>(y, b),
+                        2 => _mm512_inserti32x4::<2>(y, b),
+                        _ => _mm512_inserti32x4::<3>(y, b),
+                    };
                 }
-                let y = _mm512_inserti32x4::<1>(_mm512_castsi128_si512(q!(v0)), q!(v1));
                 let base = e.out.wrapping_add(oc * e.plane);
                 for sg in e.segs {
-                    let mask = ((1u64 << sg.hi) - (1u64 << sg.lo)) & 0xFFFF_FFFF;
+                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
                     // SAFETY: the unmasked lanes `lo..hi` land inside channel oc's plane
                     // (segment contract); masked-off lanes are not accessed.
                     unsafe {
@@ -111,16 +114,17 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
             None => {
                 let base = e.out.cast::<i32>().wrapping_add(oc * e.plane);
                 for sg in e.segs {
-                    let mask = (1u64 << sg.hi) - (1u64 << sg.lo);
+                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
                     let p = base.wrapping_offset(sg.off);
-                    // SAFETY: as above, for i32 lanes.
-                    unsafe {
-                        _mm512_mask_storeu_epi32(p.cast(), mask as u16, v0);
-                        _mm512_mask_storeu_epi32(
-                            p.wrapping_add(16).cast(),
-                            (mask >> 16) as u16,
-                            v1,
-                        );
+                    for (v, &x) in vs.iter().enumerate() {
+                        // SAFETY: as above, for i32 lanes.
+                        unsafe {
+                            _mm512_mask_storeu_epi32(
+                                p.wrapping_add(16 * v).cast(),
+                                (mask >> (16 * v)) as u16,
+                                x,
+                            )
+                        };
                     }
                 }
             }
