@@ -153,9 +153,11 @@ impl PackedConv {
             }
             Kind::Gemm(packs)
         };
-        let direct =
-            (matches!(kind, Kind::Gemm(_)) && direct::has_direct(isa) && params.strides[1] == 1)
-                .then(|| DirectW::new(w, &zp, g));
+        let direct = (matches!(kind, Kind::Gemm(_))
+            && direct::has_direct(isa)
+            && params.strides[1] == 1
+            && c_in_g > 0)
+            .then(|| DirectW::new(w, &zp, g));
         Ok(PackedConv {
             params,
             c_out,

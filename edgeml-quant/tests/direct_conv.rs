@@ -202,3 +202,38 @@ fn direct_tile_edges() {
         }
     }
 }
+
+/// Zero input channels (an empty reduction) and a single output pixel: every path
+/// gives the bias-only result without panicking.
+#[test]
+fn empty_reduction_and_single_pixel() {
+    for isa in Isa::available() {
+        let x = Array4::<u8>::zeros((1, 0, 6, 7));
+        let wt = Array4::<i8>::zeros((5, 0, 3, 3));
+        let p = ConvParams {
+            pads: [1, 1, 1, 1],
+            ..ConvParams::default()
+        };
+        let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerTensor(3), p, isa).unwrap();
+        let mut y = Array4::from_elem((1, 5, 6, 7), 9i32);
+        conv_integer(x.view(), 1, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
+        assert!(y.iter().all(|&v| v == 0), "{isa}");
+        let c = Case {
+            n: 1,
+            g: 1,
+            cig: 5,
+            cog: 3,
+            h: 1,
+            w: 1,
+            k: [1, 1],
+            s: [1, 1],
+            pads: [0; 4],
+            d: [1, 1],
+            seed: 3,
+            extreme: true,
+            zw_zero: false,
+            threads: 2,
+        };
+        check(isa, &c, u8i8);
+    }
+}
