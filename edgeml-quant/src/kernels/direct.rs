@@ -34,7 +34,7 @@ const MAX_BYTES: usize = 1 << 26;
 
 /// Whether `isa` has a direct-convolution kernel.
 pub(crate) fn has_direct(isa: Isa) -> bool {
-    matches!(isa, Isa::Avx512Vnni | Isa::Scalar)
+    matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni | Isa::Scalar)
 }
 
 /// Weights packed for the direct kernel.
@@ -294,6 +294,9 @@ unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: availability checked when the weights were packed; forwarded contract.
         Isa::Avx512Vnni => unsafe { super::direct_x86::tile_avx512(rows, k, e) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::AvxVnni => unsafe { super::direct_x86::tile_avxvnni(rows, k, e) },
         // SAFETY: forwarded contract.
         _ => unsafe { tile_scalar(rows, k, e) },
     }
