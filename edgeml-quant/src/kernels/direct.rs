@@ -429,10 +429,13 @@ pub(crate) fn conv<T: QElem>(
             run(0..ntiles);
         } else {
             let run = &run;
-            rayon::scope(|s| {
-                for i in 0..threads {
+            // The calling thread takes the first share itself (a ~250 µs convolution
+            // would otherwise wait for pool threads to wake up for every share).
+            rayon::in_place_scope(|s| {
+                for i in 1..threads {
                     s.spawn(move |_| run(ntiles * i / threads..ntiles * (i + 1) / threads));
                 }
+                run(0..ntiles / threads);
             });
         }
     }
