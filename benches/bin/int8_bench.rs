@@ -1,7 +1,9 @@
 //! Prints JSON medians of the INT8 GEMM/conv kernels, one line per (kernel, ISA,
 //! shape, threads); used by `scripts/bench_int8.py` next to onnxruntime in the same run.
 //!
-//! Usage: `int8_bench [gemm|conv|all] [reps]`.
+//! Usage: `int8_bench [gemm|conv|all] [reps]`; `INT8_BENCH_ISA`, `INT8_BENCH_SHAPE`
+//! (e.g. `1024x1024x1024`), `INT8_BENCH_CASE` (a conv name part) and `INT8_BENCH_THREADS`
+//! (`1`, `2`) select a subset.
 
 use edgeml::quant::{self, ConvParams, GemmOptions, Isa, PackedB, PackedConv, ZeroPoints};
 use ndarray::{Array2, Array4};
@@ -31,6 +33,15 @@ fn median(mut f: impl FnMut(), reps: usize) -> f64 {
     ts[ts.len() / 2]
 }
 
+/// Thread counts to measure: 1 and 2, or those listed in `INT8_BENCH_THREADS`.
+fn thread_counts() -> Vec<usize> {
+    let only = std::env::var("INT8_BENCH_THREADS").unwrap_or_default();
+    [1, 2]
+        .into_iter()
+        .filter(|t| only.is_empty() || only.split(',').any(|o| o == t.to_string()))
+        .collect()
+}
+
 /// Deterministic pseudo-random bytes.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -51,7 +62,11 @@ fn gemm(reps: usize) {
         (256, 256, 2304),
         (1024, 1024, 1024),
     ];
+    let only = std::env::var("INT8_BENCH_SHAPE").unwrap_or_default();
     for &(m, n, k) in &shapes {
+        if !only.is_empty() && only != format!("{m}x{n}x{k}") {
+            continue;
+        }
         let a = Array2::from_shape_vec((m, k), bytes(m * k, 1)).expect("shape");
         let b = Array2::from_shape_vec((k, n), bytes(k * n, 2))
             .expect("shape")
@@ -65,7 +80,7 @@ fn gemm(reps: usize) {
                 continue;
             }
             let pb = PackedB::with_isa(b.view(), ZeroPoints::PerTensor(0i8), isa).expect("pack");
-            for threads in [1, 2] {
+            for threads in thread_counts() {
                 if threads == 2 && (isa == Isa::Scalar || m == 1) {
                     continue;
                 }
@@ -148,7 +163,7 @@ fn conv(reps: usize) {
                 bias: None,
                 activation: quant::Activation::None,
             };
-            for threads in [1, 2] {
+            for threads in thread_counts() {
                 let opts = GemmOptions { threads };
                 let t = median(
                     || {

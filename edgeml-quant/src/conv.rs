@@ -1,6 +1,8 @@
 //! Quantized 2-D convolution with ONNX `QLinearConv` / `ConvInteger` semantics.
 //!
-//! Tensors are NCHW at the API. Internally the input is transposed once per call to
+//! Tensors are NCHW at the API. Dense convolutions with a unit horizontal stride on
+//! paths with a direct kernel (`kernels::direct`) compute output channels × pixels
+//! straight into NCHW. Otherwise the input is transposed once per call to
 //! NHWC; a 1×1 convolution with unit strides and no padding is a plain GEMM on it,
 //! other grouped convolutions build im2col rows in `(kh, kw, c)` order (each run of
 //! channels is one copy; padding is filled with the input zero point, so it adds
@@ -10,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{GemmOptions, PackedB, Requant, ZeroPoints, bias_vec, per_col_f32, quant_bounds};
 use crate::kernels::Isa;
 use crate::kernels::depthwise::{self, DwGeom, DwOut, DwQuant, DwScratch};
+use crate::kernels::direct::{self, DirectW};
 use crate::kernels::pack::{QElem, split_view};
 use ndarray::{Array2, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
@@ -63,6 +66,8 @@ pub struct PackedConv {
     kw: usize,
     isa: Isa,
     kind: Kind,
+    /// The channel-major direct kernel's weights (paths that have it, unit W stride).
+    direct: Option<DirectW>,
 }
 
 impl PackedConv {
@@ -148,6 +153,11 @@ impl PackedConv {
             }
             Kind::Gemm(packs)
         };
+        let direct = (matches!(kind, Kind::Gemm(_))
+            && direct::has_direct(isa)
+            && params.strides[1] == 1
+            && c_in_g > 0)
+            .then(|| DirectW::new(w, &zp, g));
         Ok(PackedConv {
             params,
             c_out,
@@ -156,6 +166,7 @@ impl PackedConv {
             kw,
             isa,
             kind,
+            direct,
         })
     }
 

@@ -19,6 +19,9 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod depthwise;
+pub(crate) mod direct;
+#[cfg(target_arch = "x86_64")]
+mod direct_x86;
 pub(crate) mod driver;
 #[cfg(target_arch = "aarch64")]
 mod neon;

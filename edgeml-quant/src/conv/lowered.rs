@@ -3,6 +3,7 @@
 
 use super::{PackedConv, Quant, YView};
 use crate::gemm::{GemmOptions, PackedB, gemm_any, gemm_indirect, needs_rowsums};
+use crate::kernels::direct::{self, DGeom, DOut};
 use crate::kernels::driver::{Indirect, Post};
 use crate::kernels::pack::QElem;
 use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
@@ -16,6 +17,9 @@ pub(super) fn gemm_all<T: QElem>(
     y: &mut YView<'_>,
     opts: &GemmOptions,
 ) {
+    if direct_all(x, x_zp, w, (oh, ow), y, opts) {
+        return;
+    }
     let (n, c_in, h, wd) = x.dim();
     let p = &w.params;
     let g = p.group;
@@ -129,6 +133,101 @@ pub(super) fn gemm_all<T: QElem>(
             }
         }
     }
+}
+
+/// The channel-major direct kernel (see `kernels::direct`), if the weights have it and
+/// the padded input fits; returns `false` (writing nothing) otherwise.
+fn direct_all<T: QElem>(
+    x: ArrayView4<'_, T>,
+    x_zp: T,
+    w: &PackedConv,
+    (oh, ow): (usize, usize),
+    y: &mut YView<'_>,
+    opts: &GemmOptions,
+) -> bool {
+    let Some(dw) = &w.direct else {
+        return false;
+    };
+    let (_, _, h, wd) = x.dim();
+    let p = &w.params;
+    let geo = DGeom {
+        h,
+        w: wd,
+        kh: w.kh,
+        kw: w.kw,
+        sh: p.strides[0],
+        dil: p.dilations,
+        pads: p.pads,
+        oh,
+        ow,
+    };
+    if !direct::usable(dw, &geo) {
+        return false;
+    }
+    let xstd = x.as_standard_layout();
+    let Some(xs) = xstd.as_slice() else {
+        return false;
+    };
+    thread_local! {
+        // The padded input, reused between calls on this thread.
+        static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => direct_items(x, xs, x_zp, w, dw, &geo, y, opts, &mut s),
+        Err(_) => direct_items(x, xs, x_zp, w, dw, &geo, y, opts, &mut Vec::new()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn direct_items<T: QElem>(
+    x: ArrayView4<'_, T>,
+    xs: &[T],
+    x_zp: T,
+    w: &PackedConv,
+    dw: &crate::kernels::direct::DirectW,
+    geo: &DGeom,
+    y: &mut YView<'_>,
+    opts: &GemmOptions,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    let n = x.dim().0;
+    let item = xs.len() / n.max(1);
+    let threads = opts.threads();
+    for ni in 0..n {
+        let xi = &xs[ni * item..(ni + 1) * item];
+        let ok = match y {
+            YView::I32(v) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                direct::conv(w.isa, dw, geo, xi, x_zp, DOut::I32(o), threads, scratch)
+            }
+            YView::U8(v, q) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                let o = DOut::Q(o, &q.mult, &q.bias, q.zp, q.bounds.0, q.bounds.1);
+                direct::conv(w.isa, dw, geo, xi, x_zp, o, threads, scratch)
+            }
+            YView::I8(v, q) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                let o = crate::kernels::pack::raw_bytes_mut(o);
+                let o = DOut::Q(o, &q.mult, &q.bias, q.zp, q.bounds.0, q.bounds.1);
+                direct::conv(w.isa, dw, geo, xi, x_zp, o, threads, scratch)
+            }
+        };
+        // The first item decides; all items have the same shape.
+        if !ok {
+            debug_assert_eq!(ni, 0, "direct kernel refused a later batch item");
+            return false;
+        }
+    }
+    true
 }
 
 fn quant_post<'q>(q: &'q Quant<'_>, range: core::ops::Range<usize>) -> Post<'q> {

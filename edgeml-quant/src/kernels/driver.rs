@@ -369,20 +369,24 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
         return;
     }
     let split = |len: usize, i: usize| len * i / threads..len * (i + 1) / threads;
-    rayon::scope(|s| {
-        for i in 0..threads {
-            s.spawn(move |_| {
-                let (mt, np) = if panels >= threads * 2 || panels >= mtiles {
-                    (0..mtiles, split(panels, i))
-                } else {
-                    (split(mtiles, i), 0..panels)
-                };
-                if !mt.is_empty() && !np.is_empty() {
-                    // SAFETY: tasks cover disjoint tiles of a valid job.
-                    unsafe { super::run_block(isa, job, mt, np) };
-                }
-            });
+    let share = move |i: usize| {
+        let (mt, np) = if panels >= threads * 2 || panels >= mtiles {
+            (0..mtiles, split(panels, i))
+        } else {
+            (split(mtiles, i), 0..panels)
+        };
+        if !mt.is_empty() && !np.is_empty() {
+            // SAFETY: shares cover disjoint tiles of a valid job.
+            unsafe { super::run_block(isa, job, mt, np) };
         }
+    };
+    // The calling thread runs share 0 itself instead of waiting for a pool thread to
+    // wake up for it (that wait dominated sub-millisecond calls).
+    rayon::in_place_scope(|s| {
+        for i in 1..threads {
+            s.spawn(move |_| share(i));
+        }
+        share(0);
     });
 }
 
@@ -482,14 +486,17 @@ pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usi
         unsafe { super::run_block_ind(isa, job, ind, 0..mtiles, 0..panels) };
         return true;
     }
-    rayon::scope(|s| {
-        for i in 0..threads {
-            s.spawn(move |_| {
-                let mt = mtiles * i / threads..mtiles * (i + 1) / threads;
-                // SAFETY: tasks cover disjoint m-tiles of a valid job.
-                unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
-            });
+    let share = move |i: usize| {
+        let mt = mtiles * i / threads..mtiles * (i + 1) / threads;
+        // SAFETY: shares cover disjoint m-tiles of a valid job.
+        unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
+    };
+    // As in `run`: the calling thread takes share 0.
+    rayon::in_place_scope(|s| {
+        for i in 1..threads {
+            s.spawn(move |_| share(i));
         }
+        share(0);
     });
     true
 }

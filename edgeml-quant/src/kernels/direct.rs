@@ -1,0 +1,548 @@
+//! Direct (channel-major) convolution: output channels are the GEMM's M, output pixels
+//! its N, so each output channel's row of pixels is stored straight into the NCHW
+//! output (requantized in registers), with no output transpose.
+//!
+//! The input of one batch item is rewritten once per call into a zero-point-padded
+//! `[group][C/4][Hp][Wp][4]` layout ("NCHWc4"): for a unit horizontal stride, the 4
+//! channels of `NR` consecutive output pixels at one kernel tap are `4·NR` consecutive
+//! bytes, one vector load (the u8 operand of `vpdpbusd`), while the weights, packed as
+//! `[MR rows][4 channels]` per k-quad, are broadcast (the i8 operand). With a unit
+//! vertical stride, tiles run over the padded width ("flat" tiles, which may span output
+//! rows; the `Wp − OW` columns between rows are computed and not stored); otherwise tiles
+//! stay within one output row.
+//!
+//! Zero points: with `x'`, `w'` the operands mapped to u8/i8 and channels padded to a
+//! multiple of 4 with `x' = zx'`, `w' = 0`,
+//! `Σ(x'−zx')(w'−zw') = Σx'w' − zx'·Σw' − zw'·Σx' + Kp·zx'·zw'` over the padded
+//! `Kp = taps·4·⌈C/4⌉` (padded entries contribute 0 to both sides).
+#![allow(unsafe_code)]
+
+use super::Isa;
+use super::driver::quant_one;
+use super::pack::{QElem, b_zp};
+use ndarray::ArrayView4;
+
+/// Output channels per tile (rows of the broadcast operand).
+pub(crate) const MR: usize = 8;
+/// Output pixels per tile (i32 lanes: three 512-bit vectors; 8 × 48 keeps 24
+/// accumulators in registers, measured ~2% (3×3) and ~10% (1×1) faster than 8 × 32).
+pub(crate) const NR: usize = 48;
+/// Bytes read past the last padded plane by the last tiles (see [`DGeom::bytes`]).
+const SLACK: usize = (NR + 16) * 4;
+/// Largest padded input (bytes) the direct path allocates; larger ones use im2col.
+const MAX_BYTES: usize = 1 << 26;
+
+/// Whether `isa` has a direct-convolution kernel.
+pub(crate) fn has_direct(isa: Isa) -> bool {
+    matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni | Isa::Scalar)
+}
+
+/// Weights packed for the direct kernel.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectW {
+    cog: usize,
+    groups: usize,
+    cq: usize,
+    taps: usize,
+    bpg: usize,
+    /// `[group][block][taps·cq k-quads][MR][4]`, rows beyond `cog` zero.
+    w: Vec<i8>,
+    /// Per output channel: `Σ w'` over K.
+    wsum: Vec<i32>,
+    /// Per output channel: `zw'` (empty when all are zero).
+    zw: Vec<i32>,
+}
+
+impl DirectW {
+    /// Packs `w` (`[C_out, C_in/g, kH, kW]`) with per-channel zero points `zp`.
+    pub(crate) fn new<T: QElem>(w: ArrayView4<'_, T>, zp: &[T], groups: usize) -> Self {
+        let (c_out, cig, kh, kw) = w.dim();
+        let cog = c_out / groups.max(1);
+        let cq = cig.div_ceil(4);
+        let taps = kh * kw;
+        let kq = taps * cq;
+        let bpg = cog.div_ceil(MR);
+        let mut packed = vec![0i8; groups * bpg * kq * MR * 4];
+        let mut wsum = vec![0i32; c_out];
+        for ((oc, c, ky, kx), &v) in w.indexed_iter() {
+            let (g, ocl) = (oc / cog, oc % cog);
+            let (blk, r) = (ocl / MR, ocl % MR);
+            let q = (ky * kw + kx) * cq + c / 4;
+            let v = v.to_b();
+            packed[((g * bpg + blk) * kq + q) * MR * 4 + r * 4 + c % 4] = v;
+            wsum[oc] = wsum[oc].wrapping_add(i32::from(v));
+        }
+        let zw: Vec<i32> = zp.iter().map(|&z| b_zp(z)).collect();
+        let zw = if zw.iter().all(|&z| z == 0) {
+            Vec::new()
+        } else {
+            zw
+        };
+        DirectW {
+            cog,
+            groups,
+            cq,
+            taps,
+            bpg,
+            w: packed,
+            wsum,
+            zw,
+        }
+    }
+}
+
+/// Geometry of one direct convolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DGeom {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
+    pub(crate) dil: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub(crate) pads: [usize; 4],
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+}
+
+impl DGeom {
+    fn hp(&self) -> usize {
+        self.h + self.pads[0] + self.pads[2]
+    }
+    fn wp(&self) -> usize {
+        self.w + self.pads[1] + self.pads[3]
+    }
+    /// Bytes of the padded input for `planes` channel quads, if within the limit.
+    fn bytes(&self, planes: usize) -> Option<usize> {
+        let hp = self
+            .h
+            .checked_add(self.pads[0])?
+            .checked_add(self.pads[2])?;
+        let wp = self
+            .w
+            .checked_add(self.pads[1])?
+            .checked_add(self.pads[3])?;
+        let b = hp
+            .checked_mul(wp)?
+            .checked_mul(planes)?
+            .checked_mul(4)?
+            .checked_add(SLACK)?;
+        (b <= MAX_BYTES).then_some(b)
+    }
+    /// Flat tiles (over the padded width) when the stride is 1 and they cost less.
+    fn flat(&self) -> bool {
+        let wp = self.wp();
+        self.sh == 1
+            && ((self.oh - 1) * wp + self.ow).div_ceil(NR) <= self.oh * self.ow.div_ceil(NR)
+    }
+    fn tiles(&self) -> usize {
+        if self.flat() {
+            ((self.oh - 1) * self.wp() + self.ow).div_ceil(NR)
+        } else {
+            self.oh * self.ow.div_ceil(NR)
+        }
+    }
+}
+
+/// Whether the direct path can run this convolution (its padded input fits).
+pub(crate) fn usable(dw: &DirectW, geo: &DGeom) -> bool {
+    geo.bytes(dw.groups * dw.cq).is_some()
+}
+
+/// A run of tile lanes `lo..hi` stored at output offset `off + lane` (within a plane).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Seg {
+    pub(crate) lo: u32,
+    pub(crate) hi: u32,
+    pub(crate) off: isize,
+}
+
+/// Input pixel offset of lane 0 and the store segments of tile `t`.
+fn tile_segs(geo: &DGeom, flat: bool, t: usize, segs: &mut [Seg; NR + 1]) -> (usize, usize) {
+    let wp = geo.wp();
+    if flat {
+        let f0 = t * NR;
+        let mut n = 0;
+        let mut i = 0;
+        while i < NR {
+            let f = f0 + i;
+            let (oy, ox) = (f / wp, f % wp);
+            if oy >= geo.oh {
+                break;
+            }
+            if ox >= geo.ow {
+                i += wp - ox;
+                continue;
+            }
+            let len = (geo.ow - ox).min(NR - i);
+            segs[n] = Seg {
+                lo: i as u32,
+                hi: (i + len) as u32,
+                off: (oy * geo.ow + ox) as isize - i as isize,
+            };
+            n += 1;
+            i += len;
+        }
+        (f0, n)
+    } else {
+        let tpr = geo.ow.div_ceil(NR);
+        let (oy, ox0) = (t / tpr, (t % tpr) * NR);
+        segs[0] = Seg {
+            lo: 0,
+            hi: (geo.ow - ox0).min(NR) as u32,
+            off: (oy * geo.ow + ox0) as isize,
+        };
+        (oy * geo.sh * wp + ox0, 1)
+    }
+}
+
+/// The operands of one tile's reduction.
+pub(crate) struct KArgs<'a> {
+    /// Packed weights of the block: `[kq][MR][4]`.
+    pub(crate) w: *const i8,
+    /// Padded input at the tile's first pixel (channel quad 0 of the group).
+    pub(crate) x: *const u8,
+    /// Byte offset of each kernel tap.
+    pub(crate) toff: &'a [usize],
+    pub(crate) cq: usize,
+    /// Bytes per channel-quad plane.
+    pub(crate) plane4: usize,
+}
+
+/// Where and how a tile's rows are finished.
+pub(crate) struct Epi<'a> {
+    /// First output channel (global) of the tile.
+    pub(crate) oc0: usize,
+    /// Per output channel: constant correction (plus bias when requantizing).
+    pub(crate) ct: &'a [i32],
+    /// Per output channel: `−zw'` (empty: no pixel-sum term).
+    pub(crate) negzw: &'a [i32],
+    /// The tile's `NR` pixel sums (valid when `negzw` is not empty).
+    pub(crate) s: *const i32,
+    /// `(mult per channel, zp, lo, hi)` for u8/i8 output, `None` for i32.
+    pub(crate) quant: Option<(&'a [f32], i32, f32, f32)>,
+    /// Output of the batch item (i32 or bytes) and elements per channel plane.
+    pub(crate) out: *mut u8,
+    pub(crate) plane: usize,
+    pub(crate) segs: &'a [Seg],
+}
+
+/// The portable tile: the same reduction and epilogue as the SIMD kernels.
+///
+/// # Safety
+/// `k` must describe readable operands for `taps·cq` k-quads of `NR` lanes, and the
+/// output must be writable at every segment of every row.
+unsafe fn tile_scalar(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+    let mut acc = [[0i32; NR]; MR];
+    let mut wq = k.w;
+    for &to in k.toff {
+        for q in 0..k.cq {
+            // SAFETY: NR lanes × 4 bytes at this tap and quad are readable (contract).
+            let xs = unsafe { core::slice::from_raw_parts(k.x.add(to + q * k.plane4), NR * 4) };
+            // SAFETY: the block holds MR × 4 weights per k-quad.
+            let ws = unsafe { core::slice::from_raw_parts(wq, MR * 4) };
+            for (a, wr) in acc.iter_mut().zip(ws.chunks_exact(4)).take(rows) {
+                for (v, xl) in a.iter_mut().zip(xs.chunks_exact(4)) {
+                    let d = (0..4).fold(0i32, |s, j| {
+                        s.wrapping_add(i32::from(xl[j]) * i32::from(wr[j]))
+                    });
+                    *v = v.wrapping_add(d);
+                }
+            }
+            // SAFETY: stays inside the block's packed weights.
+            wq = unsafe { wq.add(MR * 4) };
+        }
+    }
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        let oc = e.oc0 + r;
+        let ct = e.ct[oc];
+        for sg in e.segs {
+            for (lane, &av) in a
+                .iter()
+                .enumerate()
+                .take(sg.hi as usize)
+                .skip(sg.lo as usize)
+            {
+                let mut v = av.wrapping_add(ct);
+                if !e.negzw.is_empty() {
+                    // SAFETY: `s` holds NR sums.
+                    let s = unsafe { *e.s.add(lane) };
+                    v = v.wrapping_add(e.negzw[oc].wrapping_mul(s));
+                }
+                let at = (oc * e.plane) as isize + sg.off + lane as isize;
+                // SAFETY: the segment's lanes are inside channel `oc`'s plane.
+                unsafe {
+                    match e.quant {
+                        Some((mult, zp, lo, hi)) => {
+                            *e.out.offset(at) = quant_one(v, 0, mult[oc], zp, lo, hi) as u8;
+                        }
+                        None => *e.out.cast::<i32>().offset(at) = v,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs one tile on `isa`.
+///
+/// # Safety
+/// As [`tile_scalar`]; `isa` must be available and [`has_direct`].
+unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: availability checked when the weights were packed; forwarded contract.
+        Isa::Avx512Vnni => unsafe { super::direct_x86::tile_avx512(rows, k, e) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::AvxVnni => unsafe { super::direct_x86::tile_avxvnni(rows, k, e) },
+        // SAFETY: forwarded contract.
+        _ => unsafe { tile_scalar(rows, k, e) },
+    }
+}
+
+/// The output of one batch item, `[C_out, OH, OW]`, with its epilogue.
+pub(crate) enum DOut<'a> {
+    /// ConvInteger.
+    I32(&'a mut [i32]),
+    /// QLinearConv (u8 or i8 bytes): `(mult, bias)` per output channel, zp, lo, hi.
+    Q(&'a mut [u8], &'a [f32], &'a [i32], i32, f32, f32),
+}
+
+struct SendPtr(*mut u8);
+// SAFETY: tasks write disjoint output pixels (disjoint tiles) through it.
+unsafe impl Sync for SendPtr {}
+// SAFETY: as above.
+unsafe impl Send for SendPtr {}
+impl SendPtr {
+    fn get(&self) -> *mut u8 {
+        self.0
+    }
+}
+
+/// One batch item `x` (`[C_in, H, W]`, standard layout) through the direct kernel.
+/// `scratch` is reused between calls. Returns `false` (writing nothing) if the
+/// output length does not match.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv<T: QElem>(
+    isa: Isa,
+    dw: &DirectW,
+    geo: &DGeom,
+    x: &[T],
+    zx: T,
+    mut out: DOut<'_>,
+    threads: usize,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    let c_out = dw.groups * dw.cog;
+    let plane = geo.oh * geo.ow;
+    let (outp, len) = match &mut out {
+        DOut::I32(v) => (v.as_mut_ptr().cast::<u8>(), v.len()),
+        DOut::Q(v, ..) => (v.as_mut_ptr(), v.len()),
+    };
+    let cig = x.len() / (dw.groups * geo.h * geo.w).max(1);
+    let Some(bytes) = geo.bytes(dw.groups * dw.cq) else {
+        return false;
+    };
+    if len != c_out * plane || x.len() != dw.groups * cig * geo.h * geo.w || !has_direct(isa) {
+        return false;
+    }
+    let za = zx.to_a();
+    build_input(
+        super::pack::raw_bytes(x),
+        if T::SIGNED { 0x80 } else { 0 },
+        za,
+        geo,
+        (dw.groups, cig, dw.cq),
+        bytes,
+        scratch,
+    );
+    let xb: &[u8] = scratch;
+    let (hp, wp) = (geo.hp(), geo.wp());
+    let plane4 = hp * wp * 4;
+    let toff: Vec<usize> = (0..geo.kh * geo.kw)
+        .map(|t| ((t / geo.kw) * geo.dil[0] * wp + (t % geo.kw) * geo.dil[1]) * 4)
+        .collect();
+    let za = i32::from(za);
+    let kp = (dw.taps * dw.cq * 4) as i32;
+    let (quant, bias) = match &out {
+        DOut::I32(_) => (None, None),
+        DOut::Q(_, m, b, zp, lo, hi) => (Some((*m, *zp, *lo, *hi)), Some(*b)),
+    };
+    let ct: Vec<i32> = (0..c_out)
+        .map(|oc| {
+            let z = dw.zw.get(oc).copied().unwrap_or(0);
+            let c = za
+                .wrapping_mul(dw.wsum[oc])
+                .wrapping_neg()
+                .wrapping_add(kp.wrapping_mul(za).wrapping_mul(z));
+            c.wrapping_add(bias.map_or(0, |b| b[oc]))
+        })
+        .collect();
+    let negzw: Vec<i32> = dw.zw.iter().map(|z| z.wrapping_neg()).collect();
+    let flat = geo.flat();
+    let ntiles = geo.tiles();
+    let kq = dw.taps * dw.cq;
+    let outp = SendPtr(outp);
+    for g in 0..dw.groups {
+        let xg = &xb[g * dw.cq * plane4..];
+        let sums = if negzw.is_empty() {
+            Vec::new()
+        } else {
+            pixel_sums(xg, geo, flat, ntiles, dw.cq, &toff)
+        };
+        let run = |tiles: core::ops::Range<usize>| {
+            let mut segs = [Seg::default(); NR + 1];
+            for t in tiles {
+                let (base, ns) = tile_segs(geo, flat, t, &mut segs);
+                for blk in 0..dw.bpg {
+                    let rows = MR.min(dw.cog - blk * MR);
+                    let k = KArgs {
+                        w: dw.w[((g * dw.bpg + blk) * kq) * MR * 4..].as_ptr(),
+                        x: xg[base * 4..].as_ptr(),
+                        toff: &toff,
+                        cq: dw.cq,
+                        plane4,
+                    };
+                    let e = Epi {
+                        oc0: g * dw.cog + blk * MR,
+                        ct: &ct,
+                        negzw: &negzw,
+                        s: sums
+                            .get(t * NR..)
+                            .map_or(core::ptr::null(), <[i32]>::as_ptr),
+                        quant,
+                        out: outp.get(),
+                        plane,
+                        segs: &segs[..ns],
+                    };
+                    // SAFETY: the padded input has SLACK bytes past its last plane, so
+                    // every tap of every lane of every tile is readable; segments lie
+                    // inside the output planes (checked length); `isa` has a kernel.
+                    unsafe { run_tile(isa, rows, &k, &e) };
+                }
+            }
+        };
+        let threads = threads.max(1).min(ntiles);
+        if threads <= 1 || (c_out * plane * kq) < (1 << 16) {
+            run(0..ntiles);
+        } else {
+            let run = &run;
+            // The calling thread takes the first share itself (a ~250 µs convolution
+            // would otherwise wait for pool threads to wake up for every share).
+            rayon::in_place_scope(|s| {
+                for i in 1..threads {
+                    s.spawn(move |_| run(ntiles * i / threads..ntiles * (i + 1) / threads));
+                }
+                run(0..ntiles / threads);
+            });
+        }
+    }
+    true
+}
+
+/// Per tile lane: `Σ x'` over the lane's receptive field (all taps and channels).
+fn pixel_sums(
+    xg: &[u8],
+    geo: &DGeom,
+    flat: bool,
+    ntiles: usize,
+    cq: usize,
+    toff: &[usize],
+) -> Vec<i32> {
+    let (hp, wp) = (geo.hp(), geo.wp());
+    let n = hp * wp + SLACK / 4;
+    let mut p = vec![0i32; n];
+    for q in 0..cq {
+        let pl = &xg[q * hp * wp * 4..];
+        for (i, v) in p.iter_mut().enumerate() {
+            let px = &pl[i * 4..i * 4 + 4];
+            *v = px.iter().fold(*v, |a, &b| a.wrapping_add(i32::from(b)));
+        }
+    }
+    let mut segs = [Seg::default(); NR + 1];
+    let mut s = vec![0i32; ntiles * NR];
+    for t in 0..ntiles {
+        let (base, _) = tile_segs(geo, flat, t, &mut segs);
+        for lane in 0..NR {
+            let i = base + lane;
+            s[t * NR + lane] = toff.iter().fold(0i32, |a, &o| {
+                a.wrapping_add(p.get(i + o / 4).copied().unwrap_or(0))
+            });
+        }
+    }
+    s
+}
+
+/// Writes the zero-point-padded `[group][cq][Hp][Wp][4]` image (bytes `⊕ xor`) into
+/// `out` (resized to `bytes`).
+fn build_input(
+    xs: &[u8],
+    xor: u8,
+    za: u8,
+    geo: &DGeom,
+    (groups, cig, cq): (usize, usize, usize),
+    bytes: usize,
+    out: &mut Vec<u8>,
+) {
+    let (h, w) = (geo.h, geo.w);
+    let (hp, wp) = (geo.hp(), geo.wp());
+    if out.len() != bytes {
+        out.clear();
+        out.resize(bytes, za);
+    } else {
+        // Only the padding (rows, columns, slack) needs the zero point; the image and
+        // padded channels are all written below.
+        let [pt, pl, pb, pr] = geo.pads;
+        for plane in out[..bytes - SLACK].chunks_exact_mut(hp * wp * 4) {
+            plane[..pt * wp * 4].fill(za);
+            plane[(hp - pb) * wp * 4..].fill(za);
+            if pl + pr > 0 {
+                for row in plane[pt * wp * 4..(hp - pb) * wp * 4].chunks_exact_mut(wp * 4) {
+                    row[..pl * 4].fill(za);
+                    row[(wp - pr) * 4..].fill(za);
+                }
+            }
+        }
+        out[bytes - SLACK..].fill(za);
+    }
+    let fill = vec![za ^ xor; h * w];
+    let whole = geo.pads[1] == 0 && geo.pads[3] == 0;
+    for g in 0..groups {
+        for q in 0..cq {
+            let src: [&[u8]; 4] = core::array::from_fn(|j| {
+                let c = 4 * q + j;
+                if c < cig {
+                    &xs[(g * cig + c) * h * w..][..h * w]
+                } else {
+                    &fill[..]
+                }
+            });
+            let pl = (g * cq + q) * hp * wp * 4;
+            if whole {
+                let d = &mut out[pl + geo.pads[0] * wp * 4..][..h * w * 4];
+                interleave4(src, xor, d);
+            } else {
+                for y in 0..h {
+                    let d = &mut out[pl + ((y + geo.pads[0]) * wp + geo.pads[1]) * 4..][..w * 4];
+                    interleave4(src.map(|s| &s[y * w..(y + 1) * w]), xor, d);
+                }
+            }
+        }
+    }
+}
+
+/// `dst[4i + j] = src[j][i] ⊕ xor`.
+fn interleave4(src: [&[u8]; 4], xor: u8, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::direct_x86::interleave4(src, xor, dst);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (i, d) in dst.chunks_exact_mut(4).enumerate() {
+        for j in 0..4 {
+            d[j] = src[j][i] ^ xor;
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! x86-64 parts of the direct convolution: the AVX-512 VNNI tile (8 output channels ×
+//! 48 pixels, requantized and stored with byte masks), the AVX-VNNI tile (the same
+//! tile in 4 × 16 sub-tiles) and the SSE2 4-channel interleave.
+#![allow(unsafe_code)]
+
+use super::direct::{Epi, KArgs, MR, NR};
+use core::arch::x86_64::*;
+
+/// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels.
+///
+/// # Safety
+/// As the portable tile (`direct::tile_scalar`); the CPU must support AVX-512 F/BW/VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn tile_avx512(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match rows {
+            1 => t512::<1>(k, e),
+            2 => t512::<2>(k, e),
+            3 => t512::<3>(k, e),
+            4 => t512::<4>(k, e),
+            5 => t512::<5>(k, e),
+            6 => t512::<6>(k, e),
+            7 => t512::<7>(k, e),
+            _ => t512::<8>(k, e),
+        }
+    }
+}
+
+/// 512-bit vectors (16 i32 lanes) per tile row.
+const V: usize = NR / 16;
+const _: () = assert!(MR == 8 && NR.is_multiple_of(16) && NR <= 64);
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
+    let mut c = [[_mm512_setzero_si512(); V]; R];
+    let mut wq = k.w;
+    for &to in k.toff {
+        // SAFETY: tap offsets stay inside the padded input (caller's contract).
+        let mut xp = unsafe { k.x.add(to) };
+        for _ in 0..k.cq {
+            // SAFETY: NR lanes × 4 bytes are readable at `xp` and MR × 4 weights at `wq`;
+            // `vpdpbusd` sums u8 × i8 products into i32 without intermediate saturation.
+            unsafe {
+                let b: [__m512i; V] =
+                    core::array::from_fn(|v| _mm512_loadu_si512(xp.add(64 * v).cast()));
+                for cr in c.iter_mut() {
+                    let wv = _mm512_set1_epi32(wq.cast::<i32>().read_unaligned());
+                    wq = wq.add(4);
+                    for (cv, &bv) in cr.iter_mut().zip(&b) {
+                        *cv = _mm512_dpbusd_epi32(*cv, bv, wv);
+                    }
+                }
+                wq = wq.add((MR - R) * 4);
+                xp = xp.add(k.plane4);
+            }
+        }
+    }
+    // Spill the accumulators once (a fully unrolled copy keeps them in registers in
+    // the loop above; the epilogue's loops index this copy).
+    let mut acc = [[_mm512_setzero_si512(); V]; MR];
+    acc[..R].copy_from_slice(&c);
+    let zs = !e.negzw.is_empty();
+    let sv: [__m512i; V] = core::array::from_fn(|v| {
+        if zs {
+            // SAFETY: `s` holds NR sums when the pixel-sum term is used.
+            unsafe { _mm512_loadu_si512(e.s.add(16 * v).cast()) }
+        } else {
+            _mm512_setzero_si512()
+        }
+    });
+    for (r, a) in acc.iter().enumerate().take(R) {
+        let oc = e.oc0 + r;
+        let ct = _mm512_set1_epi32(e.ct[oc]);
+        let mut vs = [_mm512_setzero_si512(); V];
+        for v in 0..V {
+            vs[v] = _mm512_add_epi32(a[v], ct);
+            if zs {
+                let z = _mm512_set1_epi32(e.negzw[oc]);
+                vs[v] = _mm512_add_epi32(vs[v], _mm512_mullo_epi32(sv[v], z));
+            }
+        }
+        match e.quant {
+            Some((mult, zp, lo, hi)) => {
+                // As `driver::quant_one`: f32 multiply, clamp, round half to even by
+                // adding 1.5·2²³, add the zero point; values end in the output's range.
+                let m = _mm512_set1_ps(mult[oc]);
+                let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+                let magic = _mm512_set1_ps(12_582_912.0);
+                let off = _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000));
+                let mut y = _mm512_setzero_si512();
+                for (v, &x) in vs.iter().enumerate() {
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(x), m);
+                    let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+                    let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
+                    let b = _mm512_cvtepi32_epi8(i);
+                    y = match v {
+                        0 => _mm512_inserti32x4::<0>(y, b),
+                        1 => _mm512_inserti32x4::<1>(y, b),
+                        2 => _mm512_inserti32x4::<2>(y, b),
+                        _ => _mm512_inserti32x4::<3>(y, b),
+                    };
+                }
+                let base = e.out.wrapping_add(oc * e.plane);
+                for sg in e.segs {
+                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
+                    // SAFETY: the unmasked lanes `lo..hi` land inside channel oc's plane
+                    // (segment contract); masked-off lanes are not accessed.
+                    unsafe {
+                        _mm512_mask_storeu_epi8(base.wrapping_offset(sg.off).cast(), mask, y)
+                    };
+                }
+            }
+            None => {
+                let base = e.out.cast::<i32>().wrapping_add(oc * e.plane);
+                for sg in e.segs {
+                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
+                    let p = base.wrapping_offset(sg.off);
+                    for (v, &x) in vs.iter().enumerate() {
+                        // SAFETY: as above, for i32 lanes.
+                        unsafe {
+                            _mm512_mask_storeu_epi32(
+                                p.wrapping_add(16 * v).cast(),
+                                (mask >> (16 * v)) as u16,
+                                x,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[4i + j] = src[j][i] ⊕ xor` with SSE2 (part of x86-64), scalar tail.
+pub(crate) fn interleave4(src: [&[u8]; 4], xor: u8, dst: &mut [u8]) {
+    let n = dst.len() / 4;
+    assert!(
+        src.iter().all(|s| s.len() >= n),
+        "interleave4 source too short"
+    );
+    let n16 = n / 16 * 16;
+    // SAFETY: SSE2 is part of x86-64; every 16-byte load reads `src[j][i..i + 16]` with
+    // `i + 16 ≤ n ≤ len` and every store writes `dst[4i..4i + 64]` with `4(i + 16) ≤
+    // dst.len()`.
+    unsafe {
+        let x = _mm_set1_epi8(xor as i8);
+        let mut i = 0;
+        while i < n16 {
+            let ld = |j: usize| _mm_xor_si128(_mm_loadu_si128(src[j].as_ptr().add(i).cast()), x);
+            let (a, b, c, d) = (ld(0), ld(1), ld(2), ld(3));
+            let ab_l = _mm_unpacklo_epi8(a, b);
+            let ab_h = _mm_unpackhi_epi8(a, b);
+            let cd_l = _mm_unpacklo_epi8(c, d);
+            let cd_h = _mm_unpackhi_epi8(c, d);
+            let p = dst.as_mut_ptr().add(4 * i).cast::<__m128i>();
+            _mm_storeu_si128(p, _mm_unpacklo_epi16(ab_l, cd_l));
+            _mm_storeu_si128(p.add(1), _mm_unpackhi_epi16(ab_l, cd_l));
+            _mm_storeu_si128(p.add(2), _mm_unpacklo_epi16(ab_h, cd_h));
+            _mm_storeu_si128(p.add(3), _mm_unpackhi_epi16(ab_h, cd_h));
+            i += 16;
+        }
+    }
+    if n16 < n && n >= 16 {
+        // The last 16 elements again, overlapping (same values), instead of a scalar tail.
+        interleave4(
+            src.map(|s| &s[n - 16..n]),
+            xor,
+            &mut dst[4 * (n - 16)..4 * n],
+        );
+        return;
+    }
+    for i in n16..n {
+        for j in 0..4 {
+            dst[4 * i + j] = src[j][i] ^ xor;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- AVX-VNNI
+
+/// 256-bit vectors per lane chunk of the AVX-VNNI sub-tile: 4 rows × 16 lanes, 8
+/// accumulators (4 × 24 spilled one accumulator per k-step and ran 1.8× slower; 3 × 24
+/// measured the same as 4 × 16).
+const LV: usize = 2;
+const _: () = assert!(NR.is_multiple_of(8 * LV) && MR == 8);
+
+/// Runs the AVX-VNNI tile for `rows ≤ MR` output channels: 4-row × 16-lane sub-tiles
+/// with VEX `vpdpbusd`, then the same epilogue as the portable tile, vectorized.
+///
+/// # Safety
+/// As the portable tile (`direct::tile_scalar`); the CPU must support AVX2 and
+/// AVX-VNNI.
+#[target_feature(enable = "avx2,avxvnni")]
+pub(crate) unsafe fn tile_avxvnni(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+    let mut acc = [[0i32; NR]; MR];
+    for l0 in (0..NR).step_by(8 * LV) {
+        for r0 in [0, 4] {
+            if r0 >= rows {
+                break;
+            }
+            // SAFETY: forwarded contract; the sub-tile stays inside the tile.
+            unsafe {
+                match (rows - r0).min(4) {
+                    1 => sub256::<1>(k, r0, l0, &mut acc),
+                    2 => sub256::<2>(k, r0, l0, &mut acc),
+                    3 => sub256::<3>(k, r0, l0, &mut acc),
+                    _ => sub256::<4>(k, r0, l0, &mut acc),
+                }
+            }
+        }
+    }
+    let zs = !e.negzw.is_empty();
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        let oc = e.oc0 + r;
+        let ct = _mm256_set1_epi32(e.ct[oc]);
+        let mut row = [0i32; NR];
+        for v in 0..NR / 8 {
+            // SAFETY: `a` and `row` hold NR i32; `s` holds NR sums when used.
+            unsafe {
+                let mut x = _mm256_add_epi32(_mm256_loadu_si256(a.as_ptr().add(8 * v).cast()), ct);
+                if zs {
+                    let s = _mm256_loadu_si256(e.s.add(8 * v).cast());
+                    x = _mm256_add_epi32(x, _mm256_mullo_epi32(s, _mm256_set1_epi32(e.negzw[oc])));
+                }
+                if let Some((mult, zp, lo, hi)) = e.quant {
+                    // As `driver::quant_one`.
+                    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(mult[oc]));
+                    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+                    let f = _mm256_add_ps(f, _mm256_set1_ps(12_582_912.0));
+                    x = _mm256_add_epi32(
+                        _mm256_castps_si256(f),
+                        _mm256_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
+                    );
+                }
+                _mm256_storeu_si256(row.as_mut_ptr().add(8 * v).cast(), x);
+            }
+        }
+        let plane = (oc * e.plane) as isize;
+        if e.quant.is_some() {
+            let mut bytes = [0u8; NR];
+            for (b, &v) in bytes.iter_mut().zip(&row) {
+                *b = v as u8;
+            }
+            for sg in e.segs {
+                let (lo, hi) = (sg.lo as usize, sg.hi as usize);
+                // SAFETY: lanes lo..hi land inside channel oc's plane (segment contract).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        bytes.as_ptr().add(lo),
+                        e.out.offset(plane + sg.off + lo as isize),
+                        hi - lo,
+                    )
+                };
+            }
+        } else {
+            for sg in e.segs {
+                let (lo, hi) = (sg.lo as usize, sg.hi as usize);
+                // SAFETY: as above, for i32 lanes.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        row.as_ptr().add(lo),
+                        e.out.cast::<i32>().offset(plane + sg.off + lo as isize),
+                        hi - lo,
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// Rows `r0..r0+RR` × lanes `l0..l0+8·LV` of a tile into `acc`.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+unsafe fn sub256<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mut [[i32; NR]; MR]) {
+    let mut c = [[_mm256_setzero_si256(); LV]; RR];
+    // SAFETY: row r0 of the block's first k-quad.
+    let mut wq = unsafe { k.w.add(4 * r0) };
+    for &to in k.toff {
+        // SAFETY: tap offsets and the lane chunk stay inside the padded input.
+        let mut xp = unsafe { k.x.add(to + 4 * l0) };
+        for _ in 0..k.cq {
+            // SAFETY: 8·LV lanes × 4 bytes are readable at `xp`, RR × 4 weights at `wq`.
+            unsafe {
+                let b: [__m256i; LV] =
+                    core::array::from_fn(|v| _mm256_loadu_si256(xp.add(32 * v).cast()));
+                for (r, cr) in c.iter_mut().enumerate() {
+                    let wv = _mm256_set1_epi32(wq.add(4 * r).cast::<i32>().read_unaligned());
+                    for (cv, &bv) in cr.iter_mut().zip(&b) {
+                        *cv = _mm256_dpbusd_avx_epi32(*cv, bv, wv);
+                    }
+                }
+                wq = wq.add(MR * 4);
+                xp = xp.add(k.plane4);
+            }
+        }
+    }
+    for (r, cr) in c.iter().enumerate() {
+        for (v, &cv) in cr.iter().enumerate() {
+            // SAFETY: row r0 + r, lanes l0 + 8v.. lie inside `acc`.
+            unsafe { _mm256_storeu_si256(acc[r0 + r].as_mut_ptr().add(l0 + 8 * v).cast(), cv) };
+        }
+    }
+}
