@@ -19,4 +19,4 @@ pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions};
 pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
-pub use plan::{Plan, PlanOptions};
+pub use plan::{GraphOptLevel, Plan, PlanOptions};

@@ -16,6 +16,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
     pub(crate) opsets: &'a HashMap<String, i64>,
     pub(crate) fold: bool,
+    pub(crate) optimization: super::GraphOptLevel,
 }
 
 /// Name → slot visible at a point of the graph.
@@ -69,6 +70,14 @@ impl<'c> Builder<'c> {
 
     /// Plans the graph's nodes in dependency order (initializers must be in `scope`).
     pub(crate) fn plan_nodes(&mut self, graph: &Graph, scope: &mut Scope) -> Result<()> {
+        self.plan_nodes_with(graph, scope, false)
+    }
+
+    /// [`Builder::plan_nodes`], applying the graph rewrites of `ctx.optimization` when
+    /// `optimize` is set.
+    fn plan_nodes_with(&mut self, graph: &Graph, scope: &mut Scope, optimize: bool) -> Result<()> {
+        let mut fuser = (optimize && self.ctx.optimization != super::GraphOptLevel::Disabled)
+            .then(|| super::optimize::Fuser::new(graph, self.ctx.optimization));
         let infos: HashMap<&str, &ValueInfo> = graph
             .inputs
             .iter()
@@ -83,12 +92,21 @@ impl<'c> Builder<'c> {
         }
         for i in topo_order(graph)? {
             let node = &graph.nodes[i];
-            self.plan_node(node, scope)?;
+            let done = match &mut fuser {
+                Some(f) => f.visit(self, i, scope)?,
+                None => false,
+            };
+            if !done {
+                self.plan_node(node, scope)?;
+            }
             for o in &node.outputs {
                 if let (Some(&s), Some(v)) = (scope.get(o), infos.get(o.as_str())) {
                     self.declare(s, v);
                 }
             }
+        }
+        if let Some(f) = fuser {
+            f.finish(self, scope)?;
         }
         Ok(())
     }
@@ -116,7 +134,7 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
+    pub(crate) fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
         node.inputs
             .iter()
             .map(|n| {
@@ -182,8 +200,19 @@ impl<'c> Builder<'c> {
         });
     }
 
-    fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {
+    /// Builds `node`'s operator with the constants and types known in `scope` (no
+    /// folding, no slots).
+    pub(crate) fn build_op(&self, node: &Node, scope: &Scope) -> Result<Box<dyn crate::Operator>> {
         let in_slots = self.resolve(node, scope)?;
+        self.build_op_on(node, &in_slots)
+    }
+
+    /// [`Builder::build_op`] with the input slots given (`None`: nothing known).
+    pub(crate) fn build_op_on(
+        &self,
+        node: &Node,
+        in_slots: &[Option<usize>],
+    ) -> Result<Box<dyn crate::Operator>> {
         let domain = if node.domain == "ai.onnx" {
             ""
         } else {
@@ -195,9 +224,6 @@ impl<'c> Builder<'c> {
                 describe(node)
             ))
         })?;
-        if domain.is_empty() && matches!(node.op_type.as_str(), "If" | "Loop") {
-            return control::plan_control(self, node, scope, in_slots, opset);
-        }
         let factory = self
             .ctx
             .registry
@@ -219,8 +245,31 @@ impl<'c> Builder<'c> {
             .iter()
             .map(|s| s.and_then(|s| self.type_of(s)))
             .collect();
-        let op = factory
-            .build(&BuildContext::new(node, opset, const_refs.clone()).with_input_types(types))?;
+        factory.build(&BuildContext::new(node, opset, const_refs).with_input_types(types))
+    }
+
+    pub(crate) fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {
+        let in_slots = self.resolve(node, scope)?;
+        let domain = if node.domain == "ai.onnx" {
+            ""
+        } else {
+            node.domain.as_str()
+        };
+        if domain.is_empty() && matches!(node.op_type.as_str(), "If" | "Loop") {
+            let opset = *self.ctx.opsets.get(domain).ok_or_else(|| {
+                Error::InvalidModel(format!(
+                    "{}: the model imports no opset for domain {domain:?}",
+                    describe(node)
+                ))
+            })?;
+            return control::plan_control(self, node, scope, in_slots, opset);
+        }
+        let op = self.build_op(node, scope)?;
+        let consts: Vec<Option<Arc<Tensor>>> = in_slots
+            .iter()
+            .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
+            .collect();
+        let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
         let foldable = self.ctx.fold
             && !NONDETERMINISTIC.contains(&node.op_type.as_str())
             && in_slots
@@ -280,7 +329,7 @@ pub(crate) fn build_main(
         let s = b.new_slot(&name, Some(t));
         scope.insert(name, s);
     }
-    b.plan_nodes(graph, &mut scope)?;
+    b.plan_nodes_with(graph, &mut scope, true)?;
     set_outputs(&mut b, graph, &scope)?;
     Ok(b.finish())
 }
