@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 
+mod buffers;
 mod error;
 mod external;
 pub mod ir;

@@ -23,6 +23,7 @@
 
 mod build;
 mod control;
+mod fused;
 mod optimize;
 mod program;
 
