@@ -33,18 +33,12 @@ impl Act {
     pub(crate) fn apply(self, v: &mut [f32]) {
         match self {
             Act::Relu => crate::ops::activation::relu_in_place(v),
-            Act::LeakyRelu(a) => v.iter_mut().for_each(|x| {
-                if *x < 0.0 {
-                    *x *= a;
-                }
-            }),
+            Act::LeakyRelu(a) => v
+                .iter_mut()
+                .for_each(|x| *x = if *x < 0.0 { *x * a } else { *x }),
             Act::Clip(lo, hi) => v.iter_mut().for_each(|x| {
-                if *x < lo {
-                    *x = lo;
-                }
-                if *x > hi {
-                    *x = hi;
-                }
+                let y = if *x < lo { lo } else { *x };
+                *x = if y > hi { hi } else { y };
             }),
             Act::Sigmoid => v.iter_mut().for_each(|x| {
                 let t = f64::from(*x);

@@ -194,6 +194,7 @@ impl Operator for Pool {
                     kind,
                     i3,
                     o3,
+                    k3,
                     s3,
                     d3,
                     pb3,
@@ -222,6 +223,7 @@ struct RowPool<'a> {
     kind: Kind,
     i3: [usize; 3],
     o3: [usize; 3],
+    k3: [usize; 3],
     s3: [usize; 3],
     d3: [usize; 3],
     pb3: [usize; 3],
@@ -229,6 +231,37 @@ struct RowPool<'a> {
 }
 
 impl RowPool<'_> {
+    /// Outputs `o` (starting at output index `first`) whose `kw` taps all lie inside
+    /// the combined row `acc`: the row is split into `stride` phases
+    /// (`phase[p][j] = acc[stride·j + p]`), so every tap is a contiguous slice of one
+    /// phase and the loop over outputs vectorises. Taps are combined in `kw` order, as
+    /// in the scalar path (same results).
+    fn full_taps(&self, acc: &[f32], phases: &mut [Vec<f32>], o: &mut [f32], first: usize) {
+        let (s, d, p) = (self.s3[2], self.d3[2], self.pb3[2] as isize);
+        let max = self.kind == Kind::Max;
+        if s > 1 {
+            for (ph, v) in phases.iter_mut().enumerate() {
+                v.clear();
+                v.extend(acc.iter().skip(ph).step_by(s));
+            }
+        }
+        o.fill(if max { f32::MIN } else { 0.0 });
+        for kw in 0..self.k3[2] {
+            let base = (kw * d) as isize - p;
+            let (ph, shift) = (base.rem_euclid(s as isize), base.div_euclid(s as isize));
+            let src = if s > 1 { &phases[ph as usize][..] } else { acc };
+            let start = (first as isize + shift) as usize;
+            let src = &src[start..start + o.len()];
+            if max {
+                o.iter_mut()
+                    .zip(src)
+                    .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+            } else {
+                o.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+            }
+        }
+    }
+
     /// One `[D, H, W]` plane. Per output row, the kernel's input rows are first
     /// combined element-wise into one row (contiguous, vectorised), then each output
     /// takes its `kw` taps from that row. Max ignores NaN taps (as the tap-by-tap
@@ -238,6 +271,15 @@ impl RowPool<'_> {
         let max = self.kind == Kind::Max;
         let init = if max { f32::MIN } else { 0.0 };
         let mut acc = vec![init; i3[2]];
+        let kw_len = self.k3[2];
+        // Outputs along W whose taps are all inside the row: a contiguous run.
+        let full = {
+            let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == kw_len;
+            let f0 = self.ranges[2].iter().position(ok).unwrap_or(0);
+            let f1 = f0 + self.ranges[2][f0..].iter().take_while(|r| ok(r)).count();
+            (f0, f1)
+        };
+        let mut phases: Vec<Vec<f32>> = vec![Vec::new(); s3[2]];
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
             let sd = (od * s3[0]) as isize - pb3[0] as isize;
             for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
@@ -259,8 +301,25 @@ impl RowPool<'_> {
                     }
                 }
                 let (sw, dw, pw) = (s3[2], d3[2], pb3[2]);
+                if full.1 > full.0 {
+                    self.full_taps(&acc, &mut phases, &mut orow[full.0..full.1], full.0);
+                    if let Kind::Average { count_include_pad } = self.kind {
+                        let div = if count_include_pad {
+                            dpad * hpad * kw_len
+                        } else {
+                            (dhi - dlo) * (hhi - hlo) * kw_len
+                        };
+                        // Division (not a multiply by 1/div) keeps the scalar path's
+                        // rounding; div > 0 since every tap is inside.
+                        let d = div.max(1) as f32;
+                        orow[full.0..full.1].iter_mut().for_each(|a| *a /= d);
+                    }
+                }
                 for (ow, (a, &(wlo, whi, wpad))) in orow.iter_mut().zip(&self.ranges[2]).enumerate()
                 {
+                    if (full.0..full.1).contains(&ow) {
+                        continue;
+                    }
                     let n = whi.saturating_sub(wlo);
                     // With n > 0 the first tap lies inside the row (so no underflow).
                     let row = if n == 0 {
