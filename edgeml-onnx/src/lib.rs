@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 
+mod buffers;
 mod error;
 mod external;
 pub mod ir;
@@ -20,4 +21,4 @@ pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions};
 pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
-pub use plan::{Plan, PlanOptions};
+pub use plan::{GraphOptLevel, Plan, PlanOptions};

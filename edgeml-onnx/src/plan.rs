@@ -23,6 +23,8 @@
 
 mod build;
 mod control;
+mod fused;
+mod optimize;
 mod program;
 
 use crate::{Dim, Error, Model, Registry, Result, Tensor, ValueInfo};
@@ -42,6 +44,46 @@ pub struct PlanOptions {
     pub threads: Option<usize>,
     /// Skip constant folding (every node runs at run time). Default `false`.
     pub no_constant_folding: bool,
+    /// Plan-time graph rewrites, like onnxruntime's graph optimization levels. Default
+    /// [`GraphOptLevel::Extended`]; [`GraphOptLevel::Disabled`] plans the graph exactly
+    /// as written (useful to compare fused and unfused results).
+    pub optimization: GraphOptLevel,
+}
+
+/// How much [`Plan::new`] rewrites the main graph before choosing kernels (the
+/// counterpart of onnxruntime's `GraphOptimizationLevel`). Every rewrite keeps the
+/// graph's outputs and their names; values that a rewrite removes are no longer seen by
+/// [`Plan::run_observed`].
+///
+/// - `Disabled`: no rewrites.
+/// - `Basic`: semantics-preserving removals: `Identity` and inference-mode `Dropout`
+///   are dropped (their consumers read the input directly), and a
+///   `BatchNormalization` (inference mode, constant `scale`/`B`/`mean`/`var`) that is
+///   the only consumer of a `Conv` with constant weights is folded into that
+///   convolution's weights and bias (`W' = W·s`, `B' = (B − mean)·s + b` with
+///   `s = scale / sqrt(var + epsilon)`; a missing bias becomes zeros). Folding changes
+///   rounding slightly (the product is computed once, in `f64`, at plan time).
+/// - `Extended` (default): also fuses a `Conv` with the activation that is its only
+///   consumer (`Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `HardSigmoid`, `Clip` with
+///   constant bounds) into onnxruntime's `com.microsoft` `FusedConv`, and a `Conv`
+///   whose only consumer is a two-operand `Add`/`Sum` (a residual connection), plus an
+///   optional activation after it, into one step that adds the other operand `Z` to the
+///   convolution's output in place. When `Z`'s shape turns out to differ from the
+///   convolution's output at run time (a broadcasting `Add`), that step falls back to
+///   the unfused `Add`, so results never depend on the optimization.
+///
+/// A value is only fused away when it has exactly one consumer and is not a graph
+/// output. Subgraphs (`If`/`Loop` bodies) are planned unoptimized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GraphOptLevel {
+    /// No rewrites.
+    Disabled,
+    /// `Identity`/`Dropout` removal and BatchNormalization folding.
+    Basic,
+    /// `Basic` plus Conv + activation and Conv + Add (+ activation) fusion.
+    #[default]
+    Extended,
 }
 
 impl PlanOptions {
@@ -147,10 +189,15 @@ impl Plan {
             let d = if o.domain == "ai.onnx" { "" } else { &o.domain };
             opsets.insert(d.to_owned(), o.version);
         }
+        if options.optimization == GraphOptLevel::Extended {
+            // The fused nodes the optimizer writes are onnxruntime's contrib operators.
+            opsets.entry(optimize::MS_DOMAIN.to_owned()).or_insert(1);
+        }
         let ctx = build::Ctx {
             registry,
             opsets: &opsets,
             fold: !options.no_constant_folding,
+            optimization: options.optimization,
         };
         let init_names: std::collections::HashSet<&str> =
             inits.iter().map(|(n, _)| n.as_str()).collect();

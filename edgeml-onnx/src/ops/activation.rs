@@ -43,6 +43,16 @@ pub fn erf(x: f64) -> f64 {
     if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
 }
 
+/// `Relu` in place over `f32`: `x ≤ 0 → +0`, NaN stays NaN (the same results as the
+/// `Relu` operator); a branch-free loop the compiler vectorises.
+pub(crate) fn relu_in_place(v: &mut [f32]) {
+    // A select (always store) rather than a conditional store: this form compiles to
+    // compare + blend vectors; `if x <= 0 { x = 0 }` stays a mispredicting branch.
+    for x in v {
+        *x = if *x <= 0.0 { 0.0 } else { *x };
+    }
+}
+
 /// A float unary operator: the function is applied in `f32` for `f32`/`f16`, in `f64`
 /// for `f64`.
 struct FloatMap {

@@ -237,6 +237,15 @@ fn num_unary<T: Num>(k: IntUnary, a: &ArrayD<T>) -> ArrayD<T> {
 impl Operator for NumUnary {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let a = input(&self.node, inputs, 0)?;
+        if let (IntUnary::Relu, Tensor::F32(x)) = (self.k, a)
+            && let Some(src) = x.as_slice()
+        {
+            // One pass into a (recycled) buffer; same results as the generic path.
+            let mut v = crate::buffers::take_f32_empty(src.len());
+            v.extend_from_slice(src);
+            crate::ops::activation::relu_in_place(&mut v);
+            return Ok(vec![crate::buffers::f32_tensor(x.shape(), v)?]);
+        }
         let out = with_num!(a.dtype(), T => {
             let x = T::get(a).ok_or_else(|| dtype_err(&self.node, 0, a.dtype(), &[]))?;
             Ok(T::wrap(num_unary::<T>(self.k, x)))

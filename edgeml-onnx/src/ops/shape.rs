@@ -229,6 +229,9 @@ impl Operator for Transpose {
         }
         let out = with_dtype!(t.dtype(), T => {
             let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
+            if let Some(b) = super::util::transpose_blocks(a, &perm) {
+                return Ok(vec![T::wrap(b)]);
+            }
             let v = a.view().permuted_axes(IxDyn(&perm));
             Ok(T::wrap(v.as_standard_layout().into_owned()))
         })?;

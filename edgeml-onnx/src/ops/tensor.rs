@@ -23,9 +23,13 @@ impl Operator for Concat {
         let first = input(node, inputs, 0)?;
         let axis = norm_axis(node, self.axis, first.shape().len())?;
         let out = with_dtype!(first.dtype(), T => {
-            let views = (0..inputs.len())
-                .map(|i| Ok(get::<T>(node, input(node, inputs, i)?, i)?.view()))
-                .collect::<Result<Vec<ArrayViewD<'_, T>>>>()?;
+            let arrays = (0..inputs.len())
+                .map(|i| get::<T>(node, input(node, inputs, i)?, i))
+                .collect::<Result<Vec<&ArrayD<T>>>>()?;
+            if let Some(a) = super::util::concat_contiguous(&arrays, axis) {
+                return Ok(vec![T::wrap(a)]);
+            }
+            let views: Vec<ArrayViewD<'_, T>> = arrays.iter().map(|a| a.view()).collect();
             let a = ndarray::concatenate(Axis(axis), &views).map_err(|_| {
                 let shapes: Vec<&[usize]> = views.iter().map(|v| v.shape()).collect();
                 Error::ShapeMismatch(format!("{}: cannot concatenate {shapes:?} on axis {axis}", describe(node)))

@@ -296,3 +296,152 @@ pub fn slim(node: &Node) -> Node {
         ..Node::default()
     }
 }
+
+/// Transposes whose last axes stay in place (e.g. the channel shuffle
+/// `[N, g, C/g, H, W] → [N, C/g, g, H, W]`): the output is a sequence of contiguous
+/// blocks of the input, copied with `memcpy`. `None` when the input is not contiguous
+/// or the blocks would be short (the general strided copy is as good then).
+pub(crate) fn transpose_blocks<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Option<ArrayD<T>> {
+    const MIN_BLOCK: usize = 16;
+    let src = a.as_slice()?;
+    let r = perm.len();
+    let shape = a.shape();
+    let kept = perm
+        .iter()
+        .enumerate()
+        .rev()
+        .take_while(|&(i, &p)| i == p)
+        .count();
+    if kept == r {
+        return Some(a.clone());
+    }
+    let block: usize = shape[r - kept..].iter().product();
+    if block < MIN_BLOCK {
+        return None;
+    }
+    let outer = r - kept;
+    // Input strides in elements, and the output's outer dims with matching strides.
+    let mut stride = vec![0usize; r];
+    let mut acc = 1;
+    for i in (0..r).rev() {
+        stride[i] = acc;
+        acc *= shape[i];
+    }
+    let dims: Vec<usize> = perm[..outer].iter().map(|&p| shape[p]).collect();
+    let strides: Vec<usize> = perm[..outer].iter().map(|&p| stride[p]).collect();
+    let mut out = Vec::with_capacity(src.len());
+    let mut idx = vec![0usize; outer];
+    let total_blocks: usize = dims.iter().product();
+    let mut off = 0usize;
+    for _ in 0..total_blocks {
+        out.extend_from_slice(&src[off..off + block]);
+        // Odometer over the output's outer dims.
+        for d in (0..outer).rev() {
+            idx[d] += 1;
+            off += strides[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            off -= strides[d] * dims[d];
+            idx[d] = 0;
+        }
+    }
+    let mut out_shape = dims;
+    out_shape.extend_from_slice(&shape[r - kept..]);
+    ArrayD::from_shape_vec(IxDyn(&out_shape), out).ok()
+}
+
+/// Concatenation of contiguous arrays of matching shapes: for each index of the axes
+/// before `axis`, each input's contiguous chunk is copied in turn. `None` when an input
+/// is not contiguous or the shapes do not match (the general path reports the error).
+pub(crate) fn concat_contiguous<T: Copy>(arrays: &[&ArrayD<T>], axis: usize) -> Option<ArrayD<T>> {
+    let first = arrays.first()?;
+    let shape = first.shape();
+    let mut out_shape = shape.to_vec();
+    out_shape[axis] = 0;
+    let mut chunks = Vec::with_capacity(arrays.len());
+    for a in arrays {
+        let s = a.shape();
+        if s.len() != shape.len()
+            || s.iter()
+                .zip(shape)
+                .enumerate()
+                .any(|(i, (x, y))| i != axis && x != y)
+        {
+            return None;
+        }
+        out_shape[axis] += s[axis];
+        chunks.push((a.as_slice()?, s[axis..].iter().product::<usize>()));
+    }
+    let outer: usize = shape[..axis].iter().product();
+    let total: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(total);
+    for o in 0..outer {
+        for &(src, chunk) in &chunks {
+            out.extend_from_slice(&src[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&out_shape), out).ok()
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::{concat_contiguous, transpose_blocks};
+    use ndarray::{ArrayD, Axis, IxDyn};
+    use proptest::prelude::*;
+
+    fn arr(shape: &[usize]) -> ArrayD<f32> {
+        let n = shape.iter().product();
+        ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|i| i as f32).collect()).expect("shape")
+    }
+
+    proptest! {
+        #[test]
+        fn transpose_blocks_matches_ndarray(
+            dims in proptest::collection::vec(1usize..5, 2..6),
+            tail in 8usize..40,
+            seed in 0u64..1000,
+        ) {
+            let mut shape = dims;
+            shape.push(tail);
+            let r = shape.len();
+            // A random permutation of the leading axes; the last axis stays.
+            let mut perm: Vec<usize> = (0..r - 1).collect();
+            let mut s = seed;
+            for i in (1..perm.len()).rev() {
+                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                perm.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            perm.push(r - 1);
+            let a = arr(&shape);
+            let want = a.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+            if let Some(got) = transpose_blocks(&a, &perm) {
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert!(tail < 16);
+            }
+        }
+
+        #[test]
+        fn concat_contiguous_matches_ndarray(
+            shape in proptest::collection::vec(1usize..5, 1..5),
+            sizes in proptest::collection::vec(0usize..4, 1..4),
+            axis_pick in 0usize..8,
+        ) {
+            let axis = axis_pick % shape.len();
+            let arrays: Vec<ArrayD<f32>> = sizes
+                .iter()
+                .map(|&k| {
+                    let mut s = shape.clone();
+                    s[axis] = k;
+                    arr(&s)
+                })
+                .collect();
+            let refs: Vec<&ArrayD<f32>> = arrays.iter().collect();
+            let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+            let want = ndarray::concatenate(Axis(axis), &views).expect("concat");
+            let got = concat_contiguous(&refs, axis).expect("fast path");
+            prop_assert_eq!(got, want.as_standard_layout().into_owned());
+        }
+    }
+}

@@ -11,11 +11,17 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// The registry's spelling of a domain (`ai.onnx` is the default domain `""`).
+fn norm(domain: &str) -> &str {
+    if domain == "ai.onnx" { "" } else { domain }
+}
+
 /// What every builder of one model shares.
 pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
     pub(crate) opsets: &'a HashMap<String, i64>,
     pub(crate) fold: bool,
+    pub(crate) optimization: super::GraphOptLevel,
 }
 
 /// Name → slot visible at a point of the graph.
@@ -69,6 +75,14 @@ impl<'c> Builder<'c> {
 
     /// Plans the graph's nodes in dependency order (initializers must be in `scope`).
     pub(crate) fn plan_nodes(&mut self, graph: &Graph, scope: &mut Scope) -> Result<()> {
+        self.plan_nodes_with(graph, scope, false)
+    }
+
+    /// [`Builder::plan_nodes`], applying the graph rewrites of `ctx.optimization` when
+    /// `optimize` is set.
+    fn plan_nodes_with(&mut self, graph: &Graph, scope: &mut Scope, optimize: bool) -> Result<()> {
+        let mut fuser = (optimize && self.ctx.optimization != super::GraphOptLevel::Disabled)
+            .then(|| super::optimize::Fuser::new(graph, self.ctx.optimization));
         let infos: HashMap<&str, &ValueInfo> = graph
             .inputs
             .iter()
@@ -83,12 +97,21 @@ impl<'c> Builder<'c> {
         }
         for i in topo_order(graph)? {
             let node = &graph.nodes[i];
-            self.plan_node(node, scope)?;
+            let done = match &mut fuser {
+                Some(f) => f.visit(self, i, scope)?,
+                None => false,
+            };
+            if !done {
+                self.plan_node(node, scope)?;
+            }
             for o in &node.outputs {
                 if let (Some(&s), Some(v)) = (scope.get(o), infos.get(o.as_str())) {
                     self.declare(s, v);
                 }
             }
+        }
+        if let Some(f) = fuser {
+            f.finish(self, scope)?;
         }
         Ok(())
     }
@@ -116,7 +139,7 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
+    pub(crate) fn resolve(&self, node: &Node, scope: &Scope) -> Result<Vec<Option<usize>>> {
         node.inputs
             .iter()
             .map(|n| {
@@ -182,8 +205,19 @@ impl<'c> Builder<'c> {
         });
     }
 
-    fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {
+    /// Builds `node`'s operator with the constants and types known in `scope` (no
+    /// folding, no slots).
+    pub(crate) fn build_op(&self, node: &Node, scope: &Scope) -> Result<Box<dyn crate::Operator>> {
         let in_slots = self.resolve(node, scope)?;
+        self.build_op_on(node, &in_slots)
+    }
+
+    /// [`Builder::build_op`] with the input slots given (`None`: nothing known).
+    pub(crate) fn build_op_on(
+        &self,
+        node: &Node,
+        in_slots: &[Option<usize>],
+    ) -> Result<Box<dyn crate::Operator>> {
         let domain = if node.domain == "ai.onnx" {
             ""
         } else {
@@ -195,9 +229,6 @@ impl<'c> Builder<'c> {
                 describe(node)
             ))
         })?;
-        if domain.is_empty() && matches!(node.op_type.as_str(), "If" | "Loop") {
-            return control::plan_control(self, node, scope, in_slots, opset);
-        }
         let factory = self
             .ctx
             .registry
@@ -215,13 +246,35 @@ impl<'c> Builder<'c> {
             .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
             .collect();
         let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
-        let types: Vec<Option<InputType>> = in_slots
+        let types = in_slots
             .iter()
             .map(|s| s.and_then(|s| self.type_of(s)))
             .collect();
-        let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
-        let op = factory
-            .build(&BuildContext::new(node, opset, const_refs.clone()).with_input_types(types))?;
+        factory.build(&BuildContext::new(node, opset, const_refs).with_input_types(types))
+    }
+
+    pub(crate) fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {
+        let in_slots = self.resolve(node, scope)?;
+        let domain = if node.domain == "ai.onnx" {
+            ""
+        } else {
+            node.domain.as_str()
+        };
+        if domain.is_empty() && matches!(node.op_type.as_str(), "If" | "Loop") {
+            let opset = *self.ctx.opsets.get(domain).ok_or_else(|| {
+                Error::InvalidModel(format!(
+                    "{}: the model imports no opset for domain {domain:?}",
+                    describe(node)
+                ))
+            })?;
+            return control::plan_control(self, node, scope, in_slots, opset);
+        }
+        let op = self.build_op(node, scope)?;
+        let consts: Vec<Option<Arc<Tensor>>> = in_slots
+            .iter()
+            .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
+            .collect();
+        let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
         let foldable = self.ctx.fold
             && !NONDETERMINISTIC.contains(&node.op_type.as_str())
             && in_slots
@@ -233,6 +286,12 @@ impl<'c> Builder<'c> {
             let outs = crate::op::run_guarded(&*op, &const_refs, &what)?;
             self.output_slots(node, scope, Some(outs))?;
         } else {
+            let types: Vec<Option<InputType>> = in_slots
+                .iter()
+                .map(|s| s.and_then(|s| self.type_of(s)))
+                .collect();
+            let opset = self.ctx.opsets.get(norm(&node.domain)).copied().unwrap_or(0);
+            let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
             let outs = self.output_slots(node, scope, None)?;
             for (slot, t) in outs.iter().zip(inferred) {
                 if let (Some(slot), Some(t)) = (slot, t) {
@@ -290,7 +349,7 @@ pub(crate) fn build_main(
         let s = b.new_slot(&name, Some(t));
         scope.insert(name, s);
     }
-    b.plan_nodes(graph, &mut scope)?;
+    b.plan_nodes_with(graph, &mut scope, true)?;
     set_outputs(&mut b, graph, &scope)?;
     Ok(b.finish())
 }

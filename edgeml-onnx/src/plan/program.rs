@@ -147,7 +147,11 @@ impl Program {
                 }
             }
             for &f in &step.free {
-                env[f] = None;
+                // Freed f32 blocks go back to this thread's buffer pool (see
+                // `crate::buffers`), so the next operator or run reuses warm memory.
+                if let Some(Val::Own(t)) = env[f].take() {
+                    crate::buffers::recycle(t);
+                }
             }
         }
         let mut outs = Vec::with_capacity(self.outputs.len());

@@ -85,7 +85,7 @@ pub(super) fn build_batch_norm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operato
 
 /// Applies `y = a[c]·x + b[c]` over `[N, C, rest…]`.
 fn per_channel_affine(x: &[f32], c: usize, inner: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = crate::buffers::take_f32(x.len());
     if inner == 0 || c == 0 {
         return out;
     }

@@ -92,7 +92,7 @@ impl Operator for Pool {
         let in_len: usize = i3.iter().product();
         let out_len: usize = o3.iter().product();
         let xs = contiguous(x);
-        let mut out = vec![0.0f32; total];
+        let mut out = crate::buffers::take_f32(total);
         let want_idx = self.kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty());
         let mut idx = vec![0i64; if want_idx { total } else { 0 }];
         if total > 0 && in_len > 0 {
@@ -231,73 +231,124 @@ struct RowPool<'a> {
 }
 
 impl RowPool<'_> {
+    /// Outputs `o` (starting at output index `first`) whose `kw` taps all lie inside
+    /// the combined row `acc`: the row is split into `stride` phases
+    /// (`phase[p][j] = acc[stride·j + p]`), so every tap is a contiguous slice of one
+    /// phase and the loop over outputs vectorises. Taps are combined in `kw` order, as
+    /// in the scalar path (same results).
+    fn full_taps(&self, acc: &[f32], phases: &mut [Vec<f32>], o: &mut [f32], first: usize) {
+        let (s, d, p) = (self.s3[2], self.d3[2], self.pb3[2] as isize);
+        let max = self.kind == Kind::Max;
+        if s > 1 {
+            for (ph, v) in phases.iter_mut().enumerate() {
+                v.clear();
+                v.extend(acc.iter().skip(ph).step_by(s));
+            }
+        }
+        o.fill(if max { f32::MIN } else { 0.0 });
+        for kw in 0..self.k3[2] {
+            let base = (kw * d) as isize - p;
+            let (ph, shift) = (base.rem_euclid(s as isize), base.div_euclid(s as isize));
+            let src = if s > 1 { &phases[ph as usize][..] } else { acc };
+            let start = (first as isize + shift) as usize;
+            let src = &src[start..start + o.len()];
+            if max {
+                o.iter_mut()
+                    .zip(src)
+                    .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+            } else {
+                o.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+            }
+        }
+    }
+
+    /// One `[D, H, W]` plane. Per output row, the kernel's input rows are first
+    /// combined element-wise into one row (contiguous, vectorised), then each output
+    /// takes its `kw` taps from that row. Max ignores NaN taps (as the tap-by-tap
+    /// loop does: the result is the largest non-NaN tap, `f32::MIN` if none).
     fn plane(&self, xp: &[f32], o: &mut [f32]) {
         let (i3, o3, s3, d3, pb3) = (self.i3, self.o3, self.s3, self.d3, self.pb3);
         let max = self.kind == Kind::Max;
         let init = if max { f32::MIN } else { 0.0 };
-        o.fill(init);
-        // Valid output range along W for each tap kw: iw = ow·s + kw·d - p in [0, W).
-        let wr: Vec<(usize, usize)> = (0..self.k3[2])
-            .map(|kw| {
-                let off = (kw * d3[2]) as isize - pb3[2] as isize;
-                let s = s3[2] as isize;
-                let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-                let hi = if i3[2] as isize - off <= 0 {
-                    0
-                } else {
-                    (i3[2] as isize - off - 1) / s + 1
-                };
-                let hi = (hi as usize).min(o3[2]);
-                ((lo as usize).min(hi), hi)
-            })
-            .collect();
+        let mut acc = vec![init; i3[2]];
+        let kw_len = self.k3[2];
+        // Outputs along W whose taps are all inside the row: a contiguous run.
+        let full = {
+            let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == kw_len;
+            let f0 = self.ranges[2].iter().position(ok).unwrap_or(0);
+            let f1 = f0 + self.ranges[2][f0..].iter().take_while(|r| ok(r)).count();
+            (f0, f1)
+        };
+        let mut phases: Vec<Vec<f32>> = vec![Vec::new(); s3[2]];
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
             let sd = (od * s3[0]) as isize - pb3[0] as isize;
             for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
                 let sh = (oh * s3[1]) as isize - pb3[1] as isize;
                 let orow = &mut o[(od * o3[1] + oh) * o3[2]..][..o3[2]];
+                acc.fill(init);
                 for kd in dlo..dhi {
                     let id = (sd + (kd * d3[0]) as isize) as usize;
                     for kh in hlo..hhi {
                         let ih = (sh + (kh * d3[1]) as isize) as usize;
                         let irow = &xp[(id * i3[1] + ih) * i3[2]..][..i3[2]];
-                        for (kw, &(lo, hi)) in wr.iter().enumerate() {
-                            if lo >= hi {
-                                continue;
-                            }
-                            let start = ((lo * s3[2]) as isize + (kw * d3[2]) as isize
-                                - pb3[2] as isize) as usize;
-                            let dst = &mut orow[lo..hi];
-                            if s3[2] == 1 {
-                                let src = &irow[start..start + (hi - lo)];
-                                if max {
-                                    dst.iter_mut()
-                                        .zip(src)
-                                        .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
-                                } else {
-                                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
-                                }
-                            } else {
-                                let src = irow[start..].iter().step_by(s3[2]);
-                                if max {
-                                    dst.iter_mut()
-                                        .zip(src)
-                                        .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
-                                } else {
-                                    dst.iter_mut().zip(src).for_each(|(a, &v)| *a += v);
-                                }
-                            }
+                        if max {
+                            acc.iter_mut()
+                                .zip(irow)
+                                .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+                        } else {
+                            acc.iter_mut().zip(irow).for_each(|(a, &v)| *a += v);
                         }
                     }
                 }
-                if let Kind::Average { count_include_pad } = self.kind {
-                    for (a, &(wlo, whi, wpad)) in orow.iter_mut().zip(&self.ranges[2]) {
+                let (sw, dw, pw) = (s3[2], d3[2], pb3[2]);
+                if full.1 > full.0 {
+                    self.full_taps(&acc, &mut phases, &mut orow[full.0..full.1], full.0);
+                    if let Kind::Average { count_include_pad } = self.kind {
+                        let div = if count_include_pad {
+                            dpad * hpad * kw_len
+                        } else {
+                            (dhi - dlo) * (hhi - hlo) * kw_len
+                        };
+                        // Division (not a multiply by 1/div) keeps the scalar path's
+                        // rounding; div > 0 since every tap is inside.
+                        let d = div.max(1) as f32;
+                        orow[full.0..full.1].iter_mut().for_each(|a| *a /= d);
+                    }
+                }
+                for (ow, (a, &(wlo, whi, wpad))) in orow.iter_mut().zip(&self.ranges[2]).enumerate()
+                {
+                    if (full.0..full.1).contains(&ow) {
+                        continue;
+                    }
+                    let n = whi.saturating_sub(wlo);
+                    // With n > 0 the first tap lies inside the row (so no underflow).
+                    let row = if n == 0 {
+                        &[][..]
+                    } else {
+                        &acc[ow * sw + wlo * dw - pw..]
+                    };
+                    if max {
+                        *a = if dw == 1 {
+                            row[..n]
+                                .iter()
+                                .fold(init, |m, &v| if v > m { v } else { m })
+                        } else {
+                            row.iter()
+                                .step_by(dw)
+                                .take(n)
+                                .fold(init, |m, &v| if v > m { v } else { m })
+                        };
+                    } else {
+                        let sum: f32 = row.iter().step_by(dw).take(n).sum();
+                        let Kind::Average { count_include_pad } = self.kind else {
+                            continue;
+                        };
                         let div = if count_include_pad {
                             dpad * hpad * wpad
                         } else {
                             (dhi - dlo) * (hhi - hlo) * (whi - wlo)
                         };
-                        *a = if div == 0 { 0.0 } else { *a / div as f32 };
+                        *a = if div == 0 { 0.0 } else { sum / div as f32 };
                     }
                 }
             }

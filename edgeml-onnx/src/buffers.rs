@@ -1,0 +1,146 @@
+//! Recycled `f32` output buffers, so that a plan run many times does not hand large
+//! blocks back to the operating system after every operator and fault them in again on
+//! the next run (glibc serves allocations above its mmap threshold with fresh pages).
+//!
+//! Each thread keeps a small pool of `Vec<f32>`. The interpreter
+//! ([`Program::run`](crate::plan)) gives back every `f32` tensor it frees at its last use
+//! ([`recycle`]); operators that build an `f32` output draw from the pool with
+//! [`take_f32`] (zero-filled, for outputs built by accumulation) or [`take_f32_empty`]
+//! (length 0, capacity ≥ `len`, for outputs written front to back with `extend`/`push`).
+//! Both fall back to a fresh allocation when the pool has no block big enough, so using
+//! them is never wrong, only faster. No uninitialised memory is ever exposed.
+//!
+//! Bounds: at most [`MAX_BUFFERS`] blocks and [`MAX_BYTES`] bytes per thread; blocks
+//! smaller than [`MIN_LEN`] elements are not kept (the allocator handles small blocks
+//! well). The memory stays with the thread until the thread ends.
+//!
+//! For operator code (e.g. a convolution's output):
+//! ```ignore
+//! let mut out = crate::buffers::take_f32(n);     // zeros, len n
+//! // ... accumulate into out ...
+//! let mut out = crate::buffers::take_f32_empty(n); // len 0, capacity >= n
+//! out.extend(x.iter().map(|v| v * 2.0));
+//! ```
+
+use crate::Tensor;
+use std::cell::RefCell;
+
+/// Most blocks kept per thread.
+pub(crate) const MAX_BUFFERS: usize = 16;
+/// Most bytes kept per thread (256 MiB).
+pub(crate) const MAX_BYTES: usize = 256 << 20;
+/// Blocks with fewer elements than this are left to the allocator.
+pub(crate) const MIN_LEN: usize = 4096;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The smallest pooled block with capacity ≥ `len` (emptied), if any.
+fn take_block(len: usize) -> Option<Vec<f32>> {
+    if len < MIN_LEN {
+        return None;
+    }
+    POOL.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let best = p
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)?;
+        // Do not serve a small request from a much bigger block (it would be wasted).
+        if p[best].capacity() > len.saturating_mul(4) {
+            return None;
+        }
+        let mut v = p.swap_remove(best);
+        v.clear();
+        Some(v)
+    })
+}
+
+/// A zero-filled vector of `len` elements, recycled when possible.
+pub(crate) fn take_f32(len: usize) -> Vec<f32> {
+    match take_block(len) {
+        Some(mut v) => {
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// An empty vector with capacity for at least `len` elements, recycled when possible;
+/// fill it with `extend`/`push`.
+pub(crate) fn take_f32_empty(len: usize) -> Vec<f32> {
+    take_block(len).unwrap_or_else(|| Vec::with_capacity(len))
+}
+
+/// Gives a vector's memory back to this thread's pool (dropped when the pool is full).
+pub(crate) fn give_f32(v: Vec<f32>) {
+    let cap = v.capacity();
+    if cap < MIN_LEN {
+        return;
+    }
+    POOL.with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        let bytes: usize = p.iter().map(|b| b.capacity() * 4).sum();
+        if bytes + cap * 4 > MAX_BYTES {
+            return;
+        }
+        if p.len() >= MAX_BUFFERS {
+            // Replace the smallest block if this one is bigger (big blocks matter most).
+            if let Some((i, small)) = p
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, b)| (i, b.capacity()))
+                && small < cap
+            {
+                p[i] = v;
+            }
+            return;
+        }
+        p.push(v);
+    });
+}
+
+/// Recycles a tensor's memory if it is an `f32` tensor that owns its block.
+pub(crate) fn recycle(t: Tensor) {
+    if let Tensor::F32(a) = t
+        && a.len() >= MIN_LEN
+    {
+        let (v, _) = a.into_raw_vec_and_offset();
+        give_f32(v);
+    }
+}
+
+/// An `f32` tensor of `shape` from `data` (whose length must be the shape's product).
+pub(crate) fn f32_tensor(shape: &[usize], data: Vec<f32>) -> crate::Result<Tensor> {
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data)
+        .map(Tensor::F32)
+        .map_err(|e| crate::Error::ShapeMismatch(format!("internal: output shape: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_blocks_are_zeroed_and_bounded() {
+        let mut v = take_f32(10_000);
+        v.iter_mut().for_each(|x| *x = 7.0);
+        give_f32(v);
+        let w = take_f32(9_000);
+        assert_eq!(w.len(), 9_000);
+        assert!(w.iter().all(|&x| x == 0.0));
+        let e = take_f32_empty(5_000);
+        assert!(e.is_empty() && e.capacity() >= 5_000);
+        for _ in 0..(MAX_BUFFERS * 2) {
+            give_f32(Vec::with_capacity(MIN_LEN));
+        }
+        POOL.with(|p| assert!(p.borrow().len() <= MAX_BUFFERS));
+    }
+}

@@ -1,0 +1,507 @@
+//! Plan-time graph rewrites ([`GraphOptLevel`]): `Identity`/`Dropout` removal,
+//! BatchNormalization folding into `Conv`, and Conv + Add + activation fusion.
+//!
+//! The rewrites happen while the main graph is planned, node by node in dependency
+//! order, so they see every constant the planner knows (initializers and values folded
+//! at plan time, e.g. weights made by `ConstantOfShape`). A `Conv` whose only consumer
+//! could join it is *deferred*: it is not planned at its own position but carried as a
+//! pending chain until its consumer is reached; the consumer then either extends the
+//! chain (BatchNormalization → activation / Add) or the chain is emitted as it stands
+//! and the consumer is planned normally. A chain is emitted at the position of its last
+//! node, where all of its inputs (including the residual operand `Z`) are available.
+
+use super::GraphOptLevel;
+use super::build::{Builder, Scope, node_reads};
+use super::fused::{Act, ConvAdd};
+use crate::ops::attr::describe;
+use crate::{Attribute, Error, Graph, Node, Result, Tensor};
+use ndarray::{ArrayD, IxDyn};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// onnxruntime's contrib domain, where `FusedConv` lives.
+pub(crate) const MS_DOMAIN: &str = "com.microsoft";
+
+/// The residual operand of a chain: the `Add`/`Sum` node and its other input.
+#[derive(Debug, Clone)]
+struct Residual {
+    node: Node,
+    z: String,
+    /// Whether the convolution's value is the node's first operand.
+    conv_first: bool,
+}
+
+/// A deferred `Conv` chain.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The value the chain produces so far.
+    out: String,
+    /// The convolution (inputs rewritten when a BatchNormalization was folded).
+    conv: Node,
+    folded: bool,
+    residual: Option<Residual>,
+    act: Option<Act>,
+}
+
+/// Per-graph state of the rewrites.
+pub(crate) struct Fuser {
+    level: GraphOptLevel,
+    /// How often each value is read (node inputs, subgraph captures, graph outputs).
+    uses: HashMap<String, usize>,
+    /// The last node reading each value (the only one when `uses` is 1).
+    consumer: HashMap<String, usize>,
+    outputs: HashSet<String>,
+    nodes: Vec<Node>,
+    pending: Vec<Pending>,
+    fresh: usize,
+}
+
+fn is_default_domain(n: &Node) -> bool {
+    n.domain.is_empty() || n.domain == "ai.onnx"
+}
+
+fn act_name(op: &str) -> bool {
+    matches!(
+        op,
+        "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh" | "HardSigmoid"
+    )
+}
+
+fn float_attr(n: &Node, name: &str, default: f32) -> f32 {
+    match n.attr(name) {
+        Some(Attribute::Float(f)) => *f,
+        _ => default,
+    }
+}
+
+fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
+    match n.attr(name) {
+        Some(Attribute::Int(i)) => *i,
+        _ => default,
+    }
+}
+
+impl Fuser {
+    pub(crate) fn new(graph: &Graph, level: GraphOptLevel) -> Self {
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        let mut consumer = HashMap::new();
+        for (i, n) in graph.nodes.iter().enumerate() {
+            for r in node_reads(n) {
+                if !r.is_empty() {
+                    *uses.entry(r.clone()).or_default() += 1;
+                    consumer.insert(r, i);
+                }
+            }
+        }
+        let outputs: HashSet<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+        for o in &outputs {
+            *uses.entry(o.clone()).or_default() += 1;
+        }
+        Self {
+            level,
+            uses,
+            consumer,
+            outputs,
+            nodes: graph.nodes.clone(),
+            pending: Vec::new(),
+            fresh: 0,
+        }
+    }
+
+    fn single_use(&self, v: &str) -> bool {
+        self.uses.get(v) == Some(&1) && !self.outputs.contains(v)
+    }
+
+    fn pending_of(&self, v: &str) -> Option<usize> {
+        self.pending.iter().position(|p| p.out == v)
+    }
+
+    /// Whether the only consumer of `p.out` could extend chain `p` (a cheap structural
+    /// test; constants are checked when the consumer is reached).
+    fn may_extend(&self, p: &Pending) -> bool {
+        if !self.single_use(&p.out) {
+            return false;
+        }
+        let Some(&c) = self.consumer.get(&p.out) else {
+            return false;
+        };
+        let n = &self.nodes[c];
+        if !is_default_domain(n) {
+            return false;
+        }
+        let extended = self.level == GraphOptLevel::Extended;
+        match n.op_type.as_str() {
+            "BatchNormalization" => !p.folded && p.residual.is_none() && p.act.is_none(),
+            "Add" | "Sum" => {
+                extended && n.inputs.len() == 2 && p.residual.is_none() && p.act.is_none()
+            }
+            op => extended && act_name(op) && p.act.is_none() && n.inputs.first() == Some(&p.out),
+        }
+    }
+
+    /// Handles `graph.nodes[i]` if a rewrite applies; `Ok(false)` means "plan it
+    /// normally" (any pending chain it reads has been emitted by then).
+    pub(crate) fn visit(
+        &mut self,
+        b: &mut Builder<'_>,
+        i: usize,
+        scope: &mut Scope,
+    ) -> Result<bool> {
+        let node = self.nodes[i].clone();
+        let reads = node_reads(&node);
+        let read_pending: Vec<String> = reads
+            .iter()
+            .filter(|r| self.pending_of(r).is_some())
+            .cloned()
+            .collect();
+        if !read_pending.is_empty() {
+            if self.try_extend(b, &node, &read_pending, scope)? {
+                return Ok(true);
+            }
+            for v in read_pending {
+                if let Some(k) = self.pending_of(&v) {
+                    let p = self.pending.remove(k);
+                    self.emit(b, p, scope)?;
+                }
+            }
+        }
+        if self.try_remove(b, &node, scope) {
+            return Ok(true);
+        }
+        if is_default_domain(&node) && node.op_type == "Conv" && node.outputs.len() == 1 {
+            let p = Pending {
+                out: node.outputs[0].clone(),
+                conv: node.clone(),
+                folded: false,
+                residual: None,
+                act: None,
+            };
+            let all_const = node
+                .inputs
+                .iter()
+                .all(|n| n.is_empty() || scope.get(n).is_some_and(|&s| b.const_of(s).is_some()));
+            if !all_const && self.may_extend(&p) {
+                self.pending.push(p);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Drops `Identity` and inference `Dropout`: its output names the input's slot.
+    fn try_remove(&mut self, b: &Builder<'_>, node: &Node, scope: &mut Scope) -> bool {
+        if self.level == GraphOptLevel::Disabled || !is_default_domain(node) {
+            return false;
+        }
+        let ok = match node.op_type.as_str() {
+            "Identity" => node.inputs.len() == 1 && node.outputs.len() == 1,
+            // edgeml's Dropout is the identity in inference; the mask must be unused.
+            "Dropout" => {
+                !node.inputs.is_empty()
+                    && !node.outputs.is_empty()
+                    && node
+                        .outputs
+                        .iter()
+                        .skip(1)
+                        .all(|m| m.is_empty() || !self.uses.contains_key(m))
+            }
+            _ => false,
+        };
+        let (Some(src), Some(dst)) = (node.inputs.first(), node.outputs.first()) else {
+            return false;
+        };
+        if !ok || src.is_empty() || dst.is_empty() {
+            return false;
+        }
+        let Some(&slot) = scope.get(src) else {
+            return false;
+        };
+        let _ = b;
+        scope.insert(dst.clone(), slot);
+        true
+    }
+
+    /// Extends a pending chain with `node` if it can join; emits the chain when nothing
+    /// further can join it.
+    fn try_extend(
+        &mut self,
+        b: &mut Builder<'_>,
+        node: &Node,
+        read_pending: &[String],
+        scope: &mut Scope,
+    ) -> Result<bool> {
+        if !is_default_domain(node)
+            || node.outputs.len() != 1 && node.op_type != "BatchNormalization"
+            || node.outputs.first().is_none_or(String::is_empty)
+        {
+            return Ok(false);
+        }
+        let out = node.outputs[0].clone();
+        let op = node.op_type.as_str();
+        let k = match op {
+            "BatchNormalization" | "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh"
+            | "HardSigmoid" => {
+                if read_pending.len() != 1 || node.inputs.first() != Some(&read_pending[0]) {
+                    return Ok(false);
+                }
+                let Some(k) = self.pending_of(&read_pending[0]) else {
+                    return Ok(false);
+                };
+                if !self.may_extend(&self.pending[k]) {
+                    return Ok(false);
+                }
+                if op == "BatchNormalization" {
+                    let conv = self.pending[k].conv.clone();
+                    let Some(conv) = self.fold_bn(b, &conv, node, scope)? else {
+                        return Ok(false);
+                    };
+                    let p = &mut self.pending[k];
+                    p.conv = conv;
+                    p.folded = true;
+                } else {
+                    let Some(act) = const_act(b, node, scope) else {
+                        return Ok(false);
+                    };
+                    self.pending[k].act = Some(act);
+                }
+                k
+            }
+            "Add" | "Sum" => {
+                if node.inputs.len() != 2 || node.inputs[0] == node.inputs[1] {
+                    return Ok(false);
+                }
+                // The chain is the last operand that is pending; another pending
+                // operand is emitted first so that it is available as Z.
+                let Some(conv_first) = [1usize, 0]
+                    .into_iter()
+                    .find(|&j| {
+                        self.pending_of(&node.inputs[j])
+                            .is_some_and(|k| self.may_extend(&self.pending[k]))
+                    })
+                    .map(|j| j == 0)
+                else {
+                    return Ok(false);
+                };
+                let (mine, z) = if conv_first {
+                    (&node.inputs[0], &node.inputs[1])
+                } else {
+                    (&node.inputs[1], &node.inputs[0])
+                };
+                if let Some(kz) = self.pending_of(z) {
+                    let p = self.pending.remove(kz);
+                    self.emit(b, p, scope)?;
+                }
+                if !scope.contains_key(z) {
+                    return Ok(false);
+                }
+                let Some(k) = self.pending_of(mine) else {
+                    return Ok(false);
+                };
+                self.pending[k].residual = Some(Residual {
+                    node: node.clone(),
+                    z: z.clone(),
+                    conv_first,
+                });
+                k
+            }
+            _ => return Ok(false),
+        };
+        self.pending[k].out = out;
+        if !self.may_extend(&self.pending[k]) {
+            let p = self.pending.remove(k);
+            self.emit(b, p, scope)?;
+        }
+        Ok(true)
+    }
+
+    /// Folds BatchNormalization `bn` into `conv`; `None` when it does not apply.
+    fn fold_bn(
+        &mut self,
+        b: &mut Builder<'_>,
+        conv: &Node,
+        bn: &Node,
+        scope: &mut Scope,
+    ) -> Result<Option<Node>> {
+        let opset = b.ctx.opsets.get("").copied().unwrap_or(0);
+        if bn.inputs.len() != 5
+            || bn.outputs.iter().skip(1).any(|o| !o.is_empty())
+            || (opset >= 14 && int_attr(bn, "training_mode", 0) != 0)
+            || (opset < 9 && int_attr(bn, "spatial", 1) == 0)
+            || conv.inputs.len() < 2
+        {
+            return Ok(None);
+        }
+        let eps = f64::from(float_attr(bn, "epsilon", 1e-5));
+        let konst = |name: &str| -> Option<Arc<Tensor>> {
+            scope.get(name).and_then(|&s| b.const_of(s).cloned())
+        };
+        let Some(w) = konst(&conv.inputs[1]) else {
+            return Ok(None);
+        };
+        let Some(w) = w.as_f32() else {
+            return Ok(None);
+        };
+        let m = w.shape().first().copied().unwrap_or(0);
+        let params: Vec<Arc<Tensor>> = match bn.inputs[1..5].iter().map(|n| konst(n)).collect() {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+        let vecs: Vec<&ArrayD<f32>> = match params.iter().map(|t| t.as_f32()).collect() {
+            Some(v) => v,
+            None => return Ok(None),
+        };
+        if m == 0 || vecs.iter().any(|v| v.ndim() != 1 || v.len() != m) {
+            return Ok(None);
+        }
+        let bias: Option<Vec<f32>> = match conv.inputs.get(2).filter(|n| !n.is_empty()) {
+            None => None,
+            Some(n) => match konst(n) {
+                Some(t) => match t.as_f32() {
+                    Some(a) if a.ndim() == 1 && a.len() == m => Some(a.iter().copied().collect()),
+                    _ => return Ok(None),
+                },
+                None => return Ok(None),
+            },
+        };
+        let (scale, beta, mean, var) = (vecs[0], vecs[1], vecs[2], vecs[3]);
+        let mut a = Vec::with_capacity(m);
+        let mut new_b = Vec::with_capacity(m);
+        for c in 0..m {
+            let ac = f64::from(scale[c]) / (f64::from(var[c]) + eps).sqrt();
+            let bc = bias.as_ref().map_or(0.0, |v| f64::from(v[c]));
+            a.push(ac);
+            new_b.push(((bc - f64::from(mean[c])) * ac + f64::from(beta[c])) as f32);
+        }
+        let per = w.len() / m;
+        let wdata: Vec<f32> = w.iter().copied().collect();
+        let new_w: Vec<f32> = wdata
+            .chunks(per.max(1))
+            .zip(&a)
+            .flat_map(|(row, &ac)| row.iter().map(move |&x| (f64::from(x) * ac) as f32))
+            .collect();
+        let shape_err = |e: ndarray::ShapeError| {
+            Error::InvalidModel(format!("{}: folding BatchNormalization: {e}", describe(bn)))
+        };
+        let w_t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(w.shape()), new_w).map_err(shape_err)?);
+        let b_t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[m]), new_b).map_err(shape_err)?);
+        self.fresh += 1;
+        let tag = format!("{}::bn_folded{}", bn.outputs[0], self.fresh);
+        let (wn, bnn) = (format!("{tag}_W"), format!("{tag}_B"));
+        let ws = b.new_slot(&wn, Some(Arc::new(w_t)));
+        let bs = b.new_slot(&bnn, Some(Arc::new(b_t)));
+        scope.insert(wn.clone(), ws);
+        scope.insert(bnn.clone(), bs);
+        let mut conv = conv.clone();
+        conv.inputs.truncate(1);
+        conv.inputs.push(wn);
+        conv.inputs.push(bnn);
+        Ok(Some(conv))
+    }
+
+    /// Plans a chain at the current position.
+    fn emit(&mut self, b: &mut Builder<'_>, p: Pending, scope: &mut Scope) -> Result<()> {
+        let mut conv = p.conv;
+        conv.outputs = vec![p.out.clone()];
+        match (p.residual, p.act) {
+            (None, None) => b.plan_node(&conv, scope),
+            (None, Some(act)) => b.plan_node(&fused_node(&conv, Some(act), None), scope),
+            (Some(r), act) => {
+                let fused = fused_node(&conv, act, Some(&r.z));
+                let in_slots = b.resolve(&fused, scope)?;
+                let conv_op = b.build_op(&conv, scope)?;
+                // The chain's own value has no slot; only Z's constness/type is known.
+                let add_slots: Vec<Option<usize>> = r
+                    .node
+                    .inputs
+                    .iter()
+                    .map(|n| {
+                        if *n == r.z {
+                            scope.get(n).copied()
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                let add_op = b.build_op_on(&r.node, &add_slots)?;
+                let op = ConvAdd {
+                    conv: conv_op,
+                    add: add_op,
+                    conv_first: r.conv_first,
+                    act,
+                };
+                let outs = b.output_slots(&fused, scope, None)?;
+                b.push_step(&fused, Box::new(op), in_slots, outs);
+                Ok(())
+            }
+        }
+    }
+
+    /// Emits every chain still pending (at the end of the graph).
+    pub(crate) fn finish(mut self, b: &mut Builder<'_>, scope: &mut Scope) -> Result<()> {
+        for p in std::mem::take(&mut self.pending) {
+            self.emit(b, p, scope)?;
+        }
+        Ok(())
+    }
+}
+
+/// The activation `node` applies, when its parameters are known at plan time.
+fn const_act(b: &Builder<'_>, node: &Node, scope: &Scope) -> Option<Act> {
+    Some(match node.op_type.as_str() {
+        "Relu" => Act::Relu,
+        "LeakyRelu" => Act::LeakyRelu(float_attr(node, "alpha", 0.01)),
+        "Sigmoid" => Act::Sigmoid,
+        "Tanh" => Act::Tanh,
+        "HardSigmoid" => Act::HardSigmoid(
+            float_attr(node, "alpha", 0.2),
+            float_attr(node, "beta", 0.5),
+        ),
+        "Clip" => {
+            let opset = b.ctx.opsets.get("").copied().unwrap_or(0);
+            if opset < 11 {
+                Act::Clip(
+                    float_attr(node, "min", f32::MIN),
+                    float_attr(node, "max", f32::MAX),
+                )
+            } else {
+                let bound = |i: usize, default: f32| -> Option<f32> {
+                    match node.inputs.get(i).filter(|n| !n.is_empty()) {
+                        None => Some(default),
+                        Some(n) => {
+                            let t = b.const_of(*scope.get(n)?)?;
+                            let a = t.as_f32()?;
+                            (a.len() == 1).then(|| a.iter().next().copied()).flatten()
+                        }
+                    }
+                };
+                Act::Clip(bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// A `FusedConv` node from `conv` (outputs already set), with activation and `Z`.
+fn fused_node(conv: &Node, act: Option<Act>, z: Option<&str>) -> Node {
+    let mut n = conv.clone();
+    n.op_type = "FusedConv".to_owned();
+    n.domain = MS_DOMAIN.to_owned();
+    while n.inputs.len() < 3 {
+        n.inputs.push(String::new());
+    }
+    if let Some(z) = z {
+        n.inputs.push(z.to_owned());
+    }
+    if let Some(act) = act {
+        let (name, params) = act.attributes();
+        n.attributes.push((
+            "activation".to_owned(),
+            Attribute::String(name.as_bytes().to_vec()),
+        ));
+        if !params.is_empty() {
+            n.attributes
+                .push(("activation_params".to_owned(), Attribute::Floats(params)));
+        }
+    }
+    n
+}

@@ -1,0 +1,350 @@
+//! Plan-time graph rewrites (`GraphOptLevel`): fused and unfused plans of the same
+//! model must agree, and rewrites must only happen where they are safe.
+
+use edgeml_core::DType;
+use edgeml_onnx::{
+    Attribute, Dim, Graph, GraphOptLevel, Model, Node, OpsetImport, Plan, PlanOptions, Tensor,
+    ValueInfo,
+};
+use ndarray::{ArrayD, IxDyn};
+use std::path::Path;
+
+fn vi(name: &str, shape: &[usize]) -> ValueInfo {
+    ValueInfo {
+        name: name.into(),
+        dtype: Some(DType::F32),
+        shape: Some(shape.iter().map(|&d| Dim::Known(d)).collect()),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+    Node {
+        name: outputs[0].to_owned(),
+        op_type: op.into(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn conv(inputs: &[&str], out: &str) -> Node {
+    let mut n = node("Conv", inputs, &[out]);
+    n.attributes = vec![
+        ("kernel_shape".into(), Attribute::Ints(vec![3, 3])),
+        ("pads".into(), Attribute::Ints(vec![1, 1, 1, 1])),
+    ];
+    n
+}
+
+/// Deterministic values in [lo, hi).
+fn vals(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
+fn t(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), vals(n, seed, lo, hi)).expect("test"))
+}
+
+const C: usize = 4;
+const X: [usize; 4] = [1, 3, 6, 5];
+
+/// Conv weights `w` [C,3,3,3], bias `b`, BN parameters `s`, `bb`, `m`, `v`.
+fn params() -> Vec<(String, Tensor)> {
+    vec![
+        ("w".into(), t(&[C, 3, 3, 3], 1, -0.5, 0.5)),
+        ("b".into(), t(&[C], 2, -0.5, 0.5)),
+        ("s".into(), t(&[C], 3, 0.5, 1.5)),
+        ("bb".into(), t(&[C], 4, -0.5, 0.5)),
+        ("m".into(), t(&[C], 5, -0.2, 0.2)),
+        ("v".into(), t(&[C], 6, 0.5, 2.0)),
+        ("w2".into(), t(&[C, 3, 3, 3], 7, -0.5, 0.5)),
+    ]
+}
+
+fn model(nodes: Vec<Node>, inputs: Vec<ValueInfo>, outputs: &[&str]) -> Model {
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Graph {
+            nodes,
+            inputs,
+            outputs: outputs
+                .iter()
+                .map(|o| vi(o, &[]))
+                .map(|mut v| {
+                    v.shape = None;
+                    v
+                })
+                .collect(),
+            initializers: params(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn plan(m: &Model, level: GraphOptLevel) -> Plan {
+    let mut o = PlanOptions::with_threads(1);
+    o.optimization = level;
+    Plan::new(m, o).expect("test")
+}
+
+/// Runs `m` unoptimized and at every level; returns the outputs and step counts.
+fn check(m: &Model, feeds: &[(&str, Tensor)]) -> Vec<usize> {
+    let base = plan(m, GraphOptLevel::Disabled);
+    let want = base.run(feeds).expect("test");
+    let mut steps = vec![base.num_steps()];
+    for level in [GraphOptLevel::Basic, GraphOptLevel::Extended] {
+        let p = plan(m, level);
+        let got = p.run(feeds).expect("test");
+        assert_eq!(got.len(), want.len());
+        for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+            assert_eq!(gn, wn);
+            assert_eq!(g.shape(), w.shape());
+            let (g, w) = (g.as_f32().expect("test"), w.as_f32().expect("test"));
+            for (a, b) in g.iter().zip(w.iter()) {
+                assert!(
+                    a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                    "{level:?} {gn}: {a} vs {b}"
+                );
+            }
+        }
+        steps.push(p.num_steps());
+    }
+    steps
+}
+
+fn x() -> Tensor {
+    t(&X, 9, -1.0, 1.0)
+}
+
+#[test]
+fn conv_bn_relu_becomes_one_step() {
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            node("BatchNormalization", &["c", "s", "bb", "m", "v"], &["n"]),
+            node("Relu", &["n"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![3, 2, 1]);
+}
+
+#[test]
+fn conv_without_bias_gets_one_from_bn() {
+    let m = model(
+        vec![
+            conv(&["x", "w"], "c"),
+            node("BatchNormalization", &["c", "s", "bb", "m", "v"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![2, 1, 1]);
+}
+
+#[test]
+fn bn_output_used_twice_still_folds_but_relu_is_not_fused_into_its_user() {
+    // n feeds Relu and the graph output: the BN folds into the conv (its input c has one
+    // consumer) but the chain must stop at n.
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            node("BatchNormalization", &["c", "s", "bb", "m", "v"], &["n"]),
+            node("Relu", &["n"], &["y"]),
+            node("Sigmoid", &["n"], &["z"]),
+        ],
+        vec![vi("x", &X)],
+        &["y", "z"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![4, 3, 3]);
+}
+
+#[test]
+fn conv_output_used_twice_or_as_graph_output_is_not_fused() {
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            node("BatchNormalization", &["c", "s", "bb", "m", "v"], &["n"]),
+        ],
+        vec![vi("x", &X)],
+        &["n", "c"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![2, 2, 2]);
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            node("Relu", &["c"], &["r"]),
+            node("Add", &["c", "r"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![3, 3, 3]);
+}
+
+#[test]
+fn clip_with_runtime_bounds_is_not_fused_constant_bounds_are() {
+    let nodes = |lo: &str, hi: &str| {
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            node("Clip", &["c", lo, hi], &["y"]),
+        ]
+    };
+    let scalar = |v: f32| Tensor::F32(ArrayD::from_elem(IxDyn(&[]), v));
+    let m = model(
+        nodes("lo", "hi"),
+        vec![vi("x", &X), vi("lo", &[]), vi("hi", &[])],
+        &["y"],
+    );
+    let feeds = [("x", x()), ("lo", scalar(-0.3)), ("hi", scalar(0.4))];
+    assert_eq!(check(&m, &feeds), vec![2, 2, 2]);
+    let mut m = model(nodes("lo", ""), vec![vi("x", &X)], &["y"]);
+    m.graph.initializers.push(("lo".into(), scalar(-0.3)));
+    assert_eq!(check(&m, &[("x", x())]), vec![2, 2, 1]);
+}
+
+#[test]
+fn every_activation_fuses_and_matches() {
+    for (op, attrs) in [
+        ("Relu", vec![]),
+        (
+            "LeakyRelu",
+            vec![("alpha".to_owned(), Attribute::Float(0.3))],
+        ),
+        ("Sigmoid", vec![]),
+        ("Tanh", vec![]),
+        (
+            "HardSigmoid",
+            vec![
+                ("alpha".to_owned(), Attribute::Float(0.3)),
+                ("beta".to_owned(), Attribute::Float(0.4)),
+            ],
+        ),
+    ] {
+        let mut a = node(op, &["c"], &["y"]);
+        a.attributes = attrs;
+        let m = model(
+            vec![conv(&["x", "w", "b"], "c"), a],
+            vec![vi("x", &X)],
+            &["y"],
+        );
+        assert_eq!(check(&m, &[("x", x())]), vec![2, 2, 1], "{op}");
+    }
+}
+
+#[test]
+fn nan_passes_through_fused_relu_and_residual() {
+    let mut xv = x();
+    if let Tensor::F32(a) = &mut xv {
+        a[[0, 1, 2, 2]] = f32::NAN;
+    }
+    let m = model(
+        vec![conv(&["x", "w", "b"], "c"), node("Relu", &["c"], &["y"])],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", xv.clone())]), vec![2, 2, 1]);
+    let out = plan(&m, GraphOptLevel::Extended)
+        .run(&[("x", xv)])
+        .expect("test");
+    assert!(out[0].1.as_f32().expect("test").iter().any(|v| v.is_nan()));
+}
+
+#[test]
+fn residual_add_fuses_and_broadcast_z_falls_back() {
+    // Two conv+BN branches summed, then Relu (a ResNet downsample block).
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c1"),
+            node("BatchNormalization", &["c1", "s", "bb", "m", "v"], &["n1"]),
+            conv(&["x", "w2"], "c2"),
+            node("Sum", &["n1", "c2"], &["sum"]),
+            node("Relu", &["sum"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![5, 4, 2]);
+    // Z broadcasts ([1, C, 1, 1]) and Z is a graph input: the fused step must fall back.
+    for (zshape, first) in [(vec![1, C, 1, 1], true), (vec![1, C, 6, 5], false)] {
+        let inputs = if first { ["c", "z"] } else { ["z", "c"] };
+        let m = model(
+            vec![
+                conv(&["x", "w", "b"], "c"),
+                node("Add", &inputs, &["a"]),
+                node("Tanh", &["a"], &["y"]),
+            ],
+            vec![vi("x", &X), vi("z", &zshape)],
+            &["y"],
+        );
+        let feeds = [("x", x()), ("z", t(&zshape, 11, -1.0, 1.0))];
+        assert_eq!(check(&m, &feeds), vec![3, 3, 1]);
+    }
+}
+
+#[test]
+fn identity_and_dropout_are_dropped_keeping_output_names() {
+    let m = model(
+        vec![
+            node("Identity", &["x"], &["i"]),
+            conv(&["i", "w", "b"], "c"),
+            node("Dropout", &["c"], &["d"]),
+            node("Relu", &["d"], &["r"]),
+            node("Identity", &["r"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y", "i"],
+    );
+    let steps = check(&m, &[("x", x())]);
+    assert_eq!(steps, vec![5, 2, 2]);
+    let out = plan(&m, GraphOptLevel::Extended)
+        .run(&[("x", x())])
+        .expect("test");
+    assert_eq!(out[0].0, "y");
+    assert_eq!(out[1].0, "i");
+    assert_eq!(&out[1].1, &x());
+}
+
+#[test]
+fn light_models_agree_fused_and_unfused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
+    let names: &[&str] = if cfg!(debug_assertions) {
+        &["light_squeezenet"]
+    } else {
+        &["light_squeezenet", "light_shufflenet", "light_resnet50"]
+    };
+    for name in names {
+        let m = Model::load(dir.join(format!("{name}.onnx"))).expect("test");
+        let base = plan(&m, GraphOptLevel::Disabled);
+        let info = &base.inputs()[0];
+        let shape: Vec<usize> = info
+            .shape
+            .as_ref()
+            .expect("test")
+            .iter()
+            .map(|d| match d {
+                Dim::Known(k) => *k,
+                _ => 1,
+            })
+            .collect();
+        let feeds = [(info.name.as_str(), t(&shape, 3, -1.0, 1.0))];
+        let steps = check(&m, &feeds);
+        assert!(steps[2] < steps[0], "{name}: {steps:?}");
+    }
+}
