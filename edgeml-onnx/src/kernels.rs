@@ -27,7 +27,7 @@ mod depthwise;
 mod fused;
 mod scalar;
 
-pub use depthwise::{DepthwiseGeo, depthwise_plane};
+pub use depthwise::{DepthwiseGeo, depthwise_plane, gather};
 pub use fused::{Epilogue, PackB, RowsB, sgemm_packed_b};
 
 #[cfg(target_arch = "x86_64")]

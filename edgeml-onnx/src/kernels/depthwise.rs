@@ -166,13 +166,7 @@ fn plane(
                 row[..jlo].fill(0.0);
                 row[jhi..].fill(0.0);
                 let c0 = jlo * g.sw + b - g.pl;
-                if g.sw == 1 {
-                    row[jlo..jhi].copy_from_slice(&src[c0..c0 + jhi - jlo]);
-                } else {
-                    for (d, &s) in row[jlo..jhi].iter_mut().zip(src[c0..].iter().step_by(g.sw)) {
-                        *d = s;
-                    }
-                }
+                gather(&mut row[jlo..jhi], &src[c0..], g.sw);
             }
         }
     }
@@ -196,5 +190,32 @@ fn plane(
         .zip(acc.chunks_exact(wq))
     {
         orow.copy_from_slice(&arow[..g.ow]);
+    }
+}
+
+/// `dst[j] = src[j·step]` for every `j` (`src` must be long enough), with the common
+/// steps 1 and 2 in forms the compiler vectorises.
+#[inline(always)]
+pub fn gather(dst: &mut [f32], src: &[f32], step: usize) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    match step {
+        1 => dst.copy_from_slice(&src[..n]),
+        2 => {
+            // Pairs (src[2j], src[2j+1]) for j < n-1, then the last element alone (its
+            // odd partner may lie past the end of `src`).
+            let (body, last) = dst.split_at_mut(n - 1);
+            for (d, pair) in body.iter_mut().zip(src[..2 * (n - 1)].chunks_exact(2)) {
+                *d = pair[0];
+            }
+            last[0] = src[2 * (n - 1)];
+        }
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                *d = s;
+            }
+        }
     }
 }

@@ -183,7 +183,9 @@ fn tiles(
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
-    let mut mc = ks.mc.min(m_pad);
+    // Each task owns all rows of a column block unless threads need more tasks, so a B
+    // block is packed once and reused by every MC-row block of A.
+    let mut mc = m_pad;
     let mut nc = ks.nc.min(n_pad);
     let t = threads();
     if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
@@ -201,8 +203,6 @@ fn tiles(
     let nb = n_pad.div_ceil(nc);
     let out = OutPtr(c.as_mut_ptr());
     let c_len = c.len();
-    // Column blocks outer: consecutive tiles of one thread share nothing, but with a
-    // single row block (most convolutions) each B block is packed exactly once.
     (0..mb * nb)
         .into_par_iter()
         .with_min_len(min_len())
@@ -221,72 +221,75 @@ fn tiles(
                 let pb = grow(&mut bbuf, jn_pad * kcur);
                 b.pack(k0, kcur, j0, jn, nr, pb);
                 let beta = if k0 == 0 { 0.0 } else { 1.0 };
-                for j in (j0..j1).step_by(nr) {
-                    let bp = &pb[(j - j0) * kcur..][..nr * kcur];
-                    let nn = nr.min(j1 - j);
-                    for i in (i0..i1).step_by(mr) {
-                        let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                        let mm = mr.min(i1 - i);
-                        let off = i * ldc + j;
-                        debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                        if mm == mr && nn == nr {
-                            // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
-                            // (checked by the caller: (m-1)·ldc + n ≤ len, i+mr ≤ m,
-                            // j+nr ≤ n), belong to this task only (tiles partition C), and
-                            // `ap`/`bp` hold kcur·mr / kcur·nr packed floats; the kernel
-                            // set matches the CPU (`kernel_set`).
-                            unsafe {
-                                (ks.ukernel)(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    out.add(off),
-                                    ldc,
-                                    1.0,
-                                    beta,
-                                )
-                            };
-                        } else if let Some(edge) = ks.edge {
-                            // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
-                            // inside `c` and inside this task's tile, as above.
-                            unsafe {
-                                edge(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    out.add(off),
-                                    ldc,
-                                    1.0,
-                                    beta,
-                                    mm,
-                                    nn,
-                                )
-                            };
-                        } else {
-                            // SAFETY: `tmp` holds an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
-                            // stride nr; operands as above.
-                            unsafe {
-                                (ks.ukernel)(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    tmp.as_mut_ptr(),
-                                    nr,
-                                    1.0,
-                                    0.0,
-                                )
-                            };
-                            for r in 0..mm {
-                                // SAFETY: row i+r, columns j..j+nn are inside this task's
-                                // tile of C, in bounds and not shared with another task.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(out.add(off + r * ldc), nn)
+                for ib in (i0..i1).step_by(ks.mc) {
+                    let ib1 = (ib + ks.mc).min(i1);
+                    for j in (j0..j1).step_by(nr) {
+                        let bp = &pb[(j - j0) * kcur..][..nr * kcur];
+                        let nn = nr.min(j1 - j);
+                        for i in (ib..ib1).step_by(mr) {
+                            let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                            let mm = mr.min(ib1 - i);
+                            let off = i * ldc + j;
+                            debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                            if mm == mr && nn == nr {
+                                // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
+                                // (checked by the caller: (m-1)·ldc + n ≤ len, i+mr ≤ m,
+                                // j+nr ≤ n), belong to this task only (tiles partition C), and
+                                // `ap`/`bp` hold kcur·mr / kcur·nr packed floats; the kernel
+                                // set matches the CPU (`kernel_set`).
+                                unsafe {
+                                    (ks.ukernel)(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        out.add(off),
+                                        ldc,
+                                        1.0,
+                                        beta,
+                                    )
                                 };
-                                let src = &tmp[r * nr..r * nr + nn];
-                                if beta == 0.0 {
-                                    dst.copy_from_slice(src);
-                                } else {
-                                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                            } else if let Some(edge) = ks.edge {
+                                // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
+                                // inside `c` and inside this task's tile, as above.
+                                unsafe {
+                                    edge(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        out.add(off),
+                                        ldc,
+                                        1.0,
+                                        beta,
+                                        mm,
+                                        nn,
+                                    )
+                                };
+                            } else {
+                                // SAFETY: `tmp` holds an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
+                                // stride nr; operands as above.
+                                unsafe {
+                                    (ks.ukernel)(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        tmp.as_mut_ptr(),
+                                        nr,
+                                        1.0,
+                                        0.0,
+                                    )
+                                };
+                                for r in 0..mm {
+                                    // SAFETY: row i+r, columns j..j+nn are inside this task's
+                                    // tile of C, in bounds and not shared with another task.
+                                    let dst = unsafe {
+                                        std::slice::from_raw_parts_mut(out.add(off + r * ldc), nn)
+                                    };
+                                    let src = &tmp[r * nr..r * nr + nn];
+                                    if beta == 0.0 {
+                                        dst.copy_from_slice(src);
+                                    } else {
+                                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                                    }
                                 }
                             }
                         }

@@ -1,7 +1,7 @@
 //! Convolution geometry, the im2col `B` operand packed straight into GEMM panels, and
 //! the generic (3-D) depthwise fallback.
 
-use crate::kernels::{DepthwiseGeo, PackB};
+use crate::kernels::{DepthwiseGeo, PackB, gather};
 
 /// Geometry of one convolution, with spatial dims left-padded to 3.
 #[derive(Debug, Clone, Copy)]
@@ -102,13 +102,7 @@ impl Im2colB<'_> {
                 seg[hi - ow..].fill(0.0);
                 let start = ((lo * g.s[2]) as isize + offs[2]) as usize;
                 let body = &mut seg[lo - ow..hi - ow];
-                if g.s[2] == 1 {
-                    body.copy_from_slice(&src[start..start + body.len()]);
-                } else {
-                    for (d, &s) in body.iter_mut().zip(src[start..].iter().step_by(g.s[2])) {
-                        *d = s;
-                    }
-                }
+                gather(body, &src[start..], g.s[2]);
             }
             pos += len;
             ow = 0;
