@@ -1,8 +1,12 @@
 //! Conv (1-D, 2-D, 3-D; groups, dilations, strides, pads, auto_pad).
 //!
-//! 1×1 stride-1 unpadded convolutions are a plain GEMM on the input; channels-of-one
-//! groups (depthwise) use a direct kernel; everything else is im2col + GEMM with the
-//! weights packed once at build time when they are constant.
+//! Convolutions are GEMMs (`kernels::sgemm_packed_b`) with the weights packed once at
+//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows,
+//! the rest pack im2col columns straight into the GEMM's panels block by block (no
+//! whole im2col buffer). The bias, `Z` and the activation run in the GEMM's epilogue on
+//! each finished tile. Channels-of-one groups (depthwise) use a direct kernel
+//! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
+//! order, accumulated in `f32`).
 //!
 //! `FusedConv` (domain `com.microsoft`, as onnxruntime defines it and as its optimizer
 //! writes it into saved models) is the same operator with an optional fourth input `Z`
