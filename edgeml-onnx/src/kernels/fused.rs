@@ -183,9 +183,13 @@ fn tiles(
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
-    // Each task owns all rows of a column block unless threads need more tasks, so a B
-    // block is packed once and reused by every MC-row block of A.
-    let mut mc = m_pad;
+    // With a single k-block, a task owns all rows of a column block (unless threads need
+    // more tasks), so a B block is packed once and reused by every MC-row block of A.
+    // With several k-blocks the C tile is re-read per block, so it is kept MC rows high
+    // (cache-sized) and B is packed once per row block instead.
+    // (B is then packed whole up front, once, into `pre`.)
+    let multi = k > ks.kc;
+    let mut mc = if multi { ks.mc.min(m_pad) } else { m_pad };
     let mut nc = ks.nc.min(n_pad);
     let t = threads();
     if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
@@ -201,6 +205,20 @@ fn tiles(
     }
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
+    let mut pre_buf = Vec::new();
+    if multi {
+        pre_buf = BBUF.with(|s| s.take());
+        let all = grow(&mut pre_buf, n_pad * k);
+        for k0 in (0..k).step_by(ks.kc) {
+            let kcur = ks.kc.min(k - k0);
+            b.pack(k0, kcur, 0, n, nr, &mut all[k0 * n_pad..][..n_pad * kcur]);
+        }
+    }
+    let pre: Option<&[f32]> = if multi {
+        Some(&pre_buf[..n_pad * k])
+    } else {
+        None
+    };
     let out = OutPtr(c.as_mut_ptr());
     let c_len = c.len();
     (0..mb * nb)
@@ -218,8 +236,14 @@ fn tiles(
             let mut tmp = [0.0f32; 16 * 32];
             for k0 in (0..k).step_by(ks.kc) {
                 let kcur = ks.kc.min(k - k0);
-                let pb = grow(&mut bbuf, jn_pad * kcur);
-                b.pack(k0, kcur, j0, jn, nr, pb);
+                let pb: &[f32] = match pre {
+                    Some(all) => &all[k0 * n_pad + j0 * kcur..][..jn_pad * kcur],
+                    None => {
+                        let pb = grow(&mut bbuf, jn_pad * kcur);
+                        b.pack(k0, kcur, j0, jn, nr, pb);
+                        pb
+                    }
+                };
                 let beta = if k0 == 0 { 0.0 } else { 1.0 };
                 for ib in (i0..i1).step_by(ks.mc) {
                     let ib1 = (ib + ks.mc).min(i1);
@@ -306,4 +330,7 @@ fn tiles(
                 }
             }
         });
+    if multi {
+        BBUF.with(|s| s.set(pre_buf));
+    }
 }
