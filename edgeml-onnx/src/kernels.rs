@@ -23,7 +23,12 @@
 //! into the result (BLAS convention).
 #![allow(unsafe_code)]
 
+mod depthwise;
+mod fused;
 mod scalar;
+
+pub use depthwise::{DepthwiseGeo, depthwise_plane, gather};
+pub use fused::{Epilogue, PackB, RowsB, sgemm_packed_b};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -36,6 +41,10 @@ mod neon;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+use tests as tests_util;
+#[cfg(test)]
+mod fused_tests;
 
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -132,6 +141,9 @@ pub fn best_isa() -> Isa {
 /// A micro-kernel: `C[0..MR, 0..NR] = alpha·Σ_k a[k]⊗b[k] + beta·C` over a full tile;
 /// `beta == 0` must not read `C`.
 type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
+/// A partial-tile micro-kernel: as [`MicroKernel`] but only the top-left `mm × nn`
+/// corner of the tile is read or written (last two arguments).
+type EdgeKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32, usize, usize);
 /// A GEMV kernel: `acc[0..NR] += Σ_k a[k]·b[k·ldb..k·ldb + NR]`.
 type GemvKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32);
 
@@ -143,6 +155,8 @@ struct KernelSet {
     mc: usize,
     nc: usize,
     ukernel: MicroKernel,
+    /// A micro-kernel for partial tiles, when the ISA has masked stores.
+    edge: Option<EdgeKernel>,
     gemv: GemvKernel,
 }
 
@@ -764,6 +778,22 @@ fn gemm_tiles(
                                     ldc,
                                     alpha,
                                     beta_k,
+                                )
+                            };
+                        } else if let Some(edge) = ks.edge {
+                            // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
+                            // inside `c` and inside this task's tile, as above.
+                            unsafe {
+                                edge(
+                                    kcur,
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    out.add(off),
+                                    ldc,
+                                    alpha,
+                                    beta_k,
+                                    mm,
+                                    nn,
                                 )
                             };
                         } else {

@@ -14,6 +14,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     mc: 120,
     nc: 1024,
     ukernel,
+    edge: Some(ukernel_edge),
     gemv,
 };
 
@@ -65,6 +66,64 @@ unsafe fn ukernel(
             }
             _mm256_storeu_ps(p, v0);
             _mm256_storeu_ps(p.add(8), v1);
+        }
+    }
+}
+
+/// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗b[k] + beta·C` for a partial tile (masked
+/// loads/stores: only rows `< mm` and columns `< nn` are touched).
+///
+/// # Safety
+/// As [`ukernel`], with `mm ≤ 6`, `nn ≤ 16`, and only the `mm × nn` corner of the tile
+/// at `c` needing to be valid.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ukernel_edge(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: as in `ukernel`: the packed panels hold kc·NR and kc·MR floats.
+        unsafe {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(r));
+                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let nn = nn.min(NR) as i32;
+    let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
+    let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
+    let va = _mm256_set1_ps(alpha);
+    let vb = _mm256_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
+        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
+        // < nn, which the caller guarantees valid (masked-off lanes are not accessed).
+        unsafe {
+            let p = c.add(r * ldc);
+            let mut v0 = _mm256_mul_ps(va, row[0]);
+            let mut v1 = _mm256_mul_ps(va, row[1]);
+            if beta != 0.0 {
+                v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m0), v0);
+                v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p.add(8), m1), v1);
+            }
+            _mm256_maskstore_ps(p, m0, v0);
+            _mm256_maskstore_ps(p.add(8), m1, v1);
         }
     }
 }

@@ -17,6 +17,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     mc: 144,
     nc: 1024,
     ukernel,
+    edge: Some(ukernel_edge),
     gemv,
 };
 
@@ -68,6 +69,71 @@ unsafe fn ukernel(
             }
             _mm512_storeu_ps(p, v0);
             _mm512_storeu_ps(p.add(16), v1);
+        }
+    }
+}
+
+/// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗b[k] + beta·C` for a partial tile (masked
+/// stores, only rows `< mm` and columns `< nn` are touched).
+///
+/// # Safety
+/// As [`ukernel`], with `mm ≤ 12`, `nn ≤ 32`, and only the `mm × nn` corner of the
+/// tile at `c` needing to be valid.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ukernel_edge(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: as in `ukernel`: the packed panels hold kc·NR and kc·MR floats.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let nn = nn.min(NR);
+    let m0: __mmask16 = if nn >= 16 {
+        0xffff
+    } else {
+        ((1u32 << nn) - 1) as u16
+    };
+    let m1: __mmask16 = if nn <= 16 {
+        0
+    } else {
+        ((1u32 << (nn - 16)) - 1) as u16
+    };
+    let va = _mm512_set1_ps(alpha);
+    let vb = _mm512_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
+        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
+        // < nn, which the caller guarantees valid (masked-off lanes are not accessed).
+        unsafe {
+            let p = c.add(r * ldc);
+            let mut v0 = _mm512_mul_ps(va, row[0]);
+            let mut v1 = _mm512_mul_ps(va, row[1]);
+            if beta != 0.0 {
+                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, p), v0);
+                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, p.add(16)), v1);
+            }
+            _mm512_mask_storeu_ps(p, m0, v0);
+            _mm512_mask_storeu_ps(p.add(16), m1, v1);
         }
     }
 }

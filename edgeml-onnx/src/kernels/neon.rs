@@ -14,6 +14,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     mc: 64,
     nc: 512,
     ukernel,
+    edge: None,
     gemv,
 };
 

@@ -13,6 +13,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     mc: 64,
     nc: 512,
     ukernel,
+    edge: None,
     gemv,
 };
 

@@ -37,7 +37,7 @@ fn reference(
     (out, mag)
 }
 
-fn data(len: usize, seed: u64) -> Vec<f32> {
+pub(super) fn data(len: usize, seed: u64) -> Vec<f32> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);

@@ -1,8 +1,12 @@
 //! Conv (1-D, 2-D, 3-D; groups, dilations, strides, pads, auto_pad).
 //!
-//! 1×1 stride-1 unpadded convolutions are a plain GEMM on the input; channels-of-one
-//! groups (depthwise) use a direct kernel; everything else is im2col + GEMM with the
-//! weights packed once at build time when they are constant.
+//! Convolutions are GEMMs (`kernels::sgemm_packed_b`) with the weights packed once at
+//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows,
+//! the rest pack im2col columns straight into the GEMM's panels block by block (no
+//! whole im2col buffer). The bias, `Z` and the activation run in the GEMM's epilogue on
+//! each finished tile. Channels-of-one groups (depthwise) use a direct kernel
+//! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
+//! order, accumulated in `f32`).
 //!
 //! `FusedConv` (domain `com.microsoft`, as onnxruntime defines it and as its optimizer
 //! writes it into saved models) is the same operator with an optional fourth input `Z`
@@ -15,10 +19,14 @@ use super::{
     Window, attr_floats, attr_int, attr_ints, attr_string, checked_numel, contiguous,
     conv_operands, invalid, opt_input_f32, shape_err, tensor, to_usizes, to3,
 };
-use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
+use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, RowsB};
 use crate::op::{BuildContext, Operator};
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
+
+mod im2col;
+
+use im2col::{Geo, Im2colB, depthwise_plane_nd};
 
 #[derive(Debug)]
 struct Conv {
@@ -163,163 +171,9 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     }))
 }
 
-/// Geometry of one convolution, with spatial dims left-padded to 3.
-#[derive(Debug, Clone, Copy)]
-struct Geo {
-    inp: [usize; 3],
-    out: [usize; 3],
-    k: [usize; 3],
-    s: [usize; 3],
-    d: [usize; 3],
-    p: [usize; 3],
-}
-
-impl Geo {
-    fn in_len(&self) -> usize {
-        self.inp.iter().product()
-    }
-    fn out_len(&self) -> usize {
-        self.out.iter().product()
-    }
-    fn k_len(&self) -> usize {
-        self.k.iter().product()
-    }
-}
-
-/// Output positions `o` along one axis whose input `o·s + off` lies in `0..n`.
-fn valid_range(off: isize, s: usize, n: usize, out: usize) -> (usize, usize) {
-    let s = s as isize;
-    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
-    let hi = if n as isize - off <= 0 {
-        0
-    } else {
-        (n as isize - off - 1) / s + 1
-    };
-    let lo = (lo as usize).min(out);
-    let hi = (hi as usize).min(out).max(lo);
-    (lo, hi)
-}
-
-/// Writes the im2col matrix (`C·KD·KH·KW` rows × output positions) of one image group.
-fn im2col(x: &[f32], g: &Geo, col: &mut [f32]) {
-    let p = g.out_len();
-    let [kd_n, kh_n, kw_n] = g.k;
-    let [id_n, ih_n, iw_n] = g.inp;
-    let [od_n, oh_n, ow_n] = g.out;
-    let par_min = crate::kernels::min_len_for(col.len());
-    col.par_chunks_mut(p)
-        .enumerate()
-        .with_min_len(par_min)
-        .for_each(|(r, row)| {
-            let kw = r % kw_n;
-            let kh = (r / kw_n) % kh_n;
-            let kd = (r / (kw_n * kh_n)) % kd_n;
-            let c = r / (kw_n * kh_n * kd_n);
-            let xc = &x[c * id_n * ih_n * iw_n..(c + 1) * id_n * ih_n * iw_n];
-            let offs = [0, 1, 2].map(|a| ([kd, kh, kw][a] * g.d[a]) as isize - g.p[a] as isize);
-            let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
-            for od in 0..od_n {
-                let id = (od * g.s[0]) as isize + offs[0];
-                for oh in 0..oh_n {
-                    let ih = (oh * g.s[1]) as isize + offs[1];
-                    let dst = &mut row[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
-                    if id < 0 || id >= id_n as isize || ih < 0 || ih >= ih_n as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &xc[(id as usize * ih_n + ih as usize) * iw_n..][..iw_n];
-                    dst[..wlo].fill(0.0);
-                    dst[whi..].fill(0.0);
-                    if wlo == whi {
-                        // Every tap of this row falls in the padding (e.g. a kernel wider
-                        // than the padded input); `start` below could be negative.
-                        continue;
-                    }
-                    let start = (wlo * g.s[2]) as isize + offs[2];
-                    if g.s[2] == 1 {
-                        let start = start as usize;
-                        dst[wlo..whi].copy_from_slice(&src[start..start + whi - wlo]);
-                    } else {
-                        for (j, d) in dst[wlo..whi].iter_mut().enumerate() {
-                            *d = src[start as usize + j * g.s[2]];
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Direct convolution of one input plane with one filter (groups of one channel).
-fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
-    out.fill(bias);
-    let [kd_n, kh_n, kw_n] = g.k;
-    let [id_n, ih_n, iw_n] = g.inp;
-    let [od_n, oh_n, ow_n] = g.out;
-    for kd in 0..kd_n {
-        for kh in 0..kh_n {
-            for kw in 0..kw_n {
-                let wv = w[(kd * kh_n + kh) * kw_n + kw];
-                let offs = [
-                    (kd * g.d[0]) as isize - g.p[0] as isize,
-                    (kh * g.d[1]) as isize - g.p[1] as isize,
-                    (kw * g.d[2]) as isize - g.p[2] as isize,
-                ];
-                let (dlo, dhi) = valid_range(offs[0], g.s[0], id_n, od_n);
-                let (hlo, hhi) = valid_range(offs[1], g.s[1], ih_n, oh_n);
-                let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
-                if wlo >= whi {
-                    continue;
-                }
-                for od in dlo..dhi {
-                    let id = ((od * g.s[0]) as isize + offs[0]) as usize;
-                    for oh in hlo..hhi {
-                        let ih = ((oh * g.s[1]) as isize + offs[1]) as usize;
-                        let src = &x[(id * ih_n + ih) * iw_n..][..iw_n];
-                        let dst = &mut out[(od * oh_n + oh) * ow_n..][wlo..whi];
-                        let start = ((wlo * g.s[2]) as isize + offs[2]) as usize;
-                        if g.s[2] == 1 {
-                            for (d, &s) in dst.iter_mut().zip(&src[start..]) {
-                                *d += wv * s;
-                            }
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d += wv * src[start + j * g.s[2]];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 impl Operator for Conv {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let mut out = self.conv(inputs)?;
-        if !self.fused {
-            return Ok(vec![out]);
-        }
-        let z = opt_input_f32(&self.node, inputs, 3)?;
-        let Tensor::F32(y) = &mut out else {
-            return Err(invalid(&self.node, "internal: conv output is not f32"));
-        };
-        if let Some(z) = z {
-            if z.shape() != y.shape() {
-                return Err(shape_err(
-                    &self.node,
-                    format!(
-                        "Z shape {:?} differs from the output {:?}",
-                        z.shape(),
-                        y.shape()
-                    ),
-                ));
-            }
-            *y += z;
-        }
-        if let Some(v) = y.as_slice_mut() {
-            self.act.apply(v);
-        }
-        Ok(vec![out])
+        Ok(vec![self.conv(inputs)?])
     }
 }
 
@@ -370,61 +224,100 @@ impl Conv {
         let mut out_shape = vec![n, m];
         out_shape.extend_from_slice(&out_sp);
         let total = checked_numel(node, &out_shape)?;
+        let z = if self.fused {
+            opt_input_f32(node, inputs, 3)?
+        } else {
+            None
+        };
+        if let Some(z) = z
+            && z.shape() != out_shape.as_slice()
+        {
+            return Err(shape_err(
+                node,
+                format!(
+                    "Z shape {:?} differs from the output {out_shape:?}",
+                    z.shape()
+                ),
+            ));
+        }
+        let zs = z.map(contiguous);
+        let zs = zs.as_deref();
         let mut out = vec![0.0f32; total];
+        let act = self.act;
         if total == 0 || x.is_empty() {
+            // No input elements (an empty reduction): the bias, Z and activation remain.
+            let out_len = geo.out_len();
+            if out_len > 0 {
+                for (plane, o) in out.chunks_mut(out_len).enumerate() {
+                    o.fill(b.map_or(0.0, |b| b[[plane % m]]));
+                    if let Some(z) = zs {
+                        o.iter_mut()
+                            .zip(&z[plane * out_len..])
+                            .for_each(|(v, &zv)| *v += zv);
+                    }
+                    act.apply(o);
+                }
+            }
             return tensor(node, &out_shape, out);
         }
         let xs = contiguous(x);
         let ws = contiguous(w);
         let bias: Option<Vec<f32>> = b.map(|b| b.iter().copied().collect());
+        let bias = bias.as_deref();
         let (in_len, out_len, k_len) = (geo.in_len(), geo.out_len(), geo.k_len());
         let m_g = m / group;
+        // Z and the activation, applied to a finished run of output plane `plane`
+        // starting at position `col`, while it is still in cache.
+        let finish = |plane: usize, col: usize, v: &mut [f32]| {
+            if let Some(z) = zs {
+                v.iter_mut()
+                    .zip(&z[plane * out_len + col..])
+                    .for_each(|(o, &zv)| *o += zv);
+            }
+            act.apply(v);
+        };
+        let needs_finish = zs.is_some() || act != Activation::None;
         if c_g == 1 {
+            let dw2 = geo.depthwise_2d();
             let par_min = crate::kernels::min_len_for(out.len());
             out.par_chunks_mut(out_len)
                 .enumerate()
                 .with_min_len(par_min)
-                .for_each(|(plane, o)| {
+                .for_each_init(Vec::new, |scratch, (plane, o)| {
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;
                     let xp = &xs[(img * c + ic) * in_len..][..in_len];
-                    depthwise_plane(
-                        xp,
-                        &ws[oc * k_len..][..k_len],
-                        bias.as_ref().map_or(0.0, |b| b[oc]),
-                        &geo,
-                        o,
-                    );
+                    let wp = &ws[oc * k_len..][..k_len];
+                    let bv = bias.map_or(0.0, |b| b[oc]);
+                    match &dw2 {
+                        Some(g2) => kernels::depthwise_plane(self.isa, xp, wp, bv, g2, scratch, o),
+                        None => depthwise_plane_nd(xp, wp, bv, &geo, o),
+                    }
+                    if needs_finish {
+                        finish(plane, 0, o);
+                    }
                 });
             return tensor(node, &out_shape, out);
         }
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
-        let mut col = if pointwise {
-            Vec::new()
-        } else {
-            vec![0.0f32; checked_numel(node, &[kk, out_len])?]
-        };
         for img in 0..n {
             for g in 0..group {
                 let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
                 let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
-                let beta = match &bias {
-                    Some(bv) => {
-                        for (row, &bb) in og.chunks_mut(out_len).zip(&bv[g * m_g..]) {
-                            row.fill(bb);
-                        }
-                        1.0
+                let epi = |row: usize, col: usize, v: &mut [f32]| {
+                    let oc = g * m_g + row;
+                    if let Some(b) = bias {
+                        let bv = b[oc];
+                        v.iter_mut().for_each(|o| *o += bv);
                     }
-                    None => 0.0,
+                    if needs_finish {
+                        finish(img * m + oc, col, v);
+                    }
                 };
-                let rhs = if pointwise {
-                    MatRef::row_major(xg, c_g, out_len)?
-                } else {
-                    im2col(xg, &geo, &mut col);
-                    MatRef::row_major(&col, kk, out_len)?
-                };
+                let epi: Option<kernels::Epilogue<'_>> =
+                    (bias.is_some() || needs_finish).then_some(&epi);
                 let lhs = match &self.packed {
                     Some(p) => Lhs::Packed(&p[g]),
                     None => Lhs::View(MatRef::row_major(
@@ -433,7 +326,17 @@ impl Conv {
                         kk,
                     )?),
                 };
-                kernels::sgemm(self.isa, 1.0, lhs, Rhs::View(rhs), beta, og, out_len)?;
+                if pointwise {
+                    let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
+                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
+                } else {
+                    let rhs = Im2colB {
+                        x: xg,
+                        geo,
+                        channels: c_g,
+                    };
+                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
+                }
             }
         }
         tensor(node, &out_shape, out)

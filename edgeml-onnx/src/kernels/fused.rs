@@ -1,0 +1,336 @@
+//! A GEMM driver for convolutions: `C = A·B` where `B` is never materialised.
+//!
+//! [`sgemm_packed_b`] asks a [`PackB`] source to write each `kc × nc` block of `B`
+//! straight into the micro-kernel's panel layout (so an im2col matrix is built in
+//! cache-sized pieces instead of as a whole buffer that is then repacked), and calls an
+//! epilogue on every finished row segment of `C` while the tile is still in cache (bias,
+//! residual add and activation of a fused convolution).
+#![allow(unsafe_code)]
+
+use super::{Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, min_len, pack_a_into, threads};
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+/// A right-hand operand `B` (`k × n`) that writes its own packed panels on demand.
+pub trait PackB: Sync {
+    /// Rows of `B` (the reduction depth).
+    fn rows(&self) -> usize;
+
+    /// Columns of `B`.
+    fn cols(&self) -> usize;
+
+    /// Writes rows `k0..k0 + kcur` and columns `j0..j0 + jn` of `B` into `out` as
+    /// panels of `nr` columns: element `(k0 + kk, j0 + p·nr + q)` goes to
+    /// `out[p·nr·kcur + kk·nr + q]`. `out.len()` is `jn.div_ceil(nr)·nr·kcur`; columns
+    /// past `jn` in the last panel must be written as zeros (or any finite value: their
+    /// results are discarded).
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, jn: usize, nr: usize, out: &mut [f32]);
+}
+
+/// `B` given as a row-major matrix with row stride `rs` (a 1×1 convolution's input).
+#[derive(Debug, Clone, Copy)]
+pub struct RowsB<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+}
+
+impl<'a> RowsB<'a> {
+    /// A view of `rows × cols` elements `data[r·rs + c]`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the view does not fit in `data` or `rs < cols`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Result<Self> {
+        let need = if rows == 0 || cols == 0 {
+            Some(0)
+        } else {
+            (rows - 1).checked_mul(rs).and_then(|x| x.checked_add(cols))
+        };
+        if rs < cols || need.is_none_or(|n| n > data.len()) {
+            return Err(Error::ShapeMismatch(format!(
+                "row view {rows}x{cols} with stride {rs} exceeds buffer of {} elements",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            rs,
+        })
+    }
+}
+
+impl PackB for RowsB<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, jn: usize, nr: usize, out: &mut [f32]) {
+        for (p, panel) in out.chunks_exact_mut(nr * kcur).enumerate() {
+            let c0 = j0 + p * nr;
+            let w = nr.min(j0 + jn - c0);
+            for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &self.data[(k0 + kk) * self.rs + c0..][..w];
+                dst[..w].copy_from_slice(src);
+                dst[w..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// An epilogue: called once per finished row segment of `C` as
+/// `epi(row, first_column, values)`, and may rewrite the values in place.
+pub type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+thread_local! {
+    /// Per-thread buffer for the packed `B` block of one tile.
+    static BBUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Per-thread buffer for `A` packed on the fly.
+    static ABUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `C = A·B` (`C` row-major `m × n`, row stride `ldc`; overwritten, never read), with
+/// `B` packed block by block by `b`, then `epi` applied to every row segment of `C`.
+///
+/// Each row segment is passed to `epi` exactly once, after its final value is stored
+/// and before the thread moves on to another tile, so the data is still in cache.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the inner dimensions disagree or `c` is too small;
+/// [`Error::InvalidInput`] when a packed `A` was packed for another ISA.
+pub fn sgemm_packed_b(
+    isa: Isa,
+    a: Lhs<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+) -> Result<()> {
+    let isa = if isa.is_available() { isa } else { Isa::Scalar };
+    let (m, k) = match a {
+        Lhs::View(v) => (v.rows, v.cols),
+        Lhs::Packed(p) => (p.m, p.k),
+    };
+    let n = b.cols();
+    if b.rows() != k {
+        return Err(Error::ShapeMismatch(format!(
+            "sgemm: A is {m}x{k} but B is {}x{n}",
+            b.rows()
+        )));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    if ldc < n || need.is_none_or(|need| c.len() < need) {
+        return Err(Error::ShapeMismatch(format!(
+            "sgemm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
+            c.len()
+        )));
+    }
+    let ks = kernel_set(isa);
+    if let Lhs::Packed(p) = a
+        && !std::ptr::eq(kernel_set(p.isa), ks)
+    {
+        return Err(Error::InvalidInput(format!(
+            "sgemm: operand packed for {} used with {} kernels",
+            p.isa.name(),
+            isa.name()
+        )));
+    }
+    if k == 0 {
+        for i in 0..m {
+            let row = &mut c[i * ldc..i * ldc + n];
+            row.fill(0.0);
+            if let Some(epi) = epi {
+                epi(i, 0, row);
+            }
+        }
+        return Ok(());
+    }
+    let mut abuf = ABUF.with(|s| s.take());
+    let pa: &[f32] = match a {
+        Lhs::Packed(p) => &p.data,
+        Lhs::View(v) => {
+            let pa = grow(&mut abuf, m.div_ceil(ks.mr) * ks.mr * k);
+            pack_a_into(&v, ks, pa);
+            pa
+        }
+    };
+    tiles(ks, m, n, k, pa, b, c, ldc, epi);
+    ABUF.with(|s| s.set(abuf));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tiles(
+    ks: &KernelSet,
+    m: usize,
+    n: usize,
+    k: usize,
+    pa: &[f32],
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+) {
+    let (mr, nr) = (ks.mr, ks.nr);
+    let m_pad = m.div_ceil(mr) * mr;
+    let n_pad = n.div_ceil(nr) * nr;
+    // With a single k-block, a task owns all rows of a column block (unless threads need
+    // more tasks), so a B block is packed once and reused by every MC-row block of A.
+    // With several k-blocks the C tile is re-read per block, so it is kept MC rows high
+    // (cache-sized) and B is packed once per row block instead.
+    // (B is then packed whole up front, once, into `pre`.)
+    let multi = k > ks.kc;
+    let mut mc = if multi { ks.mc.min(m_pad) } else { m_pad };
+    let mut nc = ks.nc.min(n_pad);
+    let t = threads();
+    if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
+        while m_pad.div_ceil(mc) * n_pad.div_ceil(nc) < 3 * t {
+            if nc > 4 * nr {
+                nc = (nc / 2).div_ceil(nr) * nr;
+            } else if mc > 2 * mr {
+                mc = (mc / 2).div_ceil(mr) * mr;
+            } else {
+                break;
+            }
+        }
+    }
+    let mb = m_pad.div_ceil(mc);
+    let nb = n_pad.div_ceil(nc);
+    let mut pre_buf = Vec::new();
+    if multi {
+        pre_buf = BBUF.with(|s| s.take());
+        let all = grow(&mut pre_buf, n_pad * k);
+        for k0 in (0..k).step_by(ks.kc) {
+            let kcur = ks.kc.min(k - k0);
+            b.pack(k0, kcur, 0, n, nr, &mut all[k0 * n_pad..][..n_pad * kcur]);
+        }
+    }
+    let pre: Option<&[f32]> = if multi {
+        Some(&pre_buf[..n_pad * k])
+    } else {
+        None
+    };
+    let out = OutPtr(c.as_mut_ptr());
+    let c_len = c.len();
+    (0..mb * nb)
+        .into_par_iter()
+        .with_min_len(min_len())
+        .for_each(|tile| {
+            let out = out.get();
+            let (tj, ti) = (tile / mb, tile % mb);
+            let (i0, j0) = (ti * mc, tj * nc);
+            let i1 = (i0 + mc).min(m);
+            let j1 = (j0 + nc).min(n);
+            let jn = j1 - j0;
+            let jn_pad = jn.div_ceil(nr) * nr;
+            let mut bbuf = BBUF.with(|s| s.take());
+            let mut tmp = [0.0f32; 16 * 32];
+            for k0 in (0..k).step_by(ks.kc) {
+                let kcur = ks.kc.min(k - k0);
+                let pb: &[f32] = match pre {
+                    Some(all) => &all[k0 * n_pad + j0 * kcur..][..jn_pad * kcur],
+                    None => {
+                        let pb = grow(&mut bbuf, jn_pad * kcur);
+                        b.pack(k0, kcur, j0, jn, nr, pb);
+                        pb
+                    }
+                };
+                let beta = if k0 == 0 { 0.0 } else { 1.0 };
+                for ib in (i0..i1).step_by(ks.mc) {
+                    let ib1 = (ib + ks.mc).min(i1);
+                    for j in (j0..j1).step_by(nr) {
+                        let bp = &pb[(j - j0) * kcur..][..nr * kcur];
+                        let nn = nr.min(j1 - j);
+                        for i in (ib..ib1).step_by(mr) {
+                            let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                            let mm = mr.min(ib1 - i);
+                            let off = i * ldc + j;
+                            debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                            if mm == mr && nn == nr {
+                                // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
+                                // (checked by the caller: (m-1)·ldc + n ≤ len, i+mr ≤ m,
+                                // j+nr ≤ n), belong to this task only (tiles partition C), and
+                                // `ap`/`bp` hold kcur·mr / kcur·nr packed floats; the kernel
+                                // set matches the CPU (`kernel_set`).
+                                unsafe {
+                                    (ks.ukernel)(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        out.add(off),
+                                        ldc,
+                                        1.0,
+                                        beta,
+                                    )
+                                };
+                            } else if let Some(edge) = ks.edge {
+                                // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
+                                // inside `c` and inside this task's tile, as above.
+                                unsafe {
+                                    edge(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        out.add(off),
+                                        ldc,
+                                        1.0,
+                                        beta,
+                                        mm,
+                                        nn,
+                                    )
+                                };
+                            } else {
+                                // SAFETY: `tmp` holds an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
+                                // stride nr; operands as above.
+                                unsafe {
+                                    (ks.ukernel)(
+                                        kcur,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        tmp.as_mut_ptr(),
+                                        nr,
+                                        1.0,
+                                        0.0,
+                                    )
+                                };
+                                for r in 0..mm {
+                                    // SAFETY: row i+r, columns j..j+nn are inside this task's
+                                    // tile of C, in bounds and not shared with another task.
+                                    let dst = unsafe {
+                                        std::slice::from_raw_parts_mut(out.add(off + r * ldc), nn)
+                                    };
+                                    let src = &tmp[r * nr..r * nr + nn];
+                                    if beta == 0.0 {
+                                        dst.copy_from_slice(src);
+                                    } else {
+                                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            BBUF.with(|s| s.set(bbuf));
+            if let Some(epi) = epi {
+                for i in i0..i1 {
+                    // SAFETY: row i, columns j0..j1 belong to this task's tile of C and are
+                    // in bounds ((m-1)·ldc + n ≤ len); no other reference to them exists.
+                    let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * ldc + j0), jn) };
+                    epi(i, j0, row);
+                }
+            }
+        });
+    if multi {
+        BBUF.with(|s| s.set(pre_buf));
+    }
+}

@@ -1,0 +1,241 @@
+//! Convolution geometry, the im2col `B` operand packed straight into GEMM panels, and
+//! the generic (3-D) depthwise fallback.
+
+use crate::kernels::{DepthwiseGeo, PackB, gather};
+
+/// Geometry of one convolution, with spatial dims left-padded to 3.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Geo {
+    pub(super) inp: [usize; 3],
+    pub(super) out: [usize; 3],
+    pub(super) k: [usize; 3],
+    pub(super) s: [usize; 3],
+    pub(super) d: [usize; 3],
+    pub(super) p: [usize; 3],
+}
+
+impl Geo {
+    pub(super) fn in_len(&self) -> usize {
+        self.inp.iter().product()
+    }
+    pub(super) fn out_len(&self) -> usize {
+        self.out.iter().product()
+    }
+    pub(super) fn k_len(&self) -> usize {
+        self.k.iter().product()
+    }
+
+    /// The 2-D view for the direct depthwise kernel (`None` for a true 3-D convolution).
+    pub(super) fn depthwise_2d(&self) -> Option<DepthwiseGeo> {
+        (self.inp[0] == 1 && self.k[0] == 1 && self.out[0] == 1 && self.p[0] == 0).then_some(
+            DepthwiseGeo {
+                h: self.inp[1],
+                w: self.inp[2],
+                oh: self.out[1],
+                ow: self.out[2],
+                kh: self.k[1],
+                kw: self.k[2],
+                sh: self.s[1],
+                sw: self.s[2],
+                dh: self.d[1],
+                dw: self.d[2],
+                pt: self.p[1],
+                pl: self.p[2],
+            },
+        )
+    }
+}
+
+/// Output positions `o` along one axis whose input `o·s + off` lies in `0..n`.
+pub(super) fn valid_range(off: isize, s: usize, n: usize, out: usize) -> (usize, usize) {
+    let s = s as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
+    let hi = if n as isize - off <= 0 {
+        0
+    } else {
+        (n as isize - off - 1) / s + 1
+    };
+    let lo = (lo as usize).min(out);
+    let hi = (hi as usize).min(out).max(lo);
+    (lo, hi)
+}
+
+/// The im2col matrix of one image group (`C·KD·KH·KW` rows × output positions), never
+/// materialised: [`PackB::pack`] writes the requested block straight into GEMM panels.
+pub(super) struct Im2colB<'a> {
+    pub(super) x: &'a [f32],
+    pub(super) geo: Geo,
+    pub(super) channels: usize,
+}
+
+impl Im2colB<'_> {
+    /// Writes columns `j0..j0 + dst.len()` of im2col row `r` into `dst`.
+    fn row(&self, r: usize, j0: usize, dst: &mut [f32]) {
+        let g = &self.geo;
+        let [kd_n, kh_n, kw_n] = g.k;
+        let [id_n, ih_n, iw_n] = g.inp;
+        let [_, oh_n, ow_n] = g.out;
+        let kw = r % kw_n;
+        let kh = (r / kw_n) % kh_n;
+        let kd = (r / (kw_n * kh_n)) % kd_n;
+        let c = r / (kw_n * kh_n * kd_n);
+        let in_len = id_n * ih_n * iw_n;
+        let xc = &self.x[c * in_len..(c + 1) * in_len];
+        let offs = [0, 1, 2].map(|a| ([kd, kh, kw][a] * g.d[a]) as isize - g.p[a] as isize);
+        let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
+        let mut t = j0 / ow_n;
+        let mut ow = j0 % ow_n;
+        let mut pos = 0;
+        while pos < dst.len() {
+            let len = (ow_n - ow).min(dst.len() - pos);
+            let seg = &mut dst[pos..pos + len];
+            let (od, oh) = (t / oh_n, t % oh_n);
+            let id = (od * g.s[0]) as isize + offs[0];
+            let ih = (oh * g.s[1]) as isize + offs[1];
+            let lo = wlo.clamp(ow, ow + len);
+            let hi = whi.clamp(lo, ow + len);
+            if id < 0 || id >= id_n as isize || ih < 0 || ih >= ih_n as isize || lo == hi {
+                seg.fill(0.0);
+            } else {
+                let src = &xc[(id as usize * ih_n + ih as usize) * iw_n..][..iw_n];
+                seg[..lo - ow].fill(0.0);
+                seg[hi - ow..].fill(0.0);
+                let start = ((lo * g.s[2]) as isize + offs[2]) as usize;
+                let body = &mut seg[lo - ow..hi - ow];
+                gather(body, &src[start..], g.s[2]);
+            }
+            pos += len;
+            ow = 0;
+            t += 1;
+        }
+    }
+}
+
+impl PackB for Im2colB<'_> {
+    fn rows(&self) -> usize {
+        self.channels * self.geo.k_len()
+    }
+
+    fn cols(&self) -> usize {
+        self.geo.out_len()
+    }
+
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, jn: usize, nr: usize, out: &mut [f32]) {
+        let panels = jn.div_ceil(nr);
+        let mut stack = [0.0f32; 1024];
+        let mut heap = Vec::new();
+        let tmp: &mut [f32] = if panels * nr <= stack.len() {
+            &mut stack[..panels * nr]
+        } else {
+            heap.resize(panels * nr, 0.0);
+            &mut heap
+        };
+        tmp[jn..].fill(0.0);
+        for kk in 0..kcur {
+            self.row(k0 + kk, j0, &mut tmp[..jn]);
+            for (p, src) in tmp.chunks_exact(nr).enumerate() {
+                out[p * nr * kcur + kk * nr..][..nr].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// Direct convolution of one input plane with one filter (groups of one channel), any
+/// rank: the fallback for 3-D depthwise convolutions.
+pub(super) fn depthwise_plane_nd(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
+    out.fill(bias);
+    let [kd_n, kh_n, kw_n] = g.k;
+    let [id_n, ih_n, iw_n] = g.inp;
+    let [od_n, oh_n, ow_n] = g.out;
+    for kd in 0..kd_n {
+        for kh in 0..kh_n {
+            for kw in 0..kw_n {
+                let wv = w[(kd * kh_n + kh) * kw_n + kw];
+                let offs = [
+                    (kd * g.d[0]) as isize - g.p[0] as isize,
+                    (kh * g.d[1]) as isize - g.p[1] as isize,
+                    (kw * g.d[2]) as isize - g.p[2] as isize,
+                ];
+                let (dlo, dhi) = valid_range(offs[0], g.s[0], id_n, od_n);
+                let (hlo, hhi) = valid_range(offs[1], g.s[1], ih_n, oh_n);
+                let (wlo, whi) = valid_range(offs[2], g.s[2], iw_n, ow_n);
+                if wlo >= whi {
+                    continue;
+                }
+                for od in dlo..dhi {
+                    let id = ((od * g.s[0]) as isize + offs[0]) as usize;
+                    for oh in hlo..hhi {
+                        let ih = ((oh * g.s[1]) as isize + offs[1]) as usize;
+                        let src = &x[(id * ih_n + ih) * iw_n..][..iw_n];
+                        let dst = &mut out[(od * oh_n + oh) * ow_n..][wlo..whi];
+                        let start = ((wlo * g.s[2]) as isize + offs[2]) as usize;
+                        for (d, &s) in dst.iter_mut().zip(src[start..].iter().step_by(g.s[2])) {
+                            *d += wv * s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn out_dim(n: usize, k: usize, s: usize, d: usize, p: usize) -> usize {
+        (n + 2 * p).saturating_sub((k - 1) * d + 1) / s + 1
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Every packed element equals the im2col definition (zero in the padding).
+        #[test]
+        fn packed_panels_match_im2col_definition(
+            c in 1usize..4, inp in prop::array::uniform3(1usize..9),
+            k in prop::array::uniform3(1usize..4), s in prop::array::uniform3(1usize..3),
+            d in prop::array::uniform3(1usize..3), p in prop::array::uniform3(0usize..3),
+            nr in prop::sample::select(vec![4usize, 8, 16]), kc in 1usize..40, j0f in 0.0f64..1.0,
+        ) {
+            prop_assume!((0..3).all(|a| inp[a] + 2 * p[a] > (k[a] - 1) * d[a]));
+            let out = [0, 1, 2].map(|a| out_dim(inp[a], k[a], s[a], d[a], p[a]));
+            let geo = Geo { inp, out, k, s, d, p };
+            let x: Vec<f32> = (0..c * geo.in_len()).map(|i| i as f32 + 1.0).collect();
+            let b = Im2colB { x: &x, geo, channels: c };
+            let (rows, cols) = (b.rows(), b.cols());
+            let j0 = ((cols as f64) * j0f) as usize;
+            let jn = cols - j0;
+            let k0 = kc.min(rows) / 2;
+            let kcur = kc.min(rows - k0);
+            let mut packed = vec![f32::NAN; jn.div_ceil(nr) * nr * kcur];
+            b.pack(k0, kcur, j0, jn, nr, &mut packed);
+            for kk in 0..kcur {
+                let r = k0 + kk;
+                let (kw, kh, kd) = (r % k[2], (r / k[2]) % k[1], (r / (k[2] * k[1])) % k[0]);
+                let ch = r / geo.k_len();
+                for q in 0..jn.div_ceil(nr) * nr {
+                    let got = packed[(q / nr) * nr * kcur + kk * nr + q % nr];
+                    let want = if q >= jn {
+                        0.0
+                    } else {
+                        let j = j0 + q;
+                        let (ow, oh, od) = (j % out[2], (j / out[2]) % out[1], j / (out[2] * out[1]));
+                        let pos = [od, oh, ow];
+                        let tap = [kd, kh, kw];
+                        let ix: Vec<isize> = (0..3)
+                            .map(|a| (pos[a] * s[a] + tap[a] * d[a]) as isize - p[a] as isize)
+                            .collect();
+                        if (0..3).all(|a| ix[a] >= 0 && (ix[a] as usize) < inp[a]) {
+                            let [i0, i1, i2] = [ix[0] as usize, ix[1] as usize, ix[2] as usize];
+                            x[ch * geo.in_len() + (i0 * inp[1] + i1) * inp[2] + i2]
+                        } else {
+                            0.0
+                        }
+                    };
+                    prop_assert_eq!(got, want, "row {} col {}", r, q);
+                }
+            }
+        }
+    }
+}
