@@ -290,7 +290,12 @@ impl<'c> Builder<'c> {
                 .iter()
                 .map(|s| s.and_then(|s| self.type_of(s)))
                 .collect();
-            let opset = self.ctx.opsets.get(norm(&node.domain)).copied().unwrap_or(0);
+            let opset = self
+                .ctx
+                .opsets
+                .get(norm(&node.domain))
+                .copied()
+                .unwrap_or(0);
             let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
             let outs = self.output_slots(node, scope, None)?;
             for (slot, t) in outs.iter().zip(inferred) {

@@ -93,20 +93,16 @@ impl Activation {
             Self::None => {}
             // NaN propagates, as in the standalone Relu/Clip operators, so fusing them
             // into a convolution never changes a result.
-            Self::Relu => v.iter_mut().for_each(|x| {
-                if *x < 0.0 {
-                    *x = 0.0;
-                }
-            }),
+            // Written as selects (not branches) so the loops vectorise.
+            Self::Relu => v
+                .iter_mut()
+                .for_each(|x| *x = if *x < 0.0 { 0.0 } else { *x }),
             Self::LeakyRelu(a) => v
                 .iter_mut()
                 .for_each(|x| *x = if *x >= 0.0 { *x } else { a * *x }),
             Self::Clip(lo, hi) => v.iter_mut().for_each(|x| {
-                if *x < lo {
-                    *x = lo;
-                } else if *x > hi {
-                    *x = hi;
-                }
+                let y = if *x < lo { lo } else { *x };
+                *x = if y > hi { hi } else { y };
             }),
             Self::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
             Self::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
@@ -242,7 +238,7 @@ impl Conv {
         }
         let zs = z.map(contiguous);
         let zs = zs.as_deref();
-        let mut out = vec![0.0f32; total];
+        let mut out = crate::buffers::take_f32(total);
         let act = self.act;
         if total == 0 || x.is_empty() {
             // No input elements (an empty reduction): the bias, Z and activation remain.
