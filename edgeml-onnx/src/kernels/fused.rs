@@ -209,10 +209,32 @@ fn tiles(
     if multi {
         pre_buf = BBUF.with(|s| s.take());
         let all = grow(&mut pre_buf, n_pad * k);
+        // Packing B (e.g. im2col) is a fair share of a convolution: split it into
+        // column chunks (whole `nr` panels) so every thread packs a part.
+        let cw = if t > 1 {
+            (n_pad.div_ceil(4 * t)).div_ceil(nr).max(1) * nr
+        } else {
+            n_pad
+        };
+        let mut jobs: Vec<(usize, usize, usize, &mut [f32])> = Vec::new();
+        let mut rest: &mut [f32] = &mut all[..n_pad * k];
         for k0 in (0..k).step_by(ks.kc) {
             let kcur = ks.kc.min(k - k0);
-            b.pack(k0, kcur, 0, n, nr, &mut all[k0 * n_pad..][..n_pad * kcur]);
+            for j0 in (0..n_pad).step_by(cw) {
+                let w = cw.min(n_pad - j0);
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(w * kcur);
+                rest = tail;
+                if j0 < n {
+                    jobs.push((k0, kcur, j0, head));
+                }
+            }
         }
+        jobs.into_par_iter()
+            .with_min_len(min_len())
+            .for_each(|(k0, kcur, j0, dst)| {
+                let jn = (dst.len() / kcur).min(n - j0);
+                b.pack(k0, kcur, j0, jn, nr, dst);
+            });
     }
     let pre: Option<&[f32]> = if multi {
         Some(&pre_buf[..n_pad * k])
