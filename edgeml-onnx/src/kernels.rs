@@ -708,6 +708,87 @@ fn gemv(
         });
 }
 
+/// Block sizes `(mc, nc)` for a parallel GEMM: starting from `(mc, nc)`, halves the
+/// column (then row) blocks until there are a few tasks per thread, when the product is
+/// large enough to be worth splitting.
+fn split_blocks(
+    ks: &KernelSet,
+    m: usize,
+    n: usize,
+    k: usize,
+    mut mc: usize,
+    mut nc: usize,
+    t: usize,
+) -> (usize, usize) {
+    let (mr, nr) = (ks.mr, ks.nr);
+    let (m_pad, n_pad) = (m.div_ceil(mr) * mr, n.div_ceil(nr) * nr);
+    if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
+        while m_pad.div_ceil(mc) * n_pad.div_ceil(nc) < 3 * t {
+            if nc > 4 * nr {
+                nc = (nc / 2).div_ceil(nr) * nr;
+            } else if mc > 2 * mr {
+                mc = (mc / 2).div_ceil(mr) * mr;
+            } else {
+                break;
+            }
+        }
+    }
+    (mc, nc)
+}
+
+/// `C ← alpha·A·B + beta·C` on one `mm × nn` micro-tile (`mm ≤ mr`, `nn ≤ nr`; `beta = 0`
+/// overwrites): the full-tile kernel, the ISA's masked edge kernel, or the full kernel
+/// into a scratch tile that is then merged.
+///
+/// # Safety
+/// Rows `0..mm`, columns `0..nn` from `c` (row stride `ldc`) must be valid for writes
+/// and not accessed by anyone else during the call; `ap`/`bp` must hold `kcur·mr` /
+/// `kcur·nr` floats packed for `ks`, whose kernels the CPU must support.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_tile(
+    ks: &KernelSet,
+    kcur: usize,
+    ap: &[f32],
+    bp: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let nr = ks.nr;
+    if mm == ks.mr && nn == nr {
+        // SAFETY: the full mr×nr tile is writable (caller), operands as documented.
+        unsafe { (ks.ukernel)(kcur, ap.as_ptr(), bp.as_ptr(), c, ldc, alpha, beta) };
+    } else if let Some(edge) = ks.edge {
+        // SAFETY: the edge kernel touches only rows 0..mm, columns 0..nn (caller).
+        unsafe { edge(kcur, ap.as_ptr(), bp.as_ptr(), c, ldc, alpha, beta, mm, nn) };
+    } else {
+        let mut tmp = [0.0f32; 16 * 32];
+        // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row stride nr.
+        unsafe {
+            (ks.ukernel)(
+                kcur,
+                ap.as_ptr(),
+                bp.as_ptr(),
+                tmp.as_mut_ptr(),
+                nr,
+                1.0,
+                0.0,
+            )
+        };
+        for r in 0..mm {
+            // SAFETY: row r, columns 0..nn are writable and ours alone (caller).
+            let dst = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), nn) };
+            for (d, &v) in dst.iter_mut().zip(&tmp[r * nr..r * nr + nn]) {
+                let v = alpha * v;
+                *d = if beta == 0.0 { v } else { v + beta * *d };
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gemm_tiles(
     ks: &KernelSet,
@@ -724,21 +805,7 @@ fn gemm_tiles(
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
-    let mut mc = ks.mc.min(m_pad);
-    let mut nc = ks.nc.min(n_pad);
-    let t = threads();
-    if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
-        // Split finer until there are a few tasks per thread.
-        while m_pad.div_ceil(mc) * n_pad.div_ceil(nc) < 3 * t {
-            if nc > 4 * nr {
-                nc = (nc / 2).div_ceil(nr) * nr;
-            } else if mc > 2 * mr {
-                mc = (mc / 2).div_ceil(mr) * mr;
-            } else {
-                break;
-            }
-        }
-    }
+    let (mc, nc) = split_blocks(ks, m, n, k, ks.mc.min(m_pad), ks.nc.min(n_pad), threads());
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
     let out = OutPtr(c.as_mut_ptr());
@@ -752,7 +819,6 @@ fn gemm_tiles(
             let (i0, j0) = (ti * mc, tj * nc);
             let i1 = (i0 + mc).min(m);
             let j1 = (j0 + nc).min(n);
-            let mut tmp = [0.0f32; 16 * 32];
             for k0 in (0..k).step_by(ks.kc) {
                 let kcur = ks.kc.min(k - k0);
                 let beta_k = if k0 == 0 { beta } else { 1.0 };
@@ -764,62 +830,13 @@ fn gemm_tiles(
                         let mm = mr.min(i1 - i);
                         let off = i * ldc + j;
                         debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                        if mm == mr && nn == nr {
-                            // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
-                            // (checked in `sgemm`: (m-1)·ldc + n ≤ len, i+mr ≤ m, j+nr ≤ n),
-                            // belong to this task only (tiles partition C), and `ap`/`bp` hold
-                            // kcur·mr / kcur·nr packed floats; the kernel set matches the CPU.
-                            unsafe {
-                                (ks.ukernel)(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    out.add(off),
-                                    ldc,
-                                    alpha,
-                                    beta_k,
-                                )
-                            };
-                        } else if let Some(edge) = ks.edge {
-                            // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
-                            // inside `c` and inside this task's tile, as above.
-                            unsafe {
-                                edge(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    out.add(off),
-                                    ldc,
-                                    alpha,
-                                    beta_k,
-                                    mm,
-                                    nn,
-                                )
-                            };
-                        } else {
-                            // SAFETY: `tmp` has room for an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
-                            // stride nr; operands as above.
-                            unsafe {
-                                (ks.ukernel)(
-                                    kcur,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    tmp.as_mut_ptr(),
-                                    nr,
-                                    1.0,
-                                    0.0,
-                                )
-                            };
-                            for r in 0..mm {
-                                for q in 0..nn {
-                                    // SAFETY: (i+r, j+q) is inside this task's tile of C, so
-                                    // the offset is in bounds and not shared with another task.
-                                    let dst = unsafe { &mut *out.add(off + r * ldc + q) };
-                                    let v = alpha * tmp[r * nr + q];
-                                    *dst = if beta_k == 0.0 { v } else { v + beta_k * *dst };
-                                }
-                            }
-                        }
+                        // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
+                        // (checked in `sgemm`: (m-1)·ldc + n ≤ len) and belong to this task
+                        // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr packed
+                        // floats of the kernel set's layout.
+                        unsafe {
+                            micro_tile(ks, kcur, ap, bp, out.add(off), ldc, alpha, beta_k, mm, nn)
+                        };
                     }
                 }
             }

@@ -7,7 +7,10 @@
 //! residual add and activation of a fused convolution).
 #![allow(unsafe_code)]
 
-use super::{Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, min_len, pack_a_into, threads};
+use super::{
+    Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, micro_tile, min_len, pack_a_into, split_blocks,
+    threads,
+};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -189,20 +192,9 @@ fn tiles(
     // (cache-sized) and B is packed once per row block instead.
     // (B is then packed whole up front, once, into `pre`.)
     let multi = k > ks.kc;
-    let mut mc = if multi { ks.mc.min(m_pad) } else { m_pad };
-    let mut nc = ks.nc.min(n_pad);
     let t = threads();
-    if t > 1 && (m as u64) * (n as u64) * (k as u64) > 1 << 17 {
-        while m_pad.div_ceil(mc) * n_pad.div_ceil(nc) < 3 * t {
-            if nc > 4 * nr {
-                nc = (nc / 2).div_ceil(nr) * nr;
-            } else if mc > 2 * mr {
-                mc = (mc / 2).div_ceil(mr) * mr;
-            } else {
-                break;
-            }
-        }
-    }
+    let mc0 = if multi { ks.mc.min(m_pad) } else { m_pad };
+    let (mc, nc) = split_blocks(ks, m, n, k, mc0, ks.nc.min(n_pad), t);
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
     let mut pre_buf = Vec::new();
@@ -255,7 +247,6 @@ fn tiles(
             let jn = j1 - j0;
             let jn_pad = jn.div_ceil(nr) * nr;
             let mut bbuf = BBUF.with(|s| s.take());
-            let mut tmp = [0.0f32; 16 * 32];
             for k0 in (0..k).step_by(ks.kc) {
                 let kcur = ks.kc.min(k - k0);
                 let pb: &[f32] = match pre {
@@ -277,67 +268,13 @@ fn tiles(
                             let mm = mr.min(ib1 - i);
                             let off = i * ldc + j;
                             debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                            if mm == mr && nn == nr {
-                                // SAFETY: the tile rows i..i+mr, columns j..j+nr lie inside `c`
-                                // (checked by the caller: (m-1)·ldc + n ≤ len, i+mr ≤ m,
-                                // j+nr ≤ n), belong to this task only (tiles partition C), and
-                                // `ap`/`bp` hold kcur·mr / kcur·nr packed floats; the kernel
-                                // set matches the CPU (`kernel_set`).
-                                unsafe {
-                                    (ks.ukernel)(
-                                        kcur,
-                                        ap.as_ptr(),
-                                        bp.as_ptr(),
-                                        out.add(off),
-                                        ldc,
-                                        1.0,
-                                        beta,
-                                    )
-                                };
-                            } else if let Some(edge) = ks.edge {
-                                // SAFETY: only rows i..i+mm, columns j..j+nn of `c` are touched:
-                                // inside `c` and inside this task's tile, as above.
-                                unsafe {
-                                    edge(
-                                        kcur,
-                                        ap.as_ptr(),
-                                        bp.as_ptr(),
-                                        out.add(off),
-                                        ldc,
-                                        1.0,
-                                        beta,
-                                        mm,
-                                        nn,
-                                    )
-                                };
-                            } else {
-                                // SAFETY: `tmp` holds an mr×nr tile (mr ≤ 16, nr ≤ 32) with row
-                                // stride nr; operands as above.
-                                unsafe {
-                                    (ks.ukernel)(
-                                        kcur,
-                                        ap.as_ptr(),
-                                        bp.as_ptr(),
-                                        tmp.as_mut_ptr(),
-                                        nr,
-                                        1.0,
-                                        0.0,
-                                    )
-                                };
-                                for r in 0..mm {
-                                    // SAFETY: row i+r, columns j..j+nn are inside this task's
-                                    // tile of C, in bounds and not shared with another task.
-                                    let dst = unsafe {
-                                        std::slice::from_raw_parts_mut(out.add(off + r * ldc), nn)
-                                    };
-                                    let src = &tmp[r * nr..r * nr + nn];
-                                    if beta == 0.0 {
-                                        dst.copy_from_slice(src);
-                                    } else {
-                                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
-                                    }
-                                }
-                            }
+                            // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
+                            // (checked by the caller: (m-1)·ldc + n ≤ len) and belong to
+                            // this task only (tiles partition C); `ap`/`bp` hold kcur·mr /
+                            // kcur·nr packed floats of the kernel set's layout.
+                            unsafe {
+                                micro_tile(ks, kcur, ap, bp, out.add(off), ldc, 1.0, beta, mm, nn)
+                            };
                         }
                     }
                 }
