@@ -745,6 +745,7 @@ fn split_blocks(
 /// and not accessed by anyone else during the call; `ap`/`bp` must hold `kcur·mr` /
 /// `kcur·nr` floats packed for `ks`, whose kernels the CPU must support.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 unsafe fn micro_tile(
     ks: &KernelSet,
     kcur: usize,
