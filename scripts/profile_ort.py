@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Where does onnxruntime spend a model's time? Per-operator medians from ORT's profiler.
+
+The counterpart of `scripts/profile_ops.py` for the baseline: runs the model with
+`SessionOptions.enable_profiling`, then prints the median kernel time of each node, summed
+per operator type, and the slowest nodes. ORT renames nodes it rewrites (NCHWc convs show
+as `r<N>_nchwc`, fused ones keep their type `FusedConv`), so compare operator totals and
+shapes, not names. Profiling adds a few µs per node, so the total exceeds `bench_float.py`.
+
+    python3 scripts/profile_ort.py tests/fixtures/models/light_squeezenet.onnx [--threads 1] [--iters 30] [--top 25]
+"""
+
+import argparse
+import collections
+import json
+import os
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--top", type=int, default=25)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = a.threads
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        s = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {}
+        for i in s.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in i.shape]
+            feeds[i.name] = rng.random(shape, dtype=np.float32)
+        for _ in range(a.iters):
+            s.run(None, feeds)
+        with open(s.end_profiling()) as f:
+            events = json.load(f)
+    per = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per[(e["args"]["op_name"], e["name"][: -len("_kernel_time")])].append(e["dur"])
+    med = {k: sorted(v)[len(v) // 2] for k, v in per.items()}
+    by_op = collections.defaultdict(lambda: [0, 0])
+    for (op, _), us in med.items():
+        by_op[op][0] += us
+        by_op[op][1] += 1
+    total = sum(med.values())
+    print(f"{a.model} (onnxruntime {ort.__version__}): {total / 1e3:.3f} ms summed over {len(med)} nodes (medians)")
+    print(f"{'operator':<28}{'nodes':>6}{'ms':>10}{'share':>8}")
+    for op, (us, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        print(f"{op:<28}{n:>6}{us / 1e3:>10.3f}{100 * us / total:>7.1f}%")
+    print(f"\nslowest {a.top} nodes:")
+    for (op, name), us in sorted(med.items(), key=lambda kv: -kv[1])[: a.top]:
+        print(f"{us / 1e3:>10.3f} ms  {op} \"{name}\"")
+
+
+if __name__ == "__main__":
+    main()
