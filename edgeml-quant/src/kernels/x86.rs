@@ -1,7 +1,7 @@
 //! x86-64 kernels: AVX-512 VNNI, AVX-VNNI and exact AVX2.
 #![allow(unsafe_code)]
 
-use super::driver::{Indirect, Job, MAX_TILE, Tile, block_loop, block_loop_ind};
+use super::driver::{Indirect, Job, MAX_TILE, OutPtr, Post, Tile, block_loop, block_loop_ind};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -91,8 +91,149 @@ impl Tile for Avx512Vnni {
 /// As [`block_loop`]; the CPU must support AVX-512 F/BW/VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
+    if let (Post::I32, OutPtr::I32(out)) = (&job.post, job.out)
+        && job.cs == 1
+        && fused_on()
+    {
+        // SAFETY: forwarded contract; the output is row-major i32.
+        unsafe { block_fused512(job, out, mt, np) };
+        return;
+    }
     // SAFETY: forwarded contract.
     unsafe { block_loop::<Avx512Vnni>(job, mt, np) }
+}
+
+fn fused_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("QG_NOFUSE").is_none())
+}
+
+/// The blocked loop of a plain i32 GEMM (row-major output) with the zero-point
+/// corrections applied in registers and the tile stored straight into the output.
+///
+/// # Safety
+/// As [`block_loop`]; `out` is the job's row-major i32 output.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_fused512(job: &Job<'_>, out: *mut i32, mt: Range<usize>, np: Range<usize>) {
+    const MR: usize = 8;
+    const NR: usize = 32;
+    let mct = 96 / MR;
+    let mut mb = mt.start;
+    while mb < mt.end {
+        let me = (mb + mct).min(mt.end);
+        for p in np.clone() {
+            let n0 = p * NR;
+            let cols = NR.min(job.n - n0);
+            let mask = |c: usize| -> __mmask16 {
+                if c >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << c) - 1) as __mmask16
+                }
+            };
+            let fix = Fix {
+                m0: mask(cols),
+                m1: mask(cols.saturating_sub(16)),
+                // SAFETY: colterm has n entries; columns beyond `cols` are masked off.
+                ct: unsafe { job.colterm.as_ptr().add(n0) },
+                zb: if job.zb.is_empty() {
+                    core::ptr::null()
+                } else {
+                    // SAFETY: zb has n entries.
+                    unsafe { job.zb.as_ptr().add(n0) }
+                },
+            };
+            // SAFETY: panel p lies inside packed B (caller's contract).
+            let b = unsafe { job.b.add(p * job.kp * NR) };
+            for t in mb..me {
+                let m0 = t * MR;
+                let rows = MR.min(job.m - m0);
+                // SAFETY: rows m0.. of packed A and of the output exist; columns are masked.
+                unsafe {
+                    let a = job.a.add(m0 * job.lda);
+                    let o = out.offset(m0 as isize * job.rs + n0 as isize);
+                    let rt = job.rowterm.as_ptr().wrapping_add(m0);
+                    by_rows!(rows, fused512, a, job.lda, job.kp, b, &fix, rt, o, job.rs)
+                }
+            }
+        }
+        mb = me;
+    }
+}
+
+/// Column corrections and store masks of one 32-column panel.
+struct Fix {
+    m0: __mmask16,
+    m1: __mmask16,
+    /// `colterm[n0..]`.
+    ct: *const i32,
+    /// `zb[n0..]`, or null when every weight zero point is 0.
+    zb: *const i32,
+}
+
+/// An `R × 32` tile over the full reduction, corrected and stored as i32.
+///
+/// # Safety
+/// `a` has R rows of `kp` bytes (stride `lda`), `b` a packed panel of `kp·32` bytes,
+/// `rt` R row terms when `fix.zb` is non-null, and `o` R writable rows (stride `rs`) of
+/// the columns the masks select.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fused512<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    kp: usize,
+    b: *const u8,
+    fix: &Fix,
+    rt: *const i32,
+    o: *mut i32,
+    rs: isize,
+) {
+    let mut c0 = [_mm512_setzero_si512(); R];
+    let mut c1 = [_mm512_setzero_si512(); R];
+    let mut ap = [a; R];
+    for (r, p) in ap.iter_mut().enumerate() {
+        *p = a.wrapping_add(r * lda);
+    }
+    let mut k = 0;
+    while k < kp {
+        // SAFETY: k < kp: the panel holds 32 columns × 4 bytes at k·32, each row 4 bytes
+        // at k.
+        unsafe {
+            let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
+            let b1 = _mm512_loadu_si512(b.add(k * 32 + 64).cast());
+            for r in 0..R {
+                let av = _mm512_set1_epi32(ap[r].add(k).cast::<i32>().read_unaligned());
+                c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
+                c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
+            }
+        }
+        k += 4;
+    }
+    // SAFETY: masked loads/stores touch only the selected columns (caller's contract).
+    unsafe {
+        let ct0 = _mm512_maskz_loadu_epi32(fix.m0, fix.ct);
+        let ct1 = _mm512_maskz_loadu_epi32(fix.m1, fix.ct.wrapping_add(16));
+        let zb = (!fix.zb.is_null()).then(|| {
+            (
+                _mm512_maskz_loadu_epi32(fix.m0, fix.zb),
+                _mm512_maskz_loadu_epi32(fix.m1, fix.zb.wrapping_add(16)),
+            )
+        });
+        for r in 0..R {
+            let mut v0 = _mm512_add_epi32(c0[r], ct0);
+            let mut v1 = _mm512_add_epi32(c1[r], ct1);
+            if let Some((z0, z1)) = zb {
+                let t = _mm512_set1_epi32(*rt.add(r));
+                v0 = _mm512_add_epi32(v0, _mm512_mullo_epi32(z0, t));
+                v1 = _mm512_add_epi32(v1, _mm512_mullo_epi32(z1, t));
+            }
+            let row = o.offset(r as isize * rs);
+            _mm512_mask_storeu_epi32(row, fix.m0, v0);
+            _mm512_mask_storeu_epi32(row.wrapping_add(16), fix.m1, v1);
+        }
+    }
 }
 
 // ---------------------------------------------------------------- AVX-VNNI
