@@ -97,6 +97,18 @@ fn check_gemm<TA: QElem, TB: QElem>(
     let mut out = Array2::zeros((m, n));
     gemm_i32(a.view(), za, &pb, out.view_mut(), &opts).unwrap();
     assert_eq!(out, want, "{isa} i32 {m}x{n}x{k}");
+    // The same into a view whose rows are longer than N (row stride N + 3).
+    let mut wide = Array2::from_elem((m, n + 3), 7i32);
+    gemm_i32(
+        a.view(),
+        za,
+        &pb,
+        wide.slice_mut(ndarray::s![.., ..n]),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(wide.slice(ndarray::s![.., ..n]), want, "{isa} strided i32");
+    assert!(wide.slice(ndarray::s![.., n..]).iter().all(|&v| v == 7));
 
     // Requantized u8 output with bias and per-column multipliers, bit-exact against the
     // reference requantization of the reference accumulators.
@@ -125,6 +137,19 @@ fn check_gemm<TA: QElem, TB: QElem>(
         });
         assert_eq!(q, wantq, "{isa} requant {act:?}");
     }
+    // i8 output, negative zero point, per-column multipliers.
+    let rq = Requant {
+        multipliers: &mult,
+        zero_point: -20,
+        bias: Some(&bias),
+        activation: Activation::None,
+    };
+    let mut q = Array2::<i8>::zeros((m, n));
+    gemm_requant(a.view(), za, &pb, &rq, q.view_mut(), &opts).unwrap();
+    let wantq = Array2::from_shape_fn((m, n), |(i, j)| {
+        reference::requant(want[[i, j]], bias[j], mult[j], -20, -128, 127) as i8
+    });
+    assert_eq!(q, wantq, "{isa} requant i8");
     let mut f = Array2::<f32>::zeros((m, n));
     let dq = Dequant {
         multipliers: &[0.5],

@@ -424,20 +424,12 @@ pub(crate) fn conv<T: QElem>(
                 }
             }
         };
-        let threads = threads.max(1).min(ntiles);
-        if threads <= 1 || (c_out * plane * kq) < (1 << 16) {
-            run(0..ntiles);
+        let threads = if (c_out * plane * kq) < (1 << 16) {
+            1
         } else {
-            let run = &run;
-            // The calling thread takes the first share itself (a ~250 µs convolution
-            // would otherwise wait for pool threads to wake up for every share).
-            rayon::in_place_scope(|s| {
-                for i in 1..threads {
-                    s.spawn(move |_| run(ntiles * i / threads..ntiles * (i + 1) / threads));
-                }
-                run(0..ntiles / threads);
-            });
-        }
+            threads
+        };
+        super::driver::par_chunks(ntiles, threads, run);
     }
     true
 }

@@ -3,6 +3,7 @@
 
 use super::Isa;
 use core::ops::Range;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest `MR·NR` of any micro-kernel (avx512vnni: 8×32).
 pub(crate) const MAX_TILE: usize = 256;
@@ -368,26 +369,105 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
         unsafe { super::run_block(isa, job, 0..mtiles, 0..panels) };
         return;
     }
-    let split = |len: usize, i: usize| len * i / threads..len * (i + 1) / threads;
-    let share = move |i: usize| {
-        let (mt, np) = if panels >= threads * 2 || panels >= mtiles {
-            (0..mtiles, split(panels, i))
+    let by_panels = panels >= threads * 2 || panels >= mtiles;
+    let units = if by_panels { panels } else { mtiles };
+    par_chunks(units, threads, |r| {
+        let (mt, np) = if by_panels {
+            (0..mtiles, r)
         } else {
-            (split(mtiles, i), 0..panels)
+            (r, 0..panels)
         };
-        if !mt.is_empty() && !np.is_empty() {
-            // SAFETY: shares cover disjoint tiles of a valid job.
-            unsafe { super::run_block(isa, job, mt, np) };
-        }
-    };
-    // The calling thread runs share 0 itself instead of waiting for a pool thread to
-    // wake up for it (that wait dominated sub-millisecond calls).
-    rayon::in_place_scope(|s| {
-        for i in 1..threads {
-            s.spawn(move |_| share(i));
-        }
-        share(0);
+        // SAFETY: chunks cover disjoint tiles of a valid job.
+        unsafe { super::run_block(isa, job, mt, np) };
     });
+}
+
+/// Chunks per task of a split loop: enough that a late task costs little, few enough
+/// that each chunk still reuses its operands across several tiles.
+const CHUNKS_PER_THREAD: usize = 8;
+
+/// Runs `f` over `0..units` on `threads` tasks (the calling thread is one of them),
+/// split into chunks that the tasks claim from a shared counter. A task that starts
+/// late (a pool thread still waking up, or a core busy with another process) claims
+/// fewer chunks, and one that starts after the last chunk was claimed does nothing:
+/// the caller waits only for chunks in progress, never for a task to be scheduled.
+pub(crate) fn par_chunks(units: usize, threads: usize, f: impl Fn(Range<usize>) + Sync) {
+    let threads = threads.clamp(1, units.max(1));
+    if threads == 1 {
+        f(0..units);
+        return;
+    }
+    let chunks = units.min(threads * CHUNKS_PER_THREAD);
+    let f: &(dyn Fn(Range<usize>) + Sync) = &f;
+    // SAFETY: only the lifetime is erased. Pool tasks call `f` only after claiming a
+    // chunk (`claim` below) and before counting it done, and this function returns only
+    // after every chunk is counted done, so no call outlives the borrow.
+    let f: *const (dyn Fn(Range<usize>) + Sync + 'static) = unsafe { core::mem::transmute(f) };
+    let sh = std::sync::Arc::new(Shared {
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        chunks,
+        units,
+        f,
+    });
+    for _ in 1..threads {
+        let sh = sh.clone();
+        rayon::spawn(move || sh.work());
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.work()));
+    // No chunk can be claimed after this; wait for the claimed ones (all of them unless
+    // `f` panicked here) to finish, so no task uses `f` after we return or unwind.
+    let claimed = sh.next.fetch_max(chunks, Ordering::AcqRel).min(chunks);
+    while sh.done.load(Ordering::Acquire) < claimed {
+        std::thread::yield_now();
+    }
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// Increments a counter when dropped.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The state shared by the tasks of one [`par_chunks`] call.
+struct Shared {
+    next: AtomicUsize,
+    done: AtomicUsize,
+    chunks: usize,
+    units: usize,
+    f: *const (dyn Fn(Range<usize>) + Sync + 'static),
+}
+
+// SAFETY: `f` points to a `Sync` closure and is only called while its owner waits
+// (see `par_chunks`); the counters are atomics.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Claims and runs chunks until none is left. A panic in `f` on a pool thread
+    /// aborts the process (rayon's default for `spawn`), so the owner cannot wait
+    /// forever for a chunk.
+    fn work(&self) {
+        loop {
+            let c = self.next.fetch_add(1, Ordering::Relaxed);
+            if c >= self.chunks {
+                return;
+            }
+            // Counts the chunk done when it finishes or unwinds.
+            let _done = Done(&self.done);
+            // SAFETY: chunk c is claimed and not yet counted done, so the owner of `f`
+            // is still waiting in `par_chunks`.
+            let f = unsafe { &*self.f };
+            f(self.units * c / self.chunks..self.units * (c + 1) / self.chunks);
+        }
+    }
 }
 
 /// An implicit im2col matrix for an indirect convolution: row `m` (output pixel) and
@@ -480,23 +560,9 @@ pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usi
     if mtiles == 0 || panels == 0 {
         return true;
     }
-    let threads = threads.max(1).min(mtiles);
-    if threads == 1 {
-        // SAFETY: the job and image were validated by the caller for `isa`.
-        unsafe { super::run_block_ind(isa, job, ind, 0..mtiles, 0..panels) };
-        return true;
-    }
-    let share = move |i: usize| {
-        let mt = mtiles * i / threads..mtiles * (i + 1) / threads;
-        // SAFETY: shares cover disjoint m-tiles of a valid job.
+    par_chunks(mtiles, threads, |mt| {
+        // SAFETY: chunks cover disjoint m-tiles of a job validated by the caller.
         unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
-    };
-    // As in `run`: the calling thread takes share 0.
-    rayon::in_place_scope(|s| {
-        for i in 1..threads {
-            s.spawn(move |_| share(i));
-        }
-        share(0);
     });
     true
 }

@@ -91,16 +91,20 @@ impl Tile for Avx512Vnni {
 /// As [`block_loop`]; the CPU must support AVX-512 F/BW/VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
-    if let (Post::I32, OutPtr::I32(out)) = (&job.post, job.out)
-        && job.cs == 1
-        && fused_on()
-    {
-        // SAFETY: forwarded contract; the output is row-major i32.
-        unsafe { block_fused512(job, out, mt, np) };
-        return;
+    let out = match (&job.post, job.out) {
+        _ if job.cs != 1 || !fused_on() => None,
+        (Post::I32, OutPtr::I32(p)) => Some(Dst::I32(p)),
+        (Post::Quant { .. }, OutPtr::U8(p)) => Some(Dst::Q(p)),
+        (Post::Quant { .. }, OutPtr::I8(p)) => Some(Dst::Q(p.cast())),
+        (Post::F32 { .. }, OutPtr::F32(p)) => Some(Dst::F32(p)),
+        _ => None,
+    };
+    match out {
+        // SAFETY: forwarded contract; the output is row-major of the epilogue's type.
+        Some(out) => unsafe { block_fused512(job, out, mt, np) },
+        // SAFETY: forwarded contract.
+        None => unsafe { block_loop::<Avx512Vnni>(job, mt, np) },
     }
-    // SAFETY: forwarded contract.
-    unsafe { block_loop::<Avx512Vnni>(job, mt, np) }
 }
 
 fn fused_on() -> bool {
@@ -108,15 +112,35 @@ fn fused_on() -> bool {
     *ON.get_or_init(|| std::env::var_os("QG_NOFUSE").is_none())
 }
 
-/// The blocked loop of a plain i32 GEMM (row-major output) with the zero-point
-/// corrections applied in registers and the tile stored straight into the output.
+/// A row-major output of the fused AVX-512 tile (u8 and i8 share the byte store).
+#[derive(Clone, Copy)]
+enum Dst {
+    I32(*mut i32),
+    Q(*mut u8),
+    F32(*mut f32),
+}
+
+/// The blocked loop of a GEMM with a row-major output: each tile's zero-point
+/// corrections and epilogue run in registers and the tile is stored straight into the
+/// output (no scratch tile).
 ///
 /// # Safety
-/// As [`block_loop`]; `out` is the job's row-major i32 output.
+/// As [`block_loop`]; `out` is the job's row-major output.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block_fused512(job: &Job<'_>, out: *mut i32, mt: Range<usize>, np: Range<usize>) {
+unsafe fn block_fused512(job: &Job<'_>, out: Dst, mt: Range<usize>, np: Range<usize>) {
     const MR: usize = 8;
     const NR: usize = 32;
+    let (mult, bias, zp, lo, hi) = match &job.post {
+        Post::I32 => (&[][..], &[][..], 0, 0.0, 0.0),
+        Post::Quant {
+            mult,
+            bias,
+            zp,
+            lo,
+            hi,
+        } => (*mult, *bias, *zp, *lo, *hi),
+        Post::F32 { mult, bias } => (*mult, *bias, 0, 0.0, 0.0),
+    };
     let mct = 96 / MR;
     let mut mb = mt.start;
     while mb < mt.end {
@@ -124,34 +148,40 @@ unsafe fn block_fused512(job: &Job<'_>, out: *mut i32, mt: Range<usize>, np: Ran
         for p in np.clone() {
             let n0 = p * NR;
             let cols = NR.min(job.n - n0);
-            let mask = |c: usize| -> __mmask16 {
-                if c >= 16 {
-                    0xFFFF
-                } else {
-                    ((1u32 << c) - 1) as __mmask16
-                }
-            };
+            let at = |v: &[i32]| v.as_ptr().wrapping_add(n0);
             let fix = Fix {
-                m0: mask(cols),
-                m1: mask(cols.saturating_sub(16)),
-                // SAFETY: colterm has n entries; columns beyond `cols` are masked off.
-                ct: unsafe { job.colterm.as_ptr().add(n0) },
+                cols: if cols == NR {
+                    u32::MAX
+                } else {
+                    (1u32 << cols) - 1
+                },
+                ct: at(job.colterm),
                 zb: if job.zb.is_empty() {
                     core::ptr::null()
                 } else {
-                    // SAFETY: zb has n entries.
-                    unsafe { job.zb.as_ptr().add(n0) }
+                    at(job.zb)
                 },
+                mult: mult.as_ptr().wrapping_add(n0),
+                bias: at(bias),
+                zp,
+                lo,
+                hi,
             };
             // SAFETY: panel p lies inside packed B (caller's contract).
             let b = unsafe { job.b.add(p * job.kp * NR) };
             for t in mb..me {
                 let m0 = t * MR;
                 let rows = MR.min(job.m - m0);
-                // SAFETY: rows m0.. of packed A and of the output exist; columns are masked.
+                let off = m0 as isize * job.rs + n0 as isize;
+                let o = match out {
+                    Dst::I32(q) => Dst::I32(q.wrapping_offset(off)),
+                    Dst::Q(q) => Dst::Q(q.wrapping_offset(off)),
+                    Dst::F32(q) => Dst::F32(q.wrapping_offset(off)),
+                };
+                // SAFETY: rows m0.. of packed A and of the output exist; columns past
+                // `cols` are masked off.
                 unsafe {
                     let a = job.a.add(m0 * job.lda);
-                    let o = out.offset(m0 as isize * job.rs + n0 as isize);
                     let rt = job.rowterm.as_ptr().wrapping_add(m0);
                     by_rows!(rows, fused512, a, job.lda, job.kp, b, &fix, rt, o, job.rs)
                 }
@@ -161,22 +191,28 @@ unsafe fn block_fused512(job: &Job<'_>, out: *mut i32, mt: Range<usize>, np: Ran
     }
 }
 
-/// Column corrections and store masks of one 32-column panel.
+/// Per-column operands of one 32-column panel's epilogue.
 struct Fix {
-    m0: __mmask16,
-    m1: __mmask16,
+    /// Bit j set: column `n0 + j` exists.
+    cols: u32,
     /// `colterm[n0..]`.
     ct: *const i32,
     /// `zb[n0..]`, or null when every weight zero point is 0.
     zb: *const i32,
+    /// Multipliers and bias from column `n0` (requantized and f32 outputs).
+    mult: *const f32,
+    bias: *const i32,
+    zp: i32,
+    lo: f32,
+    hi: f32,
 }
 
-/// An `R × 32` tile over the full reduction, corrected and stored as i32.
+/// An `R × 32` tile over the full reduction, corrected, finished and stored.
 ///
 /// # Safety
 /// `a` has R rows of `kp` bytes (stride `lda`), `b` a packed panel of `kp·32` bytes,
-/// `rt` R row terms when `fix.zb` is non-null, and `o` R writable rows (stride `rs`) of
-/// the columns the masks select.
+/// `rt` R row terms when `fix.zb` is non-null, `fix`'s vectors the selected columns, and
+/// `o` R writable rows (stride `rs` elements) of the selected columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +223,7 @@ unsafe fn fused512<const R: usize>(
     b: *const u8,
     fix: &Fix,
     rt: *const i32,
-    o: *mut i32,
+    o: Dst,
     rs: isize,
 ) {
     let mut c0 = [_mm512_setzero_si512(); R];
@@ -211,27 +247,72 @@ unsafe fn fused512<const R: usize>(
         }
         k += 4;
     }
+    let (m0, m1) = (fix.cols as __mmask16, (fix.cols >> 16) as __mmask16);
     // SAFETY: masked loads/stores touch only the selected columns (caller's contract).
     unsafe {
-        let ct0 = _mm512_maskz_loadu_epi32(fix.m0, fix.ct);
-        let ct1 = _mm512_maskz_loadu_epi32(fix.m1, fix.ct.wrapping_add(16));
-        let zb = (!fix.zb.is_null()).then(|| {
+        let ld = |p: *const i32| {
             (
-                _mm512_maskz_loadu_epi32(fix.m0, fix.zb),
-                _mm512_maskz_loadu_epi32(fix.m1, fix.zb.wrapping_add(16)),
+                _mm512_maskz_loadu_epi32(m0, p),
+                _mm512_maskz_loadu_epi32(m1, p.wrapping_add(16)),
             )
-        });
+        };
+        let (ct0, ct1) = ld(fix.ct);
+        let zb = (!fix.zb.is_null()).then(|| ld(fix.zb));
+        let mut v = [[_mm512_setzero_si512(); 2]; R];
         for r in 0..R {
-            let mut v0 = _mm512_add_epi32(c0[r], ct0);
-            let mut v1 = _mm512_add_epi32(c1[r], ct1);
+            v[r] = [_mm512_add_epi32(c0[r], ct0), _mm512_add_epi32(c1[r], ct1)];
             if let Some((z0, z1)) = zb {
                 let t = _mm512_set1_epi32(*rt.add(r));
-                v0 = _mm512_add_epi32(v0, _mm512_mullo_epi32(z0, t));
-                v1 = _mm512_add_epi32(v1, _mm512_mullo_epi32(z1, t));
+                v[r][0] = _mm512_add_epi32(v[r][0], _mm512_mullo_epi32(z0, t));
+                v[r][1] = _mm512_add_epi32(v[r][1], _mm512_mullo_epi32(z1, t));
             }
-            let row = o.offset(r as isize * rs);
-            _mm512_mask_storeu_epi32(row, fix.m0, v0);
-            _mm512_mask_storeu_epi32(row.wrapping_add(16), fix.m1, v1);
+        }
+        match o {
+            Dst::I32(o) => {
+                for (r, v) in v.iter().enumerate() {
+                    let row = o.offset(r as isize * rs);
+                    _mm512_mask_storeu_epi32(row, m0, v[0]);
+                    _mm512_mask_storeu_epi32(row.wrapping_add(16), m1, v[1]);
+                }
+            }
+            Dst::F32(o) => {
+                // As `driver::store_row`: (acc + bias) as f32 · mult.
+                let (b0, b1) = ld(fix.bias);
+                let fm0 = _mm512_maskz_loadu_ps(m0, fix.mult);
+                let fm1 = _mm512_maskz_loadu_ps(m1, fix.mult.wrapping_add(16));
+                for (r, v) in v.iter().enumerate() {
+                    let row = o.offset(r as isize * rs);
+                    let x0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v[0], b0)), fm0);
+                    let x1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v[1], b1)), fm1);
+                    _mm512_mask_storeu_ps(row, m0, x0);
+                    _mm512_mask_storeu_ps(row.wrapping_add(16), m1, x1);
+                }
+            }
+            Dst::Q(o) => {
+                // As `driver::quant_one`: f32 multiply, clamp, round half to even by
+                // adding 1.5·2²³, add the zero point; the values fit the output type, so
+                // truncating to bytes is exact.
+                let (b0, b1) = ld(fix.bias);
+                let fm0 = _mm512_maskz_loadu_ps(m0, fix.mult);
+                let fm1 = _mm512_maskz_loadu_ps(m1, fix.mult.wrapping_add(16));
+                let (lo, hi) = (_mm512_set1_ps(fix.lo), _mm512_set1_ps(fix.hi));
+                let magic = _mm512_set1_ps(12_582_912.0);
+                let off = _mm512_set1_epi32(fix.zp.wrapping_sub(0x4B40_0000));
+                let q = |x: __m512i, b: __m512i, m: __m512| {
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, b)), m);
+                    let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+                    let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
+                    _mm512_cvtepi32_epi8(i)
+                };
+                for (r, v) in v.iter().enumerate() {
+                    let y = _mm512_inserti32x4::<1>(
+                        _mm512_castsi128_si512(q(v[0], b0, fm0)),
+                        q(v[1], b1, fm1),
+                    );
+                    let row = o.offset(r as isize * rs);
+                    _mm512_mask_storeu_epi8(row.cast(), u64::from(fix.cols), y);
+                }
+            }
         }
     }
 }
