@@ -157,7 +157,7 @@ impl PackedConv {
             && direct::has_direct(isa)
             && params.strides[1] == 1
             && c_in_g > 0)
-            .then(|| DirectW::new(w, &zp, g));
+            .then(|| DirectW::new(isa, w, &zp, g));
         Ok(PackedConv {
             params,
             c_out,

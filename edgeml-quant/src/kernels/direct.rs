@@ -34,7 +34,10 @@ const MAX_BYTES: usize = 1 << 26;
 
 /// Whether `isa` has a direct-convolution kernel.
 pub(crate) fn has_direct(isa: Isa) -> bool {
-    matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni | Isa::Scalar)
+    matches!(
+        isa,
+        Isa::Avx512Vnni | Isa::AvxVnni | Isa::Avx2 | Isa::Scalar
+    )
 }
 
 /// Weights packed for the direct kernel.
@@ -47,6 +50,8 @@ pub(crate) struct DirectW {
     bpg: usize,
     /// `[group][block][taps·cq k-quads][MR][4]`, rows beyond `cog` zero.
     w: Vec<i8>,
+    /// The same widened to i16 (for `avx2`'s `vpmaddwd`; empty on other paths).
+    w16: Vec<i16>,
     /// Per output channel: `Σ w'` over K.
     wsum: Vec<i32>,
     /// Per output channel: `zw'` (empty when all are zero).
@@ -54,8 +59,9 @@ pub(crate) struct DirectW {
 }
 
 impl DirectW {
-    /// Packs `w` (`[C_out, C_in/g, kH, kW]`) with per-channel zero points `zp`.
-    pub(crate) fn new<T: QElem>(w: ArrayView4<'_, T>, zp: &[T], groups: usize) -> Self {
+    /// Packs `w` (`[C_out, C_in/g, kH, kW]`) with per-channel zero points `zp` for
+    /// `isa`'s kernel.
+    pub(crate) fn new<T: QElem>(isa: Isa, w: ArrayView4<'_, T>, zp: &[T], groups: usize) -> Self {
         let (c_out, cig, kh, kw) = w.dim();
         let cog = c_out / groups.max(1);
         let cq = cig.div_ceil(4);
@@ -78,6 +84,11 @@ impl DirectW {
         } else {
             zw
         };
+        let w16 = if isa == Isa::Avx2 {
+            packed.iter().map(|&v| i16::from(v)).collect()
+        } else {
+            Vec::new()
+        };
         DirectW {
             cog,
             groups,
@@ -85,6 +96,7 @@ impl DirectW {
             taps,
             bpg,
             w: packed,
+            w16,
             wsum,
             zw,
         }
@@ -201,6 +213,8 @@ fn tile_segs(geo: &DGeom, flat: bool, t: usize, segs: &mut [Seg; NR + 1]) -> (us
 pub(crate) struct KArgs<'a> {
     /// Packed weights of the block: `[kq][MR][4]`.
     pub(crate) w: *const i8,
+    /// The same as i16 (`avx2` only; dangling otherwise).
+    pub(crate) w16: *const i16,
     /// Padded input at the tile's first pixel (channel quad 0 of the group).
     pub(crate) x: *const u8,
     /// Byte offset of each kernel tap.
@@ -297,6 +311,9 @@ unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::AvxVnni => unsafe { super::direct_x86::tile_avxvnni(rows, k, e) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; the weights were packed for `avx2` (i16 copy present).
+        Isa::Avx2 => unsafe { super::direct_x86::tile_avx2(rows, k, e) },
         // SAFETY: forwarded contract.
         _ => unsafe { tile_scalar(rows, k, e) },
     }
@@ -398,8 +415,10 @@ pub(crate) fn conv<T: QElem>(
                 let (base, ns) = tile_segs(geo, flat, t, &mut segs);
                 for blk in 0..dw.bpg {
                     let rows = MR.min(dw.cog - blk * MR);
+                    let wo = ((g * dw.bpg + blk) * kq) * MR * 4;
                     let k = KArgs {
-                        w: dw.w[((g * dw.bpg + blk) * kq) * MR * 4..].as_ptr(),
+                        w: dw.w[wo..].as_ptr(),
+                        w16: dw.w16.as_ptr().wrapping_add(wo),
                         x: xg[base * 4..].as_ptr(),
                         toff: &toff,
                         cq: dw.cq,

@@ -1,6 +1,7 @@
 //! x86-64 parts of the direct convolution: the AVX-512 VNNI tile (8 output channels ×
 //! 48 pixels, requantized and stored with byte masks), the AVX-VNNI tile (the same
-//! tile in 4 × 16 sub-tiles) and the SSE2 4-channel interleave.
+//! tile in 4 × 16 sub-tiles), the exact AVX2 tile (4 × 8 sub-tiles, `vpmaddwd` on i16)
+//! and the SSE2 4-channel interleave.
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR};
@@ -211,6 +212,18 @@ pub(crate) unsafe fn tile_avxvnni(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
             }
         }
     }
+    // SAFETY: forwarded contract; AVX2 is implied by AVX-VNNI here.
+    unsafe { epi256(rows, &acc, e) }
+}
+
+/// The epilogue of the 256-bit tiles: corrections, requantization (as
+/// `driver::quant_one`) and the segment stores of the raw accumulators `acc`.
+///
+/// # Safety
+/// As the portable tile's epilogue; the CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn epi256(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>) {
     let zs = !e.negzw.is_empty();
     for (r, a) in acc.iter().enumerate().take(rows) {
         let oc = e.oc0 + r;
@@ -301,5 +314,78 @@ unsafe fn sub256<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mut
             // SAFETY: row r0 + r, lanes l0 + 8v.. lie inside `acc`.
             unsafe { _mm256_storeu_si256(acc[r0 + r].as_mut_ptr().add(l0 + 8 * v).cast(), cv) };
         }
+    }
+}
+
+// ---------------------------------------------------------------- AVX2 (exact)
+
+/// Runs the exact AVX2 tile for `rows ≤ MR` output channels: 4-row × 8-lane sub-tiles
+/// on the input widened to i16 in registers and the i16 weight copy, with `vpmaddwd`
+/// (pair sums ≤ 2·255·128, never saturating), then the shared 256-bit epilogue.
+///
+/// # Safety
+/// As the portable tile (`direct::tile_scalar`), with `k.w16` the i16 weights; the CPU
+/// must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn tile_avx2(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+    let mut acc = [[0i32; NR]; MR];
+    for l0 in (0..NR).step_by(8) {
+        for r0 in [0, 4] {
+            if r0 >= rows {
+                break;
+            }
+            // SAFETY: forwarded contract; the sub-tile stays inside the tile.
+            unsafe {
+                match (rows - r0).min(4) {
+                    1 => sub_madd::<1>(k, r0, l0, &mut acc),
+                    2 => sub_madd::<2>(k, r0, l0, &mut acc),
+                    3 => sub_madd::<3>(k, r0, l0, &mut acc),
+                    _ => sub_madd::<4>(k, r0, l0, &mut acc),
+                }
+            }
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { epi256(rows, &acc, e) }
+}
+
+/// Rows `r0..r0+RR` × lanes `l0..l0+8` of a tile into `acc`. Each 16-byte half of the
+/// 8 lanes' channel quads is zero-extended to i16 (4 lanes × 4 channels) and multiplied
+/// by the row's 4 weights (broadcast as 64 bits) with `vpmaddwd`, giving per lane two
+/// i32 partial sums (channels 0+1 and 2+3) that are added pairwise at the end.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn sub_madd<const RR: usize>(
+    k: &KArgs<'_>,
+    r0: usize,
+    l0: usize,
+    acc: &mut [[i32; NR]; MR],
+) {
+    let mut c = [[_mm256_setzero_si256(); 2]; RR];
+    // SAFETY: row r0 of the block's first k-quad.
+    let mut wq = unsafe { k.w16.add(4 * r0) };
+    for &to in k.toff {
+        // SAFETY: tap offsets and the lane chunk stay inside the padded input.
+        let mut xp = unsafe { k.x.add(to + 4 * l0) };
+        for _ in 0..k.cq {
+            // SAFETY: 8 lanes × 4 bytes are readable at `xp`, RR × 4 i16 weights at `wq`.
+            unsafe {
+                let x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.cast()));
+                let x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(16).cast()));
+                for (r, cr) in c.iter_mut().enumerate() {
+                    let wv = _mm256_set1_epi64x(wq.add(4 * r).cast::<i64>().read_unaligned());
+                    cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(x0, wv));
+                    cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(x1, wv));
+                }
+                wq = wq.add(MR * 4);
+                xp = xp.add(k.plane4);
+            }
+        }
+    }
+    for (r, cr) in c.iter().enumerate() {
+        // hadd gives lanes [0 1 4 5 | 2 3 6 7]; the permute puts them in order.
+        let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(cr[0], cr[1]));
+        // SAFETY: row r0 + r, lanes l0..l0 + 8 lie inside `acc`.
+        unsafe { _mm256_storeu_si256(acc[r0 + r].as_mut_ptr().add(l0).cast(), s) };
     }
 }
