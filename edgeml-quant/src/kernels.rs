@@ -20,6 +20,8 @@
 
 pub(crate) mod depthwise;
 pub(crate) mod direct;
+#[cfg(target_arch = "aarch64")]
+mod direct_neon;
 #[cfg(target_arch = "x86_64")]
 mod direct_x86;
 pub(crate) mod driver;

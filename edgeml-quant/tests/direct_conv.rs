@@ -1,5 +1,6 @@
 //! Dense convolutions on every available path (the channel-major direct kernel on
-//! `avx512vnni`, `avxvnni`, `avx2` and `scalar`, the indirect/im2col kernels elsewhere) against the literal
+//! `avx512vnni`, `avxvnni`, `avx2`, `neon-dotprod`, `neon` and `scalar` for unit
+//! W-strides, the indirect/im2col kernels otherwise) against the literal
 //! reference: random batch, groups, channel counts (not multiples of 4), kernel sizes,
 //! strides, asymmetric pads, dilations, per-channel weight zero points, i8 and u8
 //! inputs, u8/i8/i32 outputs, extreme values, one and two threads. Bit-exact.

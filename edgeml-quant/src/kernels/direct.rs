@@ -36,7 +36,7 @@ const MAX_BYTES: usize = 1 << 26;
 pub(crate) fn has_direct(isa: Isa) -> bool {
     matches!(
         isa,
-        Isa::Avx512Vnni | Isa::AvxVnni | Isa::Avx2 | Isa::Scalar
+        Isa::Avx512Vnni | Isa::AvxVnni | Isa::Avx2 | Isa::NeonDotprod | Isa::Neon | Isa::Scalar
     )
 }
 
@@ -50,7 +50,8 @@ pub(crate) struct DirectW {
     bpg: usize,
     /// `[group][block][taps·cq k-quads][MR][4]`, rows beyond `cog` zero.
     w: Vec<i8>,
-    /// The same widened to i16 (for `avx2`'s `vpmaddwd`; empty on other paths).
+    /// The same widened to i16 (for `avx2`'s `vpmaddwd` and `neon`'s `smlal`; empty on
+    /// other paths).
     w16: Vec<i16>,
     /// Per output channel: `Σ w'` over K.
     wsum: Vec<i32>,
@@ -84,7 +85,7 @@ impl DirectW {
         } else {
             zw
         };
-        let w16 = if isa == Isa::Avx2 {
+        let w16 = if matches!(isa, Isa::Avx2 | Isa::Neon) {
             packed.iter().map(|&v| i16::from(v)).collect()
         } else {
             Vec::new()
@@ -213,7 +214,7 @@ fn tile_segs(geo: &DGeom, flat: bool, t: usize, segs: &mut [Seg; NR + 1]) -> (us
 pub(crate) struct KArgs<'a> {
     /// Packed weights of the block: `[kq][MR][4]`.
     pub(crate) w: *const i8,
-    /// The same as i16 (`avx2` only; dangling otherwise).
+    /// The same as i16 (`avx2` and `neon` only; dangling otherwise).
     pub(crate) w16: *const i16,
     /// Padded input at the tile's first pixel (channel quad 0 of the group).
     pub(crate) x: *const u8,
@@ -268,6 +269,16 @@ unsafe fn tile_scalar(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
             wq = unsafe { wq.add(MR * 4) };
         }
     }
+    // SAFETY: forwarded contract.
+    unsafe { epi_scalar(rows, &acc, e) }
+}
+
+/// The portable epilogue: corrections, requantization (`quant_one`) and the segment
+/// stores of the raw accumulators `acc` (also used by the NEON tiles).
+///
+/// # Safety
+/// The output must be writable at every segment of every row.
+pub(crate) unsafe fn epi_scalar(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>) {
     for (r, a) in acc.iter().enumerate().take(rows) {
         let oc = e.oc0 + r;
         let ct = e.ct[oc];
@@ -314,6 +325,12 @@ unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; the weights were packed for `avx2` (i16 copy present).
         Isa::Avx2 => unsafe { super::direct_x86::tile_avx2(rows, k, e) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above (the kernel's `x' − 128` is corrected in `ct`).
+        Isa::NeonDotprod => unsafe { super::direct_neon::tile_dot(rows, k, e) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above; the weights were packed for `neon` (i16 copy present).
+        Isa::Neon => unsafe { super::direct_neon::tile_neon(rows, k, e) },
         // SAFETY: forwarded contract.
         _ => unsafe { tile_scalar(rows, k, e) },
     }
@@ -394,6 +411,12 @@ pub(crate) fn conv<T: QElem>(
                 .wrapping_mul(dw.wsum[oc])
                 .wrapping_neg()
                 .wrapping_add(kp.wrapping_mul(za).wrapping_mul(z));
+            // `neon-dotprod` multiplies `x' − 128` (i8): add back `128·Σw'`.
+            let c = if isa == Isa::NeonDotprod {
+                c.wrapping_add(dw.wsum[oc].wrapping_mul(128))
+            } else {
+                c
+            };
             c.wrapping_add(bias.map_or(0, |b| b[oc]))
         })
         .collect();

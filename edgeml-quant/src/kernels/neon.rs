@@ -21,7 +21,7 @@ macro_rules! by_rows {
 /// Inline assembly because the `vdotq_s32` intrinsic is not stable yet.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn sdot(acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x4_t {
+pub(super) unsafe fn sdot(acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // SAFETY: `sdot` only reads and writes the named vector registers; the caller's
     // target features include dotprod.
