@@ -471,7 +471,7 @@ pub(crate) fn conv<T: QElem>(
         } else {
             threads
         };
-        super::driver::par_chunks(ntiles, threads, run);
+        super::driver::par_chunks(ntiles, threads, 0, run);
     }
     true
 }

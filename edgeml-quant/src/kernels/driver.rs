@@ -369,16 +369,20 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
         unsafe { super::run_block(isa, job, 0..mtiles, 0..panels) };
         return;
     }
-    let by_panels = panels >= threads * 2 || panels >= mtiles;
-    let units = if by_panels { panels } else { mtiles };
-    par_chunks(units, threads, |r| {
-        let (mt, np) = if by_panels {
-            (0..mtiles, r)
-        } else {
-            (r, 0..panels)
-        };
-        // SAFETY: chunks cover disjoint tiles of a valid job.
-        unsafe { super::run_block(isa, job, mt, np) };
+    // A grid of chunks: the panels split as finely as the chunk budget allows, the
+    // m-tiles only as far as needed to fill it (a chunk's consecutive panels reuse its
+    // A rows from cache; chunks are claimed panel-group fastest).
+    let target = threads * CHUNKS_PER_THREAD;
+    let nch = panels.min(target);
+    let mch = mtiles.min(target.div_ceil(nch));
+    par_chunks(mch * nch, threads, mch * nch, |r| {
+        for c in r {
+            let (mi, ni) = (c / nch, c % nch);
+            let mt = mtiles * mi / mch..mtiles * (mi + 1) / mch;
+            let np = panels * ni / nch..panels * (ni + 1) / nch;
+            // SAFETY: chunks cover disjoint tiles of a valid job.
+            unsafe { super::run_block(isa, job, mt, np) };
+        }
     });
 }
 
@@ -391,13 +395,25 @@ const CHUNKS_PER_THREAD: usize = 8;
 /// late (a pool thread still waking up, or a core busy with another process) claims
 /// fewer chunks, and one that starts after the last chunk was claimed does nothing:
 /// the caller waits only for chunks in progress, never for a task to be scheduled.
-pub(crate) fn par_chunks(units: usize, threads: usize, f: impl Fn(Range<usize>) + Sync) {
+/// `chunks` is the number of chunks (at most `units`; 0 picks `CHUNKS_PER_THREAD` per
+/// task).
+pub(crate) fn par_chunks(
+    units: usize,
+    threads: usize,
+    chunks: usize,
+    f: impl Fn(Range<usize>) + Sync,
+) {
     let threads = threads.clamp(1, units.max(1));
     if threads == 1 {
         f(0..units);
         return;
     }
-    let chunks = units.min(threads * CHUNKS_PER_THREAD);
+    let chunks = if chunks == 0 {
+        threads * CHUNKS_PER_THREAD
+    } else {
+        chunks
+    }
+    .min(units);
     let f: &(dyn Fn(Range<usize>) + Sync) = &f;
     // SAFETY: only the lifetime is erased. Pool tasks call `f` only after claiming a
     // chunk (`claim` below) and before counting it done, and this function returns only
@@ -560,7 +576,7 @@ pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usi
     if mtiles == 0 || panels == 0 {
         return true;
     }
-    par_chunks(mtiles, threads, |mt| {
+    par_chunks(mtiles, threads, 0, |mt| {
         // SAFETY: chunks cover disjoint m-tiles of a job validated by the caller.
         unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
     });

@@ -92,7 +92,7 @@ impl Tile for Avx512Vnni {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
     let out = match (&job.post, job.out) {
-        _ if job.cs != 1 || !fused_on() => None,
+        _ if job.cs != 1 => None,
         (Post::I32, OutPtr::I32(p)) => Some(Dst::I32(p)),
         (Post::Quant { .. }, OutPtr::U8(p)) => Some(Dst::Q(p)),
         (Post::Quant { .. }, OutPtr::I8(p)) => Some(Dst::Q(p.cast())),
@@ -105,11 +105,6 @@ pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range
         // SAFETY: forwarded contract.
         None => unsafe { block_loop::<Avx512Vnni>(job, mt, np) },
     }
-}
-
-fn fused_on() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("QG_NOFUSE").is_none())
 }
 
 /// A row-major output of the fused AVX-512 tile (u8 and i8 share the byte store).
