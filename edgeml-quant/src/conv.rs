@@ -15,7 +15,6 @@ use crate::kernels::depthwise::{self, DwGeom, DwOut, DwQuant, DwScratch};
 use crate::kernels::direct::{self, DirectW};
 use crate::kernels::pack::{QElem, split_view};
 use ndarray::{Array2, ArrayView4, ArrayViewMut4};
-use rayon::prelude::*;
 
 mod lowered;
 use lowered::gemm_all;
@@ -393,16 +392,22 @@ fn depthwise_all<T: QElem>(
                     run(ch, &mut $mk(yc, ch % c), &mut s);
                 }
             } else {
-                let per = ys.len().div_ceil(plane_out).div_ceil(threads).max(1);
-                ys.par_chunks_mut(plane_out * per)
-                    .enumerate()
-                    .for_each(|(t, blk)| {
-                        let mut s = DwScratch::new(&geom);
-                        for (i, yc) in blk.chunks_mut(plane_out).enumerate() {
-                            let ch = t * per + i;
-                            run(ch, &mut $mk(yc, ch % c), &mut s);
-                        }
-                    });
+                // Channels claimed in chunks by the calling thread and pool tasks (see
+                // `driver::par_chunks`); each channel's output behind its own
+                // (uncontended) lock.
+                let planes: Vec<_> = ys
+                    .chunks_mut(plane_out.max(1))
+                    .map(std::sync::Mutex::new)
+                    .collect();
+                crate::kernels::driver::par_chunks(planes.len(), threads, 0, |r| {
+                    let mut s = DwScratch::new(&geom);
+                    for ch in r {
+                        let mut yc = planes[ch]
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        run(ch, &mut $mk(&mut yc[..], ch % c), &mut s);
+                    }
+                });
             }
         }};
     }
