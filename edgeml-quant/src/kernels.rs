@@ -25,6 +25,8 @@ mod direct_neon;
 #[cfg(target_arch = "x86_64")]
 mod direct_x86;
 pub(crate) mod driver;
+#[cfg(target_arch = "x86_64")]
+mod fused256;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub(crate) mod pack;

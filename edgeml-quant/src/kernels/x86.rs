@@ -91,15 +91,7 @@ impl Tile for Avx512Vnni {
 /// As [`block_loop`]; the CPU must support AVX-512 F/BW/VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
-    let out = match (&job.post, job.out) {
-        _ if job.cs != 1 => None,
-        (Post::I32, OutPtr::I32(p)) => Some(Dst::I32(p)),
-        (Post::Quant { .. }, OutPtr::U8(p)) => Some(Dst::Q(p)),
-        (Post::Quant { .. }, OutPtr::I8(p)) => Some(Dst::Q(p.cast())),
-        (Post::F32 { .. }, OutPtr::F32(p)) => Some(Dst::F32(p)),
-        _ => None,
-    };
-    match out {
+    match fused_dst(job) {
         // SAFETY: forwarded contract; the output is row-major of the epilogue's type.
         Some(out) => unsafe { block_fused512(job, out, mt, np) },
         // SAFETY: forwarded contract.
@@ -107,9 +99,21 @@ pub(crate) unsafe fn block_avx512vnni(job: &Job<'_>, mt: Range<usize>, np: Range
     }
 }
 
-/// A row-major output of the fused AVX-512 tile (u8 and i8 share the byte store).
+/// The output of `job` if it is row-major with an epilogue the fused tiles handle.
+pub(super) fn fused_dst(job: &Job<'_>) -> Option<Dst> {
+    match (&job.post, job.out) {
+        _ if job.cs != 1 => None,
+        (Post::I32, OutPtr::I32(p)) => Some(Dst::I32(p)),
+        (Post::Quant { .. }, OutPtr::U8(p)) => Some(Dst::Q(p)),
+        (Post::Quant { .. }, OutPtr::I8(p)) => Some(Dst::Q(p.cast())),
+        (Post::F32 { .. }, OutPtr::F32(p)) => Some(Dst::F32(p)),
+        _ => None,
+    }
+}
+
+/// A row-major output of the fused tiles (u8 and i8 share the byte store).
 #[derive(Clone, Copy)]
-enum Dst {
+pub(super) enum Dst {
     I32(*mut i32),
     Q(*mut u8),
     F32(*mut f32),
@@ -125,17 +129,6 @@ enum Dst {
 unsafe fn block_fused512(job: &Job<'_>, out: Dst, mt: Range<usize>, np: Range<usize>) {
     const MR: usize = 8;
     const NR: usize = 32;
-    let (mult, bias, zp, lo, hi) = match &job.post {
-        Post::I32 => (&[][..], &[][..], 0, 0.0, 0.0),
-        Post::Quant {
-            mult,
-            bias,
-            zp,
-            lo,
-            hi,
-        } => (*mult, *bias, *zp, *lo, *hi),
-        Post::F32 { mult, bias } => (*mult, *bias, 0, 0.0, 0.0),
-    };
     let mct = 96 / MR;
     let mut mb = mt.start;
     while mb < mt.end {
@@ -143,36 +136,14 @@ unsafe fn block_fused512(job: &Job<'_>, out: Dst, mt: Range<usize>, np: Range<us
         for p in np.clone() {
             let n0 = p * NR;
             let cols = NR.min(job.n - n0);
-            let at = |v: &[i32]| v.as_ptr().wrapping_add(n0);
-            let fix = Fix {
-                cols: if cols == NR {
-                    u32::MAX
-                } else {
-                    (1u32 << cols) - 1
-                },
-                ct: at(job.colterm),
-                zb: if job.zb.is_empty() {
-                    core::ptr::null()
-                } else {
-                    at(job.zb)
-                },
-                mult: mult.as_ptr().wrapping_add(n0),
-                bias: at(bias),
-                zp,
-                lo,
-                hi,
-            };
+            let fix = Fix::new(job, n0, cols);
             // SAFETY: panel p lies inside packed B (caller's contract).
             let b = unsafe { job.b.add(p * job.kp * NR) };
             for t in mb..me {
                 let m0 = t * MR;
                 let rows = MR.min(job.m - m0);
                 let off = m0 as isize * job.rs + n0 as isize;
-                let o = match out {
-                    Dst::I32(q) => Dst::I32(q.wrapping_offset(off)),
-                    Dst::Q(q) => Dst::Q(q.wrapping_offset(off)),
-                    Dst::F32(q) => Dst::F32(q.wrapping_offset(off)),
-                };
+                let o = out.at(off);
                 // SAFETY: rows m0.. of packed A and of the output exist; columns past
                 // `cols` are masked off.
                 unsafe {
@@ -186,20 +157,67 @@ unsafe fn block_fused512(job: &Job<'_>, out: Dst, mt: Range<usize>, np: Range<us
     }
 }
 
-/// Per-column operands of one 32-column panel's epilogue.
-struct Fix {
+impl Dst {
+    /// The same output moved by `off` elements.
+    pub(super) fn at(self, off: isize) -> Dst {
+        match self {
+            Dst::I32(q) => Dst::I32(q.wrapping_offset(off)),
+            Dst::Q(q) => Dst::Q(q.wrapping_offset(off)),
+            Dst::F32(q) => Dst::F32(q.wrapping_offset(off)),
+        }
+    }
+}
+
+impl Fix {
+    /// The epilogue operands of the `cols ≤ 32` columns from `n0`.
+    pub(super) fn new(job: &Job<'_>, n0: usize, cols: usize) -> Fix {
+        let (mult, bias, zp, lo, hi) = match &job.post {
+            Post::I32 => (&[][..], &[][..], 0, 0.0, 0.0),
+            Post::Quant {
+                mult,
+                bias,
+                zp,
+                lo,
+                hi,
+            } => (*mult, *bias, *zp, *lo, *hi),
+            Post::F32 { mult, bias } => (*mult, *bias, 0, 0.0, 0.0),
+        };
+        let at = |v: &[i32]| v.as_ptr().wrapping_add(n0);
+        Fix {
+            cols: if cols >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << cols) - 1
+            },
+            ct: at(job.colterm),
+            zb: if job.zb.is_empty() {
+                core::ptr::null()
+            } else {
+                at(job.zb)
+            },
+            mult: mult.as_ptr().wrapping_add(n0),
+            bias: at(bias),
+            zp,
+            lo,
+            hi,
+        }
+    }
+}
+
+/// Per-column operands of one panel's epilogue (pointers at the panel's first column).
+pub(super) struct Fix {
     /// Bit j set: column `n0 + j` exists.
-    cols: u32,
+    pub(super) cols: u32,
     /// `colterm[n0..]`.
-    ct: *const i32,
+    pub(super) ct: *const i32,
     /// `zb[n0..]`, or null when every weight zero point is 0.
-    zb: *const i32,
+    pub(super) zb: *const i32,
     /// Multipliers and bias from column `n0` (requantized and f32 outputs).
-    mult: *const f32,
-    bias: *const i32,
-    zp: i32,
-    lo: f32,
-    hi: f32,
+    pub(super) mult: *const f32,
+    pub(super) bias: *const i32,
+    pub(super) zp: i32,
+    pub(super) lo: f32,
+    pub(super) hi: f32,
 }
 
 /// An `R × 32` tile over the full reduction, corrected, finished and stored.
@@ -381,8 +399,19 @@ impl Tile for AvxVnni {
 /// As [`block_loop`]; the CPU must support AVX2 and AVX-VNNI.
 #[target_feature(enable = "avx2,avxvnni")]
 pub(crate) unsafe fn block_avxvnni(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
-    // SAFETY: forwarded contract.
-    unsafe { block_loop::<AvxVnni>(job, mt, np) }
+    match fused_dst(job) {
+        // SAFETY: forwarded contract; the output is row-major of the epilogue's type.
+        // The fused loop covers the full 16-column panels and returns where the rest
+        // (at most the last, partial panel) starts.
+        Some(out) => unsafe {
+            let full = super::fused256::block_vnni(job, out, mt.clone(), np.clone());
+            if full < np.end {
+                block_loop::<AvxVnni>(job, mt, full..np.end);
+            }
+        },
+        // SAFETY: forwarded contract.
+        None => unsafe { block_loop::<AvxVnni>(job, mt, np) },
+    }
 }
 
 // ---------------------------------------------------------------- AVX2 (exact)
@@ -457,8 +486,17 @@ impl Tile for Avx2 {
 /// As [`block_loop`]; the CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn block_avx2(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
-    // SAFETY: forwarded contract.
-    unsafe { block_loop::<Avx2>(job, mt, np) }
+    match fused_dst(job) {
+        // SAFETY: as in `block_avxvnni`.
+        Some(out) => unsafe {
+            let full = super::fused256::block_madd(job, out, mt.clone(), np.clone());
+            if full < np.end {
+                block_loop::<Avx2>(job, mt, full..np.end);
+            }
+        },
+        // SAFETY: forwarded contract.
+        None => unsafe { block_loop::<Avx2>(job, mt, np) },
+    }
 }
 
 /// # Safety
