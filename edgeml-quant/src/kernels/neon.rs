@@ -66,21 +66,21 @@ unsafe fn tile_dot<const R: usize>(
                     vld1q_s8(b.add(k * 16 + 32)),
                     vld1q_s8(b.add(k * 16 + 48)),
                 ];
-                for r in 0..R {
+                for (r, cr) in c.iter_mut().enumerate() {
                     let a = *ap.add(r * segs + t);
                     let av = vreinterpretq_s8_s32(vld1q_dup_s32(a.add(k).cast::<i32>()));
-                    for i in 0..4 {
-                        c[r][i] = sdot(c[r][i], bv[i], av);
+                    for (ci, &bi) in cr.iter_mut().zip(&bv) {
+                        *ci = sdot(*ci, bi, av);
                     }
                 }
             }
             k += 4;
         }
     }
-    for r in 0..R {
-        for i in 0..4 {
+    for (r, cr) in c.iter().enumerate() {
+        for (i, &ci) in cr.iter().enumerate() {
             // SAFETY: buf holds MAX_TILE ≥ 4·16 i32.
-            unsafe { vst1q_s32(buf.add(r * 16 + i * 4), c[r][i]) };
+            unsafe { vst1q_s32(buf.add(r * 16 + i * 4), ci) };
         }
     }
 }
@@ -139,20 +139,20 @@ unsafe fn tile_neon<const R: usize>(
             unsafe {
                 let b0 = vld1q_s16(b.add(k * 16));
                 let b1 = vld1q_s16(b.add(k * 16 + 8));
-                for r in 0..R {
+                for (r, cr) in c.iter_mut().enumerate() {
                     let av = *(*ap.add(r * segs + t)).cast::<i16>().add(k);
-                    c[r][0] = vmlal_n_s16(c[r][0], vget_low_s16(b0), av);
-                    c[r][1] = vmlal_high_n_s16(c[r][1], b0, av);
-                    c[r][2] = vmlal_n_s16(c[r][2], vget_low_s16(b1), av);
-                    c[r][3] = vmlal_high_n_s16(c[r][3], b1, av);
+                    cr[0] = vmlal_n_s16(cr[0], vget_low_s16(b0), av);
+                    cr[1] = vmlal_high_n_s16(cr[1], b0, av);
+                    cr[2] = vmlal_n_s16(cr[2], vget_low_s16(b1), av);
+                    cr[3] = vmlal_high_n_s16(cr[3], b1, av);
                 }
             }
         }
     }
-    for r in 0..R {
-        for i in 0..4 {
+    for (r, cr) in c.iter().enumerate() {
+        for (i, &ci) in cr.iter().enumerate() {
             // SAFETY: buf holds MAX_TILE ≥ 4·16 i32.
-            unsafe { vst1q_s32(buf.add(r * 16 + i * 4), c[r][i]) };
+            unsafe { vst1q_s32(buf.add(r * 16 + i * 4), ci) };
         }
     }
 }
