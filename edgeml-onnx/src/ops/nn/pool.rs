@@ -190,21 +190,15 @@ impl Operator for Pool {
                     .with_min_len(par_min)
                     .for_each(|(p, (o, ix))| work(p, o, ix));
             } else {
-                let rows = RowPool {
-                    kind,
-                    i3,
-                    o3,
-                    k3,
-                    s3,
-                    d3,
-                    pb3,
-                    ranges: &ranges,
-                };
+                let rows = RowPool::new(kind, [i3, o3, k3, s3, d3, pb3], &ranges);
                 let par_min = crate::kernels::min_len_for(out.len());
                 out.par_chunks_mut(out_len)
                     .enumerate()
                     .with_min_len(par_min)
-                    .for_each(|(p, o)| rows.plane(&xs[p * in_len..][..in_len], o));
+                    .for_each_init(
+                        || rows.scratch(),
+                        |sc, (p, o)| rows.plane(&xs[p * in_len..][..in_len], o, sc),
+                    );
             }
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
@@ -217,8 +211,10 @@ impl Operator for Pool {
     }
 }
 
-/// The fast path (no indices): whole output rows at a time, taps outermost, so the
-/// inner loop is a branch-free max/add over a run of outputs.
+/// The fast path (no indices): whole output rows at a time. Per output row, the
+/// kernel's input rows are combined element-wise into one row
+/// ([`crate::kernels::pool_rows`]), then each output combines its `kw` taps of that row
+/// ([`crate::kernels::pool_taps`] for unit dilation and stride ≤ 2, else a phase split).
 struct RowPool<'a> {
     kind: Kind,
     i3: [usize; 3],
@@ -228,9 +224,47 @@ struct RowPool<'a> {
     d3: [usize; 3],
     pb3: [usize; 3],
     ranges: &'a [Vec<(usize, usize, usize)>],
+    /// Outputs along W whose taps are all inside the row: a contiguous run `[f0, f1)`.
+    full: (usize, usize),
+    isa: crate::kernels::Isa,
 }
 
-impl RowPool<'_> {
+/// Per-task scratch memory of [`RowPool::plane`] (allocated once per task, not per plane).
+struct Scratch<'x> {
+    acc: Vec<f32>,
+    rows: Vec<&'x [f32]>,
+    phases: Vec<Vec<f32>>,
+}
+
+impl<'a> RowPool<'a> {
+    /// `geo` is `[input, output, kernel, strides, dilations, begin pads]` (3-D each).
+    fn new(kind: Kind, geo: [[usize; 3]; 6], ranges: &'a [Vec<(usize, usize, usize)>]) -> Self {
+        let [i3, o3, k3, s3, d3, pb3] = geo;
+        let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == k3[2];
+        let f0 = ranges[2].iter().position(ok).unwrap_or(0);
+        let f1 = f0 + ranges[2][f0..].iter().take_while(|r| ok(r)).count();
+        Self {
+            kind,
+            i3,
+            o3,
+            k3,
+            s3,
+            d3,
+            pb3,
+            ranges,
+            full: (f0, f1),
+            isa: crate::kernels::best_isa(),
+        }
+    }
+
+    fn scratch<'x>(&self) -> Scratch<'x> {
+        Scratch {
+            acc: vec![0.0; self.i3[2]],
+            rows: Vec::with_capacity(self.k3[0] * self.k3[1]),
+            phases: vec![Vec::new(); self.s3[2]],
+        }
+    }
+
     /// Outputs `o` (starting at output index `first`) whose `kw` taps all lie inside
     /// the combined row `acc`: the row is split into `stride` phases
     /// (`phase[p][j] = acc[stride·j + p]`), so every tap is a contiguous slice of one
@@ -276,59 +310,58 @@ impl RowPool<'_> {
         }
     }
 
-    /// One `[D, H, W]` plane. Per output row, the kernel's input rows are first
-    /// combined element-wise into one row (contiguous, vectorised), then each output
-    /// takes its `kw` taps from that row. Max ignores NaN taps (as the tap-by-tap
-    /// loop does: the result is the largest non-NaN tap, `f32::MIN` if none).
-    fn plane(&self, xp: &[f32], o: &mut [f32]) {
+    /// One `[D, H, W]` plane. Max ignores NaN taps (as the tap-by-tap loop does: the
+    /// result is the largest non-NaN tap, `f32::MIN` if none).
+    fn plane<'x>(&self, xp: &'x [f32], o: &mut [f32], sc: &mut Scratch<'x>) {
         let (i3, o3, s3, d3, pb3) = (self.i3, self.o3, self.s3, self.d3, self.pb3);
         let max = self.kind == Kind::Max;
         let init = if max { f32::MIN } else { 0.0 };
-        let mut acc = vec![init; i3[2]];
         let kw_len = self.k3[2];
-        // Outputs along W whose taps are all inside the row: a contiguous run.
-        let full = {
-            let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == kw_len;
-            let f0 = self.ranges[2].iter().position(ok).unwrap_or(0);
-            let f1 = f0 + self.ranges[2][f0..].iter().take_while(|r| ok(r)).count();
-            (f0, f1)
-        };
-        let mut phases: Vec<Vec<f32>> = vec![Vec::new(); s3[2]];
+        let full = self.full;
+        // Unit dilation and stride ≤ 2: the SIMD tap kernel reads the row directly.
+        let direct = d3[2] == 1 && s3[2] <= 2;
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
             let sd = (od * s3[0]) as isize - pb3[0] as isize;
             for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
                 let sh = (oh * s3[1]) as isize - pb3[1] as isize;
                 let orow = &mut o[(od * o3[1] + oh) * o3[2]..][..o3[2]];
-                acc.fill(init);
+                sc.rows.clear();
                 for kd in dlo..dhi {
                     let id = (sd + (kd * d3[0]) as isize) as usize;
                     for kh in hlo..hhi {
                         let ih = (sh + (kh * d3[1]) as isize) as usize;
-                        let irow = &xp[(id * i3[1] + ih) * i3[2]..][..i3[2]];
-                        if max {
-                            acc.iter_mut()
-                                .zip(irow)
-                                .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
-                        } else {
-                            acc.iter_mut().zip(irow).for_each(|(a, &v)| *a += v);
+                        sc.rows.push(&xp[(id * i3[1] + ih) * i3[2]..][..i3[2]]);
+                    }
+                }
+                crate::kernels::pool_rows(self.isa, max, &sc.rows, &mut sc.acc);
+                let acc = &sc.acc;
+                if full.1 > full.0 {
+                    let div = match self.kind {
+                        Kind::Max => 1,
+                        Kind::Average {
+                            count_include_pad: true,
+                        } => dpad * hpad * kw_len,
+                        Kind::Average { .. } => (dhi - dlo) * (hhi - hlo) * kw_len,
+                    };
+                    // Division (not a multiply by 1/div) keeps the scalar path's
+                    // rounding; div > 0 since every tap is inside.
+                    let div = div.max(1) as f32;
+                    let run = &mut orow[full.0..full.1];
+                    if direct {
+                        let taps = crate::kernels::Taps {
+                            start: full.0 * s3[2] - pb3[2],
+                            k: kw_len,
+                            s: s3[2],
+                        };
+                        crate::kernels::pool_taps(self.isa, max, acc, taps, div, run);
+                    } else {
+                        self.full_taps(acc, &mut sc.phases, run, full.0);
+                        if !max {
+                            run.iter_mut().for_each(|a| *a /= div);
                         }
                     }
                 }
                 let (sw, dw, pw) = (s3[2], d3[2], pb3[2]);
-                if full.1 > full.0 {
-                    self.full_taps(&acc, &mut phases, &mut orow[full.0..full.1], full.0);
-                    if let Kind::Average { count_include_pad } = self.kind {
-                        let div = if count_include_pad {
-                            dpad * hpad * kw_len
-                        } else {
-                            (dhi - dlo) * (hhi - hlo) * kw_len
-                        };
-                        // Division (not a multiply by 1/div) keeps the scalar path's
-                        // rounding; div > 0 since every tap is inside.
-                        let d = div.max(1) as f32;
-                        orow[full.0..full.1].iter_mut().for_each(|a| *a /= d);
-                    }
-                }
                 // Only the outputs outside the full run are left (borders, padding).
                 let (f0, f1) = if full.1 > full.0 { full } else { (0, 0) };
                 for ow in (0..f0).chain(f1..o3[2]) {
