@@ -127,6 +127,83 @@ pub(crate) fn pool_taps(isa: Isa, max: bool, acc: &[f32], taps: Taps, div: f32, 
     }
 }
 
+/// One output row for [`pool_plane_k3s2`]: its input rows are `x[first + i·step ..]`
+/// for `i < n` (in kernel order), and averages divide by `div`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RowSpec {
+    /// Offset of the first input row.
+    pub(crate) first: usize,
+    /// Input rows (0 when the window is all padding).
+    pub(crate) n: usize,
+    /// Divisor of the average.
+    pub(crate) div: f32,
+}
+
+/// Pools a whole plane with a 3-wide, stride-2 window (unit dilation) along the rows, in
+/// one call: for output row `r` (`specs[r]`) and `j < len`,
+/// `out[r·out_w + f0 + j] = combine(V(start + 2j), V(start + 2j + 1), V(start + 2j + 2))`
+/// where `V(c)` combines column `c` of the row's input rows (rows `w` wide, `step`
+/// apart). Same order and results as [`pool_rows`] then [`pool_taps`], with both passes
+/// fused in registers. Returns `false` (and does nothing) when `isa` has no fused kernel
+/// or the geometry does not fit the slices.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pool_plane_k3s2(
+    isa: Isa,
+    max: bool,
+    x: &[f32],
+    (w, step): (usize, usize),
+    specs: &[RowSpec],
+    start: usize,
+    out: &mut [f32],
+    (out_w, f0, len): (usize, usize, usize),
+) -> bool {
+    if len == 0 || specs.is_empty() {
+        return true;
+    }
+    let fits_in = specs.iter().all(|s| {
+        s.n == 0
+            || (s.n - 1)
+                .checked_mul(step)
+                .and_then(|v| v.checked_add(s.first)?.checked_add(w))
+                .is_some_and(|end| end <= x.len())
+    });
+    let fits_out = (specs.len() - 1)
+        .checked_mul(out_w)
+        .and_then(|v| v.checked_add(f0 + len))
+        .is_some_and(|end| end <= out.len() && f0 + len <= out_w);
+    let taps_in = (len - 1)
+        .checked_mul(2)
+        .and_then(|v| v.checked_add(start + 2))
+        .is_some_and(|last| last < w);
+    if !(fits_in && fits_out && taps_in) {
+        return false;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.is_available() => {
+            let geo = x86::PlaneGeo {
+                w,
+                step,
+                start,
+                out_w,
+                f0,
+                len,
+            };
+            // SAFETY: AVX-512F is available; the geometry was checked against the slices
+            // just above (every row read, every tap and every output is inside).
+            unsafe {
+                if max {
+                    x86::plane_k3s2_avx512::<true>(x, geo, specs, out)
+                } else {
+                    x86::plane_k3s2_avx512::<false>(x, geo, specs, out)
+                }
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Where the taps of output `j` are: `acc[start + s·j + kw]`, `kw < k`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Taps {
@@ -182,6 +259,110 @@ mod x86 {
             0xFFFF
         } else {
             ((1u32 << n) - 1) as u16
+        }
+    }
+
+    /// Geometry of [`plane_k3s2_avx512`] (see `pool_plane_k3s2`).
+    #[derive(Clone, Copy)]
+    pub(super) struct PlaneGeo {
+        pub(super) w: usize,
+        pub(super) step: usize,
+        pub(super) start: usize,
+        pub(super) out_w: usize,
+        pub(super) f0: usize,
+        pub(super) len: usize,
+    }
+
+    /// `V(c..c+16)`: columns `c..` of the spec's rows combined (lanes past the row: 0).
+    ///
+    /// # Safety
+    /// AVX-512F; `base + i·step + w` within the plane for `i < n`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn vert<const MAX: bool>(
+        base: *const f32,
+        n: usize,
+        step: usize,
+        w: usize,
+        c: usize,
+    ) -> __m512 {
+        let mut a = _mm512_set1_ps(init::<MAX>());
+        if c >= w {
+            return _mm512_setzero_ps();
+        }
+        let m = mask(w - c);
+        for i in 0..n {
+            // SAFETY: row i starts at base + i·step and holds w floats; c < w and only
+            // lanes below w - c are read.
+            let v = unsafe { _mm512_maskz_loadu_ps(m, base.add(i * step + c)) };
+            a = if MAX {
+                _mm512_max_ps(v, a)
+            } else {
+                _mm512_add_ps(a, v)
+            };
+        }
+        a
+    }
+
+    /// # Safety
+    /// AVX-512F must be available and the geometry checked as in `pool_plane_k3s2`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn plane_k3s2_avx512<const MAX: bool>(
+        x: &[f32],
+        g: PlaneGeo,
+        specs: &[super::RowSpec],
+        out: &mut [f32],
+    ) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let init = _mm512_set1_ps(init::<MAX>());
+        for (r, spec) in specs.iter().enumerate() {
+            let base = if spec.n == 0 {
+                x.as_ptr()
+            } else {
+                // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
+                unsafe { x.as_ptr().add(spec.first) }
+            };
+            let (n, step, w) = (spec.n, g.step, g.w);
+            let dv = _mm512_set1_ps(spec.div);
+            // SAFETY: the row pointer is inside `out` (checked by the caller).
+            let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
+            let mut c = g.start;
+            // SAFETY (all `vert` calls): rows as checked by the caller.
+            let (mut v0, mut v1) = unsafe {
+                (
+                    vert::<MAX>(base, n, step, w, c),
+                    vert::<MAX>(base, n, step, w, c + 16),
+                )
+            };
+            let mut e = _mm512_permutex2var_ps(v0, even, v1);
+            let mut j = 0;
+            while j < g.len {
+                let (v2, v3) = unsafe {
+                    (
+                        vert::<MAX>(base, n, step, w, c + 32),
+                        vert::<MAX>(base, n, step, w, c + 48),
+                    )
+                };
+                let e_next = _mm512_permutex2var_ps(v2, even, v3);
+                let o1 = _mm512_permutex2var_ps(v0, odd, v1);
+                // Taps c + 2i + 2: the even lanes shifted by one, the last from the next block.
+                let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                    _mm512_castps_si512(e_next),
+                    _mm512_castps_si512(e),
+                ));
+                let o = if MAX {
+                    _mm512_max_ps(e2, _mm512_max_ps(o1, _mm512_max_ps(e, init)))
+                } else {
+                    let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
+                    _mm512_div_ps(s, dv)
+                };
+                // SAFETY: lanes below len - j are inside the output row.
+                unsafe { _mm512_mask_storeu_ps(orow.add(j), mask(g.len - j), o) };
+                (v0, v1, e) = (v2, v3, e_next);
+                c += 32;
+                j += 16;
+            }
         }
     }
 
@@ -479,6 +660,52 @@ mod tests {
                 let mut got = vec![7.0f32; outs];
                 pool_taps(isa, max, &acc, taps, 3.0, &mut got);
                 prop_assert_eq!(bits(&got), bits(&want), "taps on {:?}", isa);
+            }
+        }
+        /// The fused plane kernel gives the two-pass scalar bits on every row.
+        #[test]
+        fn fused_plane_matches_two_pass(
+            h in 1usize..6,
+            w in 3usize..70,
+            start in 0usize..2,
+            max in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let x: Vec<f32> = (0..h * w).map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                match state % 13 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    2 => f32::NEG_INFINITY,
+                    _ => ((state >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0,
+                }
+            }).collect();
+            if start + 2 >= w {
+                return Ok(());
+            }
+            let len = (w - start - 3) / 2 + 1;
+            // Output row r reads rows r.. up to three, fewer at the bottom, none for the last.
+            let specs: Vec<RowSpec> = (0..=h)
+                .map(|r| RowSpec { first: r.min(h - 1) * w, n: 3.min(h - r.min(h)), div: 2.5 })
+                .collect();
+            let out_w = len + 3;
+            let mut want = vec![1.5f32; specs.len() * out_w];
+            for (r, sp) in specs.iter().enumerate() {
+                let rows: Vec<&[f32]> = (0..sp.n).map(|i| &x[sp.first + i * w..][..w]).collect();
+                let mut acc = vec![0.0; w];
+                pool_rows(Isa::Scalar, max, &rows, &mut acc);
+                let taps = Taps { start, k: 3, s: 2 };
+                pool_taps(Isa::Scalar, max, &acc, taps, sp.div, &mut want[r * out_w + 1..][..len]);
+            }
+            for isa in isas() {
+                let mut got = vec![1.5f32; specs.len() * out_w];
+                if pool_plane_k3s2(isa, max, &x, (w, w), &specs, start, &mut got, (out_w, 1, len)) {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    prop_assert_eq!(bits(&got), bits(&want), "{:?}", isa);
+                }
             }
         }
     }

@@ -98,12 +98,58 @@ struct Reshape {
     allowzero: bool,
 }
 
+/// [`reshape_any`] of a tensor given by value: free (the array keeps its memory) when it
+/// is in standard layout.
+fn reshape_owned(node: &Node, t: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if shape.iter().product::<usize>() != t.len() {
+        return reshape_any(node, &t, shape);
+    }
+    fn relabel<T: Clone>(node: &Node, a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+        let a = if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        };
+        a.into_shape_with_order(IxDyn(shape))
+            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))))
+    }
+    macro_rules! arms {
+        ($($v:ident),*) => {
+            match t {
+                $(Tensor::$v(a) => Tensor::$v(relabel(node, a, shape)?),)*
+            }
+        };
+    }
+    Ok(arms!(F32, F16, BF16, F64, I8, U8, I16, U16, I32, I64, Bool))
+}
+
+impl Reshape {
+    fn target(&self, t: &Tensor, spec: Option<&Tensor>) -> Result<Vec<usize>> {
+        let spec = spec.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: required input 1 is missing",
+                describe(&self.node)
+            ))
+        })?;
+        let spec = to_i64_vec(&self.node, spec)?;
+        reshape_target(&self.node, t.shape(), &spec, self.allowzero)
+    }
+}
+
 impl Operator for Reshape {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let t = input(&self.node, inputs, 0)?;
-        let spec = to_i64_vec(&self.node, input(&self.node, inputs, 1)?)?;
-        let shape = reshape_target(&self.node, t.shape(), &spec, self.allowzero)?;
+        let shape = self.target(t, Some(input(&self.node, inputs, 1)?))?;
         Ok(vec![reshape_any(&self.node, t, &shape)?])
+    }
+
+    fn consumes_first_input(&self) -> bool {
+        true
+    }
+
+    fn run_consuming(&self, first: Tensor, rest: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let shape = self.target(&first, rest.first().copied().flatten())?;
+        Ok(vec![reshape_owned(&self.node, first, &shape)?])
     }
 }
 
@@ -124,17 +170,27 @@ struct Reshaper {
 
 impl Operator for Reshaper {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let t = input(&self.node, inputs, 0)?;
+        let shape = self.target(t.shape(), inputs.get(1).copied().flatten())?;
+        Ok(vec![reshape_any(&self.node, t, &shape)?])
+    }
+
+    fn consumes_first_input(&self) -> bool {
+        true
+    }
+
+    fn run_consuming(&self, first: Tensor, rest: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let shape = self.target(first.shape(), rest.first().copied().flatten())?;
+        Ok(vec![reshape_owned(&self.node, first, &shape)?])
+    }
+}
+
+impl Reshaper {
+    /// The output shape for input shape `s` (`axes`: the optional second input).
+    fn target(&self, s: &[usize], axes: Option<&Tensor>) -> Result<Vec<usize>> {
         let node = &self.node;
-        let t = input(node, inputs, 0)?;
-        let s = t.shape();
-        let axes_in = || -> Result<Option<Vec<i64>>> {
-            inputs
-                .get(1)
-                .copied()
-                .flatten()
-                .map(|a| to_i64_vec(node, a))
-                .transpose()
-        };
+        let axes_in =
+            || -> Result<Option<Vec<i64>>> { axes.map(|a| to_i64_vec(node, a)).transpose() };
         let shape = match &self.f {
             ShapeFn::Flatten(axis) => {
                 let ax = if *axis == s.len() as i64 {
@@ -198,7 +254,7 @@ impl Operator for Reshaper {
                     .collect()
             }
         };
-        Ok(vec![reshape_any(node, t, &shape)?])
+        Ok(shape)
     }
 }
 

@@ -227,6 +227,9 @@ struct RowPool<'a> {
     /// Outputs along W whose taps are all inside the row: a contiguous run `[f0, f1)`.
     full: (usize, usize),
     isa: crate::kernels::Isa,
+    /// Per output row, for 2-D windows 3 wide at stride 2 (unit dilation along W): the
+    /// input rows and divisor for [`crate::kernels::pool_plane_k3s2`].
+    fused: Option<Vec<crate::kernels::RowSpec>>,
 }
 
 /// Per-task scratch memory of [`RowPool::plane`] (allocated once per task, not per plane).
@@ -243,6 +246,32 @@ impl<'a> RowPool<'a> {
         let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == k3[2];
         let f0 = ranges[2].iter().position(ok).unwrap_or(0);
         let f1 = f0 + ranges[2][f0..].iter().take_while(|r| ok(r)).count();
+        let flat = i3[0] == 1 && o3[0] == 1 && k3[0] == 1;
+        let fused = (flat && k3[2] == 3 && s3[2] == 2 && d3[2] == 1 && f1 > f0).then(|| {
+            ranges[1]
+                .iter()
+                .enumerate()
+                .map(|(oh, &(hlo, hhi, hpad))| {
+                    let n = hhi.saturating_sub(hlo);
+                    let first = if n == 0 {
+                        0
+                    } else {
+                        ((oh * s3[1] + hlo * d3[1]) - pb3[1]) * i3[2]
+                    };
+                    let div = match kind {
+                        Kind::Average {
+                            count_include_pad: true,
+                        } => hpad * 3,
+                        _ => n * 3,
+                    };
+                    crate::kernels::RowSpec {
+                        first,
+                        n,
+                        div: div.max(1) as f32,
+                    }
+                })
+                .collect()
+        });
         Self {
             kind,
             i3,
@@ -254,6 +283,46 @@ impl<'a> RowPool<'a> {
             ranges,
             full: (f0, f1),
             isa: crate::kernels::best_isa(),
+            fused,
+        }
+    }
+
+    /// Output `(oh, ow)` of a 2-D plane computed tap by tap, in the row-pass order
+    /// (each column's rows first, then the columns).
+    fn direct(&self, xp: &[f32], oh: usize, ow: usize) -> f32 {
+        let max = self.kind == Kind::Max;
+        let init = if max { f32::MIN } else { 0.0 };
+        let (hlo, hhi, hpad) = self.ranges[1][oh];
+        let (wlo, whi, wpad) = self.ranges[2][ow];
+        let mut o = init;
+        for kw in wlo..whi {
+            let c = ow * self.s3[2] + kw * self.d3[2] - self.pb3[2];
+            let mut v = init;
+            for kh in hlo..hhi {
+                let r = oh * self.s3[1] + kh * self.d3[1] - self.pb3[1];
+                let x = xp[r * self.i3[2] + c];
+                v = if max {
+                    if x > v { x } else { v }
+                } else {
+                    v + x
+                };
+            }
+            o = if max {
+                if v > o { v } else { o }
+            } else {
+                o + v
+            };
+        }
+        match self.kind {
+            Kind::Max => o,
+            Kind::Average { count_include_pad } => {
+                let div = if count_include_pad {
+                    hpad * wpad
+                } else {
+                    (hhi - hlo) * (whi - wlo)
+                };
+                if div == 0 { 0.0 } else { o / div as f32 }
+            }
         }
     }
 
@@ -318,6 +387,19 @@ impl<'a> RowPool<'a> {
         let init = if max { f32::MIN } else { 0.0 };
         let kw_len = self.k3[2];
         let full = self.full;
+        if let Some(specs) = &self.fused {
+            let start = full.0 * 2 - pb3[2];
+            let geo = (o3[2], full.0, full.1 - full.0);
+            let w = (i3[2], i3[2] * d3[1]);
+            if crate::kernels::pool_plane_k3s2(self.isa, max, xp, w, specs, start, o, geo) {
+                for oh in 0..o3[1] {
+                    for ow in (0..full.0).chain(full.1..o3[2]) {
+                        o[oh * o3[2] + ow] = self.direct(xp, oh, ow);
+                    }
+                }
+                return;
+            }
+        }
         // Unit dilation and stride ≤ 2: the SIMD tap kernel reads the row directly.
         let direct = d3[2] == 1 && s3[2] <= 2;
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
@@ -448,7 +530,7 @@ impl Operator for GlobalPool {
                             .copied()
                             .fold(f32::MIN, |m, v| if v > m { v } else { m })
                     } else {
-                        (xi.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32
+                        (sum_f64(xi) / inner as f64) as f32
                     };
                 });
         }
@@ -456,4 +538,18 @@ impl Operator for GlobalPool {
         shape.resize(x.ndim(), 1);
         Ok(vec![tensor(node, &shape, out)?])
     }
+}
+
+/// The sum of `x` in `f64`, over 8 interleaved partial sums (so it vectorises; the
+/// result can differ from a left-to-right sum only in the last bits of the `f64`).
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    acc.iter().sum::<f64>() + tail
 }
