@@ -274,27 +274,37 @@ mod x86 {
     }
 
     /// `V(c..c+16)`: columns `c..` of the spec's rows combined (lanes past the row: 0).
+    /// `N > 0` fixes the row count at compile time (`n` is then `N`).
     ///
     /// # Safety
     /// AVX-512F; `base + i·step + w` within the plane for `i < n`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn vert<const MAX: bool>(
+    unsafe fn vert<const MAX: bool, const N: usize>(
         base: *const f32,
         n: usize,
         step: usize,
         w: usize,
         c: usize,
     ) -> __m512 {
-        let mut a = _mm512_set1_ps(init::<MAX>());
         if c >= w {
             return _mm512_setzero_ps();
         }
+        let rows = if N > 0 { N } else { n };
+        let mut a = _mm512_set1_ps(init::<MAX>());
+        let whole = c + 16 <= w;
         let m = mask(w - c);
-        for i in 0..n {
+        for i in 0..rows {
             // SAFETY: row i starts at base + i·step and holds w floats; c < w and only
             // lanes below w - c are read.
-            let v = unsafe { _mm512_maskz_loadu_ps(m, base.add(i * step + c)) };
+            let v = unsafe {
+                let p = base.add(i * step + c);
+                if whole {
+                    _mm512_loadu_ps(p)
+                } else {
+                    _mm512_maskz_loadu_ps(m, p)
+                }
+            };
             a = if MAX {
                 _mm512_max_ps(v, a)
             } else {
@@ -313,9 +323,6 @@ mod x86 {
         specs: &[super::RowSpec],
         out: &mut [f32],
     ) {
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        let init = _mm512_set1_ps(init::<MAX>());
         for (r, spec) in specs.iter().enumerate() {
             let base = if spec.n == 0 {
                 x.as_ptr()
@@ -323,46 +330,79 @@ mod x86 {
                 // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
                 unsafe { x.as_ptr().add(spec.first) }
             };
-            let (n, step, w) = (spec.n, g.step, g.w);
-            let dv = _mm512_set1_ps(spec.div);
             // SAFETY: the row pointer is inside `out` (checked by the caller).
             let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
-            let mut c = g.start;
-            // SAFETY (all `vert` calls): rows as checked by the caller.
-            let (mut v0, mut v1) = unsafe {
+            // SAFETY: rows and outputs as checked by the caller.
+            unsafe {
+                match spec.n {
+                    3 => row_k3s2::<MAX, 3>(base, spec.n, spec.div, g, orow),
+                    2 => row_k3s2::<MAX, 2>(base, spec.n, spec.div, g, orow),
+                    _ => row_k3s2::<MAX, 0>(base, spec.n, spec.div, g, orow),
+                }
+            }
+        }
+    }
+
+    /// One output row of [`plane_k3s2_avx512`].
+    ///
+    /// # Safety
+    /// AVX-512F; `n` rows from `base` (`g.step` apart, `g.w` wide) readable, `g.len`
+    /// outputs from `orow` writable, every tap inside the row.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn row_k3s2<const MAX: bool, const N: usize>(
+        base: *const f32,
+        n: usize,
+        div: f32,
+        g: PlaneGeo,
+        orow: *mut f32,
+    ) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let init = _mm512_set1_ps(init::<MAX>());
+        let (step, w) = (g.step, g.w);
+        let dv = _mm512_set1_ps(div);
+        let mut c = g.start;
+        // SAFETY (all `vert` calls): rows as required by this function.
+        let (mut v0, mut v1) = unsafe {
+            (
+                vert::<MAX, N>(base, n, step, w, c),
+                vert::<MAX, N>(base, n, step, w, c + 16),
+            )
+        };
+        let mut e = _mm512_permutex2var_ps(v0, even, v1);
+        let mut j = 0;
+        while j < g.len {
+            let (v2, v3) = unsafe {
                 (
-                    vert::<MAX>(base, n, step, w, c),
-                    vert::<MAX>(base, n, step, w, c + 16),
+                    vert::<MAX, N>(base, n, step, w, c + 32),
+                    vert::<MAX, N>(base, n, step, w, c + 48),
                 )
             };
-            let mut e = _mm512_permutex2var_ps(v0, even, v1);
-            let mut j = 0;
-            while j < g.len {
-                let (v2, v3) = unsafe {
-                    (
-                        vert::<MAX>(base, n, step, w, c + 32),
-                        vert::<MAX>(base, n, step, w, c + 48),
-                    )
-                };
-                let e_next = _mm512_permutex2var_ps(v2, even, v3);
-                let o1 = _mm512_permutex2var_ps(v0, odd, v1);
-                // Taps c + 2i + 2: the even lanes shifted by one, the last from the next block.
-                let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                    _mm512_castps_si512(e_next),
-                    _mm512_castps_si512(e),
-                ));
-                let o = if MAX {
-                    _mm512_max_ps(e2, _mm512_max_ps(o1, _mm512_max_ps(e, init)))
+            let e_next = _mm512_permutex2var_ps(v2, even, v3);
+            let o1 = _mm512_permutex2var_ps(v0, odd, v1);
+            // Taps c + 2i + 2: the even lanes shifted by one, the last from the next block.
+            let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                _mm512_castps_si512(e_next),
+                _mm512_castps_si512(e),
+            ));
+            let o = if MAX {
+                _mm512_max_ps(e2, _mm512_max_ps(o1, _mm512_max_ps(e, init)))
+            } else {
+                let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
+                _mm512_div_ps(s, dv)
+            };
+            // SAFETY: lanes below len - j are inside the output row.
+            unsafe {
+                if j + 16 <= g.len {
+                    _mm512_storeu_ps(orow.add(j), o)
                 } else {
-                    let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
-                    _mm512_div_ps(s, dv)
-                };
-                // SAFETY: lanes below len - j are inside the output row.
-                unsafe { _mm512_mask_storeu_ps(orow.add(j), mask(g.len - j), o) };
-                (v0, v1, e) = (v2, v3, e_next);
-                c += 32;
-                j += 16;
-            }
+                    _mm512_mask_storeu_ps(orow.add(j), mask(g.len - j), o)
+                }
+            };
+            (v0, v1, e) = (v2, v3, e_next);
+            c += 32;
+            j += 16;
         }
     }
 

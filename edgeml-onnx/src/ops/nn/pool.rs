@@ -182,7 +182,17 @@ impl Operator for Pool {
                     }
                 }
             };
-            if want_idx {
+            let whole_plane = out_len == 1
+                && (0..sp).all(|i| {
+                    w.kernel[i] == x.shape()[2 + i]
+                        && pb[i] == 0
+                        && pe[i] == 0
+                        && (w.kernel[i] == 1 || w.dilations[i] == 1)
+                });
+            if whole_plane && !want_idx {
+                // One window covering each plane exactly: a global pool.
+                global_pool(&xs, in_len, kind == Kind::Max, &mut out);
+            } else if want_idx {
                 let par_min = crate::kernels::min_len_for(out.len());
                 out.par_chunks_mut(out_len)
                     .zip(idx.par_chunks_mut(out_len))
@@ -520,19 +530,7 @@ impl Operator for GlobalPool {
         let xs = contiguous(x);
         let mut out = vec![0.0f32; planes];
         if inner > 0 {
-            let par_min = crate::kernels::min_len_for(out.len());
-            out.par_iter_mut()
-                .zip(xs.par_chunks(inner))
-                .with_min_len(par_min)
-                .for_each(|(o, xi)| {
-                    *o = if self.max {
-                        xi.iter()
-                            .copied()
-                            .fold(f32::MIN, |m, v| if v > m { v } else { m })
-                    } else {
-                        (sum_f64(xi) / inner as f64) as f32
-                    };
-                });
+            global_pool(&xs, inner, self.max, &mut out);
         }
         let mut shape = x.shape()[..2].to_vec();
         shape.resize(x.ndim(), 1);
@@ -552,4 +550,22 @@ fn sum_f64(x: &[f32]) -> f64 {
     }
     let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
     acc.iter().sum::<f64>() + tail
+}
+
+/// `out[p]` = the largest non-NaN value of plane `p` of `xs` (`f32::MIN` if none), or
+/// its mean (summed in `f64`). Planes are `inner > 0` elements long.
+fn global_pool(xs: &[f32], inner: usize, max: bool, out: &mut [f32]) {
+    let par_min = crate::kernels::min_len_for(out.len() * inner);
+    out.par_iter_mut()
+        .zip(xs.par_chunks(inner))
+        .with_min_len(par_min)
+        .for_each(|(o, xi)| {
+            *o = if max {
+                xi.iter()
+                    .copied()
+                    .fold(f32::MIN, |m, v| if v > m { v } else { m })
+            } else {
+                (sum_f64(xi) / inner as f64) as f32
+            };
+        });
 }
