@@ -127,7 +127,7 @@ pub(crate) fn pool_taps(isa: Isa, max: bool, acc: &[f32], taps: Taps, div: f32, 
     }
 }
 
-/// One output row for [`pool_plane_k3s2`]: its input rows are `x[first + i·step ..]`
+/// One output row for [`pool_planes_k3s2`]: its input rows are `x[first + i·step ..]`
 /// for `i < n` (in kernel order), and averages divide by `div`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RowSpec {
@@ -139,38 +139,40 @@ pub(crate) struct RowSpec {
     pub(crate) div: f32,
 }
 
-/// Pools a whole plane with a 3-wide, stride-2 window (unit dilation) along the rows, in
-/// one call: for output row `r` (`specs[r]`) and `j < len`,
-/// `out[r·out_w + f0 + j] = combine(V(start + 2j), V(start + 2j + 1), V(start + 2j + 2))`
-/// where `V(c)` combines column `c` of the row's input rows (rows `w` wide, `step`
-/// apart). Same order and results as [`pool_rows`] then [`pool_taps`], with both passes
-/// fused in registers. Returns `false` (and does nothing) when `isa` has no fused kernel
-/// or the geometry does not fit the slices.
+/// Pools whole planes with a 3-wide, stride-2 window (unit dilation) along the rows, in
+/// one call: `x` holds planes of `in_len` floats and `out` (whose length sets the number
+/// of planes) planes of `out_len`. In every plane, for output row `r` (`specs[r]`) and
+/// `j < len`, `out[r·out_w + f0 + j] = combine(V(start + 2j), V(start + 2j + 1),
+/// V(start + 2j + 2))` where `V(c)` combines column `c` of the row's input rows (rows `w`
+/// wide, `step` apart). Same order and results as [`pool_rows`] then [`pool_taps`], with
+/// both passes fused in registers. Returns `false` (and does nothing) when `isa` has no
+/// fused kernel or the geometry does not fit the slices.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pool_plane_k3s2(
+pub(crate) fn pool_planes_k3s2(
     isa: Isa,
     max: bool,
-    x: &[f32],
+    (x, in_len): (&[f32], usize),
     (w, step): (usize, usize),
     specs: &[RowSpec],
     start: usize,
-    out: &mut [f32],
+    (out, out_len): (&mut [f32], usize),
     (out_w, f0, len): (usize, usize, usize),
 ) -> bool {
-    if len == 0 || specs.is_empty() {
+    if len == 0 || specs.is_empty() || out_len == 0 {
         return true;
     }
+    let planes = out.len() / out_len;
     let fits_in = specs.iter().all(|s| {
         s.n == 0
             || (s.n - 1)
                 .checked_mul(step)
                 .and_then(|v| v.checked_add(s.first)?.checked_add(w))
-                .is_some_and(|end| end <= x.len())
-    });
+                .is_some_and(|end| end <= in_len)
+    }) && planes.checked_mul(in_len).is_some_and(|n| n <= x.len());
     let fits_out = (specs.len() - 1)
         .checked_mul(out_w)
         .and_then(|v| v.checked_add(f0 + len))
-        .is_some_and(|end| end <= out.len() && f0 + len <= out_w);
+        .is_some_and(|end| end <= out_len && f0 + len <= out_w);
     let taps_in = (len - 1)
         .checked_mul(2)
         .and_then(|v| v.checked_add(start + 2))
@@ -189,13 +191,16 @@ pub(crate) fn pool_plane_k3s2(
                 f0,
                 len,
             };
-            // SAFETY: AVX-512F is available; the geometry was checked against the slices
-            // just above (every row read, every tap and every output is inside).
-            unsafe {
-                if max {
-                    x86::plane_k3s2_avx512::<true>(x, geo, specs, out)
-                } else {
-                    x86::plane_k3s2_avx512::<false>(x, geo, specs, out)
+            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
+                let xp = &x[p * in_len..][..in_len];
+                // SAFETY: AVX-512F is available; the geometry was checked against the
+                // planes just above (every row read, every tap and every output is inside).
+                unsafe {
+                    if max {
+                        x86::plane_k3s2_avx512::<true>(xp, geo, specs, o)
+                    } else {
+                        x86::plane_k3s2_avx512::<false>(xp, geo, specs, o)
+                    }
                 }
             }
             true
@@ -262,7 +267,7 @@ mod x86 {
         }
     }
 
-    /// Geometry of [`plane_k3s2_avx512`] (see `pool_plane_k3s2`).
+    /// Geometry of [`plane_k3s2_avx512`] (see `pool_planes_k3s2`).
     #[derive(Clone, Copy)]
     pub(super) struct PlaneGeo {
         pub(super) w: usize,
@@ -315,7 +320,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX-512F must be available and the geometry checked as in `pool_plane_k3s2`.
+    /// AVX-512F must be available and the geometry checked as in `pool_planes_k3s2`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn plane_k3s2_avx512<const MAX: bool>(
         x: &[f32],
@@ -742,7 +747,8 @@ mod tests {
             }
             for isa in isas() {
                 let mut got = vec![1.5f32; specs.len() * out_w];
-                if pool_plane_k3s2(isa, max, &x, (w, w), &specs, start, &mut got, (out_w, 1, len)) {
+                let n_out = got.len();
+                if pool_planes_k3s2(isa, max, (&x, x.len()), (w, w), &specs, start, (&mut got, n_out), (out_w, 1, len)) {
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     prop_assert_eq!(bits(&got), bits(&want), "{:?}", isa);
                 }

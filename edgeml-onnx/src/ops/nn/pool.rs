@@ -202,13 +202,15 @@ impl Operator for Pool {
             } else {
                 let rows = RowPool::new(kind, [i3, o3, k3, s3, d3, pb3], &ranges);
                 let par_min = crate::kernels::min_len_for(out.len());
-                out.par_chunks_mut(out_len)
-                    .enumerate()
-                    .with_min_len(par_min)
-                    .for_each_init(
-                        || rows.scratch(),
-                        |sc, (p, o)| rows.plane(&xs[p * in_len..][..in_len], o, sc),
-                    );
+                if !rows.fused_planes(&xs, in_len, &mut out, out_len) {
+                    out.par_chunks_mut(out_len)
+                        .enumerate()
+                        .with_min_len(par_min)
+                        .for_each_init(
+                            || rows.scratch(),
+                            |sc, (p, o)| rows.plane(&xs[p * in_len..][..in_len], o, sc),
+                        );
+                }
             }
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
@@ -238,7 +240,7 @@ struct RowPool<'a> {
     full: (usize, usize),
     isa: crate::kernels::Isa,
     /// Per output row, for 2-D windows 3 wide at stride 2 (unit dilation along W): the
-    /// input rows and divisor for [`crate::kernels::pool_plane_k3s2`].
+    /// input rows and divisor for [`crate::kernels::pool_planes_k3s2`].
     fused: Option<Vec<crate::kernels::RowSpec>>,
 }
 
@@ -295,6 +297,54 @@ impl<'a> RowPool<'a> {
             isa: crate::kernels::best_isa(),
             fused,
         }
+    }
+
+    /// The fused path ([`crate::kernels::pool_planes_k3s2`]) over all planes, split
+    /// across the pool's threads; `false` when it does not apply (nothing usable written).
+    fn fused_planes(&self, xs: &[f32], in_len: usize, out: &mut [f32], out_len: usize) -> bool {
+        let Some(specs) = &self.fused else {
+            return false;
+        };
+        let max = self.kind == Kind::Max;
+        let (full, o3, i3) = (self.full, self.o3, self.i3);
+        let start = full.0 * 2 - self.pb3[2];
+        let geo = (o3[2], full.0, full.1 - full.0);
+        let w = (i3[2], i3[2] * self.d3[1]);
+        let planes = out.len() / out_len;
+        let per = if crate::kernels::in_parallel_pool() && out.len() >= 1 << 14 {
+            planes.div_ceil(rayon::current_num_threads() * 2)
+        } else {
+            planes
+        };
+        let per = per.max(1);
+        out.par_chunks_mut(per * out_len)
+            .enumerate()
+            .with_min_len(1)
+            .map(|(t, o)| {
+                let xc = &xs[t * per * in_len..];
+                let done = crate::kernels::pool_planes_k3s2(
+                    self.isa,
+                    max,
+                    (xc, in_len),
+                    w,
+                    specs,
+                    start,
+                    (o, out_len),
+                    geo,
+                );
+                if done && (full.0 > 0 || full.1 < o3[2]) {
+                    for (p, op) in o.chunks_exact_mut(out_len).enumerate() {
+                        let xp = &xc[p * in_len..][..in_len];
+                        for oh in 0..o3[1] {
+                            for ow in (0..full.0).chain(full.1..o3[2]) {
+                                op[oh * o3[2] + ow] = self.direct(xp, oh, ow);
+                            }
+                        }
+                    }
+                }
+                done
+            })
+            .reduce(|| true, |a, b| a && b)
     }
 
     /// Output `(oh, ow)` of a 2-D plane computed tap by tap, in the row-pass order
@@ -397,19 +447,6 @@ impl<'a> RowPool<'a> {
         let init = if max { f32::MIN } else { 0.0 };
         let kw_len = self.k3[2];
         let full = self.full;
-        if let Some(specs) = &self.fused {
-            let start = full.0 * 2 - pb3[2];
-            let geo = (o3[2], full.0, full.1 - full.0);
-            let w = (i3[2], i3[2] * d3[1]);
-            if crate::kernels::pool_plane_k3s2(self.isa, max, xp, w, specs, start, o, geo) {
-                for oh in 0..o3[1] {
-                    for ow in (0..full.0).chain(full.1..o3[2]) {
-                        o[oh * o3[2] + ow] = self.direct(xp, oh, ow);
-                    }
-                }
-                return;
-            }
-        }
         // Unit dilation and stride ≤ 2: the SIMD tap kernel reads the row directly.
         let direct = d3[2] == 1 && s3[2] <= 2;
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
