@@ -368,7 +368,7 @@ mod x86 {
         let (step, w) = (g.step, g.w);
         let dv = _mm512_set1_ps(div);
         let mut c = g.start;
-        // SAFETY (all `vert` calls): rows as required by this function.
+        // SAFETY: `vert` reads only inside the rows, as this function requires.
         let (mut v0, mut v1) = unsafe {
             (
                 vert::<MAX, N>(base, n, step, w, c),
@@ -413,6 +413,7 @@ mod x86 {
             }
         }
         while j < g.len {
+            // SAFETY: as above.
             let (v2, v3) = unsafe {
                 (
                     vert::<MAX, N>(base, n, step, w, c + 32),
