@@ -205,7 +205,10 @@ pub(crate) fn pool_planes_k3s2(
             }
             true
         }
-        _ => false,
+        _ => {
+            let _ = max;
+            false
+        }
     }
 }
 
@@ -609,8 +612,9 @@ mod arm {
     use std::arch::aarch64::*;
 
     /// `if v > a { v } else { a }` lane-wise (not `fmax`, which propagates NaN).
-    #[inline(always)]
-    unsafe fn comb_v<const MAX: bool>(v: float32x4_t, a: float32x4_t) -> float32x4_t {
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn comb_v<const MAX: bool>(v: float32x4_t, a: float32x4_t) -> float32x4_t {
         if MAX {
             vbslq_f32(vcgtq_f32(v, a), v, a)
         } else {
@@ -665,8 +669,7 @@ mod arm {
                         vld2q_f32(p.add(base)).0
                     }
                 };
-                // SAFETY: NEON is available.
-                o = unsafe { comb_v::<MAX>(v, o) };
+                o = comb_v::<MAX>(v, o);
             }
             if !MAX {
                 o = vdivq_f32(o, dv);
