@@ -370,6 +370,8 @@ mod x86 {
         let init = _mm512_set1_ps(init::<MAX>());
         let (step, w) = (g.step, g.w);
         let dv = _mm512_set1_ps(div);
+        // Max: `V` lanes are never NaN and never below `f32::MIN` (each `vert` starts
+        // from it), so the scalar order's first step `max(e, f32::MIN)` is `e` itself.
         let mut c = g.start;
         // SAFETY: `vert` reads only inside the rows, as this function requires.
         let (mut v0, mut v1) = unsafe {
@@ -403,7 +405,7 @@ mod x86 {
                     _mm512_castps_si512(e),
                 ));
                 let o = if MAX {
-                    _mm512_max_ps(e2, _mm512_max_ps(o1, _mm512_max_ps(e, init)))
+                    _mm512_max_ps(e2, _mm512_max_ps(o1, e))
                 } else {
                     let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
                     _mm512_div_ps(s, dv)
@@ -431,7 +433,7 @@ mod x86 {
                 _mm512_castps_si512(e),
             ));
             let o = if MAX {
-                _mm512_max_ps(e2, _mm512_max_ps(o1, _mm512_max_ps(e, init)))
+                _mm512_max_ps(e2, _mm512_max_ps(o1, e))
             } else {
                 let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
                 _mm512_div_ps(s, dv)
