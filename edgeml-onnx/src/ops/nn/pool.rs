@@ -92,7 +92,12 @@ impl Operator for Pool {
         let in_len: usize = i3.iter().product();
         let out_len: usize = o3.iter().product();
         let xs = contiguous(x);
-        let mut out = crate::buffers::take_f32(total);
+        // Every path below writes every output when the input planes are not empty.
+        let mut out = if in_len > 0 {
+            crate::buffers::take_f32_overwritten(total)
+        } else {
+            crate::buffers::take_f32(total)
+        };
         let want_idx = self.kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty());
         let mut idx = vec![0i64; if want_idx { total } else { 0 }];
         if total > 0 && in_len > 0 {
