@@ -205,6 +205,30 @@ pub(crate) fn pool_planes_k3s2(
             }
             true
         }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if isa.is_available() => {
+            let geo = x86::PlaneGeo {
+                w,
+                step,
+                start,
+                out_w,
+                f0,
+                len,
+            };
+            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
+                let xp = &x[p * in_len..][..in_len];
+                // SAFETY: AVX2 is available; the geometry was checked against the planes
+                // just above (every row read, every tap and every output is inside).
+                unsafe {
+                    if max {
+                        x86::plane_k3s2_avx2::<true>(xp, geo, specs, o)
+                    } else {
+                        x86::plane_k3s2_avx2::<false>(xp, geo, specs, o)
+                    }
+                }
+            }
+            true
+        }
         _ => {
             let _ = max;
             false

@@ -65,6 +65,168 @@ unsafe fn vert<const MAX: bool, const N: usize>(
     a
 }
 
+/// Lanes `i < k` set (`k ≤ 8`), for AVX masked loads and stores.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn lanes8(k: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(k as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// The AVX2 twin of [`vert`]: 8 columns.
+///
+/// # Safety
+/// AVX2; `base + i·step + w` within the plane for `i < n`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn vert8<const MAX: bool, const N: usize>(
+    base: *const f32,
+    n: usize,
+    step: usize,
+    w: usize,
+    c: usize,
+) -> __m256 {
+    if c >= w {
+        return _mm256_setzero_ps();
+    }
+    let rows = if N > 0 { N } else { n };
+    let mut a = _mm256_set1_ps(init::<MAX>());
+    let whole = c + 8 <= w;
+    let m = lanes8((w - c).min(8));
+    for i in 0..rows {
+        // SAFETY: row i starts at base + i·step and holds w floats; c < w and only
+        // lanes below w - c are read.
+        let v = unsafe {
+            let p = base.add(i * step + c);
+            if whole {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, m)
+            }
+        };
+        a = if MAX {
+            _mm256_max_ps(v, a)
+        } else {
+            _mm256_add_ps(a, v)
+        };
+    }
+    a
+}
+
+/// Even lanes of `lo ++ hi`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn even8(lo: __m256, hi: __m256) -> __m256 {
+    // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6.
+    let t = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
+}
+
+/// Odd lanes of `lo ++ hi`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn odd8(lo: __m256, hi: __m256) -> __m256 {
+    let t = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
+    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
+}
+
+/// The AVX2 twin of [`plane_k3s2_avx512`] (8 outputs per step).
+///
+/// # Safety
+/// AVX2 must be available and the geometry checked as in `pool_planes_k3s2`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn plane_k3s2_avx2<const MAX: bool>(
+    x: &[f32],
+    g: PlaneGeo,
+    specs: &[super::RowSpec],
+    out: &mut [f32],
+) {
+    for (r, spec) in specs.iter().enumerate() {
+        let base = if spec.n == 0 {
+            x.as_ptr()
+        } else {
+            // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
+            unsafe { x.as_ptr().add(spec.first) }
+        };
+        // SAFETY: the row pointer is inside `out` (checked by the caller).
+        let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
+        // SAFETY: rows and outputs as checked by the caller.
+        unsafe {
+            match spec.n {
+                3 => row_k3s2_avx2::<MAX, 3>(base, spec.n, spec.div, g, orow),
+                2 => row_k3s2_avx2::<MAX, 2>(base, spec.n, spec.div, g, orow),
+                _ => row_k3s2_avx2::<MAX, 0>(base, spec.n, spec.div, g, orow),
+            }
+        }
+    }
+}
+
+/// One output row of [`plane_k3s2_avx2`].
+///
+/// # Safety
+/// AVX2; `n` rows from `base` (`g.step` apart, `g.w` wide) readable, `g.len` outputs
+/// from `orow` writable, every tap inside the row.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn row_k3s2_avx2<const MAX: bool, const N: usize>(
+    base: *const f32,
+    n: usize,
+    div: f32,
+    g: PlaneGeo,
+    orow: *mut f32,
+) {
+    let init = _mm256_set1_ps(init::<MAX>());
+    let (step, w) = (g.step, g.w);
+    let dv = _mm256_set1_ps(div);
+    let mut c = g.start;
+    // SAFETY: `vert8` reads only inside the rows, as this function requires.
+    let (mut v0, mut v1) = unsafe {
+        (
+            vert8::<MAX, N>(base, n, step, w, c),
+            vert8::<MAX, N>(base, n, step, w, c + 8),
+        )
+    };
+    let mut e = even8(v0, v1);
+    let mut j = 0;
+    while j < g.len {
+        // SAFETY: as above.
+        let (v2, v3) = unsafe {
+            (
+                vert8::<MAX, N>(base, n, step, w, c + 16),
+                vert8::<MAX, N>(base, n, step, w, c + 24),
+            )
+        };
+        let e_next = even8(v2, v3);
+        let o1 = odd8(v0, v1);
+        // Taps c + 2i + 2: [e1 .. e7, e_next0] (alignr works within 128-bit halves).
+        let t = _mm256_permute2f128_ps::<0x21>(e, e_next);
+        let e2 = _mm256_castsi256_ps(_mm256_alignr_epi8::<4>(
+            _mm256_castps_si256(t),
+            _mm256_castps_si256(e),
+        ));
+        // Max: `V` lanes are never NaN nor below `f32::MIN`, so max(e, f32::MIN) = e.
+        let o = if MAX {
+            _mm256_max_ps(e2, _mm256_max_ps(o1, e))
+        } else {
+            let s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(init, e), o1), e2);
+            _mm256_div_ps(s, dv)
+        };
+        // SAFETY: lanes below len - j are inside the output row.
+        unsafe {
+            if j + 8 <= g.len {
+                _mm256_storeu_ps(orow.add(j), o)
+            } else {
+                _mm256_maskstore_ps(orow.add(j), lanes8(g.len - j), o)
+            }
+        };
+        (v0, v1, e) = (v2, v3, e_next);
+        c += 16;
+        j += 8;
+    }
+}
+
 /// # Safety
 /// AVX-512F must be available and the geometry checked as in `pool_planes_k3s2`.
 #[target_feature(enable = "avx512f")]
