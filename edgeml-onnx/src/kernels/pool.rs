@@ -5,6 +5,8 @@
 //! [`pool_taps`] combines, for each output, its `k` consecutive taps of that row taken
 //! at stride `s`. Both are SIMD on AVX-512F, AVX2 and NEON; stride 2 deinterleaves in
 //! registers (`vpermt2ps` / `shuffle`+`permute` / `ld2`) instead of a separate pass.
+//! The common 3-wide, stride-2 window (unit dilation) has a fused kernel on AVX-512F and
+//! AVX2 ([`pool_planes_k3s2`]): both passes in registers, whole planes per call.
 //!
 //! Every ISA combines values in the same order as the scalar code, with the same
 //! operation, so results are bit-identical across ISAs: max is `if v > a { v } else { a }`
