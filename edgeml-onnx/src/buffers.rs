@@ -38,6 +38,14 @@ thread_local! {
 
 /// The smallest pooled block with capacity ≥ `len` (emptied), if any.
 fn take_block(len: usize) -> Option<Vec<f32>> {
+    take_block_as_is(len).map(|mut v| {
+        v.clear();
+        v
+    })
+}
+
+/// The smallest pooled block with capacity ≥ `len`, with its old contents, if any.
+fn take_block_as_is(len: usize) -> Option<Vec<f32>> {
     if len < MIN_LEN {
         return None;
     }
@@ -53,9 +61,7 @@ fn take_block(len: usize) -> Option<Vec<f32>> {
         if p[best].capacity() > len.saturating_mul(4) {
             return None;
         }
-        let mut v = p.swap_remove(best);
-        v.clear();
-        Some(v)
+        Some(p.swap_remove(best))
     })
 }
 
@@ -64,6 +70,23 @@ pub(crate) fn take_f32(len: usize) -> Vec<f32> {
     match take_block(len) {
         Some(mut v) => {
             v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// A vector of `len` elements with unspecified (but initialised) contents: a recycled
+/// block's old values, zeros past them or in a fresh block. For outputs the caller
+/// overwrites completely; it saves [`take_f32`]'s zero-filling pass.
+pub(crate) fn take_f32_overwritten(len: usize) -> Vec<f32> {
+    match take_block_as_is(len) {
+        Some(mut v) => {
+            if v.len() >= len {
+                v.truncate(len);
+            } else {
+                v.resize(len, 0.0);
+            }
             v
         }
         None => vec![0.0; len],
@@ -136,6 +159,12 @@ mod tests {
         let w = take_f32(9_000);
         assert_eq!(w.len(), 9_000);
         assert!(w.iter().all(|&x| x == 0.0));
+        let mut v = take_f32(10_000);
+        v.iter_mut().for_each(|x| *x = 3.0);
+        give_f32(v);
+        let o = take_f32_overwritten(6_000);
+        assert_eq!(o.len(), 6_000);
+        give_f32(o);
         let e = take_f32_empty(5_000);
         assert!(e.is_empty() && e.capacity() >= 5_000);
         for _ in 0..(MAX_BUFFERS * 2) {

@@ -25,10 +25,12 @@
 
 mod depthwise;
 mod fused;
+mod pool;
 mod scalar;
 
 pub use depthwise::{DepthwiseGeo, depthwise_plane, gather};
 pub use fused::{Epilogue, PackB, RowsB, sgemm_packed_b};
+pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

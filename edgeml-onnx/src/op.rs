@@ -73,6 +73,25 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// See the trait documentation.
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+
+    /// Whether [`Operator::run_consuming`] can reuse the memory of input 0 (e.g. a
+    /// `Reshape`, which only relabels the shape). When this is `true` and no later step
+    /// reads input 0, the interpreter hands input 0 over by value instead of by reference.
+    fn consumes_first_input(&self) -> bool {
+        false
+    }
+
+    /// Like [`Operator::run`], with input 0 given by value (`rest` holds inputs 1, 2, …).
+    /// The default runs [`Operator::run`] on a reference to `first`.
+    ///
+    /// # Errors
+    /// As for [`Operator::run`].
+    fn run_consuming(&self, first: Tensor, rest: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let mut args = Vec::with_capacity(rest.len() + 1);
+        args.push(Some(&first));
+        args.extend_from_slice(rest);
+        self.run(&args)
+    }
 }
 
 /// Runs `op` on `args`, turning a panic inside the operator (a bug, or a hostile input
@@ -83,7 +102,21 @@ pub(crate) fn run_guarded(
     args: &[Option<&Tensor>],
     what: &str,
 ) -> Result<Vec<Tensor>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.run(args))).unwrap_or_else(|p| {
+    guarded(what, || op.run(args))
+}
+
+/// [`run_guarded`] for [`Operator::run_consuming`].
+pub(crate) fn run_guarded_consuming(
+    op: &dyn Operator,
+    first: Tensor,
+    rest: &[Option<&Tensor>],
+    what: &str,
+) -> Result<Vec<Tensor>> {
+    guarded(what, || op.run_consuming(first, rest))
+}
+
+fn guarded(what: &str, f: impl FnOnce() -> Result<Vec<Tensor>>) -> Result<Vec<Tensor>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())

@@ -368,3 +368,46 @@ fn tiny_runs_stay_on_the_calling_thread_big_ones_use_the_pool() {
         "a 64 Ki-element run did not use the pool"
     );
 }
+
+/// A reshape at its input's last use takes the input's memory (`Operator::run_consuming`);
+/// one whose input is read again later, or is a graph input, must leave it intact. All
+/// give the values a copying reshape gives, run after run (recycled buffers included).
+#[test]
+fn reshapes_reuse_or_keep_their_input_as_liveness_allows() {
+    let shape3 = Some(vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)]);
+    let g = Graph {
+        nodes: vec![
+            node("Relu", &["x"], &["r"]),
+            // `r` is read again by Neg: not handed over.
+            node("Reshape", &["r", "shape"], &["a"]),
+            node("Neg", &["r"], &["n"]),
+            // Last use of `n`: handed over by value.
+            node("Flatten", &["n"], &["b"]),
+            // A graph input is borrowed, never taken.
+            node("Reshape", &["x", "shape"], &["c"]),
+        ],
+        inputs: vec![vi("x", DType::F32, shape3)],
+        outputs: vec![
+            vi("a", DType::F32, None),
+            vi("b", DType::F32, None),
+            vi("c", DType::F32, None),
+        ],
+        initializers: vec![("shape".into(), Tensor::I64(array![4i64, -1].into_dyn()))],
+        ..Default::default()
+    };
+    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let xs: Vec<f32> = (0..24).map(|i| i as f32 - 12.0).collect();
+    for _ in 0..3 {
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), xs.clone()).unwrap();
+        let out = plan.run(&[("x", f32t(x))]).unwrap();
+        let get = |i: usize| out[i].1.as_f32().unwrap().clone();
+        let relu: Vec<f32> = xs.iter().map(|&v| v.max(0.0)).collect();
+        let neg: Vec<f32> = relu.iter().map(|&v| -v).collect();
+        assert_eq!(get(0).shape(), &[4, 6]);
+        assert_eq!(get(0).iter().copied().collect::<Vec<_>>(), relu);
+        assert_eq!(get(1).shape(), &[2, 12]);
+        assert_eq!(get(1).iter().copied().collect::<Vec<_>>(), neg);
+        assert_eq!(get(2).shape(), &[4, 6]);
+        assert_eq!(get(2).iter().copied().collect::<Vec<_>>(), xs);
+    }
+}

@@ -98,12 +98,58 @@ struct Reshape {
     allowzero: bool,
 }
 
+/// [`reshape_any`] of a tensor given by value: free (the array keeps its memory) when it
+/// is in standard layout.
+fn reshape_owned(node: &Node, t: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if shape.iter().product::<usize>() != t.len() {
+        return reshape_any(node, &t, shape);
+    }
+    fn relabel<T: Clone>(node: &Node, a: ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>> {
+        let a = if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        };
+        a.into_shape_with_order(IxDyn(shape))
+            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))))
+    }
+    macro_rules! arms {
+        ($($v:ident),*) => {
+            match t {
+                $(Tensor::$v(a) => Tensor::$v(relabel(node, a, shape)?),)*
+            }
+        };
+    }
+    Ok(arms!(F32, F16, BF16, F64, I8, U8, I16, U16, I32, I64, Bool))
+}
+
+impl Reshape {
+    fn target(&self, t: &Tensor, spec: Option<&Tensor>) -> Result<Vec<usize>> {
+        let spec = spec.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: required input 1 is missing",
+                describe(&self.node)
+            ))
+        })?;
+        let spec = to_i64_vec(&self.node, spec)?;
+        reshape_target(&self.node, t.shape(), &spec, self.allowzero)
+    }
+}
+
 impl Operator for Reshape {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let t = input(&self.node, inputs, 0)?;
-        let spec = to_i64_vec(&self.node, input(&self.node, inputs, 1)?)?;
-        let shape = reshape_target(&self.node, t.shape(), &spec, self.allowzero)?;
+        let shape = self.target(t, Some(input(&self.node, inputs, 1)?))?;
         Ok(vec![reshape_any(&self.node, t, &shape)?])
+    }
+
+    fn consumes_first_input(&self) -> bool {
+        true
+    }
+
+    fn run_consuming(&self, first: Tensor, rest: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let shape = self.target(&first, rest.first().copied().flatten())?;
+        Ok(vec![reshape_owned(&self.node, first, &shape)?])
     }
 }
 
@@ -124,17 +170,27 @@ struct Reshaper {
 
 impl Operator for Reshaper {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let t = input(&self.node, inputs, 0)?;
+        let shape = self.target(t.shape(), inputs.get(1).copied().flatten())?;
+        Ok(vec![reshape_any(&self.node, t, &shape)?])
+    }
+
+    fn consumes_first_input(&self) -> bool {
+        true
+    }
+
+    fn run_consuming(&self, first: Tensor, rest: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let shape = self.target(first.shape(), rest.first().copied().flatten())?;
+        Ok(vec![reshape_owned(&self.node, first, &shape)?])
+    }
+}
+
+impl Reshaper {
+    /// The output shape for input shape `s` (`axes`: the optional second input).
+    fn target(&self, s: &[usize], axes: Option<&Tensor>) -> Result<Vec<usize>> {
         let node = &self.node;
-        let t = input(node, inputs, 0)?;
-        let s = t.shape();
-        let axes_in = || -> Result<Option<Vec<i64>>> {
-            inputs
-                .get(1)
-                .copied()
-                .flatten()
-                .map(|a| to_i64_vec(node, a))
-                .transpose()
-        };
+        let axes_in =
+            || -> Result<Option<Vec<i64>>> { axes.map(|a| to_i64_vec(node, a)).transpose() };
         let shape = match &self.f {
             ShapeFn::Flatten(axis) => {
                 let ax = if *axis == s.len() as i64 {
@@ -198,7 +254,7 @@ impl Operator for Reshaper {
                     .collect()
             }
         };
-        Ok(vec![reshape_any(node, t, &shape)?])
+        Ok(shape)
     }
 }
 
@@ -515,8 +571,48 @@ pub fn register(r: &mut Registry) {
 
 #[cfg(test)]
 mod tests {
-    use super::reshape_target;
-    use crate::Node;
+    use super::{Reshape, Reshaper, ShapeFn, reshape_target};
+    use crate::{Node, Operator, Tensor};
+    use ndarray::{ArrayD, IxDyn};
+
+    /// Given by value, a reshape keeps the array's memory (no copy) and gives the same
+    /// tensor as the by-reference path.
+    #[test]
+    fn reshapes_by_value_keep_the_memory() {
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|i| i as f32).collect()).unwrap();
+        let spec = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![6, -1]).unwrap());
+        let reshape = Reshape {
+            node: Node::default(),
+            allowzero: false,
+        };
+        let flatten = Reshaper {
+            node: Node::default(),
+            f: ShapeFn::Flatten(2),
+        };
+        for (op, rest) in [
+            (&reshape as &dyn Operator, vec![Some(&spec)]),
+            (&flatten as &dyn Operator, vec![]),
+        ] {
+            assert!(op.consumes_first_input());
+            let t = Tensor::F32(x.clone());
+            let mut args = vec![Some(&t)];
+            args.extend(rest.iter().copied());
+            let want = op.run(&args).unwrap();
+            let got = op.run_consuming(Tensor::F32(x.clone()), &rest).unwrap();
+            assert_eq!(got, want);
+            let owned = Tensor::F32(x.clone());
+            let ptr_owned = match &owned {
+                Tensor::F32(a) => a.as_ptr(),
+                _ => unreachable!(),
+            };
+            let got = op.run_consuming(owned, &rest).unwrap();
+            match &got[0] {
+                Tensor::F32(a) => assert_eq!(a.as_ptr(), ptr_owned),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn reshape_targets_follow_the_spec_and_reject_hostile_shapes() {

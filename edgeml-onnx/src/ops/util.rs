@@ -297,11 +297,26 @@ pub fn slim(node: &Node) -> Node {
     }
 }
 
+/// An empty vector with room for `n` elements, from the per-thread `f32` buffer pool
+/// ([`crate::buffers`]) when `T` is `f32` (warm memory for big layout copies).
+fn with_capacity_pooled<T: 'static>(n: usize) -> Vec<T> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        let b: Box<dyn std::any::Any> = Box::new(crate::buffers::take_f32_empty(n));
+        if let Ok(v) = b.downcast::<Vec<T>>() {
+            return *v;
+        }
+    }
+    Vec::with_capacity(n)
+}
+
 /// Transposes whose last axes stay in place (e.g. the channel shuffle
 /// `[N, g, C/g, H, W] → [N, C/g, g, H, W]`): the output is a sequence of contiguous
 /// blocks of the input, copied with `memcpy`. `None` when the input is not contiguous
 /// or the blocks would be short (the general strided copy is as good then).
-pub(crate) fn transpose_blocks<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Option<ArrayD<T>> {
+pub(crate) fn transpose_blocks<T: Copy + 'static>(
+    a: &ArrayD<T>,
+    perm: &[usize],
+) -> Option<ArrayD<T>> {
     const MIN_BLOCK: usize = 16;
     let src = a.as_slice()?;
     let r = perm.len();
@@ -329,7 +344,7 @@ pub(crate) fn transpose_blocks<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Option
     }
     let dims: Vec<usize> = perm[..outer].iter().map(|&p| shape[p]).collect();
     let strides: Vec<usize> = perm[..outer].iter().map(|&p| stride[p]).collect();
-    let mut out = Vec::with_capacity(src.len());
+    let mut out = with_capacity_pooled(src.len());
     let mut idx = vec![0usize; outer];
     let total_blocks: usize = dims.iter().product();
     let mut off = 0usize;
@@ -354,7 +369,10 @@ pub(crate) fn transpose_blocks<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Option
 /// Concatenation of contiguous arrays of matching shapes: for each index of the axes
 /// before `axis`, each input's contiguous chunk is copied in turn. `None` when an input
 /// is not contiguous or the shapes do not match (the general path reports the error).
-pub(crate) fn concat_contiguous<T: Copy>(arrays: &[&ArrayD<T>], axis: usize) -> Option<ArrayD<T>> {
+pub(crate) fn concat_contiguous<T: Copy + 'static>(
+    arrays: &[&ArrayD<T>],
+    axis: usize,
+) -> Option<ArrayD<T>> {
     let first = arrays.first()?;
     let shape = first.shape();
     let mut out_shape = shape.to_vec();
@@ -375,7 +393,7 @@ pub(crate) fn concat_contiguous<T: Copy>(arrays: &[&ArrayD<T>], axis: usize) -> 
     }
     let outer: usize = shape[..axis].iter().product();
     let total: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(total);
+    let mut out = with_capacity_pooled(total);
     for o in 0..outer {
         for &(src, chunk) in &chunks {
             out.extend_from_slice(&src[o * chunk..(o + 1) * chunk]);

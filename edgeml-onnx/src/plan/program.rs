@@ -120,8 +120,24 @@ impl Program {
             env[slot] = Some(Val::Ref(t));
         }
         for step in &self.steps {
-            let args: Vec<Option<&Tensor>> = step
-                .inputs
+            // Input 0 goes by value to an operator that can reuse its memory, when this
+            // step is its last use and the interpreter owns it (not an input/constant).
+            let first = match step.inputs.first() {
+                Some(Some(s0))
+                    if step.op.consumes_first_input()
+                        && step.free.contains(s0)
+                        && !step.inputs[1..].contains(&Some(*s0))
+                        && matches!(env[*s0], Some(Val::Own(_))) =>
+                {
+                    match env[*s0].take() {
+                        Some(Val::Own(t)) => Some(t),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let skip = usize::from(first.is_some());
+            let args: Vec<Option<&Tensor>> = step.inputs[skip..]
                 .iter()
                 .map(|s| match s {
                     None => Ok(None),
@@ -134,7 +150,10 @@ impl Program {
                 })
                 .collect::<Result<_>>()?;
             let t0 = profile.then(std::time::Instant::now);
-            let outs = crate::op::run_guarded(&*step.op, &args, &step.desc)?;
+            let outs = match first {
+                Some(t) => crate::op::run_guarded_consuming(&*step.op, t, &args, &step.desc)?,
+                None => crate::op::run_guarded(&*step.op, &args, &step.desc)?,
+            };
             if let Some(t0) = t0 {
                 eprintln!("edgeml-profile\t{}\t{}", step.desc, t0.elapsed().as_nanos());
             }

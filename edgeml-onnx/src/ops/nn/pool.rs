@@ -9,6 +9,11 @@ use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
+mod global;
+
+use global::global_pool;
+pub(super) use global::{build_global_average_pool, build_global_max_pool};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Max,
@@ -92,7 +97,12 @@ impl Operator for Pool {
         let in_len: usize = i3.iter().product();
         let out_len: usize = o3.iter().product();
         let xs = contiguous(x);
-        let mut out = crate::buffers::take_f32(total);
+        // Every path below writes every output when the input planes are not empty.
+        let mut out = if in_len > 0 {
+            crate::buffers::take_f32_overwritten(total)
+        } else {
+            crate::buffers::take_f32(total)
+        };
         let want_idx = self.kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty());
         let mut idx = vec![0i64; if want_idx { total } else { 0 }];
         if total > 0 && in_len > 0 {
@@ -182,7 +192,17 @@ impl Operator for Pool {
                     }
                 }
             };
-            if want_idx {
+            let whole_plane = out_len == 1
+                && (0..sp).all(|i| {
+                    w.kernel[i] == x.shape()[2 + i]
+                        && pb[i] == 0
+                        && pe[i] == 0
+                        && (w.kernel[i] == 1 || w.dilations[i] == 1)
+                });
+            if whole_plane && !want_idx {
+                // One window covering each plane exactly: a global pool.
+                global_pool(&xs, in_len, kind == Kind::Max, &mut out);
+            } else if want_idx {
                 let par_min = crate::kernels::min_len_for(out.len());
                 out.par_chunks_mut(out_len)
                     .zip(idx.par_chunks_mut(out_len))
@@ -190,21 +210,17 @@ impl Operator for Pool {
                     .with_min_len(par_min)
                     .for_each(|(p, (o, ix))| work(p, o, ix));
             } else {
-                let rows = RowPool {
-                    kind,
-                    i3,
-                    o3,
-                    k3,
-                    s3,
-                    d3,
-                    pb3,
-                    ranges: &ranges,
-                };
+                let rows = RowPool::new(kind, [i3, o3, k3, s3, d3, pb3], &ranges);
                 let par_min = crate::kernels::min_len_for(out.len());
-                out.par_chunks_mut(out_len)
-                    .enumerate()
-                    .with_min_len(par_min)
-                    .for_each(|(p, o)| rows.plane(&xs[p * in_len..][..in_len], o));
+                if !rows.fused_planes(&xs, in_len, &mut out, out_len) {
+                    out.par_chunks_mut(out_len)
+                        .enumerate()
+                        .with_min_len(par_min)
+                        .for_each_init(
+                            || rows.scratch(),
+                            |sc, (p, o)| rows.plane(&xs[p * in_len..][..in_len], o, sc),
+                        );
+                }
             }
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
@@ -217,8 +233,10 @@ impl Operator for Pool {
     }
 }
 
-/// The fast path (no indices): whole output rows at a time, taps outermost, so the
-/// inner loop is a branch-free max/add over a run of outputs.
+/// The fast path (no indices): whole output rows at a time. Per output row, the
+/// kernel's input rows are combined element-wise into one row
+/// ([`crate::kernels::pool_rows`]), then each output combines its `kw` taps of that row
+/// ([`crate::kernels::pool_taps`] for unit dilation and stride ≤ 2, else a phase split).
 struct RowPool<'a> {
     kind: Kind,
     i3: [usize; 3],
@@ -228,9 +246,164 @@ struct RowPool<'a> {
     d3: [usize; 3],
     pb3: [usize; 3],
     ranges: &'a [Vec<(usize, usize, usize)>],
+    /// Outputs along W whose taps are all inside the row: a contiguous run `[f0, f1)`.
+    full: (usize, usize),
+    isa: crate::kernels::Isa,
+    /// Per output row, for 2-D windows 3 wide at stride 2 (unit dilation along W): the
+    /// input rows and divisor for [`crate::kernels::pool_planes_k3s2`].
+    fused: Option<Vec<crate::kernels::RowSpec>>,
 }
 
-impl RowPool<'_> {
+/// Per-task scratch memory of [`RowPool::plane`] (allocated once per task, not per plane).
+struct Scratch<'x> {
+    acc: Vec<f32>,
+    rows: Vec<&'x [f32]>,
+    phases: Vec<Vec<f32>>,
+}
+
+impl<'a> RowPool<'a> {
+    /// `geo` is `[input, output, kernel, strides, dilations, begin pads]` (3-D each).
+    fn new(kind: Kind, geo: [[usize; 3]; 6], ranges: &'a [Vec<(usize, usize, usize)>]) -> Self {
+        let [i3, o3, k3, s3, d3, pb3] = geo;
+        let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == k3[2];
+        let f0 = ranges[2].iter().position(ok).unwrap_or(0);
+        let f1 = f0 + ranges[2][f0..].iter().take_while(|r| ok(r)).count();
+        let flat = i3[0] == 1 && o3[0] == 1 && k3[0] == 1;
+        let fused = (flat && k3[2] == 3 && s3[2] == 2 && d3[2] == 1 && f1 > f0).then(|| {
+            ranges[1]
+                .iter()
+                .enumerate()
+                .map(|(oh, &(hlo, hhi, hpad))| {
+                    let n = hhi.saturating_sub(hlo);
+                    let first = if n == 0 {
+                        0
+                    } else {
+                        ((oh * s3[1] + hlo * d3[1]) - pb3[1]) * i3[2]
+                    };
+                    let div = match kind {
+                        Kind::Average {
+                            count_include_pad: true,
+                        } => hpad * 3,
+                        _ => n * 3,
+                    };
+                    crate::kernels::RowSpec {
+                        first,
+                        n,
+                        div: div.max(1) as f32,
+                    }
+                })
+                .collect()
+        });
+        Self {
+            kind,
+            i3,
+            o3,
+            k3,
+            s3,
+            d3,
+            pb3,
+            ranges,
+            full: (f0, f1),
+            isa: crate::kernels::best_isa(),
+            fused,
+        }
+    }
+
+    /// The fused path ([`crate::kernels::pool_planes_k3s2`]) over all planes, split
+    /// across the pool's threads; `false` when it does not apply (nothing usable written).
+    fn fused_planes(&self, xs: &[f32], in_len: usize, out: &mut [f32], out_len: usize) -> bool {
+        let Some(specs) = &self.fused else {
+            return false;
+        };
+        let max = self.kind == Kind::Max;
+        let (full, o3, i3) = (self.full, self.o3, self.i3);
+        let start = full.0 * 2 - self.pb3[2];
+        let geo = (o3[2], full.0, full.1 - full.0);
+        let w = (i3[2], i3[2] * self.d3[1]);
+        let planes = out.len() / out_len;
+        let per = if crate::kernels::in_parallel_pool() && out.len() >= 1 << 14 {
+            planes.div_ceil(rayon::current_num_threads() * 2)
+        } else {
+            planes
+        };
+        let per = per.max(1);
+        out.par_chunks_mut(per * out_len)
+            .enumerate()
+            .with_min_len(1)
+            .map(|(t, o)| {
+                let xc = &xs[t * per * in_len..];
+                let done = crate::kernels::pool_planes_k3s2(
+                    self.isa,
+                    max,
+                    (xc, in_len),
+                    w,
+                    specs,
+                    start,
+                    (o, out_len),
+                    geo,
+                );
+                if done && (full.0 > 0 || full.1 < o3[2]) {
+                    for (p, op) in o.chunks_exact_mut(out_len).enumerate() {
+                        let xp = &xc[p * in_len..][..in_len];
+                        for oh in 0..o3[1] {
+                            for ow in (0..full.0).chain(full.1..o3[2]) {
+                                op[oh * o3[2] + ow] = self.direct(xp, oh, ow);
+                            }
+                        }
+                    }
+                }
+                done
+            })
+            .reduce(|| true, |a, b| a && b)
+    }
+
+    /// Output `(oh, ow)` of a 2-D plane computed tap by tap, in the row-pass order
+    /// (each column's rows first, then the columns).
+    fn direct(&self, xp: &[f32], oh: usize, ow: usize) -> f32 {
+        let max = self.kind == Kind::Max;
+        let init = if max { f32::MIN } else { 0.0 };
+        let (hlo, hhi, hpad) = self.ranges[1][oh];
+        let (wlo, whi, wpad) = self.ranges[2][ow];
+        let mut o = init;
+        for kw in wlo..whi {
+            let c = ow * self.s3[2] + kw * self.d3[2] - self.pb3[2];
+            let mut v = init;
+            for kh in hlo..hhi {
+                let r = oh * self.s3[1] + kh * self.d3[1] - self.pb3[1];
+                let x = xp[r * self.i3[2] + c];
+                v = if max {
+                    if x > v { x } else { v }
+                } else {
+                    v + x
+                };
+            }
+            o = if max {
+                if v > o { v } else { o }
+            } else {
+                o + v
+            };
+        }
+        match self.kind {
+            Kind::Max => o,
+            Kind::Average { count_include_pad } => {
+                let div = if count_include_pad {
+                    hpad * wpad
+                } else {
+                    (hhi - hlo) * (whi - wlo)
+                };
+                if div == 0 { 0.0 } else { o / div as f32 }
+            }
+        }
+    }
+
+    fn scratch<'x>(&self) -> Scratch<'x> {
+        Scratch {
+            acc: vec![0.0; self.i3[2]],
+            rows: Vec::with_capacity(self.k3[0] * self.k3[1]),
+            phases: vec![Vec::new(); self.s3[2]],
+        }
+    }
+
     /// Outputs `o` (starting at output index `first`) whose `kw` taps all lie inside
     /// the combined row `acc`: the row is split into `stride` phases
     /// (`phase[p][j] = acc[stride·j + p]`), so every tap is a contiguous slice of one
@@ -276,59 +449,58 @@ impl RowPool<'_> {
         }
     }
 
-    /// One `[D, H, W]` plane. Per output row, the kernel's input rows are first
-    /// combined element-wise into one row (contiguous, vectorised), then each output
-    /// takes its `kw` taps from that row. Max ignores NaN taps (as the tap-by-tap
-    /// loop does: the result is the largest non-NaN tap, `f32::MIN` if none).
-    fn plane(&self, xp: &[f32], o: &mut [f32]) {
+    /// One `[D, H, W]` plane. Max ignores NaN taps (as the tap-by-tap loop does: the
+    /// result is the largest non-NaN tap, `f32::MIN` if none).
+    fn plane<'x>(&self, xp: &'x [f32], o: &mut [f32], sc: &mut Scratch<'x>) {
         let (i3, o3, s3, d3, pb3) = (self.i3, self.o3, self.s3, self.d3, self.pb3);
         let max = self.kind == Kind::Max;
         let init = if max { f32::MIN } else { 0.0 };
-        let mut acc = vec![init; i3[2]];
         let kw_len = self.k3[2];
-        // Outputs along W whose taps are all inside the row: a contiguous run.
-        let full = {
-            let ok = |r: &(usize, usize, usize)| r.0 == 0 && r.1 == kw_len;
-            let f0 = self.ranges[2].iter().position(ok).unwrap_or(0);
-            let f1 = f0 + self.ranges[2][f0..].iter().take_while(|r| ok(r)).count();
-            (f0, f1)
-        };
-        let mut phases: Vec<Vec<f32>> = vec![Vec::new(); s3[2]];
+        let full = self.full;
+        // Unit dilation and stride ≤ 2: the SIMD tap kernel reads the row directly.
+        let direct = d3[2] == 1 && s3[2] <= 2;
         for (od, &(dlo, dhi, dpad)) in self.ranges[0].iter().enumerate() {
             let sd = (od * s3[0]) as isize - pb3[0] as isize;
             for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
                 let sh = (oh * s3[1]) as isize - pb3[1] as isize;
                 let orow = &mut o[(od * o3[1] + oh) * o3[2]..][..o3[2]];
-                acc.fill(init);
+                sc.rows.clear();
                 for kd in dlo..dhi {
                     let id = (sd + (kd * d3[0]) as isize) as usize;
                     for kh in hlo..hhi {
                         let ih = (sh + (kh * d3[1]) as isize) as usize;
-                        let irow = &xp[(id * i3[1] + ih) * i3[2]..][..i3[2]];
-                        if max {
-                            acc.iter_mut()
-                                .zip(irow)
-                                .for_each(|(a, &v)| *a = if v > *a { v } else { *a });
-                        } else {
-                            acc.iter_mut().zip(irow).for_each(|(a, &v)| *a += v);
+                        sc.rows.push(&xp[(id * i3[1] + ih) * i3[2]..][..i3[2]]);
+                    }
+                }
+                crate::kernels::pool_rows(self.isa, max, &sc.rows, &mut sc.acc);
+                let acc = &sc.acc;
+                if full.1 > full.0 {
+                    let div = match self.kind {
+                        Kind::Max => 1,
+                        Kind::Average {
+                            count_include_pad: true,
+                        } => dpad * hpad * kw_len,
+                        Kind::Average { .. } => (dhi - dlo) * (hhi - hlo) * kw_len,
+                    };
+                    // Division (not a multiply by 1/div) keeps the scalar path's
+                    // rounding; div > 0 since every tap is inside.
+                    let div = div.max(1) as f32;
+                    let run = &mut orow[full.0..full.1];
+                    if direct {
+                        let taps = crate::kernels::Taps {
+                            start: full.0 * s3[2] - pb3[2],
+                            k: kw_len,
+                            s: s3[2],
+                        };
+                        crate::kernels::pool_taps(self.isa, max, acc, taps, div, run);
+                    } else {
+                        self.full_taps(acc, &mut sc.phases, run, full.0);
+                        if !max {
+                            run.iter_mut().for_each(|a| *a /= div);
                         }
                     }
                 }
                 let (sw, dw, pw) = (s3[2], d3[2], pb3[2]);
-                if full.1 > full.0 {
-                    self.full_taps(&acc, &mut phases, &mut orow[full.0..full.1], full.0);
-                    if let Kind::Average { count_include_pad } = self.kind {
-                        let div = if count_include_pad {
-                            dpad * hpad * kw_len
-                        } else {
-                            (dhi - dlo) * (hhi - hlo) * kw_len
-                        };
-                        // Division (not a multiply by 1/div) keeps the scalar path's
-                        // rounding; div > 0 since every tap is inside.
-                        let d = div.max(1) as f32;
-                        orow[full.0..full.1].iter_mut().for_each(|a| *a /= d);
-                    }
-                }
                 // Only the outputs outside the full run are left (borders, padding).
                 let (f0, f1) = if full.1 > full.0 { full } else { (0, 0) };
                 for ow in (0..f0).chain(f1..o3[2]) {
@@ -367,60 +539,5 @@ impl RowPool<'_> {
                 }
             }
         }
-    }
-}
-
-#[derive(Debug)]
-struct GlobalPool {
-    node: Node,
-    max: bool,
-}
-
-pub(super) fn build_global_average_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
-    Ok(Box::new(GlobalPool {
-        node: ctx.node.clone(),
-        max: false,
-    }))
-}
-
-pub(super) fn build_global_max_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
-    Ok(Box::new(GlobalPool {
-        node: ctx.node.clone(),
-        max: true,
-    }))
-}
-
-impl Operator for GlobalPool {
-    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let node = &self.node;
-        let x = input_f32(node, inputs, 0)?;
-        if x.ndim() < 2 {
-            return Err(shape_err(
-                node,
-                format!("input {:?} must have rank >= 2", x.shape()),
-            ));
-        }
-        let planes = x.shape()[0] * x.shape()[1];
-        let inner: usize = x.shape()[2..].iter().product();
-        let xs = contiguous(x);
-        let mut out = vec![0.0f32; planes];
-        if inner > 0 {
-            let par_min = crate::kernels::min_len_for(out.len());
-            out.par_iter_mut()
-                .zip(xs.par_chunks(inner))
-                .with_min_len(par_min)
-                .for_each(|(o, xi)| {
-                    *o = if self.max {
-                        xi.iter()
-                            .copied()
-                            .fold(f32::MIN, |m, v| if v > m { v } else { m })
-                    } else {
-                        (xi.iter().map(|&v| v as f64).sum::<f64>() / inner as f64) as f32
-                    };
-                });
-        }
-        let mut shape = x.shape()[..2].to_vec();
-        shape.resize(x.ndim(), 1);
-        Ok(vec![tensor(node, &shape, out)?])
     }
 }
