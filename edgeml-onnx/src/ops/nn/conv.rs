@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 mod im2col;
 
-use im2col::{Geo, Im2colB, depthwise_plane_nd};
+use im2col::{Geo, Im2colB, ShiftB, depthwise_plane_nd};
 
 #[derive(Debug)]
 struct Conv {
@@ -298,6 +298,13 @@ impl Conv {
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
+        let shifted = !pointwise && ShiftB::suits(&geo);
+        let clamp = match (zs, act) {
+            (None, Activation::None) => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            (None, Activation::Relu) => Some((0.0, f32::INFINITY)),
+            (None, Activation::Clip(lo, hi)) => Some((lo, hi)),
+            _ => None,
+        };
         for img in 0..n {
             for g in 0..group {
                 let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
@@ -312,8 +319,14 @@ impl Conv {
                         finish(img * m + oc, col, v);
                     }
                 };
+                // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
+                let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
+                    bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
+                    lo,
+                    hi,
+                });
                 let epi: Option<kernels::Epilogue<'_>> =
-                    (bias.is_some() || needs_finish).then_some(&epi);
+                    (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
                 let lhs = match &self.packed {
                     Some(p) => Lhs::Packed(&p[g]),
                     None => Lhs::View(MatRef::row_major(
@@ -324,14 +337,35 @@ impl Conv {
                 };
                 if pointwise {
                     let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
-                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
+                    kernels::sgemm_packed_b_mapped(
+                        self.isa, lhs, &rhs, og, out_len, epi, None, bc,
+                    )?;
+                } else if shifted
+                    && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
+                {
+                    let map = kernels::ColMap {
+                        pitch: rhs.wq,
+                        width: geo.out[2],
+                    };
+                    kernels::sgemm_packed_b_mapped(
+                        self.isa,
+                        lhs,
+                        &rhs,
+                        og,
+                        out_len,
+                        epi,
+                        Some(map),
+                        bc,
+                    )?;
                 } else {
                     let rhs = Im2colB {
                         x: xg,
                         geo,
                         channels: c_g,
                     };
-                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
+                    kernels::sgemm_packed_b_mapped(
+                        self.isa, lhs, &rhs, og, out_len, epi, None, bc,
+                    )?;
                 }
             }
         }

@@ -140,6 +140,135 @@ impl PackB for Im2colB<'_> {
     }
 }
 
+/// The im2col matrix of one image group for a 2-D convolution, as shifted slices of the
+/// input split into stride phases (the layout of `kernels::depthwise_plane`).
+///
+/// Each channel is zero-padded and split into `sh × sw` phase planes of `hq × wq`
+/// (phase `(a, b)` holds padded rows `a, a+sh, …` and columns `b, b+sw, …`). Output
+/// position `(oh, ow)` and tap `(kh, kw)` then read phase `(kh·dh % sh, kw·dw % sw)` at
+/// `(oh + kh·dh / sh, ow + kw·dw / sw)`, so im2col row `(c, kh, kw)` is the contiguous
+/// run of that phase plane starting at a fixed offset, over a grid of `oh × wq`
+/// columns of which the first `ow` of each row are real (the GEMM drops the rest:
+/// `kernels::ColMap`). Packing a panel is then a plain copy of `nr` floats.
+pub(super) struct ShiftB {
+    buf: Vec<f32>,
+    /// Start of each im2col row in `buf`.
+    offs: Vec<usize>,
+    /// Logical columns: `oh · wq`.
+    cols: usize,
+    /// Phase-plane row pitch.
+    pub(super) wq: usize,
+}
+
+impl ShiftB {
+    /// Whether the phase layout wastes at most 1/8 extra columns for this geometry
+    /// (2-D only; small outputs with wide padding go through [`Im2colB`]).
+    pub(super) fn suits(g: &Geo) -> bool {
+        let Some(d) = g.depthwise_2d() else {
+            return false;
+        };
+        let wq = Self::dims(&d).1;
+        d.ow > 0 && wq * 8 <= d.ow * 9
+    }
+
+    /// `(hq, wq)`.
+    fn dims(d: &DepthwiseGeo) -> (usize, usize) {
+        let hp = (d.pt + d.h).max((d.oh.max(1) - 1) * d.sh + (d.kh - 1) * d.dh + 1);
+        let wp = (d.pl + d.w).max((d.ow.max(1) - 1) * d.sw + (d.kw - 1) * d.dw + 1);
+        (hp.div_ceil(d.sh), wp.div_ceil(d.sw))
+    }
+
+    /// Builds the phase planes of `channels` input planes `x` (each `h × w`); `nr` is
+    /// the GEMM's panel width (rows are over-read by up to `nr - 1` columns).
+    pub(super) fn new(x: &[f32], g: &Geo, channels: usize, nr: usize) -> Option<Self> {
+        let d = g.depthwise_2d()?;
+        let (hq, wq) = Self::dims(&d);
+        let (sh, sw) = (d.sh, d.sw);
+        let phase = hq * wq;
+        let plane = sh * sw * phase;
+        let mut offs = Vec::with_capacity(channels * d.kh * d.kw);
+        for c in 0..channels {
+            for kh in 0..d.kh {
+                for kw in 0..d.kw {
+                    let (a, b) = ((kh * d.dh) % sh, (kw * d.dw) % sw);
+                    let shift = ((kh * d.dh) / sh) * wq + (kw * d.dw) / sw;
+                    offs.push(c * plane + (a * sw + b) * phase + shift);
+                }
+            }
+        }
+        let cols = d.oh * wq;
+        let end = offs.iter().max().map_or(0, |&o| o + cols.div_ceil(nr) * nr);
+        let mut buf = crate::buffers::take_f32((channels * plane).max(end));
+        for c in 0..channels {
+            let xc = &x[c * d.h * d.w..][..d.h * d.w];
+            let dst = &mut buf[c * plane..][..plane];
+            for (ih, src) in xc.chunks_exact(d.w).enumerate() {
+                let ph = ih + d.pt;
+                let (a, row) = (ph % sh, ph / sh);
+                if sw == 1 {
+                    let o = a * phase + row * wq + d.pl;
+                    dst[o..o + d.w].copy_from_slice(src);
+                } else {
+                    // Phase b takes input columns iw0, iw0 + sw, … (padded column iw + pl).
+                    for b in 0..sw {
+                        let iw0 = (b + sw - d.pl % sw) % sw;
+                        if iw0 >= d.w {
+                            continue;
+                        }
+                        let o = (a * sw + b) * phase + row * wq + (iw0 + d.pl) / sw;
+                        let cnt = (d.w - iw0).div_ceil(sw);
+                        let out = &mut dst[o..o + cnt];
+                        if sw == 2 {
+                            let (pairs, tail) = src[iw0..].split_at((cnt - 1) * 2);
+                            for (q, pr) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+                                *q = pr[0];
+                            }
+                            out[cnt - 1] = tail[0];
+                        } else {
+                            for (q, &v) in out.iter_mut().zip(src[iw0..].iter().step_by(sw)) {
+                                *q = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(Self {
+            buf,
+            offs,
+            cols,
+            wq,
+        })
+    }
+}
+
+impl Drop for ShiftB {
+    fn drop(&mut self) {
+        crate::buffers::give_f32(std::mem::take(&mut self.buf));
+    }
+}
+
+impl PackB for ShiftB {
+    fn rows(&self) -> usize {
+        self.offs.len()
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, _jn: usize, nr: usize, out: &mut [f32]) {
+        // Columns past `jn` read the (finite) data that follows: their results are
+        // discarded, as the trait allows.
+        for (p, panel) in out.chunks_exact_mut(nr * kcur).enumerate() {
+            let c0 = j0 + p * nr;
+            for (dst, &o) in panel.chunks_exact_mut(nr).zip(&self.offs[k0..k0 + kcur]) {
+                dst.copy_from_slice(&self.buf[o + c0..][..nr]);
+            }
+        }
+    }
+}
+
 /// Direct convolution of one input plane with one filter (groups of one channel), any
 /// rank: the fallback for 3-D depthwise convolutions.
 pub(super) fn depthwise_plane_nd(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
