@@ -27,7 +27,7 @@ mod depthwise;
 mod fused;
 mod scalar;
 
-pub use depthwise::{DepthwiseGeo, depthwise_plane, gather};
+pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 
 #[cfg(target_arch = "x86_64")]

@@ -61,8 +61,21 @@ impl DepthwiseGeo {
     }
 }
 
+/// Reusable working memory of [`depthwise_plane`]: the zero-padded phase planes and the
+/// accumulator. While the geometry stays the same, the zero padding is kept and only
+/// the input positions are rewritten per plane.
+#[derive(Debug, Default, Clone)]
+pub struct DepthwiseScratch {
+    buf: Vec<f32>,
+    geo: Option<DepthwiseGeo>,
+    /// `(wq, plen, flat)` of `geo`.
+    lay: (usize, usize, usize),
+    /// Start of each tap's shifted run in the phase planes, row-major tap order.
+    offs: Vec<usize>,
+}
+
 /// `out = conv(x, w) + bias` for one plane: `x` is `h × w`, `w` is `kh × kw`, `out` is
-/// `oh × ow` (all row-major). `scratch` is reused between calls (grown as needed).
+/// `oh × ow` (all row-major). `scratch` is reused between calls.
 ///
 /// Accumulates in `f32`, taps in row-major kernel order, the bias first.
 ///
@@ -75,7 +88,7 @@ pub fn depthwise_plane(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
     assert!(
@@ -96,7 +109,7 @@ pub fn depthwise_plane(
             // Rust with bounds-checked slices.
             unsafe { plane_avx2(x, w, bias, g, scratch, out) }
         }
-        _ => plane(x, w, bias, g, scratch, out),
+        _ => plane(x, w, bias, g, scratch, out, false),
     }
 }
 
@@ -107,10 +120,10 @@ unsafe fn plane_avx512(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
-    plane(x, w, bias, g, scratch, out)
+    plane(x, w, bias, g, scratch, out, true)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -120,11 +133,66 @@ unsafe fn plane_avx2(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
-    plane(x, w, bias, g, scratch, out)
+    plane(x, w, bias, g, scratch, out, false)
 }
+
+/// Outputs accumulated in registers at a time.
+const CH: usize = 64;
+
+/// `acc[p] = bias + Σ_taps w·ph[off + p]` for `p < done`, taps in order, as separate
+/// multiply and add (the same rounding as the portable loop), [`CH`] outputs held in
+/// four registers across all taps, then 16 at a time, then a masked remainder.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `ph[off + p]` must be in bounds for every tap and
+/// `p < done`, and `acc` must hold `done` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn taps_avx512(ph: &[f32], taps: &[(usize, f32)], bias: f32, acc: &mut [f32], done: usize) {
+    use std::arch::x86_64::*;
+    let vb = _mm512_set1_ps(bias);
+    let full = done / CH * CH;
+    for c0 in (0..full).step_by(CH) {
+        let mut r = [vb; 4];
+        for &(off, wv) in taps {
+            let w = _mm512_set1_ps(wv);
+            // SAFETY: off + c0 + CH ≤ off + done is in bounds (caller).
+            unsafe {
+                let p = ph.as_ptr().add(off + c0);
+                for (q, rq) in r.iter_mut().enumerate() {
+                    *rq = _mm512_add_ps(*rq, _mm512_mul_ps(w, _mm512_loadu_ps(p.add(16 * q))));
+                }
+            }
+        }
+        for (q, rq) in r.iter().enumerate() {
+            // SAFETY: c0 + CH ≤ done ≤ acc.len() (caller).
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(c0 + 16 * q), *rq) };
+        }
+    }
+    for c0 in (full..done).step_by(16) {
+        let len = (done - c0).min(16);
+        let mask: __mmask16 = if len == 16 {
+            0xffff
+        } else {
+            ((1u32 << len) - 1) as u16
+        };
+        let mut r = vb;
+        for &(off, wv) in taps {
+            // SAFETY: lanes < len read off + c0 + len - 1 < off + done (caller); masked-off
+            // lanes are not accessed.
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, ph.as_ptr().add(off + c0)) };
+            r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(wv), v));
+        }
+        // SAFETY: lanes < len write below done ≤ acc.len() (caller).
+        unsafe { _mm512_mask_storeu_ps(acc.as_mut_ptr().add(c0), mask, r) };
+    }
+}
+
+/// Kernels up to 7×7 take the register-blocked loop.
+const MAX_TAPS: usize = 49;
 
 #[inline(always)]
 fn plane(
@@ -132,54 +200,76 @@ fn plane(
     wts: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
+    avx512: bool,
 ) {
-    let (wq, plen, flat) = g.layout();
-    let phases = g.sh * g.sw;
-    let need = phases * plen + flat;
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx512;
+    if scratch.geo != Some(*g) {
+        let (wq, plen, flat) = g.layout();
+        scratch.buf.clear();
+        scratch.buf.resize(g.sh * g.sw * plen + flat, 0.0);
+        scratch.geo = Some(*g);
+        scratch.lay = (wq, plen, flat);
+        scratch.offs.clear();
+        for kh in 0..g.kh {
+            let (a, rs) = ((kh * g.dh) % g.sh, (kh * g.dh) / g.sh);
+            for kw in 0..g.kw {
+                let (b, cs) = ((kw * g.dw) % g.sw, (kw * g.dw) / g.sw);
+                scratch.offs.push((a * g.sw + b) * plen + rs * wq + cs);
+            }
+        }
     }
-    let (ph, acc) = scratch[..need].split_at_mut(phases * plen);
-    // Phase planes of the zero-padded input.
-    for a in 0..g.sh {
+    let (wq, plen, flat) = scratch.lay;
+    let phases = g.sh * g.sw;
+    let (ph, acc) = scratch.buf.split_at_mut(phases * plen);
+    // Phase planes of the zero-padded input: only input positions are written (the
+    // padding is zero since the buffer was laid out for this geometry).
+    for (ih, src) in x[..g.h * g.w].chunks_exact(g.w).enumerate() {
+        let r = ih + g.pt;
+        let (a, i) = (r % g.sh, r / g.sh);
         for b in 0..g.sw {
-            let pp = &mut ph[(a * g.sw + b) * plen..][..plen];
-            // Columns j of this phase read input column j·sw + b - pl: valid for j in jlo..jhi.
+            // Columns j of phase b read input column j·sw + b - pl: valid for j in jlo..jhi.
             let jlo = g.pl.saturating_sub(b).div_ceil(g.sw);
             let jhi = if g.pl + g.w > b {
                 (g.pl + g.w - b).div_ceil(g.sw).min(wq)
             } else {
                 0
+            };
+            if jlo >= jhi {
+                continue;
             }
-            .max(jlo);
-            for (i, row) in pp.chunks_mut(wq).enumerate() {
-                let r = i * g.sh + a;
-                if r < g.pt || r - g.pt >= g.h || jlo >= jhi {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = &x[(r - g.pt) * g.w..][..g.w];
-                let jhi = jhi.min(row.len());
-                let jlo = jlo.min(jhi);
-                row[..jlo].fill(0.0);
-                row[jhi..].fill(0.0);
-                let c0 = jlo * g.sw + b - g.pl;
-                gather(&mut row[jlo..jhi], &src[c0..], g.sw);
-            }
+            let row = &mut ph[(a * g.sw + b) * plen + i * wq..][..wq];
+            let c0 = jlo * g.sw + b - g.pl;
+            gather(&mut row[jlo..jhi], &src[c0..], g.sw);
         }
     }
-    acc.fill(bias);
-    for kh in 0..g.kh {
-        let (a, rs) = ((kh * g.dh) % g.sh, (kh * g.dh) / g.sh);
-        for kw in 0..g.kw {
-            let (b, cs) = ((kw * g.dw) % g.sw, (kw * g.dw) / g.sw);
-            let wv = wts[kh * g.kw + kw];
-            let src = &ph[(a * g.sw + b) * plen + rs * wq + cs..][..flat];
-            for (d, &s) in acc.iter_mut().zip(src) {
-                *d += wv * s;
-            }
+    let offs = &scratch.offs;
+    let tap = |t: usize| (offs[t], wts[t]);
+    let ntaps = g.kh * g.kw;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if ntaps <= MAX_TAPS && avx512 && Isa::Avx512.is_available() {
+        let mut taps = [(0usize, 0.0f32); MAX_TAPS];
+        for (t, slot) in taps[..ntaps].iter_mut().enumerate() {
+            *slot = tap(t);
+        }
+        let taps = &taps[..ntaps];
+        done = flat;
+        assert!(taps.iter().all(|&(off, _)| off + flat <= ph.len()) && acc.len() >= flat);
+        // SAFETY: AVX-512F is available (checked above); every tap run
+        // `off..off + flat` lies inside `ph` and `acc` holds `flat` (asserted above),
+        // and only the first `done = flat` positions are touched.
+        unsafe { taps_avx512(ph, taps, bias, acc, done) };
+    }
+    // The rest (all of it without AVX-512): one pass per tap, bias first.
+    let rest = &mut acc[done..flat];
+    rest.fill(bias);
+    for t in 0..ntaps {
+        let (off, wv) = tap(t);
+        for (d, &s) in rest.iter_mut().zip(&ph[off + done..off + flat]) {
+            *d += wv * s;
         }
     }
     if g.ow == 0 {

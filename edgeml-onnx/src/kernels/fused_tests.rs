@@ -55,7 +55,11 @@ fn check_depthwise(isa: Isa, g: DepthwiseGeo, seed: u64) {
     let w = data(g.kh * g.kw, seed + 1);
     let bias = 0.25;
     let mut out = vec![f32::NAN; g.oh * g.ow];
-    let mut scratch = Vec::new();
+    // A plane of other data first: the reused scratch must not leak it into the next.
+    let mut scratch = DepthwiseScratch::default();
+    let other = data(g.h * g.w, seed + 7);
+    depthwise_plane(isa, &other, &w, bias, &g, &mut scratch, &mut out);
+    out.fill(f32::NAN);
     depthwise_plane(isa, &x, &w, bias, &g, &mut scratch, &mut out);
     for oh in 0..g.oh {
         for ow in 0..g.ow {

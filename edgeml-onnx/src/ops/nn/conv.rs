@@ -279,7 +279,7 @@ impl Conv {
             out.par_chunks_mut(out_len)
                 .enumerate()
                 .with_min_len(par_min)
-                .for_each_init(Vec::new, |scratch, (plane, o)| {
+                .for_each_init(kernels::DepthwiseScratch::default, |scratch, (plane, o)| {
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;
                     let xp = &xs[(img * c + ic) * in_len..][..in_len];
