@@ -298,7 +298,7 @@ impl Conv {
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
-        let shifted = !pointwise && ShiftB::suits(&geo);
+        let shifted = !pointwise && ShiftB::suits(&geo, kernels::panel_width(self.isa));
         let clamp = match (zs, act) {
             (None, Activation::None) => Some((f32::NEG_INFINITY, f32::INFINITY)),
             (None, Activation::Relu) => Some((0.0, f32::INFINITY)),
@@ -343,20 +343,12 @@ impl Conv {
                 } else if shifted
                     && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
                 {
-                    let map = kernels::ColMap {
+                    // No junk columns (e.g. a strided 1×1): C is written in place.
+                    let map = (rhs.wq != geo.out[2]).then_some(kernels::ColMap {
                         pitch: rhs.wq,
                         width: geo.out[2],
-                    };
-                    kernels::sgemm_packed_b_mapped(
-                        self.isa,
-                        lhs,
-                        &rhs,
-                        og,
-                        out_len,
-                        epi,
-                        Some(map),
-                        bc,
-                    )?;
+                    });
+                    kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, map, bc)?;
                 } else {
                     let rhs = Im2colB {
                         x: xg,

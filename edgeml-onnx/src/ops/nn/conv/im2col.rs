@@ -161,14 +161,17 @@ pub(super) struct ShiftB {
 }
 
 impl ShiftB {
-    /// Whether the phase layout wastes at most 1/8 extra columns for this geometry
-    /// (2-D only; small outputs with wide padding go through [`Im2colB`]).
-    pub(super) fn suits(g: &Geo) -> bool {
+    /// Whether the phase layout costs at most 1/8 more `nr`-wide GEMM panels than the
+    /// output has columns (2-D only; e.g. a 3×3 pad-1 conv on 7×7 computes 7×9 = 63
+    /// columns, two panels of 32 like the 49 real ones, but on 12×12 a third more, so
+    /// that one goes through [`Im2colB`]).
+    pub(super) fn suits(g: &Geo, nr: usize) -> bool {
         let Some(d) = g.depthwise_2d() else {
             return false;
         };
         let wq = Self::dims(&d).1;
-        d.ow > 0 && wq * 8 <= d.ow * 9
+        let nr = nr.max(1);
+        d.ow > 0 && (d.oh * wq).div_ceil(nr) * 8 <= (d.oh * d.ow).div_ceil(nr) * 9
     }
 
     /// `(hq, wq)`.
@@ -185,14 +188,27 @@ impl ShiftB {
         let (hq, wq) = Self::dims(&d);
         let (sh, sw) = (d.sh, d.sw);
         let phase = hq * wq;
-        let plane = sh * sw * phase;
+        // Only the phases some tap reads are stored (a strided 1×1 reads one of them),
+        // `slot[a·sw + b]` numbering them.
+        let mut slot = vec![usize::MAX; sh * sw];
+        let mut used = 0;
+        for kh in 0..d.kh {
+            for kw in 0..d.kw {
+                let p = ((kh * d.dh) % sh) * sw + (kw * d.dw) % sw;
+                if slot[p] == usize::MAX {
+                    slot[p] = used;
+                    used += 1;
+                }
+            }
+        }
+        let plane = used * phase;
         let mut offs = Vec::with_capacity(channels * d.kh * d.kw);
         for c in 0..channels {
             for kh in 0..d.kh {
                 for kw in 0..d.kw {
                     let (a, b) = ((kh * d.dh) % sh, (kw * d.dw) % sw);
                     let shift = ((kh * d.dh) / sh) * wq + (kw * d.dw) / sw;
-                    offs.push(c * plane + (a * sw + b) * phase + shift);
+                    offs.push(c * plane + slot[a * sw + b] * phase + shift);
                 }
             }
         }
@@ -206,16 +222,20 @@ impl ShiftB {
                 let ph = ih + d.pt;
                 let (a, row) = (ph % sh, ph / sh);
                 if sw == 1 {
-                    let o = a * phase + row * wq + d.pl;
+                    if slot[a] == usize::MAX {
+                        continue;
+                    }
+                    let o = slot[a] * phase + row * wq + d.pl;
                     dst[o..o + d.w].copy_from_slice(src);
                 } else {
                     // Phase b takes input columns iw0, iw0 + sw, … (padded column iw + pl).
                     for b in 0..sw {
                         let iw0 = (b + sw - d.pl % sw) % sw;
-                        if iw0 >= d.w {
+                        let sl = slot[a * sw + b];
+                        if iw0 >= d.w || sl == usize::MAX {
                             continue;
                         }
-                        let o = (a * sw + b) * phase + row * wq + (iw0 + d.pl) / sw;
+                        let o = sl * phase + row * wq + (iw0 + d.pl) / sw;
                         let cnt = (d.w - iw0).div_ceil(sw);
                         let out = &mut dst[o..o + cnt];
                         if sw == 2 {
