@@ -213,7 +213,8 @@ impl ShiftB {
             }
         }
         let cols = d.oh * wq;
-        let end = offs.iter().max().map_or(0, |&o| o + cols.div_ceil(nr) * nr);
+        // A panel starting at column j0 < cols reads up to j0 + jn.div_ceil(nr)·nr < cols + nr.
+        let end = offs.iter().max().map_or(0, |&o| o + cols + nr);
         let mut buf = crate::buffers::take_f32((channels * plane).max(end));
         for c in 0..channels {
             let xc = &x[c * d.h * d.w..][..d.h * d.w];
@@ -383,6 +384,54 @@ mod tests {
                         }
                     };
                     prop_assert_eq!(got, want, "row {} col {}", r, q);
+                }
+            }
+        }
+
+        /// The phase-plane operand: logical column `oh·wq + ow` (for `ow < out_w`) of
+        /// every packed panel equals the im2col definition (zero in the padding).
+        #[test]
+        fn shifted_panels_match_im2col_definition(
+            c in 1usize..4, inp in prop::array::uniform2(1usize..12),
+            k in prop::array::uniform2(1usize..4), s in prop::array::uniform2(1usize..4),
+            d in prop::array::uniform2(1usize..3), p in prop::array::uniform2(0usize..3),
+            nr in prop::sample::select(vec![8usize, 16, 32]), kc in 1usize..40, j0f in 0.0f64..1.0,
+        ) {
+            prop_assume!((0..2).all(|a| inp[a] + 2 * p[a] > (k[a] - 1) * d[a]));
+            let out = [0, 1].map(|a| out_dim(inp[a], k[a], s[a], d[a], p[a]));
+            let geo = Geo {
+                inp: [1, inp[0], inp[1]], out: [1, out[0], out[1]], k: [1, k[0], k[1]],
+                s: [1, s[0], s[1]], d: [1, d[0], d[1]], p: [0, p[0], p[1]],
+            };
+            let x: Vec<f32> = (0..c * geo.in_len()).map(|i| i as f32 + 1.0).collect();
+            let b = ShiftB::new(&x, &geo, c, nr).expect("2-D");
+            let (rows, cols) = (b.rows(), b.cols());
+            prop_assert_eq!(cols, out[0] * b.wq);
+            let j0 = ((cols as f64) * j0f) as usize;
+            let jn = cols - j0;
+            let k0 = kc.min(rows) / 2;
+            let kcur = kc.min(rows - k0);
+            let mut packed = vec![f32::NAN; jn.div_ceil(nr) * nr * kcur];
+            b.pack(k0, kcur, j0, jn, nr, &mut packed);
+            for kk in 0..kcur {
+                let r = k0 + kk;
+                let (kw, kh, ch) = (r % k[1], (r / k[1]) % k[0], r / (k[0] * k[1]));
+                for q in 0..jn {
+                    let j = j0 + q;
+                    let (oh, ow) = (j / b.wq, j % b.wq);
+                    let got = packed[(q / nr) * nr * kcur + kk * nr + q % nr];
+                    prop_assert!(got.is_finite());
+                    if ow >= out[1] {
+                        continue;
+                    }
+                    let ih = (oh * s[0] + kh * d[0]) as isize - p[0] as isize;
+                    let iw = (ow * s[1] + kw * d[1]) as isize - p[1] as isize;
+                    let want = if ih >= 0 && iw >= 0 && (ih as usize) < inp[0] && (iw as usize) < inp[1] {
+                        x[ch * geo.in_len() + ih as usize * inp[1] + iw as usize]
+                    } else {
+                        0.0
+                    };
+                    prop_assert_eq!(got, want, "row {} col {}", r, j);
                 }
             }
         }
