@@ -305,60 +305,67 @@ impl Conv {
             (None, Activation::Clip(lo, hi)) => Some((lo, hi)),
             _ => None,
         };
-        for img in 0..n {
-            for g in 0..group {
-                let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
-                let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
-                let epi = |row: usize, col: usize, v: &mut [f32]| {
-                    let oc = g * m_g + row;
-                    if let Some(b) = bias {
-                        let bv = b[oc];
-                        v.iter_mut().for_each(|o| *o += bv);
-                    }
-                    if needs_finish {
-                        finish(img * m + oc, col, v);
-                    }
-                };
-                // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
-                let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
-                    bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
-                    lo,
-                    hi,
-                });
-                let epi: Option<kernels::Epilogue<'_>> =
-                    (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
-                let lhs = match &self.packed {
-                    Some(p) => Lhs::Packed(&p[g]),
-                    None => Lhs::View(MatRef::row_major(
-                        &ws[g * m_g * kk..(g + 1) * m_g * kk],
-                        m_g,
-                        kk,
-                    )?),
-                };
-                if pointwise {
-                    let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
-                    kernels::sgemm_packed_b_mapped(
-                        self.isa, lhs, &rhs, og, out_len, epi, None, bc,
-                    )?;
-                } else if shifted
-                    && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
-                {
-                    // No junk columns (e.g. a strided 1×1): C is written in place.
-                    let map = (rhs.wq != geo.out[2]).then_some(kernels::ColMap {
-                        pitch: rhs.wq,
-                        width: geo.out[2],
-                    });
-                    kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, map, bc)?;
-                } else {
-                    let rhs = Im2colB {
-                        x: xg,
-                        geo,
-                        channels: c_g,
-                    };
-                    kernels::sgemm_packed_b_mapped(
-                        self.isa, lhs, &rhs, og, out_len, epi, None, bc,
-                    )?;
+        // One group of one image; the groups of a grouped convolution run as one
+        // parallel loop (each GEMM may split further when it is big enough).
+        let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
+            let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
+            let epi = |row: usize, col: usize, v: &mut [f32]| {
+                let oc = g * m_g + row;
+                if let Some(b) = bias {
+                    let bv = b[oc];
+                    v.iter_mut().for_each(|o| *o += bv);
                 }
+                if needs_finish {
+                    finish(img * m + oc, col, v);
+                }
+            };
+            // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
+            let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
+                bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
+                lo,
+                hi,
+            });
+            let epi: Option<kernels::Epilogue<'_>> =
+                (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
+            let lhs = match &self.packed {
+                Some(p) => Lhs::Packed(&p[g]),
+                None => Lhs::View(MatRef::row_major(
+                    &ws[g * m_g * kk..(g + 1) * m_g * kk],
+                    m_g,
+                    kk,
+                )?),
+            };
+            if pointwise {
+                let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+            } else if shifted
+                && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
+            {
+                // No junk columns (e.g. a strided 1×1): C is written in place.
+                let map = (rhs.wq != geo.out[2]).then_some(kernels::ColMap {
+                    pitch: rhs.wq,
+                    width: geo.out[2],
+                });
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, map, bc)?;
+            } else {
+                let rhs = Im2colB {
+                    x: xg,
+                    geo,
+                    channels: c_g,
+                };
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+            }
+            Ok(())
+        };
+        for (img, oi) in out.chunks_mut(m * out_len).enumerate() {
+            if group > 1 {
+                let par_min = kernels::min_len_for(oi.len());
+                oi.par_chunks_mut(m_g * out_len)
+                    .enumerate()
+                    .with_min_len(par_min)
+                    .try_for_each(|(g, og)| run(img, g, og))?;
+            } else {
+                run(img, 0, oi)?;
             }
         }
         tensor(node, &out_shape, out)
