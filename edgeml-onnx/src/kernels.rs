@@ -5,7 +5,9 @@
 //! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
 //!
 //! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
-//! used on CPUs that have it; needs Rust 1.89+, the workspace minimum), NEON (8×8 with
+//! plus an 8×32 twin for row counts that 8 divides but 12 does not, e.g. 64 or 1000
+//! output channels; used on CPUs that have it; needs Rust 1.89+, the workspace
+//! minimum), NEON (8×8 with
 //! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
 //! ([`best_isa`]): the best one the CPU has, unless the environment variable
 //! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
@@ -182,6 +184,7 @@ fn kernel_set(isa: Isa) -> &'static KernelSet {
 /// shorter register tile when that pads `m` to fewer rows (AVX-512: 8×32 for
 /// `m = 16, 64, 1000`, where 12-row tiles would compute 50 %, 12.5 %, 0.8 % padding).
 /// Twins share `nr` and `kc` with the default set, so packed `B` panels fit both.
+/// `EDGEML_MR8=0` in the environment turns the twin off (for A/B measurements).
 fn kernel_set_rows(isa: Isa, m: usize) -> &'static KernelSet {
     let ks = kernel_set(isa);
     #[cfg(target_arch = "x86_64")]
@@ -195,6 +198,7 @@ fn kernel_set_rows(isa: Isa, m: usize) -> &'static KernelSet {
     ks
 }
 
+#[cfg(target_arch = "x86_64")]
 fn mr8_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("EDGEML_MR8").map_or(true, |v| v != "0"))

@@ -140,6 +140,7 @@ unsafe fn plane_avx2(
 }
 
 /// Outputs accumulated in registers at a time.
+#[cfg(target_arch = "x86_64")]
 const CH: usize = 64;
 
 /// `acc[p] = bias + Σ_taps w·ph[off + p]` for `p < done`, taps in order, as separate
@@ -192,6 +193,7 @@ unsafe fn taps_avx512(ph: &[f32], taps: &[(usize, f32)], bias: f32, acc: &mut [f
 }
 
 /// Kernels up to 7×7 take the register-blocked loop.
+#[cfg(target_arch = "x86_64")]
 const MAX_TAPS: usize = 49;
 
 #[inline(always)]
@@ -252,6 +254,7 @@ fn plane(
     let offs = &scratch.offs;
     let tap = |t: usize| (offs[t], wts[t]);
     let ntaps = g.kh * g.kw;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if ntaps <= MAX_TAPS && avx512 && Isa::Avx512.is_available() {

@@ -1,10 +1,15 @@
 //! Conv (1-D, 2-D, 3-D; groups, dilations, strides, pads, auto_pad).
 //!
 //! Convolutions are GEMMs (`kernels::sgemm_packed_b`) with the weights packed once at
-//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows,
-//! the rest pack im2col columns straight into the GEMM's panels block by block (no
-//! whole im2col buffer). The bias, `Z` and the activation run in the GEMM's epilogue on
-//! each finished tile. Channels-of-one groups (depthwise) use a direct kernel
+//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows;
+//! other 2-D ones split the padded input into stride phases once (`im2col::ShiftB`),
+//! after which each im2col row is a contiguous run and packing a panel is a plain
+//! copy (the GEMM computes a grid as wide as the phase planes and drops the extra
+//! columns, `kernels::ColMap`); the rest (3-D, or when the extra columns would cost
+//! over 1/8 more panels) pack im2col columns straight into the GEMM's panels block by
+//! block (no whole im2col buffer). Groups run as one parallel loop. The bias and a
+//! `Relu`/`Clip` run as the driver's vector epilogue (`kernels::BiasClamp`); `Z` and
+//! the other activations in a closure epilogue, on each finished tile. Channels-of-one groups (depthwise) use a direct kernel
 //! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
 //! order, accumulated in `f32`).
 //!
