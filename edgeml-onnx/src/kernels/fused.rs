@@ -349,8 +349,11 @@ fn tiles(
     let (mc, nc) = split_blocks(ks, m, n, k, mc0, ks.nc.min(n_pad), t);
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
+    // B is packed whole, once, when several row blocks would each pack it again
+    // (threads splitting a single-block product, or a remapped C kept MC rows high).
+    let prepack = multi || mb > 1;
     let mut pre_buf = Vec::new();
-    if multi {
+    if prepack {
         pre_buf = BBUF.with(|s| s.take());
         let all = grow(&mut pre_buf, n_pad * k);
         // Packing B (e.g. im2col) is a fair share of a convolution: split it into
@@ -380,7 +383,7 @@ fn tiles(
                 b.pack(k0, kcur, j0, jn, nr, dst);
             });
     }
-    let pre: Option<&[f32]> = if multi {
+    let pre: Option<&[f32]> = if prepack {
         Some(&pre_buf[..n_pad * k])
     } else {
         None
@@ -488,7 +491,7 @@ fn tiles(
             }
             CBUF.with(|s| s.set(cbuf));
         });
-    if multi {
+    if prepack {
         BBUF.with(|s| s.set(pre_buf));
     }
 }
