@@ -72,6 +72,10 @@ pub struct DepthwiseScratch {
     lay: (usize, usize, usize),
     /// Start of each tap's shifted run in the phase planes, row-major tap order.
     offs: Vec<usize>,
+    /// Per column phase `b` with input columns: `(b, jlo, jhi, c0)`, phase columns
+    /// `jlo..jhi` reading input columns `c0, c0 + sw, …` (computed once: divisions per
+    /// row dominated small planes).
+    cols: Vec<(usize, usize, usize, usize)>,
 }
 
 /// `out = conv(x, w) + bias` for one plane: `x` is `h × w`, `w` is `kh × kw`, `out` is
@@ -222,15 +226,7 @@ fn plane(
                 scratch.offs.push((a * g.sw + b) * plen + rs * wq + cs);
             }
         }
-    }
-    let (wq, plen, flat) = scratch.lay;
-    let phases = g.sh * g.sw;
-    let (ph, acc) = scratch.buf.split_at_mut(phases * plen);
-    // Phase planes of the zero-padded input: only input positions are written (the
-    // padding is zero since the buffer was laid out for this geometry).
-    for (ih, src) in x[..g.h * g.w].chunks_exact(g.w).enumerate() {
-        let r = ih + g.pt;
-        let (a, i) = (r % g.sh, r / g.sh);
+        scratch.cols.clear();
         for b in 0..g.sw {
             // Columns j of phase b read input column j·sw + b - pl: valid for j in jlo..jhi.
             let jlo = g.pl.saturating_sub(b).div_ceil(g.sw);
@@ -239,16 +235,31 @@ fn plane(
             } else {
                 0
             };
-            if jlo >= jhi {
-                continue;
+            if jlo < jhi {
+                scratch.cols.push((b, jlo, jhi, jlo * g.sw + b - g.pl));
             }
+        }
+    }
+    let (wq, plen, flat) = scratch.lay;
+    let phases = g.sh * g.sw;
+    let (ph, acc) = scratch.buf.split_at_mut(phases * plen);
+    // Phase planes of the zero-padded input: only input positions are written (the
+    // padding is zero since the buffer was laid out for this geometry).
+    // Padded row r = ih + pt is row i = r / sh of phase a = r % sh, stepped along.
+    let (mut a, mut i) = (g.pt % g.sh, g.pt / g.sh);
+    for src in x[..g.h * g.w].chunks_exact(g.w) {
+        for &(b, jlo, jhi, c0) in &scratch.cols {
             let row = &mut ph[(a * g.sw + b) * plen + i * wq..][..wq];
-            let c0 = jlo * g.sw + b - g.pl;
             if g.sw == 1 {
                 copy_row(&mut row[jlo..jhi], &src[c0..c0 + jhi - jlo], avx512);
             } else {
                 gather(&mut row[jlo..jhi], &src[c0..], g.sw);
             }
+        }
+        a += 1;
+        if a == g.sh {
+            a = 0;
+            i += 1;
         }
     }
     let offs = &scratch.offs;
