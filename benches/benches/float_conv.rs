@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
         let x = data(h * h);
         let w = data(9);
         let mut out = vec![0.0f32; o * o];
-        let mut scratch = Vec::new();
+        let mut scratch = kernels::DepthwiseScratch::default();
         g.throughput(Throughput::Elements((2 * 9 * o * o) as u64));
         for isa in kernels::available_isas() {
             let id = BenchmarkId::new(isa.name(), format!("{h}x{h}_s{s}"));

@@ -5,7 +5,9 @@
 //! ([`PackedA`], [`PackedB`]) — operators pack constant weights once at plan time.
 //!
 //! The micro-kernels are one per ISA: AVX2+FMA (6×16 register tile), AVX-512F (12×32,
-//! used on CPUs that have it; needs Rust 1.89+, the workspace minimum), NEON (8×8 with
+//! plus an 8×32 twin for row counts that 8 divides but 12 does not, e.g. 64 or 1000
+//! output channels; used on CPUs that have it; needs Rust 1.89+, the workspace
+//! minimum), NEON (8×8 with
 //! `fmla` by lane) and a portable scalar twin (4×8). The ISA is picked once per process
 //! ([`best_isa`]): the best one the CPU has, unless the environment variable
 //! `EDGEML_KERNELS=scalar|avx2|avx512|neon` forces one (an unavailable or unknown value falls
@@ -28,8 +30,8 @@ mod fused;
 mod pool;
 mod scalar;
 
-pub use depthwise::{DepthwiseGeo, depthwise_plane, gather};
-pub use fused::{Epilogue, PackB, RowsB, sgemm_packed_b};
+pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
+pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
 
 #[cfg(target_arch = "x86_64")]
@@ -162,6 +164,12 @@ struct KernelSet {
     gemv: GemvKernel,
 }
 
+impl std::fmt::Debug for KernelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KernelSet({}x{}, kc {})", self.mr, self.nr, self.kc)
+    }
+}
+
 fn kernel_set(isa: Isa) -> &'static KernelSet {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -172,6 +180,36 @@ fn kernel_set(isa: Isa) -> &'static KernelSet {
         Isa::Neon if isa.is_available() => &neon::KERNELS,
         _ => &scalar::KERNELS,
     }
+}
+
+/// The kernel set for an `A` operand of `m` rows: the ISA's default, or a twin with
+/// shorter register tile when that pads `m` to fewer rows (AVX-512: 8×32 for
+/// `m = 16, 64, 1000`, where 12-row tiles would compute 50 %, 12.5 %, 0.8 % padding).
+/// Twins share `nr` and `kc` with the default set, so packed `B` panels fit both.
+/// `EDGEML_MR8=0` in the environment turns the twin off (for A/B measurements).
+fn kernel_set_rows(isa: Isa, m: usize) -> &'static KernelSet {
+    let ks = kernel_set(isa);
+    #[cfg(target_arch = "x86_64")]
+    if std::ptr::eq(ks, &avx512::KERNELS) && mr8_enabled() {
+        let alt = &avx512::KERNELS_8;
+        if m.div_ceil(alt.mr) * alt.mr < m.div_ceil(ks.mr) * ks.mr {
+            return alt;
+        }
+    }
+    let _ = m;
+    ks
+}
+
+#[cfg(target_arch = "x86_64")]
+fn mr8_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("EDGEML_MR8").map_or(true, |v| v != "0"))
+}
+
+/// The panel width (`nr`) of the GEMM's packed `B` operand on `isa` (what
+/// [`PackB::pack`] is asked for).
+pub fn panel_width(isa: Isa) -> usize {
+    kernel_set(isa).nr
 }
 
 /// A read-only strided view of an `rows × cols` `f32` matrix: element `(i, j)` is
@@ -340,6 +378,7 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 #[derive(Debug, Clone)]
 pub struct PackedA {
     isa: Isa,
+    ks: &'static KernelSet,
     m: usize,
     k: usize,
     data: Vec<f32>,
@@ -348,11 +387,12 @@ pub struct PackedA {
 impl PackedA {
     /// Packs `a` for `isa`.
     pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
-        let ks = kernel_set(isa);
+        let ks = kernel_set_rows(isa, a.rows);
         let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
         pack_a_into(&a, ks, &mut data);
         Self {
             isa,
+            ks,
             m: a.rows,
             k: a.cols,
             data,
@@ -507,7 +547,10 @@ pub fn sgemm(
         scale_c(c, m, n, ldc, beta);
         return Ok(());
     }
-    let ks = kernel_set(isa);
+    let ks = match a {
+        Lhs::Packed(p) => p.ks,
+        Lhs::View(_) => kernel_set_rows(isa, m),
+    };
     let mut scratch = take_scratch();
     let [sa, sb] = &mut scratch;
     if m == 1 {

@@ -61,8 +61,25 @@ impl DepthwiseGeo {
     }
 }
 
+/// Reusable working memory of [`depthwise_plane`]: the zero-padded phase planes and the
+/// accumulator. While the geometry stays the same, the zero padding is kept and only
+/// the input positions are rewritten per plane.
+#[derive(Debug, Default, Clone)]
+pub struct DepthwiseScratch {
+    buf: Vec<f32>,
+    geo: Option<DepthwiseGeo>,
+    /// `(wq, plen, flat)` of `geo`.
+    lay: (usize, usize, usize),
+    /// Start of each tap's shifted run in the phase planes, row-major tap order.
+    offs: Vec<usize>,
+    /// Per column phase `b` with input columns: `(b, jlo, jhi, c0)`, phase columns
+    /// `jlo..jhi` reading input columns `c0, c0 + sw, …` (computed once: divisions per
+    /// row dominated small planes).
+    cols: Vec<(usize, usize, usize, usize)>,
+}
+
 /// `out = conv(x, w) + bias` for one plane: `x` is `h × w`, `w` is `kh × kw`, `out` is
-/// `oh × ow` (all row-major). `scratch` is reused between calls (grown as needed).
+/// `oh × ow` (all row-major). `scratch` is reused between calls.
 ///
 /// Accumulates in `f32`, taps in row-major kernel order, the bias first.
 ///
@@ -75,7 +92,7 @@ pub fn depthwise_plane(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
     assert!(
@@ -96,7 +113,7 @@ pub fn depthwise_plane(
             // Rust with bounds-checked slices.
             unsafe { plane_avx2(x, w, bias, g, scratch, out) }
         }
-        _ => plane(x, w, bias, g, scratch, out),
+        _ => plane(x, w, bias, g, scratch, out, false),
     }
 }
 
@@ -107,10 +124,10 @@ unsafe fn plane_avx512(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
-    plane(x, w, bias, g, scratch, out)
+    plane(x, w, bias, g, scratch, out, true)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -120,11 +137,68 @@ unsafe fn plane_avx2(
     w: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
-    plane(x, w, bias, g, scratch, out)
+    plane(x, w, bias, g, scratch, out, false)
 }
+
+/// Outputs accumulated in registers at a time.
+#[cfg(target_arch = "x86_64")]
+const CH: usize = 64;
+
+/// `acc[p] = bias + Σ_taps w·ph[off + p]` for `p < done`, taps in order, as separate
+/// multiply and add (the same rounding as the portable loop), [`CH`] outputs held in
+/// four registers across all taps, then 16 at a time, then a masked remainder.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `ph[off + p]` must be in bounds for every tap and
+/// `p < done`, and `acc` must hold `done` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn taps_avx512(ph: &[f32], taps: &[(usize, f32)], bias: f32, acc: &mut [f32], done: usize) {
+    use std::arch::x86_64::*;
+    let vb = _mm512_set1_ps(bias);
+    let full = done / CH * CH;
+    for c0 in (0..full).step_by(CH) {
+        let mut r = [vb; 4];
+        for &(off, wv) in taps {
+            let w = _mm512_set1_ps(wv);
+            // SAFETY: off + c0 + CH ≤ off + done is in bounds (caller).
+            unsafe {
+                let p = ph.as_ptr().add(off + c0);
+                for (q, rq) in r.iter_mut().enumerate() {
+                    *rq = _mm512_add_ps(*rq, _mm512_mul_ps(w, _mm512_loadu_ps(p.add(16 * q))));
+                }
+            }
+        }
+        for (q, rq) in r.iter().enumerate() {
+            // SAFETY: c0 + CH ≤ done ≤ acc.len() (caller).
+            unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(c0 + 16 * q), *rq) };
+        }
+    }
+    for c0 in (full..done).step_by(16) {
+        let len = (done - c0).min(16);
+        let mask: __mmask16 = if len == 16 {
+            0xffff
+        } else {
+            ((1u32 << len) - 1) as u16
+        };
+        let mut r = vb;
+        for &(off, wv) in taps {
+            // SAFETY: lanes < len read off + c0 + len - 1 < off + done (caller); masked-off
+            // lanes are not accessed.
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, ph.as_ptr().add(off + c0)) };
+            r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(wv), v));
+        }
+        // SAFETY: lanes < len write below done ≤ acc.len() (caller).
+        unsafe { _mm512_mask_storeu_ps(acc.as_mut_ptr().add(c0), mask, r) };
+    }
+}
+
+/// Kernels up to 7×7 take the register-blocked loop.
+#[cfg(target_arch = "x86_64")]
+const MAX_TAPS: usize = 49;
 
 #[inline(always)]
 fn plane(
@@ -132,54 +206,88 @@ fn plane(
     wts: &[f32],
     bias: f32,
     g: &DepthwiseGeo,
-    scratch: &mut Vec<f32>,
+    scratch: &mut DepthwiseScratch,
     out: &mut [f32],
+    avx512: bool,
 ) {
-    let (wq, plen, flat) = g.layout();
-    let phases = g.sh * g.sw;
-    let need = phases * plen + flat;
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
-    }
-    let (ph, acc) = scratch[..need].split_at_mut(phases * plen);
-    // Phase planes of the zero-padded input.
-    for a in 0..g.sh {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx512;
+    if scratch.geo != Some(*g) {
+        let (wq, plen, flat) = g.layout();
+        scratch.buf.clear();
+        scratch.buf.resize(g.sh * g.sw * plen + flat, 0.0);
+        scratch.geo = Some(*g);
+        scratch.lay = (wq, plen, flat);
+        scratch.offs.clear();
+        for kh in 0..g.kh {
+            let (a, rs) = ((kh * g.dh) % g.sh, (kh * g.dh) / g.sh);
+            for kw in 0..g.kw {
+                let (b, cs) = ((kw * g.dw) % g.sw, (kw * g.dw) / g.sw);
+                scratch.offs.push((a * g.sw + b) * plen + rs * wq + cs);
+            }
+        }
+        scratch.cols.clear();
         for b in 0..g.sw {
-            let pp = &mut ph[(a * g.sw + b) * plen..][..plen];
-            // Columns j of this phase read input column j·sw + b - pl: valid for j in jlo..jhi.
+            // Columns j of phase b read input column j·sw + b - pl: valid for j in jlo..jhi.
             let jlo = g.pl.saturating_sub(b).div_ceil(g.sw);
             let jhi = if g.pl + g.w > b {
                 (g.pl + g.w - b).div_ceil(g.sw).min(wq)
             } else {
                 0
-            }
-            .max(jlo);
-            for (i, row) in pp.chunks_mut(wq).enumerate() {
-                let r = i * g.sh + a;
-                if r < g.pt || r - g.pt >= g.h || jlo >= jhi {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = &x[(r - g.pt) * g.w..][..g.w];
-                let jhi = jhi.min(row.len());
-                let jlo = jlo.min(jhi);
-                row[..jlo].fill(0.0);
-                row[jhi..].fill(0.0);
-                let c0 = jlo * g.sw + b - g.pl;
-                gather(&mut row[jlo..jhi], &src[c0..], g.sw);
+            };
+            if jlo < jhi {
+                scratch.cols.push((b, jlo, jhi, jlo * g.sw + b - g.pl));
             }
         }
     }
-    acc.fill(bias);
-    for kh in 0..g.kh {
-        let (a, rs) = ((kh * g.dh) % g.sh, (kh * g.dh) / g.sh);
-        for kw in 0..g.kw {
-            let (b, cs) = ((kw * g.dw) % g.sw, (kw * g.dw) / g.sw);
-            let wv = wts[kh * g.kw + kw];
-            let src = &ph[(a * g.sw + b) * plen + rs * wq + cs..][..flat];
-            for (d, &s) in acc.iter_mut().zip(src) {
-                *d += wv * s;
+    let (wq, plen, flat) = scratch.lay;
+    let phases = g.sh * g.sw;
+    let (ph, acc) = scratch.buf.split_at_mut(phases * plen);
+    // Phase planes of the zero-padded input: only input positions are written (the
+    // padding is zero since the buffer was laid out for this geometry).
+    // Padded row r = ih + pt is row i = r / sh of phase a = r % sh, stepped along.
+    let (mut a, mut i) = (g.pt % g.sh, g.pt / g.sh);
+    for src in x[..g.h * g.w].chunks_exact(g.w) {
+        for &(b, jlo, jhi, c0) in &scratch.cols {
+            let row = &mut ph[(a * g.sw + b) * plen + i * wq..][..wq];
+            if g.sw == 1 {
+                copy_row(&mut row[jlo..jhi], &src[c0..c0 + jhi - jlo], avx512);
+            } else {
+                gather(&mut row[jlo..jhi], &src[c0..], g.sw);
             }
+        }
+        a += 1;
+        if a == g.sh {
+            a = 0;
+            i += 1;
+        }
+    }
+    let offs = &scratch.offs;
+    let tap = |t: usize| (offs[t], wts[t]);
+    let ntaps = g.kh * g.kw;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if ntaps <= MAX_TAPS && avx512 && Isa::Avx512.is_available() {
+        let mut taps = [(0usize, 0.0f32); MAX_TAPS];
+        for (t, slot) in taps[..ntaps].iter_mut().enumerate() {
+            *slot = tap(t);
+        }
+        let taps = &taps[..ntaps];
+        done = flat;
+        assert!(taps.iter().all(|&(off, _)| off + flat <= ph.len()) && acc.len() >= flat);
+        // SAFETY: AVX-512F is available (checked above); every tap run
+        // `off..off + flat` lies inside `ph` and `acc` holds `flat` (asserted above),
+        // and only the first `done = flat` positions are touched.
+        unsafe { taps_avx512(ph, taps, bias, acc, done) };
+    }
+    // The rest (all of it without AVX-512): one pass per tap, bias first.
+    let rest = &mut acc[done..flat];
+    rest.fill(bias);
+    for t in 0..ntaps {
+        let (off, wv) = tap(t);
+        for (d, &s) in rest.iter_mut().zip(&ph[off + done..off + flat]) {
+            *d += wv * s;
         }
     }
     if g.ow == 0 {
@@ -189,7 +297,47 @@ fn plane(
         .chunks_exact_mut(g.ow)
         .zip(acc.chunks_exact(wq))
     {
-        orow.copy_from_slice(&arow[..g.ow]);
+        copy_row(orow, &arow[..g.ow], avx512);
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short rows of small planes: with AVX-512, 16
+/// floats per masked move instead of a `memcpy` call per row.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32], avx512: bool) {
+    assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512 && Isa::Avx512.is_available() {
+        // SAFETY: AVX-512F is available (checked); both slices hold dst.len() floats.
+        unsafe { copy_avx512(dst, src) };
+        return;
+    }
+    let _ = avx512;
+    dst.copy_from_slice(src);
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; `src.len() >= dst.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_avx512(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    let mut i = 0;
+    while i < n {
+        let len = (n - i).min(16);
+        let mask: __mmask16 = if len == 16 {
+            0xffff
+        } else {
+            ((1u32 << len) - 1) as u16
+        };
+        // SAFETY: lanes < len stay below n in both slices; masked-off lanes are not
+        // accessed.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
+        }
+        i += 16;
     }
 }
 

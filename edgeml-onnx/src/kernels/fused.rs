@@ -8,8 +8,8 @@
 #![allow(unsafe_code)]
 
 use super::{
-    Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, micro_tile, min_len, pack_a_into, split_blocks,
-    threads,
+    Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, kernel_set_rows, micro_tile, min_len,
+    pack_a_into, split_blocks, threads,
 };
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -87,13 +87,120 @@ impl PackB for RowsB<'_> {
     }
 }
 
+/// A column remap of `C`: the GEMM computes `n` logical columns laid out as rows of
+/// `pitch`, of which only the first `width` of each are kept. Logical column `j` is
+/// stored at physical column `(j / pitch)·width + j % pitch` when `j % pitch < width`
+/// and dropped otherwise (a convolution computed on a padded-width grid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColMap {
+    /// Logical columns per grid row (`≥ width`, `> 0`).
+    pub pitch: usize,
+    /// Columns kept per grid row.
+    pub width: usize,
+}
+
+impl ColMap {
+    /// Physical columns for `n` logical ones.
+    fn physical(&self, n: usize) -> usize {
+        (n / self.pitch) * self.width + (n % self.pitch).min(self.width)
+    }
+}
+
+/// The common convolution epilogue as data, applied by the driver with the ISA's own
+/// vector code: `v = clamp(v + bias[row], lo, hi)`, where the clamp is written as
+/// `if v < lo { lo } else if v > hi { hi } else { v }` so NaN propagates (`Relu` is
+/// `lo = 0, hi = ∞`; no activation is `lo = -∞, hi = ∞`).
+#[derive(Debug, Clone, Copy)]
+pub struct BiasClamp<'a> {
+    /// Per-row bias (length ≥ rows of `C`), or none.
+    pub bias: Option<&'a [f32]>,
+    /// Lower clamp.
+    pub lo: f32,
+    /// Upper clamp.
+    pub hi: f32,
+}
+
+/// `dst[q] = clamp(src[q] + b)` (or in place when `src` is `None`).
+#[inline(always)]
+fn bias_clamp_body(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
+    let f = |x: f32| {
+        let x = x + b;
+        let y = if x < lo { lo } else { x };
+        if y > hi { hi } else { y }
+    };
+    match src {
+        Some(src) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s)),
+        None => dst.iter_mut().for_each(|d| *d = f(*d)),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn bias_clamp_avx512(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
+    bias_clamp_body(dst, src, b, lo, hi)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn bias_clamp_avx2(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
+    bias_clamp_body(dst, src, b, lo, hi)
+}
+
+/// [`bias_clamp_body`] compiled for `isa` (which the CPU must support).
+fn bias_clamp(isa: Isa, dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` is available (checked by the driver's entry point); the body is
+        // safe, bounds-checked Rust.
+        Isa::Avx512 => unsafe { bias_clamp_avx512(dst, src, b, lo, hi) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 + FMA.
+        Isa::Avx2 => unsafe { bias_clamp_avx2(dst, src, b, lo, hi) },
+        _ => bias_clamp_body(dst, src, b, lo, hi),
+    }
+}
+
 /// An epilogue: called once per finished row segment of `C` as
 /// `epi(row, first_column, values)`, and may rewrite the values in place.
 pub type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
 
+/// What happens to a finished row segment of `C`.
+struct Post<'a> {
+    isa: Isa,
+    epi: Option<Epilogue<'a>>,
+    bc: Option<BiasClamp<'a>>,
+}
+
+impl Post<'_> {
+    fn any(&self) -> bool {
+        self.epi.is_some() || self.bc.is_some()
+    }
+
+    /// Finishes `row[..]` = row `i` from column `j`: copied from `src` when given, then
+    /// the bias/clamp, then the epilogue.
+    fn row(&self, i: usize, j: usize, row: &mut [f32], src: Option<&[f32]>) {
+        match self.bc {
+            Some(bc) => {
+                let b = bc.bias.map_or(0.0, |bv| bv[i]);
+                bias_clamp(self.isa, row, src, b, bc.lo, bc.hi);
+            }
+            None => {
+                if let Some(src) = src {
+                    row.copy_from_slice(src);
+                }
+            }
+        }
+        if let Some(epi) = self.epi {
+            epi(i, j, row);
+        }
+    }
+}
+
 thread_local! {
     /// Per-thread buffer for the packed `B` block of one tile.
     static BBUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Per-thread scratch tile of `C` for a remapped output.
+    static CBUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
     /// Per-thread buffer for `A` packed on the fly.
     static ABUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -115,15 +222,44 @@ pub fn sgemm_packed_b(
     ldc: usize,
     epi: Option<Epilogue<'_>>,
 ) -> Result<()> {
+    sgemm_packed_b_mapped(isa, a, b, c, ldc, epi, None, None)
+}
+
+/// [`sgemm_packed_b`] with the columns of `C` remapped by `map` (`C`, row stride `ldc`,
+/// then holds the physical columns only, and the epilogue sees physical coordinates)
+/// and an optional [`BiasClamp`] applied to each row segment before `epi`.
+///
+/// # Errors
+/// As [`sgemm_packed_b`]; [`Error::InvalidInput`] for a map with `pitch == 0` or
+/// `width > pitch`; [`Error::ShapeMismatch`] for a bias shorter than the rows of `A`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_b_mapped(
+    isa: Isa,
+    a: Lhs<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+    map: Option<ColMap>,
+    bc: Option<BiasClamp<'_>>,
+) -> Result<()> {
+    if let Some(cm) = map
+        && (cm.pitch == 0 || cm.width > cm.pitch)
+    {
+        return Err(Error::InvalidInput(format!(
+            "sgemm: column map {cm:?} needs 0 < width <= pitch"
+        )));
+    }
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     let (m, k) = match a {
         Lhs::View(v) => (v.rows, v.cols),
         Lhs::Packed(p) => (p.m, p.k),
     };
-    let n = b.cols();
+    let n_log = b.cols();
+    let n = map.map_or(n_log, |cm| cm.physical(n_log));
     if b.rows() != k {
         return Err(Error::ShapeMismatch(format!(
-            "sgemm: A is {m}x{k} but B is {}x{n}",
+            "sgemm: A is {m}x{k} but B is {}x{n_log}",
             b.rows()
         )));
     }
@@ -137,9 +273,8 @@ pub fn sgemm_packed_b(
             c.len()
         )));
     }
-    let ks = kernel_set(isa);
     if let Lhs::Packed(p) = a
-        && !std::ptr::eq(kernel_set(p.isa), ks)
+        && !std::ptr::eq(kernel_set(p.isa), kernel_set(isa))
     {
         return Err(Error::InvalidInput(format!(
             "sgemm: operand packed for {} used with {} kernels",
@@ -147,13 +282,24 @@ pub fn sgemm_packed_b(
             isa.name()
         )));
     }
+    let ks = match a {
+        Lhs::Packed(p) => p.ks,
+        Lhs::View(_) => kernel_set_rows(isa, m),
+    };
+    if let Some(BiasClamp { bias: Some(bv), .. }) = bc
+        && bv.len() < m
+    {
+        return Err(Error::ShapeMismatch(format!(
+            "sgemm: bias of {} values for {m} rows",
+            bv.len()
+        )));
+    }
+    let post = Post { isa, epi, bc };
     if k == 0 {
         for i in 0..m {
             let row = &mut c[i * ldc..i * ldc + n];
             row.fill(0.0);
-            if let Some(epi) = epi {
-                epi(i, 0, row);
-            }
+            post.row(i, 0, row, None);
         }
         return Ok(());
     }
@@ -166,7 +312,7 @@ pub fn sgemm_packed_b(
             pa
         }
     };
-    tiles(ks, m, n, k, pa, b, c, ldc, epi);
+    tiles(ks, m, n_log, k, pa, b, c, ldc, &post, map);
     ABUF.with(|s| s.set(abuf));
     Ok(())
 }
@@ -181,7 +327,8 @@ fn tiles(
     b: &dyn PackB,
     c: &mut [f32],
     ldc: usize,
-    epi: Option<Epilogue<'_>>,
+    post: &Post<'_>,
+    map: Option<ColMap>,
 ) {
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
@@ -190,15 +337,23 @@ fn tiles(
     // more tasks), so a B block is packed once and reused by every MC-row block of A.
     // With several k-blocks the C tile is re-read per block, so it is kept MC rows high
     // (cache-sized) and B is packed once per row block instead.
-    // (B is then packed whole up front, once, into `pre`.)
+    // (B is then packed whole up front, once, into `pre`.) A remapped C is computed
+    // into a per-thread scratch tile, also kept MC rows high.
     let multi = k > ks.kc;
     let t = threads();
-    let mc0 = if multi { ks.mc.min(m_pad) } else { m_pad };
+    let mc0 = if multi || map.is_some() {
+        ks.mc.min(m_pad)
+    } else {
+        m_pad
+    };
     let (mc, nc) = split_blocks(ks, m, n, k, mc0, ks.nc.min(n_pad), t);
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
+    // B is packed whole, once, when several row blocks would each pack it again
+    // (threads splitting a single-block product, or a remapped C kept MC rows high).
+    let prepack = multi || mb > 1;
     let mut pre_buf = Vec::new();
-    if multi {
+    if prepack {
         pre_buf = BBUF.with(|s| s.take());
         let all = grow(&mut pre_buf, n_pad * k);
         // Packing B (e.g. im2col) is a fair share of a convolution: split it into
@@ -228,7 +383,7 @@ fn tiles(
                 b.pack(k0, kcur, j0, jn, nr, dst);
             });
     }
-    let pre: Option<&[f32]> = if multi {
+    let pre: Option<&[f32]> = if prepack {
         Some(&pre_buf[..n_pad * k])
     } else {
         None
@@ -239,7 +394,6 @@ fn tiles(
         .into_par_iter()
         .with_min_len(min_len())
         .for_each(|tile| {
-            let out = out.get();
             let (tj, ti) = (tile / mb, tile % mb);
             let (i0, j0) = (ti * mc, tj * nc);
             let i1 = (i0 + mc).min(m);
@@ -247,6 +401,18 @@ fn tiles(
             let jn = j1 - j0;
             let jn_pad = jn.div_ceil(nr) * nr;
             let mut bbuf = BBUF.with(|s| s.take());
+            let mut cbuf = CBUF.with(|s| s.take());
+            // Where this tile's micro-kernels write: C itself, or the scratch tile
+            // (row stride `jn_pad`, origin (i0, j0)).
+            let (tout, tld, ti0, tj0) = match map {
+                None => (out.get(), ldc, 0, 0),
+                Some(_) => (
+                    grow(&mut cbuf, (i1 - i0) * jn_pad).as_mut_ptr(),
+                    jn_pad,
+                    i0,
+                    j0,
+                ),
+            };
             for k0 in (0..k).step_by(ks.kc) {
                 let kcur = ks.kc.min(k - k0);
                 let pb: &[f32] = match pre {
@@ -266,30 +432,66 @@ fn tiles(
                         for i in (ib..ib1).step_by(mr) {
                             let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
                             let mm = mr.min(ib1 - i);
-                            let off = i * ldc + j;
-                            debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                            // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
-                            // (checked by the caller: (m-1)·ldc + n ≤ len) and belong to
-                            // this task only (tiles partition C); `ap`/`bp` hold kcur·mr /
-                            // kcur·nr packed floats of the kernel set's layout.
+                            let off = (i - ti0) * tld + (j - tj0);
+                            debug_assert!(map.is_some() || off + (mm - 1) * ldc + nn <= c_len);
+                            // SAFETY: rows i..i+mm, columns j..j+nn of the target are in
+                            // bounds (C: checked by the caller, (m-1)·ldc + n ≤ len; the
+                            // scratch tile: (i1-i0) rows of jn_pad) and belong to this task
+                            // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr
+                            // packed floats of the kernel set's layout.
                             unsafe {
-                                micro_tile(ks, kcur, ap, bp, out.add(off), ldc, 1.0, beta, mm, nn)
+                                micro_tile(ks, kcur, ap, bp, tout.add(off), tld, 1.0, beta, mm, nn)
                             };
                         }
                     }
                 }
             }
             BBUF.with(|s| s.set(bbuf));
-            if let Some(epi) = epi {
-                for i in i0..i1 {
-                    // SAFETY: row i, columns j0..j1 belong to this task's tile of C and are
-                    // in bounds ((m-1)·ldc + n ≤ len); no other reference to them exists.
-                    let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * ldc + j0), jn) };
-                    epi(i, j0, row);
+            match map {
+                None => {
+                    if post.any() {
+                        for i in i0..i1 {
+                            // SAFETY: row i, columns j0..j1 belong to this task's tile of C
+                            // and are in bounds ((m-1)·ldc + n ≤ len); no other reference
+                            // to them exists.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(out.get().add(i * ldc + j0), jn)
+                            };
+                            post.row(i, j0, row, None);
+                        }
+                    }
+                }
+                Some(cm) => {
+                    for i in i0..i1 {
+                        let src = &cbuf[(i - i0) * jn_pad..][..jn];
+                        let mut j = j0;
+                        while j < j1 {
+                            let (gr, gc) = (j / cm.pitch, j % cm.pitch);
+                            let len = (cm.pitch - gc).min(j1 - j);
+                            if gc < cm.width {
+                                let keep = (cm.width - gc).min(len);
+                                let pc = gr * cm.width + gc;
+                                debug_assert!(i * ldc + pc + keep <= c_len);
+                                // SAFETY: physical columns pc..pc+keep of row i are the
+                                // images of logical columns j..j+keep, which lie in this
+                                // task's tile; the map is injective, so no other task
+                                // writes them; (m-1)·ldc + physical n ≤ len (caller).
+                                let row = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        out.get().add(i * ldc + pc),
+                                        keep,
+                                    )
+                                };
+                                post.row(i, pc, row, Some(&src[j - j0..j - j0 + keep]));
+                            }
+                            j += len;
+                        }
+                    }
                 }
             }
+            CBUF.with(|s| s.set(cbuf));
         });
-    if multi {
+    if prepack {
         BBUF.with(|s| s.set(pre_buf));
     }
 }

@@ -55,7 +55,11 @@ fn check_depthwise(isa: Isa, g: DepthwiseGeo, seed: u64) {
     let w = data(g.kh * g.kw, seed + 1);
     let bias = 0.25;
     let mut out = vec![f32::NAN; g.oh * g.ow];
-    let mut scratch = Vec::new();
+    // A plane of other data first: the reused scratch must not leak it into the next.
+    let mut scratch = DepthwiseScratch::default();
+    let other = data(g.h * g.w, seed + 7);
+    depthwise_plane(isa, &other, &w, bias, &g, &mut scratch, &mut out);
+    out.fill(f32::NAN);
     depthwise_plane(isa, &x, &w, bias, &g, &mut scratch, &mut out);
     for oh in 0..g.oh {
         for ow in 0..g.ow {
@@ -158,4 +162,125 @@ fn depthwise_common_shapes() {
             check_depthwise(isa, g, h as u64);
         }
     }
+}
+
+/// The remapped driver with the vector bias/clamp epilogue: `B` has `pitch`-wide grid
+/// rows of which `width` columns are kept; checked against f64 on the kept columns.
+#[allow(clippy::too_many_arguments)]
+fn check_mapped(
+    isa: Isa,
+    m: usize,
+    rows: usize,
+    pitch: usize,
+    width: usize,
+    k: usize,
+    lo: f32,
+    hi: f32,
+    seed: u64,
+) {
+    let n_log = rows * pitch;
+    let n = rows * width;
+    let av = data(m * k, seed);
+    let bv = data(k.max(1) * n_log, seed + 1);
+    let bias = data(m, seed + 2);
+    let a = MatRef::row_major(&av, m, k).unwrap();
+    let pa = PackedA::pack(isa, a);
+    let rhs = RowsB::new(&bv, k, n_log, n_log).unwrap();
+    let map = ColMap { pitch, width };
+    let bc = BiasClamp {
+        bias: Some(&bias),
+        lo,
+        hi,
+    };
+    for lhs in [Lhs::View(a), Lhs::Packed(&pa)] {
+        let mut c = vec![f32::NAN; m * n];
+        sgemm_packed_b_mapped(isa, lhs, &rhs, &mut c, n, None, Some(map), Some(bc)).unwrap();
+        for i in 0..m {
+            for r in 0..rows {
+                for q in 0..width {
+                    let j = r * pitch + q;
+                    let mut s = bias[i] as f64;
+                    let mut mag = s.abs();
+                    for kk in 0..k {
+                        let p = av[i * k + kk] as f64 * bv[kk * n_log + j] as f64;
+                        s += p;
+                        mag += p.abs();
+                    }
+                    let want = s.clamp(lo as f64, hi as f64);
+                    let got = c[i * n + r * width + q] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (mag + 1.0),
+                        "{isa:?} m{m} k{k} grid {rows}x{pitch}->{width} at ({i},{r},{q}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn sgemm_packed_b_mapped_matches_f64_reference(
+        m in 1usize..30, rows in 1usize..9, pitch in 1usize..40, cut in 0usize..4,
+        k in 0usize..100, relu in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let width = pitch.saturating_sub(cut).max(1);
+        let (lo, hi) = if relu { (0.0, f32::INFINITY) } else { (-0.5, 0.75) };
+        for isa in available_isas() {
+            check_mapped(isa, m, rows, pitch, width, k, lo, hi, seed);
+        }
+    }
+}
+
+#[test]
+fn sgemm_packed_b_deep_k_and_mapped_parallel() {
+    // Depth beyond the largest kc (several k-blocks), serial and in a pool.
+    for isa in available_isas() {
+        check_packed_b(isa, 20, 100, 1700, 0, 8);
+        check_mapped(
+            isa,
+            70,
+            5,
+            33,
+            30,
+            1000,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            9,
+        );
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for isa in available_isas() {
+            check_packed_b(isa, 30, 700, 900, 1, 10);
+            check_mapped(isa, 150, 20, 58, 56, 144, 0.0, f32::INFINITY, 11);
+        }
+    });
+}
+
+#[test]
+fn mapped_rejects_bad_maps_and_short_bias() {
+    let av = data(4 * 3, 1);
+    let bv = data(3 * 8, 2);
+    let a = MatRef::row_major(&av, 4, 3).unwrap();
+    let rhs = RowsB::new(&bv, 3, 8, 8).unwrap();
+    let mut c = vec![0.0f32; 32];
+    let isa = best_isa();
+    let bad = ColMap { pitch: 4, width: 5 };
+    assert!(
+        sgemm_packed_b_mapped(isa, Lhs::View(a), &rhs, &mut c, 8, None, Some(bad), None).is_err()
+    );
+    let short = [1.0f32; 2];
+    let bc = BiasClamp {
+        bias: Some(&short),
+        lo: 0.0,
+        hi: 1.0,
+    };
+    assert!(
+        sgemm_packed_b_mapped(isa, Lhs::View(a), &rhs, &mut c, 8, None, None, Some(bc)).is_err()
+    );
 }

@@ -1,10 +1,15 @@
 //! Conv (1-D, 2-D, 3-D; groups, dilations, strides, pads, auto_pad).
 //!
 //! Convolutions are GEMMs (`kernels::sgemm_packed_b`) with the weights packed once at
-//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows,
-//! the rest pack im2col columns straight into the GEMM's panels block by block (no
-//! whole im2col buffer). The bias, `Z` and the activation run in the GEMM's epilogue on
-//! each finished tile. Channels-of-one groups (depthwise) use a direct kernel
+//! build time when they are constant: 1×1 stride-1 unpadded ones read the input rows;
+//! other 2-D ones split the padded input into stride phases once (`im2col::ShiftB`),
+//! after which each im2col row is a contiguous run and packing a panel is a plain
+//! copy (the GEMM computes a grid as wide as the phase planes and drops the extra
+//! columns, `kernels::ColMap`); the rest (3-D, or when the extra columns would cost
+//! over 1/8 more panels) pack im2col columns straight into the GEMM's panels block by
+//! block (no whole im2col buffer). Groups run as one parallel loop. The bias and a
+//! `Relu`/`Clip` run as the driver's vector epilogue (`kernels::BiasClamp`); `Z` and
+//! the other activations in a closure epilogue, on each finished tile. Channels-of-one groups (depthwise) use a direct kernel
 //! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
 //! order, accumulated in `f32`).
 //!
@@ -26,7 +31,7 @@ use rayon::prelude::*;
 
 mod im2col;
 
-use im2col::{Geo, Im2colB, depthwise_plane_nd};
+use im2col::{Geo, Im2colB, ShiftB, depthwise_plane_nd};
 
 #[derive(Debug)]
 struct Conv {
@@ -279,7 +284,7 @@ impl Conv {
             out.par_chunks_mut(out_len)
                 .enumerate()
                 .with_min_len(par_min)
-                .for_each_init(Vec::new, |scratch, (plane, o)| {
+                .for_each_init(kernels::DepthwiseScratch::default, |scratch, (plane, o)| {
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;
                     let xp = &xs[(img * c + ic) * in_len..][..in_len];
@@ -298,41 +303,74 @@ impl Conv {
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
-        for img in 0..n {
-            for g in 0..group {
-                let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
-                let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
-                let epi = |row: usize, col: usize, v: &mut [f32]| {
-                    let oc = g * m_g + row;
-                    if let Some(b) = bias {
-                        let bv = b[oc];
-                        v.iter_mut().for_each(|o| *o += bv);
-                    }
-                    if needs_finish {
-                        finish(img * m + oc, col, v);
-                    }
-                };
-                let epi: Option<kernels::Epilogue<'_>> =
-                    (bias.is_some() || needs_finish).then_some(&epi);
-                let lhs = match &self.packed {
-                    Some(p) => Lhs::Packed(&p[g]),
-                    None => Lhs::View(MatRef::row_major(
-                        &ws[g * m_g * kk..(g + 1) * m_g * kk],
-                        m_g,
-                        kk,
-                    )?),
-                };
-                if pointwise {
-                    let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
-                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
-                } else {
-                    let rhs = Im2colB {
-                        x: xg,
-                        geo,
-                        channels: c_g,
-                    };
-                    kernels::sgemm_packed_b(self.isa, lhs, &rhs, og, out_len, epi)?;
+        let shifted = !pointwise && ShiftB::suits(&geo, kernels::panel_width(self.isa));
+        let clamp = match (zs, act) {
+            (None, Activation::None) => Some((f32::NEG_INFINITY, f32::INFINITY)),
+            (None, Activation::Relu) => Some((0.0, f32::INFINITY)),
+            (None, Activation::Clip(lo, hi)) => Some((lo, hi)),
+            _ => None,
+        };
+        // One group of one image; the groups of a grouped convolution run as one
+        // parallel loop (each GEMM may split further when it is big enough).
+        let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
+            let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
+            let epi = |row: usize, col: usize, v: &mut [f32]| {
+                let oc = g * m_g + row;
+                if let Some(b) = bias {
+                    let bv = b[oc];
+                    v.iter_mut().for_each(|o| *o += bv);
                 }
+                if needs_finish {
+                    finish(img * m + oc, col, v);
+                }
+            };
+            // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
+            let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
+                bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
+                lo,
+                hi,
+            });
+            let epi: Option<kernels::Epilogue<'_>> =
+                (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
+            let lhs = match &self.packed {
+                Some(p) => Lhs::Packed(&p[g]),
+                None => Lhs::View(MatRef::row_major(
+                    &ws[g * m_g * kk..(g + 1) * m_g * kk],
+                    m_g,
+                    kk,
+                )?),
+            };
+            if pointwise {
+                let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+            } else if shifted
+                && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
+            {
+                // No junk columns (e.g. a strided 1×1): C is written in place.
+                let map = (rhs.wq != geo.out[2]).then_some(kernels::ColMap {
+                    pitch: rhs.wq,
+                    width: geo.out[2],
+                });
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, map, bc)?;
+            } else {
+                let rhs = Im2colB {
+                    x: xg,
+                    geo,
+                    channels: c_g,
+                };
+                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+            }
+            Ok(())
+        };
+        for (img, oi) in out.chunks_mut(m * out_len).enumerate() {
+            if group > 1 {
+                let par_min = kernels::min_len_for(oi.len());
+                oi.par_chunks_mut(m_g * out_len)
+                    .enumerate()
+                    .with_min_len(par_min)
+                    .try_for_each(|(g, og)| run(img, g, og))?;
+            } else {
+                run(img, 0, oi)?;
             }
         }
         tensor(node, &out_shape, out)

@@ -140,6 +140,156 @@ impl PackB for Im2colB<'_> {
     }
 }
 
+/// The im2col matrix of one image group for a 2-D convolution, as shifted slices of the
+/// input split into stride phases (the layout of `kernels::depthwise_plane`).
+///
+/// Each channel is zero-padded and split into `sh × sw` phase planes of `hq × wq`
+/// (phase `(a, b)` holds padded rows `a, a+sh, …` and columns `b, b+sw, …`). Output
+/// position `(oh, ow)` and tap `(kh, kw)` then read phase `(kh·dh % sh, kw·dw % sw)` at
+/// `(oh + kh·dh / sh, ow + kw·dw / sw)`, so im2col row `(c, kh, kw)` is the contiguous
+/// run of that phase plane starting at a fixed offset, over a grid of `oh × wq`
+/// columns of which the first `ow` of each row are real (the GEMM drops the rest:
+/// `kernels::ColMap`). Packing a panel is then a plain copy of `nr` floats.
+pub(super) struct ShiftB {
+    buf: Vec<f32>,
+    /// Start of each im2col row in `buf`.
+    offs: Vec<usize>,
+    /// Logical columns: `oh · wq`.
+    cols: usize,
+    /// Phase-plane row pitch.
+    pub(super) wq: usize,
+}
+
+impl ShiftB {
+    /// Whether the phase layout costs at most 1/8 more `nr`-wide GEMM panels than the
+    /// output has columns (2-D only; e.g. a 3×3 pad-1 conv on 7×7 computes 7×9 = 63
+    /// columns, two panels of 32 like the 49 real ones, but on 12×12 a third more, so
+    /// that one goes through [`Im2colB`]).
+    pub(super) fn suits(g: &Geo, nr: usize) -> bool {
+        let Some(d) = g.depthwise_2d() else {
+            return false;
+        };
+        let wq = Self::dims(&d).1;
+        let nr = nr.max(1);
+        d.ow > 0 && (d.oh * wq).div_ceil(nr) * 8 <= (d.oh * d.ow).div_ceil(nr) * 9
+    }
+
+    /// `(hq, wq)`.
+    fn dims(d: &DepthwiseGeo) -> (usize, usize) {
+        let hp = (d.pt + d.h).max((d.oh.max(1) - 1) * d.sh + (d.kh - 1) * d.dh + 1);
+        let wp = (d.pl + d.w).max((d.ow.max(1) - 1) * d.sw + (d.kw - 1) * d.dw + 1);
+        (hp.div_ceil(d.sh), wp.div_ceil(d.sw))
+    }
+
+    /// Builds the phase planes of `channels` input planes `x` (each `h × w`); `nr` is
+    /// the GEMM's panel width (rows are over-read by up to `nr - 1` columns).
+    pub(super) fn new(x: &[f32], g: &Geo, channels: usize, nr: usize) -> Option<Self> {
+        let d = g.depthwise_2d()?;
+        let (hq, wq) = Self::dims(&d);
+        let (sh, sw) = (d.sh, d.sw);
+        let phase = hq * wq;
+        // Only the phases some tap reads are stored (a strided 1×1 reads one of them),
+        // `slot[a·sw + b]` numbering them.
+        let mut slot = vec![usize::MAX; sh * sw];
+        let mut used = 0;
+        for kh in 0..d.kh {
+            for kw in 0..d.kw {
+                let p = ((kh * d.dh) % sh) * sw + (kw * d.dw) % sw;
+                if slot[p] == usize::MAX {
+                    slot[p] = used;
+                    used += 1;
+                }
+            }
+        }
+        let plane = used * phase;
+        let mut offs = Vec::with_capacity(channels * d.kh * d.kw);
+        for c in 0..channels {
+            for kh in 0..d.kh {
+                for kw in 0..d.kw {
+                    let (a, b) = ((kh * d.dh) % sh, (kw * d.dw) % sw);
+                    let shift = ((kh * d.dh) / sh) * wq + (kw * d.dw) / sw;
+                    offs.push(c * plane + slot[a * sw + b] * phase + shift);
+                }
+            }
+        }
+        let cols = d.oh * wq;
+        // A panel starting at column j0 < cols reads up to j0 + jn.div_ceil(nr)·nr < cols + nr.
+        let end = offs.iter().max().map_or(0, |&o| o + cols + nr);
+        let mut buf = crate::buffers::take_f32((channels * plane).max(end));
+        for c in 0..channels {
+            let xc = &x[c * d.h * d.w..][..d.h * d.w];
+            let dst = &mut buf[c * plane..][..plane];
+            for (ih, src) in xc.chunks_exact(d.w).enumerate() {
+                let ph = ih + d.pt;
+                let (a, row) = (ph % sh, ph / sh);
+                if sw == 1 {
+                    if slot[a] == usize::MAX {
+                        continue;
+                    }
+                    let o = slot[a] * phase + row * wq + d.pl;
+                    dst[o..o + d.w].copy_from_slice(src);
+                } else {
+                    // Phase b takes input columns iw0, iw0 + sw, … (padded column iw + pl).
+                    for b in 0..sw {
+                        let iw0 = (b + sw - d.pl % sw) % sw;
+                        let sl = slot[a * sw + b];
+                        if iw0 >= d.w || sl == usize::MAX {
+                            continue;
+                        }
+                        let o = sl * phase + row * wq + (iw0 + d.pl) / sw;
+                        let cnt = (d.w - iw0).div_ceil(sw);
+                        let out = &mut dst[o..o + cnt];
+                        if sw == 2 {
+                            let (pairs, tail) = src[iw0..].split_at((cnt - 1) * 2);
+                            for (q, pr) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+                                *q = pr[0];
+                            }
+                            out[cnt - 1] = tail[0];
+                        } else {
+                            for (q, &v) in out.iter_mut().zip(src[iw0..].iter().step_by(sw)) {
+                                *q = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(Self {
+            buf,
+            offs,
+            cols,
+            wq,
+        })
+    }
+}
+
+impl Drop for ShiftB {
+    fn drop(&mut self) {
+        crate::buffers::give_f32(std::mem::take(&mut self.buf));
+    }
+}
+
+impl PackB for ShiftB {
+    fn rows(&self) -> usize {
+        self.offs.len()
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, _jn: usize, nr: usize, out: &mut [f32]) {
+        // Columns past `jn` read the (finite) data that follows: their results are
+        // discarded, as the trait allows.
+        for (p, panel) in out.chunks_exact_mut(nr * kcur).enumerate() {
+            let c0 = j0 + p * nr;
+            for (dst, &o) in panel.chunks_exact_mut(nr).zip(&self.offs[k0..k0 + kcur]) {
+                dst.copy_from_slice(&self.buf[o + c0..][..nr]);
+            }
+        }
+    }
+}
+
 /// Direct convolution of one input plane with one filter (groups of one channel), any
 /// rank: the fallback for 3-D depthwise convolutions.
 pub(super) fn depthwise_plane_nd(x: &[f32], w: &[f32], bias: f32, g: &Geo, out: &mut [f32]) {
@@ -234,6 +384,54 @@ mod tests {
                         }
                     };
                     prop_assert_eq!(got, want, "row {} col {}", r, q);
+                }
+            }
+        }
+
+        /// The phase-plane operand: logical column `oh·wq + ow` (for `ow < out_w`) of
+        /// every packed panel equals the im2col definition (zero in the padding).
+        #[test]
+        fn shifted_panels_match_im2col_definition(
+            c in 1usize..4, inp in prop::array::uniform2(1usize..12),
+            k in prop::array::uniform2(1usize..4), s in prop::array::uniform2(1usize..4),
+            d in prop::array::uniform2(1usize..3), p in prop::array::uniform2(0usize..3),
+            nr in prop::sample::select(vec![8usize, 16, 32]), kc in 1usize..40, j0f in 0.0f64..1.0,
+        ) {
+            prop_assume!((0..2).all(|a| inp[a] + 2 * p[a] > (k[a] - 1) * d[a]));
+            let out = [0, 1].map(|a| out_dim(inp[a], k[a], s[a], d[a], p[a]));
+            let geo = Geo {
+                inp: [1, inp[0], inp[1]], out: [1, out[0], out[1]], k: [1, k[0], k[1]],
+                s: [1, s[0], s[1]], d: [1, d[0], d[1]], p: [0, p[0], p[1]],
+            };
+            let x: Vec<f32> = (0..c * geo.in_len()).map(|i| i as f32 + 1.0).collect();
+            let b = ShiftB::new(&x, &geo, c, nr).expect("2-D");
+            let (rows, cols) = (b.rows(), b.cols());
+            prop_assert_eq!(cols, out[0] * b.wq);
+            let j0 = ((cols as f64) * j0f) as usize;
+            let jn = cols - j0;
+            let k0 = kc.min(rows) / 2;
+            let kcur = kc.min(rows - k0);
+            let mut packed = vec![f32::NAN; jn.div_ceil(nr) * nr * kcur];
+            b.pack(k0, kcur, j0, jn, nr, &mut packed);
+            for kk in 0..kcur {
+                let r = k0 + kk;
+                let (kw, kh, ch) = (r % k[1], (r / k[1]) % k[0], r / (k[0] * k[1]));
+                for q in 0..jn {
+                    let j = j0 + q;
+                    let (oh, ow) = (j / b.wq, j % b.wq);
+                    let got = packed[(q / nr) * nr * kcur + kk * nr + q % nr];
+                    prop_assert!(got.is_finite());
+                    if ow >= out[1] {
+                        continue;
+                    }
+                    let ih = (oh * s[0] + kh * d[0]) as isize - p[0] as isize;
+                    let iw = (ow * s[1] + kw * d[1]) as isize - p[1] as isize;
+                    let want = if ih >= 0 && iw >= 0 && (ih as usize) < inp[0] && (iw as usize) < inp[1] {
+                        x[ch * geo.in_len() + ih as usize * inp[1] + iw as usize]
+                    } else {
+                        0.0
+                    };
+                    prop_assert_eq!(got, want, "row {} col {}", r, j);
                 }
             }
         }
