@@ -182,59 +182,39 @@ pub(crate) fn pool_planes_k3s2(
     if !(fits_in && fits_out && taps_in) {
         return false;
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if isa.is_available() => {
-            let geo = x86::PlaneGeo {
-                w,
-                step,
-                start,
-                out_w,
-                f0,
-                len,
-            };
-            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
-                let xp = &x[p * in_len..][..in_len];
-                // SAFETY: AVX-512F is available; the geometry was checked against the
-                // planes just above (every row read, every tap and every output is inside).
-                unsafe {
-                    if max {
-                        x86::plane_k3s2_avx512::<true>(xp, geo, specs, o)
-                    } else {
-                        x86::plane_k3s2_avx512::<false>(xp, geo, specs, o)
-                    }
-                }
-            }
-            true
+    #[cfg(target_arch = "x86_64")]
+    {
+        // One fused plane kernel per (ISA, max) pair; each is a `#[target_feature]`
+        // function, called through the pointer once per plane.
+        type Plane = unsafe fn(&[f32], x86::PlaneGeo, &[RowSpec], &mut [f32]);
+        let plane: Plane = match (isa, max) {
+            (Isa::Avx512, true) if isa.is_available() => x86::plane_k3s2_avx512::<true>,
+            (Isa::Avx512, false) if isa.is_available() => x86::plane_k3s2_avx512::<false>,
+            (Isa::Avx2, true) if isa.is_available() => x86::plane_k3s2_avx2::<true>,
+            (Isa::Avx2, false) if isa.is_available() => x86::plane_k3s2_avx2::<false>,
+            _ => return false,
+        };
+        let geo = x86::PlaneGeo {
+            w,
+            step,
+            start,
+            out_w,
+            f0,
+            len,
+        };
+        for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
+            let xp = &x[p * in_len..][..in_len];
+            // SAFETY: `plane` was picked only when its ISA is available; the geometry
+            // was checked against the planes just above (every row read, every tap and
+            // every output is inside).
+            unsafe { plane(xp, geo, specs, o) }
         }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if isa.is_available() => {
-            let geo = x86::PlaneGeo {
-                w,
-                step,
-                start,
-                out_w,
-                f0,
-                len,
-            };
-            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
-                let xp = &x[p * in_len..][..in_len];
-                // SAFETY: AVX2 is available; the geometry was checked against the planes
-                // just above (every row read, every tap and every output is inside).
-                unsafe {
-                    if max {
-                        x86::plane_k3s2_avx2::<true>(xp, geo, specs, o)
-                    } else {
-                        x86::plane_k3s2_avx2::<false>(xp, geo, specs, o)
-                    }
-                }
-            }
-            true
-        }
-        _ => {
-            let _ = max;
-            false
-        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, max);
+        false
     }
 }
 
@@ -280,6 +260,80 @@ fn taps_scalar<const MAX: bool>(acc: &[f32], t: Taps, div: f32, out: &mut [f32],
         let v = row.iter().fold(init::<MAX>(), |a, &v| comb::<MAX>(v, a));
         *o = if MAX { v } else { v / div };
     }
+}
+
+/// A `pool_rows` kernel over the `$ops` module's vectors (`$ops::L` lanes, full vectors
+/// only; the scalar loop finishes the row). One body for AVX2 and NEON, expanded inside
+/// each `#[target_feature]` function so every op inlines.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! rows_kernel {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $ops:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name<const MAX: bool>(rows: &[&[f32]], acc: &mut [f32]) {
+            const L: usize = $ops::L;
+            let n = acc.len();
+            let init = $ops::set1(init::<MAX>());
+            let mut i = 0;
+            while i + L <= n {
+                let mut a = init;
+                for r in rows {
+                    // SAFETY: i + L ≤ n ≤ r.len().
+                    let v = unsafe { $ops::loadu(r.as_ptr().add(i)) };
+                    a = $ops::comb::<MAX>(v, a);
+                }
+                // SAFETY: i + L ≤ acc.len().
+                unsafe { $ops::storeu(acc.as_mut_ptr().add(i), a) };
+                i += L;
+            }
+            rows_scalar::<MAX>(rows, acc, i);
+        }
+    };
+}
+
+/// A `pool_taps` kernel over the `$ops` module's vectors (full vectors only); returns
+/// how many leading outputs were done (the rest is the scalar loop's). Needs `t.s ≤ 2`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! taps_kernel {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $ops:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name<const MAX: bool>(
+            acc: &[f32],
+            t: Taps,
+            div: f32,
+            out: &mut [f32],
+        ) -> usize {
+            const L: usize = $ops::L;
+            let (n, len, p) = (out.len(), acc.len(), acc.as_ptr());
+            let (init, dv) = ($ops::set1(init::<MAX>()), $ops::set1(div));
+            // Floats read per tap vector.
+            let width = L * t.s;
+            let mut j = 0;
+            while j + L <= n && t.start + t.s * j + t.k - 1 + width <= len {
+                let mut o = init;
+                for kw in 0..t.k {
+                    let base = t.start + t.s * j + kw;
+                    // SAFETY: base + width ≤ len (loop condition).
+                    let v = unsafe {
+                        if t.s == 1 {
+                            $ops::loadu(p.add(base))
+                        } else {
+                            $ops::load_even(p.add(base))
+                        }
+                    };
+                    o = $ops::comb::<MAX>(v, o);
+                }
+                if !MAX {
+                    o = $ops::div(o, dv);
+                }
+                // SAFETY: j + L ≤ n.
+                unsafe { $ops::storeu(out.as_mut_ptr().add(j), o) };
+                j += L;
+            }
+            j
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -21,6 +21,43 @@ macro_rules! by_rows {
     };
 }
 
+/// The fused tiles' reduction over the full K, expanded inside each `#[target_feature]`
+/// tile: `$r` rows of A from `$a` (stride `$lda` bytes), per k-step one 4-byte broadcast
+/// per row (`$set1`) against the panel's two B vectors (`$vb` bytes apart, the panel
+/// `$nr` columns of `$esz`-byte groups) into `$mac`. Evaluates to `(c0, c1)`, the left and
+/// right halves' accumulators.
+macro_rules! fused_reduce {
+    (
+        $r:ident, ($a:ident, $lda:ident, $kp:ident, $b:ident),
+        $zero:ident, $load:ident, $set1:ident, $mac:expr,
+        nr: $nr:expr, esz: $esz:expr, ks: $ks:expr, vb: $vb:expr
+    ) => {{
+        let mut c0 = [$zero(); $r];
+        let mut c1 = [$zero(); $r];
+        let mut ap = [$a; $r];
+        for (r, p) in ap.iter_mut().enumerate() {
+            *p = $a.wrapping_add(r * $lda);
+        }
+        let mut k = 0;
+        while k < $kp {
+            // SAFETY: k < kp: the panel holds `nr` columns × 4 groups at k·nr·esz, each
+            // row 4 groups at k·esz (the tile's contract).
+            unsafe {
+                let b0 = $load($b.add(k * $nr * $esz).cast());
+                let b1 = $load($b.add(k * $nr * $esz + $vb).cast());
+                for r in 0..$r {
+                    let av = $set1(ap[r].add(k * $esz).cast::<i32>().read_unaligned());
+                    c0[r] = $mac(c0[r], av, b0);
+                    c1[r] = $mac(c1[r], av, b1);
+                }
+            }
+            k += $ks;
+        }
+        (c0, c1)
+    }};
+}
+pub(super) use fused_reduce;
+
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 /// 8×32 tile: per k-quad two 64-byte B loads, one 4-byte broadcast per row and
@@ -239,27 +276,11 @@ unsafe fn fused512<const R: usize>(
     o: Dst,
     rs: isize,
 ) {
-    let mut c0 = [_mm512_setzero_si512(); R];
-    let mut c1 = [_mm512_setzero_si512(); R];
-    let mut ap = [a; R];
-    for (r, p) in ap.iter_mut().enumerate() {
-        *p = a.wrapping_add(r * lda);
-    }
-    let mut k = 0;
-    while k < kp {
-        // SAFETY: k < kp: the panel holds 32 columns × 4 bytes at k·32, each row 4 bytes
-        // at k.
-        unsafe {
-            let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
-            let b1 = _mm512_loadu_si512(b.add(k * 32 + 64).cast());
-            for r in 0..R {
-                let av = _mm512_set1_epi32(ap[r].add(k).cast::<i32>().read_unaligned());
-                c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
-                c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
-            }
-        }
-        k += 4;
-    }
+    let (c0, c1) = fused_reduce!(
+        R, (a, lda, kp, b),
+        _mm512_setzero_si512, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+        nr: 32, esz: 1, ks: 4, vb: 64
+    );
     let (m0, m1) = (fix.cols as __mmask16, (fix.cols >> 16) as __mmask16);
     // SAFETY: masked loads/stores touch only the selected columns (caller's contract).
     unsafe {
