@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use super::driver::Job;
-use super::x86::{Dst, Fix, fused_reduce};
+use super::x86::{Dst, Fix, fused_correct, fused_reduce};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -135,17 +135,15 @@ unsafe fn finish<const R: usize>(
                 _mm256_loadu_si256(p.wrapping_add(8).cast()),
             )
         };
-        let (ct0, ct1) = ld(fix.ct);
-        let zb = (!fix.zb.is_null()).then(|| ld(fix.zb));
-        let mut v = [[_mm256_setzero_si256(); 2]; R];
-        for r in 0..R {
-            v[r] = [_mm256_add_epi32(c0[r], ct0), _mm256_add_epi32(c1[r], ct1)];
-            if let Some((z0, z1)) = zb {
-                let t = _mm256_set1_epi32(*rt.add(r));
-                v[r][0] = _mm256_add_epi32(v[r][0], _mm256_mullo_epi32(z0, t));
-                v[r][1] = _mm256_add_epi32(v[r][1], _mm256_mullo_epi32(z1, t));
-            }
-        }
+        let v = fused_correct!(
+            R,
+            (c0, c1, fix, rt),
+            ld,
+            _mm256_setzero_si256,
+            _mm256_add_epi32,
+            _mm256_mullo_epi32,
+            _mm256_set1_epi32
+        );
         match o {
             Dst::I32(o) => {
                 for (r, v) in v.iter().enumerate() {

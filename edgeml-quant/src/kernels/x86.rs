@@ -58,6 +58,31 @@ macro_rules! fused_reduce {
 }
 pub(super) use fused_reduce;
 
+/// The fused tiles' zero-point corrections, expanded inside each `#[target_feature]`
+/// tile's `unsafe` block: `acc + colterm` (`$ld` loads a column vector pair), plus
+/// `zb · rowterm` when `fix.zb` is non-null (`rt` then holds `$r` row terms). Evaluates to
+/// the `$r × 2` corrected vectors.
+macro_rules! fused_correct {
+    (
+        $r:ident, ($c0:ident, $c1:ident, $fix:ident, $rt:ident), $ld:ident,
+        $zero:ident, $add:ident, $mullo:ident, $set1:ident
+    ) => {{
+        let (ct0, ct1) = $ld($fix.ct);
+        let zb = (!$fix.zb.is_null()).then(|| $ld($fix.zb));
+        let mut v = [[$zero(); 2]; $r];
+        for r in 0..$r {
+            v[r] = [$add($c0[r], ct0), $add($c1[r], ct1)];
+            if let Some((z0, z1)) = zb {
+                let t = $set1(*$rt.add(r));
+                v[r][0] = $add(v[r][0], $mullo(z0, t));
+                v[r][1] = $add(v[r][1], $mullo(z1, t));
+            }
+        }
+        v
+    }};
+}
+pub(super) use fused_correct;
+
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 /// 8×32 tile: per k-quad two 64-byte B loads, one 4-byte broadcast per row and
@@ -290,17 +315,15 @@ unsafe fn fused512<const R: usize>(
                 _mm512_maskz_loadu_epi32(m1, p.wrapping_add(16)),
             )
         };
-        let (ct0, ct1) = ld(fix.ct);
-        let zb = (!fix.zb.is_null()).then(|| ld(fix.zb));
-        let mut v = [[_mm512_setzero_si512(); 2]; R];
-        for r in 0..R {
-            v[r] = [_mm512_add_epi32(c0[r], ct0), _mm512_add_epi32(c1[r], ct1)];
-            if let Some((z0, z1)) = zb {
-                let t = _mm512_set1_epi32(*rt.add(r));
-                v[r][0] = _mm512_add_epi32(v[r][0], _mm512_mullo_epi32(z0, t));
-                v[r][1] = _mm512_add_epi32(v[r][1], _mm512_mullo_epi32(z1, t));
-            }
-        }
+        let v = fused_correct!(
+            R,
+            (c0, c1, fix, rt),
+            ld,
+            _mm512_setzero_si512,
+            _mm512_add_epi32,
+            _mm512_mullo_epi32,
+            _mm512_set1_epi32
+        );
         match o {
             Dst::I32(o) => {
                 for (r, v) in v.iter().enumerate() {
