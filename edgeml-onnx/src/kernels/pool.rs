@@ -16,6 +16,17 @@
 
 use super::Isa;
 
+/// `$f::<true>(args)` when `$max`, else `$f::<false>(args)`.
+macro_rules! by_max {
+    ($max:expr, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
+        if $max {
+            $($f)::+::<true>($($arg),*)
+        } else {
+            $($f)::+::<false>($($arg),*)
+        }
+    };
+}
+
 /// `acc[i] = combine(rows[0][i], rows[1][i], …)` for `i < n`, `n` the shortest of `acc`
 /// and the rows: the largest (max, from `f32::MIN`) or the sum (from `0.0`), in row order.
 pub(crate) fn pool_rows(isa: Isa, max: bool, rows: &[&[f32]], acc: &mut [f32]) {
@@ -25,43 +36,19 @@ pub(crate) fn pool_rows(isa: Isa, max: bool, rows: &[&[f32]], acc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() => {
             // SAFETY: AVX-512F is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    x86::rows_avx512::<true>(rows, acc)
-                } else {
-                    x86::rows_avx512::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, x86::rows_avx512(rows, acc)) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => {
             // SAFETY: AVX2 is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    x86::rows_avx2::<true>(rows, acc)
-                } else {
-                    x86::rows_avx2::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, x86::rows_avx2(rows, acc)) }
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => {
             // SAFETY: NEON is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    arm::rows_neon::<true>(rows, acc)
-                } else {
-                    arm::rows_neon::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, arm::rows_neon(rows, acc)) }
         }
-        _ => {
-            if max {
-                rows_scalar::<true>(rows, acc, 0)
-            } else {
-                rows_scalar::<false>(rows, acc, 0)
-            }
-        }
+        _ => by_max!(max, rows_scalar(rows, acc, 0)),
     }
 }
 
@@ -88,45 +75,23 @@ pub(crate) fn pool_taps(isa: Isa, max: bool, acc: &[f32], taps: Taps, div: f32, 
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() && s <= 2 => {
             // SAFETY: AVX-512F is available; every tap index is < acc.len() (checked).
-            unsafe {
-                if max {
-                    x86::taps_avx512::<true>(acc, taps, div, out)
-                } else {
-                    x86::taps_avx512::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, x86::taps_avx512(acc, taps, div, out)) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() && s <= 2 => {
             // SAFETY: AVX2 is available; the kernel checks each vector's reads against
             // acc.len() and leaves the rest to the scalar loop.
-            unsafe {
-                if max {
-                    x86::taps_avx2::<true>(acc, taps, div, out)
-                } else {
-                    x86::taps_avx2::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, x86::taps_avx2(acc, taps, div, out)) }
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() && s <= 2 => {
             // SAFETY: NEON is available; the kernel checks each vector's reads against
             // acc.len() and leaves the rest to the scalar loop.
-            unsafe {
-                if max {
-                    arm::taps_neon::<true>(acc, taps, div, out)
-                } else {
-                    arm::taps_neon::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, arm::taps_neon(acc, taps, div, out)) }
         }
         _ => 0,
     };
-    if max {
-        taps_scalar::<true>(acc, taps, div, out, done)
-    } else {
-        taps_scalar::<false>(acc, taps, div, out, done)
-    }
+    by_max!(max, taps_scalar(acc, taps, div, out, done))
 }
 
 /// One output row for [`pool_planes_k3s2`]: its input rows are `x[first + i·step ..]`
