@@ -16,6 +16,17 @@
 
 use super::Isa;
 
+/// `$f::<true>(args)` when `$max`, else `$f::<false>(args)`.
+macro_rules! by_max {
+    ($max:expr, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
+        if $max {
+            $($f)::+::<true>($($arg),*)
+        } else {
+            $($f)::+::<false>($($arg),*)
+        }
+    };
+}
+
 /// `acc[i] = combine(rows[0][i], rows[1][i], …)` for `i < n`, `n` the shortest of `acc`
 /// and the rows: the largest (max, from `f32::MIN`) or the sum (from `0.0`), in row order.
 pub(crate) fn pool_rows(isa: Isa, max: bool, rows: &[&[f32]], acc: &mut [f32]) {
@@ -25,43 +36,19 @@ pub(crate) fn pool_rows(isa: Isa, max: bool, rows: &[&[f32]], acc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() => {
             // SAFETY: AVX-512F is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    x86::rows_avx512::<true>(rows, acc)
-                } else {
-                    x86::rows_avx512::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, x86::rows_avx512(rows, acc)) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() => {
             // SAFETY: AVX2 is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    x86::rows_avx2::<true>(rows, acc)
-                } else {
-                    x86::rows_avx2::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, x86::rows_avx2(rows, acc)) }
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() => {
             // SAFETY: NEON is available; every row holds ≥ n floats, `acc` holds n.
-            unsafe {
-                if max {
-                    arm::rows_neon::<true>(rows, acc)
-                } else {
-                    arm::rows_neon::<false>(rows, acc)
-                }
-            }
+            unsafe { by_max!(max, arm::rows_neon(rows, acc)) }
         }
-        _ => {
-            if max {
-                rows_scalar::<true>(rows, acc, 0)
-            } else {
-                rows_scalar::<false>(rows, acc, 0)
-            }
-        }
+        _ => by_max!(max, rows_scalar(rows, acc, 0)),
     }
 }
 
@@ -88,45 +75,23 @@ pub(crate) fn pool_taps(isa: Isa, max: bool, acc: &[f32], taps: Taps, div: f32, 
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() && s <= 2 => {
             // SAFETY: AVX-512F is available; every tap index is < acc.len() (checked).
-            unsafe {
-                if max {
-                    x86::taps_avx512::<true>(acc, taps, div, out)
-                } else {
-                    x86::taps_avx512::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, x86::taps_avx512(acc, taps, div, out)) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if isa.is_available() && s <= 2 => {
             // SAFETY: AVX2 is available; the kernel checks each vector's reads against
             // acc.len() and leaves the rest to the scalar loop.
-            unsafe {
-                if max {
-                    x86::taps_avx2::<true>(acc, taps, div, out)
-                } else {
-                    x86::taps_avx2::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, x86::taps_avx2(acc, taps, div, out)) }
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if isa.is_available() && s <= 2 => {
             // SAFETY: NEON is available; the kernel checks each vector's reads against
             // acc.len() and leaves the rest to the scalar loop.
-            unsafe {
-                if max {
-                    arm::taps_neon::<true>(acc, taps, div, out)
-                } else {
-                    arm::taps_neon::<false>(acc, taps, div, out)
-                }
-            }
+            unsafe { by_max!(max, arm::taps_neon(acc, taps, div, out)) }
         }
         _ => 0,
     };
-    if max {
-        taps_scalar::<true>(acc, taps, div, out, done)
-    } else {
-        taps_scalar::<false>(acc, taps, div, out, done)
-    }
+    by_max!(max, taps_scalar(acc, taps, div, out, done))
 }
 
 /// One output row for [`pool_planes_k3s2`]: its input rows are `x[first + i·step ..]`
@@ -182,59 +147,39 @@ pub(crate) fn pool_planes_k3s2(
     if !(fits_in && fits_out && taps_in) {
         return false;
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if isa.is_available() => {
-            let geo = x86::PlaneGeo {
-                w,
-                step,
-                start,
-                out_w,
-                f0,
-                len,
-            };
-            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
-                let xp = &x[p * in_len..][..in_len];
-                // SAFETY: AVX-512F is available; the geometry was checked against the
-                // planes just above (every row read, every tap and every output is inside).
-                unsafe {
-                    if max {
-                        x86::plane_k3s2_avx512::<true>(xp, geo, specs, o)
-                    } else {
-                        x86::plane_k3s2_avx512::<false>(xp, geo, specs, o)
-                    }
-                }
-            }
-            true
+    #[cfg(target_arch = "x86_64")]
+    {
+        // One fused plane kernel per (ISA, max) pair; each is a `#[target_feature]`
+        // function, called through the pointer once per plane.
+        type Plane = unsafe fn(&[f32], x86::PlaneGeo, &[RowSpec], &mut [f32]);
+        let plane: Plane = match (isa, max) {
+            (Isa::Avx512, true) if isa.is_available() => x86::plane_k3s2_avx512::<true>,
+            (Isa::Avx512, false) if isa.is_available() => x86::plane_k3s2_avx512::<false>,
+            (Isa::Avx2, true) if isa.is_available() => x86::plane_k3s2_avx2::<true>,
+            (Isa::Avx2, false) if isa.is_available() => x86::plane_k3s2_avx2::<false>,
+            _ => return false,
+        };
+        let geo = x86::PlaneGeo {
+            w,
+            step,
+            start,
+            out_w,
+            f0,
+            len,
+        };
+        for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
+            let xp = &x[p * in_len..][..in_len];
+            // SAFETY: `plane` was picked only when its ISA is available; the geometry
+            // was checked against the planes just above (every row read, every tap and
+            // every output is inside).
+            unsafe { plane(xp, geo, specs, o) }
         }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if isa.is_available() => {
-            let geo = x86::PlaneGeo {
-                w,
-                step,
-                start,
-                out_w,
-                f0,
-                len,
-            };
-            for (p, o) in out.chunks_exact_mut(out_len).enumerate() {
-                let xp = &x[p * in_len..][..in_len];
-                // SAFETY: AVX2 is available; the geometry was checked against the planes
-                // just above (every row read, every tap and every output is inside).
-                unsafe {
-                    if max {
-                        x86::plane_k3s2_avx2::<true>(xp, geo, specs, o)
-                    } else {
-                        x86::plane_k3s2_avx2::<false>(xp, geo, specs, o)
-                    }
-                }
-            }
-            true
-        }
-        _ => {
-            let _ = max;
-            false
-        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, max);
+        false
     }
 }
 
@@ -280,6 +225,80 @@ fn taps_scalar<const MAX: bool>(acc: &[f32], t: Taps, div: f32, out: &mut [f32],
         let v = row.iter().fold(init::<MAX>(), |a, &v| comb::<MAX>(v, a));
         *o = if MAX { v } else { v / div };
     }
+}
+
+/// A `pool_rows` kernel over the `$ops` module's vectors (`$ops::L` lanes, full vectors
+/// only; the scalar loop finishes the row). One body for AVX2 and NEON, expanded inside
+/// each `#[target_feature]` function so every op inlines.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! rows_kernel {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $ops:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name<const MAX: bool>(rows: &[&[f32]], acc: &mut [f32]) {
+            const L: usize = $ops::L;
+            let n = acc.len();
+            let init = $ops::set1(init::<MAX>());
+            let mut i = 0;
+            while i + L <= n {
+                let mut a = init;
+                for r in rows {
+                    // SAFETY: i + L ≤ n ≤ r.len().
+                    let v = unsafe { $ops::loadu(r.as_ptr().add(i)) };
+                    a = $ops::comb::<MAX>(v, a);
+                }
+                // SAFETY: i + L ≤ acc.len().
+                unsafe { $ops::storeu(acc.as_mut_ptr().add(i), a) };
+                i += L;
+            }
+            rows_scalar::<MAX>(rows, acc, i);
+        }
+    };
+}
+
+/// A `pool_taps` kernel over the `$ops` module's vectors (full vectors only); returns
+/// how many leading outputs were done (the rest is the scalar loop's). Needs `t.s ≤ 2`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! taps_kernel {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $ops:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name<const MAX: bool>(
+            acc: &[f32],
+            t: Taps,
+            div: f32,
+            out: &mut [f32],
+        ) -> usize {
+            const L: usize = $ops::L;
+            let (n, len, p) = (out.len(), acc.len(), acc.as_ptr());
+            let (init, dv) = ($ops::set1(init::<MAX>()), $ops::set1(div));
+            // Floats read per tap vector.
+            let width = L * t.s;
+            let mut j = 0;
+            while j + L <= n && t.start + t.s * j + t.k - 1 + width <= len {
+                let mut o = init;
+                for kw in 0..t.k {
+                    let base = t.start + t.s * j + kw;
+                    // SAFETY: base + width ≤ len (loop condition).
+                    let v = unsafe {
+                        if t.s == 1 {
+                            $ops::loadu(p.add(base))
+                        } else {
+                            $ops::load_even(p.add(base))
+                        }
+                    };
+                    o = $ops::comb::<MAX>(v, o);
+                }
+                if !MAX {
+                    o = $ops::div(o, dv);
+                }
+                // SAFETY: j + L ≤ n.
+                unsafe { $ops::storeu(out.as_mut_ptr().add(j), o) };
+                j += L;
+            }
+            j
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -9,33 +9,54 @@ use core::arch::aarch64::*;
 
 const _: () = assert!(NR.is_multiple_of(16) && MR == 8);
 
-/// Runs the `sdot` tile for `rows ≤ MR` output channels. The input bytes are flipped to
-/// `x' − 128` in registers (i8 operand of `sdot`); the caller's per-channel constant
-/// adds back `128·Σw'`.
-///
-/// # Safety
-/// As the portable tile (`direct::tile_scalar`); the CPU must support NEON and dotprod.
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn tile_dot(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
-    let mut acc = [[0i32; NR]; MR];
-    for l0 in (0..NR).step_by(16) {
-        for r0 in [0, 4] {
-            if r0 >= rows {
-                break;
-            }
-            // SAFETY: forwarded contract; the sub-tile stays inside the tile.
-            unsafe {
-                match (rows - r0).min(4) {
-                    1 => sub_dot::<1>(k, r0, l0, &mut acc),
-                    2 => sub_dot::<2>(k, r0, l0, &mut acc),
-                    3 => sub_dot::<3>(k, r0, l0, &mut acc),
-                    _ => sub_dot::<4>(k, r0, l0, &mut acc),
+/// A tile driver `$name` for `rows ≤ MR` output channels: `$sub` sub-tiles of 4 rows × 16
+/// lanes into an i32 accumulator, then the portable epilogue (one body for both NEON
+/// flavours, expanded inside each `#[target_feature]` function).
+macro_rules! tile_fn {
+    ($(#[$m:meta])* $name:ident, $feat:literal, $sub:ident) => {
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn $name(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+            let mut acc = [[0i32; NR]; MR];
+            for l0 in (0..NR).step_by(16) {
+                for r0 in [0, 4] {
+                    if r0 >= rows {
+                        break;
+                    }
+                    // SAFETY: forwarded contract; the sub-tile stays inside the tile.
+                    unsafe {
+                        match (rows - r0).min(4) {
+                            1 => $sub::<1>(k, r0, l0, &mut acc),
+                            2 => $sub::<2>(k, r0, l0, &mut acc),
+                            3 => $sub::<3>(k, r0, l0, &mut acc),
+                            _ => $sub::<4>(k, r0, l0, &mut acc),
+                        }
+                    }
                 }
             }
+            // SAFETY: forwarded contract.
+            unsafe { epi_scalar(rows, &acc, e) }
         }
-    }
-    // SAFETY: forwarded contract.
-    unsafe { epi_scalar(rows, &acc, e) }
+    };
+}
+
+tile_fn! {
+    /// Runs the `sdot` tile for `rows ≤ MR` output channels. The input bytes are flipped
+    /// to `x' − 128` in registers (i8 operand of `sdot`); the caller's per-channel
+    /// constant adds back `128·Σw'`.
+    ///
+    /// # Safety
+    /// As the portable tile (`direct::tile_scalar`); the CPU must support NEON and dotprod.
+    tile_dot, "neon,dotprod", sub_dot
+}
+
+tile_fn! {
+    /// Runs the plain NEON tile for `rows ≤ MR` output channels.
+    ///
+    /// # Safety
+    /// As the portable tile (`direct::tile_scalar`), with `k.w16` the i16 weights; the
+    /// CPU must support NEON.
+    tile_neon, "neon", sub_mlal
 }
 
 /// Rows `r0..r0+RR` × lanes `l0..l0+16` with `sdot`: per k-quad four 16-byte input
@@ -73,34 +94,6 @@ unsafe fn sub_dot<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mu
             unsafe { vst1q_s32(acc[r0 + r].as_mut_ptr().add(l0 + 4 * v), cv) };
         }
     }
-}
-
-/// Runs the plain NEON tile for `rows ≤ MR` output channels.
-///
-/// # Safety
-/// As the portable tile (`direct::tile_scalar`), with `k.w16` the i16 weights; the CPU
-/// must support NEON.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn tile_neon(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
-    let mut acc = [[0i32; NR]; MR];
-    for l0 in (0..NR).step_by(16) {
-        for r0 in [0, 4] {
-            if r0 >= rows {
-                break;
-            }
-            // SAFETY: forwarded contract; the sub-tile stays inside the tile.
-            unsafe {
-                match (rows - r0).min(4) {
-                    1 => sub_mlal::<1>(k, r0, l0, &mut acc),
-                    2 => sub_mlal::<2>(k, r0, l0, &mut acc),
-                    3 => sub_mlal::<3>(k, r0, l0, &mut acc),
-                    _ => sub_mlal::<4>(k, r0, l0, &mut acc),
-                }
-            }
-        }
-    }
-    // SAFETY: forwarded contract.
-    unsafe { epi_scalar(rows, &acc, e) }
 }
 
 /// Rows `r0..r0+RR` × lanes `l0..l0+16` with `smlal` by lane: per k-quad one

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use super::driver::Job;
-use super::x86::{Dst, Fix};
+use super::x86::{Dst, Fix, fused_correct, fused_reduce};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -84,28 +84,11 @@ macro_rules! fused256 {
             o: Dst,
             rs: isize,
         ) {
-            let mut c0 = [_mm256_setzero_si256(); R];
-            let mut c1 = [_mm256_setzero_si256(); R];
-            let mut ap = [a; R];
-            for (r, p) in ap.iter_mut().enumerate() {
-                *p = a.wrapping_add(r * lda);
-            }
-            let mut k = 0;
-            while k < kp {
-                // SAFETY: k < kp: the panel holds 16 columns × 4 bytes at k·16·esz,
-                // each row 4 bytes at k·esz.
-                unsafe {
-                    let b0 = _mm256_loadu_si256(b.add(k * NR * $esz).cast());
-                    let b1 = _mm256_loadu_si256(b.add(k * NR * $esz + 32).cast());
-                    for r in 0..R {
-                        let av =
-                            _mm256_set1_epi32(ap[r].add(k * $esz).cast::<i32>().read_unaligned());
-                        c0[r] = $mac(c0[r], av, b0);
-                        c1[r] = $mac(c1[r], av, b1);
-                    }
-                }
-                k += $ks;
-            }
+            let (c0, c1) = fused_reduce!(
+                R, (a, lda, kp, b),
+                _mm256_setzero_si256, _mm256_loadu_si256, _mm256_set1_epi32, $mac,
+                nr: NR, esz: $esz, ks: $ks, vb: 32
+            );
             // SAFETY: the panel's 16 columns and R output rows exist (caller's contract).
             unsafe { finish::<R>(&c0, &c1, fix, rt, o, rs) }
         }
@@ -152,17 +135,15 @@ unsafe fn finish<const R: usize>(
                 _mm256_loadu_si256(p.wrapping_add(8).cast()),
             )
         };
-        let (ct0, ct1) = ld(fix.ct);
-        let zb = (!fix.zb.is_null()).then(|| ld(fix.zb));
-        let mut v = [[_mm256_setzero_si256(); 2]; R];
-        for r in 0..R {
-            v[r] = [_mm256_add_epi32(c0[r], ct0), _mm256_add_epi32(c1[r], ct1)];
-            if let Some((z0, z1)) = zb {
-                let t = _mm256_set1_epi32(*rt.add(r));
-                v[r][0] = _mm256_add_epi32(v[r][0], _mm256_mullo_epi32(z0, t));
-                v[r][1] = _mm256_add_epi32(v[r][1], _mm256_mullo_epi32(z1, t));
-            }
-        }
+        let v = fused_correct!(
+            R,
+            (c0, c1, fix, rt),
+            ld,
+            _mm256_setzero_si256,
+            _mm256_add_epi32,
+            _mm256_mullo_epi32,
+            _mm256_set1_epi32
+        );
         match o {
             Dst::I32(o) => {
                 for (r, v) in v.iter().enumerate() {

@@ -21,6 +21,68 @@ macro_rules! by_rows {
     };
 }
 
+/// The fused tiles' reduction over the full K, expanded inside each `#[target_feature]`
+/// tile: `$r` rows of A from `$a` (stride `$lda` bytes), per k-step one 4-byte broadcast
+/// per row (`$set1`) against the panel's two B vectors (`$vb` bytes apart, the panel
+/// `$nr` columns of `$esz`-byte groups) into `$mac`. Evaluates to `(c0, c1)`, the left and
+/// right halves' accumulators.
+macro_rules! fused_reduce {
+    (
+        $r:ident, ($a:ident, $lda:ident, $kp:ident, $b:ident),
+        $zero:ident, $load:ident, $set1:ident, $mac:expr,
+        nr: $nr:expr, esz: $esz:expr, ks: $ks:expr, vb: $vb:expr
+    ) => {{
+        let mut c0 = [$zero(); $r];
+        let mut c1 = [$zero(); $r];
+        let mut ap = [$a; $r];
+        for (r, p) in ap.iter_mut().enumerate() {
+            *p = $a.wrapping_add(r * $lda);
+        }
+        let mut k = 0;
+        while k < $kp {
+            // SAFETY: k < kp: the panel holds `nr` columns × 4 groups at k·nr·esz, each
+            // row 4 groups at k·esz (the tile's contract).
+            unsafe {
+                let b0 = $load($b.add(k * $nr * $esz).cast());
+                let b1 = $load($b.add(k * $nr * $esz + $vb).cast());
+                for r in 0..$r {
+                    let av = $set1(ap[r].add(k * $esz).cast::<i32>().read_unaligned());
+                    c0[r] = $mac(c0[r], av, b0);
+                    c1[r] = $mac(c1[r], av, b1);
+                }
+            }
+            k += $ks;
+        }
+        (c0, c1)
+    }};
+}
+pub(super) use fused_reduce;
+
+/// The fused tiles' zero-point corrections, expanded inside each `#[target_feature]`
+/// tile's `unsafe` block: `acc + colterm` (`$ld` loads a column vector pair), plus
+/// `zb · rowterm` when `fix.zb` is non-null (`rt` then holds `$r` row terms). Evaluates to
+/// the `$r × 2` corrected vectors.
+macro_rules! fused_correct {
+    (
+        $r:ident, ($c0:ident, $c1:ident, $fix:ident, $rt:ident), $ld:ident,
+        $zero:ident, $add:ident, $mullo:ident, $set1:ident
+    ) => {{
+        let (ct0, ct1) = $ld($fix.ct);
+        let zb = (!$fix.zb.is_null()).then(|| $ld($fix.zb));
+        let mut v = [[$zero(); 2]; $r];
+        for r in 0..$r {
+            v[r] = [$add($c0[r], ct0), $add($c1[r], ct1)];
+            if let Some((z0, z1)) = zb {
+                let t = $set1(*$rt.add(r));
+                v[r][0] = $add(v[r][0], $mullo(z0, t));
+                v[r][1] = $add(v[r][1], $mullo(z1, t));
+            }
+        }
+        v
+    }};
+}
+pub(super) use fused_correct;
+
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 /// 8×32 tile: per k-quad two 64-byte B loads, one 4-byte broadcast per row and
@@ -239,27 +301,11 @@ unsafe fn fused512<const R: usize>(
     o: Dst,
     rs: isize,
 ) {
-    let mut c0 = [_mm512_setzero_si512(); R];
-    let mut c1 = [_mm512_setzero_si512(); R];
-    let mut ap = [a; R];
-    for (r, p) in ap.iter_mut().enumerate() {
-        *p = a.wrapping_add(r * lda);
-    }
-    let mut k = 0;
-    while k < kp {
-        // SAFETY: k < kp: the panel holds 32 columns × 4 bytes at k·32, each row 4 bytes
-        // at k.
-        unsafe {
-            let b0 = _mm512_loadu_si512(b.add(k * 32).cast());
-            let b1 = _mm512_loadu_si512(b.add(k * 32 + 64).cast());
-            for r in 0..R {
-                let av = _mm512_set1_epi32(ap[r].add(k).cast::<i32>().read_unaligned());
-                c0[r] = _mm512_dpbusd_epi32(c0[r], av, b0);
-                c1[r] = _mm512_dpbusd_epi32(c1[r], av, b1);
-            }
-        }
-        k += 4;
-    }
+    let (c0, c1) = fused_reduce!(
+        R, (a, lda, kp, b),
+        _mm512_setzero_si512, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+        nr: 32, esz: 1, ks: 4, vb: 64
+    );
     let (m0, m1) = (fix.cols as __mmask16, (fix.cols >> 16) as __mmask16);
     // SAFETY: masked loads/stores touch only the selected columns (caller's contract).
     unsafe {
@@ -269,17 +315,15 @@ unsafe fn fused512<const R: usize>(
                 _mm512_maskz_loadu_epi32(m1, p.wrapping_add(16)),
             )
         };
-        let (ct0, ct1) = ld(fix.ct);
-        let zb = (!fix.zb.is_null()).then(|| ld(fix.zb));
-        let mut v = [[_mm512_setzero_si512(); 2]; R];
-        for r in 0..R {
-            v[r] = [_mm512_add_epi32(c0[r], ct0), _mm512_add_epi32(c1[r], ct1)];
-            if let Some((z0, z1)) = zb {
-                let t = _mm512_set1_epi32(*rt.add(r));
-                v[r][0] = _mm512_add_epi32(v[r][0], _mm512_mullo_epi32(z0, t));
-                v[r][1] = _mm512_add_epi32(v[r][1], _mm512_mullo_epi32(z1, t));
-            }
-        }
+        let v = fused_correct!(
+            R,
+            (c0, c1, fix, rt),
+            ld,
+            _mm512_setzero_si512,
+            _mm512_add_epi32,
+            _mm512_mullo_epi32,
+            _mm512_set1_epi32
+        );
         match o {
             Dst::I32(o) => {
                 for (r, v) in v.iter().enumerate() {

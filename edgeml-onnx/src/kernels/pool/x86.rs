@@ -24,47 +24,6 @@ pub(super) struct PlaneGeo {
     pub(super) len: usize,
 }
 
-/// `V(c..c+16)`: columns `c..` of the spec's rows combined (lanes past the row: 0).
-/// `N > 0` fixes the row count at compile time (`n` is then `N`).
-///
-/// # Safety
-/// AVX-512F; `base + i·step + w` within the plane for `i < n`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn vert<const MAX: bool, const N: usize>(
-    base: *const f32,
-    n: usize,
-    step: usize,
-    w: usize,
-    c: usize,
-) -> __m512 {
-    if c >= w {
-        return _mm512_setzero_ps();
-    }
-    let rows = if N > 0 { N } else { n };
-    let mut a = _mm512_set1_ps(init::<MAX>());
-    let whole = c + 16 <= w;
-    let m = mask(w - c);
-    for i in 0..rows {
-        // SAFETY: row i starts at base + i·step and holds w floats; c < w and only
-        // lanes below w - c are read.
-        let v = unsafe {
-            let p = base.add(i * step + c);
-            if whole {
-                _mm512_loadu_ps(p)
-            } else {
-                _mm512_maskz_loadu_ps(m, p)
-            }
-        };
-        a = if MAX {
-            _mm512_max_ps(v, a)
-        } else {
-            _mm512_add_ps(a, v)
-        };
-    }
-    a
-}
-
 /// Lanes `i < k` set (`k ≤ 8`), for AVX masked loads and stores.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -75,286 +34,358 @@ fn lanes8(k: usize) -> __m256i {
     )
 }
 
-/// The AVX2 twin of [`vert`]: 8 columns.
-///
-/// # Safety
-/// AVX2; `base + i·step + w` within the plane for `i < n`.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn vert8<const MAX: bool, const N: usize>(
-    base: *const f32,
-    n: usize,
-    step: usize,
-    w: usize,
-    c: usize,
-) -> __m256 {
-    if c >= w {
-        return _mm256_setzero_ps();
-    }
-    let rows = if N > 0 { N } else { n };
-    let mut a = _mm256_set1_ps(init::<MAX>());
-    let whole = c + 8 <= w;
-    let m = lanes8((w - c).min(8));
-    for i in 0..rows {
-        // SAFETY: row i starts at base + i·step and holds w floats; c < w and only
-        // lanes below w - c are read.
-        let v = unsafe {
-            let p = base.add(i * step + c);
-            if whole {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, m)
+/// Defines the vector ops module `$m` (`L` lanes of `$v`, every op
+/// `#[target_feature(enable = $feat)] #[inline]`) that the shared kernel bodies
+/// (`k3s2_kernels!`, the parent's `rows_kernel!` / `taps_kernel!`) are expanded with.
+macro_rules! vec_ops {
+    (
+        $m:ident, $feat:literal, $v:ty, $l:literal,
+        set1: $set1:ident, zero: $zero:ident, loadu: $loadu:ident, storeu: $storeu:ident,
+        max: $max:ident, add: $add:ident, div: $div:ident,
+        load_tail: |$lp:ident, $lk:ident| $load_tail:expr,
+        store_tail: |$sp:ident, $sk:ident, $sv:ident| $store_tail:expr,
+        even: |$ea:ident, $eb:ident| $even:expr,
+        odd: |$oa:ident, $ob:ident| $odd:expr,
+        shift: |$se:ident, $sn:ident| $shift:expr $(,)?
+    ) => {
+        // Not every kernel width uses every op.
+        #[allow(dead_code)]
+        mod $m {
+            use super::*;
+
+            /// The vector type.
+            pub(super) type V = $v;
+            /// Lanes per vector.
+            pub(super) const L: usize = $l;
+
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn set1(x: f32) -> $v {
+                $set1(x)
             }
-        };
-        a = if MAX {
-            _mm256_max_ps(v, a)
-        } else {
-            _mm256_add_ps(a, v)
-        };
-    }
-    a
-}
 
-/// Even lanes of `lo ++ hi`.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn even8(lo: __m256, hi: __m256) -> __m256 {
-    // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6.
-    let t = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
-    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
-}
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn zero() -> $v {
+                $zero()
+            }
 
-/// Odd lanes of `lo ++ hi`.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn odd8(lo: __m256, hi: __m256) -> __m256 {
-    let t = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
-    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
-}
+            /// # Safety
+            /// `L` floats readable at `p`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) unsafe fn loadu(p: *const f32) -> $v {
+                // SAFETY: forwarded contract.
+                unsafe { $loadu(p) }
+            }
 
-/// The AVX2 twin of [`plane_k3s2_avx512`] (8 outputs per step).
-///
-/// # Safety
-/// AVX2 must be available and the geometry checked as in `pool_planes_k3s2`.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn plane_k3s2_avx2<const MAX: bool>(
-    x: &[f32],
-    g: PlaneGeo,
-    specs: &[super::RowSpec],
-    out: &mut [f32],
-) {
-    for (r, spec) in specs.iter().enumerate() {
-        let base = if spec.n == 0 {
-            x.as_ptr()
-        } else {
-            // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
-            unsafe { x.as_ptr().add(spec.first) }
-        };
-        // SAFETY: the row pointer is inside `out` (checked by the caller).
-        let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
-        // SAFETY: rows and outputs as checked by the caller.
-        unsafe {
-            match spec.n {
-                3 => row_k3s2_avx2::<MAX, 3>(base, spec.n, spec.div, g, orow),
-                2 => row_k3s2_avx2::<MAX, 2>(base, spec.n, spec.div, g, orow),
-                _ => row_k3s2_avx2::<MAX, 0>(base, spec.n, spec.div, g, orow),
+            /// Lanes `< k` from `p`, the rest 0.
+            ///
+            /// # Safety
+            /// `0 < k < L`; `k` floats readable at `p`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) unsafe fn load_tail($lp: *const f32, $lk: usize) -> $v {
+                // SAFETY: forwarded contract; only lanes below k are read.
+                unsafe { $load_tail }
+            }
+
+            /// Even lanes of the `2·L` floats at `p`.
+            ///
+            /// # Safety
+            /// `2·L` floats readable at `p`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) unsafe fn load_even(p: *const f32) -> $v {
+                // SAFETY: forwarded contract.
+                unsafe { even(loadu(p), loadu(p.add(L))) }
+            }
+
+            /// # Safety
+            /// `L` floats writable at `p`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) unsafe fn storeu(p: *mut f32, v: $v) {
+                // SAFETY: forwarded contract.
+                unsafe { $storeu(p, v) }
+            }
+
+            /// Stores lanes `< k`.
+            ///
+            /// # Safety
+            /// `0 < k < L`; `k` floats writable at `p`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) unsafe fn store_tail($sp: *mut f32, $sk: usize, $sv: $v) {
+                // SAFETY: forwarded contract; only lanes below k are written.
+                unsafe { $store_tail }
+            }
+
+            /// Max: `if v > a { v } else { a }` lane-wise (`maxps` semantics); sum: `a + v`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn comb<const MAX: bool>(v: $v, a: $v) -> $v {
+                if MAX { $max(v, a) } else { $add(a, v) }
+            }
+
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn div(a: $v, b: $v) -> $v {
+                $div(a, b)
+            }
+
+            /// Even lanes of `a ++ b`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn even($ea: $v, $eb: $v) -> $v {
+                $even
+            }
+
+            /// Odd lanes of `a ++ b`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn odd($oa: $v, $ob: $v) -> $v {
+                $odd
+            }
+
+            /// Lanes `1..=L` of `e ++ n` (`e` shifted down by one, `n`'s first lane last).
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn shift($se: $v, $sn: $v) -> $v {
+                $shift
+            }
+
+            /// One 3-tap output vector: `max(e2, max(o1, e))` or `(init + e + o1 + e2) / dv`.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            pub(super) fn out3<const MAX: bool>(init: $v, dv: $v, e: $v, o1: $v, e2: $v) -> $v {
+                if MAX {
+                    $max(e2, $max(o1, e))
+                } else {
+                    $div($add($add($add(init, e), o1), e2), dv)
+                }
             }
         }
-    }
+    };
 }
 
-/// One output row of [`plane_k3s2_avx2`].
-///
-/// # Safety
-/// AVX2; `n` rows from `base` (`g.step` apart, `g.w` wide) readable, `g.len` outputs
-/// from `orow` writable, every tap inside the row.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn row_k3s2_avx2<const MAX: bool, const N: usize>(
-    base: *const f32,
-    n: usize,
-    div: f32,
-    g: PlaneGeo,
-    orow: *mut f32,
-) {
-    let init = _mm256_set1_ps(init::<MAX>());
-    let (step, w) = (g.step, g.w);
-    let dv = _mm256_set1_ps(div);
-    let mut c = g.start;
-    // SAFETY: `vert8` reads only inside the rows, as this function requires.
-    let (mut v0, mut v1) = unsafe {
-        (
-            vert8::<MAX, N>(base, n, step, w, c),
-            vert8::<MAX, N>(base, n, step, w, c + 8),
-        )
-    };
-    let mut e = even8(v0, v1);
-    let mut j = 0;
-    while j < g.len {
-        // SAFETY: as above.
-        let (v2, v3) = unsafe {
-            (
-                vert8::<MAX, N>(base, n, step, w, c + 16),
-                vert8::<MAX, N>(base, n, step, w, c + 24),
-            )
-        };
-        let e_next = even8(v2, v3);
-        let o1 = odd8(v0, v1);
-        // Taps c + 2i + 2: [e1 .. e7, e_next0] (alignr works within 128-bit halves).
-        let t = _mm256_permute2f128_ps::<0x21>(e, e_next);
-        let e2 = _mm256_castsi256_ps(_mm256_alignr_epi8::<4>(
+vec_ops! {
+    v16, "avx512f", __m512, 16,
+    set1: _mm512_set1_ps, zero: _mm512_setzero_ps, loadu: _mm512_loadu_ps,
+    storeu: _mm512_storeu_ps, max: _mm512_max_ps, add: _mm512_add_ps, div: _mm512_div_ps,
+    load_tail: |p, k| _mm512_maskz_loadu_ps(mask(k), p),
+    store_tail: |p, k, v| _mm512_mask_storeu_ps(p, mask(k), v),
+    even: |a, b| _mm512_permutex2var_ps(
+        a,
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        b,
+    ),
+    odd: |a, b| _mm512_permutex2var_ps(
+        a,
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        b,
+    ),
+    shift: |e, n| _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+        _mm512_castps_si512(n),
+        _mm512_castps_si512(e),
+    )),
+}
+
+vec_ops! {
+    v8, "avx2", __m256, 8,
+    set1: _mm256_set1_ps, zero: _mm256_setzero_ps, loadu: _mm256_loadu_ps,
+    storeu: _mm256_storeu_ps, max: _mm256_max_ps, add: _mm256_add_ps, div: _mm256_div_ps,
+    load_tail: |p, k| _mm256_maskload_ps(p, lanes8(k)),
+    store_tail: |p, k, v| _mm256_maskstore_ps(p, lanes8(k), v),
+    // [a0 a2 b0 b2 | a4 a6 b4 b6] -> a0 a2 a4 a6 b0 b2 b4 b6.
+    even: |a, b| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+        _mm256_shuffle_ps::<0b10_00_10_00>(a, b),
+    ))),
+    odd: |a, b| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+        _mm256_shuffle_ps::<0b11_01_11_01>(a, b),
+    ))),
+    // alignr works within 128-bit halves: pair e's high half with n's low half first.
+    shift: |e, n| {
+        let t = _mm256_permute2f128_ps::<0x21>(e, n);
+        _mm256_castsi256_ps(_mm256_alignr_epi8::<4>(
             _mm256_castps_si256(t),
             _mm256_castps_si256(e),
-        ));
-        // Max: `V` lanes are never NaN nor below `f32::MIN`, so max(e, f32::MIN) = e.
-        let o = if MAX {
-            _mm256_max_ps(e2, _mm256_max_ps(o1, e))
-        } else {
-            let s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(init, e), o1), e2);
-            _mm256_div_ps(s, dv)
-        };
-        // SAFETY: lanes below len - j are inside the output row.
-        unsafe {
-            if j + 8 <= g.len {
-                _mm256_storeu_ps(orow.add(j), o)
-            } else {
-                _mm256_maskstore_ps(orow.add(j), lanes8(g.len - j), o)
-            }
-        };
-        (v0, v1, e) = (v2, v3, e_next);
-        c += 16;
-        j += 8;
-    }
+        ))
+    },
 }
 
-/// # Safety
-/// AVX-512F must be available and the geometry checked as in `pool_planes_k3s2`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn plane_k3s2_avx512<const MAX: bool>(
-    x: &[f32],
-    g: PlaneGeo,
-    specs: &[super::RowSpec],
-    out: &mut [f32],
-) {
-    for (r, spec) in specs.iter().enumerate() {
-        let base = if spec.n == 0 {
-            x.as_ptr()
-        } else {
-            // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
-            unsafe { x.as_ptr().add(spec.first) }
-        };
-        // SAFETY: the row pointer is inside `out` (checked by the caller).
-        let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
-        // SAFETY: rows and outputs as checked by the caller.
-        unsafe {
-            match spec.n {
-                3 => row_k3s2::<MAX, 3>(base, spec.n, spec.div, g, orow),
-                2 => row_k3s2::<MAX, 2>(base, spec.n, spec.div, g, orow),
-                _ => row_k3s2::<MAX, 0>(base, spec.n, spec.div, g, orow),
+/// The fused 3×3 / stride-2 plane kernel `$plane` with its row kernel `$row` and column
+/// combiner `$vert`, over the `$ops` vectors (one body for AVX-512F and AVX2).
+macro_rules! k3s2_kernels {
+    ($(#[$m:meta])* $plane:ident, $row:ident, $vert:ident, $feat:literal, $ops:ident) => {
+        /// `V(c..c+L)`: columns `c..` of the spec's rows combined (lanes past the row: 0).
+        /// `N > 0` fixes the row count at compile time (`n` is then `N`).
+        ///
+        /// # Safety
+        /// The ISA; `base + i·step + w` within the plane for `i < n`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn $vert<const MAX: bool, const N: usize>(
+            base: *const f32,
+            n: usize,
+            step: usize,
+            w: usize,
+            c: usize,
+        ) -> $ops::V {
+            const L: usize = $ops::L;
+            if c >= w {
+                return $ops::zero();
             }
+            let rows = if N > 0 { N } else { n };
+            let mut a = $ops::set1(init::<MAX>());
+            let whole = c + L <= w;
+            for i in 0..rows {
+                // SAFETY: row i starts at base + i·step and holds w floats; c < w and
+                // only lanes below w - c are read.
+                let v = unsafe {
+                    let p = base.add(i * step + c);
+                    if whole { $ops::loadu(p) } else { $ops::load_tail(p, w - c) }
+                };
+                a = $ops::comb::<MAX>(v, a);
+            }
+            a
         }
-    }
-}
 
-/// One output row of [`plane_k3s2_avx512`].
-///
-/// # Safety
-/// AVX-512F; `n` rows from `base` (`g.step` apart, `g.w` wide) readable, `g.len`
-/// outputs from `orow` writable, every tap inside the row.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn row_k3s2<const MAX: bool, const N: usize>(
-    base: *const f32,
-    n: usize,
-    div: f32,
-    g: PlaneGeo,
-    orow: *mut f32,
-) {
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let init = _mm512_set1_ps(init::<MAX>());
-    let (step, w) = (g.step, g.w);
-    let dv = _mm512_set1_ps(div);
-    // Max: `V` lanes are never NaN and never below `f32::MIN` (each `vert` starts
-    // from it), so the scalar order's first step `max(e, f32::MIN)` is `e` itself.
-    let mut c = g.start;
-    // SAFETY: `vert` reads only inside the rows, as this function requires.
-    let (mut v0, mut v1) = unsafe {
-        (
-            vert::<MAX, N>(base, n, step, w, c),
-            vert::<MAX, N>(base, n, step, w, c + 16),
-        )
-    };
-    let mut e = _mm512_permutex2var_ps(v0, even, v1);
-    let mut j = 0;
-    // Whole blocks whose four `V` vectors lie inside the row: no masks, no branches.
-    if N > 0 {
-        while j + 16 <= g.len && c + 64 <= w {
-            let (mut v2, mut v3) = (init, init);
-            for i in 0..N {
-                // SAFETY: c + 64 ≤ w, inside row i.
-                let (a, b) = unsafe {
-                    let p = base.add(i * step + c + 32);
-                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
-                };
-                (v2, v3) = if MAX {
-                    (_mm512_max_ps(a, v2), _mm512_max_ps(b, v3))
-                } else {
-                    (_mm512_add_ps(v2, a), _mm512_add_ps(v3, b))
-                };
-            }
-            let e_next = _mm512_permutex2var_ps(v2, even, v3);
-            let o1 = _mm512_permutex2var_ps(v0, odd, v1);
-            let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                _mm512_castps_si512(e_next),
-                _mm512_castps_si512(e),
-            ));
-            let o = if MAX {
-                _mm512_max_ps(e2, _mm512_max_ps(o1, e))
-            } else {
-                let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
-                _mm512_div_ps(s, dv)
+        /// One output row of the plane kernel.
+        ///
+        /// # Safety
+        /// The ISA; `n` rows from `base` (`g.step` apart, `g.w` wide) readable, `g.len`
+        /// outputs from `orow` writable, every tap inside the row.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn $row<const MAX: bool, const N: usize>(
+            base: *const f32,
+            n: usize,
+            div: f32,
+            g: PlaneGeo,
+            orow: *mut f32,
+        ) {
+            const L: usize = $ops::L;
+            let init = $ops::set1(init::<MAX>());
+            let (step, w) = (g.step, g.w);
+            let dv = $ops::set1(div);
+            // Max: `V` lanes are never NaN and never below `f32::MIN` (each `vert` starts
+            // from it), so the scalar order's first step `max(e, f32::MIN)` is `e` itself.
+            let mut c = g.start;
+            // SAFETY: `vert` reads only inside the rows, as this function requires.
+            let (mut v0, mut v1) = unsafe {
+                (
+                    $vert::<MAX, N>(base, n, step, w, c),
+                    $vert::<MAX, N>(base, n, step, w, c + L),
+                )
             };
-            // SAFETY: j + 16 ≤ len.
-            unsafe { _mm512_storeu_ps(orow.add(j), o) };
-            (v0, v1, e) = (v2, v3, e_next);
-            c += 32;
-            j += 16;
-        }
-    }
-    while j < g.len {
-        // SAFETY: as above.
-        let (v2, v3) = unsafe {
-            (
-                vert::<MAX, N>(base, n, step, w, c + 32),
-                vert::<MAX, N>(base, n, step, w, c + 48),
-            )
-        };
-        let e_next = _mm512_permutex2var_ps(v2, even, v3);
-        let o1 = _mm512_permutex2var_ps(v0, odd, v1);
-        // Taps c + 2i + 2: the even lanes shifted by one, the last from the next block.
-        let e2 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-            _mm512_castps_si512(e_next),
-            _mm512_castps_si512(e),
-        ));
-        let o = if MAX {
-            _mm512_max_ps(e2, _mm512_max_ps(o1, e))
-        } else {
-            let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(init, e), o1), e2);
-            _mm512_div_ps(s, dv)
-        };
-        // SAFETY: lanes below len - j are inside the output row.
-        unsafe {
-            if j + 16 <= g.len {
-                _mm512_storeu_ps(orow.add(j), o)
-            } else {
-                _mm512_mask_storeu_ps(orow.add(j), mask(g.len - j), o)
+            let mut e = $ops::even(v0, v1);
+            let mut j = 0;
+            // Whole blocks whose four `V` vectors lie inside the row: no masks, no branches.
+            if N > 0 {
+                while j + L <= g.len && c + 4 * L <= w {
+                    let (mut v2, mut v3) = (init, init);
+                    for i in 0..N {
+                        // SAFETY: c + 4·L ≤ w, inside row i.
+                        let (a, b) = unsafe {
+                            let p = base.add(i * step + c + 2 * L);
+                            ($ops::loadu(p), $ops::loadu(p.add(L)))
+                        };
+                        (v2, v3) = ($ops::comb::<MAX>(a, v2), $ops::comb::<MAX>(b, v3));
+                    }
+                    let e_next = $ops::even(v2, v3);
+                    let o1 = $ops::odd(v0, v1);
+                    let o = $ops::out3::<MAX>(init, dv, e, o1, $ops::shift(e, e_next));
+                    // SAFETY: j + L ≤ len.
+                    unsafe { $ops::storeu(orow.add(j), o) };
+                    (v0, v1, e) = (v2, v3, e_next);
+                    c += 2 * L;
+                    j += L;
+                }
             }
-        };
-        (v0, v1, e) = (v2, v3, e_next);
-        c += 32;
-        j += 16;
-    }
+            while j < g.len {
+                // SAFETY: as above.
+                let (v2, v3) = unsafe {
+                    (
+                        $vert::<MAX, N>(base, n, step, w, c + 2 * L),
+                        $vert::<MAX, N>(base, n, step, w, c + 3 * L),
+                    )
+                };
+                let e_next = $ops::even(v2, v3);
+                let o1 = $ops::odd(v0, v1);
+                // Taps c + 2i + 2: the even lanes shifted by one, the last from the next
+                // block.
+                let o = $ops::out3::<MAX>(init, dv, e, o1, $ops::shift(e, e_next));
+                // SAFETY: lanes below len - j are inside the output row.
+                unsafe {
+                    if j + L <= g.len {
+                        $ops::storeu(orow.add(j), o)
+                    } else {
+                        $ops::store_tail(orow.add(j), g.len - j, o)
+                    }
+                };
+                (v0, v1, e) = (v2, v3, e_next);
+                c += 2 * L;
+                j += L;
+            }
+        }
+
+        $(#[$m])*
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $plane<const MAX: bool>(
+            x: &[f32],
+            g: PlaneGeo,
+            specs: &[super::RowSpec],
+            out: &mut [f32],
+        ) {
+            for (r, spec) in specs.iter().enumerate() {
+                let base = if spec.n == 0 {
+                    x.as_ptr()
+                } else {
+                    // SAFETY: spec.first + w ≤ x.len() (checked by the caller).
+                    unsafe { x.as_ptr().add(spec.first) }
+                };
+                // SAFETY: the row pointer is inside `out` (checked by the caller).
+                let orow = unsafe { out.as_mut_ptr().add(r * g.out_w + g.f0) };
+                // SAFETY: rows and outputs as checked by the caller.
+                unsafe {
+                    match spec.n {
+                        3 => $row::<MAX, 3>(base, spec.n, spec.div, g, orow),
+                        2 => $row::<MAX, 2>(base, spec.n, spec.div, g, orow),
+                        _ => $row::<MAX, 0>(base, spec.n, spec.div, g, orow),
+                    }
+                }
+            }
+        }
+    };
+}
+
+k3s2_kernels! {
+    /// # Safety
+    /// AVX-512F must be available and the geometry checked as in `pool_planes_k3s2`.
+    plane_k3s2_avx512, row_k3s2_avx512, vert16, "avx512f", v16
+}
+
+k3s2_kernels! {
+    /// The AVX2 twin of [`plane_k3s2_avx512`] (8 outputs per step).
+    ///
+    /// # Safety
+    /// AVX2 must be available and the geometry checked as in `pool_planes_k3s2`.
+    plane_k3s2_avx2, row_k3s2_avx2, vert8, "avx2", v8
+}
+
+rows_kernel! {
+    /// # Safety
+    /// AVX2 must be available; every row must hold ≥ `acc.len()` floats.
+    rows_avx2, "avx2", v8
+}
+
+taps_kernel! {
+    /// Returns how many leading outputs were done (the rest is the scalar loop's).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `t.s ≤ 2`.
+    taps_avx2, "avx2", v8
 }
 
 /// # Safety
@@ -434,80 +465,4 @@ pub(super) unsafe fn taps_avx512<const MAX: bool>(
         j += 16;
     }
     n
-}
-
-/// # Safety
-/// AVX2 must be available; every row must hold ≥ `acc.len()` floats.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn rows_avx2<const MAX: bool>(rows: &[&[f32]], acc: &mut [f32]) {
-    let n = acc.len();
-    let init = _mm256_set1_ps(init::<MAX>());
-    let mut i = 0;
-    while i + 8 <= n {
-        let mut a = init;
-        for r in rows {
-            // SAFETY: i + 8 ≤ n ≤ r.len().
-            let v = unsafe { _mm256_loadu_ps(r.as_ptr().add(i)) };
-            a = if MAX {
-                _mm256_max_ps(v, a)
-            } else {
-                _mm256_add_ps(a, v)
-            };
-        }
-        // SAFETY: i + 8 ≤ acc.len().
-        unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i), a) };
-        i += 8;
-    }
-    rows_scalar::<MAX>(rows, acc, i);
-}
-
-/// Returns how many leading outputs were done (the rest is the scalar loop's).
-///
-/// # Safety
-/// AVX2 must be available; `t.s ≤ 2`.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn taps_avx2<const MAX: bool>(
-    acc: &[f32],
-    t: Taps,
-    div: f32,
-    out: &mut [f32],
-) -> usize {
-    let (n, len, p) = (out.len(), acc.len(), acc.as_ptr());
-    let (init, dv) = (_mm256_set1_ps(init::<MAX>()), _mm256_set1_ps(div));
-    // Floats read per tap vector.
-    let width = 8 * t.s;
-    let mut j = 0;
-    while j + 8 <= n && t.start + t.s * j + t.k - 1 + width <= len {
-        let mut o = init;
-        for kw in 0..t.k {
-            let base = t.start + t.s * j + kw;
-            let v = if t.s == 1 {
-                // SAFETY: base + 8 ≤ len (loop condition).
-                unsafe { _mm256_loadu_ps(p.add(base)) }
-            } else {
-                // SAFETY: base + 16 ≤ len (loop condition).
-                let (lo, hi) = unsafe {
-                    (
-                        _mm256_loadu_ps(p.add(base)),
-                        _mm256_loadu_ps(p.add(base + 8)),
-                    )
-                };
-                // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> lo0 lo2 lo4 lo6 hi0 hi2 hi4 hi6.
-                let e = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
-                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)))
-            };
-            o = if MAX {
-                _mm256_max_ps(v, o)
-            } else {
-                _mm256_add_ps(o, v)
-            };
-        }
-        if !MAX {
-            o = _mm256_div_ps(o, dv);
-        }
-        // SAFETY: j + 8 ≤ n.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j), o) };
-        j += 8;
-    }
-    j
 }
