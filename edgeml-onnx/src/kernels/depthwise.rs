@@ -127,7 +127,117 @@ unsafe fn plane_avx512(
     scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
+    if direct_suits(g) {
+        // SAFETY: AVX-512F is enabled here; the slices were checked against `g` by
+        // `depthwise_plane`.
+        unsafe { direct_s1_avx512(x, w, bias, g, out) };
+        return;
+    }
     plane(x, w, bias, g, scratch, out, true)
+}
+
+/// Widest kernel the direct stride-1 path takes (its per-tap masks live in an array).
+#[cfg(target_arch = "x86_64")]
+const DIRECT_MAX_KW: usize = 8;
+
+/// Stride-1, dilation-1 planes skip the padded copy: [`direct_s1_avx512`].
+#[cfg(target_arch = "x86_64")]
+fn direct_suits(g: &DepthwiseGeo) -> bool {
+    g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.kw <= DIRECT_MAX_KW && g.kh <= 64
+}
+
+/// Stride-1, dilation-1 depthwise plane read straight from `x`: every output row is
+/// cut into runs of 16 columns, each accumulated in one register as `bias`, then
+/// `w·x` per tap in row-major kernel order (separate multiply and add), padded
+/// positions read as zero through masked loads. The same operations in the same order
+/// as [`plane`] on the zero-padded phase plane, so the results are bit-identical
+/// (including `w·0 = NaN` for an infinite weight over the padding), without the copy
+/// into and out of the scratch that dominates small planes.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `g` must be valid with unit strides and dilations,
+/// `g.kw ≤ DIRECT_MAX_KW`, `x.len() ≥ h·w`, `wts.len() ≥ kh·kw`, `out.len() ≥ oh·ow`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn direct_s1_avx512(x: &[f32], wts: &[f32], bias: f32, g: &DepthwiseGeo, out: &mut [f32]) {
+    // SAFETY: forwarded from the caller; 3×3 gets fully unrolled tap loops.
+    unsafe {
+        if g.kh == 3 && g.kw == 3 {
+            direct_s1_body::<3, 3>(x, wts, bias, g, out)
+        } else {
+            direct_s1_body::<0, 0>(x, wts, bias, g, out)
+        }
+    }
+}
+
+/// [`direct_s1_avx512`] with the kernel size `KH × KW` fixed at compile time (`0`:
+/// taken from `g`).
+///
+/// # Safety
+/// As [`direct_s1_avx512`]; a nonzero `KH`/`KW` must equal `g.kh`/`g.kw`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn direct_s1_body<const KH: usize, const KW: usize>(
+    x: &[f32],
+    wts: &[f32],
+    bias: f32,
+    g: &DepthwiseGeo,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let kh = if KH == 0 { g.kh } else { KH };
+    let kw = if KW == 0 { g.kw } else { KW };
+    assert!(kh == g.kh && kw == g.kw && kw <= DIRECT_MAX_KW);
+    let (h, w, pt, pl) = (g.h as isize, g.w as isize, g.pt as isize, g.pl as isize);
+    let vb = _mm512_set1_ps(bias);
+    let zero = _mm512_setzero_ps();
+    let wts = &wts[..kh * kw];
+    let out = &mut out[..g.oh * g.ow];
+    let x = &x[..g.h * g.w];
+    for c0 in (0..g.ow).step_by(16) {
+        let n = (g.ow - c0).min(16);
+        let omask = ((1u32 << n) - 1) as u16;
+        // Per kernel column j: lane l reads input column start + l, valid (mask bit
+        // set) when that column exists and l < n.
+        let mut starts = [0isize; DIRECT_MAX_KW];
+        let mut masks = [0u16; DIRECT_MAX_KW];
+        for j in 0..kw {
+            let start = c0 as isize + j as isize - pl;
+            let lo = (-start).clamp(0, 16);
+            let hi = (w - start).clamp(0, n as isize);
+            starts[j] = start;
+            masks[j] = if lo < hi {
+                (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+            } else {
+                0
+            };
+        }
+        for r in 0..g.oh {
+            let mut acc = vb;
+            for i in 0..kh {
+                let ir = r as isize + i as isize - pt;
+                let row_ok = ir >= 0 && ir < h;
+                for j in 0..kw {
+                    let v = if row_ok && masks[j] != 0 {
+                        let p = x.as_ptr().wrapping_offset(ir * w + starts[j]);
+                        // SAFETY: a set mask bit l means 0 ≤ starts[j] + l < w and
+                        // 0 ≤ ir < h, so the lane reads x[ir·w + starts[j] + l] inside
+                        // `x`; masked-off lanes are not accessed (the pointer itself may
+                        // lie before the row, computed with wrapping arithmetic).
+                        unsafe { _mm512_maskz_loadu_ps(masks[j], p) }
+                    } else {
+                        zero
+                    };
+                    let wv = _mm512_set1_ps(wts[i * kw + j]);
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(wv, v));
+                }
+            }
+            assert!(r * g.ow + c0 + n <= out.len());
+            // SAFETY: lanes < n write out[r·ow + c0 ..][..n], in bounds (asserted).
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * g.ow + c0), omask, acc) };
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
