@@ -7,6 +7,12 @@
 //! vectorisable pass per tap, whatever the stride, dilation or padding. The portable
 //! code is compiled once per ISA with the matching target features (AVX-512F, AVX2+FMA;
 //! NEON is aarch64's baseline), so the loops are vectorised by the compiler.
+//!
+//! With AVX-512, dilation-1 planes with a column stride of 1 or 2 (every depthwise
+//! layer of the MobileNet/ShuffleNet family) skip the phase planes: each output row
+//! is accumulated 16 columns per register straight from the input, the padding read
+//! as zero through masked loads (`direct_avx512`). Same operations, same order: the
+//! results are bit-identical to the phase-plane path, NaN/±Inf included.
 #![allow(unsafe_code)]
 
 use super::Isa;
