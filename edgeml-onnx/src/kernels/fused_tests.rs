@@ -86,6 +86,51 @@ fn check_depthwise(isa: Isa, g: DepthwiseGeo, seed: u64) {
     }
 }
 
+/// Every ISA's plane is bit-identical to the portable one (same operations, same
+/// order), NaN and ±Inf in the input, the weights and the bias included.
+fn check_depthwise_bits(g: DepthwiseGeo, seed: u64, specials: &[(usize, usize)]) {
+    let mut x = data(g.h * g.w, seed);
+    let mut w = data(g.kh * g.kw, seed + 1);
+    let mut bias = 0.5;
+    let vals = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0];
+    let (nx, nw) = (x.len(), w.len());
+    for &(pos, v) in specials {
+        match pos % 3 {
+            0 => x[pos / 3 % nx] = vals[v % 4],
+            1 => w[pos / 3 % nw] = vals[v % 4],
+            _ => bias = vals[v % 4],
+        }
+    }
+    let mut want = vec![0.0; g.oh * g.ow];
+    depthwise_plane(
+        Isa::Scalar,
+        &x,
+        &w,
+        bias,
+        &g,
+        &mut DepthwiseScratch::default(),
+        &mut want,
+    );
+    for isa in available_isas() {
+        let mut got = vec![f32::NAN; g.oh * g.ow];
+        depthwise_plane(
+            isa,
+            &x,
+            &w,
+            bias,
+            &g,
+            &mut DepthwiseScratch::default(),
+            &mut got,
+        );
+        for (q, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{isa:?} {g:?} at {q}: {a} vs {b}"
+            );
+        }
+    }
+}
+
 fn out_dim(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> usize {
     let span = (k - 1) * d + 1;
     if n + p0 + p1 < span {
@@ -105,6 +150,22 @@ proptest! {
         for isa in available_isas() {
             check_packed_b(isa, m, n, k, rs_extra, seed);
         }
+    }
+
+    #[test]
+    fn depthwise_isas_bit_identical_with_specials(
+        h in 1usize..20, w in 1usize..40, kh in 1usize..5, kw in 1usize..5,
+        stride in 1usize..3, pads in prop::array::uniform4(0usize..3),
+        specials in prop::collection::vec((0usize..3000, 0usize..4), 0..4),
+        seed in any::<u64>(),
+    ) {
+        let oh = out_dim(h, kh, stride, 1, pads[0], pads[2]);
+        let ow = out_dim(w, kw, stride, 1, pads[1], pads[3]);
+        prop_assume!(oh > 0 && ow > 0);
+        let g = DepthwiseGeo {
+            h, w, oh, ow, kh, kw, sh: stride, sw: stride, dh: 1, dw: 1, pt: pads[0], pl: pads[1],
+        };
+        check_depthwise_bits(g, seed, &specials);
     }
 
     #[test]
