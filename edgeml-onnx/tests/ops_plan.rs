@@ -37,6 +37,24 @@ fn model(graph: Graph, opset: i64) -> Model {
     }
 }
 
+/// `y = OP(x)` with `OP` in its own `domain` (imported at `version`), for registry tests.
+fn custom_op_model(op: &str, domain: &str, version: i64) -> Model {
+    let mut n = node(op, &["x"], &["y"]);
+    n.domain = domain.into();
+    let g = Graph {
+        nodes: vec![n],
+        inputs: vec![vi("x", DType::F32, None)],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let mut m = model(g, 17);
+    m.opset_imports.push(OpsetImport {
+        domain: domain.into(),
+        version,
+    });
+    m
+}
+
 fn f32t(v: ArrayD<f32>) -> Tensor {
     Tensor::F32(v)
 }
@@ -120,19 +138,7 @@ fn symbolic_dims_must_agree_across_inputs() {
 
 #[test]
 fn unknown_operator_fails_at_plan_time_naming_it() {
-    let mut n = node("FancyOp", &["x"], &["y"]);
-    n.domain = "com.example".into();
-    let g = Graph {
-        nodes: vec![n],
-        inputs: vec![vi("x", DType::F32, None)],
-        outputs: vec![vi("y", DType::F32, None)],
-        ..Default::default()
-    };
-    let mut m = model(g, 17);
-    m.opset_imports.push(OpsetImport {
-        domain: "com.example".into(),
-        version: 3,
-    });
+    let m = custom_op_model("FancyOp", "com.example", 3);
     let e = Plan::new(&m, PlanOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     let s = e.to_string();
@@ -338,19 +344,7 @@ fn tiny_runs_stay_on_the_calling_thread_big_ones_use_the_pool() {
             Ok(Box::new(Probe(p.clone())) as Box<dyn edgeml_onnx::Operator>)
         },
     );
-    let mut n = node("Probe", &["x"], &["y"]);
-    n.domain = "probe".into();
-    let g = Graph {
-        nodes: vec![n],
-        inputs: vec![vi("x", DType::F32, None)],
-        outputs: vec![vi("y", DType::F32, None)],
-        ..Default::default()
-    };
-    let mut m = model(g, 17);
-    m.opset_imports.push(OpsetImport {
-        domain: "probe".into(),
-        version: 1,
-    });
+    let m = custom_op_model("Probe", "probe", 1);
     let plan = Plan::with_registry(&m, PlanOptions::with_threads(2), &reg).unwrap();
     let small = f32t(ArrayD::zeros(IxDyn(&[4, 64])));
     plan.run(&[("x", small)]).unwrap();
