@@ -39,20 +39,25 @@ def main():
     if not per:
         sys.exit("no profile lines: is the binary built from this checkout?")
     med = {d: sorted(v)[len(v) // 2] for d, v in per.items()}
+    summarise(a.model, med, a.top, "steps")
+
+
+def summarise(title, med, top, noun):
+    """Print per-operator totals and the `top` slowest entries of `med`, which maps
+    `'<OpType> "<name>"'` to a median time in nanoseconds (shared with profile_ort.py)."""
     by_op = collections.defaultdict(lambda: [0, 0])
     for d, ns in med.items():
         op = d.split(" ", 1)[0]
         by_op[op][0] += ns
         by_op[op][1] += 1
     total = sum(med.values())
-    print(f"{a.model}: {total / 1e6:.3f} ms summed over {len(med)} steps (medians)")
+    print(f"{title}: {total / 1e6:.3f} ms summed over {len(med)} {noun} (medians)")
     print(f"{'operator':<28}{'nodes':>6}{'ms':>10}{'share':>8}")
     for op, (ns, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
         print(f"{op:<28}{n:>6}{ns / 1e6:>10.3f}{100 * ns / total:>7.1f}%")
-    print(f"\nslowest {a.top} steps:")
-    for d, ns in sorted(med.items(), key=lambda kv: -kv[1])[: a.top]:
+    print(f"\nslowest {top} {noun}:")
+    for d, ns in sorted(med.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {ns / 1e6:8.3f} ms  {d}")
-
 
 if __name__ == "__main__":
     main()

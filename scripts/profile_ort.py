@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 import onnxruntime as ort
+from profile_ops import summarise
 
 
 def main():
@@ -46,20 +47,9 @@ def main():
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             per[(e["args"]["op_name"], e["name"][: -len("_kernel_time")])].append(e["dur"])
-    med = {k: sorted(v)[len(v) // 2] for k, v in per.items()}
-    by_op = collections.defaultdict(lambda: [0, 0])
-    for (op, _), us in med.items():
-        by_op[op][0] += us
-        by_op[op][1] += 1
-    total = sum(med.values())
-    print(f"{a.model} (onnxruntime {ort.__version__}): {total / 1e3:.3f} ms summed over {len(med)} nodes (medians)")
-    print(f"{'operator':<28}{'nodes':>6}{'ms':>10}{'share':>8}")
-    for op, (us, n) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
-        print(f"{op:<28}{n:>6}{us / 1e3:>10.3f}{100 * us / total:>7.1f}%")
-    print(f"\nslowest {a.top} nodes:")
-    for (op, name), us in sorted(med.items(), key=lambda kv: -kv[1])[: a.top]:
-        print(f"{us / 1e3:>10.3f} ms  {op} \"{name}\"")
-
+    # µs → ns, keyed like edgeml's profile lines so both scripts print alike.
+    med = {f'{op} "{name}"': 1000 * sorted(v)[len(v) // 2] for (op, name), v in per.items()}
+    summarise(f"{a.model} (onnxruntime {ort.__version__})", med, a.top, "nodes")
 
 if __name__ == "__main__":
     main()
