@@ -8,6 +8,12 @@ batch-1 inputs, uniform in [-1, 1). Each side reports the median of `--iters` ti
 after `--warmup` untimed runs. edgeml runs once with its default kernels (the best the
 CPU has) and once forced to AVX2 (`EDGEML_KERNELS=avx2`) when the CPU has both.
 
+The machine is shared and its speed drifts by tens of percent within a minute, so each
+row is measured in `--rounds` interleaved rounds (onnxruntime, then edgeml, then
+onnxruntime again, ...): a row reports the median over rounds of each engine's
+per-round median, and the ratio is the median of the per-round ratios, so a slow spell
+hits both engines of a round alike.
+
 The table is printed and written into the "Float inference" section of BENCHMARKS.md.
 Run from the repository root:
 
@@ -90,7 +96,8 @@ def cpu_flags():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--iters", type=int, default=20, help="timed runs per engine and round")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per row")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--no-build", action="store_true", help="use the existing target/release/edgeml")
@@ -111,10 +118,18 @@ def main():
             print(f"skipping {name}: {rel} not found", file=sys.stderr)
             continue
         for t in threads:
-            ort_ms = ort_median_ms(rel, t, args.iters, args.warmup)
-            ours = [(label, edgeml_median_ms(cli, rel, t, args.iters, args.warmup, k)) for label, k in variants]
+            ort_runs, our_runs = [], {label: [] for label, _ in variants}
+            for _ in range(max(1, args.rounds)):
+                ort_runs.append(ort_median_ms(rel, t, args.iters, args.warmup))
+                for label, k in variants:
+                    our_runs[label].append(edgeml_median_ms(cli, rel, t, args.iters, args.warmup, k))
+            ort_ms = float(np.median(ort_runs))
+            ours = [
+                (label, float(np.median(v)), float(np.median(np.array(v) / np.array(ort_runs))))
+                for label, v in our_runs.items()
+            ]
             rows.append((name, t, ort_ms, ours))
-            cells = ", ".join(f"edgeml[{label}] {ms:.3f} ms ({ms / ort_ms:.2f}x)" for label, ms in ours)
+            cells = ", ".join(f"edgeml[{label}] {ms:.3f} ms ({r:.2f}x)" for label, ms, r in ours)
             print(f"{name:24s} {t}t  onnxruntime {ort_ms:8.3f} ms  {cells}", flush=True)
 
     labels = [label for label, _ in variants]
@@ -122,24 +137,34 @@ def main():
     sep = "|---|---:|---:|" + "---:|---:|" * len(labels)
     lines = [head, sep]
     for name, t, ort_ms, ours in rows:
-        cells = " | ".join(f"{ms:.3f} | {ms / ort_ms:.2f}x" for _, ms in ours)
+        cells = " | ".join(f"{ms:.3f} | {r:.2f}x" for _, ms, r in ours)
         lines.append(f"| {name} | {t} | {ort_ms:.3f} | {cells} |")
     table = "\n".join(lines)
     print()
     print(table)
     if args.no_write:
         return
-    cpu = platform.processor() or platform.machine()
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        if names:
+            cpu = f"{names[0]} ({platform.machine()})"
+    except OSError:
+        pass
+    isas = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else platform.machine())
     section = f"""## Float inference (edgeml-onnx vs onnxruntime)
 
-Batch-1 latency, median of {args.iters} runs after {args.warmup} warm-up runs, both
-engines timed back to back in the same run by `scripts/bench_float.py`
+Batch-1 latency: {args.rounds} interleaved rounds per row, each engine timed for
+{args.iters} runs after {args.warmup} warm-up runs per round; a cell is the median of
+the per-round medians, a ratio the median of the per-round ratios. Both engines timed
+in the same run by `scripts/bench_float.py`
 (onnxruntime {ort.__version__}, CPUExecutionProvider, sequential execution,
 `intra_op_num_threads` = threads, its default graph optimizations; edgeml through
 `edgeml bench --json`, release build, kernels picked at run time, `avx2` column forced
 with `EDGEML_KERNELS=avx2`). Ratio = edgeml / onnxruntime (lower is better; goal ≤ 1.5).
-Machine: {cpu}, {os.cpu_count()} cores shared with other jobs, so absolute numbers are
-noisy; compare within a row.
+Machine: {cpu}, best float kernels here: `{isas}`; {os.cpu_count()} cores shared with
+other jobs, so absolute numbers are noisy; compare within a row.
 
 Reproduce: `python3 scripts/bench_float.py` (kernel-level SGEMM numbers:
 `cargo bench -p edgeml-benches --bench float_gemm`).

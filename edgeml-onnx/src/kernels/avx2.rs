@@ -10,9 +10,11 @@ const NR: usize = 16;
 pub(super) static KERNELS: KernelSet = KernelSet {
     mr: MR,
     nr: NR,
-    kc: 256,
-    mc: 120,
-    nc: 1024,
+    // Blocking as on AVX-512 (session 3): one k-block for K ≤ 768 (3×3 convs up to 85
+    // input channels, 1×1 up to 768) so C is written once; 256-column blocks.
+    kc: 768,
+    mc: 144,
+    nc: 256,
     ukernel,
     edge: Some(ukernel_edge),
     gemv,
@@ -91,18 +93,35 @@ unsafe fn ukernel_edge(
 ) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
-        // SAFETY: as in `ukernel`: the packed panels hold kc·NR and kc·MR floats.
-        unsafe {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(r));
-                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+    if nn <= 8 {
+        // Only the left half of the panel is kept (e.g. the last column of a 7×7
+        // plane's 49): half the FMAs; the right accumulators stay zero and are masked off.
+        for _ in 0..kc {
+            // SAFETY: as below, reading the first 8 of each row's 16 floats.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
             }
-            a = a.add(MR);
-            b = b.add(NR);
+        }
+    } else {
+        for _ in 0..kc {
+            // SAFETY: as in `ukernel`: the packed panels hold kc·NR and kc·MR floats.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
+            }
         }
     }
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -128,6 +128,10 @@ fn sgemm_edge_shapes_and_deep_k() {
             (97, 33, 520),
             (6, 16, 256),
             (8, 8, 1),
+            // Past kc (768 on AVX2/AVX-512): C accumulated over k-blocks, a narrow last
+            // panel (nn ≤ 8) and partial row tiles in each.
+            (13, 41, 1601),
+            (25, 7, 800),
         ] {
             check(isa, m, n, k, false, false, 1.0, 0.0, false, 3);
             check(isa, m, n, k, true, true, 0.5, 1.0, true, 4);

@@ -243,7 +243,13 @@ impl Conv {
         }
         let zs = z.map(contiguous);
         let zs = zs.as_deref();
-        let mut out = crate::buffers::take_f32(total);
+        // The GEMM paths store every output element (C is overwritten, never read), so
+        // they skip the zero-fill; the depthwise and empty-input paths keep it.
+        let mut out = if total == 0 || x.is_empty() || c_g == 1 {
+            crate::buffers::take_f32(total)
+        } else {
+            crate::buffers::take_f32_overwritten(total)
+        };
         let act = self.act;
         if total == 0 || x.is_empty() {
             // No input elements (an empty reduction): the bias, Z and activation remain.
