@@ -20,6 +20,30 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     gemv,
 };
 
+/// The k loop shared by [`ukernel`] and [`ukernel_edge`]: `acc[r] += a[k·6 + r] ⊗ b[k·16..+16]`
+/// for every k < `kc`. A macro rather than a function so that it is expanded inside the
+/// `#[target_feature]` kernels (an `#[inline(always)]` helper cannot carry the features).
+macro_rules! full_width_k_loop {
+    ($kc:expr, $a:expr, $b:expr, $acc:ident) => {{
+        let (mut a, mut b): (*const f32, *const f32) = ($a, $b);
+        for _ in 0..$kc {
+            // SAFETY: each iteration reads 16 floats of `b` and 6 of `a`, within the kc·NR
+            // and kc·MR extents the kernels' callers guarantee; unaligned loads are used.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                for (r, row) in $acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+                b = b.add(NR);
+            }
+        }
+    }};
+}
+
 /// `C[0..6, 0..16] = alpha·Σ_k a[k]⊗b[k] + beta·C`.
 ///
 /// # Safety
@@ -37,22 +61,7 @@ unsafe fn ukernel(
     beta: f32,
 ) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
-        // SAFETY: each iteration reads 16 floats of `b` and 6 of `a`, within the kc·NR
-        // and kc·MR extents the caller guarantees; unaligned loads are used.
-        unsafe {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(r));
-                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-            }
-            a = a.add(MR);
-            b = b.add(NR);
-        }
-    }
+    full_width_k_loop!(kc, a, b, acc);
     let va = _mm256_set1_ps(alpha);
     let vb = _mm256_set1_ps(beta);
     for (r, row) in acc.iter().enumerate() {
@@ -92,12 +101,12 @@ unsafe fn ukernel_edge(
     nn: usize,
 ) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut a, mut b) = (a, b);
     if nn <= 8 {
         // Only the left half of the panel is kept (e.g. the last column of a 7×7
         // plane's 49): half the FMAs; the right accumulators stay zero and are masked off.
+        let (mut a, mut b) = (a, b);
         for _ in 0..kc {
-            // SAFETY: as below, reading the first 8 of each row's 16 floats.
+            // SAFETY: as in `full_width_k_loop!`, reading the first 8 of each row's 16 floats.
             unsafe {
                 let b0 = _mm256_loadu_ps(b);
                 for (r, row) in acc.iter_mut().enumerate() {
@@ -109,20 +118,7 @@ unsafe fn ukernel_edge(
             }
         }
     } else {
-        for _ in 0..kc {
-            // SAFETY: as in `ukernel`: the packed panels hold kc·NR and kc·MR floats.
-            unsafe {
-                let b0 = _mm256_loadu_ps(b);
-                let b1 = _mm256_loadu_ps(b.add(8));
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-                }
-                a = a.add(MR);
-                b = b.add(NR);
-            }
-        }
+        full_width_k_loop!(kc, a, b, acc);
     }
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let nn = nn.min(NR) as i32;
