@@ -26,6 +26,10 @@ pub(crate) struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Let idle worker threads sleep during a run instead of spin-waiting for work
+    /// (saves CPU time and power on shared or battery-powered machines, costs latency).
+    #[arg(long)]
+    no_spin: bool,
     /// Timed runs.
     #[arg(long, default_value_t = 20)]
     iters: usize,
@@ -131,6 +135,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
+    opts.no_spin = args.no_spin;
     let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
         .context("cannot plan the model")?;
     let plan_time = t0.elapsed();

@@ -21,6 +21,10 @@ pub(crate) struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Let idle worker threads sleep during a run instead of spin-waiting for work
+    /// (saves CPU time and power on shared or battery-powered machines, costs latency).
+    #[arg(long)]
+    no_spin: bool,
 }
 
 /// Reads a `.npy` file of any element type edgeml supports.
@@ -93,6 +97,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load {}", args.model.display()))?;
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
+    opts.no_spin = args.no_spin;
     let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
         .context("cannot plan the model")?;
     let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();

@@ -48,6 +48,16 @@ pub struct PlanOptions {
     /// [`GraphOptLevel::Extended`]; [`GraphOptLevel::Disabled`] plans the graph exactly
     /// as written (useful to compare fused and unfused results).
     pub optimization: GraphOptLevel,
+    /// Let the pool's idle workers sleep between parallel passes. Default `false`: while
+    /// a run is in progress on a plan with more than one thread, the workers the run's
+    /// own thread is not using wait for work by spinning (stealing pending tasks as soon
+    /// as they appear) instead of going to sleep, as onnxruntime's intra-op pool does by
+    /// default (`session.intra_op.allow_spinning`). A model runs dozens of short
+    /// parallel passes, and waking a sleeping thread for each costs 5–50 µs. Spinning
+    /// burns CPU time on those cores for the length of the run (never between runs);
+    /// set this on battery-powered devices or when the cores are shared with other
+    /// busy work.
+    pub no_spin: bool,
 }
 
 /// How much [`Plan::new`] rewrites the main graph before choosing kernels (the
@@ -102,6 +112,8 @@ pub struct Plan {
     inputs: Vec<ValueInfo>,
     pool: Option<rayon::ThreadPool>,
     threads: usize,
+    /// Idle workers spin during a run ([`PlanOptions::no_spin`] is off).
+    spin: bool,
     /// Elements of all constants the steps read (weights): with the run's input sizes,
     /// the estimate of a run's work that decides whether the pool is worth entering.
     const_elems: usize,
@@ -114,6 +126,27 @@ pub struct Plan {
 /// ≥ 16 Ki elements).
 const INLINE_BELOW_ELEMS: usize = 1 << 15;
 
+/// Keeps a pool worker busy-waiting, executing any pending task of the pool, until
+/// `done` is set ([`PlanOptions::no_spin`]). Spawned once per extra worker at the start of
+/// a run; `home` is the worker that runs the program. If `home` itself picks the task
+/// up (e.g. while it waits for a stolen task), it returns at once: it must not spin on a
+/// flag that only its own suspended caller can set.
+fn keep_awake(done: &std::sync::atomic::AtomicBool, home: Option<usize>) {
+    if rayon::current_thread_index() == home {
+        return;
+    }
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            // A short pause between looks at the queues, so that the spinning thread
+            // does not keep pulling the deque's cache lines away from the worker that
+            // is pushing tasks onto it.
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
@@ -121,6 +154,7 @@ impl std::fmt::Debug for Plan {
             .field("outputs", &self.output_names())
             .field("steps", &self.program.num_steps())
             .field("threads", &self.threads)
+            .field("spin", &self.spin)
             .finish()
     }
 }
@@ -216,6 +250,7 @@ impl Plan {
             inputs,
             pool,
             threads,
+            spin: !options.no_spin,
             const_elems,
         })
     }
@@ -292,9 +327,20 @@ impl Plan {
             .iter()
             .fold(self.const_elems, |acc, t| acc.saturating_add(t.len()));
         let outs = match &self.pool {
-            Some(p) if work >= INLINE_BELOW_ELEMS => {
-                p.install(|| self.program.run(&ordered, observer))?
-            }
+            Some(p) if work >= INLINE_BELOW_ELEMS => p.install(|| {
+                let done = std::sync::atomic::AtomicBool::new(false);
+                let home = rayon::current_thread_index();
+                rayon::scope(|s| {
+                    if self.spin {
+                        for _ in 1..self.threads {
+                            s.spawn(|_| keep_awake(&done, home));
+                        }
+                    }
+                    let r = self.program.run(&ordered, observer);
+                    done.store(true, std::sync::atomic::Ordering::Release);
+                    r
+                })
+            })?,
             _ => self.program.run(&ordered, observer)?,
         };
         Ok(self

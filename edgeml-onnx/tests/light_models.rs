@@ -87,3 +87,36 @@ fn light_models_match_onnxruntime() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// Idle workers spin during a run unless `no_spin` is set. Concurrent runs of one
+/// 2-thread plan from several callers (whose spinning workers may pick up each other's
+/// tasks) must all finish and agree bit for bit with a plan whose workers sleep, which
+/// splits the work the same way.
+#[test]
+fn spinning_and_sleeping_workers_agree_under_concurrent_callers() {
+    let name = "light_squeezenet";
+    let model = Model::load(fixtures().join(format!("models/{name}.onnx"))).expect("model");
+    let mut quiet = PlanOptions::with_threads(2);
+    quiet.no_spin = true;
+    let sleeping = Plan::new(&model, quiet).expect("plan");
+    let spinning = Plan::new(&model, PlanOptions::with_threads(2)).expect("plan");
+    let x = Tensor::F32(det_input(&[1, 3, 224, 224]));
+    let want = sleeping.run(&[("data_0", x.clone())]).expect("run");
+    let want = want[0].1.as_f32().expect("f32");
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..2 {
+                    let got = spinning.run(&[("data_0", x.clone())]).expect("run");
+                    let got = got[0].1.as_f32().expect("f32");
+                    assert!(
+                        got.iter()
+                            .zip(want.iter())
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "spinning plan differs from the sleeping one"
+                    );
+                }
+            });
+        }
+    });
+}
