@@ -153,6 +153,8 @@ def main():
     except OSError:
         pass
     isas = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else platform.machine())
+    forced = ", `avx2` column forced with `EDGEML_KERNELS=avx2`" if isas == "avx512" else ""
+    no512 = " (no AVX-512)" if isas == "avx2" else ""
     section = f"""## Float inference (edgeml-onnx vs onnxruntime)
 
 Batch-1 latency: {args.rounds} interleaved rounds per row, each engine timed for
@@ -160,10 +162,11 @@ Batch-1 latency: {args.rounds} interleaved rounds per row, each engine timed for
 the per-round medians, a ratio the median of the per-round ratios. Both engines timed
 in the same run by `scripts/bench_float.py`
 (onnxruntime {ort.__version__}, CPUExecutionProvider, sequential execution,
-`intra_op_num_threads` = threads, its default graph optimizations; edgeml through
-`edgeml bench --json`, release build, kernels picked at run time, `avx2` column forced
-with `EDGEML_KERNELS=avx2`). Ratio = edgeml / onnxruntime (lower is better; goal ≤ 1.5).
-Machine: {cpu}, best float kernels here: `{isas}`; {os.cpu_count()} cores shared with
+`intra_op_num_threads` = threads, its default graph optimizations and spinning
+workers; edgeml through `edgeml bench --json`, release build, kernels picked at run
+time{forced}, its default spinning workers). Ratio = edgeml / onnxruntime (lower is
+better; goal ≤ 1.5).
+Machine: {cpu}, best float kernels here: `{isas}`{no512}; {os.cpu_count()} cores shared with
 other jobs, so absolute numbers are noisy; compare within a row.
 
 Reproduce: `python3 scripts/bench_float.py` (kernel-level SGEMM numbers:
