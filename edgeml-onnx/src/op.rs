@@ -92,6 +92,14 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
         args.extend_from_slice(rest);
         self.run(&args)
     }
+
+    /// The operator as [`std::any::Any`], for plan-time rewrites that only apply to a
+    /// known implementation (e.g. convolutions writing straight into a `Concat`'s
+    /// output only when the registry's `Conv` is edgeml's own). The default, `None`,
+    /// opts out of such rewrites, which is always correct.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// Runs `op` on `args`, turning a panic inside the operator (a bug, or a hostile input

@@ -80,7 +80,10 @@ pub struct PlanOptions {
 ///   optional activation after it, into one step that adds the other operand `Z` to the
 ///   convolution's output in place. When `Z`'s shape turns out to differ from the
 ///   convolution's output at run time (a broadcasting `Add`), that step falls back to
-///   the unfused `Add`, so results never depend on the optimization.
+///   the unfused `Add`, so results never depend on the optimization. A `Concat` on
+///   axis 1 whose operands are all such chains without `Z` becomes one step in which,
+///   at batch 1, each convolution writes its channels straight into the concatenated
+///   output (other batches run the convolutions, then the `Concat`).
 ///
 /// A value is only fused away when it has exactly one consumer and is not a graph
 /// output. Subgraphs (`If`/`Loop` bodies) are planned unoptimized.
@@ -91,7 +94,8 @@ pub enum GraphOptLevel {
     Disabled,
     /// `Identity`/`Dropout` removal and BatchNormalization folding.
     Basic,
-    /// `Basic` plus Conv + activation and Conv + Add (+ activation) fusion.
+    /// `Basic` plus Conv + activation, Conv + Add (+ activation) and Conv chains +
+    /// channel `Concat` fusion.
     #[default]
     Extended,
 }

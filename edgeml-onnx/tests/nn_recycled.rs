@@ -282,3 +282,50 @@ fn maxpool_writes_every_element() {
         check(label, vec![op], (&[1, c, h, w], x.clone()), vec![], &want);
     }
 }
+
+#[test]
+fn convs_written_into_a_concat_write_every_element() {
+    // The plan fuses Conv + Relu (1×1) and Conv (3×3) feeding a channel Concat into one
+    // step whose output is the recycled block; each conv fills its channel range.
+    let (c, h, w, m) = (8, 32, 32, 16);
+    let x = vals(c * h * w, 5);
+    let (w1, b1) = (vals(m * c, 6), vals(m, 7));
+    let (w2, b2) = (vals(m * c * 9, 8), vals(m, 9));
+    let mut want = conv_ref(&x, c, h, w, &w1, &b1, m, 1, win(1, 1, 0, 1), true);
+    want.extend(conv_ref(
+        &x,
+        c,
+        h,
+        w,
+        &w2,
+        &b2,
+        m,
+        1,
+        win(3, 1, 1, 1),
+        false,
+    ));
+    let ops = vec![
+        node("Conv", &["x", "w1", "b1"], "c1", win(1, 1, 0, 1).attrs()),
+        node("Relu", &["c1"], "r1", vec![]),
+        node("Conv", &["x", "w2", "b2"], "c2", win(3, 1, 1, 1).attrs()),
+        node(
+            "Concat",
+            &["r1", "c2"],
+            "y",
+            vec![("axis".into(), Attribute::Int(1))],
+        ),
+    ];
+    let inits = vec![
+        ("w1".to_string(), f32t(&[m, c, 1, 1], w1)),
+        ("b1".to_string(), f32t(&[m], b1)),
+        ("w2".to_string(), f32t(&[m, c, 3, 3], w2)),
+        ("b2".to_string(), f32t(&[m], b2)),
+    ];
+    check(
+        "conv+relu | conv -> concat",
+        ops,
+        (&[1, c, h, w], x),
+        inits,
+        &want,
+    );
+}

@@ -348,3 +348,59 @@ fn light_models_agree_fused_and_unfused() {
         assert!(steps[2] < steps[0], "{name}: {steps:?}");
     }
 }
+
+fn concat(inputs: &[&str], axis: i64, out: &str) -> Node {
+    let mut n = node("Concat", inputs, &[out]);
+    n.attributes = vec![("axis".into(), Attribute::Int(axis))];
+    n
+}
+
+#[test]
+fn convs_feeding_a_channel_concat_become_one_step() {
+    // A SqueezeNet fire module's expand layers: Conv + Relu and a plain Conv, whose
+    // outputs are concatenated on the channel axis. Batch 1 takes the direct path
+    // (each conv writes into the concatenated output), batch 2 the fallback.
+    let nodes = vec![
+        conv(&["x", "w", "b"], "c1"),
+        node("Relu", &["c1"], &["r1"]),
+        conv(&["x", "w2"], "c2"),
+        concat(&["r1", "c2"], 1, "y"),
+    ];
+    for shape in [X, [2, 3, 6, 5]] {
+        let m = model(nodes.clone(), vec![vi("x", &shape)], &["y"]);
+        let feeds = [("x", t(&shape, 9, -1.0, 1.0))];
+        assert_eq!(check(&m, &feeds), vec![4, 4, 1], "{shape:?}");
+    }
+}
+
+#[test]
+fn concats_of_other_values_or_axes_are_left_alone() {
+    // One operand is not a convolution: the conv chains are planned on their own.
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c1"),
+            node("Relu", &["c1"], &["r1"]),
+            concat(&["r1", "x"], 1, "y"),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![3, 3, 2]);
+    let two_convs = |axis: i64, outputs: &[&str]| {
+        let nodes = vec![
+            conv(&["x", "w", "b"], "c1"),
+            conv(&["x", "w2"], "c2"),
+            concat(&["c1", "c2"], axis, "y"),
+        ];
+        model(nodes, vec![vi("x", &X)], outputs)
+    };
+    // Not the channel axis.
+    assert_eq!(check(&two_convs(2, &["y"]), &[("x", x())]), vec![3, 3, 3]);
+    // A conv output that is also a graph output.
+    assert_eq!(
+        check(&two_convs(1, &["y", "c2"]), &[("x", x())]),
+        vec![3, 3, 3]
+    );
+    // Both conditions met: one step.
+    assert_eq!(check(&two_convs(1, &["y"]), &[("x", x())]), vec![3, 3, 1]);
+}

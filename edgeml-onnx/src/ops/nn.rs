@@ -15,7 +15,7 @@
 //! - BatchNormalization runs in inference mode only (`training_mode = 1` is unsupported).
 //! - LayerNormalization computes its statistics in `f64` whatever `stash_type` says.
 
-mod conv;
+pub(crate) mod conv;
 mod conv_transpose;
 mod gemm;
 mod norm;

@@ -1,6 +1,7 @@
-//! The operator behind the Conv + Add (+ activation) fusion of [`super::optimize`], and
-//! the activations a fused chain can end with.
+//! The operators behind the Conv + Add (+ activation) and Conv + Concat fusions of
+//! [`super::optimize`], and the activations a fused chain can end with.
 
+use crate::ops::nn::conv::Conv;
 use crate::{Error, Operator, Result, Tensor};
 
 /// An activation that can end a fused chain.
@@ -110,5 +111,92 @@ impl Operator for ConvAdd {
             }
         }
         Ok(vec![out])
+    }
+}
+
+/// Operands each part of a [`ConvConcat`] takes: `X`, `W`, `B` (absent ones `None`).
+pub(crate) const CONV_ARITY: usize = 3;
+
+/// `Concat(axis = 1)` of convolution chains (`Conv`, or `FusedConv` without `Z`) that
+/// have no other consumer, such as the two expand convolutions of a SqueezeNet fire
+/// module: with batch 1 each convolution writes its channels straight into the
+/// concatenated output, which saves the copy. Inputs are [`CONV_ARITY`] per part, in
+/// the `Concat`'s order. Other batch sizes, and anything the direct path does not
+/// expect, run the parts and the original `Concat`, so results never depend on it.
+#[derive(Debug)]
+pub(crate) struct ConvConcat {
+    /// The convolutions; each is edgeml's [`Conv`] (checked when planned).
+    pub(crate) parts: Vec<Box<dyn Operator>>,
+    /// The original `Concat`, for the fallback.
+    pub(crate) concat: Box<dyn Operator>,
+}
+
+impl ConvConcat {
+    /// The direct path: `None` when it does not apply.
+    fn direct(&self, inputs: &[Option<&Tensor>]) -> Option<Result<Tensor>> {
+        let convs: Vec<&Conv> = self
+            .parts
+            .iter()
+            .map(|p| p.as_any()?.downcast_ref::<Conv>())
+            .collect::<Option<_>>()?;
+        let mut shapes = Vec::with_capacity(convs.len());
+        for (i, c) in convs.iter().enumerate() {
+            match c.output_shape(&inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY]) {
+                Ok(s) => shapes.push(s),
+                // Let the parts report their own errors.
+                Err(_) => return None,
+            }
+        }
+        let first = shapes.first()?;
+        if first[0] != 1
+            || shapes
+                .iter()
+                .any(|s| s.len() != first.len() || s[2..] != first[2..])
+        {
+            return None;
+        }
+        let lens: Vec<usize> = shapes
+            .iter()
+            .map(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
+            .collect::<Option<_>>()?;
+        let total = lens.iter().try_fold(0usize, |a, &l| a.checked_add(l))?;
+        let mut shape = first.clone();
+        shape[1] = shapes.iter().map(|s| s[1]).sum();
+        let mut out = crate::buffers::take_f32_overwritten(total);
+        let mut off = 0;
+        for (i, (c, len)) in convs.iter().zip(&lens).enumerate() {
+            let args = &inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY];
+            if let Err(e) = c.conv_into(args, &mut out[off..off + len]) {
+                return Some(Err(e));
+            }
+            off += len;
+        }
+        Some(crate::buffers::f32_tensor(&shape, out))
+    }
+}
+
+impl Operator for ConvConcat {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.parts.len() * CONV_ARITY {
+            return Err(Error::InvalidInput(format!(
+                "fused Conv + Concat: {} inputs for {} parts",
+                inputs.len(),
+                self.parts.len()
+            )));
+        }
+        if let Some(r) = self.direct(inputs) {
+            return Ok(vec![r?]);
+        }
+        let mut ys = Vec::with_capacity(self.parts.len());
+        for (i, p) in self.parts.iter().enumerate() {
+            let y = p
+                .run(&inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY])?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::InvalidModel("fused Conv produced no output".into()))?;
+            ys.push(y);
+        }
+        let refs: Vec<Option<&Tensor>> = ys.iter().map(Some).collect();
+        self.concat.run(&refs)
     }
 }

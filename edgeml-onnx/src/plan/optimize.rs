@@ -1,5 +1,6 @@
 //! Plan-time graph rewrites ([`GraphOptLevel`]): `Identity`/`Dropout` removal,
-//! BatchNormalization folding into `Conv`, and Conv + Add + activation fusion.
+//! BatchNormalization folding into `Conv`, Conv + Add + activation fusion, and conv
+//! chains written straight into the channel `Concat` that is their only consumer.
 //!
 //! The rewrites happen while the main graph is planned, node by node in dependency
 //! order, so they see every constant the planner knows (initializers and values folded
@@ -12,7 +13,7 @@
 
 use super::GraphOptLevel;
 use super::build::{Builder, Scope, node_reads};
-use super::fused::{Act, ConvAdd};
+use super::fused::{Act, CONV_ARITY, ConvAdd, ConvConcat};
 use crate::ops::attr::describe;
 use crate::{Attribute, Error, Graph, Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
@@ -134,6 +135,13 @@ impl Fuser {
             "BatchNormalization" => !p.folded && p.residual.is_none() && p.act.is_none(),
             "Add" | "Sum" => {
                 extended && n.inputs.len() == 2 && p.residual.is_none() && p.act.is_none()
+            }
+            "Concat" => {
+                extended
+                    && n.inputs.len() >= 2
+                    && n.outputs.len() == 1
+                    && p.residual.is_none()
+                    && int_attr(n, "axis", 0) == 1
             }
             op => extended && act_name(op) && p.act.is_none() && n.inputs.first() == Some(&p.out),
         }
@@ -304,6 +312,7 @@ impl Fuser {
                 });
                 k
             }
+            "Concat" => return self.try_concat(b, node, scope),
             _ => return Ok(false),
         };
         self.pending[k].out = out;
@@ -311,6 +320,50 @@ impl Fuser {
             let p = self.pending.remove(k);
             self.emit(b, p, scope)?;
         }
+        Ok(true)
+    }
+
+    /// A `Concat` on the channel axis whose every operand is a distinct pending chain
+    /// (no residual) becomes one [`ConvConcat`] step; otherwise `Ok(false)` and the
+    /// chains are emitted before the `Concat` is planned normally.
+    fn try_concat(&mut self, b: &mut Builder<'_>, node: &Node, scope: &mut Scope) -> Result<bool> {
+        let mut ks = Vec::with_capacity(node.inputs.len());
+        for v in &node.inputs {
+            match self.pending_of(v) {
+                Some(k) if self.may_extend(&self.pending[k]) && !ks.contains(&k) => ks.push(k),
+                _ => return Ok(false),
+            }
+        }
+        let chains: Vec<Pending> = ks.iter().map(|&k| self.pending[k].clone()).collect();
+        let mut parts = Vec::with_capacity(chains.len());
+        let mut in_slots = Vec::with_capacity(chains.len() * CONV_ARITY);
+        for p in &chains {
+            let mut conv = p.conv.clone();
+            conv.outputs = vec![p.out.clone()];
+            let n = match p.act {
+                None => conv,
+                Some(act) => fused_node(&conv, Some(act), None),
+            };
+            let op = b.build_op(&n, scope)?;
+            let ours = op
+                .as_any()
+                .is_some_and(|a| a.downcast_ref::<crate::ops::nn::conv::Conv>().is_some());
+            let mut slots = b.resolve(&n, scope)?;
+            if !ours || slots.len() > CONV_ARITY {
+                // A registry with its own Conv: leave the graph as it is.
+                return Ok(false);
+            }
+            slots.resize(CONV_ARITY, None);
+            in_slots.extend(slots);
+            parts.push(op);
+        }
+        let concat = b.build_op_on(node, &vec![None; node.inputs.len()])?;
+        ks.sort_unstable_by(|a, b| b.cmp(a));
+        for k in ks {
+            self.pending.remove(k);
+        }
+        let outs = b.output_slots(node, scope, None)?;
+        b.push_step(node, Box::new(ConvConcat { parts, concat }), in_slots, outs);
         Ok(true)
     }
 

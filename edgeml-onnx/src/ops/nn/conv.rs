@@ -33,8 +33,9 @@ mod im2col;
 
 use im2col::{Geo, Im2colB, ShiftB, depthwise_plane_nd};
 
+/// `Conv` / `FusedConv`.
 #[derive(Debug)]
-struct Conv {
+pub(crate) struct Conv {
     node: Node,
     group: usize,
     kernel_attr: Option<Vec<usize>>,
@@ -176,10 +177,55 @@ impl Operator for Conv {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![self.conv(inputs)?])
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// Where a convolution's output goes.
+enum Dst<'a> {
+    /// A buffer the call allocates (from the recycled-buffer pool).
+    Own(&'a mut Vec<f32>),
+    /// A caller's buffer of exactly the output's size (e.g. a slice of a `Concat`).
+    Into(&'a mut [f32]),
 }
 
 impl Conv {
     fn conv(&self, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+        let mut owned = Vec::new();
+        let shape = self.conv_to(inputs, Dst::Own(&mut owned))?;
+        tensor(&self.node, &shape, owned)
+    }
+
+    /// The output shape for `inputs` (the checks of a run, without computing).
+    ///
+    /// # Errors
+    /// As a run: operands that do not fit together or the attributes.
+    pub(crate) fn output_shape(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<usize>> {
+        let (x, w, _) = conv_operands(&self.node, inputs)?;
+        let kernel = w.shape()[2..].to_vec();
+        let win = Window::from_node(&self.node, kernel)?;
+        let (out_sp, _) = win.geometry(&self.node, &x.shape()[2..])?;
+        let mut out_shape = vec![x.shape()[0], w.shape()[0]];
+        out_shape.extend_from_slice(&out_sp);
+        Ok(out_shape)
+    }
+
+    /// Runs into `dst`, which must hold exactly the output's elements; returns the
+    /// output shape.
+    ///
+    /// # Errors
+    /// As a run; [`crate::Error::ShapeMismatch`] when `dst` has another size.
+    pub(crate) fn conv_into(
+        &self,
+        inputs: &[Option<&Tensor>],
+        dst: &mut [f32],
+    ) -> Result<Vec<usize>> {
+        self.conv_to(inputs, Dst::Into(dst))
+    }
+
+    fn conv_to(&self, inputs: &[Option<&Tensor>], dst: Dst<'_>) -> Result<Vec<usize>> {
         let node = &self.node;
         let (x, w, b) = conv_operands(node, inputs)?;
         let (n, c) = (x.shape()[0], x.shape()[1]);
@@ -245,10 +291,31 @@ impl Conv {
         let zs = zs.as_deref();
         // The GEMM paths store every output element (C is overwritten, never read), so
         // they skip the zero-fill; the depthwise and empty-input paths keep it.
-        let mut out = if total == 0 || x.is_empty() || c_g == 1 {
-            crate::buffers::take_f32(total)
-        } else {
-            crate::buffers::take_f32_overwritten(total)
+        let zeroed = total == 0 || x.is_empty() || c_g == 1;
+        let out: &mut [f32] = match dst {
+            Dst::Own(v) => {
+                *v = if zeroed {
+                    crate::buffers::take_f32(total)
+                } else {
+                    crate::buffers::take_f32_overwritten(total)
+                };
+                v.as_mut_slice()
+            }
+            Dst::Into(d) => {
+                if d.len() != total {
+                    return Err(shape_err(
+                        node,
+                        format!(
+                            "internal: destination of {} elements for output {out_shape:?}",
+                            d.len()
+                        ),
+                    ));
+                }
+                if zeroed {
+                    d.fill(0.0);
+                }
+                d
+            }
         };
         let act = self.act;
         if total == 0 || x.is_empty() {
@@ -265,7 +332,7 @@ impl Conv {
                     act.apply(o);
                 }
             }
-            return tensor(node, &out_shape, out);
+            return Ok(out_shape);
         }
         let xs = contiguous(x);
         let ws = contiguous(w);
@@ -304,7 +371,7 @@ impl Conv {
                         finish(plane, 0, o);
                     }
                 });
-            return tensor(node, &out_shape, out);
+            return Ok(out_shape);
         }
         let pointwise =
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
@@ -379,6 +446,6 @@ impl Conv {
                 run(img, 0, oi)?;
             }
         }
-        tensor(node, &out_shape, out)
+        Ok(out_shape)
     }
 }
