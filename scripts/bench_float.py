@@ -155,6 +155,10 @@ def main():
     isas = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else platform.machine())
     forced = ", `avx2` column forced with `EDGEML_KERNELS=avx2`" if isas == "avx512" else ""
     no512 = " (no AVX-512)" if isas == "avx2" else ""
+    reproduce = "python3 scripts/bench_float.py"
+    for flag, value, default in (("--rounds", args.rounds, 5), ("--iters", args.iters, 20), ("--warmup", args.warmup, 5)):
+        if value != default:
+            reproduce += f" {flag} {value}"
     section = f"""## Float inference (edgeml-onnx vs onnxruntime)
 
 Batch-1 latency: {args.rounds} interleaved rounds per row, each engine timed for
@@ -169,7 +173,7 @@ better; goal ≤ 1.5).
 Machine: {cpu}, best float kernels here: `{isas}`{no512}; {os.cpu_count()} cores shared with
 other jobs, so absolute numbers are noisy; compare within a row.
 
-Reproduce: `python3 scripts/bench_float.py` (kernel-level SGEMM numbers:
+Reproduce: `{reproduce}` (kernel-level SGEMM numbers:
 `cargo bench -p edgeml-benches --bench float_gemm`).
 
 {table}
