@@ -156,9 +156,9 @@ def main():
     forced = ", `avx2` column forced with `EDGEML_KERNELS=avx2`" if isas == "avx512" else ""
     no512 = " (no AVX-512)" if isas == "avx2" else ""
     reproduce = "python3 scripts/bench_float.py"
-    for flag, value, default in (("--rounds", args.rounds, 5), ("--iters", args.iters, 20), ("--warmup", args.warmup, 5)):
-        if value != default:
-            reproduce += f" {flag} {value}"
+    for opt in ("rounds", "iters", "warmup"):
+        if getattr(args, opt) != ap.get_default(opt):
+            reproduce += f" --{opt} {getattr(args, opt)}"
     section = f"""## Float inference (edgeml-onnx vs onnxruntime)
 
 Batch-1 latency: {args.rounds} interleaved rounds per row, each engine timed for

@@ -8,10 +8,10 @@
 //! shows up as NaN in the output. Outputs are compared with a float64 direct
 //! convolution / pooling written out here.
 
+mod common;
+
 use edgeml_core::DType;
-use edgeml_onnx::{
-    Attribute, Dim, Graph, Model, Node, OpsetImport, Plan, PlanOptions, Tensor, ValueInfo,
-};
+use edgeml_onnx::{Attribute, Dim, Graph, Node, Plan, PlanOptions, Tensor, ValueInfo};
 use ndarray::{ArrayD, IxDyn};
 
 fn vi(name: &str, shape: Option<&[usize]>) -> ValueInfo {
@@ -171,21 +171,14 @@ fn check(
         node("ReduceSum", &["t"], "s", vec![]),
     ];
     nodes.extend(ops);
-    let m = Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Graph {
-            nodes,
-            inputs: vec![vi("p", Some(&[out_len])), vi("x", Some(x.0))],
-            outputs: vec![vi("s", None), vi("y", None)],
-            initializers,
-            ..Default::default()
-        },
+    let graph = Graph {
+        nodes,
+        inputs: vec![vi("p", Some(&[out_len])), vi("x", Some(x.0))],
+        outputs: vec![vi("s", None), vi("y", None)],
+        initializers,
         ..Default::default()
     };
+    let m = common::onnx_model(graph, 17);
     for threads in [1, 2] {
         let plan = Plan::new(&m, PlanOptions::with_threads(threads)).expect("plan");
         for run in 0..2 {

@@ -1,6 +1,8 @@
 //! Planner and run-time behaviour on graphs built in code: folding, liveness, input
 //! validation, unknown operators, control flow, threads.
 
+mod common;
+
 use edgeml_core::{DType, ErrorKind};
 use edgeml_onnx::{
     Attribute, Dim, Graph, Model, Node, OpsetImport, Plan, PlanOptions, Tensor, ValueInfo,
@@ -25,18 +27,6 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
     }
 }
 
-fn model(graph: Graph, opset: i64) -> Model {
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: opset,
-        }],
-        graph,
-        ..Default::default()
-    }
-}
-
 /// `y = OP(x)` with `OP` in its own `domain` (imported at `version`), for registry tests.
 fn custom_op_model(op: &str, domain: &str, version: i64) -> Model {
     let mut n = node(op, &["x"], &["y"]);
@@ -47,7 +37,7 @@ fn custom_op_model(op: &str, domain: &str, version: i64) -> Model {
         outputs: vec![vi("y", DType::F32, None)],
         ..Default::default()
     };
-    let mut m = model(g, 17);
+    let mut m = common::onnx_model(g, 17);
     m.opset_imports.push(OpsetImport {
         domain: domain.into(),
         version,
@@ -75,7 +65,7 @@ fn add_relu() -> Model {
         initializers: vec![("b".into(), f32t(array![1.0f32, -1.0, 0.5].into_dyn()))],
         ..Default::default()
     };
-    model(g, 17)
+    common::onnx_model(g, 17)
 }
 
 #[test]
@@ -129,7 +119,7 @@ fn symbolic_dims_must_agree_across_inputs() {
         outputs: vec![vi("y", DType::F32, None)],
         ..Default::default()
     };
-    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let plan = Plan::new(&common::onnx_model(g, 17), PlanOptions::with_threads(1)).unwrap();
     let t = |n| f32t(ArrayD::zeros(IxDyn(&[n])));
     assert!(plan.run(&[("a", t(3)), ("b", t(3))]).is_ok());
     let e = plan.run(&[("a", t(3)), ("b", t(1))]).unwrap_err();
@@ -155,14 +145,14 @@ fn undefined_values_and_cycles_are_invalid_models() {
         outputs: vec![vi("y", DType::F32, None)],
         ..Default::default()
     };
-    let e = Plan::new(&model(g, 17), PlanOptions::default()).unwrap_err();
+    let e = Plan::new(&common::onnx_model(g, 17), PlanOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidModel);
     let g = Graph {
         nodes: vec![node("Relu", &["b"], &["a"]), node("Relu", &["a"], &["b"])],
         outputs: vec![vi("b", DType::F32, None)],
         ..Default::default()
     };
-    let e = Plan::new(&model(g, 17), PlanOptions::default()).unwrap_err();
+    let e = Plan::new(&common::onnx_model(g, 17), PlanOptions::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidModel);
 }
 
@@ -179,7 +169,7 @@ fn constant_subgraphs_are_folded_and_out_of_order_nodes_sorted() {
         initializers: vec![("c".into(), f32t(ArrayD::zeros(IxDyn(&[2, 3]))))],
         ..Default::default()
     };
-    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let plan = Plan::new(&common::onnx_model(g, 17), PlanOptions::with_threads(1)).unwrap();
     assert_eq!(plan.num_steps(), 1, "Shape of a constant must be folded");
     let out = plan
         .run(&[("x", f32t(ArrayD::zeros(IxDyn(&[6]))))])
@@ -213,7 +203,7 @@ fn if_model(cond_const: Option<bool>) -> Model {
         )),
         None => inputs.push(vi("c", DType::Bool, Some(vec![]))),
     }
-    model(
+    common::onnx_model(
         Graph {
             nodes: vec![n],
             inputs,
@@ -389,7 +379,7 @@ fn reshapes_reuse_or_keep_their_input_as_liveness_allows() {
         initializers: vec![("shape".into(), Tensor::I64(array![4i64, -1].into_dyn()))],
         ..Default::default()
     };
-    let plan = Plan::new(&model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let plan = Plan::new(&common::onnx_model(g, 17), PlanOptions::with_threads(1)).unwrap();
     let xs: Vec<f32> = (0..24).map(|i| i as f32 - 12.0).collect();
     for _ in 0..3 {
         let x = ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), xs.clone()).unwrap();

@@ -1,10 +1,11 @@
 //! Plan-time graph rewrites (`GraphOptLevel`): fused and unfused plans of the same
 //! model must agree, and rewrites must only happen where they are safe.
 
+mod common;
+
 use edgeml_core::DType;
 use edgeml_onnx::{
-    Attribute, Dim, Graph, GraphOptLevel, Model, Node, OpsetImport, Plan, PlanOptions, Tensor,
-    ValueInfo,
+    Attribute, Dim, Graph, GraphOptLevel, Model, Node, Plan, PlanOptions, Tensor, ValueInfo,
 };
 use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
@@ -72,28 +73,21 @@ fn params() -> Vec<(String, Tensor)> {
 }
 
 fn model(nodes: Vec<Node>, inputs: Vec<ValueInfo>, outputs: &[&str]) -> Model {
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Graph {
-            nodes,
-            inputs,
-            outputs: outputs
-                .iter()
-                .map(|o| vi(o, &[]))
-                .map(|mut v| {
-                    v.shape = None;
-                    v
-                })
-                .collect(),
-            initializers: params(),
-            ..Default::default()
-        },
+    let graph = Graph {
+        nodes,
+        inputs,
+        outputs: outputs
+            .iter()
+            .map(|o| vi(o, &[]))
+            .map(|mut v| {
+                v.shape = None;
+                v
+            })
+            .collect(),
+        initializers: params(),
         ..Default::default()
-    }
+    };
+    common::onnx_model(graph, 17)
 }
 
 fn plan(m: &Model, level: GraphOptLevel) -> Plan {

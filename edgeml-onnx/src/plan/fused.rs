@@ -131,6 +131,11 @@ pub(crate) struct ConvConcat {
     pub(crate) concat: Box<dyn Operator>,
 }
 
+/// Part `i`'s operands among a [`ConvConcat`]'s inputs.
+fn part_args<'a, 't>(inputs: &'a [Option<&'t Tensor>], i: usize) -> &'a [Option<&'t Tensor>] {
+    &inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY]
+}
+
 impl ConvConcat {
     /// The direct path: `None` when it does not apply.
     fn direct(&self, inputs: &[Option<&Tensor>]) -> Option<Result<Tensor>> {
@@ -141,7 +146,7 @@ impl ConvConcat {
             .collect::<Option<_>>()?;
         let mut shapes = Vec::with_capacity(convs.len());
         for (i, c) in convs.iter().enumerate() {
-            match c.output_shape(&inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY]) {
+            match c.output_shape(part_args(inputs, i)) {
                 Ok(s) => shapes.push(s),
                 // Let the parts report their own errors.
                 Err(_) => return None,
@@ -165,8 +170,7 @@ impl ConvConcat {
         let mut out = crate::buffers::take_f32_overwritten(total);
         let mut off = 0;
         for (i, (c, len)) in convs.iter().zip(&lens).enumerate() {
-            let args = &inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY];
-            if let Err(e) = c.conv_into(args, &mut out[off..off + len]) {
+            if let Err(e) = c.conv_into(part_args(inputs, i), &mut out[off..off + len]) {
                 return Some(Err(e));
             }
             off += len;
@@ -190,7 +194,7 @@ impl Operator for ConvConcat {
         let mut ys = Vec::with_capacity(self.parts.len());
         for (i, p) in self.parts.iter().enumerate() {
             let y = p
-                .run(&inputs[i * CONV_ARITY..(i + 1) * CONV_ARITY])?
+                .run(part_args(inputs, i))?
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::InvalidModel("fused Conv produced no output".into()))?;

@@ -1,11 +1,24 @@
-//! Helpers shared by the fixture-driven tests: reading `.npy` files of any supported
-//! element type and comparing tensors with tolerances.
+//! Helpers shared by the tests: building a one-domain model, reading `.npy` files of
+//! any supported element type and comparing tensors with tolerances.
 #![allow(dead_code)]
 
-use edgeml_onnx::Tensor;
+use edgeml_onnx::{Graph, Model, OpsetImport, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
 use std::path::Path;
+
+/// A model of `graph` importing the default domain at `opset` (IR version 8).
+pub(crate) fn onnx_model(graph: Graph, opset: i64) -> Model {
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph,
+        ..Default::default()
+    }
+}
 
 /// Reads a `.npy` file whose element type is not known in advance.
 pub(crate) fn read_any(path: &Path) -> Tensor {

@@ -220,7 +220,7 @@ impl ShiftB {
         let mut buf = crate::buffers::take_f32_overwritten(total);
         buf[channels * plane..].fill(0.0);
         // One task per channel: zero the padding, then scatter the rows into the phases
-        // (serial, this pass was a tenth of a 2-thread 3x3 conv).
+        // (run serially, this pass took a tenth of a 2-thread 3x3 conv).
         let fill = |(c, dst): (usize, &mut [f32])| {
             dst.fill(0.0);
             let xc = &x[c * d.h * d.w..][..d.h * d.w];
