@@ -176,6 +176,10 @@ def main():
         s = open(p).read()
         start = s.index("## Drift statistics")
         nxt = s.find("\n## ", start + 5)
+        # Hand-written notes after the marker survive a re-run.
+        old = s[start:len(s) if nxt < 0 else nxt]
+        notes = old[old.index("<!-- notes -->"):] if "<!-- notes -->" in old else ""
+        text += ("\n" + notes.rstrip("\n") + "\n") if notes else ""
         s = s[:start] + text + ("" if nxt < 0 else s[nxt:])
         open(p, "w").write(s if s.endswith("\n") else s + "\n")
 

@@ -12,7 +12,7 @@
 
 use anyhow::{Context, bail};
 use edgeml_core::DType;
-use edgeml_onnx::{Dim, Model, Plan, PlanOptions, Tensor};
+use edgeml_onnx::{Dim, PlanOptions, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +39,17 @@ pub(crate) struct Args {
     /// Value of a symbolic dimension, as `NAME=VALUE` (repeatable).
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
+    /// The whole shape of one input, as `NAME=1,3,48,192` (repeatable; overrides the
+    /// declared shape, for unnamed or dynamic dimensions, as trtexec's `--shapes`).
+    #[arg(long = "shape", value_name = "NAME=D0,D1,...")]
+    shapes: Vec<String>,
+    /// Real data for one input, as `NAME=FILE.npy` (repeatable; a bare `FILE.npy` when
+    /// the model has one input); other inputs are generated.
+    #[arg(short, long = "input", value_name = "NAME=FILE.npy")]
+    inputs: Vec<String>,
+    /// Run QDQ models as written instead of fusing them onto the INT8 kernels.
+    #[arg(long)]
+    no_fuse_qdq: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -130,23 +141,66 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     if args.iters == 0 {
         bail!("--iters must be at least 1");
     }
-    let model = Model::load(&args.model)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+    for d in &args.shapes {
+        let (k, v) = d
+            .split_once('=')
+            .with_context(|| format!("--shape {d:?}: write NAME=D0,D1,..."))?;
+        let dims: Result<Vec<usize>, _> = v.split(',').map(|x| x.trim().parse::<usize>()).collect();
+        let dims = dims.with_context(|| format!("--shape {d:?}: dimensions must be counts"))?;
+        shapes.insert(k.to_owned(), dims);
+    }
     let t0 = Instant::now();
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
-    opts.no_spin = args.no_spin;
-    let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
-        .context("cannot plan the model")?;
+    opts.spin = !args.no_spin;
+    let plan = crate::planning::load_and_plan(&args.model, opts, !args.no_fuse_qdq)?;
     let plan_time = t0.elapsed();
+    let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
+    let mut given: HashMap<String, Tensor> = HashMap::new();
+    for spec in &args.inputs {
+        let (name, file) = match spec.split_once('=') {
+            Some((n, f)) => (n.to_owned(), f),
+            None if declared.len() == 1 => (declared[0].clone(), spec.as_str()),
+            None => {
+                bail!("--input {spec:?}: write NAME=FILE.npy; the model's inputs are {declared:?}")
+            }
+        };
+        if !declared.contains(&name) {
+            bail!("--input {spec:?}: the model has no input {name:?}; its inputs are {declared:?}");
+        }
+        given.insert(name, crate::run::read_any(std::path::Path::new(file))?);
+    }
+    for k in shapes.keys() {
+        if !declared.contains(k) {
+            bail!("--shape: the model has no input {k:?}; its inputs are {declared:?}");
+        }
+    }
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut inputs = Vec::new();
     let mut described = Vec::new();
     for info in plan.inputs() {
-        let declared = info
-            .shape
-            .as_ref()
-            .with_context(|| format!("input {:?} has no declared shape", info.name))?;
+        if let Some(t) = given.remove(&info.name) {
+            described.push((
+                info.name.clone(),
+                format!("{:?} (from file)", t.dtype()),
+                t.shape().to_vec(),
+            ));
+            inputs.push((info.name.clone(), t));
+            continue;
+        }
+        if let Some(shape) = shapes.get(&info.name) {
+            let dtype = info.dtype.unwrap_or(DType::F32);
+            inputs.push((info.name.clone(), make_input(dtype, shape, &mut seed)?));
+            described.push((info.name.clone(), format!("{dtype:?}"), shape.clone()));
+            continue;
+        }
+        let declared = info.shape.as_ref().with_context(|| {
+            format!(
+                "input {:?} has no declared shape: give it with --shape or --input",
+                info.name
+            )
+        })?;
         let shape: Vec<usize> = declared
             .iter()
             .map(|d| match d {
@@ -186,15 +240,15 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         peak_rss_kib: peak_rss_kib(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("model     {}", report.model);
+        outln!("model     {}", report.model);
         for (n, d, s) in &report.inputs {
-            println!("input     {n}: {d} {s:?}");
+            outln!("input     {n}: {d} {s:?}");
         }
-        println!("threads   {}", report.threads);
-        println!("plan      {:.2} ms", report.plan_ms);
-        println!(
+        outln!("threads   {}", report.threads);
+        outln!("plan      {:.2} ms", report.plan_ms);
+        outln!(
             "latency   median {:.3} ms  p10 {:.3} ms  p90 {:.3} ms  mean {:.3} ms  min {:.3} ms  ({} runs)",
             report.median_ms,
             report.p10_ms,
@@ -204,8 +258,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
             report.iters
         );
         match report.peak_rss_kib {
-            Some(k) => println!("peak RSS  {:.1} MiB (VmHWM)", k as f64 / 1024.0),
-            None => println!("peak RSS  unavailable (needs /proc/self/status)"),
+            Some(k) => outln!("peak RSS  {:.1} MiB (VmHWM)", k as f64 / 1024.0),
+            None => outln!("peak RSS  unavailable (needs /proc/self/status)"),
         }
     }
     Ok(())

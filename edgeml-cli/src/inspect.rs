@@ -72,12 +72,23 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let model =
         Model::load(&args.model).map_err(|e| anyhow!(one_line(&format!("{shown}: {e}"))))?;
     let s = model.summary();
+    let q = edgeml_quant::onnx::summarize(&model);
     if args.json {
-        let j = to_json(&shown, &s);
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        let mut j = to_json(&shown, &s);
+        j["quantization"] = json!({
+            "format": q.format,
+            "quantized_ops": q.quantized,
+            "float_compute_ops": q.float,
+            "quantize_nodes": q.quantize_nodes,
+            "dequantize_nodes": q.dequantize_nodes,
+            "quantized_constants": q.weights,
+        });
+        outln!("{}", serde_json::to_string_pretty(&j)?);
     } else {
-        println!("model: {shown}");
-        print!("{s}");
+        outln!("model: {shown}");
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), "{s}")?;
+        write!(std::io::stdout().lock(), "{q}")?;
     }
     Ok(())
 }

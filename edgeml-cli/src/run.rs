@@ -1,7 +1,7 @@
 //! `edgeml run`: run a model on `.npy` inputs and write each output as `NAME.npy`.
 
 use anyhow::{Context, bail};
-use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
+use edgeml_onnx::{PlanOptions, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::{read_npy, write_npy};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// (saves CPU time and power on shared or battery-powered machines, costs latency).
     #[arg(long)]
     no_spin: bool,
+    /// Run QDQ models as written (float operators between QuantizeLinear and
+    /// DequantizeLinear) instead of fusing them onto the INT8 kernels.
+    #[arg(long)]
+    no_fuse_qdq: bool,
 }
 
 /// Reads a `.npy` file of any element type edgeml supports.
@@ -93,13 +97,10 @@ fn file_name(output: &str) -> String {
 
 /// Runs `edgeml run`.
 pub(crate) fn main(args: Args) -> anyhow::Result<()> {
-    let model = Model::load(&args.model)
-        .with_context(|| format!("cannot load {}", args.model.display()))?;
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
-    opts.no_spin = args.no_spin;
-    let plan = Plan::from_model(model, opts, &edgeml_onnx::ops::default_registry())
-        .context("cannot plan the model")?;
+    opts.spin = !args.no_spin;
+    let plan = crate::planning::load_and_plan(&args.model, opts, !args.no_fuse_qdq)?;
     let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
     let mut inputs: Vec<(String, Tensor)> = Vec::new();
     for spec in &args.inputs {
@@ -120,7 +121,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     for (name, t) in &outs {
         let path = args.output_dir.join(format!("{}.npy", file_name(name)));
         write_any(&path, t)?;
-        println!(
+        outln!(
             "{name}: {:?} {:?} -> {}",
             t.dtype(),
             t.shape(),

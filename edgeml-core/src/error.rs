@@ -72,6 +72,15 @@ pub enum Error {
         /// Number of zero points given.
         zero_points: usize,
     },
+    /// A loss function (a [`DistillLoss`](crate::DistillLoss) implementation) refused
+    /// its inputs; `kind` says why and the message names the offending input.
+    #[error("loss: {message}")]
+    Loss {
+        /// The family-wide kind (shape mismatch, non-finite value, invalid input, ...).
+        kind: ErrorKind,
+        /// What was wrong, naming the input and the offending value or length.
+        message: String,
+    },
 }
 
 impl Error {
@@ -80,6 +89,7 @@ impl Error {
         match self {
             Error::InvalidQuantParams(_) => ErrorKind::InvalidInput,
             Error::LengthMismatch { .. } => ErrorKind::ShapeMismatch,
+            Error::Loss { kind, .. } => *kind,
         }
     }
 }

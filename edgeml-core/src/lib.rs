@@ -16,4 +16,4 @@ pub use dtype::DType;
 pub use error::{Error, ErrorKind, HasErrorKind, Result};
 pub use half::{bf16, f16};
 pub use quant_params::QuantParams;
-pub use traits::DriftDetector;
+pub use traits::{DistillLoss, DriftDetector, Observer, Pruner, Schedule, Targets, WeightedSum};

@@ -18,6 +18,54 @@
 //! | [`Cusum`] | none in river 0.26 | see its docs |
 //! | [`ConfidenceMonitor`] | none | see its docs |
 
+/// What every detector that resets itself after a drift shares, written once:
+/// `nonfinite()`, and a [`DriftDetector`](edgeml_core::DriftDetector) impl whose
+/// `update` ignores a non-finite observation (counting it, leaving state and flags as
+/// they are), resets a detector that signalled a drift at the start of the next update
+/// (keeping the count), then hands the observation to the detector's own `step(x)`.
+/// `reset` rebuilds the detector from its `cfg`; with `warning`, `warning_detected`
+/// reports the detector's `warning` flag.
+macro_rules! common_impl {
+    ($t:ty) => {
+        $crate::detect::common_impl!(@impl $t, );
+    };
+    ($t:ty, warning) => {
+        $crate::detect::common_impl!(@impl $t, fn warning_detected(&self) -> bool {
+            self.warning
+        });
+    };
+    (@impl $t:ty, $($warning:tt)*) => {
+        impl $t {
+            /// Number of ignored non-finite observations.
+            pub fn nonfinite(&self) -> u64 {
+                self.nonfinite
+            }
+        }
+        impl edgeml_core::DriftDetector for $t {
+            fn update(&mut self, x: f64) {
+                if !x.is_finite() {
+                    self.nonfinite += 1;
+                    return;
+                }
+                if self.drift {
+                    let nf = self.nonfinite;
+                    self.reset();
+                    self.nonfinite = nf;
+                }
+                self.step(x);
+            }
+            fn drift_detected(&self) -> bool {
+                self.drift
+            }
+            $($warning)*
+            fn reset(&mut self) {
+                *self = Self::new(self.cfg);
+            }
+        }
+    };
+}
+pub(crate) use common_impl;
+
 mod adwin;
 mod binary;
 mod cusum;

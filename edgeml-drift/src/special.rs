@@ -26,7 +26,7 @@ const LANCZOS: [f64; 9] = [
 ///
 /// Lanczos approximation below 10, Stirling series with five correction terms above
 /// (relative error below 1e-15 for x >= 10).
-pub fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return f64::NAN;
     }
@@ -53,7 +53,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// `ln(n!)`; exact table for small `n`.
-pub fn ln_factorial(n: u64) -> f64 {
+pub(crate) fn ln_factorial(n: u64) -> f64 {
     if n < 2 {
         return 0.0;
     }
@@ -68,7 +68,7 @@ pub fn ln_factorial(n: u64) -> f64 {
 }
 
 /// `ln C(n, k)`.
-pub fn ln_binom(n: u64, k: u64) -> f64 {
+pub(crate) fn ln_binom(n: u64, k: u64) -> f64 {
     if k > n {
         return f64::NEG_INFINITY;
     }
@@ -121,7 +121,7 @@ fn gamma_cf(a: f64, x: f64) -> f64 {
 }
 
 /// Upper regularized incomplete gamma `Q(a, x) = Γ(a, x) / Γ(a)` for `a > 0, x >= 0`.
-pub fn gamma_q(a: f64, x: f64) -> f64 {
+pub(crate) fn gamma_q(a: f64, x: f64) -> f64 {
     if x.is_nan() || a.is_nan() || a <= 0.0 || x < 0.0 {
         return f64::NAN;
     }
@@ -139,27 +139,8 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
     }
 }
 
-/// Lower regularized incomplete gamma `P(a, x)`.
-pub fn gamma_p(a: f64, x: f64) -> f64 {
-    if x.is_nan() || a.is_nan() || a <= 0.0 || x < 0.0 {
-        return f64::NAN;
-    }
-    if x == 0.0 {
-        return 0.0;
-    }
-    if x.is_infinite() {
-        return 1.0;
-    }
-    let ln_pref = a * x.ln() - x - ln_gamma(a);
-    if x < a + 1.0 {
-        ln_pref.exp() * gamma_series(a, x)
-    } else {
-        1.0 - ln_pref.exp() * gamma_cf(a, x)
-    }
-}
-
 /// Complementary error function.
-pub fn erfc(x: f64) -> f64 {
+pub(crate) fn erfc(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
     }
@@ -180,17 +161,12 @@ pub fn erfc(x: f64) -> f64 {
 }
 
 /// Survival function of the standard normal distribution, `P(Z > z)`.
-pub fn norm_sf(z: f64) -> f64 {
+pub(crate) fn norm_sf(z: f64) -> f64 {
     0.5 * erfc(z / core::f64::consts::SQRT_2)
 }
 
-/// Cumulative distribution function of the standard normal distribution.
-pub fn norm_cdf(z: f64) -> f64 {
-    norm_sf(-z)
-}
-
 /// Survival function of the chi-square distribution with `df` degrees of freedom.
-pub fn chi2_sf(x: f64, df: f64) -> f64 {
+pub(crate) fn chi2_sf(x: f64, df: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }

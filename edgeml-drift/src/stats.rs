@@ -1,14 +1,14 @@
 //! Two-sample tests with p-values, matching `scipy.stats`, and multiple-testing
 //! corrections.
 
-mod ecdf_tests;
+mod ecdf_two_sample;
 mod kolmogorov;
 mod ks;
 mod mmd;
 mod rank;
 mod table;
 
-pub use ecdf_tests::{AndersonResult, anderson_ksamp, cramervonmises_2samp};
+pub use ecdf_two_sample::{AndersonResult, anderson_ksamp, cramervonmises_2samp};
 pub use kolmogorov::kstwo_sf;
 pub use ks::{
     Alternative, KS_MAX_AUTO_N, ks_2samp, ks_2samp_alternative, ks_2samp_sorted, ks_pvalue,

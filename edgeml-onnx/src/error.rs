@@ -46,9 +46,6 @@ pub enum Error {
     /// with the model.
     #[error("internal error (please report): {0}")]
     Internal(String),
-    /// An error from `edgeml-core` (quantization parameter validation).
-    #[error(transparent)]
-    Core(#[from] edgeml_core::Error),
 }
 
 impl Error {
@@ -63,7 +60,6 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
             Error::Internal(_) => ErrorKind::Internal,
-            Error::Core(e) => e.kind(),
         }
     }
 }

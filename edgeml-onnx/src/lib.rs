@@ -6,6 +6,10 @@ mod buffers;
 mod error;
 mod external;
 pub mod ir;
+// Hidden, not private: the criterion benches (float_gemm, float_conv, int8_*),
+// benches/bin/int8_bench.rs and tests/ops_plan.rs call the kernels directly. Not a
+// stable API.
+#[doc(hidden)]
 pub mod kernels;
 mod limits;
 mod load;
@@ -22,3 +26,8 @@ pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tens
 pub use limits::{Limits, LoadOptions};
 pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
 pub use plan::{GraphOptLevel, Plan, PlanOptions};
+
+/// For the exported macros (`with_dtype!`, `with_num!`), which must not assume that
+/// the calling crate depends on `edgeml-core` itself.
+#[doc(hidden)]
+pub use edgeml_core as __core;

@@ -13,6 +13,10 @@ pub mod reduce;
 pub mod resize;
 pub mod shape;
 pub mod tensor;
+// Hidden, not private: the INT8 operators that edgeml-quant registers into the
+// interpreter are to share these helpers (one way to write an operator), so they stay
+// reachable from other crates; they are not a stable API.
+#[doc(hidden)]
 pub mod util;
 
 use crate::Registry;

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Options of [`Plan::new`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PlanOptions {
     /// Worker threads for the kernels: `None` = available cores, `Some(1)` = run on the
@@ -48,16 +48,27 @@ pub struct PlanOptions {
     /// [`GraphOptLevel::Extended`]; [`GraphOptLevel::Disabled`] plans the graph exactly
     /// as written (useful to compare fused and unfused results).
     pub optimization: GraphOptLevel,
-    /// Let the pool's idle workers sleep between parallel passes. Default `false`: while
+    /// Let the pool's idle workers spin between parallel passes. Default `true`: while
     /// a run is in progress on a plan with more than one thread, the workers the run's
     /// own thread is not using wait for work by spinning (stealing pending tasks as soon
     /// as they appear) instead of going to sleep, as onnxruntime's intra-op pool does by
     /// default (`session.intra_op.allow_spinning`). A model runs dozens of short
     /// parallel passes, and waking a sleeping thread for each costs 5–50 µs. Spinning
     /// burns CPU time on those cores for the length of the run (never between runs);
-    /// set this on battery-powered devices or when the cores are shared with other
-    /// busy work.
-    pub no_spin: bool,
+    /// set this to `false` on battery-powered devices or when the cores are shared with
+    /// other busy work.
+    pub spin: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            no_constant_folding: false,
+            optimization: GraphOptLevel::default(),
+            spin: true,
+        }
+    }
 }
 
 /// How much [`Plan::new`] rewrites the main graph before choosing kernels (the
@@ -116,7 +127,7 @@ pub struct Plan {
     inputs: Vec<ValueInfo>,
     pool: Option<rayon::ThreadPool>,
     threads: usize,
-    /// Idle workers spin during a run ([`PlanOptions::no_spin`] is off).
+    /// Idle workers spin during a run ([`PlanOptions::spin`]).
     spin: bool,
     /// Elements of all constants the steps read (weights): with the run's input sizes,
     /// the estimate of a run's work that decides whether the pool is worth entering.
@@ -131,7 +142,7 @@ pub struct Plan {
 const INLINE_BELOW_ELEMS: usize = 1 << 15;
 
 /// Keeps a pool worker busy-waiting, executing any pending task of the pool, until
-/// `done` is set ([`PlanOptions::no_spin`]). Spawned once per extra worker at the start of
+/// `done` is set ([`PlanOptions::spin`]). Spawned once per extra worker at the start of
 /// a run; `home` is the worker that runs the program. If `home` itself picks the task
 /// up (e.g. while it waits for a stolen task), it returns at once: it must not spin on a
 /// flag that only its own suspended caller can set.
@@ -254,7 +265,7 @@ impl Plan {
             inputs,
             pool,
             threads,
-            spin: !options.no_spin,
+            spin: options.spin,
             const_elems,
         })
     }

@@ -1,8 +1,10 @@
 //! Saving: [`Model`] → protobuf bytes, and atomic writes to disk.
 //!
 //! Tensors are always written as little-endian `raw_data` (whatever encoding they were
-//! loaded from) and sparse initializers as dense initializers; everything else the IR or
-//! its `extras` hold is written back as loaded. See the crate README ("Round-trip").
+//! loaded from) and sparse initializers as dense initializers, except those named in
+//! `GraphExtras::sparse_initializers`, written as COO `sparse_initializer`; everything
+//! else the IR or its `extras` hold is written back as loaded. See the crate README
+//! ("Round-trip").
 
 use crate::ir::{Attribute, Dim, Graph, Model, Node, SparseTensor, Tensor, ValueInfo};
 use crate::{Error, Result};
@@ -222,10 +224,25 @@ fn graph_proto(g: &Graph) -> Result<GraphProto> {
         .iter()
         .map(|n| node_proto(n, g))
         .collect::<Result<_>>()?;
+    let sparse = |n: &String| g.extras.sparse_initializers.contains(n);
     p.initializer = g
         .initializers
         .iter()
+        .filter(|(n, _)| !sparse(n))
         .map(|(n, t)| tensor_proto(n, t))
+        .collect();
+    p.sparse_initializer = g
+        .initializers
+        .iter()
+        .filter(|(n, _)| sparse(n))
+        .map(|(n, t)| {
+            let mut s = sparse_proto(&SparseTensor::from_dense(t));
+            if let Some(v) = s.values.as_mut() {
+                // ONNX names a sparse initializer by its values tensor.
+                v.name = n.clone();
+            }
+            s
+        })
         .collect();
     p.input = g
         .inputs

@@ -58,3 +58,48 @@ fn from_reader_matches_from_bytes() {
     let b = Model::from_bytes(&bytes).expect("bytes");
     assert_eq!(a, b);
 }
+
+#[test]
+fn sparse_initializers_are_saved_as_coo_and_load_back_dense() {
+    use edgeml_onnx::{SparseTensor, Tensor};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits/mlp.onnx");
+    let mut m = Model::load(&path).expect("load");
+    let dense_len = m.to_bytes().expect("encode").len();
+    // Zero 90% of w1 (64x32 f32), then store it sparse.
+    let (_, w1) = m
+        .graph
+        .initializers
+        .iter_mut()
+        .find(|(n, _)| n == "w1")
+        .expect("w1");
+    let Tensor::F32(a) = w1 else {
+        panic!("w1 is f32")
+    };
+    for (i, v) in a.iter_mut().enumerate() {
+        if i % 10 != 0 {
+            *v = 0.0;
+        }
+    }
+    let sp = SparseTensor::from_dense(w1);
+    assert_eq!(sp.values.len(), 205);
+    assert_eq!(sp.size_bytes(), 205 * 12);
+    assert_eq!(sp.to_dense().expect("densify"), *w1);
+    let zeroed = m.to_bytes().expect("encode").len();
+    m.graph.extras.sparse_initializers.push("w1".into());
+    let bytes = m.to_bytes().expect("encode");
+    assert!(
+        bytes.len() + 64 * 32 * 4 - 205 * 12 - 64 <= zeroed,
+        "{} vs {zeroed}",
+        bytes.len()
+    );
+    assert!(bytes.len() < dense_len);
+    let back = Model::from_bytes(&bytes).expect("reload");
+    // Densified on load, in place of the dense one, after the other initializers.
+    assert_eq!(back.graph.initializer("w1"), m.graph.initializer("w1"));
+    assert!(back.graph.extras.sparse_initializers.is_empty());
+    assert_eq!(back.graph.initializers.len(), m.graph.initializers.len());
+    assert_eq!(
+        back.graph.initializers.last().map(|(n, _)| n.as_str()),
+        Some("w1")
+    );
+}

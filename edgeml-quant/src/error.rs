@@ -21,6 +21,21 @@ pub enum Error {
     /// A size would overflow or exceed a limit.
     #[error("limit exceeded: {0}")]
     Limit(String),
+    /// Quantization was asked to calibrate on no data at all.
+    #[error("the calibration set is empty: give at least one batch")]
+    EmptyCalibration,
+    /// The model or a requested mode is not supported; the message says what.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Planning or running the model failed (during calibration); `kind` is the
+    /// model error's own kind.
+    #[error("{message}")]
+    Model {
+        /// The kind of the underlying `edgeml-onnx` error.
+        kind: ErrorKind,
+        /// What went wrong, naming the node or value.
+        message: String,
+    },
 }
 
 impl Error {
@@ -32,6 +47,9 @@ impl Error {
             Error::NonFinite(_) => ErrorKind::NonFinite,
             Error::IsaUnavailable(_) => ErrorKind::Unsupported,
             Error::Limit(_) => ErrorKind::LimitExceeded,
+            Error::EmptyCalibration => ErrorKind::InvalidInput,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Model { kind, .. } => *kind,
         }
     }
 }

@@ -6,6 +6,12 @@ pub mod conv;
 mod error;
 pub mod gemm;
 pub mod kernels;
+pub mod math;
+pub mod observe;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+#[cfg(feature = "onnx")]
+pub mod quantize;
 #[doc(hidden)]
 pub mod reference;
 
@@ -17,3 +23,4 @@ pub use gemm::{
 };
 pub use kernels::Isa;
 pub use kernels::pack::QElem;
+pub use observe::{MinMax, Percentile};

@@ -108,8 +108,24 @@ fn check<TX: QElem, TW: QElem>(isa: Isa, c: &Case, conv: impl Fn(&[u8]) -> (Vec<
         dilations: c.d,
     };
     let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa).unwrap();
-    let Ok((oh, ow)) = pc.output_hw(c.h, c.w) else {
-        return;
+    // The one refusal expected: a dilated kernel larger than the padded input.
+    let span = |k: usize, d: usize| d * (k - 1) + 1;
+    let ph = c.h + c.pads[0] + c.pads[2];
+    let pw = c.w + c.pads[1] + c.pads[3];
+    let (oh, ow) = match pc.output_hw(c.h, c.w) {
+        Ok(hw) => hw,
+        Err(e) => {
+            assert!(
+                ph < span(c.k[0], c.d[0]) || pw < span(c.k[1], c.d[1]),
+                "{isa}: output_hw refused a kernel that fits: {e} {c:?}"
+            );
+            assert_eq!(
+                e.kind(),
+                edgeml_core::ErrorKind::ShapeMismatch,
+                "{isa}: {e}"
+            );
+            return;
+        }
     };
     let want = reference::conv_i32(x.view(), zx, wt.view(), &zw, &p);
     let opts = GemmOptions { threads: c.threads };

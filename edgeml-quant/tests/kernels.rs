@@ -1,12 +1,29 @@
 //! Every kernel path against the scalar twins of `edgeml_quant::reference`: random
 //! shapes (0, 1, primes, tails of every lane width), random zero points, extreme values;
-//! integers compared with `assert_eq!`. Paths the CPU lacks are skipped, so the same
-//! suite runs natively and under qemu (Cortex-A72 without dotprod, A76 with it).
+//! integers compared with `assert_eq!`. Paths the CPU lacks are skipped with a
+//! `SKIP:` line on stderr, so the same suite runs natively and under qemu (Cortex-A72
+//! without dotprod, A76 with it); `every_available_path_is_exercised` runs every
+//! available path once more and prints which ran and which were skipped (`.ci/run`
+//! shows its output).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use edgeml_quant::*;
 use ndarray::{Array2, Array4};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// Whether `isa` runs on this CPU; if not, says once per test that the test skips it.
+fn runs_here(isa: Isa, test: &'static str) -> bool {
+    static SAID: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    if isa.is_available() {
+        return true;
+    }
+    if SAID.lock().unwrap().insert(test) {
+        eprintln!("SKIP: {test} needs {isa}, this CPU lacks it");
+    }
+    false
+}
 
 /// Deterministic bytes; `mode` 0: uniform, 1: extremes {0,255} alternating by index,
 /// 2: mostly extremes.
@@ -53,6 +70,7 @@ fn worst_case(isa: Isa, m: usize, n: usize, k: usize) {
     for b in [b, b2] {
         let want = reference::gemm_i32(a.view(), 0u8, b.view(), &[0i8]);
         let pb = PackedB::with_isa(b.view(), ZeroPoints::PerTensor(0), isa).unwrap();
+        assert_eq!(pb.isa(), isa, "packed for another path");
         let mut out = Array2::zeros((m, n));
         gemm_u8i8(a.view(), 0, &pb, out.view_mut()).unwrap();
         assert_eq!(out, want, "{isa}");
@@ -180,12 +198,34 @@ fn check_conv(
         .into_iter()
         .map(|v| v as i8)
         .collect();
-    let Ok(pc) = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa) else {
-        return;
+    // Small positive parameters on an available path: packing must succeed.
+    let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa)
+        .unwrap_or_else(|e| panic!("{isa}: PackedConv of {p:?}, k {k}: {e}"));
+    assert_eq!(pc.isa(), isa, "packed for another path");
+    // The one refusal expected: a dilated kernel larger than the padded input (pads are
+    // top pd, left pd + 1, bottom pd, right pd).
+    let span = d * (k - 1) + 1;
+    let (ph, pw) = (h + 2 * pd, w + 2 * pd + 1);
+    let (oh, ow) = match pc.output_hw(h, w) {
+        Ok(hw) => hw,
+        Err(e) => {
+            assert!(
+                ph < span || pw < span,
+                "{isa}: output_hw({h}, {w}) refused a kernel that fits: {e}"
+            );
+            assert_eq!(
+                e.kind(),
+                edgeml_core::ErrorKind::ShapeMismatch,
+                "{isa}: {e}"
+            );
+            return;
+        }
     };
-    let Ok((oh, ow)) = pc.output_hw(h, w) else {
-        return;
-    };
+    assert_eq!(
+        (oh, ow),
+        ((ph - span) / s + 1, (pw - span) / s + 1),
+        "{isa}"
+    );
     let want = reference::conv_i32(x.view(), 9u8, wt.view(), &zw, &p);
     let mut y = Array4::zeros((1, co, oh, ow));
     conv_integer(x.view(), 9u8, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
@@ -218,7 +258,7 @@ macro_rules! kernel_props {
 
             #[test]
             fn worst_case_vpmaddubsw() {
-                if !$isa.is_available() {
+                if !runs_here($isa, concat!(stringify!($name), "::worst_case_vpmaddubsw")) {
                     return;
                 }
                 for &(m, n, k) in &[(1, 1, 2), (3, 17, 64), (9, 33, 1024), (2, 5, 4099)] {
@@ -231,28 +271,28 @@ macro_rules! kernel_props {
 
                 #[test]
                 fn gemm_u8i8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
-                    if $isa.is_available() {
+                    if runs_here($isa, concat!(stringify!($name), "::gemm_u8i8")) {
                         check_gemm($isa, (m, n, k), seed, mode, pc, 1, |v| v, |v| v as i8);
                     }
                 }
 
                 #[test]
                 fn gemm_i8i8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
-                    if $isa.is_available() {
+                    if runs_here($isa, concat!(stringify!($name), "::gemm_i8i8")) {
                         check_gemm($isa, (m, n, k), seed, mode, pc, 2, |v| v as i8, |v| v as i8);
                     }
                 }
 
                 #[test]
                 fn gemm_u8u8(m in shape(), n in shape(), k in shape(), seed: u64, mode in 0u8..3, pc: bool) {
-                    if $isa.is_available() {
+                    if runs_here($isa, concat!(stringify!($name), "::gemm_u8u8")) {
                         check_gemm($isa, (m, n, k), seed, mode, pc, 1, |v| v, |v| v);
                     }
                 }
 
                 #[test]
                 fn conv(c in prop_oneof![1usize..9, Just(4usize), Just(8), Just(12)], h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool) {
-                    if $isa.is_available() {
+                    if runs_here($isa, concat!(stringify!($name), "::conv")) {
                         check_conv($isa, dw, (c, h, w, k, s, pd, d), seed);
                     }
                 }
@@ -268,13 +308,26 @@ kernel_props!(avx512vnni, Isa::Avx512Vnni);
 kernel_props!(neon, Isa::Neon);
 kernel_props!(neon_dotprod, Isa::NeonDotprod);
 
+/// Runs fixed GEMM and convolution cases on every path this CPU has (each packed for
+/// exactly that path) and prints one line per path of this architecture: `RAN:` or
+/// `SKIP: ... this CPU lacks it`. `.ci/run` runs it with `--nocapture`.
 #[test]
 fn every_available_path_is_exercised() {
     let av = Isa::available();
-    eprintln!("kernel paths available here: {av:?}");
-    assert!(av.contains(&Isa::Scalar));
+    assert_eq!(av.last(), Some(&Isa::Scalar), "{av:?}");
+    assert_eq!(av.first(), Some(&Isa::best()), "{av:?}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let arch = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Scalar];
+        assert_eq!(
+            av.contains(&Isa::Avx2),
+            std::arch::is_x86_feature_detected!("avx2")
+        );
+        report(&arch);
+    }
     #[cfg(target_arch = "aarch64")]
     {
+        let arch = [Isa::NeonDotprod, Isa::Neon, Isa::Scalar];
         assert!(av.contains(&Isa::Neon));
         // The dotprod path is picked exactly when the CPU reports dotprod (so it is
         // skipped as a Cortex-A72 and runs as a Cortex-A76 under qemu).
@@ -282,5 +335,25 @@ fn every_available_path_is_exercised() {
             av.contains(&Isa::NeonDotprod),
             std::arch::is_aarch64_feature_detected!("dotprod")
         );
+        report(&arch);
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    report(&[Isa::Scalar]);
+}
+
+fn report(arch: &[Isa]) {
+    for &isa in arch {
+        if !isa.is_available() {
+            println!("SKIP: int8 kernel tests on {isa}: need {isa}, this CPU lacks it");
+            continue;
+        }
+        worst_case(isa, 3, 17, 64);
+        check_gemm(isa, (5, 33, 70), 11, 1, true, 2, |v| v, |v| v as i8);
+        check_gemm(isa, (4, 9, 13), 12, 0, false, 1, |v| v as i8, |v| v);
+        for dw in [false, true] {
+            check_conv(isa, dw, (8, 9, 7, 3, 1, 1, 1), 13);
+            check_conv(isa, dw, (5, 6, 11, 2, 2, 0, 2), 14);
+        }
+        println!("RAN: int8 kernel tests on {isa}");
     }
 }

@@ -1,6 +1,15 @@
-//! Quickstart: load the bundled digits CNN, print what `edgeml inspect` prints, round-trip
-//! it through an atomic save/load, then plan it once, classify the held-out split and
-//! report accuracy and latency.
+//! Quickstart: the bundled digits CNN through every step edgeml has today, ending in one
+//! table of size, accuracy and latency per step:
+//!
+//! 1. load it, print what `edgeml inspect` prints, round-trip it through an atomic
+//!    save/load, and run it in float;
+//! 2. quantize it with edgeml (static QDQ, calibrated on 100 images) and run it on the
+//!    INT8 kernels, beside the same model quantized by onnxruntime's `quantize_static`
+//!    (`scripts/make_qmodel_fixtures.py`, same calibration images);
+//! 3. prune it (global magnitude, 50%, one-shot, sparse storage);
+//! 4. distill it into a small MLP student (Hinton KD on the training split);
+//! 5. watch the deployed INT8 model for drift: a KS test on its confidences, first on
+//!    a clean stream, then on a shifted one (the same images, brighter and noisier).
 //!
 //! ```text
 //! cargo run --release -p edgeml-examples --example quickstart
@@ -10,6 +19,7 @@
 //! 8×8 images, 10 classes; a small CNN trained with numpy and exported to ONNX).
 
 use anyhow::{Context, ensure};
+use edgeml::drift::stats::{Method, ks_2samp};
 use edgeml::onnx::{Model, Plan, PlanOptions, Tensor};
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
@@ -51,23 +61,247 @@ fn main() -> anyhow::Result<()> {
 
     let x: ArrayD<f32> = read_npy(dir.join("x_test.npy"))?;
     let y: ArrayD<i64> = read_npy(dir.join("y_test.npy"))?;
-    let n = x.shape()[0];
+    let mut rows = Vec::new();
+    let float = evaluate(&plan, &x, &y)?;
+    rows.push(Row::new(
+        "float (f32)",
+        file_len(&dir.join("cnn.onnx"))?,
+        &float,
+    ));
 
-    // The whole split as one batch.
-    let t = Instant::now();
+    let tmp = std::env::temp_dir().join(format!("edgeml-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+
+    // Quantize with edgeml: static QDQ (u8 activations, i8 per-channel weights, as the
+    // onnxruntime file below), calibrated on the first 100 images in batches of 10, then run with the QDQ groups fused onto the exact INT8 kernels.
+    let batches: Vec<ArrayD<f32>> = (0..10)
+        .map(|b| {
+            x.slice_axis(Axis(0), (b * 10..b * 10 + 10).into())
+                .to_owned()
+        })
+        .collect();
+    let config = edgeml::quant::quantize::Config {
+        per_channel: true,
+        ..Default::default()
+    };
+    let (quantized, qreport) = edgeml::quant::quantize::quantize_static(&model, &batches, &config)?;
+    println!(
+        "edgeml quantize: {} nodes quantized, {} left in float",
+        qreport.quantized.len(),
+        qreport.float_nodes.len()
+    );
+    let qpath = tmp.join("cnn_int8.onnx");
+    quantized.save(&qpath)?;
+    let (qplan, int8) = run_int8(&qpath, &x, &y)?;
+    let qbytes = file_len(&qpath)?;
+    rows.push(Row::new(
+        "INT8, edgeml quantize (static QDQ)",
+        qbytes,
+        &int8,
+    ));
+    let ort_path = dir.join("../qmodels/cnn_qdq_u8s8_per_channel/model.onnx");
+    let (_, ort_int8) = run_int8(&ort_path, &x, &y)?;
+    rows.push(Row::new(
+        "INT8, onnxruntime quantize_static (same data)",
+        file_len(&ort_path)?,
+        &ort_int8,
+    ));
+
+    // Prune: global magnitude pruning of half the weights, one-shot, stored sparse.
+    let mut pruned = model.clone();
+    let preport = edgeml::prune::prune_model(
+        &mut pruned,
+        &edgeml::prune::PruneConfig {
+            sparsity: 0.5,
+            scope: edgeml::prune::Scope::Global,
+            sparse_storage: true,
+            ..Default::default()
+        },
+    )?;
+    let ppath = tmp.join("cnn_pruned.onnx");
+    pruned.save(&ppath)?;
+    let pplan = Plan::new(&Model::load(&ppath)?, PlanOptions::with_threads(1))?;
+    let pruned_eval = evaluate(&pplan, &x, &y)?;
+    println!("edgeml prune: {} layers pruned", preport.layers.len());
+    rows.push(Row::new(
+        "pruned 50% (global magnitude, one-shot)",
+        file_len(&ppath)?,
+        &pruned_eval,
+    ));
+
+    // Distill: the CNN teaches an MLP student (64-16-10) on the training split.
+    let spath = tmp.join("student.onnx");
+    distill_student(&dir, &dir.join("cnn.onnx"), &spath)?;
+    let splan = Plan::new(&Model::load(&spath)?, PlanOptions::with_threads(1))?;
+    let student = evaluate(&splan, &x, &y)?;
+    rows.push(Row::new(
+        "distilled MLP student (64-16-10, KD T = 4)",
+        file_len(&spath)?,
+        &student,
+    ));
+    std::fs::remove_dir_all(&tmp)?;
+
+    // Drift: confidences of the deployed model on a reference window against a live
+    // window; clean live data first, then a shifted stream.
+    let half = x.shape()[0] / 2;
+    let reference = &int8.confidence[..half];
+    let clean = ks_2samp(reference, &int8.confidence[half..], Method::Auto)?;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let shifted_x = x.mapv(|v| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (v * 0.6 + 0.35 + ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3).clamp(0.0, 1.0)
+    });
+    let shifted = evaluate(&qplan, &shifted_x, &y)?;
+    let drift = ks_2samp(reference, &shifted.confidence[half..], Method::Auto)?;
+    println!(
+        "drift check (KS on INT8 confidences, {half} vs {} images): clean stream p = {:.3}, \
+         shifted stream p = {:.2e} -> {}",
+        x.shape()[0] - half,
+        clean.pvalue,
+        drift.pvalue,
+        if drift.pvalue < 0.01 && clean.pvalue >= 0.01 {
+            "drift flagged on the shifted stream only"
+        } else {
+            "UNEXPECTED"
+        }
+    );
+    ensure!(
+        drift.pvalue < 0.01 && clean.pvalue >= 0.01,
+        "the drift check should flag the shifted stream and only it"
+    );
+    rows.push(Row::new("INT8 on the shifted stream", qbytes, &shifted));
+
+    println!();
+    println!(
+        "| step | file size | accuracy ({} images) | single-image latency (median, 1 thread) |",
+        x.shape()[0]
+    );
+    println!("|---|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} KiB | {:.2}% | {:.1?} |",
+            r.name,
+            r.bytes as f64 / 1024.0,
+            100.0 * r.accuracy,
+            r.latency
+        );
+    }
+    ensure!(
+        int8.accuracy >= float.accuracy - 0.01 && ort_int8.accuracy > 0.9,
+        "INT8 accuracy {:.4} fell more than a point below float {:.4}",
+        int8.accuracy,
+        float.accuracy
+    );
+    Ok(())
+}
+
+/// Plans `path` for INT8 execution (QDQ groups fused) and evaluates it.
+fn run_int8(
+    path: &std::path::Path,
+    x: &ArrayD<f32>,
+    y: &ArrayD<i64>,
+) -> anyhow::Result<(Plan, Eval)> {
+    let mut m = Model::load(path)?;
+    let (registry, fused) = edgeml::quant::onnx::prepare(&mut m);
+    println!(
+        "{}: {fused}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    );
+    let plan = Plan::with_registry(&m, PlanOptions::with_threads(1), &registry)?;
+    let e = evaluate(&plan, x, y)?;
+    Ok((plan, e))
+}
+
+/// Trains a 64-16-10 MLP student on the teacher's soft targets (Hinton KD, T = 4) over
+/// the training split and writes it to `out`.
+fn distill_student(
+    dir: &std::path::Path,
+    teacher: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use edgeml::distill::{
+        Kd, KdConfig, Mlp, Optimizer, Teacher, TeacherOptions, TrainConfig, TrainData, train,
+    };
+    let x_u8: ArrayD<u8> = read_npy(dir.join("x_train_u8.npy"))?;
+    let x_train = x_u8.mapv(|v| f32::from(v) / 16.0);
+    let y_train: ndarray::Array1<i64> = read_npy(dir.join("y_train.npy"))?;
+    let y_train = y_train.to_vec();
+    let soft = Teacher::load(teacher, TeacherOptions::default())?.predict(x_train.view())?;
+    let x2 = x_train.to_shape((x_train.shape()[0], 64))?.to_owned();
+    let data = TrainData {
+        x: x2.view(),
+        labels: Some(&y_train),
+        teacher: Some(soft.values.view()),
+    };
+    let kd = Kd::new(KdConfig {
+        temperature: 4.0,
+        soft_weight: 0.9,
+        hard_weight: 0.1,
+        teacher: soft.kind,
+        ..KdConfig::default()
+    });
+    let mut mlp = Mlp::new(&[1, 8, 8], &[16], 10, 7)?;
+    let cfg = TrainConfig {
+        epochs: 300,
+        batch_size: 32,
+        optimizer: Optimizer::adam_with_lr(3e-3),
+        patience: Some(50),
+        seed: 7,
+        ..TrainConfig::default()
+    };
+    train(&mut mlp, &kd, &data, &cfg, &mut |_| {})?;
+    mlp.save_onnx(out)?;
+    Ok(())
+}
+
+/// One row of the final table.
+struct Row {
+    name: &'static str,
+    bytes: u64,
+    accuracy: f64,
+    latency: Duration,
+}
+
+impl Row {
+    fn new(name: &'static str, bytes: u64, e: &Eval) -> Self {
+        Row {
+            name,
+            bytes,
+            accuracy: e.accuracy,
+            latency: e.latency,
+        }
+    }
+}
+
+fn file_len(p: &std::path::Path) -> anyhow::Result<u64> {
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("{}", p.display()))?
+        .len())
+}
+
+/// Accuracy, per-image confidences (highest probability) and median single-image
+/// latency of `plan` on `x`.
+struct Eval {
+    accuracy: f64,
+    confidence: Vec<f64>,
+    latency: Duration,
+}
+
+fn evaluate(plan: &Plan, x: &ArrayD<f32>, y: &ArrayD<i64>) -> anyhow::Result<Eval> {
+    let n = x.shape()[0];
     let out = plan.run(&[("x", Tensor::F32(x.clone()))])?;
-    let batch_time = t.elapsed();
     let probs = out[0].1.as_f32().context("probs are f32")?;
     let correct = probs
         .outer_iter()
         .zip(y.iter())
         .filter(|(p, label)| argmax(p.view()) as i64 == **label)
         .count();
-    println!(
-        "accuracy: {:.2}% ({correct}/{n}); batch of {n} in {batch_time:.2?}",
-        100.0 * correct as f64 / n as f64
-    );
-
+    let confidence = probs
+        .outer_iter()
+        .map(|p| f64::from(p.iter().fold(0.0f32, |a, &b| a.max(b))))
+        .collect();
     // One image at a time, as a device would see them.
     let mut times: Vec<Duration> = Vec::with_capacity(n);
     for i in 0..n {
@@ -77,10 +311,9 @@ fn main() -> anyhow::Result<()> {
         times.push(t.elapsed());
     }
     times.sort();
-    println!(
-        "single-image latency: median {:.1?}, p90 {:.1?}",
-        times[n / 2],
-        times[n * 9 / 10]
-    );
-    Ok(())
+    Ok(Eval {
+        accuracy: correct as f64 / n as f64,
+        confidence,
+        latency: times[n / 2],
+    })
 }

@@ -1,7 +1,5 @@
 //! ADWIN (Bifet & Gavaldà 2007) with river's exact arithmetic.
 
-use edgeml_core::DriftDetector;
-
 /// Largest batch of queued variance increments.
 const PENDING_MAX: usize = 64;
 
@@ -158,11 +156,6 @@ impl Adwin {
         }
     }
 
-    /// Number of ignored non-finite observations.
-    pub fn nonfinite(&self) -> u64 {
-        self.nonfinite
-    }
-
     fn insert(&mut self, value: f64) {
         self.rows[0].push(value, 0.0);
         self.width += 1.0;
@@ -308,24 +301,12 @@ impl Adwin {
     }
 }
 
-impl DriftDetector for Adwin {
-    fn update(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.nonfinite += 1;
-            return;
-        }
-        if self.drift {
-            let nf = self.nonfinite;
-            self.reset();
-            self.nonfinite = nf;
-        }
+super::common_impl!(Adwin);
+
+impl Adwin {
+    /// One finite observation, after the shared non-finite and reset handling.
+    fn step(&mut self, x: f64) {
         self.insert(x);
         self.drift = self.detect();
-    }
-    fn drift_detected(&self) -> bool {
-        self.drift
-    }
-    fn reset(&mut self) {
-        *self = Self::new(self.cfg);
     }
 }

@@ -5,39 +5,12 @@
 //! average whatever value they get, as river.
 
 use super::RunningMean;
-use edgeml_core::DriftDetector;
 
-macro_rules! common_impl {
+/// The shared detector impl plus `Default` (every binary detector has a default
+/// configuration).
+macro_rules! binary_impl {
     ($t:ty) => {
-        impl $t {
-            /// Number of ignored non-finite observations.
-            pub fn nonfinite(&self) -> u64 {
-                self.nonfinite
-            }
-        }
-        impl DriftDetector for $t {
-            fn update(&mut self, x: f64) {
-                if !x.is_finite() {
-                    self.nonfinite += 1;
-                    return;
-                }
-                if self.drift {
-                    let nf = self.nonfinite;
-                    self.reset();
-                    self.nonfinite = nf;
-                }
-                self.step(x);
-            }
-            fn drift_detected(&self) -> bool {
-                self.drift
-            }
-            fn warning_detected(&self) -> bool {
-                self.warning
-            }
-            fn reset(&mut self) {
-                *self = Self::new(self.cfg);
-            }
-        }
+        super::common_impl!($t, warning);
         impl Default for $t {
             fn default() -> Self {
                 Self::new(Default::default())
@@ -113,7 +86,7 @@ impl Ddm {
         }
     }
 }
-common_impl!(Ddm);
+binary_impl!(Ddm);
 
 /// Configuration of [`Eddm`]; defaults are river's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -198,7 +171,7 @@ impl Eddm {
         }
     }
 }
-common_impl!(Eddm);
+binary_impl!(Eddm);
 
 /// Configuration of [`HddmA`]; defaults are river's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -292,7 +265,7 @@ impl HddmA {
         }
     }
 }
-common_impl!(HddmA);
+binary_impl!(HddmA);
 
 /// Configuration of [`HddmW`]; defaults are river's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -428,4 +401,4 @@ impl HddmW {
         }
     }
 }
-common_impl!(HddmW);
+binary_impl!(HddmW);

@@ -77,24 +77,13 @@ impl Cusum {
     pub fn sums(&self) -> (f64, f64) {
         (self.s_hi, self.s_lo)
     }
-
-    /// Number of ignored non-finite observations.
-    pub fn nonfinite(&self) -> u64 {
-        self.nonfinite
-    }
 }
 
-impl DriftDetector for Cusum {
-    fn update(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.nonfinite += 1;
-            return;
-        }
-        if self.drift {
-            let nf = self.nonfinite;
-            self.reset();
-            self.nonfinite = nf;
-        }
+super::common_impl!(Cusum, warning);
+
+impl Cusum {
+    /// One finite observation, after the shared non-finite and reset handling.
+    fn step(&mut self, x: f64) {
         self.n += 1;
         if self.n <= self.cfg.warm_up {
             let d = x - self.mean;
@@ -123,15 +112,6 @@ impl DriftDetector for Cusum {
         let h = self.cfg.threshold * self.sd;
         self.drift = self.s_hi > h || self.s_lo > h;
         self.warning = !self.drift && (self.s_hi > h / 2.0 || self.s_lo > h / 2.0);
-    }
-    fn drift_detected(&self) -> bool {
-        self.drift
-    }
-    fn warning_detected(&self) -> bool {
-        self.warning
-    }
-    fn reset(&mut self) {
-        *self = Self::new(self.cfg);
     }
 }
 

@@ -2,7 +2,6 @@
 
 use super::mt::PyRandom;
 use crate::stats::{Method, ks_2samp};
-use edgeml_core::DriftDetector;
 use std::collections::VecDeque;
 
 /// Configuration of [`Kswin`]; defaults are river's except that a seed is required
@@ -78,24 +77,13 @@ impl Kswin {
     pub fn p_value(&self) -> f64 {
         self.p_value
     }
-
-    /// Number of ignored non-finite observations.
-    pub fn nonfinite(&self) -> u64 {
-        self.nonfinite
-    }
 }
 
-impl DriftDetector for Kswin {
-    fn update(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.nonfinite += 1;
-            return;
-        }
-        if self.drift {
-            let nf = self.nonfinite;
-            self.reset();
-            self.nonfinite = nf;
-        }
+super::common_impl!(Kswin);
+
+impl Kswin {
+    /// One finite observation, after the shared non-finite and reset handling.
+    fn step(&mut self, x: f64) {
         if self.window.len() == self.cfg.window_size {
             self.window.pop_front();
         }
@@ -117,11 +105,5 @@ impl DriftDetector for Kswin {
                 }
             }
         }
-    }
-    fn drift_detected(&self) -> bool {
-        self.drift
-    }
-    fn reset(&mut self) {
-        *self = Self::new(self.cfg);
     }
 }

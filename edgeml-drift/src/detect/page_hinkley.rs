@@ -1,7 +1,6 @@
 //! Page–Hinkley test, as river's `drift.PageHinkley`.
 
 use super::RunningMean;
-use edgeml_core::DriftDetector;
 
 /// Which direction of change [`PageHinkley`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -74,24 +73,13 @@ impl PageHinkley {
             nonfinite: 0,
         }
     }
-
-    /// Number of ignored non-finite observations.
-    pub fn nonfinite(&self) -> u64 {
-        self.nonfinite
-    }
 }
 
-impl DriftDetector for PageHinkley {
-    fn update(&mut self, x: f64) {
-        if !x.is_finite() {
-            self.nonfinite += 1;
-            return;
-        }
-        if self.drift {
-            let nf = self.nonfinite;
-            self.reset();
-            self.nonfinite = nf;
-        }
+super::common_impl!(PageHinkley);
+
+impl PageHinkley {
+    /// One finite observation, after the shared non-finite and reset handling.
+    fn step(&mut self, x: f64) {
         self.mean.update(x);
         let dev = x - self.mean.mean;
         self.sum_inc = self.cfg.alpha * self.sum_inc + dev - self.cfg.delta;
@@ -111,11 +99,5 @@ impl DriftDetector for PageHinkley {
                 PhMode::Both => ti > self.cfg.threshold || td > self.cfg.threshold,
             };
         }
-    }
-    fn drift_detected(&self) -> bool {
-        self.drift
-    }
-    fn reset(&mut self) {
-        *self = Self::new(self.cfg);
     }
 }

@@ -19,6 +19,12 @@ pub struct GraphExtras {
     /// (`overload`, `metadata_props`, attribute doc strings), keyed by the node's first
     /// output name.
     pub node_extras: Vec<(String, Vec<u8>)>,
+    /// Names of initializers that saving writes as `sparse_initializer` (COO: the
+    /// non-zero values and their linear `int64` indices, see
+    /// [`SparseTensor::from_dense`](super::SparseTensor::from_dense)) instead of dense
+    /// `initializer`s. The IR keeps them dense; loading leaves this empty (sparse
+    /// initializers are densified on load). Names with no initializer are ignored.
+    pub sparse_initializers: Vec<String>,
 }
 
 impl GraphExtras {

@@ -2,7 +2,7 @@
 
 use super::Tensor;
 use crate::{Error, Result};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, ArrayD, IxDyn};
 
 /// A sparse tensor in COO form, as ONNX's `SparseTensorProto`.
 ///
@@ -35,7 +35,50 @@ fn scatter<T: Clone + Default>(
         .map_err(|e| Error::InvalidModel(format!("sparse tensor dims {dims:?}: {e}")))
 }
 
+/// The non-zero elements of `a` (`v != T::default()`) and their linear indices.
+fn gather<T: Clone + Default + PartialEq>(a: &ArrayD<T>) -> (Vec<i64>, ArrayD<T>) {
+    let zero = T::default();
+    let (mut idx, mut vals) = (Vec::new(), Vec::new());
+    for (i, v) in a.iter().enumerate() {
+        if *v != zero {
+            // i < a.len() <= isize::MAX, so it fits an i64.
+            idx.push(i as i64);
+            vals.push(v.clone());
+        }
+    }
+    (idx, Array1::from(vals).into_dyn())
+}
+
 impl SparseTensor {
+    /// The COO form of a dense tensor: its non-zero elements in row-major order with 1-D
+    /// linear indices (`[nnz]`), as ONNX's `SparseTensorProto` allows. Zeros of either
+    /// sign are dropped, so a `-0.0` comes back as `0.0` from
+    /// [`SparseTensor::to_dense`]; every other value comes back bit for bit.
+    pub fn from_dense(t: &Tensor) -> SparseTensor {
+        macro_rules! coo {
+            ($($v:ident),*) => {
+                match t {
+                    $(Tensor::$v(a) => {
+                        let (i, v) = gather(a);
+                        (i, Tensor::$v(v))
+                    })*
+                }
+            };
+        }
+        let (idx, values) = coo!(F32, F16, BF16, F64, I8, U8, I16, U16, I32, I64, Bool);
+        SparseTensor {
+            dims: t.shape().to_vec(),
+            indices: Array1::from(idx).into_dyn(),
+            values,
+        }
+    }
+
+    /// Bytes of the COO payload: `nnz` values plus `nnz` 8-byte indices per index
+    /// column (what [`SparseTensor::from_dense`] writes takes one column).
+    pub fn size_bytes(&self) -> usize {
+        self.values.size_bytes() + self.indices.len() * 8
+    }
+
     /// Number of elements of the dense tensor, or `None` on overflow.
     pub fn dense_len(&self) -> Option<usize> {
         self.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))

@@ -205,3 +205,31 @@ fn parallelism_only_inside_a_multi_thread_pool() {
         .unwrap();
     assert!(!one.install(in_parallel_pool));
 }
+
+/// Runs a fixed GEMM on every float path this CPU has and prints one line per path of
+/// this architecture: `RAN:` or `SKIP: ... this CPU lacks it` (the proptests above loop
+/// over the available paths only). `.ci/run` runs it with `--nocapture`.
+#[test]
+fn every_available_float_path_is_exercised() {
+    let arch: &[Isa] = if cfg!(target_arch = "x86_64") {
+        &[Isa::Avx512, Isa::Avx2, Isa::Scalar]
+    } else if cfg!(target_arch = "aarch64") {
+        &[Isa::Neon, Isa::Scalar]
+    } else {
+        &[Isa::Scalar]
+    };
+    let av = available_isas();
+    assert_eq!(av.first(), Some(&Isa::Scalar), "{av:?}");
+    for &isa in arch {
+        if !av.contains(&isa) {
+            println!(
+                "SKIP: float kernel tests on {}: need it, this CPU lacks it",
+                isa.name()
+            );
+            continue;
+        }
+        check(isa, 13, 31, 257, false, true, -0.5, 0.25, true, 7);
+        check(isa, 7, 1, 300, true, false, 1.0, 0.0, false, 8);
+        println!("RAN: float kernel tests on {}", isa.name());
+    }
+}

@@ -257,9 +257,11 @@ fn auto_pad(node: &Node) -> Result<AutoPad> {
     }
 }
 
-/// Spatial window attributes shared by Conv and the pools.
+/// Spatial window attributes (`strides`, `dilations`, `pads`, `auto_pad`, `ceil_mode`)
+/// shared by Conv, the pools and the quantized convolutions of `edgeml-quant`
+/// (`QLinearConv`, `ConvInteger`), so every operator reads them the same way.
 #[derive(Debug, Clone)]
-struct Window {
+pub struct Window {
     kernel: Vec<usize>,
     strides: Vec<usize>,
     dilations: Vec<usize>,
@@ -271,7 +273,11 @@ struct Window {
 
 impl Window {
     /// Reads the attributes; `kernel` comes from the attribute or the caller.
-    fn from_node(node: &Node, kernel: Vec<usize>) -> Result<Self> {
+    ///
+    /// # Errors
+    /// Attributes of the wrong type or length, zero kernel extents, strides or
+    /// dilations, or an unknown `auto_pad`.
+    pub fn from_node(node: &Node, kernel: Vec<usize>) -> Result<Self> {
         let k = kernel.len();
         let get = |name: &str, default: usize, len: usize| -> Result<Vec<usize>> {
             match attr_ints(node, name)? {
@@ -300,9 +306,45 @@ impl Window {
         Ok(w)
     }
 
+    /// The kernel extents.
+    pub fn kernel(&self) -> &[usize] {
+        &self.kernel
+    }
+
+    /// The strides, one per spatial axis.
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// The dilations, one per spatial axis.
+    pub fn dilations(&self) -> &[usize] {
+        &self.dilations
+    }
+
+    /// Output extents, begin pads and end pads for the input extents `input`, with
+    /// `auto_pad` resolved; the end pads are the ones the output extents use (padding
+    /// beyond the last window is never read).
+    ///
+    /// # Errors
+    /// As [`Window::geometry`].
+    pub fn resolve(&self, node: &Node, input: &[usize]) -> Result<[Vec<usize>; 3]> {
+        let (out, begin) = self.geometry(node, input)?;
+        let end = (0..out.len())
+            .map(|i| {
+                let eff = (self.kernel[i] - 1) * self.dilations[i] + 1;
+                ((out[i].max(1) - 1) * self.strides[i] + eff).saturating_sub(input[i] + begin[i])
+            })
+            .collect();
+        Ok([out, begin, end])
+    }
+
     /// Output extents and begin pads for the input extents `input`.
+    ///
+    /// # Errors
+    /// A rank that differs from the kernel's, a window larger than the padded input, or
+    /// an overflowing kernel extent.
     #[allow(clippy::needless_range_loop)] // walks five parallel per-axis lists
-    fn geometry(&self, node: &Node, input: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
+    pub fn geometry(&self, node: &Node, input: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
         let k = self.kernel.len();
         if input.len() != k {
             return Err(shape_err(

@@ -163,7 +163,7 @@ impl_int!(i64);
 #[doc(hidden)]
 macro_rules! with_num {
     ($dt:expr, $T:ident => $body:expr) => {{
-        use edgeml_core::DType as __D;
+        use $crate::__core::DType as __D;
         match $dt {
             __D::F32 => {
                 type $T = f32;

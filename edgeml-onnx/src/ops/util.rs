@@ -66,7 +66,7 @@ impl_elem!(bool, Bool, Bool, |x: bool| x as u8 as f64, |v: f64| v
 #[doc(hidden)]
 macro_rules! with_dtype {
     ($dt:expr, $T:ident => $body:expr) => {{
-        use edgeml_core::DType as __D;
+        use $crate::__core::DType as __D;
         match $dt {
             __D::F32 => {
                 type $T = f32;
@@ -77,11 +77,11 @@ macro_rules! with_dtype {
                 $body
             }
             __D::F16 => {
-                type $T = edgeml_core::f16;
+                type $T = $crate::__core::f16;
                 $body
             }
             __D::BF16 => {
-                type $T = edgeml_core::bf16;
+                type $T = $crate::__core::bf16;
                 $body
             }
             __D::I8 => {

@@ -41,6 +41,9 @@ pub(crate) struct DwQuant {
 /// Scratch reused across channels (allocated once per call).
 pub(crate) struct DwScratch {
     plane: Vec<i16>,
+    /// The padded plane split into even and odd columns (stride-2 rows read them
+    /// contiguously): row `r`, phase `p` starts at `(2r + p) · ⌈wp/2⌉`.
+    phase: Vec<i16>,
     acc: Vec<i32>,
 }
 
@@ -48,8 +51,10 @@ impl DwScratch {
     pub(crate) fn new(g: &DwGeom) -> Self {
         let hp = g.h + g.pads[0] + g.pads[2];
         let wp = g.w + g.pads[1] + g.pads[3];
+        let phased = g.strides[1] == 2 && g.dilations[1] == 1;
         DwScratch {
-            plane: vec![0; hp * wp],
+            plane: vec![0; if phased { 0 } else { hp * wp }],
+            phase: vec![0; if phased { hp * 2 * wp.div_ceil(2) } else { 0 }],
             acc: vec![0; g.ow],
         }
     }
@@ -88,21 +93,81 @@ fn channel_k<const K: usize>(
     out: &mut DwOut<'_>,
 ) {
     let wp = g.w + g.pads[1] + g.pads[3];
-    s.plane.fill(0);
-    for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
-        let dst = &mut s.plane[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
-        for (d, &v) in dst.iter_mut().zip(row) {
-            *d = i16::from(v) - xsub;
-        }
-    }
     let [sh, sw] = g.strides;
     let [dh, dw] = g.dilations;
     let (kh, kw) = if K > 0 { (K, K) } else { (g.kh, g.kw) };
+    let wh = wp.div_ceil(2);
+    let phased = sw == 2 && dw == 1 && !s.phase.is_empty();
+    if phased {
+        // Padded column pj = j + left pad goes to entry pj/2 of phase pj mod 2.
+        s.phase.fill(0);
+        let p0 = g.pads[1];
+        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+            let r = i + g.pads[0];
+            let (even, odd) = s.phase[2 * r * wh..(2 * r + 2) * wh].split_at_mut(wh);
+            // Pairs (padded even, padded odd) de-interleave in one pass.
+            let j0 = p0 & 1; // first input column whose padded column is even
+            if j0 == 1 {
+                odd[p0 / 2] = i16::from(row[0]) - xsub;
+            }
+            // j0 + p0 is even, so a pair's even and odd entries share one index.
+            let e0 = (j0 + p0) / 2;
+            let pairs = row[j0.min(row.len())..].chunks_exact(2);
+            let rest = pairs.remainder();
+            let n = pairs.len();
+            for ((e, o), p) in even[e0..e0 + n]
+                .iter_mut()
+                .zip(&mut odd[e0..e0 + n])
+                .zip(pairs)
+            {
+                *e = i16::from(p[0]) - xsub;
+                *o = i16::from(p[1]) - xsub;
+            }
+            if let [v] = rest {
+                even[e0 + n] = i16::from(*v) - xsub;
+            }
+        }
+    } else {
+        s.plane.fill(0);
+        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+            let dst = &mut s.plane[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = i16::from(v) - xsub;
+            }
+        }
+    }
+    // Register-blocked loops: N outputs stay in one vector over all taps; `$off` gives
+    // where the N inputs of tap (ky, kx) for outputs ox.. start in `$buf`.
+    macro_rules! blocked {
+        ($n:expr, $buf:expr, $acc:expr, $ox:expr, $off:expr) => {
+            while $ox + $n <= g.ow {
+                let mut a = [0i32; $n];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = wt[ky * kw + kx];
+                        let src = &$buf[$off(ky, kx, $ox)..][..$n];
+                        for (a, &v) in a.iter_mut().zip(src) {
+                            *a = a.wrapping_add(i32::from(v) * wv);
+                        }
+                    }
+                }
+                $acc[$ox..$ox + $n].copy_from_slice(&a);
+                $ox += $n;
+            }
+        };
+    }
     for oy in 0..g.oh {
         let acc = &mut s.acc[..g.ow];
         let mut ox = 0;
-        if sw == 1 {
-            // Register-blocked: 16 outputs stay in one vector over all taps.
+        if phased {
+            // Stride 2: tap kx of output ox reads column 2·ox + kx, i.e. entry
+            // ox + kx/2 of phase kx mod 2, so N outputs are N consecutive entries.
+            let off = |ky: usize, kx: usize, ox: usize| {
+                (2 * (oy * sh + ky * dh) + (kx & 1)) * wh + (kx >> 1) + ox
+            };
+            blocked!(CH, s.phase, acc, ox, off);
+            blocked!(CH / 2, s.phase, acc, ox, off);
+        } else if sw == 1 {
             while ox + CH <= g.ow {
                 let mut a = [0i32; CH];
                 for ky in 0..kh {
@@ -118,13 +183,20 @@ fn channel_k<const K: usize>(
                 acc[ox..ox + CH].copy_from_slice(&a);
                 ox += CH;
             }
+            let off = |ky: usize, kx: usize, ox: usize| (oy * sh + ky * dh) * wp + kx * dw + ox;
+            blocked!(CH / 2, s.plane, acc, ox, off);
         }
         for (o, a) in acc.iter_mut().enumerate().skip(ox) {
             let mut t = 0i32;
             for ky in 0..kh {
-                let prow = &s.plane[(oy * sh + ky * dh) * wp..][..wp];
+                let r = oy * sh + ky * dh;
                 for kx in 0..kw {
-                    t = t.wrapping_add(i32::from(prow[kx * dw + o * sw]) * wt[ky * kw + kx]);
+                    let v = if phased {
+                        s.phase[(2 * r + (kx & 1)) * wh + (kx >> 1) + o]
+                    } else {
+                        s.plane[r * wp + kx * dw + o * sw]
+                    };
+                    t = t.wrapping_add(i32::from(v) * wt[ky * kw + kx]);
                 }
             }
             *a = t;

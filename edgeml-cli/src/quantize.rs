@@ -1,0 +1,229 @@
+//! `edgeml quantize`: post-training static quantization of an ONNX model to QDQ INT8.
+
+use anyhow::{Context, bail};
+use edgeml_onnx::Model;
+use edgeml_quant::quantize::{
+    Config, Method, Report, quantize_static_with_progress, quantize_weight_only,
+};
+use ndarray::{ArrayD, Axis};
+use ndarray_npy::read_npy;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Calibration methods.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum MethodArg {
+    /// Minimum and maximum seen (onnxruntime's default).
+    Minmax,
+    /// 99.999th percentile of |x| from a 2048-bin histogram (onnxruntime's percentile).
+    Percentile,
+}
+
+/// Quantization modes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Activations quantized with ranges calibrated on `--calibration` data.
+    Static,
+    /// Weights only (int8 behind DequantizeLinear); float compute, no calibration.
+    WeightOnly,
+}
+
+/// Arguments of `edgeml quantize`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The float ONNX model.
+    model: PathBuf,
+    /// Where to write the quantized model (written atomically).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Quantization mode.
+    #[arg(long, value_enum, default_value = "static")]
+    mode: Mode,
+    /// Quantize weights per output channel (default: per tensor).
+    #[arg(long)]
+    per_channel: bool,
+    /// Calibration data: one f32 `.npy` holding samples along axis 0, or a directory of
+    /// `.npy` files, each one batch of the model's single input.
+    /// Required by `--mode static`.
+    #[arg(long, value_name = "PATH")]
+    calibration: Option<PathBuf>,
+    /// Samples per calibration batch when `--calibration` is a single `.npy`.
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// Calibration method.
+    #[arg(long, value_enum, default_value = "minmax")]
+    method: MethodArg,
+    /// Node names or operator types to keep in float (repeatable).
+    #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
+    exclude: Vec<String>,
+    /// Write a JSON report (quantized and float nodes, activation ranges) here.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+}
+
+fn read_f32(path: &Path) -> anyhow::Result<ArrayD<f32>> {
+    read_npy(path).with_context(|| format!("{}: not a C-order f32 .npy", path.display()))
+}
+
+/// The calibration batches named by `path`.
+fn load_calibration(path: &Path, batch_size: usize) -> anyhow::Result<Vec<ArrayD<f32>>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+            .collect();
+        files.sort();
+        return files.iter().map(|f| read_f32(f)).collect();
+    }
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let all = read_f32(path)?;
+    if all.ndim() == 0 {
+        bail!("{}: a scalar holds no samples", path.display());
+    }
+    let n = all.len_of(Axis(0));
+    Ok((0..n)
+        .step_by(batch_size)
+        .map(|i| {
+            all.slice_axis(Axis(0), (i..(i + batch_size).min(n)).into())
+                .to_owned()
+        })
+        .collect())
+}
+
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.2} MiB", bytes as f64 / f64::from(1 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
+    use serde_json::json;
+    let refs = |v: &[edgeml_quant::quantize::NodeRef]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|n| json!({"name": n.name, "op_type": n.op_type}))
+            .collect()
+    };
+    json!({
+        "size_before": before,
+        "size_after": after,
+        "calibration_batches": r.batches,
+        "quantized": refs(&r.quantized),
+        "folded": refs(&r.folded),
+        "int8_exact_ops": refs(&r.int8_exact_ops),
+        "float": r.float_nodes.iter().map(|f| json!({
+            "name": f.node.name, "op_type": f.node.op_type, "reason": f.reason,
+        })).collect::<Vec<_>>(),
+        "activations": r.activations.iter().map(|a| json!({
+            "name": a.name, "rmin": a.range.0, "rmax": a.range.1,
+            "scale": a.scale, "zero_point": a.zero_point,
+        })).collect::<Vec<_>>(),
+        "saturated_bias_values": r.saturated_bias,
+    })
+}
+
+fn histogram<'a>(ops: impl Iterator<Item = &'a str>) -> String {
+    let mut h: BTreeMap<&str, usize> = BTreeMap::new();
+    for op in ops {
+        *h.entry(op).or_default() += 1;
+    }
+    let parts: Vec<String> = h.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub(crate) fn main(args: Args) -> anyhow::Result<()> {
+    let model = Model::load(&args.model)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let config = Config {
+        per_channel: args.per_channel,
+        method: match args.method {
+            MethodArg::Minmax => Method::MinMax,
+            MethodArg::Percentile => Method::PERCENTILE,
+        },
+        exclude: args.exclude.clone(),
+        ..Config::default()
+    };
+    let result = match args.mode {
+        Mode::WeightOnly => quantize_weight_only(&model, &config),
+        Mode::Static => {
+            let Some(cal) = &args.calibration else {
+                bail!(
+                    "--mode static needs --calibration PATH (a .npy of samples or a directory of batches)"
+                );
+            };
+            let batches = load_calibration(cal, args.batch_size)?;
+            let bar = indicatif::ProgressBar::new(batches.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "calibrate {bar:30} {pos}/{len} batches {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let r = quantize_static_with_progress(&model, &batches, &config, &mut |done| {
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            r
+        }
+    };
+    let (q, report) = result.context("quantization failed")?;
+    q.save(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let before = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    let after = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&json_report(&report, before, after))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename to {}", path.display()))?;
+    }
+    outln!("wrote     {}", args.output.display());
+    outln!(
+        "size      {} -> {} ({:.1}%)",
+        size_text(before),
+        size_text(after),
+        100.0 * after as f64 / before.max(1) as f64
+    );
+    outln!(
+        "quantized {}",
+        histogram(report.quantized.iter().map(|n| n.op_type.as_str()))
+    );
+    if !report.folded.is_empty() {
+        outln!(
+            "folded    {}",
+            histogram(report.folded.iter().map(|n| n.op_type.as_str()))
+        );
+    }
+    if !report.int8_exact_ops.is_empty() {
+        outln!(
+            "int8 pass {}",
+            histogram(report.int8_exact_ops.iter().map(|n| n.op_type.as_str()))
+        );
+    }
+    outln!(
+        "float     {}",
+        histogram(report.float_nodes.iter().map(|f| f.node.op_type.as_str()))
+    );
+    if report.batches > 0 {
+        outln!("calibrated on {} batches", report.batches);
+    }
+    if report.saturated_bias > 0 {
+        log::warn!(
+            "{} bias values saturated the int32 range",
+            report.saturated_bias
+        );
+    }
+    Ok(())
+}

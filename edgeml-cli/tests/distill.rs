@@ -1,0 +1,90 @@
+//! `edgeml distill`: per-epoch metrics, an ONNX student, and clear errors.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn digits() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
+}
+
+fn distill(extra: &[&str], out: &std::path::Path) -> std::process::Output {
+    let d = digits();
+    Command::new(env!("CARGO_BIN_EXE_edgeml"))
+        .env_remove("RUST_LOG")
+        .arg("distill")
+        .arg("--teacher")
+        .arg(d.join("cnn.onnx"))
+        .arg("--data")
+        .arg(d.join("x_test.npy"))
+        .args(extra)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run edgeml")
+}
+
+#[test]
+fn distill_prints_metrics_and_writes_a_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.onnx");
+    let labels = digits().join("y_test.npy");
+    let r = distill(
+        &[
+            "--labels",
+            labels.to_str().unwrap(),
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+        ],
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        stdout.contains("teacher: 10 classes (Probabilities)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("epoch    3/3"), "{stdout}");
+    assert!(
+        stdout.contains("val_acc") && stdout.contains("agreement"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("student: 610 parameters"), "{stdout}");
+    let m = edgeml_onnx::Model::load(&out).unwrap();
+    assert_eq!(m.graph.outputs[0].name, "logits");
+}
+
+#[test]
+fn distill_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.onnx");
+    let wrong = digits().join("y_train.npy"); // 1347 labels for 450 samples
+    for (args, want) in [
+        (
+            vec!["--labels", wrong.to_str().unwrap(), "--hidden", "4"],
+            "1347 labels for 450 samples",
+        ),
+        (
+            vec!["--teacher-output", "nope", "--hidden", "4"],
+            "no output \"nope\"",
+        ),
+        (vec!["--hidden", "0"], "hidden layer 0 has width 0"),
+    ] {
+        let r = distill(&args, &out);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("edgeml: error: ") && stderr.contains(want),
+            "{stderr}"
+        );
+        assert!(!out.exists());
+    }
+}

@@ -1,0 +1,116 @@
+//! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
+//! output loads and is smaller; the JSON report lists what happened; a calibration
+//! tensor of the wrong shape fails with status 1 and writes nothing.
+
+use edgeml_onnx::Model;
+use ndarray::{ArrayD, Axis, s};
+use ndarray_npy::{read_npy, write_npy};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn digits() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgeml_quantize_cli_{}_{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn edgeml() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgeml"));
+    c.env_remove("RUST_LOG").env_remove("EDGEML_KERNELS");
+    c
+}
+
+#[test]
+fn quantizes_from_a_file_and_from_a_directory() {
+    let d = tmp("ok");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let calib = d.join("calib.npy");
+    write_npy(&calib, &x.slice(s![0..40, .., .., ..]).to_owned()).expect("write");
+    let batches = d.join("batches");
+    std::fs::create_dir_all(&batches).expect("dir");
+    for i in 0..3 {
+        let b = x
+            .slice_axis(Axis(0), (i * 10..i * 10 + 10).into())
+            .to_owned();
+        write_npy(batches.join(format!("b{i}.npy")), &b).expect("write");
+    }
+    let model = digits().join("cnn.onnx");
+    for (cal, extra) in [(&calib, vec!["--per-channel"]), (&batches, vec![])] {
+        let out = d.join("q.onnx");
+        let report = d.join("r.json");
+        let o = edgeml()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(cal)
+            .args(&extra)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout.contains("quantized 1 Conv, 1 Gemm"), "{stdout}");
+        Model::load(&out).expect("the output loads");
+        assert!(
+            std::fs::metadata(&out).expect("out").len()
+                < std::fs::metadata(&model).expect("in").len() / 2
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        assert_eq!(r["quantized"].as_array().map(Vec::len), Some(2), "{r}");
+        assert!(r["activations"].as_array().is_some_and(|a| !a.is_empty()));
+    }
+    // Weight-only needs no calibration; static without it is an error.
+    let out = d.join("w.onnx");
+    let o = edgeml()
+        .args(["quantize", "--mode", "weight-only", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Model::load(&out).expect("the output loads");
+    let o = edgeml()
+        .arg("quantize")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn wrong_shape_calibration_fails_and_writes_nothing() {
+    let d = tmp("bad");
+    let calib = d.join("calib.npy");
+    write_npy(&calib, &ndarray::Array2::<f32>::zeros((10, 64))).expect("write");
+    let out = d.join("q.onnx");
+    let o = edgeml()
+        .arg("quantize")
+        .arg(digits().join("cnn.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .arg("--calibration")
+        .arg(&calib)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("shape"), "{err}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,0 +1,375 @@
+//! Model-level pruning of ONNX graphs (feature `onnx`).
+//!
+//! [`prune_model`] applies a [`Pattern`] to the weights of the `Conv`, `ConvTranspose`,
+//! `Gemm` and `MatMul` nodes of a [`Model`] whose weight (second input) is an `f32`
+//! initializer. Biases and normalisation parameters are never pruned. Every pattern sees
+//! the weight in a canonical `[out, in, ...]` layout, so that axis 0 is always the output
+//! channels:
+//!
+//! | op | weight | canonical view |
+//! |---|---|---|
+//! | `Conv` | `[C_out, C_in/g, kh, kw]` | as stored |
+//! | `ConvTranspose` | `[C_in, C_out/g, kh, kw]` | axes 0 and 1 swapped |
+//! | `Gemm` | `B`: `[N, K]` with `transB = 1`, else `[K, N]` | `[N, K]` |
+//! | `MatMul` | second input `[K, N]` (2-D only) | `[N, K]` |
+//!
+//! With [`Pattern::Channels`] on axis 0 and [`PruneConfig::remove_channels`], pruned
+//! output channels are removed for real where the graph allows it simply (see
+//! [below](self#structured-channel-removal)); the final layer (no prunable layer
+//! downstream) is skipped by the channel pattern, since its output channels are the
+//! model's outputs.
+//!
+//! # Structured channel removal
+//!
+//! A producer (`Conv` with `group = 1`, `Gemm`, 2-D `MatMul`) loses its pruned output
+//! channels when its output runs, one consumer at a time, through any of
+//! `BatchNormalization`, an `Add`/`Mul` with a per-channel initializer, channel-wise
+//! unary ops (`Relu`, `Clip`, `LeakyRelu`, `Sigmoid`, `Tanh`, ..., pooling) into the
+//! next `Conv` (`group = 1`), `Gemm` or `MatMul`, or through `Flatten` into a `Gemm` or
+//! `MatMul`. The producer's weight and bias, the per-channel parameters on the way and
+//! the next layer's input channels are sliced; stale `value_info` entries on the way
+//! are dropped. Anything else (residual `Add`, `Concat`, `Split`, `Reshape`, several
+//! consumers, grouped or depthwise convs, a graph output) keeps the channels zeroed
+//! in place and says why in [`LayerReport::note`]; following channels through such
+//! couplings (Torch-Pruning's DepGraph) is not implemented.
+//!
+//! A pruned channel's weights are zero, so it outputs a constant (its bias carried
+//! through the chain). Removing it would drop that constant, so it is folded into the
+//! next layer's bias (created if missing): the smaller model computes what the zeroed
+//! one did. Where that cannot be done exactly (a next `Conv` that pads its input, an op
+//! on the way that is not evaluated, a `MatMul` without a bias `Add`), the channels are
+//! still removed and [`LayerReport::note`] says that their constant was dropped, as
+//! Torch-Pruning always does.
+
+mod channels;
+mod fold;
+mod report;
+
+pub use report::{LayerReport, PruneReport, SkippedLayer, Storage};
+
+use crate::controller::Scope;
+use crate::error::{Error, Result, check_sparsity};
+use crate::global::global_magnitude_into;
+use crate::pattern::Pattern;
+use crate::select::Amount;
+use edgeml_core::Pruner;
+use edgeml_onnx::{Attribute, Graph, Model, Node, Tensor};
+use ndarray::{ArrayD, IxDyn};
+
+/// What [`prune_model`] does. `Default`: 50% unstructured magnitude, layer-wise, no
+/// exclusions, channels removed where possible, dense storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneConfig {
+    /// Fraction of units to prune in each layer (or over all layers with
+    /// [`Scope::Global`]), in `[0, 1)`.
+    pub sparsity: f64,
+    /// The pattern, applied to each weight in its canonical `[out, in, ...]` view.
+    pub pattern: Pattern,
+    /// Layer-wise, or global unstructured magnitude (only with [`Pattern::Magnitude`]).
+    pub scope: Scope,
+    /// Node names, op types (`"Gemm"`) or weight initializer names left dense; each
+    /// must name something in the model.
+    pub exclude: Vec<String>,
+    /// Layers with fewer weights than this stay dense (default 0: none), as
+    /// [`ControllerConfig::min_size`](crate::ControllerConfig::min_size).
+    pub min_size: usize,
+    /// With [`Pattern::Channels`] on axis 0: remove pruned output channels for real
+    /// where the graph allows it (default `true`).
+    pub remove_channels: bool,
+    /// Mark pruned weights for saving as COO `sparse_initializer` when that is smaller
+    /// than dense (default `false`).
+    pub sparse_storage: bool,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            sparsity: 0.5,
+            pattern: Pattern::Magnitude,
+            scope: Scope::Layer,
+            exclude: Vec::new(),
+            min_size: 0,
+            remove_channels: true,
+            sparse_storage: false,
+        }
+    }
+}
+
+/// A prunable node: its index, display name and weight.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) node: usize,
+    pub(crate) name: String,
+    pub(crate) op_type: String,
+    pub(crate) weight: String,
+    /// Permutation from the stored weight to the canonical `[out, in, ...]` view.
+    pub(crate) perm: Vec<usize>,
+}
+
+fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
+    match n.attr(name) {
+        Some(Attribute::Int(i)) => *i,
+        _ => default,
+    }
+}
+
+fn display_name(n: &Node) -> String {
+    if n.name.is_empty() {
+        n.outputs.first().cloned().unwrap_or_default()
+    } else {
+        n.name.clone()
+    }
+}
+
+/// The canonical permutation of `n`'s weight of `rank`, or why it is not prunable.
+fn canonical_perm(n: &Node, rank: usize) -> std::result::Result<Vec<usize>, String> {
+    let swap01 = |rank: usize| {
+        let mut p: Vec<usize> = (0..rank).collect();
+        p.swap(0, 1);
+        p
+    };
+    match n.op_type.as_str() {
+        "Conv" if rank >= 3 => Ok((0..rank).collect()),
+        "ConvTranspose" if rank >= 3 => Ok(swap01(rank)),
+        "Gemm" if rank == 2 && int_attr(n, "transB", 0) != 0 => Ok(vec![0, 1]),
+        "Gemm" | "MatMul" if rank == 2 => Ok(vec![1, 0]),
+        op => Err(format!("{op} weight of rank {rank} is not supported")),
+    }
+}
+
+/// The prunable layers of `g` and the nodes left out (with why).
+pub(crate) fn find_layers(
+    g: &Graph,
+    exclude: &[String],
+) -> Result<(Vec<Layer>, Vec<SkippedLayer>)> {
+    for e in exclude {
+        let hit = g.nodes.iter().any(|n| {
+            &n.name == e || &n.op_type == e || display_name(n) == *e || n.inputs.get(1) == Some(e)
+        });
+        if !hit {
+            return Err(Error::UnknownExclusion(e.clone()));
+        }
+    }
+    let (mut layers, mut skipped) = (Vec::new(), Vec::new());
+    for (i, n) in g.nodes.iter().enumerate() {
+        if !matches!(
+            n.op_type.as_str(),
+            "Conv" | "ConvTranspose" | "Gemm" | "MatMul"
+        ) || !(n.domain.is_empty() || n.domain == "ai.onnx")
+        {
+            continue;
+        }
+        let name = display_name(n);
+        let weight = n.inputs.get(1).cloned().unwrap_or_default();
+        let mut skip = |reason: String| {
+            skipped.push(SkippedLayer {
+                node: name.clone(),
+                op_type: n.op_type.clone(),
+                reason,
+            });
+        };
+        if exclude
+            .iter()
+            .any(|e| *e == n.name || *e == n.op_type || *e == name || *e == weight)
+        {
+            skip("excluded".into());
+            continue;
+        }
+        let perm = match g.initializer(&weight) {
+            None => {
+                skip(format!("weight `{weight}` is not an initializer"));
+                continue;
+            }
+            Some(Tensor::F32(a)) if a.is_empty() => {
+                skip(format!("weight `{weight}` is empty"));
+                continue;
+            }
+            Some(Tensor::F32(a)) => match canonical_perm(n, a.ndim()) {
+                Ok(p) => p,
+                Err(why) => {
+                    skip(why);
+                    continue;
+                }
+            },
+            Some(t) => {
+                skip(format!("weight `{weight}` is {}, not f32", t.dtype()));
+                continue;
+            }
+        };
+        if layers.iter().any(|l: &Layer| l.weight == weight) {
+            skip(format!("weight `{weight}` is shared with an earlier layer"));
+            continue;
+        }
+        layers.push(Layer {
+            node: i,
+            name,
+            op_type: n.op_type.clone(),
+            weight,
+            perm,
+        });
+    }
+    Ok((layers, skipped))
+}
+
+pub(crate) fn weight_mut<'g>(g: &'g mut Graph, name: &str) -> Option<&'g mut ArrayD<f32>> {
+    g.initializers
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, t)| match t {
+            Tensor::F32(a) => Some(a),
+            _ => None,
+        })
+}
+
+/// The canonical `[out, in, ...]` copy of a layer's weight.
+fn canonical(g: &Graph, l: &Layer) -> (Vec<f32>, Vec<usize>) {
+    match g.initializer(&l.weight) {
+        Some(Tensor::F32(a)) => {
+            let v = a.view().permuted_axes(IxDyn(&l.perm));
+            (v.iter().copied().collect(), v.shape().to_vec())
+        }
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// Zeroes the weights of `l` where the canonical `keep` mask is false.
+fn apply_mask(g: &mut Graph, l: &Layer, keep: &[bool]) {
+    if let Some(a) = weight_mut(g, &l.weight) {
+        let mut v = a.view_mut().permuted_axes(IxDyn(&l.perm));
+        for (w, &k) in v.iter_mut().zip(keep) {
+            if !k {
+                *w = 0.0;
+            }
+        }
+    }
+}
+
+/// Prunes `model`'s weights in place as `config` says and returns the report.
+///
+/// Layer-wise, each layer's canonical weight gets `config.pattern` at
+/// `config.sparsity`; with [`Scope::Global`], PyTorch's `global_unstructured` over all
+/// layers. Masks are computed on the original weights, then applied; then, for the
+/// channel pattern, channels are removed (see the [module docs](self)).
+///
+/// # Errors
+/// [`Error::InvalidSparsity`] outside `[0, 1)`; [`Error::UnknownExclusion`] for an
+/// exclusion naming nothing; [`Error::NothingPrunable`] when no layer is left;
+/// [`Error::InvalidArgument`] for a global scope with another pattern than
+/// [`Pattern::Magnitude`]; [`Error::InLayer`] wrapping the pattern's error when it does
+/// not fit a layer (or a NaN weight). The model is unchanged on error.
+pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneReport> {
+    check_sparsity(config.sparsity, "prune_model")?;
+    if config.scope == Scope::Global && config.pattern != Pattern::Magnitude {
+        return Err(Error::InvalidArgument(format!(
+            "global scope needs the unstructured magnitude pattern, got {:?}",
+            config.pattern
+        )));
+    }
+    let g = &mut model.graph;
+    let before = report::WeightTotals::of(g);
+    let (mut layers, mut skipped) = find_layers(g, &config.exclude)?;
+    layers.retain(|l| {
+        let n = g.initializer(&l.weight).map_or(0, Tensor::len);
+        if n < config.min_size {
+            skipped.push(SkippedLayer {
+                node: l.name.clone(),
+                op_type: l.op_type.clone(),
+                reason: format!("{n} weights, fewer than the minimum {}", config.min_size),
+            });
+        }
+        n >= config.min_size
+    });
+    let channel_axis0 = matches!(config.pattern, Pattern::Channels { axis: 0, .. });
+    if channel_axis0 {
+        let last: Vec<bool> = layers
+            .iter()
+            .map(|l| channels::is_last(g, &layers, l))
+            .collect();
+        let mut it = last.iter();
+        layers.retain(|l| {
+            let is_last = it.next().copied().unwrap_or(false);
+            if is_last {
+                skipped.push(SkippedLayer {
+                    node: l.name.clone(),
+                    op_type: l.op_type.clone(),
+                    reason: "final layer: its output channels are the model's outputs".into(),
+                });
+            }
+            !is_last
+        });
+    }
+    if layers.is_empty() {
+        return Err(Error::NothingPrunable(
+            skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.node, s.reason))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let views: Vec<(Vec<f32>, Vec<usize>)> = layers.iter().map(|l| canonical(g, l)).collect();
+    let mut masks: Vec<Vec<bool>> = views.iter().map(|(w, _)| vec![true; w.len()]).collect();
+    let in_layer = |l: &Layer| {
+        let layer = l.name.clone();
+        move |e: Error| Error::InLayer {
+            layer,
+            error: Box::new(e),
+        }
+    };
+    match config.scope {
+        Scope::Global => {
+            let ws: Vec<&[f32]> = views.iter().map(|(w, _)| w.as_slice()).collect();
+            let mut ms: Vec<&mut [bool]> = masks.iter_mut().map(|m| m.as_mut_slice()).collect();
+            global_magnitude_into(&ws, Amount::Fraction(config.sparsity), &mut ms)?;
+        }
+        Scope::Layer => {
+            for ((l, (w, shape)), m) in layers.iter().zip(&views).zip(&mut masks) {
+                config
+                    .pattern
+                    .keep_mask(w, shape, config.sparsity, m)
+                    .map_err(in_layer(l))?;
+            }
+        }
+    }
+    let shapes_before: Vec<Vec<usize>> = layers
+        .iter()
+        .map(|l| {
+            g.initializer(&l.weight)
+                .map(|t| t.shape().to_vec())
+                .unwrap_or_default()
+        })
+        .collect();
+    for (l, m) in layers.iter().zip(&masks) {
+        apply_mask(g, l, m);
+    }
+    let mut notes: Vec<Option<String>> = vec![None; layers.len()];
+    let mut removed = vec![0usize; layers.len()];
+    if channel_axis0 && config.remove_channels {
+        for (i, (l, m)) in layers.iter().zip(&masks).enumerate() {
+            let out = views[i].1[0];
+            let per = m.len() / out.max(1);
+            let keep: Vec<bool> = (0..out)
+                .map(|c| m[c * per..(c + 1) * per].iter().any(|&k| k))
+                .collect();
+            match channels::remove_output_channels(g, l, &keep) {
+                Ok((n, note)) => {
+                    removed[i] = n;
+                    notes[i] = note;
+                }
+                Err(why) => notes[i] = Some(format!("channels zeroed, not removed: {why}")),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let t = g.initializer(&l.weight);
+        let mut r = LayerReport::new(l, &shapes_before[i], t, removed[i], notes[i].take());
+        if config.sparse_storage && r.use_sparse() {
+            g.extras.sparse_initializers.push(l.weight.clone());
+            r.set_sparse();
+        }
+        out.push(r);
+    }
+    let after = report::WeightTotals::of(g);
+    Ok(PruneReport::new(out, skipped, before, after))
+}

@@ -1,0 +1,138 @@
+//! INT8 operators for the `edgeml-onnx` interpreter, and the QDQ fusion that sends
+//! quantized ONNX models to them.
+//!
+//! [`register`] adds to a [`Registry`]:
+//! - `QuantizeLinear`, `DequantizeLinear` (per-tensor and per-axis, u8/i8, opsets 10–21;
+//!   `block_size > 0` and float8 outputs are refused as unsupported, naming the node),
+//!   `DynamicQuantizeLinear`;
+//! - `QLinearMatMul`, `MatMulInteger` (N-D batching with numpy broadcasting, constant
+//!   or run-time weights), and onnxruntime's `com.microsoft` `MatMulIntegerToFloat`,
+//!   `DynamicQuantizeMatMul` and `QGemm`;
+//! - `QLinearConv`, `ConvInteger` (1-D and 2-D, `group`, `strides`, `dilations`, `pads`
+//!   and `auto_pad`, constant or run-time weights).
+//!
+//! Weights that are constant at plan time are packed once when the plan is built. The
+//! kernels are the exact ones of [`crate::gemm`] and [`crate::conv`]; inside a plan with
+//! several threads they split work over the plan's own pool.
+//!
+//! [`fuse_qdq`] rewrites `DequantizeLinear → Conv/MatMul/Gemm → QuantizeLinear` groups
+//! (the QDQ format that `onnxruntime.quantization.quantize_static` writes by default)
+//! into the fused operators, as onnxruntime's graph optimizer does, so a QDQ model runs
+//! on the INT8 kernels rather than in float. [`prepare`] applies it and returns a
+//! registry with these operators; `edgeml run`/`bench` do both by default.
+//!
+//! Numerics follow the ONNX specification and onnxruntime where the specification is
+//! silent: `QuantizeLinear` divides by the scale and rounds half to even, saturating to
+//! the output type; NaN quantizes to the type's lowest value (as MLAS's clamp does).
+//! Scales must be finite and positive, zero points inside their type; an int32
+//! `DequantizeLinear` needs a zero point of 0.
+
+mod conv;
+mod fuse;
+mod matmul;
+mod params;
+mod qdq;
+mod qelementwise;
+mod summary;
+
+pub use fuse::{FuseReport, fuse_qdq};
+pub use summary::{QuantSummary, summarize};
+
+use edgeml_onnx::ops::attr::describe;
+use edgeml_onnx::ops::util::input;
+use edgeml_onnx::{Error as OnnxError, Model, Node, Registry, Tensor};
+
+/// Registers the INT8 operators into `r` (later registrations win, so these replace any
+/// earlier entry of the same name).
+pub fn register(r: &mut Registry) {
+    const ALL: i64 = i64::MAX;
+    r.register("", "QuantizeLinear", 10, ALL, qdq::build_quantize);
+    r.register("", "DequantizeLinear", 10, ALL, qdq::build_dequantize);
+    r.register("", "DynamicQuantizeLinear", 11, ALL, qdq::build_dynamic);
+    r.register("", "QLinearMatMul", 10, ALL, matmul::build_qlinear_matmul);
+    r.register("", "MatMulInteger", 10, ALL, matmul::build_matmul_integer);
+    r.register("", "QLinearConv", 10, ALL, conv::build_qlinear_conv);
+    r.register("", "ConvInteger", 10, ALL, conv::build_conv_integer);
+    // QLinearConv with a fused activation, written only by `fuse_qdq` for execution.
+    r.register(
+        "com.edgeml",
+        "QLinearConv",
+        1,
+        ALL,
+        conv::build_qlinear_conv,
+    );
+    const MS: &str = "com.microsoft";
+    r.register(
+        MS,
+        "MatMulIntegerToFloat",
+        1,
+        ALL,
+        matmul::build_integer_to_float,
+    );
+    r.register(
+        MS,
+        "DynamicQuantizeMatMul",
+        1,
+        ALL,
+        matmul::build_dynamic_matmul,
+    );
+    r.register(MS, "QGemm", 1, ALL, matmul::build_qgemm);
+    qelementwise::register(r);
+}
+
+/// The default `edgeml-onnx` registry with the INT8 operators added.
+pub fn registry() -> Registry {
+    let mut r = edgeml_onnx::ops::default_registry();
+    register(&mut r);
+    r
+}
+
+/// Makes `model` ready for INT8 execution: fuses its QDQ groups ([`fuse_qdq`]) and
+/// returns the registry to plan it with ([`registry`]).
+///
+/// ```no_run
+/// use edgeml_onnx::{Model, Plan, PlanOptions};
+///
+/// let mut model = Model::load("model_int8.onnx")?;
+/// let (registry, report) = edgeml_quant::onnx::prepare(&mut model);
+/// println!("{report}"); // e.g. "fused 52 QLinearConv, 1 QGemm (204 nodes removed)"
+/// let plan = Plan::with_registry(&model, PlanOptions::default(), &registry)?;
+/// # let _ = plan;
+/// # Ok::<(), edgeml_onnx::Error>(())
+/// ```
+pub fn prepare(model: &mut Model) -> (Registry, FuseReport) {
+    let report = fuse_qdq(model);
+    (registry(), report)
+}
+
+/// Worker threads the kernels may use: the plan's pool when running inside one with
+/// more than one thread, else the calling thread only (never rayon's global pool).
+fn threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    }
+}
+
+/// The kernels' options for a call made now.
+fn gemm_options() -> crate::GemmOptions {
+    crate::GemmOptions { threads: threads() }
+}
+
+/// An `edgeml-onnx` error naming `node`, from a kernel error.
+fn kernel_err(node: &Node, e: crate::Error) -> OnnxError {
+    let msg = format!("{}: {e}", describe(node));
+    match e {
+        crate::Error::Shape(_) => OnnxError::ShapeMismatch(msg),
+        crate::Error::IsaUnavailable(_) => OnnxError::Unsupported(msg),
+        crate::Error::Limit(_) => OnnxError::LimitExceeded(msg),
+        _ => OnnxError::InvalidInput(msg),
+    }
+}
+
+/// Input `which` (a position of `pos`, where `usize::MAX` means "this operator has no
+/// such input") if present.
+fn get<'t>(pos: &[usize; 9], inputs: &[Option<&'t Tensor>], which: usize) -> Option<&'t Tensor> {
+    inputs.get(pos[which]).copied().flatten()
+}

@@ -1,0 +1,477 @@
+//! onnxruntime's quantized element-wise operators (`com.microsoft` domain), as its
+//! QOperator quantizer writes them: `QLinearAdd`, `QLinearMul`, `QLinearSigmoid`,
+//! `QLinearLeakyRelu`, `QLinearSoftmax`, `QLinearGlobalAveragePool`, `QLinearConcat`;
+//! and `MaxPool` on u8/i8 tensors (exact: the maximum of codes is the code of the
+//! maximum).
+//!
+//! Each computes in f32 what its definition says, `y = saturate(round_half_even(f /
+//! y_scale) + y_zp)` of the real-valued result `f`; onnxruntime's fixed-point and
+//! lookup-table kernels can differ from it by one step.
+
+use super::input;
+use super::params::{scalar_scale, scalar_zp, scales, zero_points};
+use crate::QElem;
+use edgeml_onnx::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
+use edgeml_onnx::ops::util::broadcast_shapes;
+use edgeml_onnx::{BuildContext, Error, Node, Operator, Registry, Result, Tensor};
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
+
+/// Registers the operators of this module.
+pub(super) fn register(r: &mut Registry) {
+    const ALL: i64 = i64::MAX;
+    const MS: &str = "com.microsoft";
+    r.register(MS, "QLinearAdd", 1, ALL, |c: &BuildContext<'_>| {
+        binary(c, Bin::Add)
+    });
+    r.register(MS, "QLinearMul", 1, ALL, |c: &BuildContext<'_>| {
+        binary(c, Bin::Mul)
+    });
+    r.register(MS, "QLinearSigmoid", 1, ALL, |c: &BuildContext<'_>| {
+        unary(c, Un::Sigmoid)
+    });
+    r.register(MS, "QLinearLeakyRelu", 1, ALL, |c: &BuildContext<'_>| {
+        let alpha = Attrs::new(c.node).float("alpha", 0.01)?;
+        unary(c, Un::LeakyRelu(alpha))
+    });
+    r.register(MS, "QLinearSoftmax", 1, ALL, build_softmax);
+    r.register(MS, "QLinearGlobalAveragePool", 1, ALL, build_gap);
+    r.register(MS, "QLinearConcat", 1, ALL, build_concat);
+    // MaxPool keeps the float operator for float inputs.
+    let float = edgeml_onnx::ops::default_registry();
+    r.register("", "MaxPool", 1, ALL, move |c: &BuildContext<'_>| {
+        let f = float
+            .lookup("", "MaxPool", c.opset)
+            .ok_or_else(|| unsupported(c.node, "no float MaxPool"))?;
+        Ok(Box::new(IntMaxPool {
+            node: c.node.clone(),
+            inner: f.build(c)?,
+        }) as Box<dyn Operator>)
+    });
+}
+
+/// Applies the generic `$go` to a u8 or i8 tensor's array, wrapping the result in the
+/// same type; any other type is an error naming the node.
+macro_rules! on_codes {
+    ($node:expr, $t:expr, |$x:ident| $go:expr) => {
+        match $t {
+            Tensor::U8($x) => Tensor::U8($go),
+            Tensor::I8($x) => Tensor::I8($go),
+            other => {
+                return Err(invalid($node, format!("input of type {:?}", other.dtype())));
+            }
+        }
+    };
+}
+
+/// Per-tensor parameters `(scale, zero point)` from inputs `s` and `z`, the zero point
+/// typed as `T`.
+fn params<T: QElem>(
+    node: &Node,
+    inputs: &[Option<&Tensor>],
+    s: usize,
+    z: usize,
+) -> Result<(f32, i32)> {
+    let sc = scalar_scale(node, &scales(node, inputs, s)?, "scale")?;
+    let zp = zero_points(node, inputs, z)?;
+    Ok((sc, scalar_zp::<T>(node, zp.as_ref(), "operand")?.to_i32()))
+}
+
+#[inline]
+fn requant<T: QElem>(f: f32, s: f32, z: i32) -> T {
+    let (lo, hi) = T::RANGE;
+    let v = (f / s).max((lo - z) as f32).min((hi - z) as f32);
+    T::from_i32_clamped(super::qdq::round_even_small(v) + z)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Bin {
+    Add,
+    Mul,
+}
+
+#[derive(Debug)]
+struct Binary {
+    node: Node,
+    op: Bin,
+}
+
+fn binary(ctx: &BuildContext<'_>, op: Bin) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(Binary {
+        node: ctx.node.clone(),
+        op,
+    }))
+}
+
+impl Binary {
+    fn go<T: QElem>(
+        &self,
+        inputs: &[Option<&Tensor>],
+        a: &ArrayD<T>,
+        b: &ArrayD<T>,
+    ) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        let (sa, za) = params::<T>(node, inputs, 1, 2)?;
+        let (sb, zb) = params::<T>(node, inputs, 4, 5)?;
+        let (sy, zy) = params::<T>(node, inputs, 6, 7)?;
+        let shape = broadcast_shapes(node, a.shape(), b.shape())?;
+        let av = a
+            .broadcast(IxDyn(&shape))
+            .ok_or_else(|| Error::Internal("broadcast".into()))?;
+        let bv = b
+            .broadcast(IxDyn(&shape))
+            .ok_or_else(|| Error::Internal("broadcast".into()))?;
+        let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
+        let op = self.op;
+        match op {
+            Bin::Add => {
+                // onnxruntime's x86 kernels: the scale ratios and the zero points folded
+                // into one constant, `zc − ra·za − rb·zb + ra·a + rb·b`, rounded to even.
+                let (ra, rb) = (sa / sy, sb / sy);
+                let fixed = zy as f32 - ra * za as f32 - rb * zb as f32;
+                let (lo, hi) = (T::RANGE.0 as f32, T::RANGE.1 as f32);
+                let one = |a: T, b: T| {
+                    let v = fixed + ra * a.to_i32() as f32 + rb * b.to_i32() as f32;
+                    T::from_i32_clamped(super::qdq::round_even_small(v.max(lo).min(hi)))
+                };
+                match (a.as_slice(), b.as_slice(), a.shape() == b.shape()) {
+                    // Same shape (residual connections): one flat loop.
+                    (Some(xa), Some(xb), true) => {
+                        let out: Vec<T> = xa.iter().zip(xb).map(|(&a, &b)| one(a, b)).collect();
+                        y = ArrayD::from_shape_vec(IxDyn(&shape), out)
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                    }
+                    _ => Zip::from(&mut y)
+                        .and(&av)
+                        .and(&bv)
+                        .for_each(|y, &a, &b| *y = one(a, b)),
+                }
+            }
+            Bin::Mul => Zip::from(&mut y).and(&av).and(&bv).for_each(|y, &a, &b| {
+                let fa = sa * (a.to_i32() - za) as f32;
+                let fb = sb * (b.to_i32() - zb) as f32;
+                *y = requant::<T>(fa * fb, sy, zy);
+            }),
+        }
+        Ok(y)
+    }
+}
+
+impl Operator for Binary {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let y = match (input(node, inputs, 0)?, input(node, inputs, 3)?) {
+            (Tensor::U8(a), Tensor::U8(b)) => Tensor::U8(self.go(inputs, a, b)?),
+            (Tensor::I8(a), Tensor::I8(b)) => Tensor::I8(self.go(inputs, a, b)?),
+            (a, b) => {
+                return Err(invalid(
+                    node,
+                    format!(
+                        "operands of types {:?} and {:?}: both uint8 or both int8",
+                        a.dtype(),
+                        b.dtype()
+                    ),
+                ));
+            }
+        };
+        Ok(vec![y])
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Un {
+    Sigmoid,
+    LeakyRelu(f32),
+}
+
+/// A unary operator run through a 256-entry table of its exact f32 results.
+#[derive(Debug)]
+struct Unary {
+    node: Node,
+    op: Un,
+}
+
+fn unary(ctx: &BuildContext<'_>, op: Un) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(Unary {
+        node: ctx.node.clone(),
+        op,
+    }))
+}
+
+impl Unary {
+    fn go<T: QElem>(&self, inputs: &[Option<&Tensor>], x: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        let (sx, zx) = params::<T>(node, inputs, 1, 2)?;
+        let (sy, zy) = params::<T>(node, inputs, 3, 4)?;
+        let (lo, _) = T::RANGE;
+        let table: Vec<T> = (0..256)
+            .map(|i| {
+                let f = sx * (lo + i - zx) as f32;
+                let g = match self.op {
+                    Un::Sigmoid => 1.0 / (1.0 + (-f).exp()),
+                    Un::LeakyRelu(a) => {
+                        if f >= 0.0 {
+                            f
+                        } else {
+                            a * f
+                        }
+                    }
+                };
+                requant::<T>(g, sy, zy)
+            })
+            .collect();
+        Ok(x.mapv(|v| table[(v.to_i32() - lo) as usize]))
+    }
+}
+
+impl Operator for Unary {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        Ok(vec![
+            on_codes!(node, input(node, inputs, 0)?, |x| self.go(inputs, x)?)
+        ])
+    }
+}
+
+/// `QLinearSoftmax`: x, x_scale, x_zp, y_scale, y_zp; `axis` (default -1) and
+/// onnxruntime's `opset` attribute (below 13, the input is coerced to 2-D at `axis`).
+#[derive(Debug)]
+struct Softmax {
+    node: Node,
+    axis: i64,
+    coerce_2d: bool,
+}
+
+fn build_softmax(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let a = Attrs::new(ctx.node);
+    Ok(Box::new(Softmax {
+        node: ctx.node.clone(),
+        axis: a.int("axis", -1)?,
+        coerce_2d: a.int("opset", 13)? < 13,
+    }))
+}
+
+impl Softmax {
+    fn go<T: QElem>(&self, inputs: &[Option<&Tensor>], x: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        // Softmax is shift-invariant: the input zero point cancels (only checked).
+        let (sx, _) = params::<T>(node, inputs, 1, 2)?;
+        let (sy, zy) = params::<T>(node, inputs, 3, 4)?;
+        let ax = norm_axis(node, self.axis, x.ndim())?;
+        let shape = x.shape().to_vec();
+        // Rows: the softmax axis (or, coerced, every axis from `ax` on) is innermost.
+        let (x2, back) = if self.coerce_2d || ax == x.ndim() - 1 {
+            let inner: usize = shape[ax..].iter().product();
+            (x.as_standard_layout().into_owned(), (inner, None))
+        } else {
+            let mut v = x.view();
+            v.swap_axes(ax, x.ndim() - 1);
+            (v.as_standard_layout().into_owned(), (shape[ax], Some(ax)))
+        };
+        let (row, swapped) = back;
+        let xs = x2.as_slice().unwrap_or(&[]);
+        let mut out = Vec::with_capacity(xs.len());
+        let mut e = vec![0f32; row];
+        for r in xs.chunks(row.max(1)) {
+            let m = r.iter().map(|v| v.to_i32()).max().unwrap_or(0);
+            let mut sum = 0f32;
+            for (ei, v) in e.iter_mut().zip(r) {
+                *ei = (sx * (v.to_i32() - m) as f32).exp();
+                sum += *ei;
+            }
+            out.extend(
+                e.iter()
+                    .take(r.len())
+                    .map(|&v| requant::<T>(v / sum, sy, zy)),
+            );
+        }
+        let y = ArrayD::from_shape_vec(IxDyn(x2.shape()), out)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(match swapped {
+            None => y
+                .into_shape_with_order(IxDyn(&shape))
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            Some(ax) => {
+                let mut y = y;
+                let n = y.ndim();
+                y.swap_axes(ax, n - 1);
+                y.as_standard_layout().into_owned()
+            }
+        })
+    }
+}
+
+impl Operator for Softmax {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        Ok(vec![
+            on_codes!(node, input(node, inputs, 0)?, |x| self.go(inputs, x)?)
+        ])
+    }
+}
+
+/// `QLinearGlobalAveragePool`: x, x_scale, x_zp, y_scale, y_zp; NCHW (or NHWC with
+/// `channels_last = 1`).
+#[derive(Debug)]
+struct Gap {
+    node: Node,
+    channels_last: bool,
+}
+
+fn build_gap(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(Gap {
+        node: ctx.node.clone(),
+        channels_last: Attrs::new(ctx.node).int("channels_last", 0)? != 0,
+    }))
+}
+
+impl Gap {
+    fn go<T: QElem>(&self, inputs: &[Option<&Tensor>], x: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        if x.ndim() < 3 {
+            return Err(invalid(
+                node,
+                format!("input of rank {} (at least 3)", x.ndim()),
+            ));
+        }
+        let (sx, zx) = params::<T>(node, inputs, 1, 2)?;
+        let (sy, zy) = params::<T>(node, inputs, 3, 4)?;
+        let c_ax = if self.channels_last { x.ndim() - 1 } else { 1 };
+        let mut shape = x.shape().to_vec();
+        let spatial: usize = shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 0 && *i != c_ax)
+            .map(|(_, d)| *d)
+            .product();
+        let mult = sx / (sy * spatial.max(1) as f32);
+        let (n, c) = (shape[0], shape[c_ax]);
+        let mut y = ArrayD::from_elem(IxDyn(&[n, c]), T::from_i32_clamped(0));
+        for (b, xb) in x.axis_iter(Axis(0)).enumerate() {
+            for (ch, xc) in xb.axis_iter(Axis(c_ax - 1)).enumerate() {
+                let acc: i64 = xc.iter().map(|v| i64::from(v.to_i32() - zx)).sum();
+                y[[b, ch]] = requant::<T>(acc as f32 * mult, 1.0, zy);
+            }
+        }
+        for (i, d) in shape.iter_mut().enumerate() {
+            if i != 0 && i != c_ax {
+                *d = 1;
+            }
+        }
+        y.into_shape_with_order(IxDyn(&shape))
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+impl Operator for Gap {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        Ok(vec![
+            on_codes!(node, input(node, inputs, 0)?, |x| self.go(inputs, x)?)
+        ])
+    }
+}
+
+/// `QLinearConcat`: y_scale, y_zp, then (x, x_scale, x_zp) per operand; `axis`.
+#[derive(Debug)]
+struct Concat {
+    node: Node,
+    axis: i64,
+}
+
+fn build_concat(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let n = ctx.node.inputs.len();
+    if n < 5 || !(n - 2).is_multiple_of(3) {
+        return Err(invalid(
+            ctx.node,
+            format!(
+                "{n} inputs: expected y_scale, y_zero_point and triples of (x, scale, zero point)"
+            ),
+        ));
+    }
+    Ok(Box::new(Concat {
+        node: ctx.node.clone(),
+        axis: Attrs::new(ctx.node).int_req("axis")?,
+    }))
+}
+
+impl Concat {
+    fn go<T: QElem>(
+        &self,
+        inputs: &[Option<&Tensor>],
+        get: impl Fn(&Tensor) -> Option<&ArrayD<T>>,
+    ) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        let (sy, zy) = params::<T>(node, inputs, 0, 1)?;
+        let mut parts = Vec::new();
+        for i in (2..inputs.len()).step_by(3) {
+            let x = get(input(node, inputs, i)?)
+                .ok_or_else(|| invalid(node, "operands must share one type"))?;
+            let (sx, zx) = params::<T>(node, inputs, i + 1, i + 2)?;
+            parts.push(if sx == sy && zx == zy {
+                x.clone()
+            } else {
+                x.mapv(|v| requant::<T>(sx * (v.to_i32() - zx) as f32, sy, zy))
+            });
+        }
+        let rank = parts[0].ndim();
+        let ax = norm_axis(node, self.axis, rank)?;
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(ax), &views).map_err(|e| {
+            Error::ShapeMismatch(format!(
+                "{}: operands do not concatenate: {e}",
+                describe(node)
+            ))
+        })
+    }
+}
+
+impl Operator for Concat {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        Ok(vec![match input(node, inputs, 2)? {
+            Tensor::U8(_) => Tensor::U8(self.go(inputs, |t| match t {
+                Tensor::U8(a) => Some(a),
+                _ => None,
+            })?),
+            Tensor::I8(_) => Tensor::I8(self.go(inputs, |t| match t {
+                Tensor::I8(a) => Some(a),
+                _ => None,
+            })?),
+            other => return Err(invalid(node, format!("input of type {:?}", other.dtype()))),
+        }])
+    }
+}
+
+/// `MaxPool` that also takes u8/i8 tensors (exactly, through f32), and defers float
+/// inputs to the float operator.
+#[derive(Debug)]
+struct IntMaxPool {
+    node: Node,
+    inner: Box<dyn Operator>,
+}
+
+impl Operator for IntMaxPool {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let node = &self.node;
+        let x = input(node, inputs, 0)?;
+        let fx = match x {
+            Tensor::U8(a) => Tensor::F32(a.mapv(f32::from)),
+            Tensor::I8(a) => Tensor::F32(a.mapv(f32::from)),
+            _ => return self.inner.run(inputs),
+        };
+        if node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err(unsupported(node, "the Indices output of an 8-bit MaxPool"));
+        }
+        let mut args = inputs.to_vec();
+        args[0] = Some(&fx);
+        let mut out = self.inner.run(&args)?;
+        let Some(Tensor::F32(y)) = out.pop() else {
+            return Err(Error::Internal("float MaxPool gave no f32 output".into()));
+        };
+        // Every window holds at least one real element, so the maximum is a code.
+        Ok(vec![match x {
+            Tensor::U8(_) => Tensor::U8(y.mapv(|v| v as u8)),
+            _ => Tensor::I8(y.mapv(|v| v as i8)),
+        }])
+    }
+}

@@ -1,0 +1,476 @@
+//! Whole-model post-training quantization of ONNX models: [`quantize_static`] calibrates
+//! a float model on sample inputs and writes a QDQ model, the format of onnxruntime's
+//! `quantize_static` (`QuantFormat.QDQ`), which onnxruntime, edgeml
+//! ([`crate::onnx::prepare`]) and other runtimes run on INT8 kernels;
+//! [`quantize_weight_only`] stores only the weights in int8 (float compute).
+//!
+//! What the pass writes, for each quantizable node (`Conv`, `Gemm`, `MatMul` of the
+//! default domain with a constant float weight, not excluded):
+//! - its activation input and its output get a `QuantizeLinear → DequantizeLinear` pair
+//!   (per-tensor, u8 asymmetric by default) whose parameters come from the calibrated
+//!   range; every consumer of the tensor reads the dequantized value;
+//! - its weight becomes an int8 initializer (symmetric, per-tensor or per output
+//!   channel) read through a `DequantizeLinear`;
+//! - its bias (a 1-D constant with one value per output channel) becomes an int32
+//!   initializer with scale `x_scale · w_scale` and zero point 0, through a
+//!   `DequantizeLinear`;
+//! - a `Relu`, or a `Clip` with constant bounds and lower bound 0, that is the only
+//!   consumer of its output is removed and the output range is calibrated after it:
+//!   the output `QuantizeLinear` (zero point at the bottom of the integer range)
+//!   saturates exactly as the activation would (as onnxruntime's quantizer does). This
+//!   needs asymmetric activations; with symmetric ones the activation stays.
+//!
+//! Exact operators (`MaxPool`, `Flatten`, `Reshape`, `Transpose`, `Squeeze`,
+//! `Unsqueeze`, `Identity`) between two quantized tensors then run on the integer
+//! codes with their input's scale and zero point ([`Config::exact_ops_in_int8`]): the
+//! `DequantizeLinear` before and the `QuantizeLinear` after them go, saving a
+//! requantization. Other operators stay in float and are listed in
+//! [`Report::float_nodes`].
+//!
+//! Activation tensors whose calibration saw no finite value get the range `(0, 0)`
+//! (scale 1.0, zero point 0); non-finite values in activations are skipped by the
+//! observers. Non-finite calibration inputs and non-finite weights are errors.
+
+mod calibrate;
+mod exact;
+mod rewrite;
+
+use crate::{Error, Result};
+use edgeml_core::DType;
+use edgeml_onnx::{Attribute, Model, Node};
+use ndarray::ArrayD;
+use std::collections::{HashMap, HashSet};
+
+/// How activation ranges are calibrated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Method {
+    /// The minimum and maximum seen ([`crate::MinMax`]): onnxruntime's default.
+    MinMax,
+    /// A percentile of the absolute values ([`crate::Percentile`]).
+    Percentile {
+        /// Percentage of values kept, in `(0, 100]` (onnxruntime: 99.999).
+        percentile: f64,
+        /// Histogram bins (onnxruntime: 2048).
+        bins: usize,
+    },
+}
+
+impl Method {
+    /// [`Method::Percentile`] with onnxruntime's defaults (99.999, 2048 bins).
+    pub const PERCENTILE: Method = Method::Percentile {
+        percentile: 99.999,
+        bins: 2048,
+    };
+}
+
+/// Options of [`quantize_static`]. The defaults are those of onnxruntime's
+/// `quantize_static` in QDQ format: MinMax calibration, u8 asymmetric activations, i8
+/// symmetric per-tensor weights, no `reduce_range`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Quantize weights per output channel (default `false`).
+    pub per_channel: bool,
+    /// Calibration method (default [`Method::MinMax`]).
+    pub method: Method,
+    /// Activation type: `U8` (default), `I8`, `U16` or `I16`.
+    pub activation_type: DType,
+    /// Weight type: `I8` (default) or `U8`.
+    pub weight_type: DType,
+    /// Symmetric activation ranges (default `false`).
+    pub symmetric_activations: bool,
+    /// Symmetric weight ranges (default `true`, as onnxruntime for int8 weights).
+    pub symmetric_weights: bool,
+    /// Use 7-bit ranges, for CPUs without VNNI whose u8×i8 sums saturate (default
+    /// `false`).
+    pub reduce_range: bool,
+    /// Node names or operator types to keep in float.
+    pub exclude: Vec<String>,
+    /// Run exact operators (`MaxPool`, `Flatten`, `Reshape`, `Transpose`, `Squeeze`,
+    /// `Unsqueeze`, `Identity`) between two quantized tensors on the integer codes
+    /// (default `true`); otherwise they run in float between a `DequantizeLinear` and
+    /// a `QuantizeLinear`.
+    pub exact_ops_in_int8: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            per_channel: false,
+            method: Method::MinMax,
+            activation_type: DType::U8,
+            weight_type: DType::I8,
+            symmetric_activations: false,
+            symmetric_weights: true,
+            reduce_range: false,
+            exclude: Vec::new(),
+            exact_ops_in_int8: true,
+        }
+    }
+}
+
+/// A node of the input model, named for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// The node's name, or `op_type(first output)` when the node has no name.
+    pub name: String,
+    /// Its operator type.
+    pub op_type: String,
+}
+
+/// A node left in float, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatNode {
+    /// The node.
+    pub node: NodeRef,
+    /// Why it was not quantized.
+    pub reason: String,
+}
+
+/// The calibrated quantization of one activation tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationRange {
+    /// Tensor name.
+    pub name: String,
+    /// The range the observer proposed.
+    pub range: (f32, f32),
+    /// Scale written.
+    pub scale: f32,
+    /// Zero point written.
+    pub zero_point: i32,
+}
+
+/// What [`quantize_static`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Nodes now running quantized.
+    pub quantized: Vec<NodeRef>,
+    /// Activations (`Relu`, `Clip`) folded into the quantized node before them.
+    pub folded: Vec<NodeRef>,
+    /// Nodes left in float.
+    pub float_nodes: Vec<FloatNode>,
+    /// Activation tensors, in graph order.
+    pub activations: Vec<ActivationRange>,
+    /// Calibration batches run.
+    pub batches: usize,
+    /// Bias values that saturated the int32 range.
+    pub saturated_bias: usize,
+    /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
+    pub int8_exact_ops: Vec<NodeRef>,
+}
+
+/// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
+/// `[10, 1, 8, 8]`) and returns the QDQ-quantized model with a report. See the
+/// [module](self) documentation for what is written.
+///
+/// # Errors
+/// [`Error::EmptyCalibration`] without batches; [`Error::Shape`] for a batch whose rank
+/// or fixed dimensions disagree with the model's input; [`Error::NonFinite`] for NaN or
+/// infinite calibration values or weights; [`Error::Unsupported`] for models with
+/// other than one input, opsets below 10 (13 for per-channel), an unsupported
+/// [`Config`] type or no quantizable node; [`Error::Model`] if the float model fails to
+/// plan or run.
+pub fn quantize_static(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    config: &Config,
+) -> Result<(Model, Report)> {
+    quantize_static_with_progress(model, batches, config, &mut |_| {})
+}
+
+/// [`quantize_static`] calling `progress(done)` after each calibration batch.
+///
+/// # Errors
+/// As [`quantize_static`].
+pub fn quantize_static_with_progress(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    config: &Config,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Model, Report)> {
+    check_config(model, config)?;
+    if batches.is_empty() {
+        return Err(Error::EmptyCalibration);
+    }
+    let sel = select(model, config)?;
+    if sel.targets.is_empty() {
+        return Err(Error::Unsupported(
+            "the model has no quantizable node (Conv, Gemm or MatMul with a constant weight)"
+                .into(),
+        ));
+    }
+    let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
+    let mut report = Report {
+        batches: batches.len(),
+        ..Report::default()
+    };
+    let out = rewrite::write(model, &sel, &ranges, config, &mut report)?;
+    Ok((out, report))
+}
+
+/// Weight-only quantization: every quantizable node's weight becomes an int8
+/// initializer behind a `DequantizeLinear` (as in [`quantize_static`], per-tensor or
+/// per-channel); activations and biases stay float, so no calibration data is needed.
+/// The file shrinks about 4× on weight-dominated models; runtimes fold the
+/// `DequantizeLinear` of a constant at load time and compute in float, so accuracy is
+/// that of the rounded weights alone. [`Config::method`] and the activation options
+/// are ignored.
+///
+/// # Errors
+/// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
+/// below 10 (13 for per-channel), an unsupported [`Config::weight_type`] or no
+/// quantizable node.
+pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    check_config(model, config)?;
+    let mut sel = select(model, config)?;
+    if sel.targets.is_empty() {
+        return Err(Error::Unsupported(
+            "the model has no quantizable node (Conv, Gemm or MatMul with a constant weight)"
+                .into(),
+        ));
+    }
+    sel.tensors.clear();
+    for t in &mut sel.targets {
+        t.bias = None;
+        if let Some(j) = t.fold.take() {
+            sel.float_nodes.push(FloatNode {
+                node: node_ref(&model.graph.nodes[j]),
+                reason: "weight-only quantization".into(),
+            });
+        }
+    }
+    let mut report = Report::default();
+    let out = rewrite::write(model, &sel, &[], config, &mut report)?;
+    Ok((out, report))
+}
+
+fn check_config(model: &Model, c: &Config) -> Result<()> {
+    if !matches!(
+        c.activation_type,
+        DType::U8 | DType::I8 | DType::U16 | DType::I16
+    ) {
+        return Err(Error::Unsupported(format!(
+            "activation type {}",
+            c.activation_type
+        )));
+    }
+    if !matches!(c.weight_type, DType::U8 | DType::I8) {
+        return Err(Error::Unsupported(format!("weight type {}", c.weight_type)));
+    }
+    let opset = model.opset("").unwrap_or(1);
+    let need = if c.per_channel || matches!(c.activation_type, DType::U16 | DType::I16) {
+        13
+    } else {
+        10
+    };
+    if opset < need {
+        return Err(Error::Unsupported(format!(
+            "the model imports opset {opset}; this quantization needs QuantizeLinear from \
+             opset {need}"
+        )));
+    }
+    Ok(())
+}
+
+/// A node to quantize.
+#[derive(Debug, Clone)]
+struct Target {
+    node: usize,
+    /// Axis of the output channels in the weight.
+    w_axis: usize,
+    /// Bias initializer to quantize to int32.
+    bias: Option<String>,
+    /// The folded activation node, if any.
+    fold: Option<usize>,
+}
+
+/// The nodes to quantize and the activation tensors to calibrate.
+#[derive(Debug, Default)]
+struct Selection {
+    targets: Vec<Target>,
+    float_nodes: Vec<FloatNode>,
+    /// Activation tensors, in graph order (inputs first).
+    tensors: Vec<String>,
+}
+
+fn node_ref(n: &Node) -> NodeRef {
+    let name = if n.name.is_empty() {
+        format!(
+            "{}({})",
+            n.op_type,
+            n.outputs.first().map_or("", String::as_str)
+        )
+    } else {
+        n.name.clone()
+    };
+    NodeRef {
+        name,
+        op_type: n.op_type.clone(),
+    }
+}
+
+fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
+    match n.attr(name) {
+        Some(Attribute::Int(v)) => *v,
+        _ => default,
+    }
+}
+
+fn float_attr(n: &Node, name: &str, default: f32) -> f32 {
+    match n.attr(name) {
+        Some(Attribute::Float(v)) => *v,
+        _ => default,
+    }
+}
+
+/// Why `n` cannot be quantized, or its weight axis.
+fn check_node(model: &Model, n: &Node) -> std::result::Result<usize, String> {
+    let g = &model.graph;
+    if n.outputs.len() != 1 || n.inputs.first().is_none_or(String::is_empty) {
+        return Err("not exactly one output, or no input".into());
+    }
+    let Some(w) = n.inputs.get(1).and_then(|w| g.initializer(w)) else {
+        return Err("the weight is not a constant".into());
+    };
+    let Some(wf) = w.as_f32() else {
+        return Err(format!("the weight is {}, not f32", w.dtype()));
+    };
+    let rank = wf.ndim();
+    match n.op_type.as_str() {
+        "Conv" if rank >= 3 => Ok(0),
+        "Gemm" if rank == 2 => {
+            if int_attr(n, "transA", 0) != 0 {
+                return Err("Gemm with transA".into());
+            }
+            if float_attr(n, "alpha", 1.0) != 1.0 || float_attr(n, "beta", 1.0) != 1.0 {
+                return Err("Gemm with alpha or beta other than 1".into());
+            }
+            Ok(if int_attr(n, "transB", 0) != 0 { 0 } else { 1 })
+        }
+        "MatMul" if rank == 2 => Ok(1),
+        _ => Err(format!("a weight of rank {rank}")),
+    }
+}
+
+fn select(model: &Model, config: &Config) -> Result<Selection> {
+    let g = &model.graph;
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        for v in &n.inputs {
+            consumers.entry(v.as_str()).or_default().push(i);
+        }
+    }
+    let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let excluded = |n: &Node| {
+        config
+            .exclude
+            .iter()
+            .any(|e| *e == n.op_type || (!n.name.is_empty() && *e == n.name))
+    };
+    let mut sel = Selection::default();
+    let mut folded: HashSet<usize> = HashSet::new();
+    let mut tensors: Vec<String> = Vec::new();
+    let push = |t: &str, tensors: &mut Vec<String>| {
+        if !tensors.iter().any(|x| x == t) {
+            tensors.push(t.to_owned());
+        }
+    };
+    for (i, n) in g.nodes.iter().enumerate() {
+        if folded.contains(&i) {
+            continue;
+        }
+        let quantizable =
+            n.domain.is_empty() && matches!(n.op_type.as_str(), "Conv" | "Gemm" | "MatMul");
+        let reason = if !quantizable {
+            Some("no INT8 rule for this operator (yet)".to_owned())
+        } else if excluded(n) {
+            Some("excluded".to_owned())
+        } else {
+            check_node(model, n).err()
+        };
+        if let Some(reason) = reason {
+            sel.float_nodes.push(FloatNode {
+                node: node_ref(n),
+                reason,
+            });
+            continue;
+        }
+        let w_axis = check_node(model, n).unwrap_or(0);
+        let w = &n.inputs[1];
+        if let Some(wf) = g.initializer(w).and_then(|t| t.as_f32())
+            && let Some(bad) = wf.iter().find(|v| !v.is_finite())
+        {
+            return Err(Error::NonFinite(format!(
+                "weight {w:?} of {} holds {bad}",
+                node_ref(n).name
+            )));
+        }
+        let channels = g
+            .initializer(w)
+            .map_or(0, |t| t.shape().get(w_axis).copied().unwrap_or(0));
+        let bias = (n.op_type != "MatMul")
+            .then(|| n.inputs.get(2).filter(|b| !b.is_empty()))
+            .flatten()
+            .filter(|b| {
+                g.initializer(b)
+                    .and_then(|t| t.as_f32())
+                    .is_some_and(|t| t.ndim() == 1 && t.len() == channels)
+            })
+            .cloned();
+        if let Some(b) = &bias
+            && let Some(bad) = g
+                .initializer(b)
+                .and_then(|t| t.as_f32())
+                .and_then(|t| t.iter().find(|v| !v.is_finite()).copied())
+        {
+            return Err(Error::NonFinite(format!("bias {b:?} holds {bad}")));
+        }
+        let out = &n.outputs[0];
+        let fold = match consumers.get(out.as_str()).map(Vec::as_slice) {
+            Some(&[j]) if !outputs.contains(out.as_str()) && !config.symmetric_activations => {
+                let a = &g.nodes[j];
+                let foldable = a.domain.is_empty()
+                    && a.outputs.len() == 1
+                    && !excluded(a)
+                    && (a.op_type == "Relu" || (a.op_type == "Clip" && clip_from_zero(model, a)));
+                foldable.then_some(j)
+            }
+            _ => None,
+        };
+        let y = fold.map_or(out, |j| &g.nodes[j].outputs[0]);
+        push(&n.inputs[0], &mut tensors);
+        push(y, &mut tensors);
+        if let Some(j) = fold {
+            folded.insert(j);
+        }
+        sel.targets.push(Target {
+            node: i,
+            w_axis,
+            bias,
+            fold,
+        });
+    }
+    sel.tensors = tensors;
+    Ok(sel)
+}
+
+/// Whether a `Clip` has constant bounds with lower bound 0 (a ReLU6-like activation).
+fn clip_from_zero(model: &Model, n: &Node) -> bool {
+    let g = &model.graph;
+    let scalar = |i: usize| -> Option<Option<f32>> {
+        match n.inputs.get(i).filter(|v| !v.is_empty()) {
+            None => Some(None),
+            Some(v) => {
+                let t = g.initializer(v)?.as_f32()?;
+                (t.len() == 1).then(|| t.iter().next().copied())
+            }
+        }
+    };
+    let lo = if n.inputs.len() > 1 {
+        scalar(1)
+    } else {
+        Some(Some(float_attr(n, "min", f32::MIN)))
+    };
+    let hi_ok = n.inputs.len() <= 2 || scalar(2).is_some();
+    matches!(lo, Some(Some(v)) if v == 0.0) && hi_ok
+}

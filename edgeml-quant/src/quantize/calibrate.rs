@@ -1,0 +1,127 @@
+//! Calibration: runs the float model over the batches with one observer per activation
+//! tensor and returns each tensor's proposed range.
+
+use super::{Config, Method};
+use crate::{Error, MinMax, Percentile, Result};
+use edgeml_core::Observer;
+use edgeml_onnx::{Dim, GraphOptLevel, Model, Plan, PlanOptions, Tensor};
+use ndarray::ArrayD;
+use std::collections::HashMap;
+
+fn model_err(e: edgeml_onnx::Error) -> Error {
+    Error::Model {
+        kind: e.kind(),
+        message: e.to_string(),
+    }
+}
+
+/// The ranges of `tensors` over `batches`, in the order of `tensors`.
+pub(super) fn run(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    tensors: &[String],
+    config: &Config,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<(f32, f32)>> {
+    match config.method {
+        Method::MinMax => observe_all(model, batches, tensors, &MinMax::new(), progress),
+        Method::Percentile { percentile, bins } => {
+            let proto = Percentile::new(bins, percentile, config.symmetric_activations)?;
+            observe_all(model, batches, tensors, &proto, progress)
+        }
+    }
+}
+
+/// The model's single graph input (inputs that are also initializers do not count).
+fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
+    let g = &model.graph;
+    let inputs: Vec<_> = g
+        .inputs
+        .iter()
+        .filter(|i| g.initializer(&i.name).is_none())
+        .collect();
+    match inputs.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Error::Unsupported(format!(
+            "calibration supports models with exactly one input; this one has {}",
+            inputs.len()
+        ))),
+    }
+}
+
+/// Checks a batch against the declared input: same rank, same fixed dimensions, finite.
+fn check_batch(vi: &edgeml_onnx::ValueInfo, i: usize, b: &ArrayD<f32>) -> Result<()> {
+    if let Some(shape) = &vi.shape {
+        let fits = shape.len() == b.ndim()
+            && shape
+                .iter()
+                .zip(b.shape())
+                .all(|(d, &n)| !matches!(d, Dim::Known(k) if *k != n));
+        if !fits {
+            return Err(Error::Shape(format!(
+                "calibration batch {i} has shape {:?}; the model's input {:?} is {shape:?}",
+                b.shape(),
+                vi.name
+            )));
+        }
+    }
+    if let Some(bad) = b.iter().find(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(format!(
+            "calibration batch {i} holds {bad}"
+        )));
+    }
+    Ok(())
+}
+
+fn observe_all<O: Observer + Clone + Send>(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    tensors: &[String],
+    proto: &O,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<(f32, f32)>> {
+    let vi = single_input(model)?;
+    for (i, b) in batches.iter().enumerate() {
+        check_batch(vi, i, b)?;
+    }
+    let mut opts = PlanOptions::with_threads(1);
+    // Every value the quantizer needs must stay visible to the observer.
+    opts.optimization = GraphOptLevel::Disabled;
+    let plan = Plan::new(model, opts).map_err(model_err)?;
+    let index: HashMap<&str, usize> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut observers: Vec<O> = vec![proto.clone(); tensors.len()];
+    let mut seen = vec![false; tensors.len()];
+    for (bi, b) in batches.iter().enumerate() {
+        if let Some(&i) = index.get(vi.name.as_str()) {
+            observe_array(&mut observers[i], b);
+            seen[i] = true;
+        }
+        let input = Tensor::F32(b.clone());
+        plan.run_observed(&[(vi.name.as_str(), &input)], &mut |name, t| {
+            if let (Some(&i), Some(a)) = (index.get(name), t.as_f32()) {
+                observe_array(&mut observers[i], a);
+                seen[i] = true;
+            }
+        })
+        .map_err(model_err)?;
+        progress(bi + 1);
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(Error::Unsupported(format!(
+            "tensor {:?} is not computed at run time (a constant?); it cannot be calibrated",
+            tensors[i]
+        )));
+    }
+    Ok(observers.iter().map(Observer::range).collect())
+}
+
+fn observe_array<O: Observer>(o: &mut O, a: &ArrayD<f32>) {
+    match a.as_slice() {
+        Some(s) => o.observe(s),
+        None => o.observe(&a.iter().copied().collect::<Vec<_>>()),
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Interop and accuracy check of `edgeml quantize` against onnxruntime.
+
+For the bundled digits CNN and MLP, per-tensor and per-channel weights, MinMax
+calibration on the first 100 test images (batches of 10):
+1. `edgeml quantize` writes a QDQ model; onnxruntime must load and run it;
+2. onnxruntime's outputs and `edgeml run`'s agree within one quantization step (the
+   scale of the DequantizeLinear feeding the final Softmax, through float ops) on >= 99.9% of elements;
+3. onnxruntime's own `quantize_static` (QDQ, u8 activations, s8 weights, same
+   calibration batches) quantizes the same model; accuracies on all 450 test images
+   are printed side by side, and ours must be >= theirs - 0.5 point.
+
+Usage: python3 scripts/quantize_interop.py EDGEML_BINARY   (numpy, onnx, onnxruntime)
+"""
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DIGITS = os.path.join(HERE, "..", "tests", "fixtures", "digits")
+ort.set_default_logger_severity(3)
+logging.getLogger().setLevel(logging.ERROR)
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, x):
+        self.it = iter([{"x": x[i:i + 10]} for i in range(0, len(x), 10)])
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def softmax_step(path):
+    m = onnx.load(path)
+    g = m.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    sm = [n for n in g.node if n.op_type == "Softmax"][0]
+    # Float ops between (the MLP's bias Add) are exact in both runtimes: walk back.
+    n = prod.get(sm.input[0])
+    while n is not None and n.op_type != "DequantizeLinear":
+        n = prod.get(n.input[0])
+    if n is None:
+        raise SystemExit(f"{path}: no DequantizeLinear before Softmax")
+    return float(inits[n.input[1]].reshape(-1)[0])
+
+
+def ort_run(path, x, optimize=True):
+    so = ort.SessionOptions()
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def main():
+    edgeml = sys.argv[1]
+    x = np.load(os.path.join(DIGITS, "x_test.npy"))
+    y = np.load(os.path.join(DIGITS, "y_test.npy"))
+    acc = lambda p: float((p.argmax(1) == y).mean())
+    failures = []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = os.path.join(tmp, "calib.npy")
+        np.save(calib, x[:100])
+        xin = os.path.join(tmp, "x.npy")
+        np.save(xin, x)
+        for name in ["cnn", "mlp"]:
+            src = os.path.join(DIGITS, f"{name}.onnx")
+            float_acc = acc(ort_run(src, x))
+            for per_channel in [False, True]:
+                tag = f"{name} {'per-channel' if per_channel else 'per-tensor'}"
+                ours = os.path.join(tmp, f"{name}_{per_channel}.onnx")
+                cmd = [edgeml, "quantize", src, "-o", ours, "--calibration", calib]
+                if per_channel:
+                    cmd.append("--per-channel")
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(ours))
+                p_ort = ort_run(ours, x)
+                outdir = os.path.join(tmp, f"out_{name}_{per_channel}")
+                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                tol = softmax_step(ours)
+                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
+                theirs = os.path.join(tmp, f"{name}_{per_channel}_ort.onnx")
+                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
+                size = os.path.getsize(ours) / os.path.getsize(src)
+                size_theirs = os.path.getsize(theirs) / os.path.getsize(src)
+                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, size, size_theirs, within))
+                if within < 0.999:
+                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
+                if acc_ours < acc_theirs - 0.005:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+            # Weight-only: float compute on the dequantized weights in both runtimes.
+            wo = os.path.join(tmp, f"{name}_wo.onnx")
+            subprocess.run([edgeml, "quantize", src, "-o", wo, "--mode", "weight-only", "--per-channel"], check=True,
+                           stdout=subprocess.DEVNULL)
+            onnx.checker.check_model(onnx.load(wo))
+            acc_wo_ort = acc(ort_run(wo, x))
+            # onnxruntime's optimizer rewrites DQ(weight) -> MatMul into a MatMul with
+            # dynamically quantized activations (up to 0.016 off on the MLP's
+            # probabilities); unoptimized, it computes the model as written.
+            p_ort = ort_run(wo, x, optimize=False)
+            outdir = os.path.join(tmp, f"out_{name}_wo")
+            subprocess.run([edgeml, "run", wo, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p_ours = np.load(os.path.join(outdir, "probs.npy"))
+            within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
+            rows.append((f"{name} weight-only per-channel", float_acc, acc_wo_ort, acc(p_ours), float("nan"),
+                         os.path.getsize(wo) / os.path.getsize(src), float("nan"), within))
+            if within < 0.999:
+                failures.append(f"{name} weight-only: only {within:.4%} of outputs within 1e-5 of onnxruntime")
+    print("| model | float | edgeml quantize (onnxruntime run) | (edgeml run) | onnxruntime quantize_static "
+          "| size edgeml | size onnxruntime | outputs within 1 step |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        theirs = "—" if np.isnan(r[4]) else f"{r[4]:.4f}"
+        size_theirs = "—" if np.isnan(r[6]) else f"{r[6]:.1%}"
+        print(f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} | {theirs} | {r[5]:.1%} | {size_theirs} "
+              f"| {r[7]:.2%} |")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
