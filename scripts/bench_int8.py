@@ -131,7 +131,7 @@ def table(reps):
     def get(kernel, isa, shape, threads=1):
         return mine.get((kernel, isa, shape, threads))
 
-    isas = [i for i in ["avx512vnni", "avxvnni", "avx2", "neon-dotprod", "neon", "scalar"]
+    isas = [i for i in ["amx", "avx512vnni", "avxvnni", "avx2", "neon-dotprod", "neon", "scalar"]
             if any(k[1] == i for k in mine)]
     best = isas[0]
     lines = []

@@ -15,6 +15,7 @@ checks arithmetic agreement, not accuracy.
 Usage: python3 scripts/check_int8_interop.py EDGEML_BINARY WORKDIR
 """
 
+import json
 import logging
 import os
 import subprocess
@@ -71,6 +72,7 @@ def main():
     }
     xs = [image() for _ in range(2)]
     failed = 0
+    paths = None
     for name, kw in variants.items():
         q = os.path.join(work, f"mobilenet_v2_{name}.onnx")
         quantize_static(fp, q, Reader(), **kw)
@@ -100,6 +102,20 @@ def main():
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {bad} of {total} logits differ by more than one step "
               f"({step:.4g}); max difference {worst / step:.2f} steps; onnxruntime optimized vs "
               f"unoptimized: {spread / step:.2f} steps")
+        # Every INT8 kernel path this CPU has must give the same logits, bit for bit.
+        if paths is None:
+            rep = subprocess.run([cli, "bench", q, "--iters", "1", "--warmup", "0", "--json"], check=True,
+                                 capture_output=True, text=True).stdout
+            paths = json.loads(rep)["int8_available"]
+        base = np.load(os.path.join(work, f"out_{name}_0", "logits.npy"))
+        for p in paths:
+            od = os.path.join(work, f"out_{name}_0_{p}")
+            subprocess.run([cli, "run", q, "--input", f"input={os.path.join(work, 'x0.npy')}", "-o", od,
+                            "--threads", "2"], check=True, capture_output=True,
+                           env={**os.environ, "EDGEML_KERNELS": p})
+            same = np.array_equal(np.load(os.path.join(od, "logits.npy")), base)
+            failed += not same
+            print(f"{'ok  ' if same else 'FAIL'} {name}: kernel path {p} gives the same logits bit for bit")
     if failed:
         sys.exit(f"{failed} INT8 interop checks failed")
 

@@ -69,6 +69,10 @@ struct Report {
     mean_ms: f64,
     min_ms: f64,
     peak_rss_kib: Option<u64>,
+    /// The INT8 kernel path in use (`EDGEML_KERNELS` or the best this CPU has).
+    int8_kernels: &'static str,
+    /// Every INT8 kernel path this CPU can run, best first.
+    int8_available: Vec<&'static str>,
 }
 
 /// Peak resident set size in KiB (`VmHWM`), on Linux.
@@ -238,6 +242,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         mean_ms: ms(total) / args.iters as f64,
         min_ms: ms(times[0]),
         peak_rss_kib: peak_rss_kib(),
+        int8_kernels: edgeml_quant::Isa::selected().name(),
+        int8_available: edgeml_quant::Isa::available()
+            .into_iter()
+            .map(edgeml_quant::Isa::name)
+            .collect(),
     };
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
@@ -247,6 +256,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
             outln!("input     {n}: {d} {s:?}");
         }
         outln!("threads   {}", report.threads);
+        outln!(
+            "int8      {} kernels (this CPU: {})",
+            report.int8_kernels,
+            report.int8_available.join(", ")
+        );
         outln!("plan      {:.2} ms", report.plan_ms);
         outln!(
             "latency   median {:.3} ms  p10 {:.3} ms  p90 {:.3} ms  mean {:.3} ms  min {:.3} ms  ({} runs)",

@@ -10,6 +10,7 @@
 //!
 //! | ISA | instruction | A / B packing |
 //! |---|---|---|
+//! | `amx` | `tdpbusd` on 16×64-byte tiles (u8×i8→i32) | u8 / i8, k in quads, K padded to 64 |
 //! | `avx512vnni` | `vpdpbusd zmm` (u8×i8→i32, no intermediate saturation) | u8 / i8, k in quads |
 //! | `avxvnni` | `vpdpbusd ymm` (VEX) | u8 / i8, k in quads |
 //! | `avx2` | `vpmaddwd` on i16 widened at pack time (pairs ≤ 2·255·128) | i16 pairs |
@@ -18,6 +19,8 @@
 //! | `scalar` | plain Rust | u8 / i8, k in quads |
 #![allow(unsafe_code)]
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub(crate) mod depthwise;
 pub(crate) mod direct;
 #[cfg(target_arch = "aarch64")]
@@ -44,6 +47,11 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Portable Rust; always available.
     Scalar,
+    /// x86-64 AMX-INT8 (`tdpbusd` on tile registers) for GEMMs and GEMM-lowered
+    /// convolutions, with AVX-512 VNNI for the edges, depthwise and direct kernels.
+    /// Needs AMX-TILE, AMX-INT8 and AVX-512 VNNI, and on Linux the tile data permission
+    /// (requested once per process).
+    Amx,
     /// x86-64 AVX2 with `vpmaddwd` on operands widened to i16 (exact).
     Avx2,
     /// x86-64 AVX-VNNI (`vpdpbusd` on 256-bit registers).
@@ -65,6 +73,8 @@ pub(crate) struct Geom {
     pub(crate) nr: usize,
     /// Consecutive k values stored together (4: quads, 2: pairs, 1: lanes).
     pub(crate) ks: usize,
+    /// K is zero-padded to a multiple of this (a multiple of `ks`).
+    pub(crate) kal: usize,
     /// Operands stored widened to i16.
     pub(crate) wide: bool,
     /// A stored as `A' − 128` (i8) and `128·colsum(B')` added back.
@@ -73,7 +83,8 @@ pub(crate) struct Geom {
 
 impl Isa {
     /// Every path, in order of preference within an architecture.
-    pub const ALL: [Isa; 6] = [
+    pub const ALL: [Isa; 7] = [
+        Isa::Amx,
         Isa::Avx512Vnni,
         Isa::AvxVnni,
         Isa::Avx2,
@@ -86,6 +97,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Amx => "amx",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512vnni",
@@ -103,6 +115,8 @@ impl Isa {
     pub fn is_available(self) -> bool {
         match self {
             Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => amx::available(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
@@ -162,11 +176,16 @@ impl Isa {
             mr,
             nr,
             ks,
+            kal: ks,
             wide,
             a_xor,
         };
         match self {
             Isa::Scalar => g(4, 8, 4, false, false),
+            Isa::Amx => Geom {
+                kal: 64,
+                ..g(32, 32, 4, false, false)
+            },
             Isa::Avx2 => g(6, 16, 2, true, false),
             Isa::AvxVnni => g(6, 16, 4, false, false),
             Isa::Avx512Vnni => g(8, 32, 4, false, false),
@@ -195,6 +214,9 @@ pub(crate) unsafe fn run_block(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: availability checked by the caller; operands packed with Amx's geometry.
+        Isa::Amx => unsafe { amx::block_amx(job, mt, np) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: availability checked by the caller; operands valid per contract.
         Isa::Avx512Vnni => unsafe { x86::block_avx512vnni(job, mt, np) },
         #[cfg(target_arch = "x86_64")]
@@ -215,9 +237,10 @@ pub(crate) unsafe fn run_block(
 }
 
 /// Whether `isa` has an indirect-convolution kernel (u8 A read in place, k in quads).
+/// `amx` has none: its tiles load rows at one stride, so convolutions use im2col.
 pub(crate) fn has_indirect(isa: Isa) -> bool {
     let g = isa.geom();
-    !g.wide && !g.a_xor
+    !g.wide && !g.a_xor && isa != Isa::Amx
 }
 
 /// As [`run_block`] for an indirect convolution.

@@ -261,7 +261,7 @@ macro_rules! kernel_props {
                 if !runs_here($isa, concat!(stringify!($name), "::worst_case_vpmaddubsw")) {
                     return;
                 }
-                for &(m, n, k) in &[(1, 1, 2), (3, 17, 64), (9, 33, 1024), (2, 5, 4099)] {
+                for &(m, n, k) in &[(1, 1, 2), (3, 17, 64), (9, 33, 1024), (40, 33, 1030), (20, 70, 600), (2, 5, 4099)] {
                     worst_case($isa, m, n, k);
                 }
             }
@@ -304,6 +304,7 @@ macro_rules! kernel_props {
 kernel_props!(scalar, Isa::Scalar);
 kernel_props!(avx2, Isa::Avx2);
 kernel_props!(avxvnni, Isa::AvxVnni);
+kernel_props!(amx, Isa::Amx);
 kernel_props!(avx512vnni, Isa::Avx512Vnni);
 kernel_props!(neon, Isa::Neon);
 kernel_props!(neon_dotprod, Isa::NeonDotprod);
@@ -318,7 +319,13 @@ fn every_available_path_is_exercised() {
     assert_eq!(av.first(), Some(&Isa::best()), "{av:?}");
     #[cfg(target_arch = "x86_64")]
     {
-        let arch = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Scalar];
+        let arch = [
+            Isa::Amx,
+            Isa::Avx512Vnni,
+            Isa::AvxVnni,
+            Isa::Avx2,
+            Isa::Scalar,
+        ];
         assert_eq!(
             av.contains(&Isa::Avx2),
             std::arch::is_x86_feature_detected!("avx2")

@@ -260,8 +260,8 @@ pub(crate) fn channel(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512Vnni availability implies AVX-512 F and BW.
-        Isa::Avx512Vnni => unsafe { channel_avx512(g, x, xsub, wt, s, out) },
+        // SAFETY: Avx512Vnni and Amx availability imply AVX-512 F and BW.
+        Isa::Avx512Vnni | Isa::Amx => unsafe { channel_avx512(g, x, xsub, wt, s, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: both paths imply AVX2 (checked when the weights were packed).
         Isa::AvxVnni | Isa::Avx2 => unsafe { channel_avx2(g, x, xsub, wt, s, out) },

@@ -36,7 +36,13 @@ const MAX_BYTES: usize = 1 << 26;
 pub(crate) fn has_direct(isa: Isa) -> bool {
     matches!(
         isa,
-        Isa::Avx512Vnni | Isa::AvxVnni | Isa::Avx2 | Isa::NeonDotprod | Isa::Neon | Isa::Scalar
+        Isa::Amx
+            | Isa::Avx512Vnni
+            | Isa::AvxVnni
+            | Isa::Avx2
+            | Isa::NeonDotprod
+            | Isa::Neon
+            | Isa::Scalar
     )
 }
 
@@ -317,8 +323,9 @@ pub(crate) unsafe fn epi_scalar(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>)
 unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: availability checked when the weights were packed; forwarded contract.
-        Isa::Avx512Vnni => unsafe { super::direct_x86::tile_avx512(rows, k, e) },
+        // SAFETY: availability checked when the weights were packed (`amx` implies
+        // AVX-512 VNNI); forwarded contract.
+        Isa::Avx512Vnni | Isa::Amx => unsafe { super::direct_x86::tile_avx512(rows, k, e) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::AvxVnni => unsafe { super::direct_x86::tile_avxvnni(rows, k, e) },

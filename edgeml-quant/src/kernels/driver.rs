@@ -132,7 +132,7 @@ pub(crate) unsafe fn block_loop<T: Tile>(job: &Job<'_>, mt: Range<usize>, np: Ra
 /// # Safety
 /// The output must be writable at rows `m0..m0+rows`, columns `n0..n0+cols`.
 #[inline(always)]
-unsafe fn finish_tile(
+pub(crate) unsafe fn finish_tile(
     job: &Job<'_>,
     buf: &mut [i32; MAX_TILE],
     nr: usize,

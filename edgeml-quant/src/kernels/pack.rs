@@ -108,9 +108,9 @@ impl Buf<'_> {
     }
 }
 
-/// K rounded up to the geometry's k-step.
+/// K rounded up to the geometry's K alignment.
 pub(crate) fn kpad(g: Geom, k: usize) -> usize {
-    k.div_ceil(g.ks) * g.ks
+    k.div_ceil(g.kal) * g.kal
 }
 
 /// Packs B (`k × n`, values already mapped by [`QElem::to_b`]) into panels of `nr`

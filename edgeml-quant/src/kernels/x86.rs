@@ -20,6 +20,7 @@ macro_rules! by_rows {
         }
     };
 }
+pub(super) use by_rows;
 
 /// The fused tiles' reduction over the full K, expanded inside each `#[target_feature]`
 /// tile: `$r` rows of A from `$a` (stride `$lda` bytes), per k-step one 4-byte broadcast
@@ -89,7 +90,7 @@ pub(super) use fused_correct;
 /// `vpdpbusd` (u8×i8 products summed in i32, no intermediate saturation).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn tile512<const R: usize>(
+pub(super) unsafe fn tile512<const R: usize>(
     segs: usize,
     seg: usize,
     ap: *const *const u8,
@@ -306,6 +307,26 @@ unsafe fn fused512<const R: usize>(
         _mm512_setzero_si512, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
         nr: 32, esz: 1, ks: 4, vb: 64
     );
+    // SAFETY: forwarded contract.
+    unsafe { epi512::<R>(c0, c1, fix, rt, o, rs) }
+}
+
+/// The zero-point corrections and epilogue of an `R × 32` tile of raw sums (`c0`: its
+/// left 16 columns, `c1` its right 16), stored into `o`.
+///
+/// # Safety
+/// `rt` holds R row terms when `fix.zb` is non-null, `fix`'s vectors the selected
+/// columns, and `o` R writable rows (stride `rs` elements) of the selected columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(super) unsafe fn epi512<const R: usize>(
+    c0: [__m512i; R],
+    c1: [__m512i; R],
+    fix: &Fix,
+    rt: *const i32,
+    o: Dst,
+    rs: isize,
+) {
     let (m0, m1) = (fix.cols as __mmask16, (fix.cols >> 16) as __mmask16);
     // SAFETY: masked loads/stores touch only the selected columns (caller's contract).
     unsafe {

@@ -1,0 +1,383 @@
+//! x86-64 AMX-INT8 GEMM: `tdpbusd` on 16 × 64-byte tiles (Intel Xeon 4th generation and
+//! later).
+//!
+//! The packed B is the `avx512vnni` layout with K padded to a multiple of 64: within a
+//! 32-column panel, k-quad `q` is 128 bytes (32 columns × 4 k-values) at `q·128`, so a
+//! B tile (16 k-quads × 16 columns × 4 bytes) is 16 rows of 64 bytes at stride 128, and
+//! the panel's right half starts 64 bytes further. A is row-major u8 (`lda` bytes per
+//! row, zero-padded to the padded K), read by 16-row tiles at stride `lda`.
+//!
+//! Each 32 × 32 output tile keeps its four i32 accumulator tiles (`tmm0..3`) over the
+//! whole reduction; per 64 k-values it loads two A tiles (`tmm4`, `tmm5`) and two B
+//! tiles (`tmm6`, `tmm7`) and issues four `tdpbusd`. Rows of an m-tile beyond the last
+//! full 16 go through the `avx512vnni` tile on the same packed panel. The raw sums are
+//! then corrected for the zero points and finished by the same epilogue code as the
+//! `avx512vnni` path, so both paths agree bit for bit.
+//!
+//! The tile registers are configured (`ldtilecfg`) at the start of every block of work
+//! and released (`tilerelease`) at its end, so a thread holds no tile state between
+//! calls. On Linux the process must be granted the tile data state once
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); [`available`] asks for it
+//! and reports `false` if the kernel refuses, so dispatch falls back to `avx512vnni`.
+#![allow(unsafe_code)]
+
+use super::driver::{Job, MAX_TILE, finish_tile};
+use super::x86::{Dst, Fix, by_rows, epi512, fused_dst, tile512};
+use core::arch::asm;
+use core::arch::x86_64::*;
+use core::ops::Range;
+use std::sync::OnceLock;
+
+/// Output rows per m-tile of the AMX path.
+pub(crate) const MR: usize = 32;
+/// Columns per packed panel (as `avx512vnni`).
+pub(crate) const NR: usize = 32;
+
+/// Whether this CPU and OS can run the AMX path: CPUID reports AMX-TILE and AMX-INT8
+/// (and AVX-512 F/BW/VNNI, used for edges and epilogues), the OS enables the tile state
+/// in XCR0, and (on Linux) the process was granted the tile data state. Decided once.
+pub(crate) fn available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        if !(std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("xsave"))
+        {
+            return false;
+        }
+        // CPUID leaf 7 exists on every CPU with AVX-512 (checked above).
+        let l7 = __cpuid_count(7, 0);
+        // EDX bit 24: AMX-TILE, bit 25: AMX-INT8.
+        if (l7.edx >> 24) & 3 != 3 {
+            return false;
+        }
+        // SAFETY: XSAVE with OS support (checked above) makes `xgetbv` legal.
+        let xcr0 = unsafe { xcr0() };
+        // XCR0 bit 17: XTILECFG, bit 18: XTILEDATA.
+        if (xcr0 >> 17) & 3 != 3 {
+            return false;
+        }
+        request_tile_permission()
+    })
+}
+
+/// Reads XCR0.
+///
+/// # Safety
+/// The CPU must support XSAVE and the OS must have enabled it (OSXSAVE).
+#[target_feature(enable = "xsave")]
+unsafe fn xcr0() -> u64 {
+    // SAFETY: caller's contract.
+    unsafe { _xgetbv(0) }
+}
+
+/// Asks Linux for the AMX tile data state for this process (every thread, present and
+/// future); `true` if granted.
+#[cfg(target_os = "linux")]
+fn request_tile_permission() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: `arch_prctl(ARCH_REQ_XCOMP_PERM, 18)` only extends the process's set of
+    // permitted XSAVE features; it reads and writes no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        )
+    };
+    r == 0
+}
+
+/// Other systems: not yet supported (their permission model is untested), so the AMX
+/// path is reported unavailable and dispatch uses `avx512vnni`.
+#[cfg(not(target_os = "linux"))]
+fn request_tile_permission() -> bool {
+    false
+}
+
+/// A tile configuration (palette 1): all eight tiles 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileCfg([u8; 64]);
+
+static CFG: TileCfg = {
+    let mut c = [0u8; 64];
+    c[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        c[16 + 2 * t] = 64; // bytes per row (little-endian u16)
+        c[48 + t] = 16; // rows
+        t += 1;
+    }
+    TileCfg(c)
+};
+
+/// A 32 × 32 i32 scratch tile, aligned for tile stores.
+#[repr(C, align(64))]
+struct Acc([i32; MR * NR]);
+
+/// Raw sums of a 16- or 32-row tile (`TWO`: 32 rows) over `kp` k-values into `buf`
+/// (row stride 32 i32), added to the sums already there when `load`. `a` is the
+/// m-tile's A in tile order (see [`pack_a`]) from the first of those k-values, `b` the
+/// panel from the same k.
+///
+/// # Safety
+/// The tiles must be configured as [`CFG`]; `a` must hold the packed A tiles of `kp`
+/// k-values (two per 64 k-values, or one without `TWO`), `b` `kp·32` bytes of a packed
+/// panel, `kp` a multiple of 64, and `buf` room for 16 (32) rows of 32 i32.
+#[inline(always)]
+unsafe fn tile_amx<const TWO: bool>(
+    a: *const u8,
+    b: *const u8,
+    kp: usize,
+    buf: *mut i32,
+    load: bool,
+) {
+    let step = if TWO { 2 * TILE_BYTES } else { TILE_BYTES };
+    let s = 4 * NR;
+    // SAFETY: register-only tile instructions on configured tiles, and loads/stores
+    // within the operands the caller guarantees.
+    unsafe {
+        if load {
+            asm!(
+                "tileloadd tmm0, [{o} + {s}*1]",
+                "tileloadd tmm1, [{o2} + {s}*1]",
+                o = in(reg) buf,
+                o2 = in(reg) buf.add(16),
+                s = in(reg) s,
+                options(nostack, readonly),
+            );
+            if TWO {
+                asm!(
+                    "tileloadd tmm2, [{o} + {s}*1]",
+                    "tileloadd tmm3, [{o2} + {s}*1]",
+                    o = in(reg) buf.add(16 * NR),
+                    o2 = in(reg) buf.add(16 * NR + 16),
+                    s = in(reg) s,
+                    options(nostack, readonly),
+                );
+            }
+        } else {
+            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            if TWO {
+                asm!("tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            }
+        }
+        let mut k = 0;
+        let mut ak = a;
+        while k < kp {
+            let bk = b.add(k * NR);
+            asm!(
+                "tileloadd tmm6, [{b} + {s}*1]",
+                "tileloadd tmm7, [{b2} + {s}*1]",
+                "tileloadd tmm4, [{a} + {l}*1]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                b = in(reg) bk,
+                b2 = in(reg) bk.add(64),
+                s = in(reg) 4 * NR,
+                a = in(reg) ak,
+                l = in(reg) 64usize,
+                options(nostack, readonly),
+            );
+            if TWO {
+                asm!(
+                    "tileloadd tmm5, [{a} + {l}*1]",
+                    "tdpbusd tmm2, tmm5, tmm6",
+                    "tdpbusd tmm3, tmm5, tmm7",
+                    a = in(reg) ak.add(TILE_BYTES),
+                    l = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            ak = ak.add(step);
+            k += 64;
+        }
+        asm!(
+            "tilestored [{o} + {s}*1], tmm0",
+            "tilestored [{o2} + {s}*1], tmm1",
+            o = in(reg) buf,
+            o2 = in(reg) buf.add(16),
+            s = in(reg) s,
+            options(nostack),
+        );
+        if TWO {
+            asm!(
+                "tilestored [{o} + {s}*1], tmm2",
+                "tilestored [{o2} + {s}*1], tmm3",
+                o = in(reg) buf.add(16 * NR),
+                o2 = in(reg) buf.add(16 * NR + 16),
+                s = in(reg) s,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// Bytes of one A tile (16 rows × 64 k-values).
+const TILE_BYTES: usize = 16 * 64;
+
+/// Copies the first `groups·16` rows (`groups` 1 or 2) of an m-tile of A (`lda` bytes
+/// per row, `kp` valid) into tile order: per 64 k-values, `groups` contiguous 16 × 64
+/// tiles, so the kernel's tile loads read consecutive memory.
+///
+/// # Safety
+/// `a` must have `groups·16` rows of `kp` readable bytes at stride `lda`, and `dst` room
+/// for `groups·16·kp` bytes.
+#[inline(always)]
+unsafe fn pack_a(a: *const u8, lda: usize, kp: usize, groups: usize, dst: *mut u8) {
+    for kb in 0..kp / 64 {
+        for g in 0..groups {
+            for r in 0..16 {
+                // SAFETY: row g·16 + r has bytes kb·64..kb·64+64; the destination tile
+                // row lies inside `dst` (caller's contract).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        a.add((g * 16 + r) * lda + kb * 64),
+                        dst.add((kb * groups + g) * TILE_BYTES + r * 64),
+                        64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Loads `R` rows of raw sums from `buf` (row stride 32) and finishes them into `o`.
+///
+/// # Safety
+/// As [`epi512`]; `buf` must hold `R` rows of 32 i32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn finish_rows<const R: usize>(
+    buf: *const i32,
+    fix: &Fix,
+    rt: *const i32,
+    o: Dst,
+    rs: isize,
+) {
+    let mut c0 = [_mm512_setzero_si512(); R];
+    let mut c1 = [_mm512_setzero_si512(); R];
+    for r in 0..R {
+        // SAFETY: row r of buf holds 32 i32 (caller's contract).
+        unsafe {
+            c0[r] = _mm512_loadu_si512(buf.add(r * NR).cast());
+            c1[r] = _mm512_loadu_si512(buf.add(r * NR + 16).cast());
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { epi512::<R>(c0, c1, fix, rt, o, rs) }
+}
+
+/// m-tiles per cache block: about 96 rows of A stay in L2 while B panels stream.
+const MC_TILES: usize = 3;
+/// k-values per K block (a multiple of 64): a 32-column B block of 16 KiB and a 32-row
+/// A block of 16 KiB fit in L1 together.
+const KC: usize = 512;
+
+/// The AMX blocked loop over m-tiles `mt` (of 32 rows) and n-panels `np`.
+///
+/// # Safety
+/// As [`super::driver::block_loop`] for a job packed with the AMX geometry; the CPU
+/// must pass [`available`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn block_amx(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
+    let fused = fused_dst(job);
+    let mut acc = [Acc([0; MR * NR]), Acc([0; MR * NR]), Acc([0; MR * NR])];
+    // SAFETY: CFG is a valid 64-byte palette-1 configuration, 64-byte aligned.
+    unsafe { asm!("ldtilecfg [{0}]", in(reg) CFG.0.as_ptr(), options(nostack, readonly)) };
+    let mut apk = vec![0u8; MC_TILES * MR * job.kp];
+    let mut mb = mt.start;
+    while mb < mt.end {
+        let me = (mb + MC_TILES).min(mt.end);
+        // The block's full 16-row groups, in tile order (one copy, reused by every panel).
+        for t in mb..me {
+            let m0 = t * MR;
+            let groups = MR.min(job.m - m0) / 16;
+            // SAFETY: rows m0.. of packed A exist; slot t − mb of `apk` holds 32·kp bytes.
+            unsafe {
+                let dst = apk.as_mut_ptr().add((t - mb) * MR * job.kp);
+                pack_a(job.a.add(m0 * job.lda), job.lda, job.kp, groups, dst);
+            }
+        }
+        for p in np.clone() {
+            let n0 = p * NR;
+            let cols = NR.min(job.n - n0);
+            let fix = fused.map(|_| Fix::new(job, n0, cols));
+            // SAFETY: panel p lies inside packed B (caller's contract).
+            let b = unsafe { job.b.add(p * job.kp * NR) };
+            // The full 16-row groups, K in blocks of KC: the block's B (KC·32 bytes)
+            // stays in L1 while each m-tile's A block streams past it.
+            let mut k0 = 0;
+            while k0 < job.kp {
+                let kc = KC.min(job.kp - k0);
+                for t in mb..me {
+                    let m0 = t * MR;
+                    let groups = MR.min(job.m - m0) / 16;
+                    let buf = acc[t - mb].0.as_mut_ptr();
+                    // SAFETY: the m-tile's packed groups in `apk` hold `kp` k-values
+                    // (`groups` tiles per 64), the panel holds `kp·32` bytes; `buf` holds
+                    // 32 rows of 32 i32.
+                    unsafe {
+                        let at = apk
+                            .as_ptr()
+                            .add((t - mb) * MR * job.kp + k0 / 64 * groups * TILE_BYTES);
+                        let bk = b.add(k0 * NR);
+                        match groups {
+                            2 => tile_amx::<true>(at, bk, kc, buf, k0 > 0),
+                            1 => tile_amx::<false>(at, bk, kc, buf, k0 > 0),
+                            _ => {}
+                        }
+                    }
+                }
+                k0 += kc;
+            }
+            for t in mb..me {
+                let m0 = t * MR;
+                let rows = MR.min(job.m - m0);
+                let buf = acc[t - mb].0.as_mut_ptr();
+                let full = rows / 16 * 16;
+                // SAFETY: rows m0..m0+rows of packed A exist with `kp` bytes each; `buf`
+                // holds 32 rows of 32 i32.
+                unsafe {
+                    let a = job.a.add(m0 * job.lda);
+                    let mut r0 = full;
+                    while r0 < rows {
+                        let r = (rows - r0).min(8);
+                        let mut ap = [core::ptr::null::<u8>(); 8];
+                        for (i, q) in ap.iter_mut().enumerate().take(r) {
+                            *q = a.add((r0 + i) * job.lda);
+                        }
+                        by_rows!(r, tile512, 1, job.kp, ap.as_ptr(), b, buf.add(r0 * NR));
+                        r0 += r;
+                    }
+                }
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r = (rows - r0).min(8);
+                    // SAFETY: rows r0..r0+r of buf are computed; the output covers rows
+                    // m0+r0.. of the selected columns (caller's contract).
+                    unsafe {
+                        let chunk = buf.add(r0 * NR);
+                        match (fused, &fix) {
+                            (Some(out), Some(fix)) => {
+                                let o = out.at((m0 + r0) as isize * job.rs + n0 as isize);
+                                let rt = job.rowterm.as_ptr().wrapping_add(m0 + r0);
+                                by_rows!(r, finish_rows, chunk, fix, rt, o, job.rs)
+                            }
+                            _ => {
+                                let tile = &mut *chunk.cast::<[i32; MAX_TILE]>();
+                                finish_tile(job, tile, NR, m0 + r0, r, n0, cols);
+                            }
+                        }
+                    }
+                    r0 += r;
+                }
+            }
+        }
+        mb = me;
+    }
+    // SAFETY: releases this thread's tile state (configured above).
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
