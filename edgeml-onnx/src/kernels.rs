@@ -29,6 +29,7 @@ mod depthwise;
 mod fused;
 mod pool;
 mod scalar;
+pub mod vmath;
 
 pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};

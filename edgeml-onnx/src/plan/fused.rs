@@ -29,8 +29,9 @@ impl Act {
     }
 
     /// Applies the activation in place with the standalone operators' semantics
-    /// (NaN propagates through `Relu` and `Clip`; `Sigmoid`/`Tanh`/`HardSigmoid` are
-    /// evaluated in `f64` as the standalone operators do).
+    /// (NaN propagates through `Relu` and `Clip`; `Sigmoid`/`Tanh` run the same
+    /// vectorized kernels and `HardSigmoid` is evaluated in `f64`, as the standalone
+    /// operators do).
     pub(crate) fn apply(self, v: &mut [f32]) {
         match self {
             Act::Relu => crate::ops::activation::relu_in_place(v),
@@ -41,15 +42,8 @@ impl Act {
                 let y = if *x < lo { lo } else { *x };
                 *x = if y > hi { hi } else { y };
             }),
-            Act::Sigmoid => v.iter_mut().for_each(|x| {
-                let t = f64::from(*x);
-                *x = if t >= 0.0 {
-                    1.0 / (1.0 + (-t).exp())
-                } else {
-                    t.exp() / (1.0 + t.exp())
-                } as f32;
-            }),
-            Act::Tanh => v.iter_mut().for_each(|x| *x = f64::from(*x).tanh() as f32),
+            Act::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
+            Act::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Act::HardSigmoid(a, b) => v.iter_mut().for_each(|x| {
                 *x = (f64::from(a) * f64::from(*x) + f64::from(b)).clamp(0.0, 1.0) as f32;
             }),

@@ -110,8 +110,8 @@ impl Activation {
                 let y = if *x < lo { lo } else { *x };
                 *x = if y > hi { hi } else { y };
             }),
-            Self::Sigmoid => v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
-            Self::Tanh => v.iter_mut().for_each(|x| *x = x.tanh()),
+            Self::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
+            Self::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Self::HardSigmoid(a, b) => v.iter_mut().for_each(|x| *x = (a * *x + b).clamp(0.0, 1.0)),
         }
     }
