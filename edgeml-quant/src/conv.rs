@@ -67,6 +67,11 @@ pub struct PackedConv {
     kind: Kind,
     /// The channel-major direct kernel's weights (paths that have it, unit W stride).
     direct: Option<DirectW>,
+    /// `amx`'s implicit-GEMM weights (dense, unit W stride, `C_in/g` a multiple of 64,
+    /// `K = kH·kW·C_in/g ≥ 256`, symmetric weights); preferred over `direct` when
+    /// present.
+    #[cfg(target_arch = "x86_64")]
+    amx: Option<crate::kernels::amx::ConvW>,
 }
 
 impl PackedConv {
@@ -157,6 +162,15 @@ impl PackedConv {
             && params.strides[1] == 1
             && c_in_g > 0)
             .then(|| DirectW::new(isa, w, &zp, g));
+        #[cfg(target_arch = "x86_64")]
+        // Below K = 256 the epilogue outweighs the tile products and the direct kernel
+        // is faster (measured: a 1×1 64→256 convolution on 56², 0.84× on amx).
+        let amx = (isa == Isa::Amx
+            && matches!(kind, Kind::Gemm(_))
+            && params.strides[1] == 1
+            && kh * kw * c_in_g >= 256)
+            .then(|| crate::kernels::amx::ConvW::new(w, &zp, g))
+            .flatten();
         Ok(PackedConv {
             params,
             c_out,
@@ -166,6 +180,8 @@ impl PackedConv {
             isa,
             kind,
             direct,
+            #[cfg(target_arch = "x86_64")]
+            amx,
         })
     }
 

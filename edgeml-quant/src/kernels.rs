@@ -20,7 +20,7 @@
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(crate) mod amx;
 pub(crate) mod depthwise;
 pub(crate) mod direct;
 #[cfg(target_arch = "aarch64")]
@@ -47,8 +47,9 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Portable Rust; always available.
     Scalar,
-    /// x86-64 AMX-INT8 (`tdpbusd` on tile registers) for GEMMs and GEMM-lowered
-    /// convolutions, with AVX-512 VNNI for the edges, depthwise and direct kernels.
+    /// x86-64 AMX-INT8 (`tdpbusd` on tile registers) for GEMMs and dense convolutions
+    /// (implicit GEMM), with AVX-512 VNNI for the edges, depthwise and the convolutions
+    /// the tiles do not take.
     /// Needs AMX-TILE, AMX-INT8 and AVX-512 VNNI, and on Linux the tile data permission
     /// (requested once per process).
     Amx,

@@ -364,3 +364,95 @@ fn report(arch: &[Isa]) {
         println!("RAN: int8 kernel tests on {isa}");
     }
 }
+
+/// Dense convolutions with 64-channel groups, unit horizontal stride and symmetric
+/// weights (the shapes `amx`'s implicit-GEMM convolution takes; the other paths run
+/// their own kernels on them): i32 and requantized u8/i8 outputs against the reference,
+/// batch 2, 1 and 2 threads.
+fn check_wide_conv(
+    isa: Isa,
+    (cig, g, co, h, w, k, sh, pd, d): (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    ),
+    seed: u64,
+    signed: bool,
+) {
+    let ci = cig * g;
+    let co = co * g;
+    let p = ConvParams {
+        group: g,
+        strides: [sh, 1],
+        pads: [pd, pd + 1, pd, pd],
+        dilations: [d, d],
+    };
+    let wt = Array4::from_shape_vec((co, cig, k, k), bytes(co * cig * k * k, seed ^ 5, 2))
+        .unwrap()
+        .mapv(|v| v as i8);
+    let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerTensor(0i8), p, isa).unwrap();
+    let Ok((oh, ow)) = pc.output_hw(h, w) else {
+        // Covered by check_conv: the kernel does not fit (a refusal, not a skip of a check).
+        return;
+    };
+    let xb = bytes(2 * ci * h * w, seed, 2);
+    let zw = vec![0i8; co];
+    if signed {
+        let x = Array4::from_shape_vec((2, ci, h, w), xb)
+            .unwrap()
+            .mapv(|v| v as i8);
+        let want = reference::conv_i32(x.view(), -7i8, wt.view(), &zw, &p);
+        for threads in [1, 2] {
+            let mut y = Array4::zeros((2, co, oh, ow));
+            conv_integer(x.view(), -7i8, &pc, y.view_mut(), &GemmOptions { threads }).unwrap();
+            assert_eq!(y, want, "{isa} i8 conv, {threads} threads");
+        }
+    } else {
+        let x = Array4::from_shape_vec((2, ci, h, w), xb).unwrap();
+        let want = reference::conv_i32(x.view(), 9u8, wt.view(), &zw, &p);
+        let mut y = Array4::zeros((2, co, oh, ow));
+        conv_integer(x.view(), 9u8, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
+        assert_eq!(y, want, "{isa} u8 conv");
+        let mult: Vec<f32> = (0..co).map(|j| 0.0005 + 0.0001 * j as f32).collect();
+        let bias: Vec<i32> = (0..co).map(|j| j as i32 * 37 - 500).collect();
+        let rq = Requant {
+            multipliers: &mult,
+            zero_point: 3,
+            bias: Some(&bias),
+            activation: Activation::None,
+        };
+        for threads in [1, 2] {
+            let mut q = Array4::<u8>::zeros((2, co, oh, ow));
+            qlinear_conv(
+                x.view(),
+                9u8,
+                &pc,
+                &rq,
+                q.view_mut(),
+                &GemmOptions { threads },
+            )
+            .unwrap();
+            let wantq = ndarray::Zip::indexed(&want).map_collect(|(_, c, _, _), &v| {
+                reference::requant(v, bias[c], mult[c], 3, 0, 255) as u8
+            });
+            assert_eq!(q, wantq, "{isa} qlinear_conv, {threads} threads");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn wide_conv_every_path(cig in prop_oneof![Just(64usize), Just(128), Just(256)], g in 1usize..3, co in 1usize..70, h in 1usize..14, w in 1usize..40, k in 1usize..4, sh in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, signed: bool) {
+        for isa in Isa::available() {
+            check_wide_conv(isa, (cig, g, co, h, w, k, sh, pd, d), seed, signed);
+        }
+    }
+}

@@ -145,6 +145,12 @@ fn direct_all<T: QElem>(
     y: &mut YView<'_>,
     opts: &GemmOptions,
 ) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(aw) = &w.amx
+        && amx_all(x, x_zp, w, aw, (oh, ow), y, opts)
+    {
+        return true;
+    }
     let Some(dw) = &w.direct else {
         return false;
     };
@@ -224,6 +230,116 @@ fn direct_items<T: QElem>(
         // The first item decides; all items have the same shape.
         if !ok {
             debug_assert_eq!(ni, 0, "direct kernel refused a later batch item");
+            return false;
+        }
+    }
+    true
+}
+
+/// The `amx` implicit-GEMM convolution (see `kernels::amx::conv_nhwc`) over the batch;
+/// `false` (writing nothing) if it does not apply.
+#[cfg(target_arch = "x86_64")]
+fn amx_all<T: QElem>(
+    x: ArrayView4<'_, T>,
+    x_zp: T,
+    w: &PackedConv,
+    aw: &crate::kernels::amx::ConvW,
+    (oh, ow): (usize, usize),
+    y: &mut YView<'_>,
+    opts: &GemmOptions,
+) -> bool {
+    use crate::kernels::amx::{ConvOut, conv_nhwc, conv_slack};
+    let (n, c_in, h, wd) = x.dim();
+    let p = &w.params;
+    let (cig, g) = (aw.cig(), p.group);
+    let [pt, pl, pb, pr] = p.pads;
+    let (Some(hp), Some(wp)) = (h.checked_add(pt + pb), wd.checked_add(pl + pr)) else {
+        return false;
+    };
+    let per_group = hp.saturating_mul(wp).saturating_mul(cig);
+    let slack = conv_slack(aw, w.kw, p.dilations[1]);
+    let total = per_group.saturating_mul(g).saturating_add(slack);
+    // The same bound as the direct path's padded input.
+    if total > 1 << 26 || c_in != g * cig {
+        return false;
+    }
+    let za = x_zp.to_a();
+    let mut img = vec![za; total];
+    let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
+    let threads = opts.threads();
+    for ni in 0..n {
+        to_nhwc(x.index_axis(Axis(0), ni), &mut nhwc);
+        let Some(src) = nhwc.as_slice() else {
+            return false;
+        };
+        let src = crate::kernels::pack::raw_bytes(src);
+        let xor = if T::SIGNED { 0x80 } else { 0 };
+        for gi in 0..g {
+            for yy in 0..h {
+                for xx in 0..wd {
+                    let s = &src[(yy * wd + xx) * c_in + gi * cig..][..cig];
+                    let d = &mut img[gi * per_group + ((yy + pt) * wp + xx + pl) * cig..][..cig];
+                    for (d, &v) in d.iter_mut().zip(s) {
+                        *d = v ^ xor;
+                    }
+                }
+            }
+        }
+        let (khw, dil, sh) = ((w.kh, w.kw), p.dilations, p.strides[0]);
+        let ok = match y {
+            YView::I32(v) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                conv_nhwc(
+                    aw,
+                    &img,
+                    za,
+                    (hp, wp),
+                    khw,
+                    sh,
+                    dil,
+                    (oh, ow),
+                    ConvOut::I32(o),
+                    threads,
+                )
+            }
+            YView::U8(v, q) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                let out = ConvOut::Q {
+                    out: o,
+                    signed: false,
+                    mult: &q.mult,
+                    bias: &q.bias,
+                    zp: q.zp,
+                    lo: q.bounds.0,
+                    hi: q.bounds.1,
+                };
+                conv_nhwc(aw, &img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
+            }
+            YView::I8(v, q) => {
+                let mut yn = v.index_axis_mut(Axis(0), ni);
+                let Some(o) = yn.as_slice_mut() else {
+                    return false;
+                };
+                let out = ConvOut::Q {
+                    out: crate::kernels::pack::raw_bytes_mut(o),
+                    signed: true,
+                    mult: &q.mult,
+                    bias: &q.bias,
+                    zp: q.zp,
+                    lo: q.bounds.0,
+                    hi: q.bounds.1,
+                };
+                conv_nhwc(aw, &img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
+            }
+        };
+        if !ok {
+            debug_assert_eq!(ni, 0, "amx convolution refused a later batch item");
             return false;
         }
     }

@@ -14,6 +14,15 @@
 //! then corrected for the zero points and finished by the same epilogue code as the
 //! `avx512vnni` path, so both paths agree bit for bit.
 //!
+//! Convolutions: dense ones with a unit horizontal stride, `C_in/g` a multiple of 64,
+//! `K = kH·kW·C_in/g ≥ 256` and symmetric weights run as an implicit GEMM
+//! ([`conv_nhwc`]): the input is rewritten once into zero-point-padded NHWC, and each A
+//! tile (16 output pixels × 64 channels of one tap) is read in place at stride `C_in/g`,
+//! so no im2col matrix is built; the 32 × 32 result tiles are transposed in registers
+//! into the NCHW output. Other dense convolutions with a unit horizontal stride and
+//! depthwise ones keep the `avx512vnni` direct kernels; the rest (strided) go through
+//! im2col and the GEMM.
+//!
 //! The tile registers are configured (`ldtilecfg`) at the start of every block of work
 //! and released (`tilerelease`) at its end, so a thread holds no tile state between
 //! calls. On Linux the process must be granted the tile data state once
@@ -34,13 +43,14 @@ pub(crate) const MR: usize = 32;
 pub(crate) const NR: usize = 32;
 
 /// Whether this CPU and OS can run the AMX path: CPUID reports AMX-TILE and AMX-INT8
-/// (and AVX-512 F/BW/VNNI, used for edges and epilogues), the OS enables the tile state
+/// (and AVX-512 F/BW/VL/VNNI, used for edges and epilogues), the OS enables the tile state
 /// in XCR0, and (on Linux) the process was granted the tile data state. Decided once.
 pub(crate) fn available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         if !(std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512vnni")
             && std::arch::is_x86_feature_detected!("xsave"))
         {
@@ -380,4 +390,420 @@ pub(crate) unsafe fn block_amx(job: &Job<'_>, mt: Range<usize>, np: Range<usize>
     }
     // SAFETY: releases this thread's tile state (configured above).
     unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
+
+// ---------------------------------------------------- implicit-GEMM convolution
+
+/// Weights of a dense convolution packed for [`conv_nhwc`]: per group, a B operand of
+/// `K = taps · C_in/g` rows in `(tap, channel)` order and `C_out/g` columns, in the GEMM
+/// panel layout (32 columns, k in quads). Built only when `C_in/g` is a multiple of 64
+/// (a tile row is 64 channels of one tap) and every weight zero point is 0.
+#[derive(Debug, Clone)]
+pub(crate) struct ConvW {
+    groups: usize,
+    cig: usize,
+    cog: usize,
+    panels: Vec<Vec<u8>>,
+    /// Per output channel: `Σ w'` over K.
+    wsum: Vec<i32>,
+}
+
+impl ConvW {
+    /// Packs `w` (`[C_out, C_in/g, kH, kW]`); `None` where the path does not apply.
+    pub(crate) fn new<T: super::pack::QElem>(
+        w: ndarray::ArrayView4<'_, T>,
+        zp: &[T],
+        groups: usize,
+    ) -> Option<ConvW> {
+        let (c_out, cig, kh, kw) = w.dim();
+        if cig == 0 || !cig.is_multiple_of(64) || zp.iter().any(|&z| z.to_b() != 0) {
+            return None;
+        }
+        let cog = c_out / groups.max(1);
+        let k = kh * kw * cig;
+        let mut panels = Vec::with_capacity(groups);
+        let mut wsum = vec![0i32; c_out];
+        for g in 0..groups {
+            let np = cog.div_ceil(NR);
+            let mut v = vec![0u8; np * k * NR];
+            for j in 0..cog {
+                let oc = g * cog + j;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        for c in 0..cig {
+                            let kk = (ky * kw + kx) * cig + c;
+                            let x = w[[oc, c, ky, kx]].to_b();
+                            v[(j / NR) * k * NR + (kk / 4) * NR * 4 + (j % NR) * 4 + kk % 4] =
+                                x as u8;
+                            wsum[oc] = wsum[oc].wrapping_add(i32::from(x));
+                        }
+                    }
+                }
+            }
+            panels.push(v);
+        }
+        Some(ConvW {
+            groups,
+            cig,
+            cog,
+            panels,
+            wsum,
+        })
+    }
+
+    /// Channels per group (the padded image's pixel stride).
+    pub(crate) fn cig(&self) -> usize {
+        self.cig
+    }
+}
+
+/// Where one batch item's convolution goes: NCHW output (i32, or u8/i8 bytes with the
+/// requantization of every output channel).
+pub(crate) enum ConvOut<'a> {
+    I32(&'a mut [i32]),
+    Q {
+        out: &'a mut [u8],
+        signed: bool,
+        mult: &'a [f32],
+        bias: &'a [i32],
+        zp: i32,
+        lo: f32,
+        hi: f32,
+    },
+}
+
+/// Bytes read past the end of a padded image by the last tiles.
+pub(crate) fn conv_slack(aw: &ConvW, kw: usize, dil_w: usize) -> usize {
+    (2 * MR + kw * dil_w) * aw.cig
+}
+
+/// One batch item of a dense convolution with unit horizontal stride on AMX: `img` is
+/// the input in zero-point-padded NHWC form, `[group][Hp][Wp][C_in/g]` (mapped to u8),
+/// followed by [`conv_slack`] readable bytes. Output pixels of one output row form the
+/// GEMM's rows (32 per tile, tail rows computed and dropped), output channels its
+/// columns; the K loop runs over taps and 64-channel chunks, each A tile read in place
+/// (16 pixels at stride `C_in/g`). Corrections and epilogue as every GEMM path.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_nhwc(
+    aw: &ConvW,
+    img: &[u8],
+    za: u8,
+    (hp, wp): (usize, usize),
+    (kh, kw): (usize, usize),
+    sh: usize,
+    dil: [usize; 2],
+    (oh, ow): (usize, usize),
+    out: ConvOut<'_>,
+    threads: usize,
+) -> bool {
+    use super::driver::{OutPtr, Post, par_chunks};
+    let (cig, cog, groups) = (aw.cig, aw.cog, aw.groups);
+    let plane = oh * ow;
+    let per_group = hp * wp * cig;
+    let slack = conv_slack(aw, kw, dil[1]);
+    let c_out = cog * groups;
+    // The requantization (if any), then the output as a raw pointer: tasks write
+    // disjoint pixels of it.
+    let q = match &out {
+        ConvOut::I32(_) => None,
+        ConvOut::Q {
+            mult,
+            bias,
+            zp,
+            lo,
+            hi,
+            ..
+        } => Some((*mult, *bias, *zp, *lo, *hi)),
+    };
+    let (outp, len) = match out {
+        ConvOut::I32(o) => (OutPtr::I32(o.as_mut_ptr()), o.len()),
+        ConvOut::Q { out, signed, .. } => {
+            let p = out.as_mut_ptr();
+            (
+                if signed {
+                    OutPtr::I8(p.cast())
+                } else {
+                    OutPtr::U8(p)
+                },
+                out.len(),
+            )
+        }
+    };
+    if len != c_out * plane
+        || img.len() < groups * per_group + slack
+        || oh == 0
+        || ow == 0
+        || (oh - 1) * sh + (kh - 1) * dil[0] >= hp
+        || ow + (kw - 1) * dil[1] > wp
+    {
+        return false;
+    }
+    let za = i32::from(za);
+    let colterm: Vec<i32> = aw
+        .wsum
+        .iter()
+        .map(|&s| s.wrapping_mul(za).wrapping_neg())
+        .collect();
+    let toff: Vec<usize> = (0..kh * kw)
+        .map(|t| ((t / kw) * dil[0] * wp + (t % kw) * dil[1]) * cig)
+        .collect();
+    let chunks = cig / 64;
+    let kp = kh * kw * cig;
+    let xtiles = ow.div_ceil(MR);
+    let panels = cog.div_ceil(NR);
+    let units = groups * oh * xtiles;
+    struct Shared(OutPtr);
+    // SAFETY: tasks write disjoint output pixels through the pointer.
+    unsafe impl Sync for Shared {}
+    impl Shared {
+        fn get(&self) -> OutPtr {
+            self.0
+        }
+    }
+    let sh_out = Shared(outp);
+    let run = |r: Range<usize>| {
+        let mut acc = Acc([0; MR * NR]);
+        let buf = acc.0.as_mut_ptr();
+        // SAFETY: CFG is a valid configuration; released at the end of this closure.
+        unsafe { asm!("ldtilecfg [{0}]", in(reg) CFG.0.as_ptr(), options(nostack, readonly)) };
+        for u in r {
+            let (g, rest) = (u / (oh * xtiles), u % (oh * xtiles));
+            let (oy, xt) = (rest / xtiles, rest % xtiles);
+            let ox0 = xt * MR;
+            let rows = MR.min(ow - ox0);
+            let gout = match sh_out.get() {
+                OutPtr::I32(p) => OutPtr::I32(p.wrapping_add(g * cog * plane)),
+                OutPtr::U8(p) => OutPtr::U8(p.wrapping_add(g * cog * plane)),
+                OutPtr::I8(p) => OutPtr::I8(p.wrapping_add(g * cog * plane)),
+                OutPtr::F32(p) => OutPtr::F32(p),
+            };
+            let post = match q {
+                None => Post::I32,
+                Some((mult, bias, zp, lo, hi)) => Post::Quant {
+                    mult: &mult[g * cog..(g + 1) * cog],
+                    bias: &bias[g * cog..(g + 1) * cog],
+                    zp,
+                    lo,
+                    hi,
+                },
+            };
+            let job = Job {
+                a: core::ptr::null(),
+                b: core::ptr::null(),
+                kp,
+                lda: cig,
+                m: plane,
+                n: cog,
+                rowterm: &[],
+                colterm: &colterm[g * cog..(g + 1) * cog],
+                zb: &[],
+                post,
+                out: gout,
+                rs: 1,
+                cs: plane as isize,
+            };
+            let a0 = img[g * per_group + (oy * sh * wp + ox0) * cig..].as_ptr();
+            for p in 0..panels {
+                let n0 = p * NR;
+                let cols = NR.min(cog - n0);
+                let b = aw.panels[g][p * kp * NR..].as_ptr();
+                // SAFETY: every A tile lies inside the padded image plus slack (checked
+                // above), the panel holds kp·32 bytes; tiles configured above.
+                unsafe { conv_tile(a0, cig, &toff, chunks, b, buf, rows > 16) };
+                // SAFETY: buf holds the computed tile; the output covers pixels
+                // m0..m0+rows of the panel's channels (length checked above).
+                unsafe { finish_cols(buf, rows, cols, &job, oy * ow + ox0, n0) };
+            }
+        }
+        // SAFETY: configured above on this thread.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    };
+    let threads = if c_out * plane * kp < 1 << 18 {
+        1
+    } else {
+        threads
+    };
+    par_chunks(units, threads, 0, run);
+    true
+}
+
+/// Raw sums of one implicit-GEMM tile: 16 (or 32 with `two`) pixels at stride `lda`
+/// from `a0`, × a 32-column panel, over every tap (`toff`) and 64-channel chunk.
+///
+/// # Safety
+/// Tiles configured as [`CFG`]; every A tile (`a0 + toff + chunk·64`, 16 or 32 rows at
+/// stride `lda`) readable; `b` a panel of `toff.len()·chunks·64·32` bytes; `buf` 32×32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn conv_tile(
+    a0: *const u8,
+    lda: usize,
+    toff: &[usize],
+    chunks: usize,
+    b: *const u8,
+    buf: *mut i32,
+    two: bool,
+) {
+    let s = 4 * NR;
+    // SAFETY: register-only tile instructions on configured tiles; loads and stores
+    // within the operands the caller guarantees.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        let mut bk = b;
+        for &to in toff {
+            for c in 0..chunks {
+                let a = a0.add(to + c * 64);
+                asm!(
+                    "tileloadd tmm6, [{b} + {s}*1]",
+                    "tileloadd tmm7, [{b2} + {s}*1]",
+                    "tileloadd tmm4, [{a} + {l}*1]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm4, tmm7",
+                    b = in(reg) bk,
+                    b2 = in(reg) bk.add(64),
+                    s = in(reg) s,
+                    a = in(reg) a,
+                    l = in(reg) lda,
+                    options(nostack, readonly),
+                );
+                if two {
+                    asm!(
+                        "tileloadd tmm5, [{a} + {l}*1]",
+                        "tdpbusd tmm2, tmm5, tmm6",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        a = in(reg) a.add(16 * lda),
+                        l = in(reg) lda,
+                        options(nostack, readonly),
+                    );
+                }
+                bk = bk.add(64 * NR);
+            }
+        }
+        asm!(
+            "tilestored [{o} + {s}*1], tmm0",
+            "tilestored [{o2} + {s}*1], tmm1",
+            "tilestored [{o3} + {s}*1], tmm2",
+            "tilestored [{o4} + {s}*1], tmm3",
+            o = in(reg) buf,
+            o2 = in(reg) buf.add(16),
+            o3 = in(reg) buf.add(16 * NR),
+            o4 = in(reg) buf.add(16 * NR + 16),
+            s = in(reg) s,
+            options(nostack),
+        );
+    }
+}
+
+/// Transposes a 16 × 16 block of i32 (row `i` in `r[i]`) in registers: two rounds of
+/// in-lane unpacks, then two rounds of 128-bit lane shuffles.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4q + c]: rows 4q..4q+4, lane l holding column 4l + c.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for q in 0..4 {
+        let (a, b, c, d) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+        u[4 * q] = _mm512_unpacklo_epi64(a, c);
+        u[4 * q + 1] = _mm512_unpackhi_epi64(a, c);
+        u[4 * q + 2] = _mm512_unpacklo_epi64(b, d);
+        u[4 * q + 3] = _mm512_unpackhi_epi64(b, d);
+    }
+    let mut o = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_i32x4::<0xDD>(u[c], u[4 + c]);
+        let w0 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+        let w1 = _mm512_shuffle_i32x4::<0xDD>(u[8 + c], u[12 + c]);
+        o[c] = _mm512_shuffle_i32x4::<0x88>(v0, w0);
+        o[8 + c] = _mm512_shuffle_i32x4::<0xDD>(v0, w0);
+        o[4 + c] = _mm512_shuffle_i32x4::<0x88>(v1, w1);
+        o[12 + c] = _mm512_shuffle_i32x4::<0xDD>(v1, w1);
+    }
+    o
+}
+
+/// Finishes a 32 × 32 tile of raw sums whose rows are output pixels `m0..m0+rows` and
+/// columns output channels `n0..n0+cols`, into the job's channel-major output (pixel
+/// stride 1, channel stride `job.cs`): 16 × 16 blocks are transposed in registers, then
+/// each channel's 16 pixels are corrected (`colterm`), finished as `driver::quant_one`
+/// does (or kept as i32) and stored as one masked run.
+///
+/// # Safety
+/// `buf` holds 32 × 32 i32; the output is writable at those pixels and channels; the
+/// job's epilogue vectors cover the channels; `job.zb` is empty.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn finish_cols(
+    buf: *const i32,
+    rows: usize,
+    cols: usize,
+    job: &Job<'_>,
+    m0: usize,
+    n0: usize,
+) {
+    use super::driver::{OutPtr, Post};
+    debug_assert!(job.zb.is_empty() && job.rs == 1);
+    let bytes: *mut u8 = match job.out {
+        OutPtr::U8(p) => p,
+        OutPtr::I8(p) => p.cast(),
+        _ => core::ptr::null_mut(),
+    };
+    for half in 0..rows.div_ceil(16) {
+        let r = (rows - 16 * half).min(16);
+        let kmask: __mmask16 = if r >= 16 { u16::MAX } else { (1u16 << r) - 1 };
+        for cb in 0..cols.div_ceil(16) {
+            // SAFETY: rows 16·half.. and columns 16·cb.. lie inside the 32 × 32 buffer.
+            let blk: [__m512i; 16] = core::array::from_fn(|i| unsafe {
+                _mm512_loadu_si512(buf.add((16 * half + i) * NR + 16 * cb).cast())
+            });
+            let colv = transpose16(blk);
+            for (j, &v) in colv.iter().enumerate().take((cols - 16 * cb).min(16)) {
+                let c = n0 + 16 * cb + j;
+                let v = _mm512_add_epi32(v, _mm512_set1_epi32(job.colterm[c]));
+                let off = (m0 + 16 * half) as isize + c as isize * job.cs;
+                match (&job.post, job.out) {
+                    (Post::I32, OutPtr::I32(p)) => {
+                        // SAFETY: the valid pixels of channel c are writable (contract).
+                        unsafe { _mm512_mask_storeu_epi32(p.offset(off).cast(), kmask, v) };
+                    }
+                    (
+                        Post::Quant {
+                            mult,
+                            bias,
+                            zp,
+                            lo,
+                            hi,
+                        },
+                        OutPtr::U8(_) | OutPtr::I8(_),
+                    ) => {
+                        // As `driver::quant_one`: f32 multiply, clamp, round half to
+                        // even by adding 1.5·2²³, add the zero point, narrow.
+                        let x = _mm512_add_epi32(v, _mm512_set1_epi32(bias[c]));
+                        let x = _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_set1_ps(mult[c]));
+                        let x = _mm512_min_ps(
+                            _mm512_max_ps(x, _mm512_set1_ps(*lo)),
+                            _mm512_set1_ps(*hi),
+                        );
+                        let x = _mm512_castps_si512(_mm512_add_ps(x, _mm512_set1_ps(12_582_912.0)));
+                        let y = _mm512_cvtepi32_epi8(_mm512_add_epi32(
+                            x,
+                            _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
+                        ));
+                        // SAFETY: as above, for bytes.
+                        unsafe { _mm_mask_storeu_epi8(bytes.offset(off).cast(), kmask, y) };
+                    }
+                    _ => debug_assert!(false, "output type does not match the epilogue"),
+                }
+            }
+        }
+    }
 }

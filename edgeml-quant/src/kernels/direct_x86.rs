@@ -29,7 +29,7 @@ pub(crate) unsafe fn tile_avx512(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
 }
 
 /// 512-bit vectors (16 i32 lanes) per tile row.
-const V: usize = NR / 16;
+pub(crate) const V: usize = NR / 16;
 const _: () = assert!(MR == 8 && NR.is_multiple_of(16) && NR <= 64);
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -62,6 +62,18 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
     // the loop above; the epilogue's loops index this copy).
     let mut acc = [[_mm512_setzero_si512(); V]; MR];
     acc[..R].copy_from_slice(&c);
+    // SAFETY: forwarded contract.
+    unsafe { epi512(R, &acc, e) }
+}
+
+/// The AVX-512 epilogue of a direct tile: corrections, requantization and masked
+/// segment stores of the first `rows` rows of the raw accumulators `acc`.
+///
+/// # Safety
+/// As the portable epilogue (`direct::epi_scalar`); the CPU must support AVX-512 F/BW.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) {
     let zs = !e.negzw.is_empty();
     let sv: [__m512i; V] = core::array::from_fn(|v| {
         if zs {
@@ -71,7 +83,7 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
             _mm512_setzero_si512()
         }
     });
-    for (r, a) in acc.iter().enumerate().take(R) {
+    for (r, a) in acc.iter().enumerate().take(rows) {
         let oc = e.oc0 + r;
         let ct = _mm512_set1_epi32(e.ct[oc]);
         let mut vs = [_mm512_setzero_si512(); V];
