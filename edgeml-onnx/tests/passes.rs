@@ -1,0 +1,544 @@
+//! The graph passes: each rewrite gives the original outputs through our own `Plan`
+//! (planned with `GraphOptLevel::Disabled`, so the planner's own rewrites do not hide a
+//! wrong pass), bad graphs are typed errors, skips are documented, pipelines are
+//! idempotent.
+
+use edgeml_core::DType;
+use edgeml_onnx::passes::{
+    ConstantToInitializer, EliminateDeadCode, EliminateIdentity, FoldBatchNorm, FoldConstants,
+    InferShapes, OptimizeLevel, Pass, Pipeline, infer_shapes, infer_value_types,
+};
+use edgeml_onnx::{
+    Attribute, Dim, Error, GraphOptLevel, Model, ModelBuilder, Node, Plan, PlanOptions, Tensor,
+    ValueInfo,
+};
+use ndarray::{ArrayD, IxDyn};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Deterministic values in [lo, lo + span).
+fn f32s(shape: &[usize], seed: u32, lo: f32, span: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n as u32)
+        .map(|i| {
+            let h = i
+                .wrapping_add(seed.wrapping_mul(7919))
+                .wrapping_mul(2654435761)
+                >> 8;
+            lo + span * (h % 10007) as f32 / 10007.0
+        })
+        .collect();
+    Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape"))
+}
+
+fn vi(name: &str, shape: &[usize]) -> ValueInfo {
+    ValueInfo::tensor(
+        name,
+        DType::F32,
+        shape.iter().map(|&d| Dim::from(d)).collect(),
+    )
+}
+
+fn unoptimized(m: &Model, inputs: &[(&str, Tensor)]) -> Vec<(String, Tensor)> {
+    let mut o = PlanOptions::with_threads(1);
+    o.optimization = GraphOptLevel::Disabled;
+    o.no_constant_folding = true;
+    Plan::new(m, o).expect("plan").run(inputs).expect("run")
+}
+
+fn assert_close(got: &[(String, Tensor)], want: &[(String, Tensor)], rtol: f32) {
+    assert_eq!(got.len(), want.len());
+    for ((gn, g), (wn, w)) in got.iter().zip(want) {
+        assert_eq!(gn, wn);
+        assert_eq!(g.shape(), w.shape(), "{gn}");
+        let (g, w) = (g.as_f32().expect("f32"), w.as_f32().expect("f32"));
+        for (a, b) in g.iter().zip(w) {
+            assert!((a - b).abs() <= rtol * b.abs().max(1.0), "{gn}: {a} vs {b}");
+        }
+    }
+}
+
+fn ops(m: &Model) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for n in &m.graph.nodes {
+        *h.entry(n.op_type.clone()).or_default() += 1;
+    }
+    h
+}
+
+/// BatchNormalization parameters for `c` channels (variance positive).
+fn bn_params(b: ModelBuilder, c: usize, seed: u32) -> ModelBuilder {
+    b.initializer("s", f32s(&[c], seed, 0.5, 1.0))
+        .initializer("beta", f32s(&[c], seed + 1, -1.0, 2.0))
+        .initializer("mean", f32s(&[c], seed + 2, -0.5, 1.0))
+        .initializer("var", f32s(&[c], seed + 3, 0.1, 2.0))
+}
+
+fn bn(x: &str, y: &str) -> Node {
+    Node::new("BatchNormalization", &[x, "s", "beta", "mean", "var"], &[y])
+        .with_attr("epsilon", Attribute::Float(1e-3))
+}
+
+/// Runs the basic pipeline; checks outputs, and that the layer absorbed the BN.
+fn check_bn_fold(m: Model, x_shape: &[usize], layer: &str) {
+    let x = f32s(x_shape, 99, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    let report = Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    assert!(report.total() > 0);
+    assert_eq!(ops(&opt).get("BatchNormalization"), None, "{:?}", ops(&opt));
+    assert_eq!(ops(&opt).get(layer), Some(&1), "{:?}", ops(&opt));
+    assert_eq!(opt.graph.nodes.len(), 1);
+    // The old weights and BN parameters are gone.
+    assert_eq!(
+        opt.graph.initializers.len(),
+        2,
+        "{:?}",
+        opt.graph.initializers
+    );
+    let got = unoptimized(&opt, &[("x", x)]);
+    assert_close(&got, &want, 1e-5);
+    opt.validate().expect("valid");
+}
+
+#[test]
+fn batchnorm_folds_into_conv_with_and_without_bias() {
+    for bias in [true, false] {
+        let mut b = ModelBuilder::new(13)
+            .input(vi("x", &[2, 3, 5, 5]))
+            .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0));
+        let conv = if bias {
+            b = b.initializer("cb", f32s(&[4], 2, -1.0, 2.0));
+            Node::new("Conv", &["x", "w", "cb"], &["c"])
+        } else {
+            Node::new("Conv", &["x", "w"], &["c"])
+        };
+        let m = bn_params(b, 4, 3)
+            .node(conv.with_attr("pads", Attribute::Ints(vec![1, 1, 1, 1])))
+            .node(bn("c", "y"))
+            .output(vi("y", &[2, 4, 5, 5]))
+            .build()
+            .expect("model");
+        check_bn_fold(m, &[2, 3, 5, 5], "Conv");
+    }
+}
+
+#[test]
+fn batchnorm_folds_into_conv_transpose_gemm_and_matmul() {
+    let m = bn_params(
+        ModelBuilder::new(13)
+            .input(vi("x", &[1, 3, 4, 4]))
+            .initializer("w", f32s(&[3, 5, 2, 2], 1, -1.0, 2.0)),
+        5,
+        4,
+    )
+    .node(
+        Node::new("ConvTranspose", &["x", "w"], &["c"])
+            .with_attr("strides", Attribute::Ints(vec![2, 2])),
+    )
+    .node(bn("c", "y"))
+    .output(vi("y", &[1, 5, 8, 8]))
+    .build()
+    .expect("model");
+    check_bn_fold(m, &[1, 3, 4, 4], "ConvTranspose");
+
+    for trans_b in [0, 1] {
+        let wshape = if trans_b == 1 { [6, 4] } else { [4, 6] };
+        let m = bn_params(
+            ModelBuilder::new(13)
+                .input(vi("x", &[3, 4]))
+                .initializer("w", f32s(&wshape, 5, -1.0, 2.0))
+                .initializer("cg", f32s(&[6], 6, -1.0, 2.0)),
+            6,
+            7,
+        )
+        .node(
+            Node::new("Gemm", &["x", "w", "cg"], &["c"])
+                .with_attr("transB", Attribute::Int(trans_b))
+                .with_attr("alpha", Attribute::Float(0.5))
+                .with_attr("beta", Attribute::Float(2.0)),
+        )
+        .node(bn("c", "y"))
+        .output(vi("y", &[3, 6]))
+        .build()
+        .expect("model");
+        check_bn_fold(m, &[3, 4], "Gemm");
+    }
+
+    let m = bn_params(
+        ModelBuilder::new(13)
+            .input(vi("x", &[3, 4]))
+            .initializer("w", f32s(&[4, 6], 8, -1.0, 2.0)),
+        6,
+        9,
+    )
+    .node(Node::new("MatMul", &["x", "w"], &["c"]))
+    .node(bn("c", "y"))
+    .output(vi("y", &[3, 6]))
+    .build()
+    .expect("model");
+    check_bn_fold(m, &[3, 4], "Gemm");
+}
+
+#[test]
+fn batchnorm_is_left_alone_when_folding_does_not_apply() {
+    // The conv output has a second consumer: folding would change it.
+    let m = bn_params(
+        ModelBuilder::new(13)
+            .input(vi("x", &[1, 2, 3, 3]))
+            .initializer("w", f32s(&[2, 2, 1, 1], 1, -1.0, 2.0)),
+        2,
+        3,
+    )
+    .node(Node::new("Conv", &["x", "w"], &["c"]))
+    .node(bn("c", "y"))
+    .node(Node::new("Add", &["c", "y"], &["z"]))
+    .output(vi("z", &[1, 2, 3, 3]))
+    .build()
+    .expect("model");
+    let mut opt = m.clone();
+    assert_eq!(FoldBatchNorm.run(&mut opt).expect("pass"), 0);
+    assert_eq!(opt, m);
+    // Weights fed at run time (a graph input shadowing the initializer).
+    let mut m2 = m;
+    m2.graph.nodes.pop();
+    m2.graph.outputs = vec![vi("y", &[1, 2, 3, 3])];
+    m2.graph.inputs.push(vi("w", &[2, 2, 1, 1]));
+    let before = m2.clone();
+    assert_eq!(FoldBatchNorm.run(&mut m2).expect("pass"), 0);
+    assert_eq!(m2, before);
+}
+
+#[test]
+fn constants_fold_through_the_runtime_operators() {
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[2, 3]))
+        .initializer("a", f32s(&[2, 3], 1, -1.0, 2.0))
+        .node(
+            Node::new("Constant", &[], &["k"])
+                .with_attr("value_floats", Attribute::Floats(vec![1.5, -2.0, 0.25])),
+        )
+        .node(Node::new("Mul", &["a", "k"], &["ak"]))
+        .node(Node::new("Exp", &["ak"], &["e"]))
+        .node(Node::new("Identity", &["e"], &["e2"]))
+        .node(Node::new("Add", &["x", "e2"], &["y"]))
+        .output(vi("y", &[2, 3]))
+        .build()
+        .expect("model");
+    let x = f32s(&[2, 3], 5, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    let report = Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    assert_eq!(ops(&opt), BTreeMap::from([("Add".to_owned(), 1)]));
+    assert_eq!(
+        opt.graph.initializers.len(),
+        1,
+        "only the folded value is left"
+    );
+    assert_eq!(opt.graph.nodes[0].inputs, ["x", "e2"]);
+    assert_close(&unoptimized(&opt, &[("x", x)]), &want, 0.0);
+    // Idempotent: a second run changes nothing.
+    let again = opt.clone();
+    let r2 = Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    assert_eq!(r2.total(), 0, "{r2:?} after {report:?}");
+    assert_eq!(opt, again);
+}
+
+#[test]
+fn folding_skips_outputs_above_the_size_limit() {
+    let shape = |n: i64| Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![n, n]).expect("s"));
+    let build = |n: i64| {
+        ModelBuilder::new(13)
+            .input(vi("x", &[1]))
+            .initializer("shape", shape(n))
+            .node(Node::new("ConstantOfShape", &["shape"], &["big"]))
+            .node(Node::new("ReduceSum", &["big"], &["s"]).with_attr("keepdims", Attribute::Int(0)))
+            .node(Node::new("Cast", &["s"], &["sf"]).with_attr("to", Attribute::Int(1)))
+            .node(Node::new("Add", &["x", "sf"], &["y"]))
+            .output(vi("y", &[1]))
+            .build()
+            .expect("model")
+    };
+    let limit = FoldConstants { max_elements: 100 };
+    // 10x10 = 100 elements: folded, and everything after it.
+    let mut small = build(10);
+    assert_eq!(limit.run(&mut small).expect("fold"), 3);
+    assert_eq!(ops(&small), BTreeMap::from([("Add".to_owned(), 1)]));
+    // 4096 x 4096 = 16 Mi elements: never materialised, the node stays.
+    let mut big = build(4096);
+    let before = big.clone();
+    assert_eq!(limit.run(&mut big).expect("fold"), 0);
+    assert_eq!(big, before);
+    // Also under the default limit (2^22 elements).
+    assert_eq!(FoldConstants::default().run(&mut big).expect("fold"), 0);
+    assert_eq!(big, before);
+}
+
+#[test]
+fn identity_and_inference_dropout_are_removed_even_before_graph_outputs() {
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[2, 3]))
+        .node(Node::new("Relu", &["x"], &["r"]))
+        .node(Node::new("Dropout", &["r"], &["d", ""]))
+        .node(Node::new("Identity", &["d"], &["y"]))
+        .node(Node::new("Identity", &["x"], &["x_copy"]))
+        .output(vi("y", &[2, 3]))
+        .output(vi("x_copy", &[2, 3]))
+        .value_info(vi("r", &[2, 3]))
+        .build()
+        .expect("model");
+    let x = f32s(&[2, 3], 3, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    assert_eq!(EliminateIdentity.run(&mut opt).expect("pass"), 2);
+    // The Identity from a graph input to a graph output must stay.
+    assert_eq!(
+        ops(&opt),
+        BTreeMap::from([("Identity".to_owned(), 1), ("Relu".to_owned(), 1)])
+    );
+    assert_eq!(opt.graph.nodes[0].outputs, ["y"], "Relu writes the output");
+    assert!(opt.graph.value_info.is_empty(), "stale value_info of r");
+    assert_eq!(unoptimized(&opt, &[("x", x)]), want);
+    opt.validate().expect("valid");
+}
+
+#[test]
+fn training_dropout_and_used_masks_stay() {
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[2, 3]))
+        .initializer("ratio", Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 0.5)))
+        .initializer("t", Tensor::Bool(ArrayD::from_elem(IxDyn(&[]), true)))
+        .node(Node::new("Dropout", &["x", "ratio", "t"], &["d"]))
+        .node(Node::new("Dropout", &["d"], &["e", "mask"]))
+        .output(vi("e", &[2, 3]))
+        .output(ValueInfo::named("mask"))
+        .build()
+        .expect("model");
+    let mut opt = m.clone();
+    assert_eq!(EliminateIdentity.run(&mut opt).expect("pass"), 0);
+    assert_eq!(opt, m);
+}
+
+#[test]
+fn dead_code_removal_drops_nodes_initializers_inputs_and_value_info() {
+    let mut m = ModelBuilder::new(13)
+        .input(vi("x", &[2]))
+        .input(vi("unused_w", &[2]))
+        .input(vi("free", &[2]))
+        .initializer("unused_w", f32s(&[2], 1, 0.0, 1.0))
+        .node(Node::new("Neg", &["x"], &["y"]))
+        .node(Node::new("Relu", &["unused_w"], &["dead"]))
+        .value_info(vi("dead", &[2]))
+        .value_info(vi("y", &[2]))
+        .value_info(vi("y", &[2]))
+        .output(vi("y", &[2]))
+        .build()
+        .expect("model");
+    let d = m.graph.remove_dead();
+    assert_eq!(
+        (d.nodes, d.initializers, d.inputs, d.value_info),
+        (1, 1, 1, 2)
+    );
+    let names: Vec<&str> = m.graph.inputs.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["x", "free"],
+        "inputs without initializer are the interface"
+    );
+    assert_eq!(EliminateDeadCode.run(&mut m).expect("pass"), 0);
+}
+
+#[test]
+fn constant_to_initializer_keeps_graph_output_constants() {
+    let k = |name: &str| {
+        Node::new("Constant", &[], &[name]).with_attr("value_float", Attribute::Float(2.0))
+    };
+    let mut m = ModelBuilder::new(13)
+        .input(vi("x", &[]))
+        .node(k("two"))
+        .node(k("out_const"))
+        .node(Node::new("Mul", &["x", "two"], &["y"]))
+        .output(vi("y", &[]))
+        .output(ValueInfo::named("out_const"))
+        .build()
+        .expect("model");
+    assert_eq!(ConstantToInitializer.run(&mut m).expect("pass"), 1);
+    assert_eq!(m.graph.nodes.len(), 2);
+    assert!(m.graph.initializer("two").is_some());
+}
+
+#[test]
+fn bad_graphs_are_typed_errors_not_panics() {
+    let cycle = ModelBuilder::new(13)
+        .input(vi("x", &[2]))
+        .node(Node::new("Add", &["x", "b"], &["a"]))
+        .node(Node::new("Relu", &["a"], &["b"]))
+        .output(vi("b", &[2]))
+        .build_unchecked();
+    let dangling = ModelBuilder::new(13)
+        .input(vi("x", &[2]))
+        .node(Node::new("Add", &["x", "ghost"], &["y"]))
+        .output(vi("y", &[2]))
+        .build_unchecked();
+    for m in [cycle, dangling] {
+        for level in [OptimizeLevel::Basic, OptimizeLevel::Extended] {
+            let mut c = m.clone();
+            let e = Pipeline::for_level(level).run(&mut c).expect_err("invalid");
+            assert!(matches!(e, Error::InvalidModel(_)), "{e}");
+        }
+        let mut c = m.clone();
+        assert!(matches!(
+            FoldConstants::default().run(&mut c),
+            Err(Error::InvalidModel(_))
+        ));
+        assert!(matches!(
+            InferShapes.run(&mut c),
+            Err(Error::InvalidModel(_))
+        ));
+        for p in [
+            &FoldBatchNorm as &dyn Pass,
+            &EliminateIdentity,
+            &EliminateDeadCode,
+        ] {
+            let mut c = m.clone();
+            p.run(&mut c)
+                .expect("structural passes do not need an order");
+        }
+    }
+}
+
+#[test]
+fn shape_inference_writes_value_info_and_reports_contradictions() {
+    let m = ModelBuilder::new(13)
+        .input(ValueInfo::tensor(
+            "x",
+            DType::F32,
+            vec!["N".into(), 3.into(), 8.into(), 8.into()],
+        ))
+        .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0))
+        .node(Node::new("Conv", &["x", "w"], &["c"]))
+        .node(Node::new("Relu", &["c"], &["r"]))
+        .node(Node::new("Flatten", &["r"], &["y"]))
+        .output(ValueInfo::named("y"))
+        .build()
+        .expect("model");
+    let mut inferred = m.clone();
+    assert_eq!(infer_shapes(&mut inferred).expect("infer"), 3);
+    let r = inferred
+        .graph
+        .value_info
+        .iter()
+        .find(|v| v.name == "r")
+        .expect("r annotated");
+    assert_eq!(
+        r.shape,
+        Some(vec![
+            Dim::Symbolic("N".into()),
+            Dim::Known(4),
+            Dim::Known(6),
+            Dim::Known(6)
+        ])
+    );
+    assert_eq!(
+        inferred.graph.outputs[0].shape,
+        Some(vec![Dim::Symbolic("N".into()), Dim::Known(144)])
+    );
+    assert_eq!(infer_shapes(&mut inferred).expect("again"), 0, "idempotent");
+    let types = infer_value_types(&m).expect("types");
+    assert_eq!(types["c"].dtype, Some(DType::F32));
+
+    let mut bad = m;
+    bad.graph.value_info.push(vi("r", &[1, 5, 6, 6]));
+    let e = infer_shapes(&mut bad).expect_err("contradiction");
+    assert!(
+        matches!(e, Error::ShapeMismatch(ref s) if s.contains("\"r\"")),
+        "{e}"
+    );
+}
+
+#[test]
+fn extended_level_fuses_conv_and_activation_for_onnxruntime() {
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[1, 2, 5, 5]))
+        .initializer("w", f32s(&[3, 2, 3, 3], 1, -1.0, 2.0))
+        .node(Node::new("Conv", &["x", "w"], &["c"]))
+        .node(Node::new("LeakyRelu", &["c"], &["y"]).with_attr("alpha", Attribute::Float(0.2)))
+        .output(vi("y", &[1, 3, 3, 3]))
+        .build()
+        .expect("model");
+    let x = f32s(&[1, 2, 5, 5], 2, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut basic = m.clone();
+    Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut basic)
+        .expect("basic");
+    assert_eq!(basic, m, "basic keeps standard operators");
+    let mut ext = m;
+    Pipeline::for_level(OptimizeLevel::Extended)
+        .run(&mut ext)
+        .expect("extended");
+    assert_eq!(ops(&ext), BTreeMap::from([("FusedConv".to_owned(), 1)]));
+    assert_eq!(ext.opset("com.microsoft"), Some(1));
+    assert_close(&unoptimized(&ext, &[("x", x)]), &want, 1e-6);
+}
+
+/// Every bundled model that plans: the basic pipeline keeps its outputs (compared at
+/// batch 1 on deterministic inputs) and a second run changes nothing.
+#[test]
+fn fixture_models_keep_their_outputs_and_optimize_idempotently() {
+    let models = [
+        "digits/cnn.onnx",
+        "digits/mlp.onnx",
+        "models/light_squeezenet.onnx",
+        "models/light_shufflenet.onnx",
+    ];
+    for rel in models {
+        let m = Model::load(fixtures().join(rel)).expect(rel);
+        let inputs: Vec<(String, Tensor)> = m
+            .graph
+            .inputs
+            .iter()
+            .filter(|i| m.graph.initializer(&i.name).is_none())
+            .enumerate()
+            .map(|(k, i)| {
+                let shape: Vec<usize> = i
+                    .shape
+                    .iter()
+                    .flatten()
+                    .map(|d| if let Dim::Known(n) = d { *n } else { 1 })
+                    .collect();
+                (i.name.clone(), f32s(&shape, k as u32 + 1, -1.0, 2.0))
+            })
+            .collect();
+        let refs: Vec<(&str, Tensor)> = inputs
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect();
+        let want = unoptimized(&m, &refs);
+        let mut opt = m.clone();
+        let r = Pipeline::for_level(OptimizeLevel::Basic)
+            .run(&mut opt)
+            .expect(rel);
+        assert!(opt.graph.nodes.len() <= m.graph.nodes.len(), "{rel}: {r:?}");
+        assert_close(&unoptimized(&opt, &refs), &want, 1e-4);
+        let before = opt.clone();
+        let r2 = Pipeline::for_level(OptimizeLevel::Basic)
+            .run(&mut opt)
+            .expect(rel);
+        assert_eq!(r2.total(), 0, "{rel}: second run {r2:?}");
+        assert_eq!(opt, before, "{rel}");
+        // Round trip through bytes: what `edgeml optimize` writes loads and validates.
+        let back = Model::from_bytes(&opt.to_bytes().expect("encode")).expect(rel);
+        assert_eq!(back.graph.nodes.len(), opt.graph.nodes.len());
+    }
+}
