@@ -12,9 +12,9 @@
 //! | [`InferShapes`] | element types and shapes of intermediate values are written into `value_info` |
 //!
 //! Passes rewrite the main graph; subgraphs (`If`/`Loop` bodies) are left as they are.
-//! Graph input and output names never change. An initializer that is also listed as a
-//! graph input can be overridden at run time (onnxruntime does), so no pass treats it
-//! as a constant.
+//! Graph input and output names never change. From IR version 4 on, an initializer
+//! that is also listed as a graph input can be overridden at run time (onnxruntime
+//! does), so no pass treats it as a constant then.
 
 mod bn;
 mod fold;
@@ -136,9 +136,15 @@ impl Pipeline {
     /// limit), [`EliminateIdentity`], [`FoldBatchNorm`], then for `Extended`
     /// [`FuseConvActivation`], and [`EliminateDeadCode`] last.
     pub fn for_level(level: OptimizeLevel) -> Self {
+        Self::for_level_with(level, FoldConstants::default())
+    }
+
+    /// [`Pipeline::for_level`] with `fold` as the folding pass (e.g. another size
+    /// limit).
+    pub fn for_level_with(level: OptimizeLevel, fold: FoldConstants) -> Self {
         let p = Self::new()
             .with(ConstantToInitializer)
-            .with(FoldConstants::default())
+            .with(fold)
             .with(EliminateIdentity)
             .with(FoldBatchNorm);
         let p = match level {
@@ -176,10 +182,15 @@ impl Pipeline {
     }
 }
 
-/// The constant values of the main graph: initializers that are not also graph inputs
-/// (those can be overridden at run time).
-pub(crate) fn constants(g: &Graph) -> HashMap<&str, &Tensor> {
-    let inputs: HashSet<&str> = g.inputs.iter().map(|v| v.name.as_str()).collect();
+/// The constant values of the main graph: its initializers, except, from IR version 4
+/// on, those also listed as graph inputs (onnxruntime lets a caller override those at
+/// run time; before IR 4 every initializer had to be listed as an input).
+pub(crate) fn constants(g: &Graph, ir_version: i64) -> HashMap<&str, &Tensor> {
+    let inputs: HashSet<&str> = if ir_version >= 4 {
+        g.inputs.iter().map(|v| v.name.as_str()).collect()
+    } else {
+        HashSet::new()
+    };
     g.initializers
         .iter()
         .filter(|(n, _)| !inputs.contains(n.as_str()))
@@ -197,4 +208,24 @@ pub(crate) fn has_subgraphs(node: &crate::Node) -> bool {
     node.attributes
         .iter()
         .any(|(_, a)| matches!(a, crate::Attribute::Graph(_) | crate::Attribute::Graphs(_)))
+}
+
+/// Before IR version 4 every initializer must also be listed as a graph input (the
+/// onnx checker refuses the model otherwise): lists the initializers a pass added.
+pub(crate) fn list_initializers_as_inputs(model: &mut Model) {
+    if model.ir_version >= 4 {
+        return;
+    }
+    let g = &mut model.graph;
+    let listed: HashSet<String> = g.inputs.iter().map(|v| v.name.clone()).collect();
+    for (n, t) in &g.initializers {
+        if !listed.contains(n) {
+            g.inputs.push(crate::ValueInfo {
+                name: n.clone(),
+                dtype: Some(t.dtype()),
+                shape: Some(t.shape().iter().map(|&d| crate::Dim::Known(d)).collect()),
+                doc_string: String::new(),
+            });
+        }
+    }
 }

@@ -93,7 +93,17 @@ impl Pass for FoldBatchNorm {
                 k += 1;
                 continue;
             }
+            // Whether `v` is 2-D: `Gemm` and `Flatten` always write 2-D values, else
+            // what inference knows.
             let rank2 = |m: &Model, v: &str, types: &mut Option<_>| -> bool {
+                let by_op = m.graph.nodes.iter().any(|n| {
+                    default_domain(n)
+                        && matches!(n.op_type.as_str(), "Gemm" | "Flatten")
+                        && n.outputs.first().is_some_and(|o| o == v)
+                });
+                if by_op {
+                    return true;
+                }
                 let t: &std::collections::HashMap<String, crate::InputType> =
                     types.get_or_insert_with(|| super::infer_value_types(m).unwrap_or_default());
                 t.get(v)
@@ -121,6 +131,7 @@ impl Pass for FoldBatchNorm {
             types = None;
             done += 1;
         }
+        super::list_initializers_as_inputs(model);
         Ok(done)
     }
 }
@@ -158,7 +169,7 @@ fn fold_one(
     if !default_domain(layer) || layer.outputs.len() != 1 || layer.inputs.len() < 2 {
         return None;
     }
-    let consts = constants(g);
+    let consts = constants(g, model.ir_version);
     let scale = consts.get(bn.inputs[1].as_str())?.as_f32()?;
     let m = scale.len();
     if scale.ndim() != 1 || m == 0 {

@@ -132,7 +132,7 @@ impl FoldConstants {
         let order = model.graph.topo_order()?;
         let g = &model.graph;
         let ix = g.index();
-        let base = constants(g);
+        let base = constants(g, model.ir_version);
         let mut folded: HashMap<String, Tensor> = HashMap::new();
         let mut remove = vec![false; g.nodes.len()];
         for i in order {
@@ -250,6 +250,7 @@ impl FoldConstants {
         for (n, t) in new_inits {
             g.set_initializer(&n, t);
         }
+        super::list_initializers_as_inputs(model);
         Ok(done)
     }
 }

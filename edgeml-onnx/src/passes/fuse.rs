@@ -23,7 +23,7 @@ fn activation(model: &Model, act: &Node) -> Option<(&'static str, Vec<f32>)> {
             if model.opset("").unwrap_or(0) < 11 {
                 ("Clip", vec![f("min", f32::MIN), f("max", f32::MAX)])
             } else {
-                let consts = constants(&model.graph);
+                let consts = constants(&model.graph, model.ir_version);
                 let bound = |i: usize, default: f32| -> Option<f32> {
                     match act.inputs.get(i).filter(|n| !n.is_empty()) {
                         None => Some(default),

@@ -64,13 +64,13 @@ fn infer_graph(model: &Model, g: &Graph) -> Result<Inferred> {
             known.insert(v.name.clone(), t);
         }
     }
-    let mut consts: HashMap<&str, Cow<'_, Tensor>> = HashMap::new();
     for (n, t) in &g.initializers {
         known.insert(n.clone(), exact(t));
-        if !g.inputs.iter().any(|v| v.name == *n) {
-            consts.insert(n.as_str(), Cow::Borrowed(t));
-        }
     }
+    let mut consts: HashMap<&str, Cow<'_, Tensor>> = super::constants(g, model.ir_version)
+        .into_iter()
+        .map(|(n, t)| (n, Cow::Borrowed(t)))
+        .collect();
     let mut new = Vec::new();
     for i in order {
         let node = &g.nodes[i];

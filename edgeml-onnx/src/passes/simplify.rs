@@ -35,6 +35,7 @@ impl Pass for ConstantToInitializer {
             }
             done += 1;
         }
+        super::list_initializers_as_inputs(model);
         Ok(done)
     }
 }
@@ -54,6 +55,7 @@ impl Pass for EliminateIdentity {
 
     fn run(&self, model: &mut Model) -> Result<usize> {
         let opset = model.opset("").unwrap_or(0);
+        let ir_version = model.ir_version;
         let g = &mut model.graph;
         let mut done = 0;
         let mut k = 0;
@@ -71,7 +73,7 @@ impl Pass for EliminateIdentity {
                     "Dropout" => {
                         let training = match node.inputs.get(2).filter(|s| !s.is_empty()) {
                             None => false,
-                            Some(t) => match constants(g).get(t.as_str()) {
+                            Some(t) => match constants(g, ir_version).get(t.as_str()) {
                                 Some(crate::Tensor::Bool(b)) => b.iter().any(|&x| x),
                                 _ => true,
                             },
