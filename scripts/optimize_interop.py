@@ -34,8 +34,8 @@ MODELS = [
     ("models/skl_logreg_pipeline.onnx", ["basic"]),
     ("onnx-backend/converters/paddle_ocr/model.onnx", ["basic", "extended"]),
     ("onnx-backend/pytorch-converted/test_Conv2d_groups/model.onnx", ["basic"]),
-    # Written by `bn_model` below: BatchNormalization after Conv, ConvTranspose, Gemm and
-    # MatMul, Identity, Dropout, Constant and a foldable chain, at opset 13.
+    # Written by `bn_model` below: BatchNormalization before a Conv and after Conv,
+    # ConvTranspose, Gemm and MatMul, Identity, Dropout, Constant and a foldable chain, at opset 13.
     ("<bn>", ["basic", "extended"]),
 ]
 
@@ -53,9 +53,10 @@ def bn_model(path):
             init(f"{tag}_{k}", rng.uniform(lo, hi, c))
         nodes.append(helper.make_node("BatchNormalization", [x] + [f"{tag}_{k}" for k in "sbmv"], [y], epsilon=1e-3))
 
+    bn("x", "n0", 3, "bn0")  # before an unpadded Conv: folds into it
     init("w1", rng.normal(0, 0.3, (4, 3, 3, 3)))
     init("b1", rng.normal(0, 0.3, 4))
-    nodes.append(helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Conv", ["n0", "w1", "b1"], ["c1"]))
     bn("c1", "n1", 4, "bn1")
     nodes.append(helper.make_node("Relu", ["n1"], ["r1"]))
     nodes.append(helper.make_node("Identity", ["r1"], ["i1"]))
@@ -72,7 +73,7 @@ def bn_model(path):
     nodes.append(helper.make_node("Exp", ["k"], ["ek"]))
     nodes.append(helper.make_node("MatMul", ["n3", "ek"], ["mm"]))
     bn("mm", "y", 3, "bn4")
-    g = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+    g = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 10, 10])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(m)

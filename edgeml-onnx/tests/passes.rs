@@ -542,3 +542,37 @@ fn fixture_models_keep_their_outputs_and_optimize_idempotently() {
         assert_eq!(back.graph.nodes.len(), opt.graph.nodes.len());
     }
 }
+
+#[test]
+fn batchnorm_before_an_unpadded_conv_folds_into_it_and_a_padded_one_stays() {
+    for (pads, folds) in [(0, true), (1, false)] {
+        let m = bn_params(
+            ModelBuilder::new(13)
+                .input(vi("x", &[2, 3, 5, 5]))
+                .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0))
+                .initializer("cb", f32s(&[4], 2, -1.0, 2.0)),
+            3,
+            5,
+        )
+        .node(bn("x", "n"))
+        .node(
+            Node::new("Conv", &["n", "w", "cb"], &["y"])
+                .with_attr("pads", Attribute::Ints(vec![pads; 4])),
+        )
+        .output(ValueInfo::named("y"))
+        .build()
+        .expect("model");
+        let x = f32s(&[2, 3, 5, 5], 11, -1.0, 2.0);
+        let want = unoptimized(&m, &[("x", x.clone())]);
+        let mut opt = m.clone();
+        let n = FoldBatchNorm.run(&mut opt).expect("pass");
+        assert_eq!(n, usize::from(folds), "pads {pads}");
+        if folds {
+            assert_eq!(ops(&opt), BTreeMap::from([("Conv".to_owned(), 1)]));
+            assert_eq!(opt.graph.nodes[0].inputs[0], "x");
+            assert_close(&unoptimized(&opt, &[("x", x)]), &want, 1e-5);
+        } else {
+            assert_eq!(opt, m);
+        }
+    }
+}

@@ -67,13 +67,19 @@ struct Folded {
 }
 
 /// Folds an inference-mode `BatchNormalization` (constant `f32` `scale`, `B`, `mean`,
-/// `var`; the optional training outputs unused) into the `Conv`, `ConvTranspose`
-/// (`group` 1), `Gemm` or `MatMul` (constant 2-D `B`, 2-D `A`; it becomes a `Gemm`)
-/// that feeds only it, when that layer's weights (and bias, if any) are constant
-/// `f32`: `W' = W·a`, `B' = (B − mean)·a + beta` with `a = scale / sqrt(var + eps)`,
-/// computed in `f64` — the same arithmetic as the planner's own folding. The folded
-/// layer writes the BatchNormalization's output; the old weights are left to
-/// [`super::EliminateDeadCode`].
+/// `var`; the optional training outputs unused) into the layer before it: the `Conv`,
+/// `ConvTranspose` (`group` 1), `Gemm` or `MatMul` (constant 2-D `B`, 2-D `A`; it
+/// becomes a `Gemm`) that feeds only it, when that layer's weights (and bias, if any)
+/// are constant `f32`: `W' = W·a`, `B' = (B − mean)·a + beta` with
+/// `a = scale / sqrt(var + eps)`, computed in `f64` — the same arithmetic as the
+/// planner's own folding. The folded layer writes the BatchNormalization's output.
+///
+/// Otherwise, a BatchNormalization whose output only a `Conv` reads is folded into
+/// that `Conv` where this is exact (`group` 1 and no padding, since padding adds zeros
+/// after the normalization): `W'[o, c, …] = W[o, c, …]·a[c]` and
+/// `B'[o] = B[o] + Σ_{c, …} W[o, c, …]·(beta − mean·a)[c]`.
+///
+/// The old weights are left to [`super::EliminateDeadCode`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FoldBatchNorm;
 
@@ -110,7 +116,8 @@ impl Pass for FoldBatchNorm {
                     .and_then(|t| t.shape.as_ref())
                     .is_some_and(|s: &Vec<Dim>| s.len() == 2)
             };
-            let folded = fold_one(model, k, opset, &mut |m, v| rank2(m, v, &mut types));
+            let folded = fold_one(model, k, opset, &mut |m, v| rank2(m, v, &mut types))
+                .or_else(|| fold_before(model, k, opset));
             let Some((p, f)) = folded else {
                 k += 1;
                 continue;
@@ -136,17 +143,15 @@ impl Pass for FoldBatchNorm {
     }
 }
 
-/// The rewrite of BatchNormalization node `k`, with the index of the layer it folds
-/// into; `None` when it does not apply.
-fn fold_one(
-    model: &Model,
-    k: usize,
+/// The parameters (`scale`, `B`, `mean`, `var`, as `f32` vectors of one length) and
+/// `epsilon` of an inference-mode BatchNormalization whose training outputs are unused;
+/// `None` when `bn` is not one or its parameters are not constant.
+fn inference_bn(
+    bn: &Node,
+    ix: &crate::GraphIndex,
+    consts: &std::collections::HashMap<&str, &Tensor>,
     opset: i64,
-    rank2: &mut dyn FnMut(&Model, &str) -> bool,
-) -> Option<(usize, Folded)> {
-    let g = &model.graph;
-    let bn = &g.nodes[k];
-    let ix = g.index();
+) -> Option<(Vec<Vec<f32>>, f64)> {
     if bn.inputs.len() != 5
         || bn.outputs.first().is_none_or(String::is_empty)
         || bn
@@ -160,16 +165,6 @@ fn fold_one(
     {
         return None;
     }
-    let x = &bn.inputs[0];
-    let p = ix.producer(x)?;
-    if ix.uses(x) != 1 {
-        return None;
-    }
-    let layer = &g.nodes[p];
-    if !default_domain(layer) || layer.outputs.len() != 1 || layer.inputs.len() < 2 {
-        return None;
-    }
-    let consts = constants(g, model.ir_version);
     let scale = consts.get(bn.inputs[1].as_str())?.as_f32()?;
     let m = scale.len();
     if scale.ndim() != 1 || m == 0 {
@@ -179,12 +174,118 @@ fn fold_one(
         .iter()
         .map(|n| vec1(consts.get(n.as_str()), m))
         .collect::<Option<_>>()?;
-    let eps = f64::from(float_attr(bn, "epsilon", 1e-5));
+    Some((p4, f64::from(float_attr(bn, "epsilon", 1e-5))))
+}
+
+/// The rewrite of BatchNormalization node `k` into the `Conv` that is the only reader
+/// of its output, when that is exact: `group` 1 and no padding (padding would add
+/// zeros after the normalization, not before), constant `f32` weights. With
+/// `a = scale / sqrt(var + eps)` and `s = B − mean·a` per input channel:
+/// `W'[o, c, …] = W[o, c, …]·a[c]`, `B'[o] = B[o] + Σ_{c, …} W[o, c, …]·s[c]`.
+fn fold_before(model: &Model, k: usize, opset: i64) -> Option<(usize, Folded)> {
+    let g = &model.graph;
+    let bn = &g.nodes[k];
+    let ix = g.index();
+    let consts = constants(g, model.ir_version);
+    let (p4, eps) = inference_bn(bn, &ix, &consts, opset)?;
+    let m = p4[0].len();
+    let y = &bn.outputs[0];
+    let [c] = ix.consumers(y) else {
+        return None;
+    };
+    let conv = &g.nodes[*c];
+    let pads_zero = match conv.attr("pads") {
+        None => true,
+        Some(Attribute::Ints(p)) => p.iter().all(|&v| v == 0),
+        Some(_) => false,
+    };
+    let auto_pad_ok = match conv.attr("auto_pad") {
+        None => true,
+        Some(Attribute::String(s)) => s == b"NOTSET" || s == b"VALID",
+        Some(_) => false,
+    };
+    if ix.is_output(y)
+        || !default_domain(conv)
+        || conv.op_type != "Conv"
+        || conv.outputs.len() != 1
+        || conv.inputs.len() < 2
+        || conv.inputs[0] != *y
+        || conv.inputs[1..].contains(y)
+        || int_attr(conv, "group", 1) != 1
+        || !pads_zero
+        || !auto_pad_ok
+    {
+        return None;
+    }
+    let w = consts.get(conv.inputs[1].as_str())?.as_f32()?;
+    if w.ndim() < 3 || w.shape()[1] != m {
+        return None;
+    }
+    let out_ch = w.shape()[0];
+    let bias = match conv.inputs.get(2).filter(|n| !n.is_empty()) {
+        None => vec![0.0; out_ch],
+        Some(n) => vec1(consts.get(n.as_str()), out_ch)?,
+    };
+    let (a, shift) = bn_coefficients(&p4[0], &p4[1], &p4[2], &p4[3], eps, None);
+    let new_w = scale_axis(w, 1, &a);
+    let per = w.len() / (out_ch * m).max(1);
+    let wv: Vec<f32> = w.iter().copied().collect();
+    let new_b: Vec<f32> = (0..out_ch)
+        .map(|o| {
+            let mut acc = f64::from(bias[o]);
+            for (ci, &sc) in shift.iter().enumerate() {
+                let start = (o * m + ci) * per;
+                let taps: f64 = wv[start..start + per].iter().map(|&x| f64::from(x)).sum();
+                acc += taps * f64::from(sc);
+            }
+            acc as f32
+        })
+        .collect();
+    let mut node = conv.clone();
+    node.inputs = vec![bn.inputs[0].clone(), String::new(), String::new()];
+    let base = if conv.name.is_empty() {
+        conv.outputs[0].clone()
+    } else {
+        conv.name.clone()
+    };
+    Some((
+        *c,
+        Folded {
+            node,
+            weight: (format!("{base}_W_bnfolded"), new_w),
+            bias: (format!("{base}_B_bnfolded"), new_b),
+        },
+    ))
+}
+
+/// The rewrite of BatchNormalization node `k`, with the index of the layer it folds
+/// into; `None` when it does not apply.
+fn fold_one(
+    model: &Model,
+    k: usize,
+    opset: i64,
+    rank2: &mut dyn FnMut(&Model, &str) -> bool,
+) -> Option<(usize, Folded)> {
+    let g = &model.graph;
+    let bn = &g.nodes[k];
+    let ix = g.index();
+    let consts = constants(g, model.ir_version);
+    let (p4, eps) = inference_bn(bn, &ix, &consts, opset)?;
+    let m = p4[0].len();
+    let x = &bn.inputs[0];
+    let p = ix.producer(x)?;
+    if ix.uses(x) != 1 {
+        return None;
+    }
+    let layer = &g.nodes[p];
+    if !default_domain(layer) || layer.outputs.len() != 1 || layer.inputs.len() < 2 {
+        return None;
+    }
     let w = consts.get(layer.inputs[1].as_str())?.as_f32()?;
     let bias_name = layer.inputs.get(2).filter(|n| !n.is_empty());
     let mut node = layer.clone();
     node.outputs = vec![bn.outputs[0].clone()];
-    let (axis, bias, op) = match layer.op_type.as_str() {
+    let (axis, bias) = match layer.op_type.as_str() {
         "Conv" | "ConvTranspose" => {
             let axis = usize::from(layer.op_type == "ConvTranspose");
             if w.ndim() < 3
@@ -197,7 +298,7 @@ fn fold_one(
                 None => None,
                 Some(n) => Some(vec1(consts.get(n.as_str()), m)?),
             };
-            (axis, bias, layer.op_type.clone())
+            (axis, bias)
         }
         "Gemm" => {
             let trans_b = int_attr(layer, "transB", 0) != 0;
@@ -221,7 +322,7 @@ fn fold_one(
             node.attributes.retain(|(n, _)| n != "beta");
             node.attributes
                 .push(("beta".to_owned(), Attribute::Float(1.0)));
-            (axis, bias, "Gemm".to_owned())
+            (axis, bias)
         }
         "MatMul" => {
             if opset < 7 || w.ndim() != 2 || w.shape()[1] != m || !rank2(model, &layer.inputs[0]) {
@@ -229,7 +330,7 @@ fn fold_one(
             }
             node.op_type = "Gemm".to_owned();
             node.attributes.clear();
-            (1, None, "Gemm".to_owned())
+            (1, None)
         }
         _ => return None,
     };
@@ -242,7 +343,6 @@ fn fold_one(
     } else {
         layer.name.clone()
     };
-    let _ = op;
     Some((
         p,
         Folded {
