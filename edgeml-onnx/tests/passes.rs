@@ -576,3 +576,56 @@ fn batchnorm_before_an_unpadded_conv_folds_into_it_and_a_padded_one_stays() {
         }
     }
 }
+
+#[test]
+fn shape_of_a_static_value_folds_and_a_symbolic_one_stays() {
+    let i64s = |v: Vec<i64>| Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("s"));
+    let build = |first: Dim| {
+        ModelBuilder::new(13)
+            .input(ValueInfo::tensor(
+                "x",
+                DType::F32,
+                vec![first, 3.into(), 4.into()],
+            ))
+            .initializer("zero", Tensor::I64(ArrayD::from_elem(IxDyn(&[]), 0)))
+            .initializer("axes", i64s(vec![0]))
+            .initializer("minus1", i64s(vec![-1]))
+            .node(Node::new("Relu", &["x"], &["r"]))
+            .node(Node::new("Shape", &["r"], &["s"]))
+            .node(Node::new("Gather", &["s", "zero"], &["n"]))
+            .node(Node::new("Unsqueeze", &["n", "axes"], &["n1"]))
+            .node(
+                Node::new("Concat", &["n1", "minus1"], &["shape"])
+                    .with_attr("axis", Attribute::Int(0)),
+            )
+            .node(Node::new("Reshape", &["r", "shape"], &["y"]))
+            .output(ValueInfo::named("y"))
+            .build()
+            .expect("model")
+    };
+    let m = build(Dim::from(2));
+    let x = f32s(&[2, 3, 4], 4, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    let kinds: Vec<&str> = opt.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(kinds, ["Relu", "Reshape"]);
+    assert_eq!(
+        opt.graph
+            .initializer("shape")
+            .and_then(Tensor::as_i64)
+            .map(|a| a.iter().copied().collect::<Vec<i64>>()),
+        Some(vec![2, -1])
+    );
+    assert_eq!(unoptimized(&opt, &[("x", x.clone())]), want);
+
+    let sym = build(Dim::from("N"));
+    let mut opt = sym.clone();
+    Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    assert_eq!(opt, sym, "the batch size is only known at run time");
+    assert_eq!(unoptimized(&opt, &[("x", x)]), want);
+}

@@ -32,8 +32,10 @@ const GROWING: &[&str] = &[
     "OneHot",
 ];
 
-/// Runs every main-graph node whose inputs are all constant (initializers that are not
-/// graph inputs, or outputs of nodes folded before) once, with the operators of the
+/// Replaces `Shape` and `Size` nodes whose input has a fully known shape (declared or
+/// inferred) by their value, and runs every main-graph node whose inputs are all
+/// constant (initializers that are not graph inputs, or outputs of nodes folded
+/// before) once, with the operators of the
 /// default registry ([`crate::ops::default_registry`]) or of
 /// [`FoldConstants::run_with`]'s registry, and replaces it by initializers holding its
 /// outputs.
@@ -123,6 +125,53 @@ fn growing_len(op: &str, args: &[Option<&Tensor>]) -> Option<usize> {
     }
 }
 
+/// The value of a `Shape` or `Size` node whose input has a fully known shape (declared
+/// or inferred, see [`super::infer_value_types`]), computed without the input's data.
+fn static_shape_value(
+    model: &Model,
+    node: &crate::Node,
+    types: &mut Option<HashMap<String, InputType>>,
+) -> Option<Tensor> {
+    if !super::default_domain(node)
+        || !matches!(node.op_type.as_str(), "Shape" | "Size")
+        || node.outputs.len() != 1
+        || node.outputs[0].is_empty()
+    {
+        return None;
+    }
+    let input = node.inputs.first()?;
+    let types = types.get_or_insert_with(|| super::infer_value_types(model).unwrap_or_default());
+    let dims: Vec<i64> = types
+        .get(input)?
+        .shape
+        .as_ref()?
+        .iter()
+        .map(|d| match d {
+            Dim::Known(k) => i64::try_from(*k).ok(),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if node.op_type == "Size" {
+        let n = dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d))?;
+        return Some(Tensor::I64(ndarray::ArrayD::from_elem(
+            ndarray::IxDyn(&[]),
+            n,
+        )));
+    }
+    let r = dims.len() as i64;
+    let int = |name: &str| match node.attr(name) {
+        Some(crate::Attribute::Int(v)) => Some(*v),
+        _ => None,
+    };
+    let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+    let start = clamp(int("start").unwrap_or(0));
+    let end = clamp(int("end").unwrap_or(r)).max(start);
+    let part: Vec<i64> = dims[start as usize..end as usize].to_vec();
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[part.len()]), part)
+        .ok()
+        .map(Tensor::I64)
+}
+
 impl FoldConstants {
     /// [`Pass::run`] with the operators of `registry`.
     ///
@@ -135,8 +184,18 @@ impl FoldConstants {
         let base = constants(g, model.ir_version);
         let mut folded: HashMap<String, Tensor> = HashMap::new();
         let mut remove = vec![false; g.nodes.len()];
+        // Known shapes, for `Shape`/`Size` of values that are not constant.
+        let mut types: Option<HashMap<String, InputType>> = None;
         for i in order {
             let node = &g.nodes[i];
+            if let Some(t) = static_shape_value(model, node, &mut types)
+                && !node.outputs.iter().any(|o| ix.is_output(o))
+                && let Some(out) = node.outputs.first()
+            {
+                folded.insert(out.clone(), t);
+                remove[i] = true;
+                continue;
+            }
             if NONDETERMINISTIC.contains(&node.op_type.as_str())
                 || has_subgraphs(node)
                 || node.outputs.iter().all(String::is_empty)
