@@ -6,6 +6,7 @@
 //! | [`ConstantToInitializer`] | `Constant` nodes become initializers |
 //! | [`FoldConstants`] | nodes whose inputs are all constant run once through the runtime's own operators; their outputs become initializers (bounded by a size limit) |
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
+//! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
 //! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (group 1), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
 //! | [`FuseConvActivation`] | `Conv` + activation → onnxruntime's `com.microsoft` `FusedConv` (extended level only) |
 //! | [`EliminateDeadCode`] | [`Graph::remove_dead`](crate::Graph::remove_dead) |
@@ -16,12 +17,14 @@
 //! that is also listed as a graph input can be overridden at run time (onnxruntime
 //! does), so no pass treats it as a constant then.
 
+mod bias;
 mod bn;
 mod fold;
 mod fuse;
 mod infer;
 mod simplify;
 
+pub use bias::FuseConvAddBias;
 pub use bn::FoldBatchNorm;
 pub(crate) use bn::{bn_coefficients, scale_axis};
 pub use fold::FoldConstants;
@@ -58,7 +61,8 @@ pub trait Pass {
 #[non_exhaustive]
 pub enum OptimizeLevel {
     /// Standard-domain rewrites only, so any runtime runs the result: constant
-    /// folding, `Identity`/`Dropout` removal, BatchNormalization folding, dead code.
+    /// folding, `Identity`/`Dropout` removal, Conv bias and BatchNormalization
+    /// folding, dead code.
     #[default]
     Basic,
     /// `Basic` plus fusions into onnxruntime's `com.microsoft` operators
@@ -133,7 +137,7 @@ impl Pipeline {
     }
 
     /// The passes of `level`: [`ConstantToInitializer`], [`FoldConstants`] (default
-    /// limit), [`EliminateIdentity`], [`FoldBatchNorm`], then for `Extended`
+    /// limit), [`EliminateIdentity`], [`FuseConvAddBias`], [`FoldBatchNorm`], then for `Extended`
     /// [`FuseConvActivation`], and [`EliminateDeadCode`] last.
     pub fn for_level(level: OptimizeLevel) -> Self {
         Self::for_level_with(level, FoldConstants::default())
@@ -146,6 +150,7 @@ impl Pipeline {
             .with(ConstantToInitializer)
             .with(fold)
             .with(EliminateIdentity)
+            .with(FuseConvAddBias)
             .with(FoldBatchNorm);
         let p = match level {
             OptimizeLevel::Basic => p,

@@ -629,3 +629,72 @@ fn shape_of_a_static_value_folds_and_a_symbolic_one_stays() {
     assert_eq!(opt, sym, "the batch size is only known at run time");
     assert_eq!(unoptimized(&opt, &[("x", x)]), want);
 }
+
+#[test]
+fn conv_plus_constant_channel_add_becomes_a_bias_then_bn_folds() {
+    for (shape, fuses) in [
+        (vec![1, 4, 1, 1], true),
+        (vec![4, 1, 1], true),
+        (vec![1], true),
+        (vec![1, 4, 3, 3], false),
+    ] {
+        let m = bn_params(
+            ModelBuilder::new(13)
+                .input(vi("x", &[1, 3, 5, 5]))
+                .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0))
+                .initializer("c", f32s(&shape, 2, -1.0, 2.0)),
+            4,
+            3,
+        )
+        .node(Node::new("Conv", &["x", "w"], &["conv"]))
+        .node(Node::new("Add", &["c", "conv"], &["a"]))
+        .node(bn("a", "y"))
+        .output(ValueInfo::named("y"))
+        .build()
+        .expect("model");
+        let x = f32s(&[1, 3, 5, 5], 8, -1.0, 2.0);
+        let want = unoptimized(&m, &[("x", x.clone())]);
+        let mut opt = m.clone();
+        Pipeline::for_level(OptimizeLevel::Basic)
+            .run(&mut opt)
+            .expect("optimize");
+        let expect = if fuses {
+            BTreeMap::from([("Conv".to_owned(), 1)])
+        } else {
+            BTreeMap::from([
+                ("Add".to_owned(), 1),
+                ("BatchNormalization".to_owned(), 1),
+                ("Conv".to_owned(), 1),
+            ])
+        };
+        assert_eq!(ops(&opt), expect, "{shape:?}");
+        assert_close(&unoptimized(&opt, &[("x", x)]), &want, 1e-5);
+    }
+}
+
+#[test]
+fn casts_to_the_type_a_value_already_has_are_removed() {
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[2]))
+        .node(Node::new("Cast", &["x"], &["same"]).with_attr("to", Attribute::Int(1)))
+        .node(Node::new("Cast", &["same"], &["y"]).with_attr("to", Attribute::Int(11)))
+        .output(ValueInfo::named("y"))
+        .build()
+        .expect("model");
+    let mut opt = m.clone();
+    assert_eq!(EliminateIdentity.run(&mut opt).expect("pass"), 1);
+    assert_eq!(opt.graph.nodes.len(), 1);
+    assert_eq!(
+        opt.graph.nodes[0].inputs,
+        ["x"],
+        "the f64 Cast reads x directly"
+    );
+    let x = f32s(&[2], 1, -1.0, 2.0);
+    let run = |m: &Model| {
+        Plan::new(m, PlanOptions::with_threads(1))
+            .expect("plan")
+            .run(&[("x", x.clone())])
+            .expect("run")
+    };
+    assert_eq!(run(&opt), run(&m));
+}

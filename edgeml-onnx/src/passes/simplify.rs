@@ -40,7 +40,8 @@ impl Pass for ConstantToInitializer {
     }
 }
 
-/// Removes `Identity` nodes and inference-mode `Dropout` nodes (no `training_mode`
+/// Removes `Identity` nodes, `Cast`s to the element type their input already has
+/// (declared or inferred), and inference-mode `Dropout` nodes (no `training_mode`
 /// input, or a constant false one; the mask output unused): their consumers read the
 /// input directly. When the removed node's output is a graph output, the input's
 /// producer is renamed to write the graph output instead; when that is impossible (the
@@ -56,6 +57,18 @@ impl Pass for EliminateIdentity {
     fn run(&self, model: &mut Model) -> Result<usize> {
         let opset = model.opset("").unwrap_or(0);
         let ir_version = model.ir_version;
+        // Element types, for `Cast`s to the type their input already has (only when
+        // the model has a `Cast`: inference walks the whole graph).
+        let has_cast = model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| default_domain(n) && n.op_type == "Cast");
+        let types = if has_cast {
+            super::infer_value_types(model).unwrap_or_default()
+        } else {
+            std::collections::HashMap::new()
+        };
         let g = &mut model.graph;
         let mut done = 0;
         let mut k = 0;
@@ -70,6 +83,21 @@ impl Pass for EliminateIdentity {
             let removable = default_domain(node)
                 && match node.op_type.as_str() {
                     "Identity" => node.inputs.len() == 1 && node.outputs.len() == 1,
+                    "Cast" => {
+                        let to = match node.attr("to") {
+                            Some(Attribute::Int(t)) => i32::try_from(*t).ok(),
+                            _ => None,
+                        };
+                        let from = node
+                            .inputs
+                            .first()
+                            .and_then(|i| types.get(i))
+                            .and_then(|t| t.dtype);
+                        node.inputs.len() == 1
+                            && node.outputs.len() == 1
+                            && from.is_some()
+                            && to.and_then(edgeml_core::DType::from_onnx) == from
+                    }
                     "Dropout" => {
                         let training = match node.inputs.get(2).filter(|s| !s.is_empty()) {
                             None => false,
