@@ -698,3 +698,38 @@ fn casts_to_the_type_a_value_already_has_are_removed() {
     };
     assert_eq!(run(&opt), run(&m));
 }
+
+/// `Plan::run_observed` with optimization disabled reports every node output of the
+/// graph as written (what calibration needs), including the values that the default
+/// level fuses away.
+#[test]
+fn unoptimized_plans_observe_every_value_fusion_would_remove() {
+    let m = bn_params(
+        ModelBuilder::new(13)
+            .input(vi("x", &[1, 2, 4, 4]))
+            .initializer("w", f32s(&[3, 2, 1, 1], 1, -1.0, 2.0)),
+        3,
+        2,
+    )
+    .node(Node::new("Conv", &["x", "w"], &["c"]))
+    .node(bn("c", "n"))
+    .node(Node::new("Relu", &["n"], &["r"]))
+    .node(Node::new("Identity", &["r"], &["y"]))
+    .output(ValueInfo::named("y"))
+    .build()
+    .expect("model");
+    let x = f32s(&[1, 2, 4, 4], 3, -1.0, 2.0);
+    let observe = |level: GraphOptLevel| {
+        let mut o = PlanOptions::with_threads(1);
+        o.optimization = level;
+        let plan = Plan::new(&m, o).expect("plan");
+        let mut seen = Vec::new();
+        plan.run_observed(&[("x", &x)], &mut |n, _| seen.push(n.to_owned()))
+            .expect("run");
+        seen.sort();
+        seen
+    };
+    assert_eq!(observe(GraphOptLevel::Disabled), ["c", "n", "r", "y"]);
+    let fused = observe(GraphOptLevel::Extended);
+    assert!(!fused.contains(&"c".to_owned()), "{fused:?}");
+}
