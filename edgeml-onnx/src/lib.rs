@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 
+mod attr_check;
 mod buffers;
 mod builder;
 mod edit;
