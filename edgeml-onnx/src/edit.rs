@@ -235,10 +235,12 @@ impl Graph {
     }
 
     /// Removes the initializer `name` (and the graph input of the same name, which
-    /// only listed it) and returns its value.
+    /// only listed it, and its entry in `extras.sparse_initializers`) and returns its
+    /// value.
     pub fn remove_initializer(&mut self, name: &str) -> Option<Tensor> {
         let k = self.initializers.iter().position(|(n, _)| n == name)?;
         self.inputs.retain(|v| v.name != name);
+        self.extras.sparse_initializers.retain(|n| n != name);
         Some(self.initializers.remove(k).1)
     }
 
@@ -278,6 +280,14 @@ impl Graph {
             }
         }
         for (n, _) in self.initializers.iter_mut().filter(|(n, _)| n == old) {
+            new.clone_into(n);
+        }
+        for n in self
+            .extras
+            .sparse_initializers
+            .iter_mut()
+            .filter(|n| *n == old)
+        {
             new.clone_into(n);
         }
         for v in self
@@ -327,6 +337,9 @@ impl Graph {
         dead.initializers = removed.len();
         self.initializers.retain(|(n, _)| needed.contains(n));
         let removed: HashSet<String> = removed.into_iter().collect();
+        self.extras
+            .sparse_initializers
+            .retain(|n| !removed.contains(n));
         let before = self.inputs.len();
         self.inputs.retain(|v| !removed.contains(&v.name));
         dead.inputs = before - self.inputs.len();

@@ -314,3 +314,16 @@ fn replace_uses_reaches_subgraphs_that_capture_the_value() {
     };
     assert_eq!(t.nodes[0].inputs, ["x"]);
 }
+
+#[test]
+fn removed_initializers_leave_no_sparse_storage_entry() {
+    let mut m = random_model(&[(0, 0, 0)]); // v0 = x + x: w and c unused
+    m.graph.extras.sparse_initializers = vec!["w".into(), "c".into()];
+    let d = m.graph.remove_dead();
+    assert_eq!(d.initializers, 2);
+    assert!(m.graph.extras.sparse_initializers.is_empty());
+    let mut m = random_model(&[(0, 0, 1)]);
+    m.graph.extras.sparse_initializers = vec!["w".into()];
+    m.graph.remove_initializer("w");
+    assert!(m.graph.extras.sparse_initializers.is_empty());
+}
