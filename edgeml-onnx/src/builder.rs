@@ -115,6 +115,14 @@ impl ModelBuilder {
         }
     }
 
+    /// Replaces the whole graph built so far by `graph` (e.g. one written as a struct
+    /// literal).
+    #[must_use]
+    pub fn with_graph(mut self, graph: Graph) -> Self {
+        self.model.graph = graph;
+        self
+    }
+
     /// Imports `domain` at `version` too (replacing an earlier import of `domain`).
     #[must_use]
     pub fn opset(mut self, domain: &str, version: i64) -> Self {

@@ -3,6 +3,9 @@
 //! wrong pass), bad graphs are typed errors, skips are documented, pipelines are
 //! idempotent.
 
+mod common;
+
+use common::passes::{assert_close, bn, bn_params, f32s, ops, unoptimized, vi};
 use edgeml_core::DType;
 use edgeml_onnx::passes::{
     ConstantToInitializer, EliminateDeadCode, EliminateIdentity, FoldBatchNorm, FoldConstants,
@@ -18,201 +21,6 @@ use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-/// Deterministic values in [lo, lo + span).
-fn f32s(shape: &[usize], seed: u32, lo: f32, span: f32) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n as u32)
-        .map(|i| {
-            let h = i
-                .wrapping_add(seed.wrapping_mul(7919))
-                .wrapping_mul(2654435761)
-                >> 8;
-            lo + span * (h % 10007) as f32 / 10007.0
-        })
-        .collect();
-    Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape"))
-}
-
-fn vi(name: &str, shape: &[usize]) -> ValueInfo {
-    ValueInfo::tensor(
-        name,
-        DType::F32,
-        shape.iter().map(|&d| Dim::from(d)).collect(),
-    )
-}
-
-fn unoptimized(m: &Model, inputs: &[(&str, Tensor)]) -> Vec<(String, Tensor)> {
-    let mut o = PlanOptions::with_threads(1);
-    o.optimization = GraphOptLevel::Disabled;
-    o.no_constant_folding = true;
-    Plan::new(m, o).expect("plan").run(inputs).expect("run")
-}
-
-fn assert_close(got: &[(String, Tensor)], want: &[(String, Tensor)], rtol: f32) {
-    assert_eq!(got.len(), want.len());
-    for ((gn, g), (wn, w)) in got.iter().zip(want) {
-        assert_eq!(gn, wn);
-        assert_eq!(g.shape(), w.shape(), "{gn}");
-        let (g, w) = (g.as_f32().expect("f32"), w.as_f32().expect("f32"));
-        for (a, b) in g.iter().zip(w) {
-            assert!((a - b).abs() <= rtol * b.abs().max(1.0), "{gn}: {a} vs {b}");
-        }
-    }
-}
-
-fn ops(m: &Model) -> BTreeMap<String, usize> {
-    let mut h = BTreeMap::new();
-    for n in &m.graph.nodes {
-        *h.entry(n.op_type.clone()).or_default() += 1;
-    }
-    h
-}
-
-/// BatchNormalization parameters for `c` channels (variance positive).
-fn bn_params(b: ModelBuilder, c: usize, seed: u32) -> ModelBuilder {
-    b.initializer("s", f32s(&[c], seed, 0.5, 1.0))
-        .initializer("beta", f32s(&[c], seed + 1, -1.0, 2.0))
-        .initializer("mean", f32s(&[c], seed + 2, -0.5, 1.0))
-        .initializer("var", f32s(&[c], seed + 3, 0.1, 2.0))
-}
-
-fn bn(x: &str, y: &str) -> Node {
-    Node::new("BatchNormalization", &[x, "s", "beta", "mean", "var"], &[y])
-        .with_attr("epsilon", Attribute::Float(1e-3))
-}
-
-/// Runs the basic pipeline; checks outputs, and that the layer absorbed the BN.
-fn check_bn_fold(m: Model, x_shape: &[usize], layer: &str) {
-    let x = f32s(x_shape, 99, -1.0, 2.0);
-    let want = unoptimized(&m, &[("x", x.clone())]);
-    let mut opt = m.clone();
-    let report = Pipeline::for_level(OptimizeLevel::Basic)
-        .run(&mut opt)
-        .expect("optimize");
-    assert!(report.total() > 0);
-    assert_eq!(ops(&opt).get("BatchNormalization"), None, "{:?}", ops(&opt));
-    assert_eq!(ops(&opt).get(layer), Some(&1), "{:?}", ops(&opt));
-    assert_eq!(opt.graph.nodes.len(), 1);
-    // The old weights and BN parameters are gone.
-    assert_eq!(
-        opt.graph.initializers.len(),
-        2,
-        "{:?}",
-        opt.graph.initializers
-    );
-    let got = unoptimized(&opt, &[("x", x)]);
-    assert_close(&got, &want, 1e-5);
-    opt.validate().expect("valid");
-}
-
-#[test]
-fn batchnorm_folds_into_conv_with_and_without_bias() {
-    for bias in [true, false] {
-        let mut b = ModelBuilder::new(13)
-            .input(vi("x", &[2, 3, 5, 5]))
-            .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0));
-        let conv = if bias {
-            b = b.initializer("cb", f32s(&[4], 2, -1.0, 2.0));
-            Node::new("Conv", &["x", "w", "cb"], &["c"])
-        } else {
-            Node::new("Conv", &["x", "w"], &["c"])
-        };
-        let m = bn_params(b, 4, 3)
-            .node(conv.with_attr("pads", Attribute::Ints(vec![1, 1, 1, 1])))
-            .node(bn("c", "y"))
-            .output(vi("y", &[2, 4, 5, 5]))
-            .build()
-            .expect("model");
-        check_bn_fold(m, &[2, 3, 5, 5], "Conv");
-    }
-}
-
-#[test]
-fn batchnorm_folds_into_conv_transpose_gemm_and_matmul() {
-    let m = bn_params(
-        ModelBuilder::new(13)
-            .input(vi("x", &[1, 3, 4, 4]))
-            .initializer("w", f32s(&[3, 5, 2, 2], 1, -1.0, 2.0)),
-        5,
-        4,
-    )
-    .node(
-        Node::new("ConvTranspose", &["x", "w"], &["c"])
-            .with_attr("strides", Attribute::Ints(vec![2, 2])),
-    )
-    .node(bn("c", "y"))
-    .output(vi("y", &[1, 5, 8, 8]))
-    .build()
-    .expect("model");
-    check_bn_fold(m, &[1, 3, 4, 4], "ConvTranspose");
-
-    for trans_b in [0, 1] {
-        let wshape = if trans_b == 1 { [6, 4] } else { [4, 6] };
-        let m = bn_params(
-            ModelBuilder::new(13)
-                .input(vi("x", &[3, 4]))
-                .initializer("w", f32s(&wshape, 5, -1.0, 2.0))
-                .initializer("cg", f32s(&[6], 6, -1.0, 2.0)),
-            6,
-            7,
-        )
-        .node(
-            Node::new("Gemm", &["x", "w", "cg"], &["c"])
-                .with_attr("transB", Attribute::Int(trans_b))
-                .with_attr("alpha", Attribute::Float(0.5))
-                .with_attr("beta", Attribute::Float(2.0)),
-        )
-        .node(bn("c", "y"))
-        .output(vi("y", &[3, 6]))
-        .build()
-        .expect("model");
-        check_bn_fold(m, &[3, 4], "Gemm");
-    }
-
-    let m = bn_params(
-        ModelBuilder::new(13)
-            .input(vi("x", &[3, 4]))
-            .initializer("w", f32s(&[4, 6], 8, -1.0, 2.0)),
-        6,
-        9,
-    )
-    .node(Node::new("MatMul", &["x", "w"], &["c"]))
-    .node(bn("c", "y"))
-    .output(vi("y", &[3, 6]))
-    .build()
-    .expect("model");
-    check_bn_fold(m, &[3, 4], "Gemm");
-}
-
-#[test]
-fn batchnorm_is_left_alone_when_folding_does_not_apply() {
-    // The conv output has a second consumer: folding would change it.
-    let m = bn_params(
-        ModelBuilder::new(13)
-            .input(vi("x", &[1, 2, 3, 3]))
-            .initializer("w", f32s(&[2, 2, 1, 1], 1, -1.0, 2.0)),
-        2,
-        3,
-    )
-    .node(Node::new("Conv", &["x", "w"], &["c"]))
-    .node(bn("c", "y"))
-    .node(Node::new("Add", &["c", "y"], &["z"]))
-    .output(vi("z", &[1, 2, 3, 3]))
-    .build()
-    .expect("model");
-    let mut opt = m.clone();
-    assert_eq!(FoldBatchNorm.run(&mut opt).expect("pass"), 0);
-    assert_eq!(opt, m);
-    // Weights fed at run time (a graph input shadowing the initializer).
-    let mut m2 = m;
-    m2.graph.nodes.pop();
-    m2.graph.outputs = vec![vi("y", &[1, 2, 3, 3])];
-    m2.graph.inputs.push(vi("w", &[2, 2, 1, 1]));
-    let before = m2.clone();
-    assert_eq!(FoldBatchNorm.run(&mut m2).expect("pass"), 0);
-    assert_eq!(m2, before);
 }
 
 #[test]
@@ -544,40 +352,6 @@ fn fixture_models_keep_their_outputs_and_optimize_idempotently() {
 }
 
 #[test]
-fn batchnorm_before_an_unpadded_conv_folds_into_it_and_a_padded_one_stays() {
-    for (pads, folds) in [(0, true), (1, false)] {
-        let m = bn_params(
-            ModelBuilder::new(13)
-                .input(vi("x", &[2, 3, 5, 5]))
-                .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0))
-                .initializer("cb", f32s(&[4], 2, -1.0, 2.0)),
-            3,
-            5,
-        )
-        .node(bn("x", "n"))
-        .node(
-            Node::new("Conv", &["n", "w", "cb"], &["y"])
-                .with_attr("pads", Attribute::Ints(vec![pads; 4])),
-        )
-        .output(ValueInfo::named("y"))
-        .build()
-        .expect("model");
-        let x = f32s(&[2, 3, 5, 5], 11, -1.0, 2.0);
-        let want = unoptimized(&m, &[("x", x.clone())]);
-        let mut opt = m.clone();
-        let n = FoldBatchNorm.run(&mut opt).expect("pass");
-        assert_eq!(n, usize::from(folds), "pads {pads}");
-        if folds {
-            assert_eq!(ops(&opt), BTreeMap::from([("Conv".to_owned(), 1)]));
-            assert_eq!(opt.graph.nodes[0].inputs[0], "x");
-            assert_close(&unoptimized(&opt, &[("x", x)]), &want, 1e-5);
-        } else {
-            assert_eq!(opt, m);
-        }
-    }
-}
-
-#[test]
 fn shape_of_a_static_value_folds_and_a_symbolic_one_stays() {
     let i64s = |v: Vec<i64>| Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("s"));
     let build = |first: Dim| {
@@ -628,48 +402,6 @@ fn shape_of_a_static_value_folds_and_a_symbolic_one_stays() {
         .expect("optimize");
     assert_eq!(opt, sym, "the batch size is only known at run time");
     assert_eq!(unoptimized(&opt, &[("x", x)]), want);
-}
-
-#[test]
-fn conv_plus_constant_channel_add_becomes_a_bias_then_bn_folds() {
-    for (shape, fuses) in [
-        (vec![1, 4, 1, 1], true),
-        (vec![4, 1, 1], true),
-        (vec![1], true),
-        (vec![1, 4, 3, 3], false),
-    ] {
-        let m = bn_params(
-            ModelBuilder::new(13)
-                .input(vi("x", &[1, 3, 5, 5]))
-                .initializer("w", f32s(&[4, 3, 3, 3], 1, -1.0, 2.0))
-                .initializer("c", f32s(&shape, 2, -1.0, 2.0)),
-            4,
-            3,
-        )
-        .node(Node::new("Conv", &["x", "w"], &["conv"]))
-        .node(Node::new("Add", &["c", "conv"], &["a"]))
-        .node(bn("a", "y"))
-        .output(ValueInfo::named("y"))
-        .build()
-        .expect("model");
-        let x = f32s(&[1, 3, 5, 5], 8, -1.0, 2.0);
-        let want = unoptimized(&m, &[("x", x.clone())]);
-        let mut opt = m.clone();
-        Pipeline::for_level(OptimizeLevel::Basic)
-            .run(&mut opt)
-            .expect("optimize");
-        let expect = if fuses {
-            BTreeMap::from([("Conv".to_owned(), 1)])
-        } else {
-            BTreeMap::from([
-                ("Add".to_owned(), 1),
-                ("BatchNormalization".to_owned(), 1),
-                ("Conv".to_owned(), 1),
-            ])
-        };
-        assert_eq!(ops(&opt), expect, "{shape:?}");
-        assert_close(&unoptimized(&opt, &[("x", x)]), &want, 1e-5);
-    }
 }
 
 #[test]
