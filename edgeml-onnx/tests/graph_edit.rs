@@ -1,8 +1,9 @@
-//! The graph editing API: unit cases, and a property test that random sequences of
+//! The graph editing API: unit cases, and property tests that random sequences of
 //! edits keep a graph valid (topologically sorted, unique names, every input produced)
-//! and computing the same outputs.
+//! and computing the same outputs, and that the pass pipelines never change outputs.
 
 use edgeml_core::DType;
+use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
 use edgeml_onnx::{
     Attribute, Dim, Error, Graph, Model, ModelBuilder, Node, Plan, PlanOptions, Tensor, ValueInfo,
 };
@@ -203,6 +204,32 @@ proptest! {
         prop_assert!(!m.graph.nodes.iter().any(|n| n.op_type == "Neg"));
         prop_assert!(m.graph.value_info.iter().all(|v| !v.name.starts_with("dead")));
         prop_assert_eq!(run(&m, &x), want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Folding never changes outputs: random graphs mixing constant-only chains (over
+    /// the initializers) with runtime ones give bit-identical outputs after the basic
+    /// and extended pipelines, which leave valid graphs and are idempotent.
+    #[test]
+    fn pipelines_keep_outputs_of_random_graphs(
+        ops in prop::collection::vec((0u8..5, 0usize..64, 0usize..64), 1..12),
+    ) {
+        let m = random_model(&ops);
+        let x = f32s(&[2, 3], 9);
+        let want = run(&m, &x);
+        for level in [OptimizeLevel::Basic, OptimizeLevel::Extended] {
+            let mut opt = m.clone();
+            Pipeline::for_level(level).run(&mut opt).expect("optimize");
+            assert_valid(&opt.graph);
+            prop_assert!(opt.graph.nodes.len() <= m.graph.nodes.len());
+            prop_assert!(!opt.graph.nodes.iter().any(|n| n.op_type == "Identity"));
+            prop_assert_eq!(run(&opt, &x), want.clone());
+            let again = opt.clone();
+            prop_assert_eq!(Pipeline::for_level(level).run(&mut opt).expect("again").total(), 0);
+            prop_assert_eq!(opt, again);
+        }
     }
 }
 
