@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`ConstantToInitializer`] | `Constant` nodes become initializers |
 //! | [`FoldConstants`] | nodes whose inputs are all constant run once through the runtime's own operators; their outputs become initializers (bounded by a size limit) |
+//! | [`MergeTransposes`] | `Transpose` of a `Transpose` becomes one (or none, when the permutations cancel) |
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
 //! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
 //! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (group 1), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
@@ -23,6 +24,7 @@ mod fold;
 mod fuse;
 mod infer;
 mod simplify;
+mod transpose;
 
 pub use bias::FuseConvAddBias;
 pub use bn::FoldBatchNorm;
@@ -31,6 +33,7 @@ pub use fold::FoldConstants;
 pub use fuse::FuseConvActivation;
 pub use infer::{InferShapes, infer_shapes, infer_value_types};
 pub use simplify::{ConstantToInitializer, EliminateDeadCode, EliminateIdentity};
+pub use transpose::MergeTransposes;
 
 use crate::{Graph, Model, Result, Tensor};
 use std::collections::{HashMap, HashSet};
@@ -137,7 +140,7 @@ impl Pipeline {
     }
 
     /// The passes of `level`: [`ConstantToInitializer`], [`FoldConstants`] (default
-    /// limit), [`EliminateIdentity`], [`FuseConvAddBias`], [`FoldBatchNorm`], then for `Extended`
+    /// limit), [`MergeTransposes`], [`EliminateIdentity`], [`FuseConvAddBias`], [`FoldBatchNorm`], then for `Extended`
     /// [`FuseConvActivation`], and [`EliminateDeadCode`] last.
     pub fn for_level(level: OptimizeLevel) -> Self {
         Self::for_level_with(level, FoldConstants::default())
@@ -149,6 +152,7 @@ impl Pipeline {
         let p = Self::new()
             .with(ConstantToInitializer)
             .with(fold)
+            .with(MergeTransposes)
             .with(EliminateIdentity)
             .with(FuseConvAddBias)
             .with(FoldBatchNorm);

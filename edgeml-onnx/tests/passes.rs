@@ -465,3 +465,39 @@ fn unoptimized_plans_observe_every_value_fusion_would_remove() {
     let fused = observe(GraphOptLevel::Extended);
     assert!(!fused.contains(&"c".to_owned()), "{fused:?}");
 }
+
+#[test]
+fn transposes_merge_and_cancel() {
+    let t = |x: &str, y: &str, p: Vec<i64>| {
+        Node::new("Transpose", &[x], &[y]).with_attr("perm", Attribute::Ints(p))
+    };
+    let m = ModelBuilder::new(13)
+        .input(vi("x", &[2, 3, 4]))
+        .node(t("x", "a", vec![1, 0, 2]))
+        .node(t("a", "b", vec![1, 0, 2]))
+        .node(Node::new("Relu", &["b"], &["r"]))
+        .node(t("r", "c", vec![2, 0, 1]))
+        .node(t("c", "y", vec![0, 2, 1]))
+        .node(t("r", "z", vec![0, 1, 2]))
+        .output(ValueInfo::named("y"))
+        .output(ValueInfo::named("z"))
+        .build()
+        .expect("model");
+    let x = f32s(&[2, 3, 4], 6, -1.0, 2.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut opt)
+        .expect("optimize");
+    let kinds: Vec<&str> = opt.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    // The identity Transpose to output z became an Identity, removed by letting the
+    // Relu write z.
+    assert_eq!(kinds, ["Relu", "Transpose"], "{opt:?}");
+    assert_eq!(opt.graph.nodes[0].inputs, ["x"]);
+    assert_eq!(opt.graph.nodes[0].outputs, ["z"]);
+    assert_eq!(
+        opt.graph.nodes[1].attr("perm"),
+        Some(&Attribute::Ints(vec![2, 1, 0]))
+    );
+    assert_eq!(unoptimized(&opt, &[("x", x)]), want);
+}
