@@ -1,4 +1,4 @@
-//! The `edgeml` command: inspect, run, bench, quantize, prune, distill and drift for ONNX
+//! The `edgeml` command: inspect, run, bench, optimize, quantize, prune, distill and drift for ONNX
 //! models on edge devices.
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ mod bench;
 mod distill_cmd;
 mod drift;
 mod inspect;
+mod optimize;
 mod planning;
 mod prune;
 mod quantize;
@@ -63,6 +64,8 @@ enum Command {
     Distill(distill_cmd::Args),
     /// Quantize a float ONNX model to INT8 (static QDQ, calibrated on sample inputs).
     Quantize(quantize::Args),
+    /// Simplify a model (constant folding, BatchNorm folding, dead code) and write it.
+    Optimize(optimize::Args),
 }
 
 /// Sends the `log` facade to stderr: warnings by default, `RUST_LOG` per module, and
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => prune::main(a),
         Command::Distill(a) => distill_cmd::main(a),
         Command::Quantize(a) => quantize::main(a),
+        Command::Optimize(a) => optimize::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,10 @@
 #![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 
+mod attr_check;
 mod buffers;
+mod builder;
+mod edit;
 mod error;
 mod external;
 pub mod ir;
@@ -15,12 +18,15 @@ mod limits;
 mod load;
 pub mod op;
 pub mod ops;
+pub mod passes;
 pub mod plan;
 mod proto_scan;
 mod save;
 mod shapes;
 mod topo;
 
+pub use builder::ModelBuilder;
+pub use edit::{DeadCode, GraphIndex};
 pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions};

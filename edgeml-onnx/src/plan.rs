@@ -330,6 +330,12 @@ impl Plan {
     /// [`Plan::run`] calling `observer(name, value)` for every value computed at run time
     /// (node outputs, not constants), e.g. to collect calibration statistics.
     ///
+    /// Values that the plan's graph rewrites remove (the output of a `Conv` fused with
+    /// its activation, of a folded `BatchNormalization`, of an `Identity`) are not
+    /// computed, so not observed. To observe every named value of the graph as written,
+    /// plan with [`PlanOptions::optimization`] set to [`GraphOptLevel::Disabled`]: every
+    /// node output that depends on a runtime input is then reported under its own name.
+    ///
     /// # Errors
     /// As [`Plan::run`].
     pub fn run_observed(

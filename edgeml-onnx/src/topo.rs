@@ -184,12 +184,17 @@ impl Graph {
 }
 
 impl Model {
-    /// Validates the graph: see [`Graph::topo_order`]. Loading does this unless
-    /// [`LoadOptions::validate`](crate::LoadOptions::validate) turns it off.
+    /// Validates the graph: see [`Graph::topo_order`]; and the types of well-known
+    /// attributes of default-domain operators (e.g. `Conv`'s `kernel_shape` must be
+    /// `INTS`, as onnxruntime requires; a `FLOAT` attribute may be given as `INT`).
+    /// Loading does this unless [`LoadOptions::validate`](crate::LoadOptions::validate)
+    /// turns it off.
     ///
     /// # Errors
-    /// As [`Graph::topo_order`].
+    /// As [`Graph::topo_order`]; [`Error::InvalidModel`] naming the node and attribute
+    /// for an attribute of the wrong type.
     pub fn validate(&self) -> Result<()> {
-        self.graph.topo_order().map(|_| ())
+        self.graph.topo_order()?;
+        crate::attr_check::check(&self.graph)
     }
 }

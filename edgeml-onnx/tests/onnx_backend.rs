@@ -10,9 +10,13 @@
 //! `onnx/backend/test/data` folder to run every `pytorch-converted` and
 //! `pytorch-operator` model (`scripts/ci/onnx-backend.sh` does this in CI).
 //!
+//! Each model also runs after the basic and extended optimization pipelines
+//! (`edgeml_onnx::passes`), which must not change its outputs.
+//!
 //! Tolerances follow the ONNX backend test runner: rtol 1e-3, atol 1e-7, widened to
 //! atol 1e-5 because our summation order differs from PyTorch's.
 
+use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -95,9 +99,32 @@ fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
     }
 }
 
+/// Runs the model as written and as simplified by the basic and extended pass
+/// pipelines (`edgeml_onnx::passes`): all three must reproduce the stored outputs.
 fn run_case(dir: &Path) -> Result<usize, String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
-    let plan = Plan::new(&model, PlanOptions::with_threads(1)).map_err(|e| format!("plan: {e}"))?;
+    let mut sets = 0;
+    for level in [
+        None,
+        Some(OptimizeLevel::Basic),
+        Some(OptimizeLevel::Extended),
+    ] {
+        let mut m = model.clone();
+        if let Some(level) = level {
+            Pipeline::for_level(level)
+                .run(&mut m)
+                .map_err(|e| format!("optimize ({level:?}): {e}"))?;
+        }
+        sets = run_variant(dir, &m).map_err(|e| match level {
+            None => e,
+            Some(l) => format!("optimized ({l:?}): {e}"),
+        })?;
+    }
+    Ok(sets)
+}
+
+fn run_variant(dir: &Path, model: &Model) -> Result<usize, String> {
+    let plan = Plan::new(model, PlanOptions::with_threads(1)).map_err(|e| format!("plan: {e}"))?;
     let init: Vec<&str> = model
         .graph
         .initializers

@@ -23,6 +23,9 @@ pub(crate) fn ir_type(t: &TypeProto, what: &str) -> Result<(Option<DType>, Optio
             s.dim
                 .iter()
                 .map(|d| match &d.value {
+                    // Some exporters write -1 for a dynamic dimension; onnxruntime reads
+                    // it as unknown, and so do we.
+                    Some(dimension::Value::DimValue(-1)) => Ok(Dim::Unknown),
                     Some(dimension::Value::DimValue(v)) => {
                         usize::try_from(*v).map(Dim::Known).map_err(|_| {
                             Error::InvalidModel(format!("{what}: negative dimension {v}"))

@@ -37,6 +37,25 @@ pub fn unsupported(node: &Node, msg: impl std::fmt::Display) -> Error {
     Error::Unsupported(format!("{}: {msg}", describe(node)))
 }
 
+/// The ONNX name of an attribute's type (`"INTS"`), for messages.
+pub(crate) fn kind_name(a: &Attribute) -> &'static str {
+    match a {
+        Attribute::Float(_) => "FLOAT",
+        Attribute::Int(_) => "INT",
+        Attribute::String(_) => "STRING",
+        Attribute::Tensor(_) => "TENSOR",
+        Attribute::Graph(_) => "GRAPH",
+        Attribute::Floats(_) => "FLOATS",
+        Attribute::Ints(_) => "INTS",
+        Attribute::Strings(_) => "STRINGS",
+        Attribute::Tensors(_) => "TENSORS",
+        Attribute::Graphs(_) => "GRAPHS",
+        Attribute::SparseTensor(_) => "SPARSE_TENSOR",
+        Attribute::SparseTensors(_) => "SPARSE_TENSORS",
+        Attribute::Raw(_) => "an unsupported attribute type",
+    }
+}
+
 /// Typed, defaulting accessors over one node's attributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Attrs<'a> {
@@ -55,24 +74,12 @@ impl<'a> Attrs<'a> {
     }
 
     fn wrong(&self, name: &str, want: &str, got: &Attribute) -> Error {
-        let kind = match got {
-            Attribute::Float(_) => "FLOAT",
-            Attribute::Int(_) => "INT",
-            Attribute::String(_) => "STRING",
-            Attribute::Tensor(_) => "TENSOR",
-            Attribute::Graph(_) => "GRAPH",
-            Attribute::Floats(_) => "FLOATS",
-            Attribute::Ints(_) => "INTS",
-            Attribute::Strings(_) => "STRINGS",
-            Attribute::Tensors(_) => "TENSORS",
-            Attribute::Graphs(_) => "GRAPHS",
-            Attribute::SparseTensor(_) => "SPARSE_TENSOR",
-            Attribute::SparseTensors(_) => "SPARSE_TENSORS",
-            Attribute::Raw(_) => "an unsupported attribute type",
-        };
         invalid(
             self.node,
-            format!("attribute {name:?} must be {want}, found {kind}"),
+            format!(
+                "attribute {name:?} must be {want}, found {}",
+                kind_name(got)
+            ),
         )
     }
 

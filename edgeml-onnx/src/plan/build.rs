@@ -7,8 +7,7 @@ use crate::ops::attr::describe;
 use crate::{
     Attribute, BuildContext, Dim, Error, Graph, Node, Registry, Result, Tensor, ValueInfo,
 };
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// The registry's spelling of a domain (`ai.onnx` is the default domain `""`).
@@ -429,54 +428,15 @@ pub(crate) fn node_reads(node: &Node) -> Vec<String> {
     v
 }
 
-/// Node indices in dependency order (file order among independent nodes).
+/// Node indices in dependency order (file order among independent nodes): the one
+/// topological sort of the crate, [`Graph::topo_order_in_scope`], with the names the
+/// graph does not define (an enclosing graph's values, or initializers the plan holds
+/// apart) treated as given; [`Builder::resolve`] reports the ones that are missing.
 ///
 /// # Errors
 /// A value produced twice, or a cycle.
 pub(crate) fn topo_order(graph: &Graph) -> Result<Vec<usize>> {
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, n) in graph.nodes.iter().enumerate() {
-        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
-            if producer.insert(o.as_str(), i).is_some() {
-                return Err(Error::InvalidModel(format!(
-                    "value {o:?} is produced by more than one node"
-                )));
-            }
-        }
-    }
-    let n = graph.nodes.len();
-    let mut indeg = vec![0usize; n];
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let mut deps: Vec<usize> = node_reads(node)
-            .iter()
-            .filter_map(|r| producer.get(r.as_str()).copied())
-            .collect();
-        deps.sort_unstable();
-        deps.dedup();
-        for d in deps {
-            indeg[i] += 1;
-            users[d].push(i);
-        }
-    }
-    let mut ready: BinaryHeap<Reverse<usize>> =
-        (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(Reverse(i)) = ready.pop() {
-        order.push(i);
-        for &u in &users[i] {
-            indeg[u] -= 1;
-            if indeg[u] == 0 {
-                ready.push(Reverse(u));
-            }
-        }
-    }
-    if order.len() != n {
-        let stuck = (0..n).find(|&i| indeg[i] > 0).unwrap_or(0);
-        return Err(Error::InvalidModel(format!(
-            "the graph has a cycle through {}",
-            describe(&graph.nodes[stuck])
-        )));
-    }
-    Ok(order)
+    let free = graph.captured_names();
+    let outer: HashSet<&str> = free.iter().map(String::as_str).collect();
+    graph.topo_order_in_scope(&outer)
 }

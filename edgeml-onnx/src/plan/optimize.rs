@@ -416,26 +416,21 @@ impl Fuser {
                 None => return Ok(None),
             },
         };
-        let (scale, beta, mean, var) = (vecs[0], vecs[1], vecs[2], vecs[3]);
-        let mut a = Vec::with_capacity(m);
-        let mut new_b = Vec::with_capacity(m);
-        for c in 0..m {
-            let ac = f64::from(scale[c]) / (f64::from(var[c]) + eps).sqrt();
-            let bc = bias.as_ref().map_or(0.0, |v| f64::from(v[c]));
-            a.push(ac);
-            new_b.push(((bc - f64::from(mean[c])) * ac + f64::from(beta[c])) as f32);
-        }
-        let per = w.len() / m;
-        let wdata: Vec<f32> = w.iter().copied().collect();
-        let new_w: Vec<f32> = wdata
-            .chunks(per.max(1))
-            .zip(&a)
-            .flat_map(|(row, &ac)| row.iter().map(move |&x| (f64::from(x) * ac) as f32))
-            .collect();
+        let slice = |v: &ArrayD<f32>| -> Vec<f32> { v.iter().copied().collect() };
+        let (scale, beta, mean, var) = (
+            slice(vecs[0]),
+            slice(vecs[1]),
+            slice(vecs[2]),
+            slice(vecs[3]),
+        );
+        // The same arithmetic as the public pass (`passes::FoldBatchNorm`).
+        let (a, new_b) =
+            crate::passes::bn_coefficients(&scale, &beta, &mean, &var, eps, bias.as_deref());
+        let new_w = crate::passes::scale_axis(w, 0, &a);
         let shape_err = |e: ndarray::ShapeError| {
             Error::InvalidModel(format!("{}: folding BatchNormalization: {e}", describe(bn)))
         };
-        let w_t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(w.shape()), new_w).map_err(shape_err)?);
+        let w_t = Tensor::F32(new_w);
         let b_t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[m]), new_b).map_err(shape_err)?);
         self.fresh += 1;
         let tag = format!("{}::bn_folded{}", bn.outputs[0], self.fresh);

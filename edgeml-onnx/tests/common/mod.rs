@@ -2,22 +2,17 @@
 //! any supported element type and comparing tensors with tolerances.
 #![allow(dead_code)]
 
-use edgeml_onnx::{Graph, Model, OpsetImport, Tensor};
+pub(crate) mod passes;
+
+use edgeml_onnx::{Graph, Model, ModelBuilder, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
 use std::path::Path;
 
-/// A model of `graph` importing the default domain at `opset` (IR version 8).
+/// A model of `graph` importing the default domain at `opset` (IR version 8), built with
+/// the public [`ModelBuilder`] (not validated, so tests can plan invalid graphs).
 pub(crate) fn onnx_model(graph: Graph, opset: i64) -> Model {
-    Model {
-        ir_version: 8,
-        opset_imports: vec![OpsetImport {
-            domain: String::new(),
-            version: opset,
-        }],
-        graph,
-        ..Default::default()
-    }
+    ModelBuilder::new(opset).with_graph(graph).build_unchecked()
 }
 
 /// Reads a `.npy` file whose element type is not known in advance.
