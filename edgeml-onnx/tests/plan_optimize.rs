@@ -398,3 +398,77 @@ fn concats_of_other_values_or_axes_are_left_alone() {
     // Both conditions met: one step.
     assert_eq!(check(&two_convs(1, &["y"]), &[("x", x())]), vec![3, 3, 1]);
 }
+
+/// `Mul(c, Sigmoid(c))` after a Conv (YOLOv8's SiLU, either operand order) becomes the
+/// convolution's epilogue, bit-identical to the two operators; a Sigmoid that is also
+/// a graph output, a Mul by another value, or a Mul of the sigmoid by itself stays.
+#[test]
+fn conv_silu_fuses_bit_for_bit() {
+    for order in [["c", "sg"], ["sg", "c"]] {
+        let m = model(
+            vec![
+                conv(&["x", "w", "b"], "c"),
+                node("Sigmoid", &["c"], &["sg"]),
+                node("Mul", &order, &["y"]),
+                node("Relu", &["y"], &["z"]),
+            ],
+            vec![vi("x", &X)],
+            &["z"],
+        );
+        let mut xv = x();
+        if let Tensor::F32(a) = &mut xv {
+            a[[0, 1, 2, 2]] = f32::NAN;
+        }
+        let feeds = [("x", xv)];
+        assert_eq!(check(&m, &feeds), vec![4, 4, 2], "{order:?}");
+        let want = plan(&m, GraphOptLevel::Disabled).run(&feeds).expect("test");
+        let got = plan(&m, GraphOptLevel::Extended).run(&feeds).expect("test");
+        let (w, g) = (
+            want[0].1.as_f32().expect("test"),
+            got[0].1.as_f32().expect("test"),
+        );
+        assert!(g.iter().any(|v| v.is_nan()), "NaN must pass through SiLU");
+        for (a, b) in g.iter().zip(w.iter()) {
+            assert!(
+                a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                "{a} vs {b}"
+            );
+        }
+    }
+    let not_silu = [
+        // The sigmoid is a graph output too.
+        (
+            vec![
+                node("Sigmoid", &["c"], &["sg"]),
+                node("Mul", &["c", "sg"], &["y"]),
+            ],
+            vec!["y", "sg"],
+            vec![3, 3, 3],
+        ),
+        // Mul by another value.
+        (
+            vec![
+                node("Sigmoid", &["c"], &["sg"]),
+                node("Relu", &["c"], &["r"]),
+                node("Mul", &["r", "sg"], &["y"]),
+            ],
+            vec!["y"],
+            vec![4, 4, 4],
+        ),
+        // Sigmoid squared: only the Sigmoid joins the convolution.
+        (
+            vec![
+                node("Sigmoid", &["c"], &["sg"]),
+                node("Mul", &["sg", "sg"], &["y"]),
+            ],
+            vec!["y"],
+            vec![3, 3, 2],
+        ),
+    ];
+    for (tail, outs, want) in not_silu {
+        let mut nodes = vec![conv(&["x", "w", "b"], "c")];
+        nodes.extend(tail);
+        let m = model(nodes, vec![vi("x", &X)], &outs);
+        assert_eq!(check(&m, &[("x", x())]), want, "{outs:?}");
+    }
+}

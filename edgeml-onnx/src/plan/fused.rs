@@ -13,6 +13,8 @@ pub(crate) enum Act {
     Sigmoid,
     Tanh,
     HardSigmoid(f32, f32),
+    /// `x · sigmoid(x)`: a `Sigmoid` and the `Mul` of its input by it (SiLU, Swish).
+    Silu,
 }
 
 impl Act {
@@ -25,6 +27,8 @@ impl Act {
             Act::Sigmoid => ("Sigmoid", vec![]),
             Act::Tanh => ("Tanh", vec![]),
             Act::HardSigmoid(a, b) => ("HardSigmoid", vec![a, b]),
+            // edgeml's own FusedConv only: onnxruntime's has no such activation.
+            Act::Silu => ("Silu", vec![]),
         }
     }
 
@@ -44,6 +48,7 @@ impl Act {
             }),
             Act::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
             Act::Tanh => crate::kernels::vmath::tanh_in_place(v),
+            Act::Silu => crate::kernels::vmath::silu_in_place(v),
             Act::HardSigmoid(a, b) => v.iter_mut().for_each(|x| {
                 *x = (f64::from(a) * f64::from(*x) + f64::from(b)).clamp(0.0, 1.0) as f32;
             }),

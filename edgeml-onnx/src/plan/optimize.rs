@@ -55,6 +55,10 @@ pub(crate) struct Fuser {
     nodes: Vec<Node>,
     pending: Vec<Pending>,
     fresh: usize,
+    /// Every node reading each value (node inputs and subgraph captures).
+    readers: HashMap<String, Vec<usize>>,
+    /// `Mul` nodes already folded into a chain as the second half of a SiLU.
+    absorbed: HashSet<usize>,
 }
 
 fn is_default_domain(n: &Node) -> bool {
@@ -86,10 +90,12 @@ impl Fuser {
     pub(crate) fn new(graph: &Graph, level: GraphOptLevel) -> Self {
         let mut uses: HashMap<String, usize> = HashMap::new();
         let mut consumer = HashMap::new();
+        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, n) in graph.nodes.iter().enumerate() {
             for r in node_reads(n) {
                 if !r.is_empty() {
                     *uses.entry(r.clone()).or_default() += 1;
+                    readers.entry(r.clone()).or_default().push(i);
                     consumer.insert(r, i);
                 }
             }
@@ -106,6 +112,8 @@ impl Fuser {
             nodes: graph.nodes.clone(),
             pending: Vec::new(),
             fresh: 0,
+            readers,
+            absorbed: HashSet::new(),
         }
     }
 
@@ -117,9 +125,48 @@ impl Fuser {
         self.pending.iter().position(|p| p.out == v)
     }
 
+    /// The SiLU of `x`, if `x`'s only readers are a `Sigmoid` and a `Mul` of `x` by
+    /// that sigmoid (which nothing else reads): the two node indices.
+    fn silu_of(&self, x: &str) -> Option<(usize, usize)> {
+        if self.uses.get(x) != Some(&2) || self.outputs.contains(x) {
+            return None;
+        }
+        let r = self.readers.get(x)?;
+        let [a, b] = r.as_slice() else {
+            return None;
+        };
+        let (si, mi) = if self.nodes[*a].op_type == "Sigmoid" {
+            (*a, *b)
+        } else {
+            (*b, *a)
+        };
+        let (sig, mul) = (&self.nodes[si], &self.nodes[mi]);
+        let ok = si != mi
+            && is_default_domain(sig)
+            && is_default_domain(mul)
+            && sig.op_type == "Sigmoid"
+            && mul.op_type == "Mul"
+            && sig.inputs.len() == 1
+            && sig.inputs[0] == x
+            && sig.outputs.len() == 1
+            && mul.outputs.len() == 1
+            && !mul.outputs[0].is_empty()
+            && self.single_use(&sig.outputs[0])
+            && mul.inputs.len() == 2
+            && ((mul.inputs[0] == x && mul.inputs[1] == sig.outputs[0])
+                || (mul.inputs[1] == x && mul.inputs[0] == sig.outputs[0]));
+        ok.then_some((si, mi))
+    }
+
     /// Whether the only consumer of `p.out` could extend chain `p` (a cheap structural
     /// test; constants are checked when the consumer is reached).
     fn may_extend(&self, p: &Pending) -> bool {
+        if self.level == GraphOptLevel::Extended
+            && p.act.is_none()
+            && self.silu_of(&p.out).is_some()
+        {
+            return true;
+        }
         if !self.single_use(&p.out) {
             return false;
         }
@@ -155,6 +202,10 @@ impl Fuser {
         i: usize,
         scope: &mut Scope,
     ) -> Result<bool> {
+        if self.absorbed.remove(&i) {
+            // The `Mul` of a SiLU whose chain already produces its output.
+            return Ok(true);
+        }
         let node = self.nodes[i].clone();
         let reads = node_reads(&node);
         let read_pending: Vec<String> = reads
@@ -246,6 +297,23 @@ impl Fuser {
         }
         let out = node.outputs[0].clone();
         let op = node.op_type.as_str();
+        if op == "Sigmoid"
+            && read_pending.len() == 1
+            && let Some(k) = self.pending_of(&read_pending[0])
+            && self.pending[k].act.is_none()
+            && let Some((si, mi)) = self.silu_of(&read_pending[0])
+            && self.nodes[si].outputs == node.outputs
+        {
+            // `Mul(x, Sigmoid(x))`: the chain ends in SiLU and produces the Mul's value.
+            self.pending[k].act = Some(Act::Silu);
+            self.pending[k].out = self.nodes[mi].outputs[0].clone();
+            self.absorbed.insert(mi);
+            if !self.may_extend(&self.pending[k]) {
+                let p = self.pending.remove(k);
+                self.emit(b, p, scope)?;
+            }
+            return Ok(true);
+        }
         let k = match op {
             "BatchNormalization" | "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh"
             | "HardSigmoid" => {

@@ -65,6 +65,8 @@ pub(crate) enum Activation {
     Tanh,
     /// `max(0, min(1, alpha·x + beta))`.
     HardSigmoid(f32, f32),
+    /// `x · sigmoid(x)` (SiLU).
+    Silu,
 }
 
 impl Activation {
@@ -81,6 +83,8 @@ impl Activation {
             "Sigmoid" => Self::Sigmoid,
             "Tanh" => Self::Tanh,
             "HardSigmoid" => Self::HardSigmoid(param(0, 0.2), param(1, 0.5)),
+            // Written only by the planner's SiLU fusion (onnxruntime has no such value).
+            "Silu" => Self::Silu,
             other => {
                 return Err(super::unsupported(
                     node,
@@ -112,6 +116,7 @@ impl Activation {
             }),
             Self::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
             Self::Tanh => crate::kernels::vmath::tanh_in_place(v),
+            Self::Silu => crate::kernels::vmath::silu_in_place(v),
             Self::HardSigmoid(a, b) => v.iter_mut().for_each(|x| *x = (a * *x + b).clamp(0.0, 1.0)),
         }
     }
