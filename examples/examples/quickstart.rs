@@ -2,7 +2,8 @@
 //! table of size, accuracy and latency per step:
 //!
 //! 1. load it, print what `edgeml inspect` prints, round-trip it through an atomic
-//!    save/load, and run it in float;
+//!    save/load, and run it in float; simplify it with the graph passes of
+//!    `edgeml optimize` (basic level) and run that too;
 //! 2. quantize it with edgeml (static QDQ, calibrated on 100 images) and run it on the
 //!    INT8 kernels, beside the same model quantized by onnxruntime's `quantize_static`
 //!    (`scripts/make_qmodel_fixtures.py`, same calibration images);
@@ -71,6 +72,32 @@ fn main() -> anyhow::Result<()> {
 
     let tmp = std::env::temp_dir().join(format!("edgeml-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+
+    // Simplify with the public graph passes (what `edgeml optimize` runs): constant
+    // folding, BatchNormalization folding, Identity/Dropout removal, dead code.
+    let mut simplified = model.clone();
+    let report =
+        edgeml::onnx::passes::Pipeline::for_level(edgeml::onnx::passes::OptimizeLevel::Basic)
+            .run(&mut simplified)?;
+    println!(
+        "edgeml optimize (basic): {} -> {} nodes in {} round(s)",
+        model.graph.nodes.len(),
+        simplified.graph.nodes.len(),
+        report.rounds
+    );
+    let opath = tmp.join("cnn_optimized.onnx");
+    simplified.save(&opath)?;
+    let oplan = Plan::new(&Model::load(&opath)?, PlanOptions::with_threads(1))?;
+    let optimized = evaluate(&oplan, &x, &y)?;
+    ensure!(
+        optimized.accuracy == float.accuracy,
+        "graph passes changed the accuracy"
+    );
+    rows.push(Row::new(
+        "float, edgeml optimize (graph passes)",
+        file_len(&opath)?,
+        &optimized,
+    ));
 
     // Quantize with edgeml: static QDQ (u8 activations, i8 per-channel weights, as the
     // onnxruntime file below), calibrated on the first 100 images in batches of 10, then run with the QDQ groups fused onto the exact INT8 kernels.
