@@ -299,6 +299,59 @@ struct Softmax {
     log: bool,
 }
 
+/// Softmax (or log-softmax) over the rows of a `[n, inner]` block, independently
+/// for each of the `inner` columns: the maximum is subtracted, `exp` runs vectorized
+/// over contiguous rows ([`crate::kernels::vmath::exp_in_place`]), sums are kept in
+/// f64.
+fn softmax_block(blk: &mut [f32], inner: usize, log: bool) {
+    use crate::kernels::vmath::exp_in_place;
+    if inner == 1 {
+        let m = blk.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        blk.iter_mut().for_each(|v| *v -= m);
+        if log {
+            let mut e = blk.to_vec();
+            exp_in_place(&mut e);
+            let ls = e.iter().map(|&v| f64::from(v)).sum::<f64>().ln() as f32;
+            blk.iter_mut().for_each(|v| *v -= ls);
+        } else {
+            exp_in_place(blk);
+            let r = (1.0 / blk.iter().map(|&v| f64::from(v)).sum::<f64>()) as f32;
+            blk.iter_mut().for_each(|v| *v *= r);
+        }
+        return;
+    }
+    let mut m = vec![f32::NEG_INFINITY; inner];
+    for row in blk.chunks_exact(inner) {
+        for (m, &v) in m.iter_mut().zip(row) {
+            *m = m.max(v);
+        }
+    }
+    let mut s = vec![0.0f64; inner];
+    let mut e = vec![0.0f32; inner];
+    for row in blk.chunks_exact_mut(inner) {
+        for (v, &m) in row.iter_mut().zip(&m) {
+            *v -= m;
+        }
+        e.copy_from_slice(row);
+        exp_in_place(&mut e);
+        for (s, &v) in s.iter_mut().zip(&e) {
+            *s += f64::from(v);
+        }
+        if !log {
+            row.copy_from_slice(&e);
+        }
+    }
+    for row in blk.chunks_exact_mut(inner) {
+        for (v, &s) in row.iter_mut().zip(&s) {
+            if log {
+                *v -= s.ln() as f32;
+            } else {
+                *v *= (1.0 / s) as f32;
+            }
+        }
+    }
+}
+
 impl Operator for Softmax {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let t = input(&self.node, inputs, 0)?;
@@ -306,48 +359,17 @@ impl Operator for Softmax {
             (t.shape().to_vec(), to_f32_vec(&self.node, t)?);
         let rank = shape.len().max(1);
         let axis = norm_axis(&self.node, self.axis, rank)?.min(shape.len());
-        let (outer, n, inner) = if self.coerce_2d {
-            (
-                shape[..axis].iter().product(),
-                shape[axis..].iter().product(),
-                1usize,
-            )
+        let (n, inner) = if self.coerce_2d {
+            (shape[axis..].iter().product(), 1usize)
         } else if shape.is_empty() {
-            (1, 1, 1)
+            (1, 1)
         } else {
-            let o: usize = shape[..axis].iter().product();
-            (o, shape[axis], shape[axis + 1..].iter().product())
+            (shape[axis], shape[axis + 1..].iter().product())
         };
         let mut out = data;
-        if n > 0 {
-            for o in 0..outer {
-                for i in 0..inner {
-                    let base = o * n * inner + i;
-                    let idx = |k: usize| base + k * inner;
-                    let mut m = f32::NEG_INFINITY;
-                    for k in 0..n {
-                        m = m.max(out[idx(k)]);
-                    }
-                    let mut s = 0.0f64;
-                    for k in 0..n {
-                        let e = (out[idx(k)] - m).exp();
-                        s += e as f64;
-                        if !self.log {
-                            out[idx(k)] = e;
-                        }
-                    }
-                    if self.log {
-                        let ls = s.ln() as f32;
-                        for k in 0..n {
-                            out[idx(k)] = out[idx(k)] - m - ls;
-                        }
-                    } else {
-                        let r = (1.0 / s) as f32;
-                        for k in 0..n {
-                            out[idx(k)] *= r;
-                        }
-                    }
-                }
+        if n > 0 && inner > 0 {
+            for blk in out.chunks_exact_mut(n * inner) {
+                softmax_block(blk, inner, self.log);
             }
         }
         let a = ArrayD::from_shape_vec(IxDyn(&shape), out)
