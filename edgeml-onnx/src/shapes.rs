@@ -10,7 +10,8 @@
 //! The rules follow the ONNX operator specifications, as `onnx.shape_inference` does, for
 //! the operators that dominate real models: element-wise operators with numpy
 //! broadcasting, activations, normalizations, `Conv`/`FusedConv`, pooling, `Gemm`,
-//! `MatMul`, `Flatten`, `Reshape` with a constant shape, `Transpose`, `Concat`,
+//! `MatMul`, `Flatten`, `Reshape` with a constant shape, `ConstantOfShape` and `Expand`
+//! with a constant shape, `Transpose`, `Concat`,
 //! `Squeeze`/`Unsqueeze`, `Shape` and `Cast`. Where a dimension cannot be known before
 //! the run it is [`Dim::Unknown`]; for other operators nothing is inferred. A declared
 //! shape always wins over an inferred one. Inference never fails a plan: inputs that
@@ -185,6 +186,27 @@ fn infer_default(
                 dtype(0),
                 vec![product(&x[..axis]), product(&x[axis..])],
             ))
+        }
+        "ConstantOfShape" => {
+            let dims = to_i64_vec(node, konst(0)?).ok()?;
+            let dt = match node.attr("value") {
+                Some(Attribute::Tensor(t)) => t.dtype(),
+                _ => DType::F32,
+            };
+            let dims = dims
+                .iter()
+                .map(|&d| usize::try_from(d).ok().map(Dim::Known))
+                .collect::<Option<Vec<_>>>()?;
+            Some(typed(Some(dt), dims))
+        }
+        "Expand" => {
+            let target: Vec<Dim> = to_i64_vec(node, konst(1)?)
+                .ok()?
+                .iter()
+                .map(|&d| usize::try_from(d).ok().map(Dim::Known))
+                .collect::<Option<_>>()?;
+            let dims = broadcast(&[shape(0)?, &target])?;
+            Some(typed(dtype(0), dims))
         }
         "Reshape" => {
             let target = to_i64_vec(node, konst(1)?).ok()?;
