@@ -11,7 +11,8 @@
 //! the operators that dominate real models: element-wise operators with numpy
 //! broadcasting, activations, normalizations, `Conv`/`FusedConv`, pooling, `Gemm`,
 //! `MatMul`, `Flatten`, `Reshape` with a constant shape, `ConstantOfShape` and `Expand`
-//! with a constant shape, `Transpose`, `Concat`,
+//! with a constant shape, `Range` with constant bounds, `Tile` with constant repeats,
+//! `Transpose`, `Concat`,
 //! `Squeeze`/`Unsqueeze`, `Shape` and `Cast`. Where a dimension cannot be known before
 //! the run it is [`Dim::Unknown`]; for other operators nothing is inferred. A declared
 //! shape always wins over an inferred one. Inference never fails a plan: inputs that
@@ -208,6 +209,33 @@ fn infer_default(
             let dims = broadcast(&[shape(0)?, &target])?;
             Some(typed(dtype(0), dims))
         }
+        "Range" => {
+            let (start, limit, delta) =
+                (scalar_f64(konst(0)?)?, scalar_f64(konst(1)?)?, scalar_f64(konst(2)?)?);
+            let n = ((limit - start) / delta).ceil();
+            if !n.is_finite() {
+                return None;
+            }
+            // Saturating float-to-int: a hostile length stays huge, never wraps.
+            Some(typed(dtype(0), vec![Dim::Known(n.max(0.0) as usize)]))
+        }
+        "Tile" => {
+            let x = shape(0)?;
+            let reps = to_i64_vec(node, konst(1)?).ok()?;
+            if reps.len() != x.len() {
+                return None;
+            }
+            let dims = x
+                .iter()
+                .zip(&reps)
+                .map(|(d, &r)| match (d, usize::try_from(r).ok()?) {
+                    (Dim::Known(k), r) => Some(Dim::Known(k.saturating_mul(r))),
+                    (_, 1) => Some(d.clone()),
+                    _ => Some(Dim::Unknown),
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(typed(dtype(0), dims))
+        }
         "Reshape" => {
             let target = to_i64_vec(node, konst(1)?).ok()?;
             let allowzero = opset >= 14 && int_attr(node, "allowzero", 0) != 0;
@@ -283,6 +311,21 @@ fn infer_default(
                 vec![Dim::Known((end - start).max(0) as usize)],
             ))
         }
+        _ => None,
+    }
+}
+
+/// The value of a one-element numeric tensor.
+fn scalar_f64(t: &Tensor) -> Option<f64> {
+    if t.len() != 1 {
+        return None;
+    }
+    match t {
+        Tensor::F32(a) => a.iter().next().map(|&v| f64::from(v)),
+        Tensor::F64(a) => a.iter().next().copied(),
+        Tensor::I32(a) => a.iter().next().map(|&v| f64::from(v)),
+        Tensor::I64(a) => a.iter().next().map(|&v| v as f64),
+        Tensor::I16(a) => a.iter().next().map(|&v| f64::from(v)),
         _ => None,
     }
 }

@@ -264,3 +264,15 @@ pub(crate) fn current() -> Arc<RunState> {
 pub(crate) fn bytes_of(t: &crate::Tensor) -> u64 {
     u64::try_from(t.size_bytes()).unwrap_or(u64::MAX)
 }
+
+/// Adds where a budget error happened inside a subgraph (`in Loop "l", iteration 3`),
+/// so that the message names every enclosing control-flow node; other errors pass
+/// through unchanged.
+pub(crate) fn within(e: Error, at: &dyn Fn() -> String) -> Error {
+    match e {
+        Error::Cancelled(m) => Error::Cancelled(format!("{m} (in {})", at())),
+        Error::DeadlineExceeded(m) => Error::DeadlineExceeded(format!("{m} (in {})", at())),
+        Error::LimitExceeded(m) => Error::LimitExceeded(format!("{m} (in {})", at())),
+        other => other,
+    }
+}

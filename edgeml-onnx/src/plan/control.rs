@@ -5,7 +5,7 @@
 //! run-time values, which the outer step passes after the node's own inputs.
 //! An `If` whose condition is a plan-time constant is replaced by its branch.
 
-use super::budget::{RunState, bytes_of};
+use super::budget::{RunState, bytes_of, within};
 use super::build::{Builder, Scope, build_sub, free_vars};
 use super::program::Program;
 use crate::ops::attr::{Attrs, describe};
@@ -265,6 +265,11 @@ impl Operator for IfOp {
         let caps = captured(&self.desc, &inputs[1..])?;
         let p = if c { &self.then_p } else { &self.else_p };
         p.run(&caps, &mut |_, _| {}, &super::budget::current())
+            .map_err(|e| {
+                within(e, &|| {
+                    format!("{}, {} branch", self.desc, if c { "then" } else { "else" })
+                })
+            })
     }
 }
 
@@ -363,7 +368,11 @@ impl LoopOp {
             let mut args: Vec<&Tensor> = vec![&iter_t, &cond_t];
             args.extend(carried.iter());
             args.extend(caps.iter().copied());
-            let mut outs = self.body.run(&args, &mut |_, _| {}, state)?.into_iter();
+            let mut outs = self
+                .body
+                .run(&args, &mut |_, _| {}, state)
+                .map_err(|e| within(e, &|| format!("{}, iteration {i}", self.desc)))?
+                .into_iter();
             *cond = match outs.next() {
                 Some(Tensor::Bool(a)) if a.len() == 1 => a.iter().next().copied().unwrap_or(false),
                 _ => {
