@@ -80,8 +80,17 @@ fn expect_error(h: &Hostile, cmd: &str, extra: &[&str], kind: &str, dir: &Path) 
     let (code, err, took) = run(&args);
     assert_eq!(code, Some(1), "{} via {cmd}: {err}", h.name);
     assert!(err.starts_with("edgeml: error:"), "{}: {err}", h.name);
-    assert!(err.contains(kind), "{} via {cmd}: expected {kind:?}: {err}", h.name);
-    assert!(err.contains(h.names), "{} via {cmd}: must name {:?}: {err}", h.name, h.names);
+    assert!(
+        err.contains(kind),
+        "{} via {cmd}: expected {kind:?}: {err}",
+        h.name
+    );
+    assert!(
+        err.contains(h.names),
+        "{} via {cmd}: must name {:?}: {err}",
+        h.name,
+        h.names
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     took
 }
@@ -99,8 +108,18 @@ fn loops() -> Vec<Hostile> {
 fn run_timeout_stops_huge_loops() {
     let dir = tempfile::tempdir().expect("tempdir");
     for h in loops() {
-        let took = expect_error(&h, "run", &["--timeout", "0.5"], "deadline exceeded", dir.path());
-        assert!(took >= Duration::from_millis(500), "{}: stopped before the deadline", h.name);
+        let took = expect_error(
+            &h,
+            "run",
+            &["--timeout", "0.5"],
+            "deadline exceeded",
+            dir.path(),
+        );
+        assert!(
+            took >= Duration::from_millis(500),
+            "{}: stopped before the deadline",
+            h.name
+        );
     }
 }
 

@@ -210,8 +210,11 @@ fn infer_default(
             Some(typed(dtype(0), dims))
         }
         "Range" => {
-            let (start, limit, delta) =
-                (scalar_f64(konst(0)?)?, scalar_f64(konst(1)?)?, scalar_f64(konst(2)?)?);
+            let (start, limit, delta) = (
+                scalar_f64(konst(0)?)?,
+                scalar_f64(konst(1)?)?,
+                scalar_f64(konst(2)?)?,
+            );
             let n = ((limit - start) / delta).ceil();
             if !n.is_finite() {
                 return None;

@@ -31,7 +31,12 @@ fn run_err(h: &Hostile, limits: RunLimits, run: &RunOptions) -> Error {
     let e = plan
         .run_with(&refs, run)
         .expect_err("a hostile model must not run to the end");
-    assert!(t0.elapsed() < GENEROUS, "{}: took {:?}", h.name, t0.elapsed());
+    assert!(
+        t0.elapsed() < GENEROUS,
+        "{}: took {:?}",
+        h.name,
+        t0.elapsed()
+    );
     assert!(
         e.to_string().contains(h.names),
         "{}: the error must name {:?}: {e}",
@@ -140,8 +145,17 @@ fn folding_bombs_are_left_to_run_time_and_hit_the_memory_limit() {
         let t0 = Instant::now();
         let limits = RunLimits::default().max_live_bytes(64 << 20);
         let plan = Plan::new(&h.model, opts(limits)).expect("plans without folding the bomb");
-        assert!(t0.elapsed() < GENEROUS, "{}: planning took {:?}", h.name, t0.elapsed());
-        assert!(plan.num_steps() >= 1, "{}: the bomb must be left to run time", h.name);
+        assert!(
+            t0.elapsed() < GENEROUS,
+            "{}: planning took {:?}",
+            h.name,
+            t0.elapsed()
+        );
+        assert!(
+            plan.num_steps() >= 1,
+            "{}: the bomb must be left to run time",
+            h.name
+        );
         let e = run_err(&h, limits, &RunOptions::new());
         assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{}: {e}", h.name);
         assert!(e.to_string().contains("max_live_bytes"), "{}: {e}", h.name);
@@ -152,7 +166,11 @@ fn folding_bombs_are_left_to_run_time_and_hit_the_memory_limit() {
 fn small_constants_are_still_folded() {
     let h = hostile::folding_bomb(1000);
     let plan = Plan::new(&h.model, opts(RunLimits::default())).expect("plans");
-    assert_eq!(plan.num_steps(), 0, "a small constant subgraph folds completely");
+    assert_eq!(
+        plan.num_steps(),
+        0,
+        "a small constant subgraph folds completely"
+    );
     let out = plan.run(&[]).expect("runs");
     assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
 }
@@ -160,14 +178,21 @@ fn small_constants_are_still_folded() {
 #[test]
 fn the_fold_size_budget_is_configurable() {
     let h = hostile::folding_bomb(1000);
-    let plan = Plan::new(&h.model, opts(RunLimits::default().max_fold_elements(999)))
-        .expect("plans");
-    assert_eq!(plan.num_steps(), 2, "an output over the budget is left to run time");
+    let plan =
+        Plan::new(&h.model, opts(RunLimits::default().max_fold_elements(999))).expect("plans");
+    assert_eq!(
+        plan.num_steps(),
+        2,
+        "an output over the budget is left to run time"
+    );
     let out = plan.run(&[]).expect("runs");
     assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
     // No time for folding at all: everything runs at run time, with the same result.
-    let plan = Plan::new(&h.model, opts(RunLimits::default().max_fold_time(Duration::ZERO)))
-        .expect("plans");
+    let plan = Plan::new(
+        &h.model,
+        opts(RunLimits::default().max_fold_time(Duration::ZERO)),
+    )
+    .expect("plans");
     assert_eq!(plan.num_steps(), 2);
     let out = plan.run(&[]).expect("runs");
     assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
@@ -208,8 +233,11 @@ fn one_tensor_over_the_default_memory_limit_is_refused_before_allocating() {
 #[test]
 fn a_plan_runs_normally_after_a_limit_error() {
     let h = hostile::loop_runtime_trip();
-    let plan = Plan::new(&h.model, opts(RunLimits::default().max_loop_iterations(1000)))
-        .expect("plans");
+    let plan = Plan::new(
+        &h.model,
+        opts(RunLimits::default().max_loop_iterations(1000)),
+    )
+    .expect("plans");
     let big = scalar_i64(1 << 40);
     let e = plan.run_refs(&[("M", &big)]).expect_err("over the limit");
     assert_eq!(e.kind(), ErrorKind::LimitExceeded);
@@ -220,8 +248,8 @@ fn a_plan_runs_normally_after_a_limit_error() {
 
 #[test]
 fn cancelling_from_another_thread_stops_a_long_run_and_the_plan_runs_again() {
-    let plan = Plan::new(&hostile::short_steps_loop(), opts(RunLimits::unlimited()))
-        .expect("plans");
+    let plan =
+        Plan::new(&hostile::short_steps_loop(), opts(RunLimits::unlimited())).expect("plans");
     let token = CancelToken::new();
     let run_opts = RunOptions::new().cancel_token(token.clone());
     let m = scalar_i64(1 << 50);
@@ -238,12 +266,20 @@ fn cancelling_from_another_thread_stops_a_long_run_and_the_plan_runs_again() {
     });
     let e = e.expect_err("the run was cancelled");
     assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
-    assert!(e.to_string().contains("long_loop") || e.to_string().contains("s_"), "{e}");
+    assert!(
+        e.to_string().contains("long_loop") || e.to_string().contains("s_"),
+        "{e}"
+    );
     let lag = stopped_at.saturating_duration_since(cancelled_at);
-    assert!(lag < Duration::from_secs(2), "stopped {lag:?} after the cancellation");
+    assert!(
+        lag < Duration::from_secs(2),
+        "stopped {lag:?} after the cancellation"
+    );
     // The token stays cancelled: a new run with it stops at once.
     let five = scalar_i64(5);
-    let e = plan.run_with(&[("M", &five)], &run_opts).expect_err("still cancelled");
+    let e = plan
+        .run_with(&[("M", &five)], &run_opts)
+        .expect_err("still cancelled");
     assert_eq!(e.kind(), ErrorKind::Cancelled);
     // The same plan runs normally, without the token and with it reset.
     let out = plan.run_refs(&[("M", &five)]).expect("runs");

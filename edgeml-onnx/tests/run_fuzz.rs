@@ -26,13 +26,20 @@ fn the_generator_builds_runnable_models_with_control_flow() {
     let mut ops = std::collections::HashSet::new();
     for seed in 0u32..300 {
         let data: Vec<u8> = (0..120u32)
-            .map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i.wrapping_mul(40_503)) >> 13) as u8)
+            .map(|i| {
+                (seed
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(i.wrapping_mul(40_503))
+                    >> 13) as u8
+            })
             .collect();
         let g = generator::generate(&data);
         ops.extend(g.model.graph.nodes.iter().map(|n| n.op_type.clone()));
         let mut o = PlanOptions::with_threads(1);
         o.limits = generator::fuzz_limits();
-        let Ok(plan) = Plan::new(&g.model, o) else { continue };
+        let Ok(plan) = Plan::new(&g.model, o) else {
+            continue;
+        };
         let refs: Vec<(&str, &Tensor)> = g.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
         if plan.run_with(&refs, &RunOptions::new()).is_ok() {
             ran += 1;

@@ -163,7 +163,10 @@ fn validate_loop(node: &Node, body: &Graph, carried: &[Option<DType>]) -> Result
         ));
     }
     let expect = |what: &str, v: &crate::ValueInfo, want: DType| match v.dtype {
-        Some(d) if d != want => bad(format!("the body's {what} {:?} is {d:?}, not {want:?}", v.name)),
+        Some(d) if d != want => bad(format!(
+            "the body's {what} {:?} is {d:?}, not {want:?}",
+            v.name
+        )),
         _ => Ok(()),
     };
     expect("iteration-number input", &body.inputs[0], DType::I64)?;
@@ -335,7 +338,15 @@ impl Operator for LoopOp {
         // Bytes of the loop state and scan outputs held here, charged to the run.
         let mut held: u64 = carried.iter().map(bytes_of).sum();
         state.charge(held, &self.desc)?;
-        let r = self.iterate(&state, limit, &mut cond, &mut carried, &caps, &mut scans, &mut held);
+        let r = self.iterate(
+            &state,
+            limit,
+            &mut cond,
+            &mut carried,
+            &caps,
+            &mut scans,
+            &mut held,
+        );
         state.release(held);
         r?;
         let mut result = carried;
@@ -363,7 +374,10 @@ impl LoopOp {
         let mut i = 0u64;
         while i < limit && *cond {
             state.count_iteration(&self.desc, i)?;
-            let iter_t = Tensor::I64(ArrayD::from_elem(IxDyn(&[]), i64::try_from(i).unwrap_or(i64::MAX)));
+            let iter_t = Tensor::I64(ArrayD::from_elem(
+                IxDyn(&[]),
+                i64::try_from(i).unwrap_or(i64::MAX),
+            ));
             let cond_t = Tensor::Bool(ArrayD::from_elem(IxDyn(&[]), *cond));
             let mut args: Vec<&Tensor> = vec![&iter_t, &cond_t];
             args.extend(carried.iter());

@@ -35,7 +35,11 @@ impl<'a> Bytes<'a> {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { usize::from(self.byte()) % n }
+        if n == 0 {
+            0
+        } else {
+            usize::from(self.byte()) % n
+        }
     }
 
     fn exhausted(&self) -> bool {
@@ -227,7 +231,10 @@ pub(crate) fn generate(data: &[u8]) -> Generated {
             }
             6 => {
                 let shp = g.init(i64s(&[-1]));
-                Some((g.node("Reshape", &[&x, &shp], vec![]), vec![s.iter().product()]))
+                Some((
+                    g.node("Reshape", &[&x, &shp], vec![]),
+                    vec![s.iter().product()],
+                ))
             }
             7 => {
                 let axis = b.below(s.len()) as i64;
@@ -290,8 +297,14 @@ pub(crate) fn generate(data: &[u8]) -> Generated {
                 };
                 let (t, e) = (g.fresh("then"), g.fresh("else"));
                 let attrs = vec![
-                    ("then_branch".into(), Attribute::Graph(Box::new(branch("Relu", &t)))),
-                    ("else_branch".into(), Attribute::Graph(Box::new(branch("Neg", &e)))),
+                    (
+                        "then_branch".into(),
+                        Attribute::Graph(Box::new(branch("Relu", &t))),
+                    ),
+                    (
+                        "else_branch".into(),
+                        Attribute::Graph(Box::new(branch("Neg", &e))),
+                    ),
                 ];
                 Some((g.node("If", &[&c], attrs), s))
             }
@@ -351,7 +364,11 @@ pub(crate) fn check_bounded(generated: &Generated) {
             return;
         }
     };
-    let refs: Vec<(&str, &Tensor)> = generated.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let refs: Vec<(&str, &Tensor)> = generated
+        .inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t))
+        .collect();
     let run = || plan.run_with(&refs, &RunOptions::new().timeout(Duration::from_secs(5)));
     match run() {
         Ok(first) => {

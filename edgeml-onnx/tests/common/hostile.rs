@@ -111,7 +111,14 @@ fn loop_node(name: &str, m: &str, cond: &str, x: &str, out: &str, body: Graph) -
 /// `Loop` over constants: `M = 10^15`, `cond = true`.
 pub(crate) fn loop_constant_trip() -> Hostile {
     let g = Graph {
-        nodes: vec![loop_node("huge_loop", "M", "cond", "x0", "y", counting_body("b"))],
+        nodes: vec![loop_node(
+            "huge_loop",
+            "M",
+            "cond",
+            "x0",
+            "y",
+            counting_body("b"),
+        )],
         outputs: vec![vi("y", DType::F32, &[])],
         initializers: vec![
             ("M".into(), scalar_i64(1_000_000_000_000_000)),
@@ -131,7 +138,14 @@ pub(crate) fn loop_constant_trip() -> Hostile {
 /// The same loop with `M` a runtime input (given as 10^15).
 pub(crate) fn loop_runtime_trip() -> Hostile {
     let g = Graph {
-        nodes: vec![loop_node("input_loop", "M", "", "x0", "y", counting_body("b"))],
+        nodes: vec![loop_node(
+            "input_loop",
+            "M",
+            "",
+            "x0",
+            "y",
+            counting_body("b"),
+        )],
         inputs: vec![vi("M", DType::I64, &[])],
         outputs: vec![vi("y", DType::F32, &[])],
         initializers: vec![("x0".into(), scalar_f32(0.0))],
@@ -148,7 +162,14 @@ pub(crate) fn loop_runtime_trip() -> Hostile {
 /// A loop without `M` whose condition stays true.
 pub(crate) fn loop_condition_stays_true() -> Hostile {
     let g = Graph {
-        nodes: vec![loop_node("while_true", "", "cond", "x0", "y", counting_body("b"))],
+        nodes: vec![loop_node(
+            "while_true",
+            "",
+            "cond",
+            "x0",
+            "y",
+            counting_body("b"),
+        )],
         outputs: vec![vi("y", DType::F32, &[])],
         initializers: vec![
             ("cond".into(), scalar_bool(true)),
@@ -212,7 +233,10 @@ pub(crate) fn range_bomb(elems: i64) -> Hostile {
     let mut reduce = node("range_sum", "ReduceSum", &["r"], &["y"]);
     reduce.attributes = vec![("keepdims".into(), Attribute::Int(0))];
     let g = Graph {
-        nodes: vec![node("range_bomb", "Range", &["start", "limit", "delta"], &["r"]), reduce],
+        nodes: vec![
+            node("range_bomb", "Range", &["start", "limit", "delta"], &["r"]),
+            reduce,
+        ],
         outputs: vec![vi("y", DType::I64, &[])],
         initializers: vec![
             ("start".into(), scalar_i64(0)),
@@ -241,10 +265,7 @@ pub(crate) fn live_sum(count: usize, elems: i64, runtime_shape: bool) -> Hostile
     let names: Vec<String> = (0..count).map(|k| format!("t{k}")).collect();
     for (k, n) in names.iter().enumerate() {
         let mut fill = node(&format!("fill{k}"), "ConstantOfShape", &["shape"], &[n]);
-        fill.attributes = vec![(
-            "value".into(),
-            Attribute::Tensor(ints_f32(&[k as f32])),
-        )];
+        fill.attributes = vec![("value".into(), Attribute::Tensor(ints_f32(&[k as f32])))];
         nodes.push(fill);
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -282,8 +303,10 @@ pub(crate) fn live_sum(count: usize, elems: i64, runtime_shape: bool) -> Hostile
 /// input `M`: long runs made of short steps, for cancellation.
 pub(crate) fn short_steps_loop() -> Model {
     let mut body = counting_body("s");
-    body.nodes.push(node("s_twice", "Add", &["s_x_out", "s_one"], &["s_x2"]));
-    body.nodes.push(node("s_back", "Sub", &["s_x2", "s_one"], &["s_x3"]));
+    body.nodes
+        .push(node("s_twice", "Add", &["s_x_out", "s_one"], &["s_x2"]));
+    body.nodes
+        .push(node("s_back", "Sub", &["s_x2", "s_one"], &["s_x3"]));
     body.outputs[1].name = "s_x3".into();
     model(Graph {
         nodes: vec![loop_node("long_loop", "M", "", "x0", "y", body)],
