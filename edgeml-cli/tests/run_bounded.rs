@@ -214,3 +214,16 @@ fn bad_timeouts_are_refused() {
         assert!(err.contains("--timeout"), "{err}");
     }
 }
+
+#[test]
+fn run_refuses_mismatched_control_flow_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, model, says) in hostile::mismatched_bodies() {
+        let path = dir.path().join(format!("{name}.onnx"));
+        model.save(&path).expect("save");
+        let (code, err, _) = run(&["run".into(), path.display().to_string()]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains("cannot plan the model"), "{name}: {err}");
+        assert!(err.contains(says), "{name}: expected {says:?}: {err}");
+    }
+}

@@ -303,3 +303,18 @@ fn a_passed_deadline_stops_the_run_at_the_first_step() {
         .expect("runs in time");
     assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&3.0));
 }
+
+#[test]
+fn mismatched_control_flow_bodies_are_refused_when_planning() {
+    for (name, model, says) in hostile::mismatched_bodies() {
+        let e = Plan::new(&model, PlanOptions::with_threads(1))
+            .expect_err("a body that does not match its node is refused at plan time");
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{name}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(says), "{name}: expected {says:?} in: {msg}");
+        assert!(
+            msg.contains("bad_if") || msg.contains("bad_loop"),
+            "{name}: {msg}"
+        );
+    }
+}

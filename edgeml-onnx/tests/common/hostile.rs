@@ -316,3 +316,78 @@ pub(crate) fn short_steps_loop() -> Model {
         ..Default::default()
     })
 }
+
+/// Control-flow nodes whose bodies do not match them (refused when planning), each with
+/// the text the error must contain.
+pub(crate) fn mismatched_bodies() -> Vec<(&'static str, Model, &'static str)> {
+    let branch = |op: &str, out: &str, dtype: DType| Graph {
+        nodes: vec![node(&format!("{out}_node"), op, &["x"], &[out])],
+        outputs: vec![vi(out, dtype, &[])],
+        ..Default::default()
+    };
+    let if_model = |then_g: Graph, else_g: Graph| {
+        let mut n = node("bad_if", "If", &["c"], &["y"]);
+        n.attributes = vec![
+            ("then_branch".into(), Attribute::Graph(Box::new(then_g))),
+            ("else_branch".into(), Attribute::Graph(Box::new(else_g))),
+        ];
+        model(Graph {
+            nodes: vec![n],
+            inputs: vec![vi("c", DType::Bool, &[]), vi("x", DType::F32, &[])],
+            outputs: vec![vi("y", DType::F32, &[])],
+            ..Default::default()
+        })
+    };
+    let mut two_outputs = branch("Relu", "t", DType::F32);
+    two_outputs
+        .nodes
+        .push(node("t2_node", "Neg", &["x"], &["t2"]));
+    two_outputs.outputs.push(vi("t2", DType::F32, &[]));
+    let loop_model = |body: Graph| {
+        let mut n = node("bad_loop", "Loop", &["M", "", "x0"], &["y"]);
+        n.attributes = vec![("body".into(), Attribute::Graph(Box::new(body)))];
+        model(Graph {
+            nodes: vec![n],
+            inputs: vec![vi("M", DType::I64, &[])],
+            outputs: vec![vi("y", DType::F32, &[])],
+            initializers: vec![("x0".into(), scalar_f32(0.0))],
+            ..Default::default()
+        })
+    };
+    let mut cond_f32 = counting_body("b");
+    cond_f32.outputs[0].dtype = Some(DType::F32);
+    let mut carried_i64 = counting_body("b");
+    carried_i64.outputs[1].dtype = Some(DType::I64);
+    let mut missing_output = counting_body("b");
+    missing_output.outputs.truncate(1);
+    vec![
+        (
+            "if_output_counts",
+            if_model(two_outputs, branch("Neg", "e", DType::F32)),
+            "then_branch has 2 outputs, the node has 1",
+        ),
+        (
+            "if_output_types",
+            if_model(
+                branch("Relu", "t", DType::F32),
+                branch("Identity", "e", DType::I64),
+            ),
+            "output 0 is F32 in then_branch",
+        ),
+        (
+            "loop_condition_type",
+            loop_model(cond_f32),
+            "condition output",
+        ),
+        (
+            "loop_carried_type",
+            loop_model(carried_i64),
+            "loop-carried value 0",
+        ),
+        (
+            "loop_missing_output",
+            loop_model(missing_output),
+            "needs 3 inputs and at least 2 outputs",
+        ),
+    ]
+}
