@@ -17,6 +17,10 @@
 //! element types, ranks and fixed dimensions; symbolic dimensions (`"batch"`) are bound
 //! from the actual inputs on each run and must agree across inputs.
 //!
+//! Every run is bounded ([`RunLimits`] in [`PlanOptions::limits`]: loop iterations, live
+//! memory; [`RunOptions`] for [`Plan::run_with`]: a deadline and a [`CancelToken`]);
+//! constant folding is bounded by the same limits' folding budget.
+//!
 //! Graph inputs that have an initializer are constants (they are folded and cannot be
 //! overridden at run time). Non-finite values flow through operators as IEEE arithmetic
 //! says (no errors are raised for NaN/Inf in activations).

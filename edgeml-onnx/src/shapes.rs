@@ -18,6 +18,8 @@
 //! shape always wins over an inferred one. Inference never fails a plan: inputs that
 //! contradict each other are left to the operator, which reports them when it runs.
 
+mod sized;
+
 use crate::ops::util::to_i64_vec;
 use crate::{Attribute, Dim, InputType, Node, Tensor};
 use edgeml_core::DType;
@@ -188,57 +190,7 @@ fn infer_default(
                 vec![product(&x[..axis]), product(&x[axis..])],
             ))
         }
-        "ConstantOfShape" => {
-            let dims = to_i64_vec(node, konst(0)?).ok()?;
-            let dt = match node.attr("value") {
-                Some(Attribute::Tensor(t)) => t.dtype(),
-                _ => DType::F32,
-            };
-            let dims = dims
-                .iter()
-                .map(|&d| usize::try_from(d).ok().map(Dim::Known))
-                .collect::<Option<Vec<_>>>()?;
-            Some(typed(Some(dt), dims))
-        }
-        "Expand" => {
-            let target: Vec<Dim> = to_i64_vec(node, konst(1)?)
-                .ok()?
-                .iter()
-                .map(|&d| usize::try_from(d).ok().map(Dim::Known))
-                .collect::<Option<_>>()?;
-            let dims = broadcast(&[shape(0)?, &target])?;
-            Some(typed(dtype(0), dims))
-        }
-        "Range" => {
-            let (start, limit, delta) = (
-                scalar_f64(konst(0)?)?,
-                scalar_f64(konst(1)?)?,
-                scalar_f64(konst(2)?)?,
-            );
-            let n = ((limit - start) / delta).ceil();
-            if !n.is_finite() {
-                return None;
-            }
-            // Saturating float-to-int: a hostile length stays huge, never wraps.
-            Some(typed(dtype(0), vec![Dim::Known(n.max(0.0) as usize)]))
-        }
-        "Tile" => {
-            let x = shape(0)?;
-            let reps = to_i64_vec(node, konst(1)?).ok()?;
-            if reps.len() != x.len() {
-                return None;
-            }
-            let dims = x
-                .iter()
-                .zip(&reps)
-                .map(|(d, &r)| match (d, usize::try_from(r).ok()?) {
-                    (Dim::Known(k), r) => Some(Dim::Known(k.saturating_mul(r))),
-                    (_, 1) => Some(d.clone()),
-                    _ => Some(Dim::Unknown),
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some(typed(dtype(0), dims))
-        }
+        "ConstantOfShape" | "Expand" | "Range" | "Tile" => sized::infer(node, op, inputs, consts),
         "Reshape" => {
             let target = to_i64_vec(node, konst(1)?).ok()?;
             let allowzero = opset >= 14 && int_attr(node, "allowzero", 0) != 0;
@@ -318,22 +270,7 @@ fn infer_default(
     }
 }
 
-/// The value of a one-element numeric tensor.
-fn scalar_f64(t: &Tensor) -> Option<f64> {
-    if t.len() != 1 {
-        return None;
-    }
-    match t {
-        Tensor::F32(a) => a.iter().next().map(|&v| f64::from(v)),
-        Tensor::F64(a) => a.iter().next().copied(),
-        Tensor::I32(a) => a.iter().next().map(|&v| f64::from(v)),
-        Tensor::I64(a) => a.iter().next().map(|&v| v as f64),
-        Tensor::I16(a) => a.iter().next().map(|&v| f64::from(v)),
-        _ => None,
-    }
-}
-
-fn typed(dtype: Option<DType>, dims: Vec<Dim>) -> InputType {
+pub(crate) fn typed(dtype: Option<DType>, dims: Vec<Dim>) -> InputType {
     InputType {
         dtype,
         shape: Some(dims),
@@ -395,7 +332,7 @@ fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
 }
 
 /// numpy broadcasting of several shapes (right-aligned).
-fn broadcast(shapes: &[&Vec<Dim>]) -> Option<Vec<Dim>> {
+pub(crate) fn broadcast(shapes: &[&Vec<Dim>]) -> Option<Vec<Dim>> {
     let r = shapes.iter().map(|s| s.len()).max()?;
     let mut out = vec![Dim::Known(1); r];
     for s in shapes {
