@@ -50,3 +50,36 @@ fn the_generator_builds_runnable_models_with_control_flow() {
         assert!(ops.contains(op), "the generator never made a {op}");
     }
 }
+
+/// Finding of the first cargo-fuzz campaign (`crash-944bfba2…`): the generator's
+/// folding bomb could be just under the fuzz memory limit, so the run really allocated
+/// and summed 2^24 floats, which took over the 5 s deadline under AddressSanitizer.
+/// Bombs are now always over the limit: the run is refused before allocating.
+#[test]
+fn fuzz_finding_folding_bomb_under_the_limit() {
+    use edgeml_onnx::{Plan, PlanOptions, RunOptions, Tensor};
+    let g = generator::generate(b"HH4:33333\x034");
+    assert!(
+        g.model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "ConstantOfShape")
+    );
+    let mut o = PlanOptions::with_threads(1);
+    o.limits = generator::fuzz_limits();
+    let plan = Plan::new(&g.model, o).expect("plans");
+    let refs: Vec<(&str, &Tensor)> = g.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let t0 = std::time::Instant::now();
+    let e = plan
+        .run_with(&refs, &RunOptions::new())
+        .expect_err("the bomb is over the memory limit");
+    assert_eq!(e.kind(), edgeml_core::ErrorKind::LimitExceeded, "{e}");
+    assert!(e.to_string().contains("ConstantOfShape"), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t0.elapsed()
+    );
+    generator::check_bounded(&g);
+}
