@@ -53,6 +53,8 @@ pub(crate) struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    bounds: crate::planning::Bounds,
 }
 
 /// The measurements `edgeml bench` reports.
@@ -158,6 +160,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
     opts.spin = !args.no_spin;
+    args.bounds.apply(&mut opts)?;
     let plan = crate::planning::load_and_plan(&args.model, opts, !args.no_fuse_qdq)?;
     let plan_time = t0.elapsed();
     let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
@@ -219,12 +222,16 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     }
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     for _ in 0..args.warmup {
-        plan.run_refs(&refs).context("the model failed to run")?;
+        plan.run_with(&refs, &args.bounds.run_options()?)
+            .context("the model failed to run")?;
     }
     let mut times = Vec::with_capacity(args.iters);
     for _ in 0..args.iters {
+        let run_opts = args.bounds.run_options()?;
         let t = Instant::now();
-        let out = plan.run_refs(&refs).context("the model failed to run")?;
+        let out = plan
+            .run_with(&refs, &run_opts)
+            .context("the model failed to run")?;
         times.push(t.elapsed());
         drop(out);
     }

@@ -29,6 +29,8 @@ pub(crate) struct Args {
     /// DequantizeLinear) instead of fusing them onto the INT8 kernels.
     #[arg(long)]
     no_fuse_qdq: bool,
+    #[command(flatten)]
+    bounds: crate::planning::Bounds,
 }
 
 /// Reads a `.npy` file of any element type edgeml supports.
@@ -100,6 +102,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let mut opts = PlanOptions::default();
     opts.threads = args.threads;
     opts.spin = !args.no_spin;
+    args.bounds.apply(&mut opts)?;
     let plan = crate::planning::load_and_plan(&args.model, opts, !args.no_fuse_qdq)?;
     let declared: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
     let mut inputs: Vec<(String, Tensor)> = Vec::new();
@@ -115,7 +118,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         inputs.push((name, t));
     }
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let outs = plan.run_refs(&refs).context("the model failed to run")?;
+    let outs = plan
+        .run_with(&refs, &args.bounds.run_options()?)
+        .context("the model failed to run")?;
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("cannot create {}", args.output_dir.display()))?;
     for (name, t) in &outs {

@@ -29,6 +29,10 @@ pub enum ErrorKind {
     Io,
     /// A numerical procedure did not converge or lost too much precision.
     Numerical,
+    /// The caller cancelled the operation (e.g. a model run) from another thread.
+    Cancelled,
+    /// The operation did not finish before its deadline.
+    DeadlineExceeded,
     /// A bug in edgeml: please report it.
     Internal,
 }
@@ -45,6 +49,8 @@ impl core::fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Io => "I/O error",
             ErrorKind::Numerical => "numerical error",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::DeadlineExceeded => "deadline exceeded",
             ErrorKind::Internal => "internal error",
         };
         f.write_str(s)

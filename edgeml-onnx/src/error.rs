@@ -41,6 +41,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The run was cancelled through its [`CancelToken`](crate::CancelToken); the message
+    /// names the node at which it stopped. The plan is unaffected and can run again.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// The run's deadline ([`RunOptions::timeout`](crate::RunOptions::timeout)) passed;
+    /// the message names the node that was running. The plan can run again.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
     /// An operator implementation panicked; the panic was caught and the node is named.
     /// This is a bug in edgeml (or in a user-registered operator): please report it
     /// with the model.
@@ -59,6 +67,8 @@ impl Error {
             Error::ShapeMismatch(_) => ErrorKind::ShapeMismatch,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -29,9 +29,9 @@ pub use builder::ModelBuilder;
 pub use edit::{DeadCode, GraphIndex};
 pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
-pub use limits::{Limits, LoadOptions};
+pub use limits::{Limits, LoadOptions, RunLimits};
 pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
-pub use plan::{GraphOptLevel, Plan, PlanOptions};
+pub use plan::{CancelToken, GraphOptLevel, Plan, PlanOptions, RunOptions};
 
 /// For the exported macros (`with_dtype!`, `with_num!`), which must not assume that
 /// the calling crate depends on `edgeml-core` itself.

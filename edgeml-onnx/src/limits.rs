@@ -161,3 +161,123 @@ impl LoadOptions {
         &self.limits
     }
 }
+
+/// Bounds on the work of planning and of each run of a [`Plan`](crate::Plan), so that a
+/// hostile but valid model ends in a typed error instead of hanging or exhausting the
+/// device ([`PlanOptions::limits`](crate::PlanOptions::limits)).
+///
+/// - **loop trip count**: iterations one execution of a `Loop` node may run. A `Loop`
+///   whose `M` is larger is fine as long as its condition stops it in time (exporters
+///   write `M = i64::MAX` for `while` loops); the error comes when the iteration past
+///   the limit would start. Default 10⁷.
+/// - **loop iterations**: iterations of all `Loop` nodes of one run together, nested
+///   loops included (two nested loops of 10⁵ make 10¹⁰). Default 10⁷.
+/// - **live bytes**: the most memory the values of one run may hold at once: every
+///   intermediate value from the step that makes it to its last use, plus the state and
+///   per-iteration outputs of running `Loop`s (the model's weights and the caller's
+///   inputs are not counted). A step whose output size the plan knows is refused before
+///   it allocates. Default 4 GiB.
+/// - **fold elements**: constant folding at plan time skips a node whose outputs would
+///   hold more elements than this; it runs at run time instead, under the run limits.
+///   Default 2²⁶ (256 MiB of `f32`).
+/// - **fold time**: once constant folding has taken this long in one `Plan::new`, the
+///   remaining nodes are left to run time. Default 10 s.
+///
+/// Errors name the node: [`Error::LimitExceeded`](crate::Error::LimitExceeded).
+///
+/// ```
+/// use edgeml_onnx::RunLimits;
+/// let l = RunLimits::default().max_loop_iterations(1_000).max_live_bytes(64 << 20);
+/// assert_eq!(l.loop_iterations(), 1_000);
+/// assert_eq!(l.loop_trip_count(), 10_000_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    loop_trip_count: u64,
+    loop_iterations: u64,
+    live_bytes: u64,
+    fold_elements: u64,
+    fold_time: std::time::Duration,
+}
+
+impl Default for RunLimits {
+    /// 10⁷ iterations per `Loop` and per run, 4 GiB of live values per run, folding of
+    /// outputs up to 2²⁶ elements for at most 10 s per plan.
+    fn default() -> Self {
+        Self {
+            loop_trip_count: 10_000_000,
+            loop_iterations: 10_000_000,
+            live_bytes: 4 << 30,
+            fold_elements: 1 << 26,
+            fold_time: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl RunLimits {
+    /// No bounds (the behaviour before these limits existed): for trusted models only.
+    pub fn unlimited() -> Self {
+        Self {
+            loop_trip_count: u64::MAX,
+            loop_iterations: u64::MAX,
+            live_bytes: u64::MAX,
+            fold_elements: u64::MAX,
+            fold_time: std::time::Duration::MAX,
+        }
+    }
+
+    /// Maximum iterations of one execution of one `Loop` node.
+    pub fn max_loop_trip_count(mut self, n: u64) -> Self {
+        self.loop_trip_count = n;
+        self
+    }
+
+    /// Maximum iterations of all `Loop` nodes of one run together.
+    pub fn max_loop_iterations(mut self, n: u64) -> Self {
+        self.loop_iterations = n;
+        self
+    }
+
+    /// Maximum bytes of values one run may hold at once.
+    pub fn max_live_bytes(mut self, n: u64) -> Self {
+        self.live_bytes = n;
+        self
+    }
+
+    /// Largest output (in elements) constant folding computes at plan time.
+    pub fn max_fold_elements(mut self, n: u64) -> Self {
+        self.fold_elements = n;
+        self
+    }
+
+    /// Time constant folding may take in one `Plan::new` before it stops folding.
+    pub fn max_fold_time(mut self, d: std::time::Duration) -> Self {
+        self.fold_time = d;
+        self
+    }
+
+    /// The configured maximum trip count of one `Loop` execution.
+    pub fn loop_trip_count(&self) -> u64 {
+        self.loop_trip_count
+    }
+
+    /// The configured maximum loop iterations per run.
+    pub fn loop_iterations(&self) -> u64 {
+        self.loop_iterations
+    }
+
+    /// The configured maximum live bytes per run.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// The configured maximum elements of a folded output.
+    pub fn fold_elements(&self) -> u64 {
+        self.fold_elements
+    }
+
+    /// The configured constant-folding time budget per plan.
+    pub fn fold_time(&self) -> std::time::Duration {
+        self.fold_time
+    }
+}

@@ -17,17 +17,23 @@
 //! element types, ranks and fixed dimensions; symbolic dimensions (`"batch"`) are bound
 //! from the actual inputs on each run and must agree across inputs.
 //!
+//! Every run is bounded ([`RunLimits`] in [`PlanOptions::limits`]: loop iterations, live
+//! memory; [`RunOptions`] for [`Plan::run_with`]: a deadline and a [`CancelToken`]);
+//! constant folding is bounded by the same limits' folding budget.
+//!
 //! Graph inputs that have an initializer are constants (they are folded and cannot be
 //! overridden at run time). Non-finite values flow through operators as IEEE arithmetic
 //! says (no errors are raised for NaN/Inf in activations).
 
+mod budget;
 mod build;
 mod control;
 mod fused;
 mod optimize;
 mod program;
 
-use crate::{Dim, Error, Model, Registry, Result, Tensor, ValueInfo};
+use crate::{Dim, Error, Model, Registry, Result, RunLimits, Tensor, ValueInfo};
+pub use budget::{CancelToken, RunOptions};
 use program::Program;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +64,10 @@ pub struct PlanOptions {
     /// set this to `false` on battery-powered devices or when the cores are shared with
     /// other busy work.
     pub spin: bool,
+    /// Bounds on constant folding while planning and on every run of the plan: loop
+    /// iterations, live memory (see [`RunLimits`] for the defaults). Deadlines and
+    /// cancellation are per run: [`Plan::run_with`].
+    pub limits: RunLimits,
 }
 
 impl Default for PlanOptions {
@@ -67,6 +77,7 @@ impl Default for PlanOptions {
             no_constant_folding: false,
             optimization: GraphOptLevel::default(),
             spin: true,
+            limits: RunLimits::default(),
         }
     }
 }
@@ -132,6 +143,8 @@ pub struct Plan {
     /// Elements of all constants the steps read (weights): with the run's input sizes,
     /// the estimate of a run's work that decides whether the pool is worth entering.
     const_elems: usize,
+    /// Loop and memory bounds of every run.
+    limits: RunLimits,
 }
 
 /// Runs whose weights plus inputs hold fewer elements than this stay on the calling
@@ -247,6 +260,8 @@ impl Plan {
             opsets: &opsets,
             fold: !options.no_constant_folding,
             optimization: options.optimization,
+            limits: options.limits,
+            fold_spent: std::cell::Cell::new(std::time::Duration::ZERO),
         };
         let init_names: std::collections::HashSet<&str> =
             inits.iter().map(|(n, _)| n.as_str()).collect();
@@ -267,6 +282,7 @@ impl Plan {
             threads,
             spin: options.spin,
             const_elems,
+            limits: options.limits,
         })
     }
 
@@ -299,12 +315,18 @@ impl Plan {
         self.program.num_steps()
     }
 
+    /// The loop and memory limits every run of this plan is held to.
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
+    }
+
     /// Runs the model on named inputs and returns the graph outputs by name, in graph
     /// order.
     ///
     /// # Errors
     /// Missing, unknown or duplicate inputs, wrong element types or shapes
-    /// ([`Error::InvalidInput`], [`Error::ShapeMismatch`]); errors of operators.
+    /// ([`Error::InvalidInput`], [`Error::ShapeMismatch`]); errors of operators; a
+    /// [`RunLimits`] bound exceeded ([`Error::LimitExceeded`], naming the node).
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
         let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
         self.run_refs(&refs)
@@ -327,6 +349,23 @@ impl Plan {
         self.run_observed(inputs, &mut |_, _| {})
     }
 
+    /// [`Plan::run`] with a deadline and/or a cancellation token (onnxruntime's
+    /// `RunOptions`). Both are checked before every step of the graph and of its
+    /// `Loop`/`If` bodies, and before every loop iteration; a single operator is not
+    /// interrupted, so a run stops within one step's time of the deadline or the
+    /// cancellation. The plan stays usable afterwards.
+    ///
+    /// # Errors
+    /// As [`Plan::run`]; [`Error::DeadlineExceeded`] or [`Error::Cancelled`] naming the
+    /// node at which the run stopped.
+    pub fn run_with(
+        &self,
+        inputs: &[(&str, &Tensor)],
+        options: &RunOptions,
+    ) -> Result<Vec<(String, Tensor)>> {
+        self.run_observed_with(inputs, options, &mut |_, _| {})
+    }
+
     /// [`Plan::run`] calling `observer(name, value)` for every value computed at run time
     /// (node outputs, not constants), e.g. to collect calibration statistics.
     ///
@@ -343,7 +382,25 @@ impl Plan {
         inputs: &[(&str, &Tensor)],
         observer: &mut (dyn FnMut(&str, &Tensor) + Send),
     ) -> Result<Vec<(String, Tensor)>> {
+        self.run_observed_with(inputs, &RunOptions::default(), observer)
+    }
+
+    /// [`Plan::run_observed`] with [`RunOptions`].
+    ///
+    /// # Errors
+    /// As [`Plan::run_with`].
+    pub fn run_observed_with(
+        &self,
+        inputs: &[(&str, &Tensor)],
+        options: &RunOptions,
+        observer: &mut (dyn FnMut(&str, &Tensor) + Send),
+    ) -> Result<Vec<(String, Tensor)>> {
         let ordered = self.validate(inputs)?;
+        let state = std::sync::Arc::new(budget::RunState::new(self.limits, options));
+        let run = |observer: &mut (dyn FnMut(&str, &Tensor) + Send)| {
+            let _entered = budget::enter(state.clone());
+            self.program.run(&ordered, observer, &state)
+        };
         let work = ordered
             .iter()
             .fold(self.const_elems, |acc, t| acc.saturating_add(t.len()));
@@ -357,12 +414,12 @@ impl Plan {
                             s.spawn(|_| keep_awake(&done, home));
                         }
                     }
-                    let r = self.program.run(&ordered, observer);
+                    let r = run(observer);
                     done.store(true, std::sync::atomic::Ordering::Release);
                     r
                 })
             })?,
-            _ => self.program.run(&ordered, observer)?,
+            _ => run(observer)?,
         };
         Ok(self
             .program

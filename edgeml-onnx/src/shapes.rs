@@ -10,11 +10,15 @@
 //! The rules follow the ONNX operator specifications, as `onnx.shape_inference` does, for
 //! the operators that dominate real models: element-wise operators with numpy
 //! broadcasting, activations, normalizations, `Conv`/`FusedConv`, pooling, `Gemm`,
-//! `MatMul`, `Flatten`, `Reshape` with a constant shape, `Transpose`, `Concat`,
+//! `MatMul`, `Flatten`, `Reshape` with a constant shape, `ConstantOfShape` and `Expand`
+//! with a constant shape, `Range` with constant bounds, `Tile` with constant repeats,
+//! `Transpose`, `Concat`,
 //! `Squeeze`/`Unsqueeze`, `Shape` and `Cast`. Where a dimension cannot be known before
 //! the run it is [`Dim::Unknown`]; for other operators nothing is inferred. A declared
 //! shape always wins over an inferred one. Inference never fails a plan: inputs that
 //! contradict each other are left to the operator, which reports them when it runs.
+
+mod sized;
 
 use crate::ops::util::to_i64_vec;
 use crate::{Attribute, Dim, InputType, Node, Tensor};
@@ -186,6 +190,7 @@ fn infer_default(
                 vec![product(&x[..axis]), product(&x[axis..])],
             ))
         }
+        "ConstantOfShape" | "Expand" | "Range" | "Tile" => sized::infer(node, op, inputs, consts),
         "Reshape" => {
             let target = to_i64_vec(node, konst(1)?).ok()?;
             let allowzero = opset >= 14 && int_attr(node, "allowzero", 0) != 0;
@@ -265,7 +270,7 @@ fn infer_default(
     }
 }
 
-fn typed(dtype: Option<DType>, dims: Vec<Dim>) -> InputType {
+pub(crate) fn typed(dtype: Option<DType>, dims: Vec<Dim>) -> InputType {
     InputType {
         dtype,
         shape: Some(dims),
@@ -327,7 +332,7 @@ fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
 }
 
 /// numpy broadcasting of several shapes (right-aligned).
-fn broadcast(shapes: &[&Vec<Dim>]) -> Option<Vec<Dim>> {
+pub(crate) fn broadcast(shapes: &[&Vec<Dim>]) -> Option<Vec<Dim>> {
     let r = shapes.iter().map(|s| s.len()).max()?;
     let mut out = vec![Dim::Known(1); r];
     for s in shapes {

@@ -21,6 +21,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) opsets: &'a HashMap<String, i64>,
     pub(crate) fold: bool,
     pub(crate) optimization: super::GraphOptLevel,
+    /// Bounds on folding (elements of a folded output, total folding time).
+    pub(crate) limits: crate::RunLimits,
+    /// Time spent folding so far in this plan.
+    pub(crate) fold_spent: std::cell::Cell<std::time::Duration>,
 }
 
 /// Name → slot visible at a point of the graph.
@@ -128,7 +132,7 @@ impl<'c> Builder<'c> {
     }
 
     /// What is known about a slot before running: exact for constants, else declared.
-    fn type_of(&self, slot: usize) -> Option<InputType> {
+    pub(super) fn type_of(&self, slot: usize) -> Option<InputType> {
         match &self.prog.consts[slot] {
             Some(t) => Some(InputType {
                 dtype: Some(t.dtype()),
@@ -201,6 +205,7 @@ impl<'c> Builder<'c> {
             outputs,
             free: Vec::new(),
             desc: describe(node),
+            out_bytes: 0,
         });
     }
 
@@ -274,35 +279,70 @@ impl<'c> Builder<'c> {
             .map(|s| s.and_then(|s| self.prog.consts[s].clone()))
             .collect();
         let const_refs: Vec<Option<&Tensor>> = consts.iter().map(|c| c.as_deref()).collect();
+        let types: Vec<Option<InputType>> = in_slots
+            .iter()
+            .map(|s| s.and_then(|s| self.type_of(s)))
+            .collect();
+        let opset = self
+            .ctx
+            .opsets
+            .get(norm(&node.domain))
+            .copied()
+            .unwrap_or(0);
+        let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
+        let limits = &self.ctx.limits;
         let foldable = self.ctx.fold
             && !NONDETERMINISTIC.contains(&node.op_type.as_str())
             && in_slots
                 .iter()
                 .zip(&consts)
-                .all(|(s, c)| s.is_none() || c.is_some());
+                .all(|(s, c)| s.is_none() || c.is_some())
+            && self.ctx.fold_spent.get() < limits.fold_time()
+            && inferred
+                .iter()
+                .flatten()
+                .all(|t| known_elems(t).is_none_or(|n| n <= limits.fold_elements()));
         if foldable {
             let what = format!("{} node {:?} (constant folding)", node.op_type, node.name);
+            let t0 = std::time::Instant::now();
             let outs = crate::op::run_guarded(&*op, &const_refs, &what)?;
-            self.output_slots(node, scope, Some(outs))?;
-        } else {
-            let types: Vec<Option<InputType>> = in_slots
+            let spent = self.ctx.fold_spent.get().saturating_add(t0.elapsed());
+            self.ctx.fold_spent.set(spent);
+            if spent >= limits.fold_time() {
+                log::warn!(
+                    "constant folding took {:.1} s, the plan's budget (RunLimits::max_fold_time): \
+                     the nodes after {} run at run time",
+                    spent.as_secs_f64(),
+                    describe(node)
+                );
+            }
+            let total: u64 = outs
                 .iter()
-                .map(|s| s.and_then(|s| self.type_of(s)))
-                .collect();
-            let opset = self
-                .ctx
-                .opsets
-                .get(norm(&node.domain))
-                .copied()
-                .unwrap_or(0);
-            let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
-            let outs = self.output_slots(node, scope, None)?;
-            for (slot, t) in outs.iter().zip(inferred) {
-                if let (Some(slot), Some(t)) = (slot, t) {
+                .map(|t| u64::try_from(t.len()).unwrap_or(u64::MAX))
+                .fold(0, u64::saturating_add);
+            if total <= limits.fold_elements() {
+                self.output_slots(node, scope, Some(outs))?;
+                return Ok(());
+            }
+            // Too big to keep in the plan: computed again by every run, under the run's
+            // limits (the shapes were not known before folding).
+        }
+        let outs = self.output_slots(node, scope, None)?;
+        let mut out_bytes = Some(0u64);
+        for (slot, t) in outs.iter().zip(inferred) {
+            if let Some(slot) = slot {
+                out_bytes = match (out_bytes, t.as_ref().and_then(known_bytes)) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+                if let Some(t) = t {
                     self.declared.entry(*slot).or_insert(t);
                 }
             }
-            self.push_step(node, op, in_slots, outs);
+        }
+        self.push_step(node, op, in_slots, outs);
+        if let Some(step) = self.prog.steps.last_mut() {
+            step.out_bytes = out_bytes.unwrap_or(0);
         }
         Ok(())
     }
@@ -332,6 +372,20 @@ impl<'c> Builder<'c> {
         self.prog.compute_liveness();
         self.prog
     }
+}
+
+/// Elements of a value whose shape is fully known.
+fn known_elems(t: &InputType) -> Option<u64> {
+    t.shape.as_ref()?.iter().try_fold(1u64, |n, d| match d {
+        Dim::Known(k) => Some(n.saturating_mul(u64::try_from(*k).unwrap_or(u64::MAX))),
+        _ => None,
+    })
+}
+
+/// Bytes of a value whose element type and shape are fully known.
+fn known_bytes(t: &InputType) -> Option<u64> {
+    let size = u64::try_from(t.dtype?.size_bytes()).ok()?;
+    known_elems(t).map(|n| n.saturating_mul(size))
 }
 
 /// Plans the main graph; `inputs` are its runtime inputs, `inits` its initializers

@@ -1,5 +1,6 @@
 //! A planned (sub)graph: slots, constants and the steps that fill them.
 
+use super::budget::{RunState, bytes_of};
 use crate::{Error, Operator, Result, Tensor};
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ pub(crate) struct Step {
     pub(crate) free: Vec<usize>,
     /// For messages: the node.
     pub(crate) desc: String,
+    /// Bytes of the step's outputs when the plan knows their types and shapes exactly
+    /// (0 when it does not): checked against the live-memory limit before the step runs.
+    pub(crate) out_bytes: u64,
 }
 
 /// A value during a run: borrowed (input or constant) or owned (computed).
@@ -97,11 +101,14 @@ impl Program {
         }
     }
 
-    /// Runs the program on inputs given in the order of `self.inputs`.
+    /// Runs the program on inputs given in the order of `self.inputs`, within the
+    /// budget of `state` (checked before every step; every value a step makes is charged
+    /// to the run's live memory until it is freed or returned).
     pub(crate) fn run(
         &self,
         inputs: &[&Tensor],
         observer: &mut (dyn FnMut(&str, &Tensor) + Send),
+        state: &RunState,
     ) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::InvalidInput(format!(
@@ -120,6 +127,10 @@ impl Program {
             env[slot] = Some(Val::Ref(t));
         }
         for step in &self.steps {
+            state.check(&|| step.desc.clone())?;
+            if step.out_bytes > 0 {
+                state.precheck(step.out_bytes, &step.desc)?;
+            }
             // Input 0 goes by value to an operator that can reuse its memory, when this
             // step is its last use and the interpreter owns it (not an input/constant).
             let first = match step.inputs.first() {
@@ -130,7 +141,10 @@ impl Program {
                         && matches!(env[*s0], Some(Val::Own(_))) =>
                 {
                     match env[*s0].take() {
-                        Some(Val::Own(t)) => Some(t),
+                        Some(Val::Own(t)) => {
+                            state.release(bytes_of(&t));
+                            Some(t)
+                        }
                         _ => None,
                     }
                 }
@@ -161,6 +175,7 @@ impl Program {
             // Extra outputs (optional ones the node does not name) are dropped.
             for (t, slot) in outs.into_iter().zip(&step.outputs) {
                 if let Some(slot) = slot {
+                    state.charge(bytes_of(&t), &step.desc)?;
                     observer(&self.names[*slot], &t);
                     env[*slot] = Some(Val::Own(t));
                 }
@@ -169,6 +184,7 @@ impl Program {
                 // Freed f32 blocks go back to this thread's buffer pool (see
                 // `crate::buffers`), so the next operator or run reuses warm memory.
                 if let Some(Val::Own(t)) = env[f].take() {
+                    state.release(bytes_of(&t));
                     crate::buffers::recycle(t);
                 }
             }
@@ -184,7 +200,11 @@ impl Program {
                     )));
                 }
                 (Some(Val::Own(_)), false) => match env[*slot].take() {
-                    Some(Val::Own(t)) => t,
+                    Some(Val::Own(t)) => {
+                        // Returned: the caller (or the enclosing step) accounts for it.
+                        state.release(bytes_of(&t));
+                        t
+                    }
                     _ => unreachable_output(name)?,
                 },
                 (Some(v), _) => v.get().clone(),

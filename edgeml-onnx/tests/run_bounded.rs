@@ -1,0 +1,320 @@
+//! Bounded execution (issue 19): every hostile-but-valid graph of
+//! `tests/common/hostile.rs` ends in a typed error naming the node, within its budget;
+//! runs can be cancelled from another thread and timed out; the plan keeps working.
+
+#[path = "common/hostile.rs"]
+mod hostile;
+
+use edgeml_core::{DType, ErrorKind};
+use edgeml_onnx::{
+    Attribute, CancelToken, Error, Graph, Plan, PlanOptions, RunLimits, RunOptions, Tensor,
+};
+use hostile::{Hostile, node, scalar_bool, scalar_f32, scalar_i64, vi};
+use std::time::{Duration, Instant};
+
+/// A generous bound on the wall time of anything that must stop "promptly" (debug
+/// builds on a loaded machine): the point is that nothing hangs.
+const GENEROUS: Duration = Duration::from_secs(20);
+
+fn opts(limits: RunLimits) -> PlanOptions {
+    let mut o = PlanOptions::with_threads(1);
+    o.limits = limits;
+    o
+}
+
+/// Plans and runs `h` with `limits` and `run`; returns the error, checking that the
+/// whole thing took less than [`GENEROUS`] and that the message names the node.
+fn run_err(h: &Hostile, limits: RunLimits, run: &RunOptions) -> Error {
+    let t0 = Instant::now();
+    let plan = Plan::new(&h.model, opts(limits)).expect("hostile models are valid: they plan");
+    let refs: Vec<(&str, &Tensor)> = h.inputs.iter().map(|(n, t)| (*n, t)).collect();
+    let e = plan
+        .run_with(&refs, run)
+        .expect_err("a hostile model must not run to the end");
+    assert!(
+        t0.elapsed() < GENEROUS,
+        "{}: took {:?}",
+        h.name,
+        t0.elapsed()
+    );
+    assert!(
+        e.to_string().contains(h.names),
+        "{}: the error must name {:?}: {e}",
+        h.name,
+        h.names
+    );
+    e
+}
+
+fn loops() -> Vec<Hostile> {
+    vec![
+        hostile::loop_constant_trip(),
+        hostile::loop_runtime_trip(),
+        hostile::loop_condition_stays_true(),
+        hostile::nested_loops(),
+    ]
+}
+
+#[test]
+fn huge_loops_hit_the_iteration_limits() {
+    let limits = RunLimits::default().max_loop_iterations(20_000);
+    for h in loops() {
+        let e = run_err(&h, limits, &RunOptions::new());
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{}: {e}", h.name);
+        assert!(e.to_string().contains("20000"), "{}: {e}", h.name);
+    }
+}
+
+#[test]
+fn the_trip_count_limit_applies_to_one_loop_execution() {
+    let limits = RunLimits::default().max_loop_trip_count(500);
+    let e = run_err(&hostile::loop_runtime_trip(), limits, &RunOptions::new());
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    assert!(e.to_string().contains("max_loop_trip_count"), "{e}");
+    // Nested loops of 10^5 stay under a trip count of 10^6 each, but not under the
+    // per-run total.
+    let limits = RunLimits::default()
+        .max_loop_trip_count(1_000_000)
+        .max_loop_iterations(300_000);
+    let e = run_err(&hostile::nested_loops(), limits, &RunOptions::new());
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    assert!(e.to_string().contains("max_loop_iterations"), "{e}");
+}
+
+#[test]
+fn huge_loops_stop_at_the_deadline_with_default_limits() {
+    for h in loops() {
+        let t0 = Instant::now();
+        let e = run_err(
+            &h,
+            RunLimits::default(),
+            &RunOptions::new().timeout(Duration::from_millis(300)),
+        );
+        assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{}: {e}", h.name);
+        assert!(t0.elapsed() >= Duration::from_millis(300), "{}", h.name);
+    }
+}
+
+#[test]
+fn loops_that_end_in_time_are_not_affected() {
+    // M = i64::MAX with a condition that turns false (how exporters write `while`).
+    let body = Graph {
+        nodes: vec![
+            node("lt", "Less", &["i", "three"], &["c_out"]),
+            node("inc", "Add", &["x", "one"], &["x_out"]),
+        ],
+        inputs: vec![
+            vi("i", DType::I64, &[]),
+            vi("c", DType::Bool, &[]),
+            vi("x", DType::F32, &[]),
+        ],
+        outputs: vec![vi("c_out", DType::Bool, &[]), vi("x_out", DType::F32, &[])],
+        initializers: vec![
+            ("three".into(), scalar_i64(3)),
+            ("one".into(), scalar_f32(1.0)),
+        ],
+        ..Default::default()
+    };
+    let mut lp = node("while_loop", "Loop", &["M", "cond", "x0"], &["y"]);
+    lp.attributes = vec![("body".into(), Attribute::Graph(Box::new(body)))];
+    let g = Graph {
+        nodes: vec![lp],
+        inputs: vec![vi("x0", DType::F32, &[])],
+        outputs: vec![vi("y", DType::F32, &[])],
+        initializers: vec![
+            ("M".into(), scalar_i64(i64::MAX)),
+            ("cond".into(), scalar_bool(true)),
+        ],
+        ..Default::default()
+    };
+    let m = hostile::model(g);
+    let plan = Plan::new(&m, opts(RunLimits::default().max_loop_trip_count(10))).expect("plans");
+    let x = scalar_f32(0.5);
+    let out = plan
+        .run_with(&[("x0", &x)], &RunOptions::new().timeout(GENEROUS))
+        .expect("runs");
+    // Iterations 0..=3 run (the condition is computed from i before the add).
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&4.5));
+}
+
+#[test]
+fn folding_bombs_are_left_to_run_time_and_hit_the_memory_limit() {
+    // 2^30 f32 = 4 GiB: folding it would allocate at plan time. Planning must be quick,
+    // and a run under a 64 MiB budget must be refused before it allocates.
+    for h in [hostile::folding_bomb(1 << 30), hostile::range_bomb(1 << 30)] {
+        let t0 = Instant::now();
+        let limits = RunLimits::default().max_live_bytes(64 << 20);
+        let plan = Plan::new(&h.model, opts(limits)).expect("plans without folding the bomb");
+        assert!(
+            t0.elapsed() < GENEROUS,
+            "{}: planning took {:?}",
+            h.name,
+            t0.elapsed()
+        );
+        assert!(
+            plan.num_steps() >= 1,
+            "{}: the bomb must be left to run time",
+            h.name
+        );
+        let e = run_err(&h, limits, &RunOptions::new());
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{}: {e}", h.name);
+        assert!(e.to_string().contains("max_live_bytes"), "{}: {e}", h.name);
+    }
+}
+
+#[test]
+fn small_constants_are_still_folded() {
+    let h = hostile::folding_bomb(1000);
+    let plan = Plan::new(&h.model, opts(RunLimits::default())).expect("plans");
+    assert_eq!(
+        plan.num_steps(),
+        0,
+        "a small constant subgraph folds completely"
+    );
+    let out = plan.run(&[]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
+}
+
+#[test]
+fn the_fold_size_budget_is_configurable() {
+    let h = hostile::folding_bomb(1000);
+    let plan =
+        Plan::new(&h.model, opts(RunLimits::default().max_fold_elements(999))).expect("plans");
+    assert_eq!(
+        plan.num_steps(),
+        2,
+        "an output over the budget is left to run time"
+    );
+    let out = plan.run(&[]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
+    // No time for folding at all: everything runs at run time, with the same result.
+    let plan = Plan::new(
+        &h.model,
+        opts(RunLimits::default().max_fold_time(Duration::ZERO)),
+    )
+    .expect("plans");
+    assert_eq!(plan.num_steps(), 2);
+    let out = plan.run(&[]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&1000.0));
+}
+
+#[test]
+fn live_tensors_summed_over_the_limit_are_refused() {
+    // Forty 4 MiB tensors (160 MiB together) under a 64 MiB budget: with the shape known
+    // at plan time (refused before allocating) and known only at run time (refused after
+    // the tensor that crosses the limit).
+    let limits = RunLimits::default()
+        .max_live_bytes(64 << 20)
+        .max_fold_elements(1 << 16);
+    for runtime in [false, true] {
+        let h = hostile::live_sum(40, 1 << 20, runtime);
+        let e = run_err(&h, limits, &RunOptions::new());
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{}: {e}", h.name);
+        assert!(e.to_string().contains("67108864"), "{}: {e}", h.name);
+    }
+    // With the default limits a sum of ten 1 KiB tensors runs.
+    let h = hostile::live_sum(10, 256, true);
+    let plan = Plan::new(&h.model, opts(RunLimits::default())).expect("plans");
+    let out = plan.run_refs(&[("shape", &h.inputs[0].1)]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&45.0));
+}
+
+#[test]
+fn one_tensor_over_the_default_memory_limit_is_refused_before_allocating() {
+    // 2^30 + 2^20 f32 (4.004 GiB) is under the per-tensor element limit but over the
+    // default live-memory limit of 4 GiB: refused from the plan's shape, nothing
+    // allocated (the test would take seconds and gigabytes otherwise).
+    let h = hostile::live_sum(40, (1 << 30) + (1 << 20), false);
+    let e = run_err(&h, RunLimits::default(), &RunOptions::new());
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+    assert!(e.to_string().contains("fill0"), "{e}");
+}
+
+#[test]
+fn a_plan_runs_normally_after_a_limit_error() {
+    let h = hostile::loop_runtime_trip();
+    let plan = Plan::new(
+        &h.model,
+        opts(RunLimits::default().max_loop_iterations(1000)),
+    )
+    .expect("plans");
+    let big = scalar_i64(1 << 40);
+    let e = plan.run_refs(&[("M", &big)]).expect_err("over the limit");
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    let m = scalar_i64(7);
+    let out = plan.run_refs(&[("M", &m)]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&7.0));
+}
+
+#[test]
+fn cancelling_from_another_thread_stops_a_long_run_and_the_plan_runs_again() {
+    let plan =
+        Plan::new(&hostile::short_steps_loop(), opts(RunLimits::unlimited())).expect("plans");
+    let token = CancelToken::new();
+    let run_opts = RunOptions::new().cancel_token(token.clone());
+    let m = scalar_i64(1 << 50);
+    let (cancelled_at, e, stopped_at) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let e = plan.run_with(&[("M", &m)], &run_opts);
+            (e, Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        token.cancel();
+        let at = Instant::now();
+        let (e, stopped) = h.join().expect("the run thread does not panic");
+        (at, e, stopped)
+    });
+    let e = e.expect_err("the run was cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert!(
+        e.to_string().contains("long_loop") || e.to_string().contains("s_"),
+        "{e}"
+    );
+    let lag = stopped_at.saturating_duration_since(cancelled_at);
+    assert!(
+        lag < Duration::from_secs(2),
+        "stopped {lag:?} after the cancellation"
+    );
+    // The token stays cancelled: a new run with it stops at once.
+    let five = scalar_i64(5);
+    let e = plan
+        .run_with(&[("M", &five)], &run_opts)
+        .expect_err("still cancelled");
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    // The same plan runs normally, without the token and with it reset.
+    let out = plan.run_refs(&[("M", &five)]).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&5.0));
+    token.reset();
+    let out = plan.run_with(&[("M", &five)], &run_opts).expect("runs");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&5.0));
+}
+
+#[test]
+fn a_passed_deadline_stops_the_run_at_the_first_step() {
+    let plan = Plan::new(&hostile::short_steps_loop(), opts(RunLimits::default())).expect("plans");
+    let m = scalar_i64(3);
+    let e = plan
+        .run_with(&[("M", &m)], &RunOptions::new().deadline(Instant::now()))
+        .expect_err("the deadline has passed");
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    assert!(e.to_string().contains("long_loop"), "{e}");
+    let out = plan
+        .run_with(&[("M", &m)], &RunOptions::new().timeout(GENEROUS))
+        .expect("runs in time");
+    assert_eq!(out[0].1.as_f32().expect("f32").iter().next(), Some(&3.0));
+}
+
+#[test]
+fn mismatched_control_flow_bodies_are_refused_when_planning() {
+    for (name, model, says) in hostile::mismatched_bodies() {
+        let e = Plan::new(&model, PlanOptions::with_threads(1))
+            .expect_err("a body that does not match its node is refused at plan time");
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{name}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(says), "{name}: expected {says:?} in: {msg}");
+        assert!(
+            msg.contains("bad_if") || msg.contains("bad_loop"),
+            "{name}: {msg}"
+        );
+    }
+}
