@@ -372,7 +372,14 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     // A grid of chunks: the panels split as finely as the chunk budget allows, the
     // m-tiles only as far as needed to fill it (a chunk's consecutive panels reuse its
     // A rows from cache; chunks are claimed panel-group fastest).
-    let target = threads * CHUNKS_PER_THREAD;
+    // `amx` copies its rows of A into tile order once per call of its block loop, so it
+    // takes one chunk per task (finer chunks would repeat the copy for little work).
+    let per_thread = if isa == Isa::Amx {
+        1
+    } else {
+        CHUNKS_PER_THREAD
+    };
+    let target = threads * per_thread;
     let nch = panels.min(target);
     let mch = mtiles.min(target.div_ceil(nch));
     par_chunks(mch * nch, threads, mch * nch, |r| {
