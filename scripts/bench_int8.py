@@ -135,7 +135,12 @@ def table(reps):
             if any(k[1] == i for k in mine)]
     best = isas[0]
     lines = []
-    lines.append(f"Machine: {platform.machine()}, onnxruntime {ort.__version__}, best path `{best}`; "
+    cpu = platform.machine()
+    with open("/proc/cpuinfo") as f:
+        names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    if names:
+        cpu = f"{cpu}, {names[0]}"
+    lines.append(f"Machine: {cpu}, onnxruntime {ort.__version__}, best path `{best}`; "
                  f"single thread unless noted; median of {reps} runs, µs. Ratios > 1 mean edgeml is faster.")
     lines.append("")
     lines.append("| GEMM M×N×K | ORT MatMulInteger u8s8 | ORT u8u8 | ORT QLinearMatMul | ORT f32 MatMul | "

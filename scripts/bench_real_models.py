@@ -5,7 +5,9 @@ Models (downloaded with `pip download --no-deps` into target/real-models/, the O
 extracted from the wheel; nothing is committed):
   - nudenet 3.4.2 `320n.onnx`: a YOLOv8n detector, input 1x3x320x320;
   - ddddocr 1.6.1 `common_det.onnx`: a detector, input 1x3x416x416;
-  - ddddocr 1.6.1 `common_old.onnx`: an OCR network, input 1x1x64x256.
+  - ddddocr 1.6.1 `common.onnx`: its OCR network, input 1x1x64x256 (`common_old.onnx`
+    is left out: its LSTM is onnxruntime's com.microsoft DynamicQuantizeLSTM, which
+    edgeml does not implement).
 
 Inputs are uniform [0, 1) images (latency only). Per model and thread count, in
 --rounds interleaved rounds: onnxruntime (CPUExecutionProvider, sequential execution,
@@ -36,7 +38,7 @@ OUT = os.path.join(ROOT, "target", "real-models")
 MODELS = {
     "yolov8n": ("nudenet==3.4.2", "nudenet/320n.onnx", [1, 3, 320, 320]),
     "ddddocr_det": ("ddddocr==1.6.1", "ddddocr/common_det.onnx", [1, 3, 416, 416]),
-    "ddddocr_ocr": ("ddddocr==1.6.1", "ddddocr/common_old.onnx", [1, 1, 64, 256]),
+    "ddddocr_ocr": ("ddddocr==1.6.1", "ddddocr/common.onnx", [1, 1, 64, 256]),
 }
 
 

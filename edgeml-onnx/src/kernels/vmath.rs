@@ -21,8 +21,6 @@
 // the f32 it names.
 #![allow(clippy::excessive_precision)]
 
-use super::Isa;
-
 /// `log2(e)`.
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split in a part exact in few bits and the rest (Cody–Waite reduction).
@@ -122,9 +120,9 @@ macro_rules! vectorized {
                 }
                 match super::best_isa() {
                     // SAFETY: `best_isa` returns only ISAs this CPU supports.
-                    Isa::Avx512 => return unsafe { avx512(v) },
+                    super::Isa::Avx512 => return unsafe { avx512(v) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2(v) },
+                    super::Isa::Avx2 => return unsafe { avx2(v) },
                     _ => {}
                 }
             }
@@ -155,9 +153,9 @@ macro_rules! vectorized {
                 }
                 match super::best_isa() {
                     // SAFETY: `best_isa` returns only ISAs this CPU supports.
-                    Isa::Avx512 => return unsafe { avx512(src, dst) },
+                    super::Isa::Avx512 => return unsafe { avx512(src, dst) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2(src, dst) },
+                    super::Isa::Avx2 => return unsafe { avx2(src, dst) },
                     _ => {}
                 }
             }
