@@ -223,6 +223,7 @@ fn every_activation_fuses_and_matches() {
         ),
         ("Sigmoid", vec![]),
         ("Tanh", vec![]),
+        ("HardSwish", vec![]),
         (
             "HardSigmoid",
             vec![

@@ -1,4 +1,5 @@
-//! Vectorized `f32` transcendental functions: `exp`, `sigmoid`, `silu`, `tanh`.
+//! Vectorized `f32` activation functions: `exp`, `sigmoid`, `silu`, `tanh` and the
+//! piecewise `hardswish`.
 //!
 //! Each function has one definition, a branch-free scalar twin ([`exp`], [`sigmoid`],
 //! [`tanh`]) written with plain `+ − × ÷`, selects and an `f32 → i32` conversion only.
@@ -76,6 +77,16 @@ pub fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
     x * sigmoid(x)
+}
+
+/// `x · max(0, min(1, x/6 + 1/2))`, ONNX `HardSwish` (scalar twin of
+/// [`hardswish_in_place`]); the clamp is written as selects, so NaN gives NaN.
+#[inline(always)]
+pub fn hardswish(x: f32) -> f32 {
+    let h = x * (1.0 / 6.0) + 0.5;
+    let h = if h < 0.0 { 0.0 } else { h };
+    let h = if h > 1.0 { 1.0 } else { h };
+    x * h
 }
 
 /// `tanh x` (scalar twin of [`tanh_in_place`]).
@@ -186,6 +197,13 @@ vectorized!(
     tanh_into
 );
 vectorized!(
+    hardswish,
+    /// `x · max(0, min(1, x/6 + 1/2))` in place over `v` (bit-identical to [`hardswish`]).
+    hardswish_in_place,
+    /// `dst[i] = hardswish(src[i])` (bit-identical to [`hardswish`]).
+    hardswish_into
+);
+vectorized!(
     silu,
     /// `x · sigmoid(x)` (SiLU, Swish) in place over `v` (bit-identical to [`silu`]).
     silu_in_place,
@@ -274,6 +292,31 @@ mod tests {
     }
 
     #[test]
+    fn hardswish_against_f64() {
+        let mut b = 0u32;
+        while b < 0x7f80_0000 {
+            for x in [f32::from_bits(b), -f32::from_bits(b)] {
+                let xd = f64::from(x);
+                let want = xd * (xd / 6.0 + 0.5).clamp(0.0, 1.0);
+                let got = f64::from(hardswish(x));
+                // Three f32 roundings (x/6, + 1/2, the product): within 4 ulp of the
+                // result, or of x·2⁻²⁴ where the factor nearly cancels (x ≈ −3), or one
+                // subnormal step for subnormal results.
+                let tol = 4.0 * f64::from(f32::EPSILON) * (want.abs() + xd.abs() * 0.25)
+                    + 2.0 * 1.401_298_5e-45;
+                assert!(
+                    (got - want).abs() <= tol,
+                    "hardswish({x}) = {got}, want {want}"
+                );
+            }
+            b += 9_973;
+        }
+        assert!(hardswish(f32::NAN).is_nan());
+        assert_eq!(hardswish(f32::INFINITY), f32::INFINITY);
+        assert_eq!(hardswish(-4.0), 0.0);
+    }
+
+    #[test]
     fn special_values() {
         assert!(exp(f32::NAN).is_nan());
         assert!(sigmoid(f32::NAN).is_nan());
@@ -328,6 +371,7 @@ mod tests {
             check(sigmoid_in_place, sigmoid)?;
             check(tanh_in_place, tanh)?;
             check(silu_in_place, silu)?;
+            check(hardswish_in_place, hardswish)?;
             let mut d = vec![0.0; v.len()];
             sigmoid_into(&v, &mut d);
             for (a, &x) in d.iter().zip(&v) {

@@ -56,7 +56,7 @@ pub(crate) fn relu_in_place(v: &mut [f32]) {
 }
 
 /// A float unary operator: the function is applied in `f64` and rounded, except that
-/// `Exp`, `Sigmoid` and `Tanh` on `f32` run the vectorized `f32` kernels of
+/// `Exp`, `Sigmoid`, `Tanh` and `HardSwish` on `f32` run the vectorized `f32` kernels of
 /// [`crate::kernels::vmath`] (within 2–4 ulp of the `f64` result).
 struct FloatMap {
     node: Node,
@@ -394,6 +394,7 @@ pub fn register(r: &mut Registry) {
                 "Exp" => Some(vmath::exp_into),
                 "Sigmoid" => Some(vmath::sigmoid_into),
                 "Tanh" => Some(vmath::tanh_into),
+                "HardSwish" => Some(vmath::hardswish_into),
                 _ => None,
             };
             Ok(Box::new(FloatMap {

@@ -15,6 +15,8 @@ pub(crate) enum Act {
     HardSigmoid(f32, f32),
     /// `x · sigmoid(x)`: a `Sigmoid` and the `Mul` of its input by it (SiLU, Swish).
     Silu,
+    /// ONNX `HardSwish`.
+    HardSwish,
 }
 
 impl Act {
@@ -29,6 +31,8 @@ impl Act {
             Act::HardSigmoid(a, b) => ("HardSigmoid", vec![a, b]),
             // edgeml's own FusedConv only: onnxruntime's has no such activation.
             Act::Silu => ("Silu", vec![]),
+            // edgeml's own FusedConv only, as Silu.
+            Act::HardSwish => ("HardSwish", vec![]),
         }
     }
 
@@ -49,6 +53,7 @@ impl Act {
             Act::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
             Act::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Act::Silu => crate::kernels::vmath::silu_in_place(v),
+            Act::HardSwish => crate::kernels::vmath::hardswish_in_place(v),
             Act::HardSigmoid(a, b) => v.iter_mut().for_each(|x| {
                 *x = (f64::from(a) * f64::from(*x) + f64::from(b)).clamp(0.0, 1.0) as f32;
             }),

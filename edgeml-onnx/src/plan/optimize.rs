@@ -68,7 +68,7 @@ fn is_default_domain(n: &Node) -> bool {
 fn act_name(op: &str) -> bool {
     matches!(
         op,
-        "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh" | "HardSigmoid"
+        "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh" | "HardSigmoid" | "HardSwish"
     )
 }
 
@@ -316,7 +316,7 @@ impl Fuser {
         }
         let k = match op {
             "BatchNormalization" | "Relu" | "LeakyRelu" | "Clip" | "Sigmoid" | "Tanh"
-            | "HardSigmoid" => {
+            | "HardSigmoid" | "HardSwish" => {
                 if read_pending.len() != 1 || node.inputs.first() != Some(&read_pending[0]) {
                     return Ok(false);
                 }
@@ -568,6 +568,7 @@ fn const_act(b: &Builder<'_>, node: &Node, scope: &Scope) -> Option<Act> {
         "LeakyRelu" => Act::LeakyRelu(float_attr(node, "alpha", 0.01)),
         "Sigmoid" => Act::Sigmoid,
         "Tanh" => Act::Tanh,
+        "HardSwish" => Act::HardSwish,
         "HardSigmoid" => Act::HardSigmoid(
             float_attr(node, "alpha", 0.2),
             float_attr(node, "beta", 0.5),

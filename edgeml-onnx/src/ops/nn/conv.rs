@@ -67,6 +67,8 @@ pub(crate) enum Activation {
     HardSigmoid(f32, f32),
     /// `x · sigmoid(x)` (SiLU).
     Silu,
+    /// `x · max(0, min(1, x/6 + 1/2))` (ONNX `HardSwish`).
+    HardSwish,
 }
 
 impl Activation {
@@ -85,6 +87,7 @@ impl Activation {
             "HardSigmoid" => Self::HardSigmoid(param(0, 0.2), param(1, 0.5)),
             // Written only by the planner's SiLU fusion (onnxruntime has no such value).
             "Silu" => Self::Silu,
+            "HardSwish" => Self::HardSwish,
             other => {
                 return Err(super::unsupported(
                     node,
@@ -117,6 +120,7 @@ impl Activation {
             Self::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
             Self::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Self::Silu => crate::kernels::vmath::silu_in_place(v),
+            Self::HardSwish => crate::kernels::vmath::hardswish_in_place(v),
             Self::HardSigmoid(a, b) => v.iter_mut().for_each(|x| *x = (a * *x + b).clamp(0.0, 1.0)),
         }
     }
