@@ -31,7 +31,7 @@
 #![allow(unsafe_code)]
 
 use super::driver::{Job, MAX_TILE, finish_tile};
-use super::x86::{Dst, Fix, by_rows, epi512, fused_dst, tile512};
+use super::x86::{Dst, Fix, by_rows, epi512, fused_dst, requant16, tile512};
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -145,65 +145,81 @@ unsafe fn tile_amx<const TWO: bool>(
     load: bool,
 ) {
     let step = if TWO { 2 * TILE_BYTES } else { TILE_BYTES };
-    let s = 4 * NR;
-    // SAFETY: register-only tile instructions on configured tiles, and loads/stores
-    // within the operands the caller guarantees.
+    // SAFETY: the caller guarantees the tile configuration, `a`, `b` and `buf` as
+    // documented above, which is what the accumulator and k-step helpers need.
     unsafe {
         if load {
-            asm!(
-                "tileloadd tmm0, [{o} + {s}*1]",
-                "tileloadd tmm1, [{o2} + {s}*1]",
-                o = in(reg) buf,
-                o2 = in(reg) buf.add(16),
-                s = in(reg) s,
-                options(nostack, readonly),
-            );
-            if TWO {
-                asm!(
-                    "tileloadd tmm2, [{o} + {s}*1]",
-                    "tileloadd tmm3, [{o2} + {s}*1]",
-                    o = in(reg) buf.add(16 * NR),
-                    o2 = in(reg) buf.add(16 * NR + 16),
-                    s = in(reg) s,
-                    options(nostack, readonly),
-                );
-            }
+            load_acc(buf, TWO);
         } else {
-            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
-            if TWO {
-                asm!("tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-            }
+            zero_acc(TWO);
         }
         let mut k = 0;
         let mut ak = a;
         while k < kp {
-            let bk = b.add(k * NR);
-            asm!(
-                "tileloadd tmm6, [{b} + {s}*1]",
-                "tileloadd tmm7, [{b2} + {s}*1]",
-                "tileloadd tmm4, [{a} + {l}*1]",
-                "tdpbusd tmm0, tmm4, tmm6",
-                "tdpbusd tmm1, tmm4, tmm7",
-                b = in(reg) bk,
-                b2 = in(reg) bk.add(64),
-                s = in(reg) 4 * NR,
-                a = in(reg) ak,
-                l = in(reg) 64usize,
-                options(nostack, readonly),
-            );
-            if TWO {
-                asm!(
-                    "tileloadd tmm5, [{a} + {l}*1]",
-                    "tdpbusd tmm2, tmm5, tmm6",
-                    "tdpbusd tmm3, tmm5, tmm7",
-                    a = in(reg) ak.add(TILE_BYTES),
-                    l = in(reg) 64usize,
-                    options(nostack, readonly),
-                );
-            }
+            k_step(ak, ak.add(TILE_BYTES), 64, b.add(k * NR), TWO);
             ak = ak.add(step);
             k += 64;
         }
+        store_acc(buf, TWO);
+    }
+}
+
+/// Clears the accumulator tiles `tmm0`, `tmm1` (and `tmm2`, `tmm3` with `two`).
+///
+/// # Safety
+/// The tiles must be configured as [`CFG`].
+#[inline(always)]
+unsafe fn zero_acc(two: bool) {
+    // SAFETY: register-only tile instructions on configured tiles.
+    unsafe {
+        asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+        if two {
+            asm!("tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+        }
+    }
+}
+
+/// Loads the accumulator tiles from a 16 (32 with `two`) × 32 i32 block at `buf` (row
+/// stride 32 i32): `tmm0`/`tmm1` the left/right half of rows 0–15, `tmm2`/`tmm3` of rows
+/// 16–31.
+///
+/// # Safety
+/// Tiles configured as [`CFG`]; `buf` readable for 16 (32) rows of 32 i32.
+#[inline(always)]
+unsafe fn load_acc(buf: *const i32, two: bool) {
+    let s = 4 * NR;
+    // SAFETY: loads within the block the caller guarantees.
+    unsafe {
+        asm!(
+            "tileloadd tmm0, [{o} + {s}*1]",
+            "tileloadd tmm1, [{o2} + {s}*1]",
+            o = in(reg) buf,
+            o2 = in(reg) buf.add(16),
+            s = in(reg) s,
+            options(nostack, readonly),
+        );
+        if two {
+            asm!(
+                "tileloadd tmm2, [{o} + {s}*1]",
+                "tileloadd tmm3, [{o2} + {s}*1]",
+                o = in(reg) buf.add(16 * NR),
+                o2 = in(reg) buf.add(16 * NR + 16),
+                s = in(reg) s,
+                options(nostack, readonly),
+            );
+        }
+    }
+}
+
+/// Stores the accumulator tiles into `buf`, in the layout [`load_acc`] reads.
+///
+/// # Safety
+/// Tiles configured as [`CFG`]; `buf` writable for 16 (32 with `two`) rows of 32 i32.
+#[inline(always)]
+unsafe fn store_acc(buf: *mut i32, two: bool) {
+    let s = 4 * NR;
+    // SAFETY: stores within the block the caller guarantees.
+    unsafe {
         asm!(
             "tilestored [{o} + {s}*1], tmm0",
             "tilestored [{o2} + {s}*1], tmm1",
@@ -212,7 +228,7 @@ unsafe fn tile_amx<const TWO: bool>(
             s = in(reg) s,
             options(nostack),
         );
-        if TWO {
+        if two {
             asm!(
                 "tilestored [{o} + {s}*1], tmm2",
                 "tilestored [{o2} + {s}*1], tmm3",
@@ -220,6 +236,45 @@ unsafe fn tile_amx<const TWO: bool>(
                 o2 = in(reg) buf.add(16 * NR + 16),
                 s = in(reg) s,
                 options(nostack),
+            );
+        }
+    }
+}
+
+/// One step of 64 k-values: loads the B tiles of a 32-column panel at `b` (left and
+/// right 16 columns) and the 16 × 64 A tile at `a` (row stride `lda`), and adds their
+/// products into `tmm0`/`tmm1`; with `two`, also the A tile at `a2` into `tmm2`/`tmm3`.
+/// The GEMM reads A in tile order (`lda` 64), the implicit-GEMM convolution in place.
+///
+/// # Safety
+/// Tiles configured as [`CFG`]; 16 rows of 64 bytes readable at stride `lda` from `a`
+/// (and `a2` with `two`); 16 k-quads of the panel (`16·128` bytes) readable from `b`.
+#[inline(always)]
+unsafe fn k_step(a: *const u8, a2: *const u8, lda: usize, b: *const u8, two: bool) {
+    // SAFETY: register-only tile instructions on configured tiles; loads within the
+    // operands the caller guarantees.
+    unsafe {
+        asm!(
+            "tileloadd tmm6, [{b} + {s}*1]",
+            "tileloadd tmm7, [{b2} + {s}*1]",
+            "tileloadd tmm4, [{a} + {l}*1]",
+            "tdpbusd tmm0, tmm4, tmm6",
+            "tdpbusd tmm1, tmm4, tmm7",
+            b = in(reg) b,
+            b2 = in(reg) b.add(64),
+            s = in(reg) 4 * NR,
+            a = in(reg) a,
+            l = in(reg) lda,
+            options(nostack, readonly),
+        );
+        if two {
+            asm!(
+                "tileloadd tmm5, [{a} + {l}*1]",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                a = in(reg) a2,
+                l = in(reg) lda,
+                options(nostack, readonly),
             );
         }
     }
@@ -643,59 +698,20 @@ unsafe fn conv_tile(
     buf: *mut i32,
     two: bool,
 ) {
-    let s = 4 * NR;
-    // SAFETY: register-only tile instructions on configured tiles; loads and stores
-    // within the operands the caller guarantees.
+    // SAFETY: the caller guarantees the tile configuration and every A tile, the panel
+    // and `buf` as documented above. All four accumulators are cleared and stored, so
+    // rows 16–31 of `buf` hold zeros without `two`.
     unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        );
+        zero_acc(true);
         let mut bk = b;
         for &to in toff {
             for c in 0..chunks {
                 let a = a0.add(to + c * 64);
-                asm!(
-                    "tileloadd tmm6, [{b} + {s}*1]",
-                    "tileloadd tmm7, [{b2} + {s}*1]",
-                    "tileloadd tmm4, [{a} + {l}*1]",
-                    "tdpbusd tmm0, tmm4, tmm6",
-                    "tdpbusd tmm1, tmm4, tmm7",
-                    b = in(reg) bk,
-                    b2 = in(reg) bk.add(64),
-                    s = in(reg) s,
-                    a = in(reg) a,
-                    l = in(reg) lda,
-                    options(nostack, readonly),
-                );
-                if two {
-                    asm!(
-                        "tileloadd tmm5, [{a} + {l}*1]",
-                        "tdpbusd tmm2, tmm5, tmm6",
-                        "tdpbusd tmm3, tmm5, tmm7",
-                        a = in(reg) a.add(16 * lda),
-                        l = in(reg) lda,
-                        options(nostack, readonly),
-                    );
-                }
+                k_step(a, a.add(16 * lda), lda, bk, two);
                 bk = bk.add(64 * NR);
             }
         }
-        asm!(
-            "tilestored [{o} + {s}*1], tmm0",
-            "tilestored [{o2} + {s}*1], tmm1",
-            "tilestored [{o3} + {s}*1], tmm2",
-            "tilestored [{o4} + {s}*1], tmm3",
-            o = in(reg) buf,
-            o2 = in(reg) buf.add(16),
-            o3 = in(reg) buf.add(16 * NR),
-            o4 = in(reg) buf.add(16 * NR + 16),
-            s = in(reg) s,
-            options(nostack),
-        );
+        store_acc(buf, true);
     }
 }
 
@@ -785,19 +801,13 @@ unsafe fn finish_cols(
                         },
                         OutPtr::U8(_) | OutPtr::I8(_),
                     ) => {
-                        // As `driver::quant_one`: f32 multiply, clamp, round half to
-                        // even by adding 1.5·2²³, add the zero point, narrow.
-                        let x = _mm512_add_epi32(v, _mm512_set1_epi32(bias[c]));
-                        let x = _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_set1_ps(mult[c]));
-                        let x = _mm512_min_ps(
-                            _mm512_max_ps(x, _mm512_set1_ps(*lo)),
+                        let y = requant16(
+                            _mm512_add_epi32(v, _mm512_set1_epi32(bias[c])),
+                            _mm512_set1_ps(mult[c]),
+                            _mm512_set1_ps(*lo),
                             _mm512_set1_ps(*hi),
+                            *zp,
                         );
-                        let x = _mm512_castps_si512(_mm512_add_ps(x, _mm512_set1_ps(12_582_912.0)));
-                        let y = _mm512_cvtepi32_epi8(_mm512_add_epi32(
-                            x,
-                            _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
-                        ));
                         // SAFETY: as above, for bytes.
                         unsafe { _mm_mask_storeu_epi8(bytes.offset(off).cast(), kmask, y) };
                     }

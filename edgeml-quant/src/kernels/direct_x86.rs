@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR};
+use super::x86::requant16;
 use core::arch::x86_64::*;
 
 /// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels.
@@ -96,18 +97,11 @@ pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) 
         }
         match e.quant {
             Some((mult, zp, lo, hi)) => {
-                // As `driver::quant_one`: f32 multiply, clamp, round half to even by
-                // adding 1.5·2²³, add the zero point; values end in the output's range.
                 let m = _mm512_set1_ps(mult[oc]);
                 let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-                let magic = _mm512_set1_ps(12_582_912.0);
-                let off = _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000));
                 let mut y = _mm512_setzero_si512();
                 for (v, &x) in vs.iter().enumerate() {
-                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(x), m);
-                    let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-                    let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
-                    let b = _mm512_cvtepi32_epi8(i);
+                    let b = requant16(x, m, lo, hi, zp);
                     y = match v {
                         0 => _mm512_inserti32x4::<0>(y, b),
                         1 => _mm512_inserti32x4::<1>(y, b),

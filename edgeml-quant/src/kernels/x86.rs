@@ -367,20 +367,12 @@ pub(super) unsafe fn epi512<const R: usize>(
                 }
             }
             Dst::Q(o) => {
-                // As `driver::quant_one`: f32 multiply, clamp, round half to even by
-                // adding 1.5·2²³, add the zero point; the values fit the output type, so
-                // truncating to bytes is exact.
                 let (b0, b1) = ld(fix.bias);
                 let fm0 = _mm512_maskz_loadu_ps(m0, fix.mult);
                 let fm1 = _mm512_maskz_loadu_ps(m1, fix.mult.wrapping_add(16));
                 let (lo, hi) = (_mm512_set1_ps(fix.lo), _mm512_set1_ps(fix.hi));
-                let magic = _mm512_set1_ps(12_582_912.0);
-                let off = _mm512_set1_epi32(fix.zp.wrapping_sub(0x4B40_0000));
                 let q = |x: __m512i, b: __m512i, m: __m512| {
-                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x, b)), m);
-                    let x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-                    let i = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(x, magic)), off);
-                    _mm512_cvtepi32_epi8(i)
+                    requant16(_mm512_add_epi32(x, b), m, lo, hi, fix.zp)
                 };
                 for (r, v) in v.iter().enumerate() {
                     let y = _mm512_inserti32x4::<1>(
@@ -393,6 +385,22 @@ pub(super) unsafe fn epi512<const R: usize>(
             }
         }
     }
+}
+
+/// `driver::quant_one` on 16 lanes, the one copy every AVX-512 epilogue uses: f32
+/// multiply by `mult`, clamp to `[lo, hi]`, round half to even by adding 1.5·2²³ (exact
+/// for the clamped range), add the zero point, narrow to bytes. `lo`/`hi` keep the
+/// values inside the output type, so truncating to bytes is exact.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn requant16(x: __m512i, mult: __m512, lo: __m512, hi: __m512, zp: i32) -> __m128i {
+    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), mult);
+    let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+    let f = _mm512_castps_si512(_mm512_add_ps(f, _mm512_set1_ps(12_582_912.0)));
+    _mm512_cvtepi32_epi8(_mm512_add_epi32(
+        f,
+        _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
+    ))
 }
 
 // ---------------------------------------------------------------- AVX-VNNI
