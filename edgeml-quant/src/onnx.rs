@@ -29,10 +29,12 @@
 
 mod conv;
 mod fuse;
+mod lut;
 mod matmul;
 mod params;
 mod qdq;
 mod qelementwise;
+mod qpool;
 mod summary;
 
 pub use fuse::{FuseReport, fuse_qdq};
@@ -61,7 +63,16 @@ pub fn register(r: &mut Registry) {
         ALL,
         conv::build_qlinear_conv,
     );
+    // Activations through 256-entry tables, written by `fuse_qdq` (see `lut`).
+    r.register("com.edgeml", "QLinearLookup", 1, ALL, lut::build_lookup);
     const MS: &str = "com.microsoft";
+    r.register(
+        MS,
+        "QLinearAveragePool",
+        1,
+        ALL,
+        qpool::build_qlinear_average_pool,
+    );
     r.register(
         MS,
         "MatMulIntegerToFloat",
