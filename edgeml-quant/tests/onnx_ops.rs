@@ -126,6 +126,7 @@ fn run_case(dir: &Path, threads: usize) -> Result<(), String> {
     let mut model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
     if let Some(text) = read_text(dir, "fuse.txt") {
         let report = edgeml_quant::onnx::fuse_qdq(&mut model);
+        println!("{}: {report}", dir.display());
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let (op, n) = line.rsplit_once(' ').ok_or("fuse.txt: bad line")?;
             let n: usize = n.parse().map_err(|e| format!("fuse.txt: {e}"))?;
