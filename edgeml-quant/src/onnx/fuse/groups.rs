@@ -47,7 +47,7 @@ fn qdq_params(g: &Graph, n: &Node, op: &str) -> Option<bool> {
 }
 
 /// A scalar float initializer's value (`None` if `v` is not one).
-fn scalar_f32(g: &Graph, v: &str) -> Option<f32> {
+pub(super) fn scalar_f32(g: &Graph, v: &str) -> Option<f32> {
     match g.initializer(v)? {
         Tensor::F32(a) if a.len() == 1 => a.iter().next().copied(),
         _ => None,
@@ -245,29 +245,4 @@ pub(super) fn fuse_concats(
         dead.push(qi);
     }
     (counts, dead)
-}
-
-/// The code of the constant `Pad` value `value` (0.0 when omitted) under scale `s` and
-/// zero point `z`, if the value is exactly the dequantized value of a code; as a
-/// tensor of the zero point's type.
-pub(super) fn pad_code(g: &Graph, value: Option<&str>, s: &str, z: &str) -> Option<Tensor> {
-    let c = match value {
-        Some(v) => scalar_f32(g, v)?,
-        None => 0.0,
-    };
-    let s = scalar_f32(g, s)?;
-    let (zv, lo, hi) = match g.initializer(z)? {
-        Tensor::U8(a) => (i32::from(*a.iter().next()?), 0, 255),
-        Tensor::I8(a) => (i32::from(*a.iter().next()?), -128, 127),
-        _ => return None,
-    };
-    let code = (c / s).round_ties_even() as i64 + i64::from(zv);
-    if code < lo || code > hi || (code as i32 - zv) as f32 * s != c {
-        return None;
-    }
-    let shape = ndarray::IxDyn(&[]);
-    Some(match g.initializer(z)? {
-        Tensor::U8(_) => Tensor::U8(ndarray::ArrayD::from_elem(shape, code as u8)),
-        _ => Tensor::I8(ndarray::ArrayD::from_elem(shape, code as i8)),
-    })
 }
