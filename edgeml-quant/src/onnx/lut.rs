@@ -345,7 +345,8 @@ impl Operator for Lookup {
             return Err(invalid(
                 node,
                 format!(
-                    "input of type {:?} but its zero point is of the other 8-bit type",
+                    "input of type {:?}, but the table was built for the other 8-bit type \
+                     (from the zero point or the declared input type)",
                     x.dtype()
                 ),
             ));
