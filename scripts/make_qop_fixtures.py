@@ -32,7 +32,8 @@ CASES = []
 MS = "com.microsoft"
 
 
-def case(name, op, feeds, inits=(), attrs=None, outputs=(("y", F),), opset=13, inputs=None, domain=""):
+def case(name, op, feeds, inits=(), attrs=None, outputs=(("y", F),), opset=13, inputs=None, domain="",
+         extra=None):
     names = inputs if inputs is not None else [n for n, _ in feeds] + [n for n, _ in inits]
     node = helper.make_node(op, names, [n for n, _ in outputs], domain=domain or None, **(attrs or {}))
     g = helper.make_graph(
@@ -42,7 +43,20 @@ def case(name, op, feeds, inits=(), attrs=None, outputs=(("y", F),), opset=13, i
         [numpy_helper.from_array(a, n) for n, a in inits])
     ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(MS, 1)] if domain else [])
     m = helper.make_model(g, opset_imports=ops, ir_version=8 if opset <= 17 else 10)
-    CASES.append((name, m, feeds))
+    CASES.append((name, m, feeds, extra or {}))
+
+
+def graph_case(name, nodes, feeds, inits, outputs, opset=13, extra=None, ms=False):
+    """A multi-node model (QDQ groups): run by onnxruntime with graph optimizations off,
+    so the reference is the float operator between DequantizeLinear and QuantizeLinear."""
+    g = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(n, NP2ONNX[a.dtype], list(a.shape)) for n, a in feeds],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
+        [numpy_helper.from_array(a, n) for n, a in inits])
+    ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(MS, 1)] if ms else [])
+    m = helper.make_model(g, opset_imports=ops, ir_version=8 if opset <= 17 else 10)
+    CASES.append((name, m, feeds, dict(extra or {}, unoptimized=True)))
 
 
 def u8(*s):
@@ -163,19 +177,53 @@ def conv():
          [("xz", np.array(100, np.uint8)), ("wz", np.array(128, np.uint8))], outputs=[("y", I32)], opset=10)
 
 
+def write_extra(d, extra, outs, feeds):
+    """The files beside a case that tell edgeml-quant/tests/onnx_ops.rs how to check it:
+    fuse.txt    `fuse_qdq` runs first and must fuse these (lines "<op> <count>");
+    exact0.npy  our output must equal it exactly (numpy's evaluation of the definition);
+    steps.txt   integer outputs may differ from onnxruntime's by one step on at most
+                this many elements (where onnxruntime's f32 approximations of the
+                function land on the other side of a rounding tie than the definition);
+    tol.txt     float outputs: absolute tolerance (one quantization step of the output)."""
+    if "fuse" in extra:
+        with open(os.path.join(d, "fuse.txt"), "w") as fh:
+            fh.write("".join(f"{k} {v}\n" for k, v in extra["fuse"].items()))
+    if "exact" in extra:
+        exact = extra["exact"](*[a for _, a in feeds])
+        np.save(os.path.join(d, "exact0.npy"), exact)
+        off = np.abs(exact.astype(np.int32) - outs[0].astype(np.int32))
+        assert off.max() <= 1, f"{d}: numpy reference and onnxruntime differ by {off.max()} steps"
+        with open(os.path.join(d, "steps.txt"), "w") as fh:
+            fh.write(f"{int((off != 0).sum())}\n")
+    elif "steps" in extra:
+        with open(os.path.join(d, "steps.txt"), "w") as fh:
+            fh.write(f"{extra['steps']}\n")
+    if "tol" in extra:
+        with open(os.path.join(d, "tol.txt"), "w") as fh:
+            fh.write(f"{extra['tol']!r}\n")
+
+
 def main():
     qdq()
     matmul()
     conv()
+    from make_qop_fixtures_lut import lut_cases, exact_op_cases, fused_model_case
+    lut_cases(case, graph_case)
+    exact_op_cases(case, graph_case)
+    fused_model_case(CASES)
     if os.path.isdir(ROOT) and not os.environ.get("EDGEML_QOPS_FIXTURES"):
         shutil.rmtree(ROOT)
     os.makedirs(ROOT, exist_ok=True)
-    for name, m, feeds in CASES:
+    for name, m, feeds, extra in CASES:
         d = os.path.join(ROOT, name)
         os.makedirs(d, exist_ok=True)
         data = m.SerializeToString()
-        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        so = ort.SessionOptions()
+        if extra.get("unoptimized"):
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         outs = sess.run(None, {n: a for n, a in feeds})
+        write_extra(d, extra, outs, feeds)
         with open(os.path.join(d, "model.onnx"), "wb") as fh:
             fh.write(data)
         for i, (_, a) in enumerate(feeds):

@@ -9,14 +9,25 @@
 //!   or run-time weights), and onnxruntime's `com.microsoft` `MatMulIntegerToFloat`,
 //!   `DynamicQuantizeMatMul` and `QGemm`;
 //! - `QLinearConv`, `ConvInteger` (1-D and 2-D, `group`, `strides`, `dilations`, `pads`
-//!   and `auto_pad`, constant or run-time weights).
+//!   and `auto_pad`, constant or run-time weights);
+//! - onnxruntime's `com.microsoft` `QLinearAdd`, `QLinearMul`, `QLinearSigmoid`,
+//!   `QLinearLeakyRelu`, `QLinearSoftmax`, `QLinearAveragePool`,
+//!   `QLinearGlobalAveragePool`, `QLinearConcat`, and `MaxPool` on u8/i8;
+//! - edgeml's `com.edgeml` `QLinearConv` with a fused `Relu`, and `QLinearLookup`, an
+//!   activation (`Sigmoid`, `HardSigmoid`, `HardSwish`, `Tanh`, `Gelu`, `LeakyRelu`,
+//!   `Relu`, `Clip`) through a 256-entry table; both are written by [`fuse_qdq`].
+//!
+//! The generic operators of `edgeml-onnx` that only move or select values (`Pad`,
+//! `Resize` nearest, `Split`, `Slice`, `Gather`, `Transpose`, `Reshape`, `Flatten`,
+//! `Squeeze`, `Unsqueeze`, `Concat`, `Identity`) run on u8/i8 tensors as they are.
 //!
 //! Weights that are constant at plan time are packed once when the plan is built. The
 //! kernels are the exact ones of [`crate::gemm`] and [`crate::conv`]; inside a plan with
 //! several threads they split work over the plan's own pool.
 //!
-//! [`fuse_qdq`] rewrites `DequantizeLinear → Conv/MatMul/Gemm → QuantizeLinear` groups
-//! (the QDQ format that `onnxruntime.quantization.quantize_static` writes by default)
+//! [`fuse_qdq`] rewrites `DequantizeLinear → op → QuantizeLinear` groups (the QDQ format
+//! that `onnxruntime.quantization.quantize_static` writes by default; Conv, MatMul,
+//! Gemm, Add, the activations above, the average pools, Concat, and the exact operators)
 //! into the fused operators, as onnxruntime's graph optimizer does, so a QDQ model runs
 //! on the INT8 kernels rather than in float. [`prepare`] applies it and returns a
 //! registry with these operators; `edgeml run`/`bench` do both by default.
@@ -25,14 +36,20 @@
 //! silent: `QuantizeLinear` divides by the scale and rounds half to even, saturating to
 //! the output type; NaN quantizes to the type's lowest value (as MLAS's clamp does).
 //! Scales must be finite and positive, zero points inside their type; an int32
-//! `DequantizeLinear` needs a zero point of 0.
+//! `DequantizeLinear` needs a zero point of 0. An activation table's entry `q` is
+//! `saturate(round_half_even(f(x_scale · (q − x_zp)) / y_scale) + y_zp)` with the
+//! dequantization and division in `f32` and `f` in `f64` rounded to `f32`; it is built
+//! once at plan time when the parameters are constant. onnxruntime's own `f32`
+//! approximations of `f` can differ from it by one step next to a rounding tie.
 
 mod conv;
 mod fuse;
+mod lut;
 mod matmul;
 mod params;
 mod qdq;
 mod qelementwise;
+mod qpool;
 mod summary;
 
 pub use fuse::{FuseReport, fuse_qdq};
@@ -61,7 +78,16 @@ pub fn register(r: &mut Registry) {
         ALL,
         conv::build_qlinear_conv,
     );
+    // Activations through 256-entry tables, written by `fuse_qdq` (see `lut`).
+    r.register("com.edgeml", "QLinearLookup", 1, ALL, lut::build_lookup);
     const MS: &str = "com.microsoft";
+    r.register(
+        MS,
+        "QLinearAveragePool",
+        1,
+        ALL,
+        qpool::build_qlinear_average_pool,
+    );
     r.register(
         MS,
         "MatMulIntegerToFloat",

@@ -1,8 +1,11 @@
-//! The QDQ fusion: `DequantizeLinear → Conv/MatMul/Gemm → QuantizeLinear` groups become
-//! one INT8 operator, as onnxruntime's QDQ graph transformers do.
+//! The QDQ fusion: `DequantizeLinear → op → QuantizeLinear` groups become one INT8
+//! operator, as onnxruntime's QDQ graph transformers do.
 
 use edgeml_onnx::{Attribute, Graph, Model, Node, OpsetImport, Tensor};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+mod exact;
+mod groups;
 
 /// What [`fuse_qdq`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,7 +44,20 @@ impl std::fmt::Display for FuseReport {
 ///   (a fused `Relu` gives the `com.edgeml` variant, which clamps at the output zero
 ///   point);
 /// - `DQ(a), DQ(b) → MatMul → Q` becomes `QLinearMatMul`;
-/// - `DQ(a), DQ(b)[, bias] → Gemm → Q` becomes `com.microsoft` `QGemm`.
+/// - `DQ(a), DQ(b)[, bias] → Gemm → Q` becomes `com.microsoft` `QGemm`;
+/// - `DQ(a), DQ(b) → Add → Q` becomes `com.microsoft` `QLinearAdd`;
+/// - `DQ → Sigmoid/HardSigmoid/HardSwish/Tanh/Gelu/LeakyRelu/Relu/Clip → Q` (standard
+///   or `com.microsoft` `Gelu`; `Clip` with constant bounds) becomes `com.edgeml`
+///   `QLinearLookup`, a 256-entry table built at plan time (see the module docs of
+///   [`crate::onnx`]); onnxruntime does the same for Sigmoid and LeakyRelu;
+/// - `DQ → AveragePool → Q` becomes `com.microsoft` `QLinearAveragePool`, `DQ →
+///   GlobalAveragePool → Q` `QLinearGlobalAveragePool` (one 8-bit type on both sides);
+/// - `DQ, DQ, … → Concat → Q` becomes `com.microsoft` `QLinearConcat`, or runs on the
+///   codes when all operands are quantized like the output;
+/// - `DQ → op → Q` with equal parameters on both sides, for the operators that only move
+///   or select values (`MaxPool`, `Reshape`, `Flatten`, `Squeeze`, `Unsqueeze`,
+///   `Transpose`, `Identity`, `Slice`, `Gather`, `Split`, `Resize` in `nearest` mode,
+///   `Pad` whose constant is a code), loses its `DQ`/`Q` and runs on the codes.
 ///
 /// A group is fused only when it is exact to do so: the float result feeds nothing but
 /// the `QuantizeLinear` (and is not a graph output), the activation and output
@@ -141,9 +157,15 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
         report.fused.insert("QLinearAdd".into(), adds);
     }
     dead.extend(add_dead);
-    let (dropped, q_dead) = drop_qdq_around_exact_ops(g, &producer, &only_consumer);
+    let (counts, q_dead) = groups::fuse_single_input(g, &producer, &only_consumer, &dead);
+    report.fused.extend(counts);
+    dead.extend(q_dead);
+    let (counts, q_dead) = groups::fuse_concats(g, &producer, &only_consumer);
+    report.fused.extend(counts);
+    dead.extend(q_dead);
+    let (dropped, q_dead) = exact::drop_qdq_around_exact_ops(g, &producer, &only_consumer);
     if dropped > 0 {
-        report.fused.insert("8-bit exact ops".into(), dropped);
+        *report.fused.entry("8-bit exact ops".into()).or_default() += dropped;
     }
     dead.extend(q_dead);
     report.removed = dead.len();
@@ -155,8 +177,12 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
     report.removed += remove_dead_dq(g);
     for (domain, op) in [
         ("com.edgeml", "QLinearConv"),
+        ("com.edgeml", "QLinearLookup"),
         ("com.microsoft", "QGemm"),
         ("com.microsoft", "QLinearAdd"),
+        ("com.microsoft", "QLinearAveragePool"),
+        ("com.microsoft", "QLinearGlobalAveragePool"),
+        ("com.microsoft", "QLinearConcat"),
     ] {
         let used = report.fused.contains_key(op) && g.nodes.iter().any(|n| n.domain == domain);
         if used && !model.opset_imports.iter().any(|o| o.domain == domain) {
@@ -167,67 +193,6 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
         }
     }
     report
-}
-
-/// Operators that give the same codes on quantized values as on their dequantized
-/// values when input and output share scale and zero point (onnxruntime's "drop QDQ"
-/// rules): they only move, select or take maxima of values.
-const EXACT_OPS: [&str; 9] = [
-    "MaxPool",
-    "Reshape",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Transpose",
-    "Identity",
-    "Slice",
-    "Gather",
-];
-
-/// Rewrites `DQ(x, s, z) → op → Q(s, z)` for the [`EXACT_OPS`] so the op runs on the
-/// codes. Returns the number of ops rewritten and the `QuantizeLinear` nodes to delete.
-fn drop_qdq_around_exact_ops(
-    g: &mut Graph,
-    producer: &HashMap<String, usize>,
-    only_consumer: &dyn Fn(&str) -> Option<usize>,
-) -> (usize, Vec<usize>) {
-    let mut edits = Vec::new();
-    for (i, n) in g.nodes.iter().enumerate() {
-        if !n.domain.is_empty() || !EXACT_OPS.contains(&n.op_type.as_str()) || n.outputs.len() != 1
-        {
-            continue;
-        }
-        let Some(dq) = n
-            .inputs
-            .first()
-            .and_then(|v| producer.get(v))
-            .map(|&p| &g.nodes[p])
-        else {
-            continue;
-        };
-        let Some(qi) = only_consumer(&n.outputs[0]) else {
-            continue;
-        };
-        let q = &g.nodes[qi];
-        let is = |m: &Node, op: &str| m.op_type == op && m.domain.is_empty() && m.inputs.len() >= 3;
-        if !is(dq, "DequantizeLinear") || !is(q, "QuantizeLinear") || q.outputs.len() != 1 {
-            continue;
-        }
-        let same = |a: &str, b: &str| match (g.initializer(a), g.initializer(b)) {
-            (Some(x), Some(y)) => x == y && x.len() == 1,
-            _ => false,
-        };
-        if same(&dq.inputs[1], &q.inputs[1]) && same(&dq.inputs[2], &q.inputs[2]) {
-            edits.push((i, dq.inputs[0].clone(), q.outputs[0].clone(), qi));
-        }
-    }
-    let mut dead = Vec::new();
-    for (i, x, y, qi) in &edits {
-        g.nodes[*i].inputs[0] = x.clone();
-        g.nodes[*i].outputs[0] = y.clone();
-        dead.push(*qi);
-    }
-    (edits.len(), dead)
 }
 
 /// Rewrites `DQ(a), DQ(b) → Add → Q` with per-tensor parameters into `com.microsoft`

@@ -1,6 +1,6 @@
 //! onnxruntime's quantized element-wise operators (`com.microsoft` domain), as its
-//! QOperator quantizer writes them: `QLinearAdd`, `QLinearMul`, `QLinearSigmoid`,
-//! `QLinearLeakyRelu`, `QLinearSoftmax`, `QLinearGlobalAveragePool`, `QLinearConcat`;
+//! QOperator quantizer writes them: `QLinearAdd`, `QLinearMul`, `QLinearSigmoid` and
+//! `QLinearLeakyRelu` (tables of [`super::lut`]), `QLinearSoftmax`, `QLinearGlobalAveragePool`, `QLinearConcat`;
 //! and `MaxPool` on u8/i8 tensors (exact: the maximum of codes is the code of the
 //! maximum).
 //!
@@ -9,6 +9,7 @@
 //! lookup-table kernels can differ from it by one step.
 
 use super::input;
+use super::lut::{self, Act};
 use super::params::{scalar_scale, scalar_zp, scales, zero_points};
 use crate::QElem;
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
@@ -27,11 +28,11 @@ pub(super) fn register(r: &mut Registry) {
         binary(c, Bin::Mul)
     });
     r.register(MS, "QLinearSigmoid", 1, ALL, |c: &BuildContext<'_>| {
-        unary(c, Un::Sigmoid)
+        lut::build(c, Act::Sigmoid)
     });
     r.register(MS, "QLinearLeakyRelu", 1, ALL, |c: &BuildContext<'_>| {
         let alpha = Attrs::new(c.node).float("alpha", 0.01)?;
-        unary(c, Un::LeakyRelu(alpha))
+        lut::build(c, Act::LeakyRelu(alpha))
     });
     r.register(MS, "QLinearSoftmax", 1, ALL, build_softmax);
     r.register(MS, "QLinearGlobalAveragePool", 1, ALL, build_gap);
@@ -76,8 +77,9 @@ fn params<T: QElem>(
     Ok((sc, scalar_zp::<T>(node, zp.as_ref(), "operand")?.to_i32()))
 }
 
+/// `saturate(round_half_even(f / s) + z)` as `T`.
 #[inline]
-fn requant<T: QElem>(f: f32, s: f32, z: i32) -> T {
+pub(super) fn requant<T: QElem>(f: f32, s: f32, z: i32) -> T {
     let (lo, hi) = T::RANGE;
     let v = (f / s).max((lo - z) as f32).min((hi - z) as f32);
     T::from_i32_clamped(super::qdq::round_even_small(v) + z)
@@ -174,61 +176,6 @@ impl Operator for Binary {
             }
         };
         Ok(vec![y])
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Un {
-    Sigmoid,
-    LeakyRelu(f32),
-}
-
-/// A unary operator run through a 256-entry table of its exact f32 results.
-#[derive(Debug)]
-struct Unary {
-    node: Node,
-    op: Un,
-}
-
-fn unary(ctx: &BuildContext<'_>, op: Un) -> Result<Box<dyn Operator>> {
-    Ok(Box::new(Unary {
-        node: ctx.node.clone(),
-        op,
-    }))
-}
-
-impl Unary {
-    fn go<T: QElem>(&self, inputs: &[Option<&Tensor>], x: &ArrayD<T>) -> Result<ArrayD<T>> {
-        let node = &self.node;
-        let (sx, zx) = params::<T>(node, inputs, 1, 2)?;
-        let (sy, zy) = params::<T>(node, inputs, 3, 4)?;
-        let (lo, _) = T::RANGE;
-        let table: Vec<T> = (0..256)
-            .map(|i| {
-                let f = sx * (lo + i - zx) as f32;
-                let g = match self.op {
-                    Un::Sigmoid => 1.0 / (1.0 + (-f).exp()),
-                    Un::LeakyRelu(a) => {
-                        if f >= 0.0 {
-                            f
-                        } else {
-                            a * f
-                        }
-                    }
-                };
-                requant::<T>(g, sy, zy)
-            })
-            .collect();
-        Ok(x.mapv(|v| table[(v.to_i32() - lo) as usize]))
-    }
-}
-
-impl Operator for Unary {
-    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let node = &self.node;
-        Ok(vec![
-            on_codes!(node, input(node, inputs, 0)?, |x| self.go(inputs, x)?)
-        ])
     }
 }
 
