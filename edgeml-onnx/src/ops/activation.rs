@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 type F = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
 /// A vectorized `f32` map from a source slice into a destination of the same length.
-type MapF32 = fn(&[f32], &mut [f32]);
+type MapF32 = Arc<dyn Fn(&[f32], &mut [f32]) + Send + Sync>;
 
 /// `erf` with absolute error below 2e-7 (series near 0, rational `erfc` elsewhere).
 pub fn erf(x: f64) -> f64 {
@@ -55,9 +55,9 @@ pub(crate) fn relu_in_place(v: &mut [f32]) {
     }
 }
 
-/// A float unary operator: the function is applied in `f64` and rounded, except that
-/// `Exp`, `Sigmoid`, `Tanh` and `HardSwish` on `f32` run the vectorized `f32` kernels of
-/// [`crate::kernels::vmath`] (within 2–4 ulp of the `f64` result).
+/// A float unary operator: the function is applied in `f64` and rounded, except that on
+/// `f32` tensors most run the vectorized `f32` kernels of [`crate::kernels::vmath`]
+/// (see [`fast_f32`]; within the few ulp of the `f64` result stated there, or exact).
 struct FloatMap {
     node: Node,
     f: F,
@@ -78,7 +78,7 @@ impl Operator for FloatMap {
         let t = input(&self.node, inputs, 0)?;
         let f = &self.f;
         let out = match t {
-            Tensor::F32(a) => match (self.fast, a.as_standard_layout().as_slice()) {
+            Tensor::F32(a) => match (&self.fast, a.as_standard_layout().as_slice()) {
                 (Some(k), Some(src)) => {
                     let mut dst = vec![0.0f32; src.len()];
                     k(src, &mut dst);
@@ -382,6 +382,65 @@ impl Operator for Softmax {
     }
 }
 
+/// The vectorized `f32` kernel of a float unary operator, if it has one:
+/// - exact (bit-identical to rounding the `f64` function, as one correctly rounded `f32`
+///   operation is): `Sqrt`, `Reciprocal`, `Floor`, `Ceil`, `Round`, `LeakyRelu`,
+///   `ThresholdedRelu`;
+/// - within a few ulp ([`crate::kernels::vmath`] states each bound): `Exp`, `Log`,
+///   `Sigmoid`, `Tanh`, `Erf`, `Softplus`, `Mish`, `Elu`, `Selu`, `Celu`, `HardSigmoid`,
+///   `HardSwish`, `Gelu` (both forms).
+fn fast_f32(node: &Node) -> Result<Option<MapF32>> {
+    use crate::kernels::vmath;
+    let a = Attrs::new(node);
+    let f: MapF32 = match node.op_type.as_str() {
+        "Exp" => Arc::new(vmath::exp_into),
+        "Sigmoid" => Arc::new(vmath::sigmoid_into),
+        "Tanh" => Arc::new(vmath::tanh_into),
+        "HardSwish" => Arc::new(vmath::hardswish_into),
+        "Log" => Arc::new(vmath::ln_into),
+        "Erf" => Arc::new(vmath::erf_into),
+        "Softplus" => Arc::new(vmath::softplus_into),
+        "Mish" => Arc::new(vmath::mish_into),
+        "Sqrt" => Arc::new(vmath::sqrt_into),
+        "Reciprocal" => Arc::new(vmath::reciprocal_into),
+        "Floor" => Arc::new(vmath::floor_into),
+        "Ceil" => Arc::new(vmath::ceil_into),
+        "Round" => Arc::new(vmath::round_into),
+        "Gelu" => match a.string("approximate", "none")?.as_str() {
+            "tanh" => Arc::new(vmath::gelu_tanh_into),
+            _ => Arc::new(vmath::gelu_into),
+        },
+        "LeakyRelu" => {
+            let al = a.float("alpha", 0.01)?;
+            Arc::new(move |s, d| vmath::leaky_relu_into(s, d, al))
+        }
+        "ThresholdedRelu" => {
+            let al = a.float("alpha", 1.0)?;
+            Arc::new(move |s, d| vmath::thresholded_relu_into(s, d, al))
+        }
+        "Elu" => {
+            let al = a.float("alpha", 1.0)?;
+            Arc::new(move |s, d| vmath::elu_into(s, d, al))
+        }
+        "Selu" => {
+            let al = a.float("alpha", 1.673_263_2)?;
+            let g = a.float("gamma", 1.050_701)?;
+            Arc::new(move |s, d| vmath::selu_into(s, d, al, g))
+        }
+        "Celu" => {
+            let al = a.float("alpha", 1.0)?;
+            Arc::new(move |s, d| vmath::celu_into(s, d, al))
+        }
+        "HardSigmoid" => {
+            let al = a.float("alpha", 0.2)?;
+            let be = a.float("beta", 0.5)?;
+            Arc::new(move |s, d| vmath::hard_sigmoid_into(s, d, al, be))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(f))
+}
+
 /// Registers the float unary operators and activations.
 pub fn register(r: &mut Registry) {
     for &(name, since) in FLOAT_OPS {
@@ -389,18 +448,10 @@ pub fn register(r: &mut Registry) {
             let f = float_fn(c.node, c.opset)?.ok_or_else(|| {
                 crate::ops::attr::unsupported(c.node, "no float function for this operator")
             })?;
-            use crate::kernels::vmath;
-            let fast: Option<MapF32> = match c.node.op_type.as_str() {
-                "Exp" => Some(vmath::exp_into),
-                "Sigmoid" => Some(vmath::sigmoid_into),
-                "Tanh" => Some(vmath::tanh_into),
-                "HardSwish" => Some(vmath::hardswish_into),
-                _ => None,
-            };
             Ok(Box::new(FloatMap {
                 node: slim(c.node),
                 f,
-                fast,
+                fast: fast_f32(c.node)?,
             }) as Box<dyn Operator>)
         });
     }

@@ -204,6 +204,127 @@ macro_rules! with_num {
     }};
 }
 
+/// How the output of a broadcast binary operation on two contiguous operands splits
+/// into runs of `len` elements in which one operand (or both) is read contiguously and
+/// the other is contiguous too or one repeated value: a squeeze-excitation scale
+/// `[N, C, H, W] · [N, C, 1, 1]` is `N·C` runs of `H·W` with one `b` value each; a bias
+/// `[N, T, C] + [C]` is `N·T` runs of `C` over the same `b`. The runs are walked in
+/// output order, so the result is the same as the element-by-element broadcast.
+#[derive(Debug)]
+struct Runs {
+    kind: RunKind,
+    len: usize,
+    /// Output dimensions outside the run, with each operand's element stride in them
+    /// (0 where it is broadcast).
+    outer: Vec<(usize, usize, usize)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RunKind {
+    /// Both operands contiguous over the run.
+    Both,
+    /// `a` contiguous, `b` one value per run.
+    A,
+    /// `b` contiguous, `a` one value per run.
+    B,
+}
+
+impl Runs {
+    /// Shortest run worth the per-run overhead; shorter ones use ndarray's `Zip`.
+    const MIN_LEN: usize = 8;
+
+    /// The runs of `out` (the broadcast of `a` and `b`), or `None` when they would be
+    /// shorter than [`Self::MIN_LEN`].
+    fn plan(a: &[usize], b: &[usize], out: &[usize]) -> Option<Runs> {
+        let r = out.len();
+        let pad = |s: &[usize]| -> Vec<usize> {
+            let mut v = vec![1; r - s.len()];
+            v.extend_from_slice(s);
+            v
+        };
+        let (a, b) = (pad(a), pad(b));
+        let mut kind = None;
+        let mut k = r;
+        while k > 0 {
+            let d = k - 1;
+            if out[d] != 1 {
+                let here = match (a[d] == out[d], b[d] == out[d]) {
+                    (true, true) => RunKind::Both,
+                    (true, false) => RunKind::A,
+                    (false, true) => RunKind::B,
+                    (false, false) => return None,
+                };
+                match kind {
+                    None => kind = Some(here),
+                    Some(kd) if kd != here => break,
+                    Some(_) => {}
+                }
+            }
+            k -= 1;
+        }
+        let len: usize = out[k..].iter().product();
+        if len < Self::MIN_LEN {
+            return None;
+        }
+        let strides = |s: &[usize]| -> Vec<usize> {
+            let mut st = vec![0; r];
+            let mut acc = 1;
+            for d in (0..r).rev() {
+                st[d] = if s[d] == 1 { 0 } else { acc };
+                acc *= s[d];
+            }
+            st
+        };
+        let (sa, sb) = (strides(&a), strides(&b));
+        let outer = (0..k).map(|d| (out[d], sa[d], sb[d])).collect();
+        Some(Runs {
+            kind: kind.unwrap_or(RunKind::Both),
+            len,
+            outer,
+        })
+    }
+
+    /// `f` over every run, in output order.
+    fn apply<A: Copy, B: Copy, C>(&self, x: &[A], y: &[B], f: impl Fn(A, B) -> C) -> Vec<C> {
+        let count: usize = self.outer.iter().map(|o| o.0).product();
+        let mut v = Vec::with_capacity(count * self.len);
+        let mut idx = vec![0usize; self.outer.len()];
+        let (mut ao, mut bo) = (0usize, 0usize);
+        for _ in 0..count {
+            let n = self.len;
+            match self.kind {
+                RunKind::Both => v.extend(
+                    x[ao..ao + n]
+                        .iter()
+                        .zip(&y[bo..bo + n])
+                        .map(|(&p, &q)| f(p, q)),
+                ),
+                RunKind::A => {
+                    let q = y[bo];
+                    v.extend(x[ao..ao + n].iter().map(|&p| f(p, q)));
+                }
+                RunKind::B => {
+                    let p = x[ao];
+                    v.extend(y[bo..bo + n].iter().map(|&q| f(p, q)));
+                }
+            }
+            // Next outer index (odometer), keeping both operands' offsets in step.
+            for (d, &(size, sa, sb)) in self.outer.iter().enumerate().rev() {
+                idx[d] += 1;
+                ao += sa;
+                bo += sb;
+                if idx[d] < size {
+                    break;
+                }
+                idx[d] = 0;
+                ao -= sa * size;
+                bo -= sb * size;
+            }
+        }
+        v
+    }
+}
+
 /// Applies `f` element-wise over the numpy broadcast of `a` and `b`.
 ///
 /// # Errors
@@ -231,6 +352,13 @@ pub fn zip_bcast<A: Copy, B: Copy, C>(
             .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
     }
     let shape = super::util::broadcast_shapes(node, a.shape(), b.shape())?;
+    if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice())
+        && let Some(runs) = Runs::plan(a.shape(), b.shape(), &shape)
+    {
+        let v = runs.apply(x, y, f);
+        return ArrayD::from_shape_vec(IxDyn(&shape), v)
+            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
+    }
     let sh = IxDyn(&shape);
     let bad = || {
         Error::ShapeMismatch(format!(
@@ -243,4 +371,55 @@ pub fn zip_bcast<A: Copy, B: Copy, C>(
     let av = a.broadcast(sh.clone()).ok_or_else(bad)?;
     let bv = b.broadcast(sh).ok_or_else(bad)?;
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zip_bcast;
+    use crate::Node;
+    use ndarray::{ArrayD, IxDyn, Zip};
+    use proptest::prelude::*;
+
+    /// Two broadcast-compatible shapes of rank ≤ 4 (each dimension of each operand
+    /// either the common size or 1, and one operand possibly of lower rank).
+    fn shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        (1usize..=4, 0usize..=4)
+            .prop_flat_map(|(r, drop)| {
+                (
+                    proptest::collection::vec(1usize..=12, r),
+                    proptest::collection::vec(0u8..3, r),
+                    Just(drop.min(r)),
+                )
+            })
+            .prop_map(|(dims, pick, drop)| {
+                let a: Vec<usize> = dims
+                    .iter()
+                    .zip(&pick)
+                    .map(|(&d, &p)| if p == 1 { 1 } else { d })
+                    .collect();
+                let b: Vec<usize> = dims
+                    .iter()
+                    .zip(&pick)
+                    .map(|(&d, &p)| if p == 2 { 1 } else { d })
+                    .collect();
+                (a, b[drop..].to_vec())
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn runs_match_elementwise_broadcast((sa, sb) in shapes(), swap in any::<bool>()) {
+            let (sa, sb) = if swap { (sb, sa) } else { (sa, sb) };
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let a = ArrayD::from_shape_vec(IxDyn(&sa), (0..na).map(|i| i as f32).collect()).unwrap();
+            let b = ArrayD::from_shape_vec(IxDyn(&sb), (0..nb).map(|i| 1000.0 * i as f32).collect()).unwrap();
+            let got = zip_bcast(&Node::default(), &a, &b, |x, y| x - y).unwrap();
+            let shape = crate::ops::util::broadcast_shapes(&Node::default(), &sa, &sb).unwrap();
+            let want = Zip::from(&a.broadcast(IxDyn(&shape)).unwrap())
+                .and(&b.broadcast(IxDyn(&shape)).unwrap())
+                .map_collect(|&x, &y| x - y);
+            prop_assert_eq!(got, want);
+        }
+    }
 }
