@@ -404,6 +404,61 @@ fn concats_of_other_values_or_axes_are_left_alone() {
 /// convolution's epilogue, bit-identical to the two operators; a Sigmoid that is also
 /// a graph output, a Mul by another value, or a Mul of the sigmoid by itself stays.
 #[test]
+fn conv_hard_sigmoid_gate_fuses_as_hardswish_bit_for_bit() {
+    // PyTorch's export of hardswish before opset 14: Mul(x, HardSigmoid(x, 1/6, 1/2)).
+    let gate = |alpha: f32| {
+        let mut n = node("HardSigmoid", &["c"], &["hs"]);
+        n.attributes.push(("alpha".into(), Attribute::Float(alpha)));
+        n
+    };
+    for order in [["c", "hs"], ["hs", "c"]] {
+        let m = model(
+            vec![
+                conv(&["x", "w", "b"], "c"),
+                gate(1.0 / 6.0),
+                node("Mul", &order, &["y"]),
+            ],
+            vec![vi("x", &X)],
+            &["y"],
+        );
+        let mut xv = x();
+        if let Tensor::F32(a) = &mut xv {
+            a[[0, 1, 2, 2]] = f32::NAN;
+        }
+        let feeds = [("x", xv)];
+        assert_eq!(check(&m, &feeds), vec![3, 3, 1], "{order:?}");
+        let want = plan(&m, GraphOptLevel::Disabled).run(&feeds).expect("test");
+        let got = plan(&m, GraphOptLevel::Extended).run(&feeds).expect("test");
+        let (w, g) = (
+            want[0].1.as_f32().expect("test"),
+            got[0].1.as_f32().expect("test"),
+        );
+        assert!(
+            g.iter().any(|v| v.is_nan()),
+            "NaN must pass through HardSwish"
+        );
+        for (a, b) in g.iter().zip(w.iter()) {
+            assert!(
+                a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                "{a} vs {b}"
+            );
+        }
+    }
+    // Any other slope is not HardSwish: the convolution's output has two readers, so
+    // nothing fuses.
+    let m = model(
+        vec![
+            conv(&["x", "w", "b"], "c"),
+            gate(0.2),
+            node("Mul", &["c", "hs"], &["y"]),
+        ],
+        vec![vi("x", &X)],
+        &["y"],
+    );
+    assert_eq!(check(&m, &[("x", x())]), vec![3, 3, 3]);
+}
+
+#[test]
 fn conv_silu_fuses_bit_for_bit() {
     for order in [["c", "sg"], ["sg", "c"]] {
         let m = model(

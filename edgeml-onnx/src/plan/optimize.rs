@@ -125,9 +125,13 @@ impl Fuser {
         self.pending.iter().position(|p| p.out == v)
     }
 
-    /// The SiLU of `x`, if `x`'s only readers are a `Sigmoid` and a `Mul` of `x` by
-    /// that sigmoid (which nothing else reads): the two node indices.
-    fn silu_of(&self, x: &str) -> Option<(usize, usize)> {
+    /// A gated activation of `x`, if `x`'s only readers are a gate and a `Mul` of `x` by
+    /// that gate (which nothing else reads): the gate's and the Mul's node indices and
+    /// the activation they make. `Sigmoid` makes SiLU; `HardSigmoid` with `alpha = 1/6`
+    /// and `beta = 1/2` (PyTorch's export of `hardswish` before opset 14) makes
+    /// HardSwish. Both are bit-identical to the two operators: the fused kernels do the
+    /// same operations in the same order.
+    fn gate_of(&self, x: &str) -> Option<(usize, usize, Act)> {
         if self.uses.get(x) != Some(&2) || self.outputs.contains(x) {
             return None;
         }
@@ -135,16 +139,26 @@ impl Fuser {
         let [a, b] = r.as_slice() else {
             return None;
         };
-        let (si, mi) = if self.nodes[*a].op_type == "Sigmoid" {
+        let gate = |n: &Node| match n.op_type.as_str() {
+            "Sigmoid" => Some(Act::Silu),
+            "HardSigmoid"
+                if float_attr(n, "alpha", 0.2) == 1.0 / 6.0
+                    && float_attr(n, "beta", 0.5) == 0.5 =>
+            {
+                Some(Act::HardSwish)
+            }
+            _ => None,
+        };
+        let (si, mi) = if gate(&self.nodes[*a]).is_some() {
             (*a, *b)
         } else {
             (*b, *a)
         };
         let (sig, mul) = (&self.nodes[si], &self.nodes[mi]);
+        let act = gate(sig)?;
         let ok = si != mi
             && is_default_domain(sig)
             && is_default_domain(mul)
-            && sig.op_type == "Sigmoid"
             && mul.op_type == "Mul"
             && sig.inputs.len() == 1
             && sig.inputs[0] == x
@@ -155,7 +169,7 @@ impl Fuser {
             && mul.inputs.len() == 2
             && ((mul.inputs[0] == x && mul.inputs[1] == sig.outputs[0])
                 || (mul.inputs[1] == x && mul.inputs[0] == sig.outputs[0]));
-        ok.then_some((si, mi))
+        ok.then_some((si, mi, act))
     }
 
     /// Whether the only consumer of `p.out` could extend chain `p` (a cheap structural
@@ -163,7 +177,7 @@ impl Fuser {
     fn may_extend(&self, p: &Pending) -> bool {
         if self.level == GraphOptLevel::Extended
             && p.act.is_none()
-            && self.silu_of(&p.out).is_some()
+            && self.gate_of(&p.out).is_some()
         {
             return true;
         }
@@ -297,15 +311,16 @@ impl Fuser {
         }
         let out = node.outputs[0].clone();
         let op = node.op_type.as_str();
-        if op == "Sigmoid"
+        if matches!(op, "Sigmoid" | "HardSigmoid")
             && read_pending.len() == 1
             && let Some(k) = self.pending_of(&read_pending[0])
             && self.pending[k].act.is_none()
-            && let Some((si, mi)) = self.silu_of(&read_pending[0])
+            && let Some((si, mi, act)) = self.gate_of(&read_pending[0])
             && self.nodes[si].outputs == node.outputs
         {
-            // `Mul(x, Sigmoid(x))`: the chain ends in SiLU and produces the Mul's value.
-            self.pending[k].act = Some(Act::Silu);
+            // `Mul(x, gate(x))`: the chain ends in SiLU or HardSwish and produces the
+            // Mul's value.
+            self.pending[k].act = Some(act);
             self.pending[k].out = self.nodes[mi].outputs[0].clone();
             self.absorbed.insert(mi);
             if !self.may_extend(&self.pending[k]) {
