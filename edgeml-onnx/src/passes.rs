@@ -9,6 +9,7 @@
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
 //! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
 //! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (group 1), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
+//! | [`FuseHardSwish`] | `x · clip(x + 3, 0, 6) / 6` in element-wise operators → `HardSwish` (opset ≥ 14; extended level only: may differ in the last bits) |
 //! | [`FuseConvActivation`] | `Conv` + activation → onnxruntime's `com.microsoft` `FusedConv` (extended level only) |
 //! | [`EliminateDeadCode`] | [`Graph::remove_dead`](crate::Graph::remove_dead) |
 //! | [`InferShapes`] | element types and shapes of intermediate values are written into `value_info` |
@@ -22,6 +23,7 @@ mod bias;
 mod bn;
 mod fold;
 mod fuse;
+mod hardswish;
 mod infer;
 mod simplify;
 mod transpose;
@@ -31,6 +33,7 @@ pub use bn::FoldBatchNorm;
 pub(crate) use bn::{bn_coefficients, scale_axis};
 pub use fold::FoldConstants;
 pub use fuse::FuseConvActivation;
+pub use hardswish::FuseHardSwish;
 pub use infer::{InferShapes, infer_shapes, infer_value_types};
 pub use simplify::{ConstantToInitializer, EliminateDeadCode, EliminateIdentity};
 pub use transpose::MergeTransposes;
@@ -158,7 +161,7 @@ impl Pipeline {
             .with(FoldBatchNorm);
         let p = match level {
             OptimizeLevel::Basic => p,
-            OptimizeLevel::Extended => p.with(FuseConvActivation),
+            OptimizeLevel::Extended => p.with(FuseHardSwish).with(FuseConvActivation),
         };
         p.with(EliminateDeadCode)
     }

@@ -501,3 +501,74 @@ fn transposes_merge_and_cancel() {
     );
     assert_eq!(unoptimized(&opt, &[("x", x)]), want);
 }
+
+/// `x · clip(x + 3, 0, 6) / 6` in its two spellings (and operand orders) at `opset`.
+fn hardswish_chains(opset: i64, leak: bool) -> Model {
+    let s = |v: f32| Tensor::F32(ArrayD::from_elem(IxDyn(&[]), v));
+    let mut b = ModelBuilder::new(opset)
+        .input(vi("x", &[2, 3, 4, 5]))
+        .initializer("three", s(3.0))
+        .initializer("zero", s(0.0))
+        .initializer("six", s(6.0))
+        .initializer("sixth", s(1.0 / 6.0))
+        // Form 1: Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6).
+        .node(Node::new("Add", &["x", "three"], &["a1"]))
+        .node(Node::new("Clip", &["a1", "zero", "six"], &["c1"]))
+        .node(Node::new("Mul", &["c1", "x"], &["m1"]))
+        .node(Node::new("Div", &["m1", "six"], &["y1"]))
+        // Form 2: Mul(x, Mul(Clip(Add(3, x), 0, 6), 1/6)), on y1.
+        .node(Node::new("Add", &["three", "y1"], &["a2"]))
+        .node(Node::new("Clip", &["a2", "zero", "six"], &["c2"]))
+        .node(Node::new("Mul", &["c2", "sixth"], &["d2"]))
+        .node(Node::new("Mul", &["y1", "d2"], &["y"]))
+        .output(vi("y", &[2, 3, 4, 5]));
+    if leak {
+        b = b.output(vi("c2", &[2, 3, 4, 5]));
+    }
+    b.build().expect("model")
+}
+
+#[test]
+fn hardswish_chains_become_one_operator_within_a_few_ulp() {
+    use edgeml_onnx::passes::FuseHardSwish;
+    let m = hardswish_chains(14, false);
+    let x = f32s(&[2, 3, 4, 5], 7, -8.0, 8.0);
+    let want = unoptimized(&m, &[("x", x.clone())]);
+    let mut opt = m.clone();
+    assert_eq!(FuseHardSwish.run(&mut opt).expect("pass"), 2);
+    opt.graph.remove_dead();
+    assert_eq!(ops(&opt), BTreeMap::from([("HardSwish".to_owned(), 2)]));
+    let got = unoptimized(&opt, &[("x", x.clone())]);
+    // A different order of roundings: within 4 ulp of the result plus 2⁻²⁴·|x| per
+    // application (where x/6 + 1/2 nearly cancels, around x = −3).
+    let (g, w) = (
+        got[0].1.as_f32().expect("f32"),
+        want[0].1.as_f32().expect("f32"),
+    );
+    let xs = x.as_f32().expect("f32");
+    for ((a, b), xv) in g.iter().zip(w.iter()).zip(xs.iter()) {
+        let tol = 8.0 * f32::EPSILON * (b.abs() + xv.abs());
+        assert!((a - b).abs() <= tol, "{a} vs {b} at x = {xv}");
+    }
+    // Extended pipelines include it; basic ones do not.
+    let mut ext = m.clone();
+    Pipeline::for_level(OptimizeLevel::Extended)
+        .run(&mut ext)
+        .expect("optimize");
+    assert_eq!(ops(&ext), BTreeMap::from([("HardSwish".to_owned(), 2)]));
+    let mut basic = m.clone();
+    Pipeline::for_level(OptimizeLevel::Basic)
+        .run(&mut basic)
+        .expect("optimize");
+    assert_eq!(ops(&basic).get("Clip"), Some(&2));
+    // Opset 13 has no HardSwish; an intermediate read outside the pattern stays.
+    let mut old = hardswish_chains(13, false);
+    assert_eq!(FuseHardSwish.run(&mut old).expect("pass"), 0);
+    let mut leak = hardswish_chains(14, true);
+    assert_eq!(
+        FuseHardSwish.run(&mut leak).expect("pass"),
+        1,
+        "only form 1 fuses"
+    );
+    assert_eq!(ops(&leak).get("Clip"), Some(&1));
+}
