@@ -23,4 +23,4 @@ pub use gemm::{
 };
 pub use kernels::Isa;
 pub use kernels::pack::QElem;
-pub use observe::{MinMax, Percentile};
+pub use observe::{Entropy, MinMax, MovingAverageMinMax, Mse, Percentile};
