@@ -17,6 +17,14 @@ enum MethodArg {
     Minmax,
     /// 99.999th percentile of |x| from a 2048-bin histogram (onnxruntime's percentile).
     Percentile,
+    /// KL-divergence threshold search, 2048 bins, 128 quantized bins (onnxruntime's
+    /// entropy calibration).
+    Entropy,
+    /// L2-optimal range from a 2048-bin histogram (PyTorch's HistogramObserver).
+    Mse,
+    /// Moving average of each batch's min and max, constant 0.01 (PyTorch's
+    /// MovingAverageMinMaxObserver).
+    MovingAverage,
 }
 
 /// Quantization modes.
@@ -149,6 +157,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         method: match args.method {
             MethodArg::Minmax => Method::MinMax,
             MethodArg::Percentile => Method::PERCENTILE,
+            MethodArg::Entropy => Method::ENTROPY,
+            MethodArg::Mse => Method::MSE,
+            MethodArg::MovingAverage => Method::MOVING_AVERAGE,
         },
         exclude: args.exclude.clone(),
         ..Config::default()

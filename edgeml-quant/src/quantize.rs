@@ -54,6 +54,26 @@ pub enum Method {
         /// Histogram bins (onnxruntime: 2048).
         bins: usize,
     },
+    /// The exponential moving average of each batch's min and max
+    /// ([`crate::MovingAverageMinMax`], PyTorch's `MovingAverageMinMaxObserver`).
+    MovingAverage {
+        /// Averaging constant in `(0, 1]` (PyTorch: 0.01).
+        averaging_constant: f64,
+    },
+    /// The KL-divergence threshold search ([`crate::Entropy`], onnxruntime's
+    /// `CalibrationMethod.Entropy`).
+    Entropy {
+        /// Histogram bins, even (edgeml: 2048; see [`crate::Entropy`] for
+        /// onnxruntime's 128).
+        bins: usize,
+        /// Quantized bins (onnxruntime: 128).
+        quantized_bins: usize,
+    },
+    /// The L2-optimal range ([`crate::Mse`], PyTorch's `HistogramObserver`).
+    Mse {
+        /// Histogram bins, even (PyTorch: 2048).
+        bins: usize,
+    },
 }
 
 impl Method {
@@ -62,6 +82,17 @@ impl Method {
         percentile: 99.999,
         bins: 2048,
     };
+    /// [`Method::MovingAverage`] with PyTorch's averaging constant 0.01.
+    pub const MOVING_AVERAGE: Method = Method::MovingAverage {
+        averaging_constant: 0.01,
+    };
+    /// [`Method::Entropy`] with 2048 bins and 128 quantized bins.
+    pub const ENTROPY: Method = Method::Entropy {
+        bins: 2048,
+        quantized_bins: 128,
+    };
+    /// [`Method::Mse`] with PyTorch's 2048 bins.
+    pub const MSE: Method = Method::Mse { bins: 2048 };
 }
 
 /// Options of [`quantize_static`]. The defaults are those of onnxruntime's

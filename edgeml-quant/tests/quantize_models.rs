@@ -101,6 +101,9 @@ fn digits_cnn_quantizes_within_one_point_and_shrinks() {
     let (_, ratio) = check("cnn", 0.9667, true, Method::MinMax);
     assert!(ratio < 0.45, "size ratio {ratio}");
     check("cnn", 0.9667, true, Method::PERCENTILE);
+    check("cnn", 0.9667, true, Method::ENTROPY);
+    check("cnn", 0.9667, true, Method::MSE);
+    check("cnn", 0.9667, true, Method::MOVING_AVERAGE);
 }
 
 #[test]
@@ -108,6 +111,9 @@ fn digits_mlp_quantizes_within_one_point() {
     check("mlp", 0.9733, false, Method::MinMax);
     check("mlp", 0.9733, true, Method::MinMax);
     check("mlp", 0.9733, true, Method::PERCENTILE);
+    check("mlp", 0.9733, true, Method::ENTROPY);
+    check("mlp", 0.9733, true, Method::MSE);
+    check("mlp", 0.9733, true, Method::MOVING_AVERAGE);
 }
 
 #[test]

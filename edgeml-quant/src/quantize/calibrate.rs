@@ -2,7 +2,7 @@
 //! tensor and returns each tensor's proposed range.
 
 use super::{Config, Method};
-use crate::{Error, MinMax, Percentile, Result};
+use crate::{Entropy, Error, MinMax, MovingAverageMinMax, Mse, Percentile, Result};
 use edgeml_core::Observer;
 use edgeml_onnx::{Dim, GraphOptLevel, Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
@@ -29,6 +29,18 @@ pub(super) fn run(
             let proto = Percentile::new(bins, percentile, config.symmetric_activations)?;
             observe_all(model, batches, tensors, &proto, progress)
         }
+        Method::MovingAverage { averaging_constant } => {
+            let proto = MovingAverageMinMax::new(averaging_constant)?;
+            observe_all(model, batches, tensors, &proto, progress)
+        }
+        Method::Entropy {
+            bins,
+            quantized_bins,
+        } => {
+            let proto = Entropy::new(bins, quantized_bins)?;
+            observe_all(model, batches, tensors, &proto, progress)
+        }
+        Method::Mse { bins } => observe_all(model, batches, tensors, &Mse::new(bins)?, progress),
     }
 }
 

@@ -98,7 +98,24 @@ pub(super) fn write(
 
     // Activations: parameters first (the bias needs the input scale).
     let mut act: HashMap<&str, QuantParams> = HashMap::new();
-    for (t, &(lo, hi)) in sel.tensors.iter().zip(ranges) {
+    let mut ranges = ranges.to_vec();
+    if config.exact_ops_in_int8 {
+        let opset = model.opset("").unwrap_or(1);
+        let eight_bit = matches!(config.activation_type, DType::U8 | DType::I8);
+        let sources = super::exact::range_sources(&model.graph, &sel.tensors, opset, eight_bit);
+        // Sources come first in graph order; resolve chains of sources all the same.
+        for i in 0..ranges.len() {
+            let mut s = i;
+            for _ in 0..ranges.len() {
+                match sources.get(&s) {
+                    Some(&next) => s = next,
+                    None => break,
+                }
+            }
+            ranges[i] = ranges[s];
+        }
+    }
+    for (t, &(lo, hi)) in sel.tensors.iter().zip(&ranges) {
         let p = compute_scale_zp(
             lo,
             hi,
