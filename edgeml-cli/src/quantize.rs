@@ -1,9 +1,10 @@
-//! `edgeml quantize`: post-training static quantization of an ONNX model to QDQ INT8.
+//! `edgeml quantize`: post-training quantization of an ONNX model to INT8 (static QDQ,
+//! dynamic QOperator or weight-only).
 
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
 use edgeml_quant::quantize::{
-    Config, Method, Report, quantize_static_with_progress, quantize_weight_only,
+    Config, Method, Report, quantize_dynamic, quantize_static_with_progress, quantize_weight_only,
 };
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
@@ -32,6 +33,9 @@ enum MethodArg {
 enum Mode {
     /// Activations quantized with ranges calibrated on `--calibration` data.
     Static,
+    /// Int8 weights, activations quantized at run time (DynamicQuantizeLinear,
+    /// MatMulInteger/ConvInteger, as onnxruntime's quantize_dynamic); no calibration.
+    Dynamic,
     /// Weights only (int8 behind DequantizeLinear); float compute, no calibration.
     WeightOnly,
 }
@@ -58,7 +62,7 @@ pub(crate) struct Args {
     /// Samples per calibration batch when `--calibration` is a single `.npy`.
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
-    /// Calibration method.
+    /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
     /// Node names or operator types to keep in float (repeatable).
@@ -166,6 +170,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     };
     let result = match args.mode {
         Mode::WeightOnly => quantize_weight_only(&model, &config),
+        Mode::Dynamic => quantize_dynamic(&model, &config),
         Mode::Static => {
             let Some(cal) = &args.calibration else {
                 bail!(

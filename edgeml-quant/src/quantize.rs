@@ -32,6 +32,7 @@
 //! observers. Non-finite calibration inputs and non-finite weights are errors.
 
 mod calibrate;
+mod dynamic;
 mod exact;
 mod rewrite;
 
@@ -272,6 +273,42 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
     }
     let mut report = Report::default();
     let out = rewrite::write(model, &sel, &[], config, &mut report)?;
+    Ok((out, report))
+}
+
+/// Dynamic quantization, as onnxruntime's `quantize_dynamic` writes it (QOperator
+/// form, standard-domain operators only): each quantizable node's weight becomes an
+/// int8 initializer (symmetric, per-tensor or, with [`Config::per_channel`], per output
+/// channel); its float input is quantized at run time by a `DynamicQuantizeLinear`
+/// (u8, one per input tensor, shared by its consumers), and the node becomes
+///
+/// - `MatMul`: `MatMulInteger → Cast(float) → Mul(x_scale · w_scale)`;
+/// - `Gemm` (no `transA`, `alpha = beta = 1`): the same on the `[K, N]` weight
+///   (transposed back if `transB`), then `Add` of its `C` input — onnxruntime leaves
+///   `Gemm` in float in dynamic mode;
+/// - `Conv`: `ConvInteger → Cast → Mul`, then `Add` of the bias reshaped to
+///   `[1, C, 1, ...]` (onnxruntime's `ConvInteger` rule; per-channel scales are written
+///   as `[1, C, 1, ...]`, where onnxruntime uses per-tensor weights for `Conv`).
+///
+/// No calibration data is needed; `Relu`/`Clip` stay float after the node.
+/// [`Config::method`] and the activation options are ignored (activations are u8
+/// from their run-time min/max, as `DynamicQuantizeLinear` defines). Needs opset 11
+/// (`DynamicQuantizeLinear`).
+///
+/// # Errors
+/// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
+/// below 11, an unsupported [`Config::weight_type`] or no quantizable node.
+pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    check_config(model, config)?;
+    let opset = model.opset("").unwrap_or(1);
+    if opset < 11 {
+        return Err(Error::Unsupported(format!(
+            "the model imports opset {opset}; dynamic quantization needs \
+             DynamicQuantizeLinear from opset 11"
+        )));
+    }
+    let mut report = Report::default();
+    let out = dynamic::write(model, config, &mut report)?;
     Ok((out, report))
 }
 

@@ -6,7 +6,9 @@
 
 use edgeml_core::ErrorKind;
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
-use edgeml_quant::quantize::{Config, Method, quantize_static, quantize_weight_only};
+use edgeml_quant::quantize::{
+    Config, Method, quantize_dynamic, quantize_static, quantize_weight_only,
+};
 use ndarray::{ArrayD, Axis, s};
 use ndarray_npy::read_npy;
 use std::path::{Path, PathBuf};
@@ -205,4 +207,54 @@ fn weight_only_keeps_accuracy_and_shrinks() {
         );
         assert!(ratio < 0.5, "{name}: size ratio {ratio}");
     }
+}
+
+#[test]
+fn dynamic_keeps_accuracy_within_one_point() {
+    let (x, y) = data();
+    for (name, float_acc) in [("cnn", 0.9667), ("mlp", 0.9733)] {
+        let path = digits().join(format!("{name}.onnx"));
+        let model = Model::load(&path).expect("load");
+        for per_channel in [false, true] {
+            let config = Config {
+                per_channel,
+                ..Config::default()
+            };
+            let (q, report) = quantize_dynamic(&model, &config).expect("quantize");
+            assert_eq!(report.quantized.len(), 2, "{name}");
+            assert!(report.activations.is_empty());
+            let ops: Vec<&str> = q.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+            let count = |op: &str| ops.iter().filter(|o| **o == op).count();
+            // One run-time quantization per quantized node here (no shared inputs).
+            assert_eq!(count("DynamicQuantizeLinear"), 2, "{name}: {ops:?}");
+            assert_eq!(
+                count("MatMulInteger") + count("ConvInteger"),
+                2,
+                "{name}: {ops:?}"
+            );
+            assert!(!ops.contains(&"MatMul") && !ops.contains(&"Gemm") && !ops.contains(&"Conv"));
+            assert!(
+                q.graph
+                    .initializers
+                    .iter()
+                    .all(|(_, t)| t.as_f32().is_none_or(|a| a.len() < 200)),
+                "{name}: a float weight is left"
+            );
+            let (acc, _) = accuracy(&q, &x, &y);
+            println!(
+                "{name} dynamic per_channel={per_channel}: accuracy {acc:.4} (float {float_acc})"
+            );
+            assert!(
+                acc >= float_acc - 0.01,
+                "{name}: accuracy {acc} vs float {float_acc}"
+            );
+        }
+    }
+    // Opset 10 has no DynamicQuantizeLinear.
+    let mut old = Model::load(digits().join("mlp.onnx")).expect("load");
+    for o in &mut old.opset_imports {
+        o.version = 10;
+    }
+    let e = quantize_dynamic(&old, &Config::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
