@@ -287,8 +287,11 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 ///   (transposed back if `transB`), then `Add` of its `C` input — onnxruntime leaves
 ///   `Gemm` in float in dynamic mode;
 /// - `Conv`: `ConvInteger → Cast → Mul`, then `Add` of the bias reshaped to
-///   `[1, C, 1, ...]` (onnxruntime's `ConvInteger` rule; per-channel scales are written
-///   as `[1, C, 1, ...]`, where onnxruntime uses per-tensor weights for `Conv`).
+///   `[1, C, 1, ...]` (onnxruntime's `ConvInteger` rule). Per-channel scales are written
+///   as `[1, C, 1, ...]` with one scalar zero point, since onnxruntime's `ConvInteger`
+///   refuses per-channel zero points (weights whose channels need different zero
+///   points, i.e. asymmetric ones, fall back to per-tensor); onnxruntime itself uses
+///   per-tensor weights for `Conv`.
 ///
 /// No calibration data is needed; `Relu`/`Clip` stay float after the node.
 /// [`Config::method`] and the activation options are ignored (activations are u8

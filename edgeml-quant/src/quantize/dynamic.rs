@@ -77,8 +77,27 @@ pub(super) fn write(model: &Model, config: &Config, report: &mut Report) -> Resu
                 config.reduce_range,
             )?
         };
+        // onnxruntime's ConvInteger takes only a scalar weight zero point: per-channel
+        // Conv weights need equal zero points (always so for symmetric weights),
+        // otherwise the Conv falls back to per-tensor.
+        let zps = wp.zero_points();
+        let wp = if conv && zps.iter().any(|&z| z != zps[0]) {
+            per_tensor_params(
+                w.view(),
+                config.weight_type,
+                config.symmetric_weights,
+                config.reduce_range,
+            )?
+        } else {
+            wp
+        };
         let codes = quantize(w.view(), &wp)?.into_raw_vec_and_offset().0;
         let (ws, wz) = param_tensors(&wp)?;
+        let wz = if conv {
+            int_tensor(wp.qtype(), &[], vec![wp.zero_points()[0]])?
+        } else {
+            wz
+        };
         // The weight scale multiplies the output: along axis 1 of a Conv's NC...
         // output it must broadcast as [1, C, 1, ...].
         let ws = match (&ws, conv && !wp.is_per_tensor()) {
