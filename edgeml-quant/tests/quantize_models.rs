@@ -240,6 +240,14 @@ fn dynamic_keeps_accuracy_within_one_point() {
                     .all(|(_, t)| t.as_f32().is_none_or(|a| a.len() < 200)),
                 "{name}: a float weight is left"
             );
+            // onnxruntime's ConvInteger accepts only a scalar weight zero point.
+            for n in q.graph.nodes.iter().filter(|n| n.op_type == "ConvInteger") {
+                let zp = q
+                    .graph
+                    .initializer(&n.inputs[3])
+                    .expect("constant zero point");
+                assert_eq!(zp.shape(), &[] as &[usize], "{name}");
+            }
             let (acc, _) = accuracy(&q, &x, &y);
             println!(
                 "{name} dynamic per_channel={per_channel}: accuracy {acc:.4} (float {float_acc})"
