@@ -2,7 +2,9 @@
 //! a float model on sample inputs and writes a QDQ model, the format of onnxruntime's
 //! `quantize_static` (`QuantFormat.QDQ`), which onnxruntime, edgeml
 //! ([`crate::onnx::prepare`]) and other runtimes run on INT8 kernels;
-//! [`quantize_weight_only`] stores only the weights in int8 (float compute).
+//! [`quantize_dynamic`] writes onnxruntime's dynamic form (int8 weights, activations
+//! quantized at run time by `DynamicQuantizeLinear`); [`quantize_weight_only`] stores
+//! only the weights in int8 (float compute).
 //!
 //! What the pass writes, for each quantizable node (`Conv`, `Gemm`, `MatMul` of the
 //! default domain with a constant float weight, not excluded):

@@ -35,10 +35,10 @@ fn cases() -> Vec<Case> {
             Case {
                 name: f[0].into(),
                 method: f[1].into(),
-                bins: f[2].parse().unwrap(),
-                qbins: f[3].parse().unwrap(),
-                lo: f[4].parse::<f64>().unwrap() as f32,
-                hi: f[5].parse::<f64>().unwrap() as f32,
+                bins: f[2].parse().expect("fixture number"),
+                qbins: f[3].parse().expect("fixture number"),
+                lo: f[4].parse::<f64>().expect("fixture number") as f32,
+                hi: f[5].parse::<f64>().expect("fixture number") as f32,
             }
         })
         .collect()

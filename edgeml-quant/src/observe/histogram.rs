@@ -35,7 +35,7 @@ fn pow2(k: i32) -> f64 {
 
 impl Hist {
     fn new(bins: usize) -> Result<Self> {
-        if bins < 2 || bins % 2 != 0 || bins > 1 << 24 {
+        if bins < 2 || !bins.is_multiple_of(2) || bins > 1 << 24 {
             return Err(Error::Invalid(format!(
                 "{bins} histogram bins (need an even count in [2, 2^24])"
             )));
@@ -282,10 +282,9 @@ impl Entropy {
             for (j, &qb) in qbins.iter().enumerate() {
                 let (s, e) = (j * merged, (j + 1) * merged);
                 let norm = p[s..e].iter().filter(|&&v| v != 0.0).count() as u64;
-                if norm != 0 {
-                    // Integer division: onnxruntime assigns into an int64 array.
-                    let v = (qb / norm) as f64;
-                    q[s..e].iter_mut().for_each(|x| *x = v);
+                // Integer division: onnxruntime assigns into an int64 array.
+                if let Some(v) = qb.checked_div(norm) {
+                    q[s..e].iter_mut().for_each(|x| *x = v as f64);
                 }
             }
             let div = match (smooth(&p), smooth(&q)) {
