@@ -1,5 +1,5 @@
 //! `edgeml quantize`: post-training quantization of an ONNX model to INT8 (static QDQ,
-//! dynamic QOperator or weight-only).
+//! dynamic QOperator or weight-only) or to float16 weights.
 
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
@@ -38,6 +38,9 @@ enum Mode {
     Dynamic,
     /// Weights only (int8 behind DequantizeLinear); float compute, no calibration.
     WeightOnly,
+    /// Float32 weights stored as float16 behind Cast nodes (clamped to the float16
+    /// range as onnxconverter-common does); float32 compute, inputs and outputs.
+    Fp16,
 }
 
 /// Arguments of `edgeml quantize`.
@@ -65,7 +68,7 @@ pub(crate) struct Args {
     /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
-    /// Node names or operator types to keep in float (repeatable).
+    /// Node names or operator types to keep in float (repeatable; not `--mode fp16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
     /// Write a JSON report (quantized and float nodes, activation ranges) here.
@@ -153,6 +156,32 @@ fn histogram<'a>(ops: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+fn fp16(model: &Model, args: &Args) -> anyhow::Result<()> {
+    let (h, report) =
+        edgeml_quant::fp16::convert_weights(model, &[]).context("fp16 conversion failed")?;
+    h.save(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let before = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    let after = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    outln!("wrote     {}", args.output.display());
+    outln!(
+        "size      {} -> {} ({:.1}%)",
+        size_text(before),
+        size_text(after),
+        100.0 * after as f64 / before.max(1) as f64
+    );
+    outln!("float16   {} initializers", report.converted.len());
+    if report.clamped > 0 {
+        log::warn!(
+            "{} weight values clamped into the float16 range",
+            report.clamped
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let model = Model::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
@@ -169,6 +198,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         ..Config::default()
     };
     let result = match args.mode {
+        Mode::Fp16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),
         Mode::Dynamic => quantize_dynamic(&model, &config),
         Mode::Static => {

@@ -4,6 +4,8 @@
 
 pub mod conv;
 mod error;
+#[cfg(feature = "onnx")]
+pub mod fp16;
 pub mod gemm;
 pub mod kernels;
 pub mod math;
