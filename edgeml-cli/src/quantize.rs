@@ -71,7 +71,8 @@ pub(crate) struct Args {
     /// Node names or operator types to keep in float (repeatable; not `--mode fp16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
-    /// Write a JSON report (quantized and float nodes, activation ranges) here.
+    /// Write a JSON report (quantized and float nodes, activation ranges, per-layer SQNR
+    /// in static mode) here. `-v` prints the per-layer SQNR, worst first.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 }
@@ -140,6 +141,12 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
             "scale": a.scale, "zero_point": a.zero_point,
         })).collect::<Vec<_>>(),
         "saturated_bias_values": r.saturated_bias,
+        // SQNR is null when the quantized values are exact (infinite SQNR).
+        "layers": r.layers.iter().map(|l| json!({
+            "name": l.node.name, "op_type": l.node.op_type, "tensor": l.tensor,
+            "sqnr_db": l.sqnr_db.is_finite().then_some(l.sqnr_db),
+            "max_abs_error": l.max_abs_error,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -195,6 +202,8 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
             MethodArg::MovingAverage => Method::MOVING_AVERAGE,
         },
         exclude: args.exclude.clone(),
+        // Per-layer SQNR for `-v` and `--report` (one more pass over the batches).
+        layer_errors: log::log_enabled!(log::Level::Info) || args.report.is_some(),
         ..Config::default()
     };
     let result = match args.mode {
@@ -264,6 +273,20 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     );
     if report.batches > 0 {
         outln!("calibrated on {} batches", report.batches);
+    }
+    if log::log_enabled!(log::Level::Info) && !report.layers.is_empty() {
+        let mut layers: Vec<_> = report.layers.iter().collect();
+        layers.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+        outln!("SQNR on the calibration data, worst first:");
+        for l in layers {
+            outln!(
+                "  {:>8.2} dB  max |err| {:<10.4e} {} ({})",
+                l.sqnr_db,
+                l.max_abs_error,
+                l.node.name,
+                l.node.op_type
+            );
+        }
     }
     if report.saturated_bias > 0 {
         log::warn!(

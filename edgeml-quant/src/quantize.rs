@@ -37,6 +37,7 @@ mod calibrate;
 mod dynamic;
 mod exact;
 mod rewrite;
+mod sqnr;
 
 use crate::{Error, Result};
 use edgeml_core::DType;
@@ -125,6 +126,10 @@ pub struct Config {
     /// (default `true`); otherwise they run in float between a `DequantizeLinear` and
     /// a `QuantizeLinear`.
     pub exact_ops_in_int8: bool,
+    /// Measure each quantized node's output error on the calibration data
+    /// ([`Report::layers`]; default `false`: it runs the float and the quantized model
+    /// once more over every batch).
+    pub layer_errors: bool,
 }
 
 impl Default for Config {
@@ -139,6 +144,7 @@ impl Default for Config {
             reduce_range: false,
             exclude: Vec::new(),
             exact_ops_in_int8: true,
+            layer_errors: false,
         }
     }
 }
@@ -174,6 +180,23 @@ pub struct ActivationRange {
     pub zero_point: i32,
 }
 
+/// The error of one quantized node's output on the calibration data: the float
+/// model's value `x` against the quantized model's dequantized codes `x̂` of the same
+/// tensor (the QDQ model run as written, every earlier quantization included, as
+/// onnxruntime's `qdq_loss_debug` compares them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerError {
+    /// The quantized node.
+    pub node: NodeRef,
+    /// Its output tensor (after a folded activation).
+    pub tensor: String,
+    /// Signal-to-quantization-noise ratio `10·log10(Σx² / Σ(x − x̂)²)` in dB over all
+    /// calibration batches; `+∞` when the quantized values are exact.
+    pub sqnr_db: f64,
+    /// The largest `|x − x̂|`.
+    pub max_abs_error: f32,
+}
+
 /// What [`quantize_static`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -191,6 +214,8 @@ pub struct Report {
     pub saturated_bias: usize,
     /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
     pub int8_exact_ops: Vec<NodeRef>,
+    /// Per-node output errors, in graph order, when [`Config::layer_errors`] is set.
+    pub layers: Vec<LayerError>,
 }
 
 /// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
@@ -239,6 +264,21 @@ pub fn quantize_static_with_progress(
         ..Report::default()
     };
     let out = rewrite::write(model, &sel, &ranges, config, &mut report)?;
+    if config.layer_errors {
+        let layers: Vec<(NodeRef, String)> = sel
+            .targets
+            .iter()
+            .map(|t| {
+                let n = &model.graph.nodes[t.node];
+                let y = t
+                    .fold
+                    .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
+                (node_ref(n), y.clone())
+            })
+            .collect();
+        let input = calibrate::single_input(model)?.name.clone();
+        report.layers = sqnr::layers(model, &out, &input, batches, &layers)?;
+    }
     Ok((out, report))
 }
 

@@ -266,3 +266,79 @@ fn dynamic_keeps_accuracy_within_one_point() {
     let e = quantize_dynamic(&old, &Config::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+#[test]
+fn layer_errors_report_sqnr_of_each_quantized_node() {
+    let (x, _) = data();
+    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let config = Config {
+        per_channel: true,
+        layer_errors: true,
+        ..Config::default()
+    };
+    let cal = calibration(&x);
+    let (q, report) = quantize_static(&model, &cal, &config).expect("quantize");
+    assert_eq!(report.layers.len(), report.quantized.len());
+    for l in &report.layers {
+        println!(
+            "{} {}: {:.2} dB, max |e| {}",
+            l.node.name, l.tensor, l.sqnr_db, l.max_abs_error
+        );
+        // 8-bit codes: an ideal 8-bit quantizer of a full-range signal gives ~50 dB;
+        // earlier layers' errors and skewed ranges lower it, never below 15 dB here.
+        assert!(
+            l.sqnr_db.is_finite() && l.sqnr_db > 15.0 && l.sqnr_db < 80.0,
+            "{l:?}"
+        );
+    }
+    // Recomputed here for the Gemm's output z: the float model's z against the
+    // quantized model's DequantizeLinear of Q(z), run as written.
+    let gemm = report.layers.iter().find(|l| l.tensor == "z").expect("z");
+    let qn = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "QuantizeLinear" && n.inputs[0] == "z")
+        .expect("Q(z)");
+    let dq = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "DequantizeLinear" && n.inputs[0] == qn.outputs[0])
+        .expect("DQ(Q(z))");
+    let mut opts = PlanOptions::with_threads(1);
+    opts.optimization = edgeml_onnx::GraphOptLevel::Disabled;
+    let fplan = Plan::new(&model, opts.clone()).expect("plan");
+    let reg = edgeml_quant::onnx::registry();
+    let qplan = Plan::with_registry(&q, opts, &reg).expect("plan q");
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for b in &cal {
+        let input = Tensor::F32(b.clone());
+        let (mut f, mut g) = (Vec::new(), Vec::new());
+        fplan
+            .run_observed(&[("x", &input)], &mut |n, t| {
+                if n == "z" {
+                    f = t.as_f32().expect("f32").iter().copied().collect();
+                }
+            })
+            .expect("run");
+        qplan
+            .run_observed(&[("x", &input)], &mut |n, t| {
+                if n == dq.outputs[0] {
+                    g = t.as_f32().expect("f32").iter().copied().collect();
+                }
+            })
+            .expect("run q");
+        assert_eq!(f.len(), g.len());
+        for (a, b) in f.iter().zip(&g) {
+            signal += f64::from(*a).powi(2);
+            noise += (f64::from(*a) - f64::from(*b)).powi(2);
+        }
+    }
+    let want = 10.0 * (signal / noise).log10();
+    assert!(
+        (gemm.sqnr_db - want).abs() < 1e-3,
+        "{} vs {want}",
+        gemm.sqnr_db
+    );
+}

@@ -8,7 +8,7 @@ use edgeml_onnx::{Dim, GraphOptLevel, Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
-fn model_err(e: edgeml_onnx::Error) -> Error {
+pub(super) fn model_err(e: edgeml_onnx::Error) -> Error {
     Error::Model {
         kind: e.kind(),
         message: e.to_string(),
@@ -45,7 +45,7 @@ pub(super) fn run(
 }
 
 /// The model's single graph input (inputs that are also initializers do not count).
-fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
+pub(super) fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
     let g = &model.graph;
     let inputs: Vec<_> = g
         .inputs
