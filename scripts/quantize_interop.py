@@ -2,7 +2,8 @@
 """Interop and accuracy check of `edgeml quantize` against onnxruntime.
 
 For the bundled digits CNN and MLP, per-tensor and per-channel weights, MinMax
-calibration on the first 100 test images (batches of 10):
+calibration on the first 100 test images (batches of 10), and per-channel with the
+entropy and percentile methods (against onnxruntime's same method):
 1. `edgeml quantize` writes a QDQ model; onnxruntime must load and run it;
 2. onnxruntime's outputs and `edgeml run`'s agree within one quantization step (the
    scale of the DequantizeLinear feeding the final Softmax, through float ops) on >= 99.9% of elements;
@@ -28,8 +29,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                      quantize_static)
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS = os.path.join(HERE, "..", "tests", "fixtures", "digits")
@@ -105,6 +106,31 @@ def main():
                 size = os.path.getsize(ours) / os.path.getsize(src)
                 size_theirs = os.path.getsize(theirs) / os.path.getsize(src)
                 rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, size, size_theirs, within))
+                if within < 0.999:
+                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
+                if acc_ours < acc_theirs - 0.005:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+            # Histogram methods, per-channel: ours against onnxruntime's same method
+            # (its own defaults: Entropy 128 bins, Percentile 2048 bins / 99.999).
+            for method, cm in [("entropy", CalibrationMethod.Entropy), ("percentile", CalibrationMethod.Percentile)]:
+                tag = f"{name} per-channel {method}"
+                ours = os.path.join(tmp, f"{name}_{method}.onnx")
+                subprocess.run([edgeml, "quantize", src, "-o", ours, "--calibration", calib, "--per-channel",
+                                "--method", method], check=True, stdout=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(ours))
+                p_ort = ort_run(ours, x)
+                outdir = os.path.join(tmp, f"out_{name}_{method}")
+                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                tol = softmax_step(ours)
+                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
+                theirs = os.path.join(tmp, f"{name}_{method}_ort.onnx")
+                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=cm)
+                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
+                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(ours) / os.path.getsize(src),
+                             os.path.getsize(theirs) / os.path.getsize(src), within))
                 if within < 0.999:
                     failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
                 if acc_ours < acc_theirs - 0.005:
