@@ -1,8 +1,8 @@
 //! FP16 weight storage: every float32 initializer becomes a float16 initializer read
 //! through a `Cast(to = FLOAT)`, so the file is about half as large and the graph
-//! still computes in float32 (inputs, outputs and every operator stay float32, as
-//! onnxconverter-common's `convert_float_to_float16` leaves them with
-//! `keep_io_types=True` and an op block list covering every operator).
+//! still computes in float32: inputs, outputs and every operator stay float32. (The
+//! whole-graph float16 compute of onnxconverter-common's `convert_float_to_float16` is
+//! not implemented.)
 //!
 //! Values are rounded to nearest even; as onnxconverter-common's
 //! `convert_np_to_float16` does (its defaults), finite magnitudes above 65504 are

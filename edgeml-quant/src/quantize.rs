@@ -344,7 +344,13 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
 /// below 11, an unsupported [`Config::weight_type`] or no quantizable node.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
-    check_config(model, config)?;
+    // No QuantizeLinear is written: the activation options and the per-axis opset
+    // requirement of static quantization do not apply.
+    let weights_only = Config {
+        per_channel: false,
+        activation_type: DType::U8,
+        ..config.clone()
+    };
     let opset = model.opset("").unwrap_or(1);
     if opset < 11 {
         return Err(Error::Unsupported(format!(
@@ -352,6 +358,7 @@ pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report
              DynamicQuantizeLinear from opset 11"
         )));
     }
+    check_config(model, &weights_only)?;
     let mut report = Report::default();
     let out = dynamic::write(model, config, &mut report)?;
     Ok((out, report))

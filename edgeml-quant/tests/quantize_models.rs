@@ -258,8 +258,17 @@ fn dynamic_keeps_accuracy_within_one_point() {
             );
         }
     }
-    // Opset 10 has no DynamicQuantizeLinear.
+    // Opset 11 suffices, per-channel too (no QuantizeLinear with an axis is written);
+    // opset 10 has no DynamicQuantizeLinear.
     let mut old = Model::load(digits().join("mlp.onnx")).expect("load");
+    for o in &mut old.opset_imports {
+        o.version = 11;
+    }
+    let per_channel = Config {
+        per_channel: true,
+        ..Config::default()
+    };
+    assert!(quantize_dynamic(&old, &per_channel).is_ok());
     for o in &mut old.opset_imports {
         o.version = 10;
     }
