@@ -65,6 +65,11 @@ pub(crate) struct Args {
     /// Samples per calibration batch when `--calibration` is a single `.npy`.
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
+    /// Threads running calibration batches, each with its own observers, merged in
+    /// batch order (0 = every core). Exact for minmax, entropy and mse; moving-average
+    /// agrees up to rounding; percentile re-bins when merging.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    calibration_threads: usize,
     /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
@@ -204,6 +209,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         exclude: args.exclude.clone(),
         // Per-layer SQNR for `-v` and `--report` (one more pass over the batches).
         layer_errors: log::log_enabled!(log::Level::Info) || args.report.is_some(),
+        calibration_threads: args.calibration_threads,
         ..Config::default()
     };
     let result = match args.mode {

@@ -130,6 +130,11 @@ pub struct Config {
     /// ([`Report::layers`]; default `false`: it runs the float and the quantized model
     /// once more over every batch).
     pub layer_errors: bool,
+    /// Threads running calibration batches, each with its own observers, merged in
+    /// batch order (default 1; 0 = every core). Exact for MinMax, Entropy and Mse
+    /// (their merges are exact); the moving average agrees up to rounding; Percentile
+    /// re-bins when merging (within a bin of its histogram).
+    pub calibration_threads: usize,
 }
 
 impl Default for Config {
@@ -145,6 +150,7 @@ impl Default for Config {
             exclude: Vec::new(),
             exact_ops_in_int8: true,
             layer_errors: false,
+            calibration_threads: 1,
         }
     }
 }

@@ -351,3 +351,54 @@ fn layer_errors_report_sqnr_of_each_quantized_node() {
         gemm.sqnr_db
     );
 }
+
+#[test]
+fn parallel_calibration_merges_to_the_sequential_ranges() {
+    let (x, _) = data();
+    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let cal = calibration(&x);
+    for method in [
+        Method::MinMax,
+        Method::ENTROPY,
+        Method::MSE,
+        Method::MOVING_AVERAGE,
+    ] {
+        let ranges = |threads: usize| {
+            let config = Config {
+                method,
+                calibration_threads: threads,
+                ..Config::default()
+            };
+            let mut calls = 0;
+            let (_, r) = edgeml_quant::quantize::quantize_static_with_progress(
+                &model,
+                &cal,
+                &config,
+                &mut |done| {
+                    calls += 1;
+                    assert_eq!(done, calls);
+                },
+            )
+            .expect("quantize");
+            assert_eq!(calls, cal.len());
+            r.activations
+        };
+        let one = ranges(1);
+        for threads in [2, 3, 0] {
+            let many = ranges(threads);
+            assert_eq!(one.len(), many.len());
+            for (a, b) in one.iter().zip(&many) {
+                if method == Method::MOVING_AVERAGE {
+                    // Merging appends: equal up to rounding of the average.
+                    let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * x.abs().max(1.0);
+                    assert!(
+                        close(a.range.0, b.range.0) && close(a.range.1, b.range.1),
+                        "{a:?} {b:?}"
+                    );
+                } else {
+                    assert_eq!(a, b, "{method:?} with {threads} threads");
+                }
+            }
+        }
+    }
+}
