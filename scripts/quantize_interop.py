@@ -2,13 +2,20 @@
 """Interop and accuracy check of `edgeml quantize` against onnxruntime.
 
 For the bundled digits CNN and MLP, per-tensor and per-channel weights, MinMax
-calibration on the first 100 test images (batches of 10):
+calibration on the first 100 test images (batches of 10), and per-channel with the
+entropy and percentile methods (against onnxruntime's same method):
 1. `edgeml quantize` writes a QDQ model; onnxruntime must load and run it;
 2. onnxruntime's outputs and `edgeml run`'s agree within one quantization step (the
    scale of the DequantizeLinear feeding the final Softmax, through float ops) on >= 99.9% of elements;
 3. onnxruntime's own `quantize_static` (QDQ, u8 activations, s8 weights, same
    calibration batches) quantizes the same model; accuracies on all 450 test images
    are printed side by side, and ours must be >= theirs - 0.5 point.
+Then `--mode weight-only` and `--mode fp16` (outputs within 1e-5 of onnxruntime's, fp16
+accuracy within 1 point of float), and `--mode dynamic`
+(per-tensor and per-channel): onnxruntime runs it, its outputs agree with `edgeml run`'s
+within 1e-4 on >= 99.9% of elements (DynamicQuantizeLinear and the integer products
+are exact in both; only the float scaling and Softmax round), accuracy within 1 point
+of float and >= onnxruntime's `quantize_dynamic` (s8 weights) - 0.5 point.
 
 Usage: python3 scripts/quantize_interop.py EDGEML_BINARY   (numpy, onnx, onnxruntime)
 """
@@ -22,7 +29,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS = os.path.join(HERE, "..", "tests", "fixtures", "digits")
@@ -102,6 +110,31 @@ def main():
                     failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
                 if acc_ours < acc_theirs - 0.005:
                     failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+            # Histogram methods, per-channel: ours against onnxruntime's same method
+            # (its own defaults: Entropy 128 bins, Percentile 2048 bins / 99.999).
+            for method, cm in [("entropy", CalibrationMethod.Entropy), ("percentile", CalibrationMethod.Percentile)]:
+                tag = f"{name} per-channel {method}"
+                ours = os.path.join(tmp, f"{name}_{method}.onnx")
+                subprocess.run([edgeml, "quantize", src, "-o", ours, "--calibration", calib, "--per-channel",
+                                "--method", method], check=True, stdout=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(ours))
+                p_ort = ort_run(ours, x)
+                outdir = os.path.join(tmp, f"out_{name}_{method}")
+                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                tol = softmax_step(ours)
+                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
+                theirs = os.path.join(tmp, f"{name}_{method}_ort.onnx")
+                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=cm)
+                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
+                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(ours) / os.path.getsize(src),
+                             os.path.getsize(theirs) / os.path.getsize(src), within))
+                if within < 0.999:
+                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
+                if acc_ours < acc_theirs - 0.005:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
             # Weight-only: float compute on the dequantized weights in both runtimes.
             wo = os.path.join(tmp, f"{name}_wo.onnx")
             subprocess.run([edgeml, "quantize", src, "-o", wo, "--mode", "weight-only", "--per-channel"], check=True,
@@ -121,8 +154,51 @@ def main():
                          os.path.getsize(wo) / os.path.getsize(src), float("nan"), within))
             if within < 0.999:
                 failures.append(f"{name} weight-only: only {within:.4%} of outputs within 1e-5 of onnxruntime")
-    print("| model | float | edgeml quantize (onnxruntime run) | (edgeml run) | onnxruntime quantize_static "
-          "| size edgeml | size onnxruntime | outputs within 1 step |")
+            # FP16 weights: float compute on the float16-rounded weights in both runtimes.
+            h16 = os.path.join(tmp, f"{name}_fp16.onnx")
+            subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", "fp16"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            onnx.checker.check_model(onnx.load(h16))
+            p_ort = ort_run(h16, x)
+            outdir = os.path.join(tmp, f"out_{name}_fp16")
+            subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p_ours = np.load(os.path.join(outdir, "probs.npy"))
+            within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
+            rows.append((f"{name} fp16 weights", float_acc, acc(p_ort), acc(p_ours), float("nan"),
+                         os.path.getsize(h16) / os.path.getsize(src), float("nan"), within))
+            if within < 0.999:
+                failures.append(f"{name} fp16: only {within:.4%} of outputs within 1e-5 of onnxruntime")
+            if acc(p_ort) < float_acc - 0.01:
+                failures.append(f"{name} fp16: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
+            for per_channel in [False, True]:
+                tag = f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
+                dyn = os.path.join(tmp, f"{name}_dyn_{per_channel}.onnx")
+                cmd = [edgeml, "quantize", src, "-o", dyn, "--mode", "dynamic"]
+                if per_channel:
+                    cmd.append("--per-channel")
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(dyn))
+                p_ort = ort_run(dyn, x)
+                outdir = os.path.join(tmp, f"out_{name}_dyn_{per_channel}")
+                subprocess.run([edgeml, "run", dyn, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                within = float((np.abs(p_ours - p_ort) <= 1e-4).mean())
+                theirs = os.path.join(tmp, f"{name}_dyn_{per_channel}_ort.onnx")
+                quantize_dynamic(src, theirs, per_channel=per_channel, weight_type=QuantType.QInt8)
+                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
+                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(dyn) / os.path.getsize(src),
+                             os.path.getsize(theirs) / os.path.getsize(src), within))
+                if within < 0.999:
+                    failures.append(f"{tag}: only {within:.4%} of outputs within 1e-4 of onnxruntime")
+                if acc_ours < float_acc - 0.01:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < float {float_acc:.4f} - 0.01")
+                if acc_ours < acc_theirs - 0.005:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantize_dynamic "
+                                    f"{acc_theirs:.4f} - 0.005")
+    print("| model | float | edgeml quantize (onnxruntime run) | (edgeml run) | onnxruntime quantize_static/dynamic "
+          "| size edgeml | size onnxruntime | outputs within tolerance |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         theirs = "—" if np.isnan(r[4]) else f"{r[4]:.4f}"

@@ -62,7 +62,8 @@ enum Command {
     Prune(prune::Args),
     /// Distill an ONNX teacher into a small MLP student and write it as ONNX.
     Distill(distill_cmd::Args),
-    /// Quantize a float ONNX model to INT8 (static QDQ, calibrated on sample inputs).
+    /// Quantize a float ONNX model: INT8 static QDQ calibrated on sample inputs, INT8
+    /// dynamic (run-time activation quantization), INT8 weight-only, or float16 weights.
     Quantize(quantize::Args),
     /// Simplify a model (constant folding, BatchNorm folding, dead code) and write it.
     Optimize(optimize::Args),

@@ -1,9 +1,10 @@
-//! `edgeml quantize`: post-training static quantization of an ONNX model to QDQ INT8.
+//! `edgeml quantize`: post-training quantization of an ONNX model to INT8 (static QDQ,
+//! dynamic QOperator or weight-only) or to float16 weights.
 
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
 use edgeml_quant::quantize::{
-    Config, Method, Report, quantize_static_with_progress, quantize_weight_only,
+    Config, Method, Report, quantize_dynamic, quantize_static_with_progress, quantize_weight_only,
 };
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
@@ -17,6 +18,14 @@ enum MethodArg {
     Minmax,
     /// 99.999th percentile of |x| from a 2048-bin histogram (onnxruntime's percentile).
     Percentile,
+    /// KL-divergence threshold search, 2048 bins, 128 quantized bins (onnxruntime's
+    /// entropy calibration).
+    Entropy,
+    /// L2-optimal range from a 2048-bin histogram (PyTorch's HistogramObserver).
+    Mse,
+    /// Moving average of each batch's min and max, constant 0.01 (PyTorch's
+    /// MovingAverageMinMaxObserver).
+    MovingAverage,
 }
 
 /// Quantization modes.
@@ -24,8 +33,14 @@ enum MethodArg {
 enum Mode {
     /// Activations quantized with ranges calibrated on `--calibration` data.
     Static,
+    /// Int8 weights, activations quantized at run time (DynamicQuantizeLinear,
+    /// MatMulInteger/ConvInteger, as onnxruntime's quantize_dynamic); no calibration.
+    Dynamic,
     /// Weights only (int8 behind DequantizeLinear); float compute, no calibration.
     WeightOnly,
+    /// Float32 weights stored as float16 behind Cast nodes (clamped to the float16
+    /// range as onnxconverter-common does); float32 compute, inputs and outputs.
+    Fp16,
 }
 
 /// Arguments of `edgeml quantize`.
@@ -50,13 +65,19 @@ pub(crate) struct Args {
     /// Samples per calibration batch when `--calibration` is a single `.npy`.
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
-    /// Calibration method.
+    /// Threads running calibration batches, each with its own observers, merged in
+    /// batch order (0 = every core). Exact for minmax, entropy and mse; moving-average
+    /// agrees up to rounding; percentile re-bins when merging.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    calibration_threads: usize,
+    /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
-    /// Node names or operator types to keep in float (repeatable).
+    /// Node names or operator types to keep in float (repeatable; not `--mode fp16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
-    /// Write a JSON report (quantized and float nodes, activation ranges) here.
+    /// Write a JSON report (quantized and float nodes, activation ranges, per-layer SQNR
+    /// in static mode) here. `-v` prints the per-layer SQNR, worst first.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 }
@@ -125,6 +146,12 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
             "scale": a.scale, "zero_point": a.zero_point,
         })).collect::<Vec<_>>(),
         "saturated_bias_values": r.saturated_bias,
+        // SQNR is null when the quantized values are exact (infinite SQNR).
+        "layers": r.layers.iter().map(|l| json!({
+            "name": l.node.name, "op_type": l.node.op_type, "tensor": l.tensor,
+            "sqnr_db": l.sqnr_db.is_finite().then_some(l.sqnr_db),
+            "max_abs_error": l.max_abs_error,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -141,6 +168,32 @@ fn histogram<'a>(ops: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+fn fp16(model: &Model, args: &Args) -> anyhow::Result<()> {
+    let (h, report) =
+        edgeml_quant::fp16::convert_weights(model, &[]).context("fp16 conversion failed")?;
+    h.save(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let before = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    let after = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    outln!("wrote     {}", args.output.display());
+    outln!(
+        "size      {} -> {} ({:.1}%)",
+        size_text(before),
+        size_text(after),
+        100.0 * after as f64 / before.max(1) as f64
+    );
+    outln!("float16   {} initializers", report.converted.len());
+    if report.clamped > 0 {
+        log::warn!(
+            "{} weight values clamped into the float16 range",
+            report.clamped
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let model = Model::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
@@ -149,12 +202,20 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         method: match args.method {
             MethodArg::Minmax => Method::MinMax,
             MethodArg::Percentile => Method::PERCENTILE,
+            MethodArg::Entropy => Method::ENTROPY,
+            MethodArg::Mse => Method::MSE,
+            MethodArg::MovingAverage => Method::MOVING_AVERAGE,
         },
         exclude: args.exclude.clone(),
+        // Per-layer SQNR for `-v` and `--report` (one more pass over the batches).
+        layer_errors: log::log_enabled!(log::Level::Info) || args.report.is_some(),
+        calibration_threads: args.calibration_threads,
         ..Config::default()
     };
     let result = match args.mode {
+        Mode::Fp16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),
+        Mode::Dynamic => quantize_dynamic(&model, &config),
         Mode::Static => {
             let Some(cal) = &args.calibration else {
                 bail!(
@@ -218,6 +279,20 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     );
     if report.batches > 0 {
         outln!("calibrated on {} batches", report.batches);
+    }
+    if log::log_enabled!(log::Level::Info) && !report.layers.is_empty() {
+        let mut layers: Vec<_> = report.layers.iter().collect();
+        layers.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+        outln!("SQNR on the calibration data, worst first:");
+        for l in layers {
+            outln!(
+                "  {:>8.2} dB  max |err| {:<10.4e} {} ({})",
+                l.sqnr_db,
+                l.max_abs_error,
+                l.node.name,
+                l.node.op_type
+            );
+        }
     }
     if report.saturated_bias > 0 {
         log::warn!(

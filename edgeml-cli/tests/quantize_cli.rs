@@ -1,6 +1,7 @@
 //! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
 //! output loads and is smaller; the JSON report lists what happened; a calibration
-//! tensor of the wrong shape fails with status 1 and writes nothing.
+//! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
+//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run.
 
 use edgeml_onnx::Model;
 use ndarray::{ArrayD, Axis, s};
@@ -112,5 +113,80 @@ fn wrong_shape_calibration_fails_and_writes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("shape"), "{err}");
     assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn new_modes_and_methods_run_from_the_shell() {
+    let d = tmp("modes");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let calib = d.join("calib.npy");
+    write_npy(&calib, &x.slice(s![0..40, .., .., ..]).to_owned()).expect("write");
+    let model = digits().join("cnn.onnx");
+    let out = d.join("q.onnx");
+    let ops = |p: &PathBuf| -> Vec<String> {
+        Model::load(p)
+            .expect("the output loads")
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.op_type.clone())
+            .collect()
+    };
+    for method in ["entropy", "mse", "moving-average", "percentile"] {
+        let report = d.join("r.json");
+        let o = edgeml()
+            .arg("-v")
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(&calib)
+            .args(["--method", method, "--report"])
+            .arg(&report)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{method}: {stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // -v prints the per-layer SQNR, --report holds it.
+        assert!(stdout.contains("SQNR on the calibration data"), "{stdout}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        let layers = r["layers"].as_array().expect("layers");
+        assert_eq!(layers.len(), 2, "{r}");
+        assert!(
+            layers
+                .iter()
+                .all(|l| l["sqnr_db"].as_f64().is_some_and(|v| v > 10.0)),
+            "{r}"
+        );
+        assert!(ops(&out).iter().any(|o| o == "QuantizeLinear"));
+    }
+    let o = edgeml()
+        .args(["quantize", "--mode", "dynamic", "--per-channel", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = ops(&out);
+    for op in ["DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"] {
+        assert!(got.iter().any(|o| o == op), "{op} missing: {got:?}");
+    }
+    let o = edgeml()
+        .args(["quantize", "--mode", "fp16", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("float16   4 initializers"), "{stdout}");
+    assert!(ops(&out).iter().filter(|o| *o == "Cast").count() == 4);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -4,6 +4,8 @@
 
 pub mod conv;
 mod error;
+#[cfg(feature = "onnx")]
+pub mod fp16;
 pub mod gemm;
 pub mod kernels;
 pub mod math;
@@ -23,4 +25,4 @@ pub use gemm::{
 };
 pub use kernels::Isa;
 pub use kernels::pack::QElem;
-pub use observe::{MinMax, Percentile};
+pub use observe::{Entropy, MinMax, MovingAverageMinMax, Mse, Percentile};

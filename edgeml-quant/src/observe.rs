@@ -1,10 +1,24 @@
-//! Calibration observers implementing [`edgeml_core::Observer`]: [`MinMax`] and
-//! [`Percentile`]. Both are streaming and mergeable, with memory independent of the
-//! amount of data observed.
+//! Calibration observers implementing [`edgeml_core::Observer`], each streaming and
+//! mergeable with memory independent of the amount of data observed:
 //!
-//! Non-finite values (NaN, ±Inf) are skipped and counted ([`MinMax::skipped`],
-//! [`Percentile::skipped`]); an observer that has seen no finite value proposes the
-//! range `(0, 0)`, which the quantization math turns into scale 1.0, zero point 0.
+//! | observer | anchor | defaults |
+//! |---|---|---|
+//! | [`MinMax`] | onnxruntime `CalibrationMethod.MinMax` | — |
+//! | [`MovingAverageMinMax`] | PyTorch `MovingAverageMinMaxObserver` | averaging constant 0.01 |
+//! | [`Percentile`] | onnxruntime `CalibrationMethod.Percentile` | 2048 bins, 99.999 |
+//! | [`Entropy`] | onnxruntime `CalibrationMethod.Entropy` (TensorRT KL search) | 2048 bins, 128 quantized bins |
+//! | [`Mse`] | PyTorch `HistogramObserver` (L2 search) | 2048 bins, 256 destination bins |
+//!
+//! [`Entropy`] and [`Mse`] share a histogram on a power-of-two grid whose counts do not
+//! depend on how the data was batched or split, so merging is exact.
+//!
+//! Non-finite values (NaN, ±Inf) are skipped and counted (`skipped()`); an observer
+//! that has seen no finite value proposes the range `(0, 0)`, which the quantization
+//! math turns into scale 1.0, zero point 0.
+
+mod histogram;
+
+pub use histogram::{Entropy, Mse};
 
 use crate::{Error, Result};
 use edgeml_core::Observer;
@@ -55,6 +69,120 @@ impl Observer for MinMax {
 
     fn range(&self) -> (f32, f32) {
         self.min.unwrap_or((0.0, 0.0))
+    }
+}
+
+/// The exponential moving average of each batch's minimum and maximum, PyTorch's
+/// `MovingAverageMinMaxObserver`: the first batch sets the range, each later batch
+/// moves it by `c · (batch − range)` (default `c = 0.01`, PyTorch's
+/// `averaging_constant`). Batches without a finite value leave it unchanged. The state
+/// is kept in f64 (PyTorch: f32).
+///
+/// The average depends on the order of the batches, so [`Observer::merge`] appends:
+/// `a.merge(&b)` is the observer that saw `a`'s batches, then `b`'s (exact up to
+/// rounding; it keeps `b`'s first batch and batch count for this).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovingAverageMinMax {
+    c: f64,
+    state: Option<Ema>,
+    skipped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ema {
+    min: f64,
+    max: f64,
+    first: (f64, f64),
+    batches: u64,
+}
+
+impl Default for MovingAverageMinMax {
+    /// Averaging constant 0.01 (PyTorch's default).
+    fn default() -> Self {
+        Self {
+            c: 0.01,
+            state: None,
+            skipped: 0,
+        }
+    }
+}
+
+impl MovingAverageMinMax {
+    /// An observer with averaging constant `c`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] unless `0 < c <= 1`.
+    pub fn new(c: f64) -> Result<Self> {
+        if !(c > 0.0 && c <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "averaging constant {c} is not in (0, 1]"
+            )));
+        }
+        Ok(Self {
+            c,
+            ..Self::default()
+        })
+    }
+
+    /// Non-finite values skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Batches that moved the range so far.
+    pub fn batches(&self) -> u64 {
+        self.state.map_or(0, |s| s.batches)
+    }
+}
+
+impl Observer for MovingAverageMinMax {
+    fn observe(&mut self, values: &[f32]) {
+        let mut batch = MinMax::new();
+        batch.observe(values);
+        self.skipped += batch.skipped;
+        let Some((lo, hi)) = batch.min else {
+            return;
+        };
+        let (lo, hi) = (f64::from(lo), f64::from(hi));
+        self.state = Some(match self.state {
+            None => Ema {
+                min: lo,
+                max: hi,
+                first: (lo, hi),
+                batches: 1,
+            },
+            Some(s) => Ema {
+                min: s.min + self.c * (lo - s.min),
+                max: s.max + self.c * (hi - s.max),
+                batches: s.batches + 1,
+                ..s
+            },
+        });
+    }
+
+    /// Appends `other`'s batches after `self`'s: with `r = (1 − c)^n` for `other`'s
+    /// `n` batches and `b₁` its first batch, the result is `other + r · (self − b₁)`.
+    fn merge(&mut self, other: &Self) {
+        self.skipped += other.skipped;
+        self.state = match (self.state, other.state) {
+            (None, s) | (s, None) => s,
+            (Some(a), Some(b)) => {
+                let r = (1.0 - self.c).powf(b.batches as f64);
+                Some(Ema {
+                    min: b.min + r * (a.min - b.first.0),
+                    max: b.max + r * (a.max - b.first.1),
+                    first: a.first,
+                    batches: a.batches + b.batches,
+                })
+            }
+        };
+    }
+
+    fn range(&self) -> (f32, f32) {
+        self.state.map_or((0.0, 0.0), |s| {
+            let (lo, hi) = (s.min as f32, s.max as f32);
+            (lo.min(hi), hi.max(lo))
+        })
     }
 }
 
@@ -236,6 +364,26 @@ mod tests {
         let mut c = MinMax::new();
         c.merge(&a);
         assert_eq!(c.range(), (-2.0, 5.0));
+    }
+
+    #[test]
+    fn moving_average_follows_pytorch_formula() {
+        let mut m = MovingAverageMinMax::default();
+        assert_eq!(m.range(), (0.0, 0.0));
+        m.observe(&[-1.0, 3.0]);
+        assert_eq!(m.range(), (-1.0, 3.0));
+        m.observe(&[f32::NAN]); // no finite value: unchanged
+        assert_eq!(m.batches(), 1);
+        assert_eq!(m.skipped(), 1);
+        m.observe(&[-3.0, 5.0]);
+        // min = -1 + 0.01 (-3 + 1) = -1.02; max = 3 + 0.01 (5 - 3) = 3.02
+        let (lo, hi) = m.range();
+        assert!(
+            (lo + 1.02).abs() < 1e-6 && (hi - 3.02).abs() < 1e-6,
+            "{lo} {hi}"
+        );
+        assert!(MovingAverageMinMax::new(0.0).is_err());
+        assert!(MovingAverageMinMax::new(1.5).is_err());
     }
 
     #[test]

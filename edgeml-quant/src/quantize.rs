@@ -2,7 +2,9 @@
 //! a float model on sample inputs and writes a QDQ model, the format of onnxruntime's
 //! `quantize_static` (`QuantFormat.QDQ`), which onnxruntime, edgeml
 //! ([`crate::onnx::prepare`]) and other runtimes run on INT8 kernels;
-//! [`quantize_weight_only`] stores only the weights in int8 (float compute).
+//! [`quantize_dynamic`] writes onnxruntime's dynamic form (int8 weights, activations
+//! quantized at run time by `DynamicQuantizeLinear`); [`quantize_weight_only`] stores
+//! only the weights in int8 (float compute).
 //!
 //! What the pass writes, for each quantizable node (`Conv`, `Gemm`, `MatMul` of the
 //! default domain with a constant float weight, not excluded):
@@ -32,8 +34,10 @@
 //! observers. Non-finite calibration inputs and non-finite weights are errors.
 
 mod calibrate;
+mod dynamic;
 mod exact;
 mod rewrite;
+mod sqnr;
 
 use crate::{Error, Result};
 use edgeml_core::DType;
@@ -54,6 +58,26 @@ pub enum Method {
         /// Histogram bins (onnxruntime: 2048).
         bins: usize,
     },
+    /// The exponential moving average of each batch's min and max
+    /// ([`crate::MovingAverageMinMax`], PyTorch's `MovingAverageMinMaxObserver`).
+    MovingAverage {
+        /// Averaging constant in `(0, 1]` (PyTorch: 0.01).
+        averaging_constant: f64,
+    },
+    /// The KL-divergence threshold search ([`crate::Entropy`], onnxruntime's
+    /// `CalibrationMethod.Entropy`).
+    Entropy {
+        /// Histogram bins, even (edgeml: 2048; see [`crate::Entropy`] for
+        /// onnxruntime's 128).
+        bins: usize,
+        /// Quantized bins (onnxruntime: 128).
+        quantized_bins: usize,
+    },
+    /// The L2-optimal range ([`crate::Mse`], PyTorch's `HistogramObserver`).
+    Mse {
+        /// Histogram bins, even (PyTorch: 2048).
+        bins: usize,
+    },
 }
 
 impl Method {
@@ -62,6 +86,17 @@ impl Method {
         percentile: 99.999,
         bins: 2048,
     };
+    /// [`Method::MovingAverage`] with PyTorch's averaging constant 0.01.
+    pub const MOVING_AVERAGE: Method = Method::MovingAverage {
+        averaging_constant: 0.01,
+    };
+    /// [`Method::Entropy`] with 2048 bins and 128 quantized bins.
+    pub const ENTROPY: Method = Method::Entropy {
+        bins: 2048,
+        quantized_bins: 128,
+    };
+    /// [`Method::Mse`] with PyTorch's 2048 bins.
+    pub const MSE: Method = Method::Mse { bins: 2048 };
 }
 
 /// Options of [`quantize_static`]. The defaults are those of onnxruntime's
@@ -91,6 +126,15 @@ pub struct Config {
     /// (default `true`); otherwise they run in float between a `DequantizeLinear` and
     /// a `QuantizeLinear`.
     pub exact_ops_in_int8: bool,
+    /// Measure each quantized node's output error on the calibration data
+    /// ([`Report::layers`]; default `false`: it runs the float and the quantized model
+    /// once more over every batch).
+    pub layer_errors: bool,
+    /// Threads running calibration batches, each with its own observers, merged in
+    /// batch order (default 1; 0 = every core). Exact for MinMax, Entropy and Mse
+    /// (their merges are exact); the moving average agrees up to rounding; Percentile
+    /// re-bins when merging (within a bin of its histogram).
+    pub calibration_threads: usize,
 }
 
 impl Default for Config {
@@ -105,6 +149,8 @@ impl Default for Config {
             reduce_range: false,
             exclude: Vec::new(),
             exact_ops_in_int8: true,
+            layer_errors: false,
+            calibration_threads: 1,
         }
     }
 }
@@ -140,6 +186,23 @@ pub struct ActivationRange {
     pub zero_point: i32,
 }
 
+/// The error of one quantized node's output on the calibration data: the float
+/// model's value `x` against the quantized model's dequantized codes `x̂` of the same
+/// tensor (the QDQ model run as written, every earlier quantization included, as
+/// onnxruntime's `qdq_loss_debug` compares them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerError {
+    /// The quantized node.
+    pub node: NodeRef,
+    /// Its output tensor (after a folded activation).
+    pub tensor: String,
+    /// Signal-to-quantization-noise ratio `10·log10(Σx² / Σ(x − x̂)²)` in dB over all
+    /// calibration batches; `+∞` when the quantized values are exact.
+    pub sqnr_db: f64,
+    /// The largest `|x − x̂|`.
+    pub max_abs_error: f32,
+}
+
 /// What [`quantize_static`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -157,6 +220,8 @@ pub struct Report {
     pub saturated_bias: usize,
     /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
     pub int8_exact_ops: Vec<NodeRef>,
+    /// Per-node output errors, in graph order, when [`Config::layer_errors`] is set.
+    pub layers: Vec<LayerError>,
 }
 
 /// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
@@ -205,6 +270,21 @@ pub fn quantize_static_with_progress(
         ..Report::default()
     };
     let out = rewrite::write(model, &sel, &ranges, config, &mut report)?;
+    if config.layer_errors {
+        let layers: Vec<(NodeRef, String)> = sel
+            .targets
+            .iter()
+            .map(|t| {
+                let n = &model.graph.nodes[t.node];
+                let y = t
+                    .fold
+                    .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
+                (node_ref(n), y.clone())
+            })
+            .collect();
+        let input = calibrate::single_input(model)?.name.clone();
+        report.layers = sqnr::layers(model, &out, &input, batches, &layers)?;
+    }
     Ok((out, report))
 }
 
@@ -241,6 +321,52 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
     }
     let mut report = Report::default();
     let out = rewrite::write(model, &sel, &[], config, &mut report)?;
+    Ok((out, report))
+}
+
+/// Dynamic quantization, as onnxruntime's `quantize_dynamic` writes it (QOperator
+/// form, standard-domain operators only): each quantizable node's weight becomes an
+/// int8 initializer (symmetric, per-tensor or, with [`Config::per_channel`], per output
+/// channel); its float input is quantized at run time by a `DynamicQuantizeLinear`
+/// (u8, one per input tensor, shared by its consumers), and the node becomes
+///
+/// - `MatMul`: `MatMulInteger → Cast(float) → Mul(x_scale · w_scale)`;
+/// - `Gemm` (no `transA`, `alpha = beta = 1`): the same on the `[K, N]` weight
+///   (transposed back if `transB`), then `Add` of its `C` input — onnxruntime leaves
+///   `Gemm` in float in dynamic mode;
+/// - `Conv`: `ConvInteger → Cast → Mul`, then `Add` of the bias reshaped to
+///   `[1, C, 1, ...]` (onnxruntime's `ConvInteger` rule). Per-channel scales are written
+///   as `[1, C, 1, ...]` with one scalar zero point, since onnxruntime's `ConvInteger`
+///   refuses per-channel zero points (weights whose channels need different zero
+///   points, i.e. asymmetric ones, fall back to per-tensor); onnxruntime itself uses
+///   per-tensor weights for `Conv`.
+///
+/// No calibration data is needed; `Relu`/`Clip` stay float after the node.
+/// [`Config::method`] and the activation options are ignored (activations are u8
+/// from their run-time min/max, as `DynamicQuantizeLinear` defines). Needs opset 11
+/// (`DynamicQuantizeLinear`).
+///
+/// # Errors
+/// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
+/// below 11, an unsupported [`Config::weight_type`] or no quantizable node.
+pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    // No QuantizeLinear is written: the activation options and the per-axis opset
+    // requirement of static quantization do not apply.
+    let weights_only = Config {
+        per_channel: false,
+        activation_type: DType::U8,
+        ..config.clone()
+    };
+    let opset = model.opset("").unwrap_or(1);
+    if opset < 11 {
+        return Err(Error::Unsupported(format!(
+            "the model imports opset {opset}; dynamic quantization needs \
+             DynamicQuantizeLinear from opset 11"
+        )));
+    }
+    check_config(model, &weights_only)?;
+    let mut report = Report::default();
+    let out = dynamic::write(model, config, &mut report)?;
     Ok((out, report))
 }
 

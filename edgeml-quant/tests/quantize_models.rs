@@ -6,7 +6,9 @@
 
 use edgeml_core::ErrorKind;
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
-use edgeml_quant::quantize::{Config, Method, quantize_static, quantize_weight_only};
+use edgeml_quant::quantize::{
+    Config, Method, quantize_dynamic, quantize_static, quantize_weight_only,
+};
 use ndarray::{ArrayD, Axis, s};
 use ndarray_npy::read_npy;
 use std::path::{Path, PathBuf};
@@ -101,6 +103,9 @@ fn digits_cnn_quantizes_within_one_point_and_shrinks() {
     let (_, ratio) = check("cnn", 0.9667, true, Method::MinMax);
     assert!(ratio < 0.45, "size ratio {ratio}");
     check("cnn", 0.9667, true, Method::PERCENTILE);
+    check("cnn", 0.9667, true, Method::ENTROPY);
+    check("cnn", 0.9667, true, Method::MSE);
+    check("cnn", 0.9667, true, Method::MOVING_AVERAGE);
 }
 
 #[test]
@@ -108,6 +113,9 @@ fn digits_mlp_quantizes_within_one_point() {
     check("mlp", 0.9733, false, Method::MinMax);
     check("mlp", 0.9733, true, Method::MinMax);
     check("mlp", 0.9733, true, Method::PERCENTILE);
+    check("mlp", 0.9733, true, Method::ENTROPY);
+    check("mlp", 0.9733, true, Method::MSE);
+    check("mlp", 0.9733, true, Method::MOVING_AVERAGE);
 }
 
 #[test]
@@ -198,5 +206,199 @@ fn weight_only_keeps_accuracy_and_shrinks() {
             100.0 * ratio
         );
         assert!(ratio < 0.5, "{name}: size ratio {ratio}");
+    }
+}
+
+#[test]
+fn dynamic_keeps_accuracy_within_one_point() {
+    let (x, y) = data();
+    for (name, float_acc) in [("cnn", 0.9667), ("mlp", 0.9733)] {
+        let path = digits().join(format!("{name}.onnx"));
+        let model = Model::load(&path).expect("load");
+        for per_channel in [false, true] {
+            let config = Config {
+                per_channel,
+                ..Config::default()
+            };
+            let (q, report) = quantize_dynamic(&model, &config).expect("quantize");
+            assert_eq!(report.quantized.len(), 2, "{name}");
+            assert!(report.activations.is_empty());
+            let ops: Vec<&str> = q.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+            let count = |op: &str| ops.iter().filter(|o| **o == op).count();
+            // One run-time quantization per quantized node here (no shared inputs).
+            assert_eq!(count("DynamicQuantizeLinear"), 2, "{name}: {ops:?}");
+            assert_eq!(
+                count("MatMulInteger") + count("ConvInteger"),
+                2,
+                "{name}: {ops:?}"
+            );
+            assert!(!ops.contains(&"MatMul") && !ops.contains(&"Gemm") && !ops.contains(&"Conv"));
+            assert!(
+                q.graph
+                    .initializers
+                    .iter()
+                    .all(|(_, t)| t.as_f32().is_none_or(|a| a.len() < 200)),
+                "{name}: a float weight is left"
+            );
+            // onnxruntime's ConvInteger accepts only a scalar weight zero point.
+            for n in q.graph.nodes.iter().filter(|n| n.op_type == "ConvInteger") {
+                let zp = q
+                    .graph
+                    .initializer(&n.inputs[3])
+                    .expect("constant zero point");
+                assert_eq!(zp.shape(), &[] as &[usize], "{name}");
+            }
+            let (acc, _) = accuracy(&q, &x, &y);
+            println!(
+                "{name} dynamic per_channel={per_channel}: accuracy {acc:.4} (float {float_acc})"
+            );
+            assert!(
+                acc >= float_acc - 0.01,
+                "{name}: accuracy {acc} vs float {float_acc}"
+            );
+        }
+    }
+    // Opset 11 suffices, per-channel too (no QuantizeLinear with an axis is written);
+    // opset 10 has no DynamicQuantizeLinear.
+    let mut old = Model::load(digits().join("mlp.onnx")).expect("load");
+    for o in &mut old.opset_imports {
+        o.version = 11;
+    }
+    let per_channel = Config {
+        per_channel: true,
+        ..Config::default()
+    };
+    assert!(quantize_dynamic(&old, &per_channel).is_ok());
+    for o in &mut old.opset_imports {
+        o.version = 10;
+    }
+    let e = quantize_dynamic(&old, &Config::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
+
+#[test]
+fn layer_errors_report_sqnr_of_each_quantized_node() {
+    let (x, _) = data();
+    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let config = Config {
+        per_channel: true,
+        layer_errors: true,
+        ..Config::default()
+    };
+    let cal = calibration(&x);
+    let (q, report) = quantize_static(&model, &cal, &config).expect("quantize");
+    assert_eq!(report.layers.len(), report.quantized.len());
+    for l in &report.layers {
+        println!(
+            "{} {}: {:.2} dB, max |e| {}",
+            l.node.name, l.tensor, l.sqnr_db, l.max_abs_error
+        );
+        // 8-bit codes: an ideal 8-bit quantizer of a full-range signal gives ~50 dB;
+        // earlier layers' errors and skewed ranges lower it, never below 15 dB here.
+        assert!(
+            l.sqnr_db.is_finite() && l.sqnr_db > 15.0 && l.sqnr_db < 80.0,
+            "{l:?}"
+        );
+    }
+    // Recomputed here for the Gemm's output z: the float model's z against the
+    // quantized model's DequantizeLinear of Q(z), run as written.
+    let gemm = report.layers.iter().find(|l| l.tensor == "z").expect("z");
+    let qn = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "QuantizeLinear" && n.inputs[0] == "z")
+        .expect("Q(z)");
+    let dq = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op_type == "DequantizeLinear" && n.inputs[0] == qn.outputs[0])
+        .expect("DQ(Q(z))");
+    let mut opts = PlanOptions::with_threads(1);
+    opts.optimization = edgeml_onnx::GraphOptLevel::Disabled;
+    let fplan = Plan::new(&model, opts.clone()).expect("plan");
+    let reg = edgeml_quant::onnx::registry();
+    let qplan = Plan::with_registry(&q, opts, &reg).expect("plan q");
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for b in &cal {
+        let input = Tensor::F32(b.clone());
+        let (mut f, mut g) = (Vec::new(), Vec::new());
+        fplan
+            .run_observed(&[("x", &input)], &mut |n, t| {
+                if n == "z" {
+                    f = t.as_f32().expect("f32").iter().copied().collect();
+                }
+            })
+            .expect("run");
+        qplan
+            .run_observed(&[("x", &input)], &mut |n, t| {
+                if n == dq.outputs[0] {
+                    g = t.as_f32().expect("f32").iter().copied().collect();
+                }
+            })
+            .expect("run q");
+        assert_eq!(f.len(), g.len());
+        for (a, b) in f.iter().zip(&g) {
+            signal += f64::from(*a).powi(2);
+            noise += (f64::from(*a) - f64::from(*b)).powi(2);
+        }
+    }
+    let want = 10.0 * (signal / noise).log10();
+    assert!(
+        (gemm.sqnr_db - want).abs() < 1e-3,
+        "{} vs {want}",
+        gemm.sqnr_db
+    );
+}
+
+#[test]
+fn parallel_calibration_merges_to_the_sequential_ranges() {
+    let (x, _) = data();
+    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let cal = calibration(&x);
+    for method in [
+        Method::MinMax,
+        Method::ENTROPY,
+        Method::MSE,
+        Method::MOVING_AVERAGE,
+    ] {
+        let ranges = |threads: usize| {
+            let config = Config {
+                method,
+                calibration_threads: threads,
+                ..Config::default()
+            };
+            let mut calls = 0;
+            let (_, r) = edgeml_quant::quantize::quantize_static_with_progress(
+                &model,
+                &cal,
+                &config,
+                &mut |done| {
+                    calls += 1;
+                    assert_eq!(done, calls);
+                },
+            )
+            .expect("quantize");
+            assert_eq!(calls, cal.len());
+            r.activations
+        };
+        let one = ranges(1);
+        for threads in [2, 3, 0] {
+            let many = ranges(threads);
+            assert_eq!(one.len(), many.len());
+            for (a, b) in one.iter().zip(&many) {
+                if method == Method::MOVING_AVERAGE {
+                    // Merging appends: equal up to rounding of the average.
+                    let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * x.abs().max(1.0);
+                    assert!(
+                        close(a.range.0, b.range.0) && close(a.range.1, b.range.1),
+                        "{a:?} {b:?}"
+                    );
+                } else {
+                    assert_eq!(a, b, "{method:?} with {threads} threads");
+                }
+            }
+        }
     }
 }

@@ -2,13 +2,13 @@
 //! tensor and returns each tensor's proposed range.
 
 use super::{Config, Method};
-use crate::{Error, MinMax, Percentile, Result};
+use crate::{Entropy, Error, MinMax, MovingAverageMinMax, Mse, Percentile, Result};
 use edgeml_core::Observer;
 use edgeml_onnx::{Dim, GraphOptLevel, Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
-fn model_err(e: edgeml_onnx::Error) -> Error {
+pub(super) fn model_err(e: edgeml_onnx::Error) -> Error {
     Error::Model {
         kind: e.kind(),
         message: e.to_string(),
@@ -24,16 +24,63 @@ pub(super) fn run(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f32, f32)>> {
     match config.method {
-        Method::MinMax => observe_all(model, batches, tensors, &MinMax::new(), progress),
+        Method::MinMax => observe_all(
+            model,
+            batches,
+            tensors,
+            &MinMax::new(),
+            config.calibration_threads,
+            progress,
+        ),
         Method::Percentile { percentile, bins } => {
             let proto = Percentile::new(bins, percentile, config.symmetric_activations)?;
-            observe_all(model, batches, tensors, &proto, progress)
+            observe_all(
+                model,
+                batches,
+                tensors,
+                &proto,
+                config.calibration_threads,
+                progress,
+            )
         }
+        Method::MovingAverage { averaging_constant } => {
+            let proto = MovingAverageMinMax::new(averaging_constant)?;
+            observe_all(
+                model,
+                batches,
+                tensors,
+                &proto,
+                config.calibration_threads,
+                progress,
+            )
+        }
+        Method::Entropy {
+            bins,
+            quantized_bins,
+        } => {
+            let proto = Entropy::new(bins, quantized_bins)?;
+            observe_all(
+                model,
+                batches,
+                tensors,
+                &proto,
+                config.calibration_threads,
+                progress,
+            )
+        }
+        Method::Mse { bins } => observe_all(
+            model,
+            batches,
+            tensors,
+            &Mse::new(bins)?,
+            config.calibration_threads,
+            progress,
+        ),
     }
 }
 
 /// The model's single graph input (inputs that are also initializers do not count).
-fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
+pub(super) fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
     let g = &model.graph;
     let inputs: Vec<_> = g
         .inputs
@@ -73,11 +120,12 @@ fn check_batch(vi: &edgeml_onnx::ValueInfo, i: usize, b: &ArrayD<f32>) -> Result
     Ok(())
 }
 
-fn observe_all<O: Observer + Clone + Send>(
+fn observe_all<O: Observer + Clone + Send + Sync>(
     model: &Model,
     batches: &[ArrayD<f32>],
     tensors: &[String],
     proto: &O,
+    threads: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f32, f32)>> {
     let vi = single_input(model)?;
@@ -93,22 +141,70 @@ fn observe_all<O: Observer + Clone + Send>(
         .enumerate()
         .map(|(i, t)| (t.as_str(), i))
         .collect();
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    }
+    .clamp(1, batches.len().max(1));
+    let input = vi.name.as_str();
+    // Contiguous runs of batches, one per thread, merged in order afterwards (the
+    // moving average's merge appends), so the result is that of one observer fed every
+    // batch (exact for MinMax, Entropy and Mse; see each observer's merge).
+    let per = batches.len().div_ceil(threads);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let parts: Vec<Result<(Vec<O>, Vec<bool>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .chunks(per.max(1))
+            .map(|chunk| {
+                let tx = tx.clone();
+                let (plan, index) = (&plan, &index);
+                scope.spawn(move || -> Result<(Vec<O>, Vec<bool>)> {
+                    let mut observers: Vec<O> = vec![proto.clone(); tensors.len()];
+                    let mut seen = vec![false; tensors.len()];
+                    for b in chunk {
+                        if let Some(&i) = index.get(input) {
+                            observe_array(&mut observers[i], b);
+                            seen[i] = true;
+                        }
+                        let x = Tensor::F32(b.clone());
+                        plan.run_observed(&[(input, &x)], &mut |name, t| {
+                            if let (Some(&i), Some(a)) = (index.get(name), t.as_f32()) {
+                                observe_array(&mut observers[i], a);
+                                seen[i] = true;
+                            }
+                        })
+                        .map_err(model_err)?;
+                        // The receiver only stops listening once every worker is done.
+                        let _ = tx.send(());
+                    }
+                    Ok((observers, seen))
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut done = 0;
+        for () in rx.iter() {
+            done += 1;
+            progress(done);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a calibration thread panicked".into())))
+            })
+            .collect()
+    });
     let mut observers: Vec<O> = vec![proto.clone(); tensors.len()];
     let mut seen = vec![false; tensors.len()];
-    for (bi, b) in batches.iter().enumerate() {
-        if let Some(&i) = index.get(vi.name.as_str()) {
-            observe_array(&mut observers[i], b);
-            seen[i] = true;
+    for part in parts {
+        let (obs, s) = part?;
+        for (a, b) in observers.iter_mut().zip(&obs) {
+            a.merge(b);
         }
-        let input = Tensor::F32(b.clone());
-        plan.run_observed(&[(vi.name.as_str(), &input)], &mut |name, t| {
-            if let (Some(&i), Some(a)) = (index.get(name), t.as_f32()) {
-                observe_array(&mut observers[i], a);
-                seen[i] = true;
-            }
-        })
-        .map_err(model_err)?;
-        progress(bi + 1);
+        for (a, b) in seen.iter_mut().zip(s) {
+            *a |= b;
+        }
     }
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(Error::Unsupported(format!(

@@ -23,6 +23,60 @@ fn is_node(n: &Node, op: &str) -> bool {
     n.domain.is_empty() && n.op_type == op
 }
 
+/// For each tensor of `tensors` that another one of them reaches through a chain of
+/// single-consumer exact operators (the chains [`pass_through`] runs on the codes),
+/// the index of that source: the tensor must be quantized with its source's
+/// parameters, or the scale of a bias computed from it would not match the scale the
+/// codes carry after the pass (onnxruntime's quantizer likewise shares the input's
+/// parameters across these operators).
+pub(super) fn range_sources(
+    g: &Graph,
+    tensors: &[String],
+    opset: i64,
+    eight_bit: bool,
+) -> HashMap<usize, usize> {
+    let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut consumers: HashMap<&str, usize> = HashMap::new();
+    for n in &g.nodes {
+        for v in &n.inputs {
+            *consumers.entry(v.as_str()).or_default() += 1;
+        }
+    }
+    let producer: HashMap<&str, &Node> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let index: HashMap<&str, usize> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut sources = HashMap::new();
+    for (i, t) in tensors.iter().enumerate() {
+        let mut cur = t.as_str();
+        for _ in 0..g.nodes.len() {
+            let Some(n) = producer.get(cur) else { break };
+            let exact = n.domain.is_empty()
+                && EXACT.contains(&n.op_type.as_str())
+                && n.outputs.len() == 1
+                && (n.op_type != "MaxPool" || (opset >= 12 && eight_bit));
+            let Some(input) = n.inputs.first().filter(|_| exact) else {
+                break;
+            };
+            if consumers.get(input.as_str()) != Some(&1) || outputs.contains(input.as_str()) {
+                break;
+            }
+            if let Some(&s) = index.get(input.as_str()) {
+                sources.insert(i, s);
+                break;
+            }
+            cur = input;
+        }
+    }
+    sources
+}
+
 /// Applies the rewrite until nothing changes; returns the number of ops now running on
 /// codes (also recorded in `report.int8_exact_ops`). `opset` is the default-domain opset (8-bit `MaxPool` needs 12);
 /// `eight_bit` whether activations are 8-bit.

@@ -10,7 +10,7 @@ use ndarray::{ArrayD, IxDyn};
 use std::collections::{HashMap, HashSet};
 
 /// An integer tensor of type `qtype` from `i32` values that fit it.
-fn int_tensor(qtype: DType, shape: &[usize], values: Vec<i32>) -> Result<Tensor> {
+pub(super) fn int_tensor(qtype: DType, shape: &[usize], values: Vec<i32>) -> Result<Tensor> {
     let a =
         ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| Error::Shape(e.to_string()))?;
     Ok(match qtype {
@@ -24,7 +24,7 @@ fn int_tensor(qtype: DType, shape: &[usize], values: Vec<i32>) -> Result<Tensor>
 }
 
 /// Scale and zero-point initializers for `p` (scalars when per-tensor, 1-D otherwise).
-fn param_tensors(p: &QuantParams) -> Result<(Tensor, Tensor)> {
+pub(super) fn param_tensors(p: &QuantParams) -> Result<(Tensor, Tensor)> {
     let shape: &[usize] = if p.is_per_tensor() { &[] } else { &[p.len()] };
     let s = ArrayD::from_shape_vec(IxDyn(shape), p.scales().to_vec())
         .map_err(|e| Error::Shape(e.to_string()))?;
@@ -34,7 +34,7 @@ fn param_tensors(p: &QuantParams) -> Result<(Tensor, Tensor)> {
 
 /// A new node. Q/DQ nodes are left unnamed, as names are optional in ONNX and cost
 /// file size on small models.
-fn node(op: &str, inputs: Vec<String>, output: String, axis: Option<usize>) -> Node {
+pub(super) fn node(op: &str, inputs: Vec<String>, output: String, axis: Option<usize>) -> Node {
     Node {
         op_type: op.to_owned(),
         inputs,
@@ -47,10 +47,10 @@ fn node(op: &str, inputs: Vec<String>, output: String, axis: Option<usize>) -> N
 }
 
 /// Fresh value names: `base`, else `base_1`, `base_2`, ... avoiding every name in use.
-struct Names(HashSet<String>);
+pub(super) struct Names(HashSet<String>);
 
 impl Names {
-    fn new(model: &Model) -> Self {
+    pub(super) fn new(model: &Model) -> Self {
         let g = &model.graph;
         let mut used: HashSet<String> = HashSet::new();
         for n in &g.nodes {
@@ -67,7 +67,7 @@ impl Names {
         Self(used)
     }
 
-    fn fresh(&mut self, base: &str) -> String {
+    pub(super) fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_owned();
         let mut i = 0;
         while self.0.contains(&name) {
@@ -98,7 +98,24 @@ pub(super) fn write(
 
     // Activations: parameters first (the bias needs the input scale).
     let mut act: HashMap<&str, QuantParams> = HashMap::new();
-    for (t, &(lo, hi)) in sel.tensors.iter().zip(ranges) {
+    let mut ranges = ranges.to_vec();
+    if config.exact_ops_in_int8 {
+        let opset = model.opset("").unwrap_or(1);
+        let eight_bit = matches!(config.activation_type, DType::U8 | DType::I8);
+        let sources = super::exact::range_sources(&model.graph, &sel.tensors, opset, eight_bit);
+        // Sources come first in graph order; resolve chains of sources all the same.
+        for i in 0..ranges.len() {
+            let mut s = i;
+            for _ in 0..ranges.len() {
+                match sources.get(&s) {
+                    Some(&next) => s = next,
+                    None => break,
+                }
+            }
+            ranges[i] = ranges[s];
+        }
+    }
+    for (t, &(lo, hi)) in sel.tensors.iter().zip(&ranges) {
         let p = compute_scale_zp(
             lo,
             hi,

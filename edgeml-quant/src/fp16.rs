@@ -1,0 +1,108 @@
+//! FP16 weight storage: every float32 initializer becomes a float16 initializer read
+//! through a `Cast(to = FLOAT)`, so the file is about half as large and the graph
+//! still computes in float32: inputs, outputs and every operator stay float32. (The
+//! whole-graph float16 compute of onnxconverter-common's `convert_float_to_float16` is
+//! not implemented.)
+//!
+//! Values are rounded to nearest even; as onnxconverter-common's
+//! `convert_np_to_float16` does (its defaults), finite magnitudes above 65504 are
+//! clamped to ±65504 and non-zero magnitudes below 5.96e-8 (the smallest float16
+//! subnormal) to ±5.96e-8, so no weight becomes infinite or flushes to zero. NaN or
+//! infinite weights are an error. Runtimes fold the `Cast` of a constant when they
+//! load the model, so inference speed is that of the float model.
+
+use crate::{Error, Result};
+use edgeml_core::f16;
+use edgeml_onnx::{Attribute, Model, Node, Tensor};
+use std::collections::HashSet;
+
+/// onnxconverter-common's `max_finite_val`.
+const MAX: f32 = 65504.0;
+/// onnxconverter-common's `min_positive_val`.
+const MIN_POSITIVE: f32 = 5.96e-8;
+/// ONNX `TensorProto.FLOAT`.
+const FLOAT: i64 = 1;
+
+/// What [`convert_weights`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fp16Report {
+    /// Initializers now stored as float16, in graph order.
+    pub converted: Vec<String>,
+    /// Weight values clamped into the float16 range (see the [module](self) docs).
+    pub clamped: usize,
+}
+
+fn to_f16(v: f32, clamped: &mut usize) -> f16 {
+    let a = v.abs();
+    let c = if a > MAX {
+        MAX.copysign(v)
+    } else if a > 0.0 && a < MIN_POSITIVE {
+        MIN_POSITIVE.copysign(v)
+    } else {
+        v
+    };
+    if c != v {
+        *clamped += 1;
+    }
+    f16::from_f32(c)
+}
+
+/// Stores every float32 initializer of `model` as float16 behind a `Cast` (see the
+/// [module](self) docs); initializers listed in `keep` and those that are also graph
+/// inputs (overridable at run time) stay float32.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite weight; [`Error::Unsupported`] for
+/// models importing a default-domain opset below 6 (`Cast` with a `to` attribute).
+pub fn convert_weights(model: &Model, keep: &[String]) -> Result<(Model, Fp16Report)> {
+    let opset = model.opset("").unwrap_or(1);
+    if opset < 6 {
+        return Err(Error::Unsupported(format!(
+            "the model imports opset {opset}; FP16 weights need Cast from opset 6"
+        )));
+    }
+    let g = &model.graph;
+    let inputs: HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+    let mut used: HashSet<String> = HashSet::new();
+    for n in &g.nodes {
+        used.extend(n.inputs.iter().chain(&n.outputs).cloned());
+    }
+    used.extend(g.initializers.iter().map(|(n, _)| n.clone()));
+    used.extend(g.inputs.iter().chain(&g.outputs).map(|v| v.name.clone()));
+    let mut m = model.clone();
+    let mut report = Fp16Report::default();
+    let mut casts = Vec::new();
+    for (name, t) in &mut m.graph.initializers {
+        let Some(a) = t.as_f32() else { continue };
+        if inputs.contains(name.as_str()) || keep.contains(name) {
+            continue;
+        }
+        if let Some(bad) = a.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "initializer {name:?} holds {bad}"
+            )));
+        }
+        let h = a.mapv(|v| to_f16(v, &mut report.clamped));
+        let mut stored = format!("{name}_fp16");
+        let mut i = 0;
+        while used.contains(&stored) {
+            i += 1;
+            stored = format!("{name}_fp16_{i}");
+        }
+        used.insert(stored.clone());
+        casts.push(Node {
+            op_type: "Cast".into(),
+            inputs: vec![stored.clone()],
+            outputs: vec![name.clone()],
+            attributes: vec![("to".into(), Attribute::Int(FLOAT))],
+            ..Node::default()
+        });
+        report.converted.push(name.clone());
+        *name = stored;
+        *t = Tensor::F16(h);
+    }
+    // The value_info of the old initializers still describes the Cast outputs (f32).
+    casts.append(&mut m.graph.nodes);
+    m.graph.nodes = casts;
+    Ok((m, report))
+}

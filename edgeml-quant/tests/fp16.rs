@@ -1,0 +1,141 @@
+//! `edgeml_quant::fp16::convert_weights` on the bundled digits models and on edge
+//! values: the file halves, the outputs stay within float16 rounding of float, and
+//! out-of-range weights are clamped as onnxconverter-common clamps them.
+#![cfg(feature = "onnx")]
+
+use edgeml_core::{DType, ErrorKind, f16};
+use edgeml_onnx::{Model, ModelBuilder, Node, Plan, PlanOptions, Tensor, ValueInfo};
+use edgeml_quant::fp16::convert_weights;
+use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray_npy::read_npy;
+use std::path::{Path, PathBuf};
+
+fn digits() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
+}
+
+fn run(model: &Model, x: &ArrayD<f32>) -> ArrayD<f32> {
+    let plan = Plan::new(model, PlanOptions::with_threads(1)).expect("plan");
+    let out = plan.run(&[("x", Tensor::F32(x.clone()))]).expect("run");
+    out[0].1.as_f32().expect("f32 output").clone()
+}
+
+fn argmax_accuracy(p: &ArrayD<f32>, y: &ArrayD<i64>) -> f64 {
+    let right = p
+        .axis_iter(Axis(0))
+        .zip(y.iter())
+        .filter(|(row, label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            best.0 as i64 == **label
+        })
+        .count();
+    right as f64 / y.len() as f64
+}
+
+#[test]
+fn digits_models_halve_and_keep_their_outputs() {
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
+    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
+    for name in ["cnn", "mlp"] {
+        let path = digits().join(format!("{name}.onnx"));
+        let model = Model::load(&path).expect("load");
+        let (h, report) = convert_weights(&model, &[]).expect("fp16");
+        let floats = model
+            .graph
+            .initializers
+            .iter()
+            .filter(|(_, t)| t.as_f32().is_some())
+            .count();
+        assert_eq!(report.converted.len(), floats, "{name}");
+        // The MLP holds weights below the smallest float16 subnormal (decayed weights of
+        // always-blank pixels): those, and only those, are clamped.
+        let out_of_range = model
+            .graph
+            .initializers
+            .iter()
+            .filter_map(|(_, t)| t.as_f32())
+            .flat_map(|a| a.iter())
+            .filter(|v| v.abs() > 65504.0 || (**v != 0.0 && v.abs() < 5.96e-8))
+            .count();
+        assert_eq!(report.clamped, out_of_range, "{name}");
+        assert!(
+            h.graph
+                .initializers
+                .iter()
+                .all(|(_, t)| t.as_f32().is_none())
+        );
+        // Reloaded from bytes, it runs and agrees within float16 rounding.
+        let bytes = h.to_bytes().expect("bytes");
+        let h = Model::from_bytes(&bytes).expect("reload");
+        let (pf, ph) = (run(&model, &x), run(&h, &x));
+        let worst = pf
+            .iter()
+            .zip(ph.iter())
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (af, ah) = (argmax_accuracy(&pf, &y), argmax_accuracy(&ph, &y));
+        let ratio = bytes.len() as f64 / std::fs::metadata(&path).expect("size").len() as f64;
+        println!(
+            "{name} fp16: worst |dp| {worst:.2e}, accuracy {ah:.4} (float {af:.4}), size {:.1}%",
+            100.0 * ratio
+        );
+        assert!(worst < 5e-3, "{name}: {worst}");
+        assert!(
+            (af - ah).abs() <= 1.0 / 450.0 + 1e-9,
+            "{name}: {ah} vs {af}"
+        );
+        assert!(ratio < 0.75, "{name}: size ratio {ratio}");
+    }
+}
+
+fn tiny(w: Vec<f32>) -> Model {
+    let n = w.len();
+    ModelBuilder::new(13)
+        .input(ValueInfo::tensor(
+            "x",
+            DType::F32,
+            vec![edgeml_onnx::Dim::Known(n)],
+        ))
+        .output(ValueInfo::named("y"))
+        .node(Node::new("Mul", &["x", "w"], &["y"]))
+        .initializer(
+            "w",
+            Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[n]), w).expect("shape")),
+        )
+        .build()
+        .expect("model")
+}
+
+#[test]
+fn out_of_range_weights_are_clamped_and_non_finite_refused() {
+    let w = vec![1e6, -1e6, 1e-9, -1e-9, 0.0, 1.0, 65504.0, 0.1];
+    let (h, report) = convert_weights(&tiny(w), &[]).expect("fp16");
+    assert_eq!(report.clamped, 4);
+    let (_, t) = h
+        .graph
+        .initializers
+        .iter()
+        .find(|(n, _)| n == "w_fp16")
+        .expect("w_fp16");
+    let Tensor::F16(a) = t else {
+        panic!("not f16: {t:?}")
+    };
+    let got: Vec<f32> = a.iter().map(|v| v.to_f32()).collect();
+    let sub = f16::from_f32(5.96e-8).to_f32();
+    assert_eq!(got[..7], [65504.0, -65504.0, sub, -sub, 0.0, 1.0, 65504.0]);
+    assert_eq!(got[7], f16::from_f32(0.1).to_f32());
+    assert!(sub > 0.0);
+    let x = ArrayD::from_elem(IxDyn(&[8]), 1.0f32);
+    let plan = Plan::new(&h, PlanOptions::with_threads(1)).expect("plan");
+    let y = plan.run(&[("x", Tensor::F32(x))]).expect("run");
+    let y: Vec<f32> = y[0].1.as_f32().expect("f32").iter().copied().collect();
+    assert_eq!(y, got);
+    // Kept names stay float32; NaN is refused.
+    let (k, report) = convert_weights(&tiny(vec![1.0, 2.0]), &["w".into()]).expect("keep");
+    assert!(report.converted.is_empty());
+    assert!(k.graph.initializer("w").and_then(Tensor::as_f32).is_some());
+    let e = convert_weights(&tiny(vec![f32::NAN]), &[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
+}
