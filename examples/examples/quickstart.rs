@@ -6,9 +6,11 @@
 //!    `edgeml optimize` (basic level) and run that too;
 //! 2. quantize it with edgeml (static QDQ, calibrated on 100 images) and run it on the
 //!    INT8 kernels, beside the same model quantized by onnxruntime's `quantize_static`
-//!    (`scripts/make_qmodel_fixtures.py`, same calibration images);
+//!    (`scripts/make_qmodel_fixtures.py`, same calibration images); also dynamic INT8
+//!    (no calibration) and FP16 weights;
 //! 3. prune it (global magnitude, 50%, one-shot, sparse storage);
-//! 4. distill it into a small MLP student (Hinton KD on the training split);
+//! 4. distill it into a small MLP student (Hinton KD on the training split), and
+//!    quantize the student too;
 //! 5. watch the deployed INT8 model for drift: a KS test on its confidences, first on
 //!    a clean stream, then on a shifted one (the same images, brighter and noisier).
 //!
@@ -134,6 +136,27 @@ fn main() -> anyhow::Result<()> {
         &ort_int8,
     ));
 
+    // The other output forms of `edgeml quantize`: dynamic INT8 (weights quantized
+    // ahead, activations at run time; no calibration data) and FP16 weights.
+    let (dynamic, _) = edgeml::quant::quantize::quantize_dynamic(&model, &config)?;
+    let dpath = tmp.join("cnn_dynamic.onnx");
+    dynamic.save(&dpath)?;
+    let (_, dyn_eval) = run_int8(&dpath, &x, &y)?;
+    rows.push(Row::new(
+        "INT8, edgeml quantize --mode dynamic",
+        file_len(&dpath)?,
+        &dyn_eval,
+    ));
+    let (half_model, _) = edgeml::quant::fp16::convert_weights(&model, &[])?;
+    let hpath = tmp.join("cnn_fp16.onnx");
+    half_model.save(&hpath)?;
+    let hplan = Plan::new(&Model::load(&hpath)?, PlanOptions::with_threads(1))?;
+    rows.push(Row::new(
+        "FP16 weights, edgeml quantize --mode fp16",
+        file_len(&hpath)?,
+        &evaluate(&hplan, &x, &y)?,
+    ));
+
     // Prune: global magnitude pruning of half the weights, one-shot, stored sparse.
     let mut pruned = model.clone();
     let preport = edgeml::prune::prune_model(
@@ -165,6 +188,17 @@ fn main() -> anyhow::Result<()> {
         "distilled MLP student (64-16-10, KD T = 4)",
         file_len(&spath)?,
         &student,
+    ));
+    // The student quantized in turn (static QDQ, the same calibration images).
+    let (qstudent, _) =
+        edgeml::quant::quantize::quantize_static(&Model::load(&spath)?, &batches, &config)?;
+    let qspath = tmp.join("student_int8.onnx");
+    qstudent.save(&qspath)?;
+    let (_, qstudent_eval) = run_int8(&qspath, &x, &y)?;
+    rows.push(Row::new(
+        "distilled student, INT8 (edgeml quantize)",
+        file_len(&qspath)?,
+        &qstudent_eval,
     ));
     std::fs::remove_dir_all(&tmp)?;
 
