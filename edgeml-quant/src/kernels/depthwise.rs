@@ -45,6 +45,10 @@ pub(crate) struct DwScratch {
     /// contiguously): row `r`, phase `p` starts at `(2r + p) · ⌈wp/2⌉`.
     phase: Vec<i16>,
     acc: Vec<i32>,
+    /// The padded plane as bytes (padding = the input zero point), with room for
+    /// 64-byte loads past its end: the AVX-512 VNNI path reads it ([`vnni512`]).
+    #[cfg(target_arch = "x86_64")]
+    bytes: Vec<u8>,
 }
 
 impl DwScratch {
@@ -56,6 +60,8 @@ impl DwScratch {
             plane: vec![0; if phased { 0 } else { hp * wp }],
             phase: vec![0; if phased { hp * 2 * wp.div_ceil(2) } else { 0 }],
             acc: vec![0; g.ow],
+            #[cfg(target_arch = "x86_64")]
+            bytes: Vec::new(),
         }
     }
 }
@@ -201,20 +207,169 @@ fn channel_k<const K: usize>(
             }
             *a = t;
         }
-        let o0 = oy * g.ow;
-        match out {
-            DwOut::I32(y) => y[o0..o0 + g.ow].copy_from_slice(acc),
-            DwOut::U8(y, q) => {
-                quant_row(acc, &[q.mult], &[q.bias], q.zp, q.lo, q.hi, usize::MAX);
-                for (d, &v) in y[o0..o0 + g.ow].iter_mut().zip(acc.iter()) {
-                    *d = v as u8;
-                }
+        finish_row(acc, out, oy * g.ow);
+    }
+}
+
+/// Writes one output row's sums `acc` at `o0`, requantized when the output is 8-bit.
+#[inline(always)]
+fn finish_row(acc: &mut [i32], out: &mut DwOut<'_>, o0: usize) {
+    let n = acc.len();
+    match out {
+        DwOut::I32(y) => y[o0..o0 + n].copy_from_slice(acc),
+        DwOut::U8(y, q) => {
+            quant_row(acc, &[q.mult], &[q.bias], q.zp, q.lo, q.hi, usize::MAX);
+            for (d, &v) in y[o0..o0 + n].iter_mut().zip(acc.iter()) {
+                *d = v as u8;
             }
-            DwOut::I8(y, q) => {
-                quant_row(acc, &[q.mult], &[q.bias], q.zp, q.lo, q.hi, usize::MAX);
-                for (d, &v) in y[o0..o0 + g.ow].iter_mut().zip(acc.iter()) {
-                    *d = v as i8;
+        }
+        DwOut::I8(y, q) => {
+            quant_row(acc, &[q.mult], &[q.bias], q.zp, q.lo, q.hi, usize::MAX);
+            for (d, &v) in y[o0..o0 + n].iter_mut().zip(acc.iter()) {
+                *d = v as i8;
+            }
+        }
+    }
+}
+
+/// Depthwise rows on `vpdpbusd` (AVX-512 VNNI): for 16 outputs of one row and one
+/// kernel row, the input bytes are shuffled into 16 windows of 4 consecutive taps (one
+/// dword per output; stride 1 or 2) and multiplied by the kernel row's ≤ 4 weights in
+/// one instruction, so a 3×3 filter takes three `vpdpbusd` per 16 outputs instead of
+/// nine 32-bit multiplies. Works on the raw u8 codes with the plane padded by the
+/// input zero point `zx`, then subtracts `zx·Σw`: the same integers as
+/// [`channel_impl`], so the paths stay bit-identical.
+#[cfg(target_arch = "x86_64")]
+mod vnni512 {
+    use super::super::x86::requant16;
+    use super::{DwGeom, DwOut, DwScratch};
+    use core::arch::x86_64::*;
+
+    /// Whether this channel can take the path: a kernel at most 8 high and 4 wide,
+    /// unit horizontal dilation, horizontal stride 1 or 2, weights (minus their zero
+    /// point) that fit in i8.
+    pub(super) fn fits(g: &DwGeom, wt: &[i32]) -> bool {
+        g.kh <= 8
+            && g.kw <= 4
+            && g.dilations[1] == 1
+            && matches!(g.strides[1], 1 | 2)
+            && wt.iter().all(|&w| (-128..=127).contains(&w))
+    }
+
+    /// One channel (see the module docs); `fits` must hold.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn channel(
+        g: &DwGeom,
+        x: &[u8],
+        xsub: i16,
+        wt: &[i32],
+        s: &mut DwScratch,
+        out: &mut DwOut<'_>,
+    ) {
+        let hp = g.h + g.pads[0] + g.pads[2];
+        let wp = g.w + g.pads[1] + g.pads[3];
+        let zx = xsub as u8;
+        // Padded plane, rows of `wp` bytes, plus 64 bytes of slack for the last loads.
+        let len = hp * wp + 64;
+        s.bytes.clear();
+        s.bytes.resize(len, zx);
+        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+            s.bytes[(i + g.pads[0]) * wp + g.pads[1]..][..g.w].copy_from_slice(row);
+        }
+        let (kh, kw) = (g.kh, g.kw);
+        let [sh, sw] = g.strides;
+        let dh = g.dilations[0];
+        // Per kernel row: its weights as 4 signed bytes (taps past kw are 0).
+        let wrow = |ky: usize| {
+            let mut b = [0u8; 4];
+            for (kx, b) in b.iter_mut().enumerate().take(kw) {
+                *b = wt[ky * kw + kx] as i8 as u8;
+            }
+            _mm512_set1_epi32(i32::from_le_bytes(b))
+        };
+        let mut ws = [_mm512_setzero_si512(); 8];
+        for (ky, w) in ws.iter_mut().enumerate().take(kh) {
+            *w = wrow(ky);
+        }
+        let corr = i32::from(xsub) * wt.iter().sum::<i32>();
+        // Lane i (outputs 4i..4i+3) starts at input byte 4i·sw: dword i·sw.
+        let idx = if sw == 1 {
+            _mm512_setr_epi32(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6)
+        } else {
+            _mm512_setr_epi32(0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9)
+        };
+        // Within a lane, output j's window is bytes j·sw .. j·sw + 3.
+        let shuf = if sw == 1 {
+            _mm512_broadcast_i32x4(_mm_setr_epi8(
+                0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6,
+            ))
+        } else {
+            _mm512_broadcast_i32x4(_mm_setr_epi8(
+                0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9,
+            ))
+        };
+        let vcorr = _mm512_set1_epi32(corr);
+        let bytes = s.bytes.as_ptr();
+        // The epilogue's constants, once per channel.
+        let quant = match out {
+            DwOut::I32(_) => None,
+            DwOut::U8(_, q) | DwOut::I8(_, q) => Some((
+                _mm512_set1_epi32(q.bias.wrapping_sub(corr)),
+                _mm512_set1_ps(q.mult),
+                _mm512_set1_ps(q.lo),
+                _mm512_set1_ps(q.hi),
+                q.zp,
+            )),
+        };
+        for oy in 0..g.oh {
+            let o0 = oy * g.ow;
+            let mut ox = 0;
+            while ox < g.ow {
+                // The last block may be partial: its extra lanes read bytes inside the
+                // padded plane (or its slack) and are not stored.
+                let n = (g.ow - ox).min(16);
+                let mut a = _mm512_setzero_si512();
+                for (ky, &w) in ws[..kh].iter().enumerate() {
+                    let off = (oy * sh + ky * dh) * wp + ox * sw;
+                    // SAFETY: off + 64 ≤ hp·wp + 64 = len: rows oy·sh + ky·dh < hp and
+                    // ox·sw < wp for every output the loop reaches (the geometry was
+                    // checked when the convolution was built).
+                    let v = unsafe { _mm512_loadu_si512(bytes.add(off).cast()) };
+                    let win = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(idx, v), shuf);
+                    a = _mm512_dpbusd_epi32(a, win, w);
                 }
+                let mask: __mmask16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                match (&mut *out, quant) {
+                    (DwOut::I32(y), _) => {
+                        let y = &mut y[o0 + ox..o0 + ox + n];
+                        // SAFETY: the mask keeps the store within the n outputs of `y`.
+                        unsafe {
+                            _mm512_mask_storeu_epi32(
+                                y.as_mut_ptr(),
+                                mask,
+                                _mm512_sub_epi32(a, vcorr),
+                            )
+                        };
+                    }
+                    (DwOut::U8(y, _), Some((b, m, lo, hi, zp))) => {
+                        let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
+                        let y = &mut y[o0 + ox..o0 + ox + n];
+                        // SAFETY: as above, for bytes.
+                        unsafe { _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, q) };
+                    }
+                    (DwOut::I8(y, _), Some((b, m, lo, hi, zp))) => {
+                        let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
+                        let y = &mut y[o0 + ox..o0 + ox + n];
+                        // SAFETY: as above, for bytes.
+                        unsafe { _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, q) };
+                    }
+                    // 8-bit outputs always carry their requantization (`quant` above).
+                    _ => debug_assert!(false, "output type does not match the epilogue"),
+                }
+                ox += n;
             }
         }
     }
@@ -260,7 +415,12 @@ pub(crate) fn channel(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512Vnni and Amx availability imply AVX-512 F and BW.
+        // SAFETY: Avx512Vnni and Amx availability imply AVX-512 F, BW and VNNI.
+        Isa::Avx512Vnni | Isa::Amx if vnni512::fits(g, wt) => unsafe {
+            vnni512::channel(g, x, xsub, wt, s, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Isa::Avx512Vnni | Isa::Amx => unsafe { channel_avx512(g, x, xsub, wt, s, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: both paths imply AVX2 (checked when the weights were packed).
