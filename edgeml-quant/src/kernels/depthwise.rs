@@ -357,14 +357,28 @@ mod vnni512 {
                     (DwOut::U8(y, _), Some((b, m, lo, hi, zp))) => {
                         let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
                         let y = &mut y[o0 + ox..o0 + ox + n];
-                        // SAFETY: as above, for bytes.
-                        unsafe { _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, q) };
+                        // SAFETY: as above, for bytes (a 512-bit masked store: AVX-512 BW
+                        // only, no VL).
+                        unsafe {
+                            _mm512_mask_storeu_epi8(
+                                y.as_mut_ptr().cast(),
+                                u64::from(mask),
+                                _mm512_castsi128_si512(q),
+                            )
+                        };
                     }
                     (DwOut::I8(y, _), Some((b, m, lo, hi, zp))) => {
                         let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
                         let y = &mut y[o0 + ox..o0 + ox + n];
-                        // SAFETY: as above, for bytes.
-                        unsafe { _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, q) };
+                        // SAFETY: as above, for bytes (a 512-bit masked store: AVX-512 BW
+                        // only, no VL).
+                        unsafe {
+                            _mm512_mask_storeu_epi8(
+                                y.as_mut_ptr().cast(),
+                                u64::from(mask),
+                                _mm512_castsi128_si512(q),
+                            )
+                        };
                     }
                     // 8-bit outputs always carry their requantization (`quant` above).
                     _ => debug_assert!(false, "output type does not match the epilogue"),

@@ -71,11 +71,18 @@ pub(super) fn build_quantize(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>
 
 /// `round_half_even(x / s)` clamped to `[lo − z, hi − z]`, plus `z`, as MLAS computes
 /// it (division, clamp in float, round to nearest even); NaN gives the lowest value.
-#[inline]
+///
+/// The clamp is written as selects (`v >= lo` is false for NaN, which becomes `lo`) and
+/// the rounding reads the bits of `v + 1.5·2²³` (exact for the clamped `|v| ≤ 510`): the
+/// same integers as `round_even_small`, in a form the compiler vectorizes.
+#[inline(always)]
 fn quantize_one<O: QElem>(x: f32, s: f32, z: i32) -> O {
     let (lo, hi) = O::RANGE;
-    let v = (x / s).max((lo - z) as f32).min((hi - z) as f32);
-    O::from_i32_clamped(round_even_small(v) + z)
+    let (lo, hi) = ((lo - z) as f32, (hi - z) as f32);
+    let v = x / s;
+    let v = if v >= lo { v } else { lo };
+    let v = if v > hi { hi } else { v };
+    O::from_i32_clamped((v + 12_582_912.0).to_bits() as i32 - 0x4B40_0000 + z)
 }
 
 /// `v.round_ties_even() as i32` for `|v| < 2^22`, as the sum with `1.5 · 2^23` rounds it

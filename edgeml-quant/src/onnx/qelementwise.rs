@@ -122,7 +122,6 @@ impl Binary {
         let bv = b
             .broadcast(IxDyn(&shape))
             .ok_or_else(|| Error::Internal("broadcast".into()))?;
-        let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
         let op = self.op;
         match op {
             Bin::Add => {
@@ -131,30 +130,40 @@ impl Binary {
                 let (ra, rb) = (sa / sy, sb / sy);
                 let fixed = zy as f32 - ra * za as f32 - rb * zb as f32;
                 let (lo, hi) = (T::RANGE.0 as f32, T::RANGE.1 as f32);
+                // Finite operands: the clamp is two selects, and the clamped value
+                // (|v| ≤ 255) rounds to even by adding 1.5·2²³ and reading the bits;
+                // the same integers as `round_even_small`, in a loop that vectorizes.
                 let one = |a: T, b: T| {
                     let v = fixed + ra * a.to_i32() as f32 + rb * b.to_i32() as f32;
-                    T::from_i32_clamped(super::qdq::round_even_small(v.max(lo).min(hi)))
+                    let v = if v < lo { lo } else { v };
+                    let v = if v > hi { hi } else { v };
+                    T::from_i32_clamped((v + 12_582_912.0).to_bits() as i32 - 0x4B40_0000)
                 };
-                match (a.as_slice(), b.as_slice(), a.shape() == b.shape()) {
+                if let (Some(xa), Some(xb), true) =
+                    (a.as_slice(), b.as_slice(), a.shape() == b.shape())
+                {
                     // Same shape (residual connections): one flat loop.
-                    (Some(xa), Some(xb), true) => {
-                        let out: Vec<T> = xa.iter().zip(xb).map(|(&a, &b)| one(a, b)).collect();
-                        y = ArrayD::from_shape_vec(IxDyn(&shape), out)
-                            .map_err(|e| Error::Internal(e.to_string()))?;
-                    }
-                    _ => Zip::from(&mut y)
-                        .and(&av)
-                        .and(&bv)
-                        .for_each(|y, &a, &b| *y = one(a, b)),
+                    let out: Vec<T> = xa.iter().zip(xb).map(|(&a, &b)| one(a, b)).collect();
+                    return ArrayD::from_shape_vec(IxDyn(&shape), out)
+                        .map_err(|e| Error::Internal(e.to_string()));
                 }
+                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
+                Zip::from(&mut y)
+                    .and(&av)
+                    .and(&bv)
+                    .for_each(|y, &a, &b| *y = one(a, b));
+                Ok(y)
             }
-            Bin::Mul => Zip::from(&mut y).and(&av).and(&bv).for_each(|y, &a, &b| {
-                let fa = sa * (a.to_i32() - za) as f32;
-                let fb = sb * (b.to_i32() - zb) as f32;
-                *y = requant::<T>(fa * fb, sy, zy);
-            }),
+            Bin::Mul => {
+                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
+                Zip::from(&mut y).and(&av).and(&bv).for_each(|y, &a, &b| {
+                    let fa = sa * (a.to_i32() - za) as f32;
+                    let fb = sb * (b.to_i32() - zb) as f32;
+                    *y = requant::<T>(fa * fb, sy, zy);
+                });
+                Ok(y)
+            }
         }
-        Ok(y)
     }
 }
 
