@@ -37,6 +37,11 @@ pub fn unsupported(node: &Node, msg: impl std::fmt::Display) -> Error {
     Error::Unsupported(format!("{}: {msg}", describe(node)))
 }
 
+/// An [`Error::ShapeMismatch`] naming `node` (operands whose shapes do not fit).
+pub fn shape_mismatch(node: &Node, msg: impl std::fmt::Display) -> Error {
+    Error::ShapeMismatch(format!("{}: {msg}", describe(node)))
+}
+
 /// The ONNX name of an attribute's type (`"INTS"`), for messages.
 pub(crate) fn kind_name(a: &Attribute) -> &'static str {
     match a {
@@ -169,6 +174,44 @@ impl<'a> Attrs<'a> {
     /// The attribute has another type.
     pub fn ints(&self, name: &str, default: &[i64]) -> Result<Vec<i64>> {
         Ok(self.ints_opt(name)?.unwrap_or_else(|| default.to_vec()))
+    }
+
+    /// An `INTS` attribute of non-negative entries (kernel extents, strides, pads…),
+    /// if present.
+    ///
+    /// # Errors
+    /// The attribute has another type or a negative entry.
+    pub fn usizes_opt(&self, name: &str) -> Result<Option<Vec<usize>>> {
+        self.ints_opt(name)?
+            .map(|v| {
+                v.iter()
+                    .map(|&x| {
+                        usize::try_from(x).map_err(|_| {
+                            invalid(
+                                self.node,
+                                format!("attribute {name:?} has a negative entry {x}"),
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .transpose()
+    }
+
+    /// An `INTS` attribute of exactly `len` non-negative entries (one per spatial axis,
+    /// say), or `len` copies of `default` when absent.
+    ///
+    /// # Errors
+    /// The attribute has another type, another length or a negative entry.
+    pub fn usizes(&self, name: &str, len: usize, default: usize) -> Result<Vec<usize>> {
+        match self.usizes_opt(name)? {
+            None => Ok(vec![default; len]),
+            Some(v) if v.len() == len => Ok(v),
+            Some(v) => Err(invalid(
+                self.node,
+                format!("attribute {name:?} has {} entries, expected {len}", v.len()),
+            )),
+        }
     }
 
     /// A `FLOATS` attribute, if present.

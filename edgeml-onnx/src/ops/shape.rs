@@ -7,7 +7,7 @@
 use super::util::{
     Elem, broadcast_shapes, broadcast_to, cast_to, check_size, input, slim, to_dims, to_i64_vec,
 };
-use crate::ops::attr::{Attrs, describe, invalid, norm_axis};
+use crate::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
 use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_dtype};
 use edgeml_core::DType;
 use ndarray::{ArrayD, IxDyn};
@@ -446,7 +446,7 @@ fn constant_value(node: &Node) -> Result<Tensor> {
             ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).map_err(|e| invalid(node, e))?,
         ));
     }
-    Err(crate::ops::attr::unsupported(
+    Err(unsupported(
         node,
         "no supported value attribute (sparse and string constants are not supported)",
     ))
@@ -459,175 +459,141 @@ fn simple(c: &BuildContext<'_>, k: Simple) -> Result<Box<dyn Operator>> {
     }))
 }
 
-/// Registers the shape and type operators.
+/// Registers the shape and type operators into `r`.
 pub fn register(r: &mut Registry) {
-    r.register("", "Reshape", 5, i64::MAX, |c: &BuildContext<'_>| {
-        let allowzero = Attrs::new(c.node).int("allowzero", 0)? != 0;
-        Ok(Box::new(Reshape {
-            node: slim(c.node),
-            allowzero,
-        }) as Box<dyn Operator>)
-    });
-    r.register("", "Flatten", 1, i64::MAX, |c: &BuildContext<'_>| {
-        let f = ShapeFn::Flatten(Attrs::new(c.node).int("axis", 1)?);
-        Ok(Box::new(Reshaper {
-            node: slim(c.node),
-            f,
-        }) as Box<dyn Operator>)
-    });
-    r.register("", "Squeeze", 1, i64::MAX, |c: &BuildContext<'_>| {
-        let axes = if c.opset < 13 {
-            Attrs::new(c.node).ints_opt("axes")?
-        } else {
-            None
-        };
-        Ok(Box::new(Reshaper {
-            node: slim(c.node),
-            f: ShapeFn::Squeeze(axes),
-        }) as Box<dyn Operator>)
-    });
-    r.register("", "Unsqueeze", 1, i64::MAX, |c: &BuildContext<'_>| {
-        let axes = if c.opset < 13 {
-            Some(
-                Attrs::new(c.node)
-                    .ints_opt("axes")?
-                    .ok_or_else(|| invalid(c.node, "missing axes"))?,
-            )
-        } else {
-            None
-        };
-        Ok(Box::new(Reshaper {
-            node: slim(c.node),
-            f: ShapeFn::Unsqueeze(axes),
-        }) as Box<dyn Operator>)
-    });
-    r.register("", "Transpose", 1, i64::MAX, |c: &BuildContext<'_>| {
-        let perm = Attrs::new(c.node).ints_opt("perm")?;
-        Ok(Box::new(Transpose {
-            node: slim(c.node),
-            perm,
-        }) as Box<dyn Operator>)
-    });
-    r.register("", "Identity", 1, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::Identity)
-    });
-    r.register("", "Dropout", 1, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::Dropout)
-    });
-    r.register("", "Shape", 1, i64::MAX, |c: &BuildContext<'_>| {
-        let a = Attrs::new(c.node);
-        simple(
-            c,
-            Simple::Shape {
-                start: a.int("start", 0)?,
-                end: a.int_opt("end")?,
-            },
+    const ALL: i64 = i64::MAX;
+    r.register("", "Reshape", 5, ALL, build_reshape);
+    r.register("", "Flatten", 1, ALL, build_flatten);
+    r.register("", "Squeeze", 1, ALL, build_squeeze);
+    r.register("", "Unsqueeze", 1, ALL, build_unsqueeze);
+    r.register("", "Transpose", 1, ALL, build_transpose);
+    r.register("", "Identity", 1, ALL, build_identity);
+    r.register("", "Dropout", 1, ALL, build_dropout);
+    r.register("", "Shape", 1, ALL, build_shape);
+    r.register("", "Size", 1, ALL, build_size);
+    r.register("", "Expand", 8, ALL, build_expand);
+    r.register("", "Cast", 6, ALL, build_cast);
+    r.register("", "CastLike", 15, ALL, build_cast_like);
+    r.register("", "ConstantOfShape", 9, ALL, build_constant_of_shape);
+    r.register("", "Range", 11, ALL, build_range);
+    r.register("", "Constant", 1, ALL, build_constant);
+}
+
+fn build_reshape(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let allowzero = Attrs::new(c.node).int("allowzero", 0)? != 0;
+    Ok(Box::new(Reshape {
+        node: slim(c.node),
+        allowzero,
+    }))
+}
+
+fn build_flatten(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let f = ShapeFn::Flatten(Attrs::new(c.node).int("axis", 1)?);
+    Ok(Box::new(Reshaper {
+        node: slim(c.node),
+        f,
+    }))
+}
+
+/// `axes` is an attribute below opset 13 and the optional second input from 13 on.
+fn build_squeeze(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let axes = if c.opset < 13 {
+        Attrs::new(c.node).ints_opt("axes")?
+    } else {
+        None
+    };
+    Ok(Box::new(Reshaper {
+        node: slim(c.node),
+        f: ShapeFn::Squeeze(axes),
+    }))
+}
+
+/// `axes` is a required attribute below opset 13 and the second input from 13 on.
+fn build_unsqueeze(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let axes = if c.opset < 13 {
+        Some(
+            Attrs::new(c.node)
+                .ints_opt("axes")?
+                .ok_or_else(|| invalid(c.node, "missing axes"))?,
         )
-    });
-    r.register("", "Size", 1, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::Size)
-    });
-    r.register("", "Expand", 8, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::Expand)
-    });
-    r.register("", "Cast", 6, i64::MAX, |c: &BuildContext<'_>| {
-        let code = Attrs::new(c.node).int_req("to")?;
-        let to = i32::try_from(code)
-            .ok()
-            .and_then(DType::from_onnx)
-            .ok_or_else(|| {
-                crate::ops::attr::unsupported(c.node, format!("cast to ONNX type {code}"))
-            })?;
-        simple(c, Simple::Cast(to))
-    });
-    r.register("", "CastLike", 15, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::CastLike)
-    });
-    r.register(
-        "",
-        "ConstantOfShape",
-        9,
-        i64::MAX,
-        |c: &BuildContext<'_>| {
-            let v = Attrs::new(c.node)
-                .tensor_opt("value")?
-                .cloned()
-                .unwrap_or_else(|| Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), 0.0)));
-            if v.len() != 1 {
-                return Err(invalid(c.node, "value must have exactly one element"));
-            }
-            simple(c, Simple::ConstantOfShape(v))
+    } else {
+        None
+    };
+    Ok(Box::new(Reshaper {
+        node: slim(c.node),
+        f: ShapeFn::Unsqueeze(axes),
+    }))
+}
+
+fn build_transpose(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let perm = Attrs::new(c.node).ints_opt("perm")?;
+    Ok(Box::new(Transpose {
+        node: slim(c.node),
+        perm,
+    }))
+}
+
+fn build_identity(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::Identity)
+}
+
+fn build_dropout(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::Dropout)
+}
+
+fn build_shape(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let a = Attrs::new(c.node);
+    simple(
+        c,
+        Simple::Shape {
+            start: a.int("start", 0)?,
+            end: a.int_opt("end")?,
         },
-    );
-    r.register("", "Range", 11, i64::MAX, |c: &BuildContext<'_>| {
-        simple(c, Simple::Range)
-    });
-    r.register("", "Constant", 1, i64::MAX, |c: &BuildContext<'_>| {
-        Ok(Box::new(Constant {
-            value: constant_value(c.node)?,
-        }) as Box<dyn Operator>)
-    });
+    )
+}
+
+fn build_size(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::Size)
+}
+
+fn build_expand(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::Expand)
+}
+
+fn build_cast(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let code = Attrs::new(c.node).int_req("to")?;
+    let to = i32::try_from(code)
+        .ok()
+        .and_then(DType::from_onnx)
+        .ok_or_else(|| unsupported(c.node, format!("cast to ONNX type {code}")))?;
+    simple(c, Simple::Cast(to))
+}
+
+fn build_cast_like(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::CastLike)
+}
+
+/// The `value` attribute (one element; a float 0 when absent) fills the output.
+fn build_constant_of_shape(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    let v = Attrs::new(c.node)
+        .tensor_opt("value")?
+        .cloned()
+        .unwrap_or_else(|| Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), 0.0)));
+    if v.len() != 1 {
+        return Err(invalid(c.node, "value must have exactly one element"));
+    }
+    simple(c, Simple::ConstantOfShape(v))
+}
+
+fn build_range(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    simple(c, Simple::Range)
+}
+
+fn build_constant(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
+    Ok(Box::new(Constant {
+        value: constant_value(c.node)?,
+    }))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{Reshape, Reshaper, ShapeFn, reshape_target};
-    use crate::{Node, Operator, Tensor};
-    use ndarray::{ArrayD, IxDyn};
-
-    /// Given by value, a reshape keeps the array's memory (no copy) and gives the same
-    /// tensor as the by-reference path.
-    #[test]
-    fn reshapes_by_value_keep_the_memory() {
-        let x =
-            ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|i| i as f32).collect()).unwrap();
-        let spec = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![6, -1]).unwrap());
-        let reshape = Reshape {
-            node: Node::default(),
-            allowzero: false,
-        };
-        let flatten = Reshaper {
-            node: Node::default(),
-            f: ShapeFn::Flatten(2),
-        };
-        for (op, rest) in [
-            (&reshape as &dyn Operator, vec![Some(&spec)]),
-            (&flatten as &dyn Operator, vec![]),
-        ] {
-            assert!(op.consumes_first_input());
-            let t = Tensor::F32(x.clone());
-            let mut args = vec![Some(&t)];
-            args.extend(rest.iter().copied());
-            let want = op.run(&args).unwrap();
-            let got = op.run_consuming(Tensor::F32(x.clone()), &rest).unwrap();
-            assert_eq!(got, want);
-            let owned = Tensor::F32(x.clone());
-            let ptr_owned = match &owned {
-                Tensor::F32(a) => a.as_ptr(),
-                _ => unreachable!(),
-            };
-            let got = op.run_consuming(owned, &rest).unwrap();
-            match &got[0] {
-                Tensor::F32(a) => assert_eq!(a.as_ptr(), ptr_owned),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn reshape_targets_follow_the_spec_and_reject_hostile_shapes() {
-        let n = Node::default();
-        assert_eq!(
-            reshape_target(&n, &[2, 3, 4], &[0, -1], false).unwrap(),
-            vec![2, 12]
-        );
-        assert_eq!(
-            reshape_target(&n, &[0, 3], &[3, 0], true).unwrap(),
-            vec![3, 0]
-        );
-        assert!(reshape_target(&n, &[2, 3], &[-1, -1], false).is_err());
-        assert!(reshape_target(&n, &[2, 3], &[-2], false).is_err());
-        assert!(reshape_target(&n, &[2, 3], &[i64::MAX, i64::MAX, -1], false).is_err());
-        assert!(reshape_target(&n, &[2, 3], &[4, -1], false).is_err());
-    }
-}
+mod tests;

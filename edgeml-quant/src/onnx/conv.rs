@@ -8,7 +8,7 @@ use crate::{
     Activation, ConvParams, PackedConv, QElem, Requant, ZeroPoints, conv_integer, qlinear_conv,
 };
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, unsupported};
-use edgeml_onnx::ops::nn::Window;
+use edgeml_onnx::ops::nn::{AutoPad, ConvAttrs, Window};
 use edgeml_onnx::{BuildContext, Error, Node, Operator, Result, Tensor};
 use ndarray::{ArrayD, ArrayView4, ArrayViewMut4, Ix4, IxDyn};
 
@@ -30,7 +30,8 @@ const BIAS: usize = 8;
 struct QConv {
     node: Node,
     pos: [usize; 9],
-    group: usize,
+    /// `group` and `kernel_shape`, read as the float `Conv` reads them.
+    conv: ConvAttrs,
     /// Fused activation (set by [`super::fuse_qdq`] through the `edgeml_activation`
     /// attribute of an `com.edgeml` node; standard nodes have none).
     activation: Fused,
@@ -47,12 +48,8 @@ enum Fused {
 
 fn build(ctx: &BuildContext<'_>, pos: [usize; 9]) -> Result<Box<dyn Operator>> {
     let node = ctx.node.clone();
-    let a = Attrs::new(&node);
-    let group = usize::try_from(a.int("group", 1)?)
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| invalid(&node, "group must be positive"))?;
-    let activation = match a.string("activation", "")?.as_str() {
+    let conv = ConvAttrs::from_node(&node)?;
+    let activation = match Attrs::new(&node).string("activation", "")?.as_str() {
         "" => Fused::None,
         "Relu" if node.domain == "com.edgeml" => Fused::Relu,
         other => return Err(unsupported(&node, format!("activation {other:?}"))),
@@ -60,7 +57,7 @@ fn build(ctx: &BuildContext<'_>, pos: [usize; 9]) -> Result<Box<dyn Operator>> {
     let mut op = QConv {
         node,
         pos,
-        group,
+        conv,
         activation,
         packed: None,
     };
@@ -104,39 +101,25 @@ fn w4<T: Copy>(node: &Node, w: &ArrayD<T>) -> Result<ArrayD<T>> {
 
 impl QConv {
     fn window(&self, w_spatial: &[usize]) -> Result<Window> {
-        let kernel = match Attrs::new(&self.node).ints_opt("kernel_shape")? {
-            Some(k) => {
-                let k: Vec<usize> = k.iter().map(|&v| usize::try_from(v).unwrap_or(0)).collect();
-                if k != w_spatial {
-                    return Err(invalid(
-                        &self.node,
-                        format!("kernel_shape {k:?} differs from the weights' {w_spatial:?}"),
-                    ));
-                }
-                k
-            }
-            None => w_spatial.to_vec(),
-        };
-        Window::from_node(&self.node, kernel)
+        self.conv.window(&self.node, w_spatial)
     }
 
     /// Conv parameters when they do not depend on the input size (no `auto_pad`).
     fn static_params(&self, w: &Tensor) -> Result<Option<ConvParams>> {
-        let a = Attrs::new(&self.node);
-        let ap = a.string("auto_pad", "NOTSET")?;
-        if !(ap == "NOTSET" || ap.is_empty() || ap == "VALID") {
-            return Ok(None);
-        }
+        // SAME_* pads depend on the input size; an unknown mode fails in `window` at run.
+        let ap = match AutoPad::from_node(&self.node) {
+            Ok(ap @ (AutoPad::NotSet | AutoPad::Valid)) => ap,
+            _ => return Ok(None),
+        };
         let sp = &w.shape()[2.min(w.shape().len())..];
         let win = self.window(sp)?;
         // With explicit pads, a zero-extent-free dummy input resolves them unchanged.
         let big: Vec<usize> = sp.iter().map(|&k| k.max(1) * 4 + 64).collect();
         let [_, begin, _] = win.resolve(&self.node, &big)?;
-        let pads_attr = a.ints("pads", &[])?;
-        let end: Vec<usize> = if ap == "VALID" || pads_attr.is_empty() {
-            vec![0; sp.len()]
-        } else {
-            pads_attr[sp.len()..].iter().map(|&v| v as usize).collect()
+        // The end pads as given (zeros when absent or VALID).
+        let end: Vec<usize> = match ap {
+            AutoPad::Valid => vec![0; sp.len()],
+            _ => win.pads()[sp.len()..].to_vec(),
         };
         Ok(Some(self.params(&win, &begin, &end)))
     }
@@ -152,7 +135,7 @@ impl QConv {
         let b = two(begin, 0);
         let e = two(end, 0);
         ConvParams {
-            group: self.group,
+            group: self.conv.group(),
             strides: two(win.strides(), 1),
             pads: [b[0], b[1], e[0], e[1]],
             dilations: two(win.dilations(), 1),

@@ -20,12 +20,10 @@
 //! (`activation_params = [alpha]`), `Clip` (`[min, max]`), `Sigmoid`, `Tanh`,
 //! `HardSigmoid` (`[alpha, beta]`). edgeml's own plan-time fusion emits it too.
 
-use super::{
-    Window, attr_floats, attr_int, attr_ints, attr_string, checked_numel, contiguous,
-    conv_operands, invalid, opt_input_f32, shape_err, tensor, to_usizes, to3,
-};
+use super::{ConvAttrs, checked_numel, contiguous, conv_operands, opt_input_f32, tensor, to3};
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, RowsB};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, shape_mismatch, unsupported};
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
 
@@ -37,8 +35,8 @@ use im2col::{Geo, Im2colB, ShiftB, depthwise_plane_nd};
 #[derive(Debug)]
 pub(crate) struct Conv {
     node: Node,
-    group: usize,
-    kernel_attr: Option<Vec<usize>>,
+    /// `group` and `kernel_shape`.
+    attrs: ConvAttrs,
     isa: Isa,
     /// Per-group packed weights, when the weights were constant at build time.
     packed: Option<Vec<PackedA>>,
@@ -74,8 +72,9 @@ pub(crate) enum Activation {
 impl Activation {
     /// Parses onnxruntime's `activation` / `activation_params` attributes.
     fn from_node(node: &crate::Node) -> Result<Self> {
-        let name = attr_string(node, "activation", "")?;
-        let p = attr_floats(node, "activation_params")?.unwrap_or_default();
+        let a = Attrs::new(node);
+        let name = a.string("activation", "")?;
+        let p = a.floats_opt("activation_params")?.unwrap_or_default();
         let param = |i: usize, default: f32| p.get(i).copied().unwrap_or(default);
         Ok(match name.as_str() {
             "" | "Identity" => Self::None,
@@ -89,7 +88,7 @@ impl Activation {
             "Silu" => Self::Silu,
             "HardSwish" => Self::HardSwish,
             other => {
-                return Err(super::unsupported(
+                return Err(unsupported(
                     node,
                     format!(
                         "activation {other:?} is not supported (Relu, LeakyRelu, Clip, \
@@ -141,19 +140,14 @@ pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
 
 fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     let node = ctx.node;
-    let group = usize::try_from(attr_int(node, "group", 1)?)
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| invalid(node, "group must be positive"))?;
-    let kernel_attr = attr_ints(node, "kernel_shape")?
-        .map(|v| to_usizes(node, "kernel_shape", &v))
-        .transpose()?;
+    let attrs = ConvAttrs::from_node(node)?;
+    let group = attrs.group();
     let isa = kernels::best_isa();
     let mut packed = None;
     if let Some(Some(Tensor::F32(w))) = ctx.constant_inputs.get(1) {
         let m = w.shape().first().copied().unwrap_or(0);
         if w.ndim() < 3 || m % group != 0 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("weight shape {:?} does not fit group {group}", w.shape()),
             ));
@@ -173,8 +167,7 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     }
     Ok(Box::new(Conv {
         node: node.clone(),
-        group,
-        kernel_attr,
+        attrs,
         isa,
         packed,
         act: Activation::None,
@@ -213,8 +206,7 @@ impl Conv {
     /// As a run: operands that do not fit together or the attributes.
     pub(crate) fn output_shape(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<usize>> {
         let (x, w, _) = conv_operands(&self.node, inputs)?;
-        let kernel = w.shape()[2..].to_vec();
-        let win = Window::from_node(&self.node, kernel)?;
+        let win = self.attrs.window(&self.node, &w.shape()[2..])?;
         let (out_sp, _) = win.geometry(&self.node, &x.shape()[2..])?;
         let mut out_shape = vec![x.shape()[0], w.shape()[0]];
         out_shape.extend_from_slice(&out_sp);
@@ -239,9 +231,9 @@ impl Conv {
         let (x, w, b) = conv_operands(node, inputs)?;
         let (n, c) = (x.shape()[0], x.shape()[1]);
         let (m, c_g) = (w.shape()[0], w.shape()[1]);
-        let group = self.group;
+        let group = self.attrs.group();
         if c_g * group != c || m % group != 0 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "input {:?}, weight {:?} and group {group} disagree",
@@ -250,31 +242,24 @@ impl Conv {
                 ),
             ));
         }
-        let kernel = w.shape()[2..].to_vec();
-        if let Some(k) = &self.kernel_attr
-            && *k != kernel
-        {
-            return Err(shape_err(
-                node,
-                format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
-            ));
-        }
+        let kernel = &w.shape()[2..];
+        self.attrs.check_kernel(node, kernel)?;
         if let Some(b) = b
             && b.shape() != [m]
         {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("bias shape {:?}, expected [{m}]", b.shape()),
             ));
         }
-        let win = Window::from_node(node, kernel.clone())?;
+        let win = super::Window::from_node(node, kernel.to_vec())?;
         let (out_sp, pads) = win.geometry(node, &x.shape()[2..])?;
         let geo = Geo {
             inp: to3(&x.shape()[2..], 1),
             out: to3(&out_sp, 1),
-            k: to3(&kernel, 1),
-            s: to3(&win.strides, 1),
-            d: to3(&win.dilations, 1),
+            k: to3(kernel, 1),
+            s: to3(win.strides(), 1),
+            d: to3(win.dilations(), 1),
             p: to3(&pads, 0),
         };
         let mut out_shape = vec![n, m];
@@ -288,7 +273,7 @@ impl Conv {
         if let Some(z) = z
             && z.shape() != out_shape.as_slice()
         {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "Z shape {:?} differs from the output {out_shape:?}",
@@ -312,7 +297,7 @@ impl Conv {
             }
             Dst::Into(d) => {
                 if d.len() != total {
-                    return Err(shape_err(
+                    return Err(shape_mismatch(
                         node,
                         format!(
                             "internal: destination of {} elements for output {out_shape:?}",

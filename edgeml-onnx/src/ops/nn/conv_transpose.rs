@@ -1,35 +1,32 @@
 //! ConvTranspose (1-D to 3-D; groups, dilations, strides, pads, output_padding,
 //! output_shape, auto_pad) as GEMM (`Wᵀ·X`) followed by col2im.
 
-use super::{
-    AutoPad, attr_int, attr_ints, auto_pad, checked_numel, contiguous, conv_operands, invalid,
-    shape_err, tensor, to_usizes, to3,
-};
+use super::{AutoPad, ConvAttrs, checked_numel, contiguous, conv_operands, tensor, to3};
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, invalid, shape_mismatch};
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
 
 #[derive(Debug)]
 struct ConvTranspose {
     node: Node,
-    group: usize,
+    /// `group` and `kernel_shape`.
+    attrs: ConvAttrs,
     isa: Isa,
     packed: Option<Vec<PackedA>>,
 }
 
 pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
-    let group = usize::try_from(attr_int(node, "group", 1)?)
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| invalid(node, "group must be positive"))?;
+    let attrs = ConvAttrs::from_node(node)?;
+    let group = attrs.group();
     let isa = kernels::best_isa();
     let mut packed = None;
     if let Some(Some(Tensor::F32(w))) = ctx.constant_inputs.get(1) {
         let c = w.shape().first().copied().unwrap_or(0);
         if w.ndim() < 3 || c % group != 0 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("weight shape {:?} does not fit group {group}", w.shape()),
             ));
@@ -46,21 +43,10 @@ pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     }
     Ok(Box::new(ConvTranspose {
         node: node.clone(),
-        group,
+        attrs,
         isa,
         packed,
     }))
-}
-
-fn list(node: &Node, name: &str, len: usize, default: usize) -> Result<Vec<usize>> {
-    match attr_ints(node, name)? {
-        None => Ok(vec![default; len]),
-        Some(v) if v.len() == len => to_usizes(node, name, &v),
-        Some(v) => Err(invalid(
-            node,
-            format!("attribute {name} has {} entries, expected {len}", v.len()),
-        )),
-    }
 }
 
 impl Operator for ConvTranspose {
@@ -70,9 +56,9 @@ impl Operator for ConvTranspose {
         let rank = x.ndim();
         let sp = rank - 2;
         let (n, c) = (x.shape()[0], x.shape()[1]);
-        let group = self.group;
+        let group = self.attrs.group();
         if w.shape()[0] != c || c % group != 0 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "input {:?}, weight {:?} and group {group} disagree",
@@ -84,33 +70,25 @@ impl Operator for ConvTranspose {
         let (c_g, m_g) = (c / group, w.shape()[1]);
         let m = m_g * group;
         let kernel = w.shape()[2..].to_vec();
-        if let Some(k) = attr_ints(node, "kernel_shape")?
-            && to_usizes(node, "kernel_shape", &k)? != kernel
-        {
-            return Err(shape_err(
-                node,
-                format!("kernel_shape {k:?} but weight spatial shape {kernel:?}"),
-            ));
-        }
+        self.attrs.check_kernel(node, &kernel)?;
         if let Some(b) = b
             && b.shape() != [m]
         {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("bias shape {:?}, expected [{m}]", b.shape()),
             ));
         }
-        let strides = list(node, "strides", sp, 1)?;
-        let dil = list(node, "dilations", sp, 1)?;
-        let out_pad = list(node, "output_padding", sp, 0)?;
-        let pads = list(node, "pads", 2 * sp, 0)?;
+        let a = Attrs::new(node);
+        let strides = a.usizes("strides", sp, 1)?;
+        let dil = a.usizes("dilations", sp, 1)?;
+        let out_pad = a.usizes("output_padding", sp, 0)?;
+        let pads = a.usizes("pads", 2 * sp, 0)?;
         if strides.contains(&0) || dil.contains(&0) {
             return Err(invalid(node, "strides and dilations must be positive"));
         }
-        let ap = auto_pad(node)?;
-        let out_shape_attr = attr_ints(node, "output_shape")?
-            .map(|v| to_usizes(node, "output_shape", &v))
-            .transpose()?;
+        let ap = AutoPad::from_node(node)?;
+        let out_shape_attr = a.usizes_opt("output_shape")?;
         let inp = &x.shape()[2..];
         let mut out_sp = Vec::with_capacity(sp);
         let mut pad_begin = Vec::with_capacity(sp);
@@ -144,7 +122,7 @@ impl Operator for ConvTranspose {
                     };
                     let o = full
                         .checked_sub(pb + pe)
-                        .ok_or_else(|| shape_err(node, "pads exceed the output extent"))?;
+                        .ok_or_else(|| shape_mismatch(node, "pads exceed the output extent"))?;
                     out_sp.push(o);
                     pad_begin.push(pb as isize);
                 }

@@ -1,10 +1,10 @@
 //! MatMul (numpy semantics: batched, broadcast, 1-D operands) and Gemm.
 
-use super::{
-    attr_float, attr_int, checked_numel, contiguous, input_f32, opt_input_f32, shape_err, tensor,
-};
+use super::{checked_numel, contiguous, input_f32, opt_input_f32, tensor};
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, shape_mismatch};
+use crate::ops::util::broadcast_shapes;
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
@@ -39,34 +39,6 @@ pub(super) fn build_matmul(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> 
     }))
 }
 
-/// Broadcasts two batch shapes (numpy rules).
-fn broadcast(node: &Node, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    let r = a.len().max(b.len());
-    (0..r)
-        .map(|i| {
-            let da = if i + a.len() >= r {
-                a[i + a.len() - r]
-            } else {
-                1
-            };
-            let db = if i + b.len() >= r {
-                b[i + b.len() - r]
-            } else {
-                1
-            };
-            match (da, db) {
-                (x, y) if x == y => Ok(x),
-                (1, y) => Ok(y),
-                (x, 1) => Ok(x),
-                _ => Err(shape_err(
-                    node,
-                    format!("batch shapes {a:?} and {b:?} do not broadcast"),
-                )),
-            }
-        })
-        .collect()
-}
-
 /// Flat index into a batch of shape `shape` (right-aligned in `full`) for multi-index `idx`.
 fn batch_offset(shape: &[usize], full: &[usize], idx: &[usize]) -> usize {
     let off = full.len() - shape.len();
@@ -84,7 +56,7 @@ impl Operator for MatMul {
         let a = input_f32(node, inputs, 0)?;
         let b = input_f32(node, inputs, 1)?;
         if a.ndim() == 0 || b.ndim() == 0 {
-            return Err(shape_err(node, "MatMul operands must have rank >= 1"));
+            return Err(shape_mismatch(node, "MatMul operands must have rank >= 1"));
         }
         let (ash, bsh) = (a.shape(), b.shape());
         let (a_batch, m, k) = if ash.len() == 1 {
@@ -106,12 +78,12 @@ impl Operator for MatMul {
             )
         };
         if k != kb {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("inner dimensions disagree: {ash:?} x {bsh:?}"),
             ));
         }
-        let batch = broadcast(node, a_batch, b_batch)?;
+        let batch = broadcast_shapes(node, a_batch, b_batch)?;
         let mut out_shape = batch.clone();
         if ash.len() > 1 {
             out_shape.push(m);
@@ -169,8 +141,9 @@ struct Gemm {
 
 pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
+    let a = Attrs::new(node);
     let isa = kernels::best_isa();
-    let trans_b = attr_int(node, "transB", 0)? != 0;
+    let trans_b = a.int("transB", 0)? != 0;
     let mut packed_b = None;
     if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1)
         && b.ndim() == 2
@@ -182,9 +155,9 @@ pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     Ok(Box::new(Gemm {
         node: node.clone(),
         isa,
-        alpha: attr_float(node, "alpha", 1.0)?,
-        beta: attr_float(node, "beta", 1.0)?,
-        trans_a: attr_int(node, "transA", 0)? != 0,
+        alpha: a.float("alpha", 1.0)?,
+        beta: a.float("beta", 1.0)?,
+        trans_a: a.int("transA", 0)? != 0,
         trans_b,
         packed_b,
     }))
@@ -197,7 +170,7 @@ impl Operator for Gemm {
         let b = input_f32(node, inputs, 1)?;
         let c = opt_input_f32(node, inputs, 2)?;
         if a.ndim() != 2 || b.ndim() != 2 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("A {:?} and B {:?} must be 2-D", a.shape(), b.shape()),
             ));
@@ -210,7 +183,7 @@ impl Operator for Gemm {
         let bv = if self.trans_b { bv.t() } else { bv };
         let (m, k, n) = (av.rows(), av.cols(), bv.cols());
         if bv.rows() != k {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "A {:?} and B {:?} disagree (transA={}, transB={})",
@@ -228,7 +201,7 @@ impl Operator for Gemm {
             && self.beta != 0.0
         {
             let cb = c.broadcast(IxDyn(&[m, n])).ok_or_else(|| {
-                shape_err(
+                shape_mismatch(
                     node,
                     format!("C {:?} does not broadcast to [{m}, {n}]", c.shape()),
                 )
@@ -245,7 +218,8 @@ impl Operator for Gemm {
             };
             kernels::sgemm(self.isa, self.alpha, Lhs::View(av), rhs, beta, &mut out, n)?;
         }
-        let arr = ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| shape_err(node, e))?;
+        let arr =
+            ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| shape_mismatch(node, e))?;
         Ok(vec![Tensor::F32(arr)])
     }
 }

@@ -1,10 +1,8 @@
 //! BatchNormalization (inference), LayerNormalization and InstanceNormalization.
 
-use super::{
-    attr_float, attr_int, checked_numel, contiguous, input_f32, opt_input_f32, shape_err, tensor,
-    unsupported,
-};
+use super::{checked_numel, contiguous, input_f32, opt_input_f32, tensor};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, shape_mismatch, unsupported};
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -21,7 +19,7 @@ fn fold_bn(
     let c = scale.len();
     for (name, t) in [("scale", scale), ("B", bias), ("mean", mean), ("var", var)] {
         if t.ndim() != 1 || t.len() != c {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("{name} has shape {:?}, expected [{c}]", t.shape()),
             ));
@@ -47,13 +45,14 @@ struct BatchNorm {
 
 pub(super) fn build_batch_norm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
-    if ctx.opset >= 14 && attr_int(node, "training_mode", 0)? != 0 {
+    let a = Attrs::new(node);
+    if ctx.opset >= 14 && a.int("training_mode", 0)? != 0 {
         return Err(unsupported(
             node,
             "training_mode = 1 (only inference is supported)",
         ));
     }
-    if ctx.opset < 9 && attr_int(node, "spatial", 1)? == 0 {
+    if ctx.opset < 9 && a.int("spatial", 1)? == 0 {
         return Err(unsupported(node, "spatial = 0"));
     }
     if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
@@ -62,7 +61,7 @@ pub(super) fn build_batch_norm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operato
             "training outputs (running mean/var) are not produced in inference",
         ));
     }
-    let eps = attr_float(node, "epsilon", 1e-5)?;
+    let eps = a.float("epsilon", 1e-5)?;
     let consts: Vec<Option<&ArrayD<f32>>> = (1..5)
         .map(|i| {
             ctx.constant_inputs
@@ -120,7 +119,7 @@ impl Operator for BatchNorm {
             }
         };
         if x.ndim() < 2 || x.shape()[1] != a.len() {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("input {:?} does not have {} channels", x.shape(), a.len()),
             ));
@@ -140,7 +139,7 @@ struct InstanceNorm {
 pub(super) fn build_instance_norm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     Ok(Box::new(InstanceNorm {
         node: ctx.node.clone(),
-        eps: attr_float(ctx.node, "epsilon", 1e-5)?,
+        eps: Attrs::new(ctx.node).float("epsilon", 1e-5)?,
     }))
 }
 
@@ -159,14 +158,14 @@ impl Operator for InstanceNorm {
         let scale = input_f32(node, inputs, 1)?;
         let bias = input_f32(node, inputs, 2)?;
         if x.ndim() < 3 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("input {:?} must have rank >= 3", x.shape()),
             ));
         }
         let c = x.shape()[1];
         if scale.shape() != [c] || bias.shape() != [c] {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "scale {:?} / B {:?} must be [{c}]",
@@ -208,10 +207,11 @@ struct LayerNorm {
 
 pub(super) fn build_layer_norm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
+    let a = Attrs::new(node);
     Ok(Box::new(LayerNorm {
         node: node.clone(),
-        axis: attr_int(node, "axis", -1)?,
-        eps: attr_float(node, "epsilon", 1e-5)?,
+        axis: a.int("axis", -1)?,
+        eps: a.float("epsilon", 1e-5)?,
     }))
 }
 
@@ -228,7 +228,7 @@ impl Operator for LayerNorm {
             self.axis
         };
         if !(0..r).contains(&axis) {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("axis {} out of range for rank {r}", self.axis),
             ));
@@ -241,7 +241,7 @@ impl Operator for LayerNorm {
             t.broadcast(IxDyn(norm_shape))
                 .map(|v| v.iter().copied().collect())
                 .ok_or_else(|| {
-                    shape_err(
+                    shape_mismatch(
                         node,
                         format!(
                             "{name} {:?} does not broadcast to {norm_shape:?}",

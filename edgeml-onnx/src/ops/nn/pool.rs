@@ -1,10 +1,8 @@
 //! MaxPool, AveragePool (1-D to 3-D) and the global pools.
 
-use super::{
-    AutoPad, Window, attr_int, attr_ints, checked_numel, contiguous, input_f32, invalid, shape_err,
-    tensor, to_usizes, to3, unsupported,
-};
+use super::{AutoPad, Window, checked_numel, contiguous, input_f32, tensor, to3};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, invalid, shape_mismatch, unsupported};
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -31,9 +29,10 @@ struct Pool {
 
 fn build_pool(ctx: &BuildContext<'_>, kind: Kind) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
-    let kernel = attr_ints(node, "kernel_shape")?
+    let a = Attrs::new(node);
+    let kernel = a
+        .usizes_opt("kernel_shape")?
         .ok_or_else(|| invalid(node, "kernel_shape is required"))?;
-    let kernel = to_usizes(node, "kernel_shape", &kernel)?;
     if kernel.is_empty() || kernel.len() > 3 {
         return Err(unsupported(
             node,
@@ -45,7 +44,7 @@ fn build_pool(ctx: &BuildContext<'_>, kind: Kind) -> Result<Box<dyn Operator>> {
         node: node.clone(),
         kind,
         window,
-        col_major: attr_int(node, "storage_order", 0)? != 0,
+        col_major: a.int("storage_order", 0)? != 0,
     }))
 }
 
@@ -54,7 +53,7 @@ pub(super) fn build_max_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>
 }
 
 pub(super) fn build_average_pool(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
-    let cip = attr_int(ctx.node, "count_include_pad", 0)? != 0;
+    let cip = Attrs::new(ctx.node).int("count_include_pad", 0)? != 0;
     build_pool(
         ctx,
         Kind::Average {
@@ -67,9 +66,9 @@ impl Operator for Pool {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
         let x = input_f32(node, inputs, 0)?;
-        let sp = self.window.kernel.len();
+        let sp = self.window.kernel().len();
         if x.ndim() != sp + 2 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("input {:?} does not match a {sp}-D kernel", x.shape()),
             ));
@@ -77,12 +76,12 @@ impl Operator for Pool {
         let w = &self.window;
         let (out_sp, pb) = w.geometry(node, &x.shape()[2..])?;
         let pe: Vec<usize> = (0..sp)
-            .map(|i| match w.auto_pad {
-                AutoPad::NotSet => w.pads[sp + i],
+            .map(|i| match w.auto_pad() {
+                AutoPad::NotSet => w.pads()[sp + i],
                 AutoPad::Valid => 0,
                 _ => {
-                    let eff = (w.kernel[i] - 1) * w.dilations[i] + 1;
-                    ((out_sp[i].max(1) - 1) * w.strides[i] + eff)
+                    let eff = (w.kernel()[i] - 1) * w.dilations()[i] + 1;
+                    ((out_sp[i].max(1) - 1) * w.strides()[i] + eff)
                         .saturating_sub(x.shape()[2 + i])
                         .saturating_sub(pb[i])
                 }
@@ -92,7 +91,11 @@ impl Operator for Pool {
         out_shape.extend_from_slice(&out_sp);
         let total = checked_numel(node, &out_shape)?;
         let (i3, o3) = (to3(&x.shape()[2..], 1), to3(&out_sp, 1));
-        let (k3, s3, d3) = (to3(&w.kernel, 1), to3(&w.strides, 1), to3(&w.dilations, 1));
+        let (k3, s3, d3) = (
+            to3(w.kernel(), 1),
+            to3(w.strides(), 1),
+            to3(w.dilations(), 1),
+        );
         let (pb3, pe3) = (to3(&pb, 0), to3(&pe, 0));
         let in_len: usize = i3.iter().product();
         let out_len: usize = o3.iter().product();
@@ -194,10 +197,10 @@ impl Operator for Pool {
             };
             let whole_plane = out_len == 1
                 && (0..sp).all(|i| {
-                    w.kernel[i] == x.shape()[2 + i]
+                    w.kernel()[i] == x.shape()[2 + i]
                         && pb[i] == 0
                         && pe[i] == 0
-                        && (w.kernel[i] == 1 || w.dilations[i] == 1)
+                        && (w.kernel()[i] == 1 || w.dilations()[i] == 1)
                 });
             if whole_plane && !want_idx {
                 // One window covering each plane exactly: a global pool.
@@ -225,8 +228,8 @@ impl Operator for Pool {
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
         if want_idx {
-            let arr =
-                ArrayD::from_shape_vec(IxDyn(&out_shape), idx).map_err(|e| shape_err(node, e))?;
+            let arr = ArrayD::from_shape_vec(IxDyn(&out_shape), idx)
+                .map_err(|e| shape_mismatch(node, e))?;
             res.push(Tensor::I64(arr));
         }
         Ok(res)

@@ -5,12 +5,10 @@
 //! The input projection `X·Wᵀ` of all time steps is one GEMM; each step then multiplies
 //! the hidden state by the recurrent weights (packed at build time when constant).
 
-use super::{
-    attr_float, attr_floats, attr_int, attr_string, attr_strings, contiguous, input_f32, invalid,
-    shape_err, tensor, unsupported, who,
-};
+use super::{contiguous, input_f32, tensor};
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::{Attrs, describe, invalid, shape_mismatch, unsupported};
 use crate::{Error, Node, Result, Tensor};
 
 /// An RNN activation function with its parameters.
@@ -69,7 +67,9 @@ impl Act {
 /// Parses `activations` / `activation_alpha` / `activation_beta`; parameters are
 /// consumed in order by the functions that take them (as onnxruntime does).
 fn parse_acts(node: &Node, per_dir: usize, dirs: usize, defaults: &[&str]) -> Result<Vec<Act>> {
-    let mut names = attr_strings(node, "activations")?
+    let a = Attrs::new(node);
+    let mut names = a
+        .strings_opt("activations")?
         .unwrap_or_else(|| defaults.iter().map(|s| (*s).to_owned()).collect());
     if names.len() == per_dir && dirs == 2 {
         names.extend_from_within(..);
@@ -87,8 +87,8 @@ fn parse_acts(node: &Node, per_dir: usize, dirs: usize, defaults: &[&str]) -> Re
     if dirs == 1 && names.len() > per_dir {
         names.truncate(per_dir);
     }
-    let alphas = attr_floats(node, "activation_alpha")?.unwrap_or_default();
-    let betas = attr_floats(node, "activation_beta")?.unwrap_or_default();
+    let alphas = a.floats_opt("activation_alpha")?.unwrap_or_default();
+    let betas = a.floats_opt("activation_beta")?.unwrap_or_default();
     let (mut ai, mut bi) = (alphas.into_iter(), betas.into_iter());
     names
         .iter()
@@ -177,7 +177,8 @@ fn pack_dir(
 
 fn build(ctx: &BuildContext<'_>, cell: Cell) -> Result<Box<dyn Operator>> {
     let node = ctx.node;
-    let reverse = match attr_string(node, "direction", "forward")?.as_str() {
+    let a = Attrs::new(node);
+    let reverse = match a.string("direction", "forward")?.as_str() {
         "forward" => vec![false],
         "reverse" => vec![true],
         "bidirectional" => vec![false, true],
@@ -188,15 +189,12 @@ fn build(ctx: &BuildContext<'_>, cell: Cell) -> Result<Box<dyn Operator>> {
         Cell::Gru { .. } => (2, &["Sigmoid", "Tanh"]),
     };
     let acts = parse_acts(node, per_dir, reverse.len(), defaults)?;
-    let hidden_attr = match attr_int(node, "hidden_size", 0)? {
+    let hidden_attr = match a.int("hidden_size", 0)? {
         0 => None,
         h if h > 0 => Some(h as usize),
         h => return Err(invalid(node, format!("hidden_size {h} is negative"))),
     };
-    let clip = node
-        .attr("clip")
-        .map(|_| attr_float(node, "clip", 0.0))
-        .transpose()?;
+    let clip = a.float_opt("clip")?;
     let isa = kernels::best_isa();
     let consts = (
         ctx.constant_inputs.get(1).copied().flatten(),
@@ -236,19 +234,19 @@ fn build(ctx: &BuildContext<'_>, cell: Cell) -> Result<Box<dyn Operator>> {
         hidden_attr,
         acts,
         clip,
-        batch_major: attr_int(node, "layout", 0)? != 0,
+        batch_major: a.int("layout", 0)? != 0,
         isa,
         packed,
     }))
 }
 
 pub(super) fn build_lstm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
-    let input_forget = attr_int(ctx.node, "input_forget", 0)? != 0;
+    let input_forget = Attrs::new(ctx.node).int("input_forget", 0)? != 0;
     build(ctx, Cell::Lstm { input_forget })
 }
 
 pub(super) fn build_gru(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
-    let lbr = attr_int(ctx.node, "linear_before_reset", 0)? != 0;
+    let lbr = Attrs::new(ctx.node).int("linear_before_reset", 0)? != 0;
     build(
         ctx,
         Cell::Gru {
@@ -281,7 +279,7 @@ fn opt_checked(
         Some(_) => {
             let t = input_f32(node, inputs, i)?;
             if t.shape() != shape {
-                return Err(shape_err(
+                return Err(shape_mismatch(
                     node,
                     format!("{name} has shape {:?}, expected {shape:?}", t.shape()),
                 ));
@@ -300,7 +298,7 @@ impl Operator for Rnn {
         let nd = self.reverse.len();
         let g = self.cell.gates();
         if x.ndim() != 3 || w.ndim() != 3 || r.ndim() != 3 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "X {:?}, W {:?}, R {:?} must be 3-D",
@@ -318,7 +316,7 @@ impl Operator for Rnn {
         };
         let gh = g * h;
         if w.shape() != [nd, gh, input] || r.shape() != [nd, gh, h] {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!(
                     "W {:?} / R {:?} do not match {nd} direction(s), {g} gates, hidden {h}, input {input}",
@@ -337,7 +335,7 @@ impl Operator for Rnn {
                 .ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "{}: sequence_lens entries must lie in 0..={seq}",
-                        who(node)
+                        describe(node)
                     ))
                 })?,
             Some(Tensor::I64(l)) if l.shape() == [batch] => l
@@ -347,11 +345,11 @@ impl Operator for Rnn {
                 .ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "{}: sequence_lens entries must lie in 0..={seq}",
-                        who(node)
+                        describe(node)
                     ))
                 })?,
             Some(t) => {
-                return Err(shape_err(
+                return Err(shape_mismatch(
                     node,
                     format!(
                         "sequence_lens must be int32 [{batch}], got {:?} {:?}",

@@ -1,7 +1,8 @@
 //! GlobalAveragePool and GlobalMaxPool (and pooling windows that cover whole planes).
 
-use super::super::{contiguous, input_f32, shape_err, tensor};
+use super::super::{contiguous, input_f32, tensor};
 use crate::op::{BuildContext, Operator};
+use crate::ops::attr::shape_mismatch;
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
 
@@ -34,7 +35,7 @@ impl Operator for GlobalPool {
         let node = &self.node;
         let x = input_f32(node, inputs, 0)?;
         if x.ndim() < 2 {
-            return Err(shape_err(
+            return Err(shape_mismatch(
                 node,
                 format!("input {:?} must have rank >= 2", x.shape()),
             ));
