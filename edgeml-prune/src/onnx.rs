@@ -42,10 +42,14 @@
 //! Torch-Pruning always does.
 
 mod channels;
+mod depgraph;
 mod fold;
 mod report;
+mod structured;
 
+pub use depgraph::{Member, MemberKind};
 pub use report::{LayerReport, PruneReport, SkippedLayer, Storage};
+pub use structured::{GroupReport, StructuredConfig};
 
 use crate::controller::Scope;
 use crate::error::{Error, Result, check_sparsity};
@@ -79,6 +83,10 @@ pub struct PruneConfig {
     /// Mark pruned weights for saving as COO `sparse_initializer` when that is smaller
     /// than dense (default `false`).
     pub sparse_storage: bool,
+    /// Structured pruning of coupled channel groups (see the
+    /// [module docs](self#structured-pruning-of-coupled-channel-groups)) instead of
+    /// `pattern`, `scope`, `min_size` and `remove_channels` (default `None`).
+    pub structured: Option<StructuredConfig>,
 }
 
 impl Default for PruneConfig {
@@ -91,6 +99,7 @@ impl Default for PruneConfig {
             min_size: 0,
             remove_channels: true,
             sparse_storage: false,
+            structured: None,
         }
     }
 }
@@ -259,6 +268,9 @@ fn apply_mask(g: &mut Graph, l: &Layer, keep: &[bool]) {
 /// not fit a layer (or a NaN weight). The model is unchanged on error.
 pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneReport> {
     check_sparsity(config.sparsity, "prune_model")?;
+    if let Some(s) = &config.structured {
+        return structured::prune(model, config, s);
+    }
     if config.scope == Scope::Global && config.pattern != Pattern::Magnitude {
         return Err(Error::InvalidArgument(format!(
             "global scope needs the unstructured magnitude pattern, got {:?}",

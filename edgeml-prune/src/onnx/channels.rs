@@ -6,7 +6,7 @@ use edgeml_onnx::{Graph, Node, Tensor};
 use ndarray::Axis;
 
 /// Ops that act on each channel independently and keep the channel axis.
-const CHANNELWISE: &[&str] = &[
+pub(super) const CHANNELWISE: &[&str] = &[
     "Relu",
     "LeakyRelu",
     "PRelu",
