@@ -229,6 +229,7 @@ fn print(r: &PruneReport, in_bytes: u64, out_bytes: u64) -> anyhow::Result<()> {
             .filter(|m| m.kind != MemberKind::Param)
             .map(|m| m.tensor.as_str())
             .collect();
+        layers.sort_unstable();
         layers.dedup();
         let what = match &g.blocked {
             Some(why) => format!("blocked: {why}"),
