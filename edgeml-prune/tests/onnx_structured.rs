@@ -481,3 +481,45 @@ fn exclusions_block_their_groups() {
         Some(&[6, 5, 1, 1][..])
     );
 }
+
+#[test]
+fn resnet_fixture_surgery_equals_zeroing() {
+    // tests/fixtures/prune/resnet_block.onnx, written by
+    // scripts/make_prune_structured_fixtures.py: BasicBlocks with identity and 1x1
+    // downsample skips, Concat, depthwise-separable block, GAP→Flatten→Gemm.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/prune/resnet_block.onnx"
+    );
+    let orig = Model::load(path).expect("fixture");
+    let mut m = orig.clone();
+    let s = StructuredConfig {
+        round_to: 8,
+        ..StructuredConfig::default()
+    };
+    let r = prune_model(&mut m, &cfg(0.5, s)).expect("prune");
+    let pruned = r.groups.iter().filter(|g| !g.removed.is_empty()).count();
+    let blocked = r.groups.iter().filter(|g| g.blocked.is_some()).count();
+    // 9 groups: stem+layer1 skips+layer2.0 conv1 input, two inner block groups per
+    // block (3), layer2.0's output with its downsample, the two Concat branches, pw,
+    // and the head (graph output: blocked).
+    assert_eq!((r.groups.len(), pruned, blocked), (9, 8, 1), "{r:?}");
+    assert!(
+        r.groups
+            .iter()
+            .filter(|g| g.blocked.is_none())
+            .all(|g| (g.channels - g.removed.len()) % 8 == 0)
+    );
+    let x = tensor(&[1, 3, 64, 64], 5);
+    let run = |m: &Model| {
+        let plan = Plan::new(m, PlanOptions::with_threads(1)).expect("plan");
+        let out = plan.run(&[("x", x.clone())]).expect("run");
+        out[0].1.as_f32().expect("f32").clone()
+    };
+    let mut zeroed = orig.clone();
+    zero_removed(&mut zeroed, &r.groups);
+    let (y0, yz, yp) = (run(&orig), run(&zeroed), run(&m));
+    assert!(y0.iter().zip(yz.iter()).any(|(a, b)| a != b));
+    assert_close(&yz, &yp);
+    assert!(r.model_params_after * 3 < r.model_params_before, "{r:?}");
+}
