@@ -154,7 +154,7 @@ fn config(a: &Args) -> PruneConfig {
         ScopeArg::Layer => Scope::Layer,
         ScopeArg::Global => Scope::Global,
     };
-    let structured = a.structured.then(|| StructuredConfig {
+    let structured = a.structured.then_some(StructuredConfig {
         norm: match a.norm {
             Some(NormArg::L1) => Norm::L1,
             _ => Norm::L2,

@@ -30,8 +30,9 @@
 //! the next layer's input channels are sliced; stale `value_info` entries on the way
 //! are dropped. Anything else (residual `Add`, `Concat`, `Split`, `Reshape`, several
 //! consumers, grouped or depthwise convs, a graph output) keeps the channels zeroed
-//! in place and says why in [`LayerReport::note`]; following channels through such
-//! couplings (Torch-Pruning's DepGraph) is not implemented.
+//! in place and says why in [`LayerReport::note`]; [`PruneConfig::structured`] follows
+//! channels through such couplings (see
+//! [below](self#structured-pruning-of-coupled-channel-groups)).
 //!
 //! A pruned channel's weights are zero, so it outputs a constant (its bias carried
 //! through the chain). Removing it would drop that constant, so it is folded into the
@@ -40,6 +41,55 @@
 //! on the way that is not evaluated, a `MatMul` without a bias `Add`), the channels are
 //! still removed and [`LayerReport::note`] says that their constant was dropped, as
 //! Torch-Pruning always does.
+//!
+//! # Structured pruning of coupled channel groups
+//!
+//! With [`PruneConfig::structured`], channels are removed in *groups*, as
+//! Torch-Pruning's `DependencyGraph` does, so that residual networks, branches and
+//! depthwise-separable blocks can be pruned, not only simple chains. Walking the graph
+//! in topological order, each tensor's channel axis is tracked as segments of groups:
+//!
+//! | op | channels |
+//! |---|---|
+//! | `Conv` (`group = 1`), `Gemm` (`transA = 0`), `MatMul` with a 2-D initializer | a new group of its output channels (weight axis 0 / `N`, bias); its input channels join the input's groups (weight axis 1 / `K`) |
+//! | depthwise `Conv` (`group = C_in = C_out`, weight `[C, 1, k, k]`) | passes its input's groups through (weight axis 0, bias); `group` is rewritten after pruning |
+//! | `BatchNormalization` | passes through; its four parameters are members |
+//! | `Add`, `Sub`, `Mul`, `Div` of two tracked tensors | couple the two operands' groups segment by segment (residual connections) |
+//! | the same with an initializer | a per-channel initializer is a member, a scalar broadcasts |
+//! | `Concat` on the channel axis | the inputs' segments one after the other (each group keeps its offset) |
+//! | `Flatten(axis = 1)` into `Gemm`/`MatMul` | each channel becomes a block of `H·W` input features |
+//! | `Relu`, `Clip`, `LeakyRelu`, `PRelu` (slope is a member), `Sigmoid`, `HardSwish`, `Tanh`, ..., `Identity`, `Dropout`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `GlobalMaxPool`, `LpPool` | pass through |
+//!
+//! Anything else blocks every group it touches, and the group is left alone and
+//! reported in [`PruneReport::groups`] with the reason: a graph output, `Reshape`,
+//! `Transpose`, `Split`, `Slice`, `Softmax`, any other op; grouped convs with `1 <
+//! group` that are not depthwise (channel multiplier 1) block both their input and
+//! output groups (per-group coupling is not implemented); `Concat` off the channel
+//! axis; operands that are not tracked (a graph input added to a conv output); members
+//! that are shared by several nodes, graph inputs or not `f32`; widths that disagree;
+//! groups holding a weight of an excluded layer ([`PruneConfig::exclude`]).
+//!
+//! **Importance.** The score of channel `c` of a group is the norm of all the group's
+//! weights that hold it — every `Output`, `Input` and `Depthwise` member, parameters
+//! (biases, BN) excluded: `Σ |w|` (L1) or `sqrt(Σ w²)` (L2). That is Torch-Pruning's
+//! `GroupMagnitudeImportance` with `group_reduction = "sum"` over `|w|^p` (its default
+//! is `"mean"` of the per-layer norms; the order is the same up to the `p`-th power of
+//! every layer weighing alike). [`Scope::Layer`] prunes `round(sparsity · C)` channels
+//! of every group; [`Scope::Global`] divides each group's scores by their mean (TP's
+//! `normalizer = "mean"`) and prunes the lowest `round(sparsity · Σ C)` over all open
+//! groups. Then every group keeps at least [`StructuredConfig::min_channels`] (and at
+//! least 1), and its kept count is rounded **up** to a multiple of
+//! [`StructuredConfig::round_to`] (at most `C`), so rounding prunes fewer channels,
+//! never more. Ties: the lower channel index is pruned first.
+//!
+//! **Surgery.** Every member is sliced at the same channel indices (at its offset,
+//! `block` indices per channel), depthwise `group` attributes follow, `value_info` of
+//! the tensors whose width changed is dropped. Removed channels' constant output (a
+//! bias through BN) is dropped with them, as Torch-Pruning does: the pruned model
+//! computes exactly what the original computes with every member slice of the removed
+//! channels set to zero (tested). `pattern`, `scope`, `min_size` and `remove_channels`
+//! are not used; [`LayerReport::channels_removed`] counts the output channels each layer
+//! lost.
 
 mod channels;
 mod depgraph;
