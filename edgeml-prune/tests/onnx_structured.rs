@@ -523,3 +523,52 @@ fn resnet_fixture_surgery_equals_zeroing() {
     assert_close(&yz, &yp);
     assert!(r.model_params_after * 3 < r.model_params_before, "{r:?}");
 }
+
+#[test]
+fn malformed_widths_and_attributes_block_instead_of_panicking() {
+    // A BatchNormalization whose mean has 3 entries for 8 channels, and a Concat with
+    // axis = i64::MIN: no panic, both groups blocked, the model unchanged.
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .output(vi("y", &[1, 8, 6, 6])),
+        seed: 60,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.bn("bn", "c1", 8);
+    n.init("bn.mean", tensor(&[3], 1));
+    n.conv("c2", "bn", 8, 8, 3, 1);
+    n.conv("c3", "x", 8, 4, 3, 1);
+    n.node(
+        Node::new("Concat", &["c2", "c3"], &["cat"])
+            .with_name("cat")
+            .with_attr("axis", Attribute::Int(i64::MIN)),
+    );
+    n.conv("c4", "cat", 8, 16, 1, 1);
+    n.op("Relu", &["c4"], "y");
+    let mut orig = n.b.build_unchecked();
+    // The builder appended a second `bn.mean`: keep the 3-entry one only.
+    let first = orig
+        .graph
+        .initializers
+        .iter()
+        .position(|(k, _)| k == "bn.mean")
+        .expect("mean");
+    orig.graph.initializers.remove(first);
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let why = |t: &str| {
+        group_of(&r.groups, t, MemberKind::Output)
+            .blocked
+            .clone()
+            .unwrap_or_default()
+    };
+    assert!(
+        why("c1.w").contains("`bn.mean` has Some(3) entries"),
+        "{}",
+        why("c1.w")
+    );
+    assert!(why("c2.w").contains("Concat `cat`"), "{}", why("c2.w"));
+    assert!(why("c3.w").contains("Concat `cat`"), "{}", why("c3.w"));
+    assert_eq!(m, orig);
+}

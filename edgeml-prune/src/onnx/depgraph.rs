@@ -91,7 +91,7 @@ impl Layout {
     /// `Flatten(axis = 1)` need.
     fn axis1(&self) -> bool {
         self.rank
-            .is_some_and(|r| r >= 2 && r - 1 - self.from_end == 1)
+            .is_some_and(|r| r.checked_sub(1 + self.from_end) == Some(1))
     }
 }
 
@@ -169,7 +169,8 @@ impl Builder<'_> {
     }
 
     /// Adds a member on `tensor` for every segment of `l` (channel offsets follow the
-    /// segments); blocks when the tensor is not a private f32 initializer.
+    /// segments); blocks unless the tensor is a private f32 initializer with one
+    /// `block` per channel on `axis`.
     fn add_members(
         &mut self,
         l: &Layout,
@@ -194,8 +195,13 @@ impl Builder<'_> {
         if !private {
             self.block(l, &format!("`{tensor}` is shared or a graph input"));
         }
-        if f32_init(self.g, tensor).is_none() {
-            self.block(l, &format!("`{tensor}` is not an f32 initializer"));
+        match f32_init(self.g, tensor).map(|a| a.shape().get(axis).copied()) {
+            None => self.block(l, &format!("`{tensor}` is not an f32 initializer")),
+            Some(d) if d != Some(offset * block) => self.block(
+                l,
+                &format!("`{tensor}` has {d:?} entries on axis {axis}, not {offset}·{block}"),
+            ),
+            Some(_) => {}
         }
     }
 
@@ -342,7 +348,10 @@ impl Builder<'_> {
                         l.from_end == l0.from_end
                             && l.block == 1
                             && match (axis, l.rank) {
-                                (a, _) if a < 0 => (-a - 1) as usize == l.from_end,
+                                (a, _) if a < 0 => {
+                                    a.checked_neg().and_then(|x| usize::try_from(x - 1).ok())
+                                        == Some(l.from_end)
+                                }
                                 (a, Some(r)) => r as i64 - 1 - l.from_end as i64 == a,
                                 _ => false,
                             }
