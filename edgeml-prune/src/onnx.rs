@@ -54,7 +54,7 @@
 //! | `Conv` (`group = 1`), `Gemm` (`transA = 0`), `MatMul` with a 2-D initializer | a new group of its output channels (weight axis 0 / `N`, bias); its input channels join the input's groups (weight axis 1 / `K`) |
 //! | depthwise `Conv` (`group = C_in = C_out`, weight `[C, 1, k, k]`) | passes its input's groups through (weight axis 0, bias); `group` is rewritten after pruning |
 //! | `BatchNormalization` | passes through; its four parameters are members |
-//! | `Add`, `Sub`, `Mul`, `Div` of two tracked tensors | couple the two operands' groups segment by segment (residual connections) |
+//! | `Add`, `Sub`, `Mul`, `Div`, and variadic `Sum`, `Mean`, `Max`, `Min`, of tracked tensors | couple the operands' groups segment by segment (residual connections, squeeze-excitation gates) |
 //! | the same with an initializer | a per-channel initializer is a member, a scalar broadcasts |
 //! | `Concat` on the channel axis | the inputs' segments one after the other (each group keeps its offset) |
 //! | `Flatten(axis = 1)` into `Gemm`/`MatMul` | each channel becomes a block of `H·W` input features |

@@ -572,3 +572,43 @@ fn malformed_widths_and_attributes_block_instead_of_panicking() {
     assert!(why("c3.w").contains("Concat `cat`"), "{}", why("c3.w"));
     assert_eq!(m, orig);
 }
+
+#[test]
+fn variadic_sum_couples_all_its_operands() {
+    // ResNet-50 (Caffe2 export) writes its residual connections as Sum.
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .output(vi("y", &[1, 5, 6, 6])),
+        seed: 80,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.conv("c2", "x", 8, 4, 1, 1);
+    n.conv("c3", "x", 8, 4, 3, 1);
+    n.op("Sum", &["c1", "c2", "c3"], "s");
+    n.op("Relu", &["s"], "r");
+    n.conv("c4", "r", 5, 8, 3, 1);
+    n.op("Relu", &["c4"], "y");
+    let orig = n.b.build().expect("model");
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+    assert_eq!(
+        names(g, MemberKind::Output),
+        ["c1.w@0+0x1", "c2.w@0+0x1", "c3.w@0+0x1"]
+    );
+    assert_eq!(names(g, MemberKind::Input), ["c4.w@1+0x1"]);
+    assert_eq!((g.removed.len(), &g.blocked), (4, &None));
+    let mut zeroed = orig.clone();
+    zero_removed(&mut zeroed, &r.groups);
+    let run = |m: &Model| {
+        let plan = Plan::new(m, PlanOptions::with_threads(1)).expect("plan");
+        let out = plan.run(&[("x", tensor(&[1, 4, 6, 6], 3))]).expect("run");
+        out[0].1.as_f32().expect("f32").clone()
+    };
+    assert_close(&run(&zeroed), &run(&m));
+    assert_eq!(
+        m.graph.initializer("c2.w").map(Tensor::shape),
+        Some(&[4, 4, 1, 1][..])
+    );
+}

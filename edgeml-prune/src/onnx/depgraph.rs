@@ -311,34 +311,34 @@ impl Builder<'_> {
                 }
                 self.set(&out, l);
             }
-            "Add" | "Sub" | "Mul" | "Div" if n.inputs.len() == 2 => match (&inl[0], &inl[1]) {
-                (Some(a), Some(b)) => {
-                    let same = a.segs.len() == b.segs.len()
-                        && a.segs.iter().zip(&b.segs).all(|(x, y)| x.len == y.len)
-                        && a.from_end == b.from_end
-                        && a.block == b.block;
-                    if same {
-                        for (x, y) in a.segs.iter().zip(&b.segs) {
-                            self.union(x.group, y.group);
+            "Add" | "Sub" | "Mul" | "Div" | "Sum" | "Mean" | "Max" | "Min"
+                if n.inputs.len() == 2 || matches!(op, "Sum" | "Mean" | "Max" | "Min") =>
+            {
+                let Some(a) = inl.iter().flatten().next().cloned() else {
+                    return;
+                };
+                for (v, l) in n.inputs.iter().zip(&inl) {
+                    match l {
+                        Some(b) => {
+                            let same = a.segs.len() == b.segs.len()
+                                && a.segs.iter().zip(&b.segs).all(|(x, y)| x.len == y.len)
+                                && a.from_end == b.from_end
+                                && a.block == b.block;
+                            if same {
+                                for (x, y) in a.segs.iter().zip(&b.segs) {
+                                    self.union(x.group, y.group);
+                                }
+                            } else {
+                                let why = format!("{op} `{name}` joins unlike channel layouts");
+                                self.block(&a, &why);
+                                self.block(b, &why);
+                            }
                         }
-                    } else {
-                        let why = format!("{op} `{name}` joins unlike channel layouts");
-                        self.block(a, &why);
-                        self.block(b, &why);
+                        None => self.operand(&a, v, op),
                     }
-                    self.set(&out, a.clone());
                 }
-                (Some(l), None) | (None, Some(l)) => {
-                    let other = if inl[0].is_some() {
-                        &n.inputs[1]
-                    } else {
-                        &n.inputs[0]
-                    };
-                    self.operand(l, other, op);
-                    self.set(&out, l.clone());
-                }
-                (None, None) => {}
-            },
+                self.set(&out, a);
+            }
             "Concat" => {
                 let axis = int_attr(n, "axis", 1);
                 let all: Option<Vec<Layout>> = inl.iter().cloned().collect();
