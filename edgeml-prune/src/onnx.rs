@@ -61,7 +61,9 @@
 //! | `Relu`, `Clip`, `LeakyRelu`, `PRelu` (slope is a member), `Sigmoid`, `HardSwish`, `Tanh`, ..., `Identity`, `Dropout`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `GlobalMaxPool`, `LpPool` | pass through |
 //!
 //! Anything else blocks every group it touches, and the group is left alone and
-//! reported in [`PruneReport::groups`] with the reason: a graph output, `Reshape`,
+//! reported in [`PruneReport::groups`] with the reason: a graph output, a subgraph
+//! (`If`/`Loop` body) reading the tensor, tracked channels used as another op's
+//! parameter (a dynamic weight, a shape), `Reshape`,
 //! `Transpose`, `Split`, `Slice`, `Softmax`, any other op; grouped convs with `1 <
 //! group` that are not depthwise (channel multiplier 1) block both their input and
 //! output groups (per-group coupling is not implemented); `Concat` off the channel

@@ -612,3 +612,28 @@ fn variadic_sum_couples_all_its_operands() {
         Some(&[4, 4, 1, 1][..])
     );
 }
+
+#[test]
+fn channels_used_as_a_weight_block_their_group() {
+    // c1's output is the (dynamic) weight of a MatMul: its channels cannot be removed.
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .input(vi("a", &[1, 4, 6, 8]))
+            .output(vi("y", &[1, 4, 6, 6])),
+        seed: 90,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.op("MatMul", &["a", "c1"], "y");
+    let orig = n.b.build().expect("model");
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+    assert!(
+        g.blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("reads channels as a parameter")),
+        "{g:?}"
+    );
+    assert_eq!(m, orig);
+}

@@ -297,6 +297,14 @@ impl Builder<'_> {
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             return block_all(self, format!("{} `{name}` ({})", op, n.domain));
         }
+        let nary = matches!(
+            op,
+            "Add" | "Sub" | "Mul" | "Div" | "Sum" | "Mean" | "Max" | "Min" | "Concat"
+        );
+        if !nary && inl.iter().skip(1).any(Option::is_some) {
+            // Tracked channels used as a weight, a bias, a shape, ...: not followed.
+            return block_all(self, format!("{op} `{name}` reads channels as a parameter"));
+        }
         let first = inl.first().cloned().flatten();
         match op {
             "Conv" => self.conv(i, first),
@@ -387,13 +395,6 @@ impl Builder<'_> {
             }
             _ if CHANNELWISE.contains(&op) && !extra_used => {
                 let Some(l) = first else { return };
-                if n.inputs
-                    .iter()
-                    .skip(1)
-                    .any(|v| self.layouts.contains_key(v))
-                {
-                    return block_all(self, format!("{op} `{name}` reads channels as a parameter"));
-                }
                 if op == "PRelu"
                     && let Some(s) = n.inputs.get(1)
                 {
@@ -510,6 +511,20 @@ pub(crate) fn build(g: &Graph) -> Result<DepGraph, String> {
     };
     for i in order {
         b.node(i);
+    }
+    // A value read by a subgraph (`If`/`Loop` body) is not in its node's inputs.
+    let captured: Vec<(String, Layout)> = b
+        .layouts
+        .iter()
+        .filter(|(v, _)| {
+            b.ix.consumers(v)
+                .iter()
+                .any(|&c| !g.nodes[c].inputs.contains(v))
+        })
+        .map(|(v, l)| (v.clone(), l.clone()))
+        .collect();
+    for (v, l) in captured {
+        b.block(&l, &format!("`{v}` is read by a subgraph"));
     }
     for o in &g.outputs {
         if let Some(l) = b.layouts.get(&o.name).cloned() {
