@@ -637,3 +637,40 @@ fn channels_used_as_a_weight_block_their_group() {
     );
     assert_eq!(m, orig);
 }
+
+#[test]
+fn channels_read_by_a_subgraph_block_their_group() {
+    let branch = |out: &str| edgeml_onnx::Graph {
+        nodes: vec![Node::new("Identity", &["r"], &[out])],
+        outputs: vec![ValueInfo::named(out)],
+        ..edgeml_onnx::Graph::default()
+    };
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .input(ValueInfo::tensor("cond", edgeml_core::DType::Bool, vec![]))
+            .output(vi("y", &[1, 4, 6, 6]))
+            .output(ValueInfo::named("z")),
+        seed: 95,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.op("Relu", &["c1"], "r");
+    n.conv("c2", "r", 4, 8, 3, 1);
+    n.op("Relu", &["c2"], "y");
+    n.node(
+        Node::new("If", &["cond"], &["z"])
+            .with_attr("then_branch", Attribute::Graph(Box::new(branch("t"))))
+            .with_attr("else_branch", Attribute::Graph(Box::new(branch("e")))),
+    );
+    let orig = n.b.build_unchecked();
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+    assert!(
+        g.blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("`r` is read by a subgraph")),
+        "{g:?}"
+    );
+    assert_eq!(m, orig);
+}
