@@ -317,7 +317,10 @@ fn apply_mask(g: &mut Graph, l: &Layer, keep: &[bool]) {
 /// exclusion naming nothing; [`Error::NothingPrunable`] when no layer is left;
 /// [`Error::InvalidArgument`] for a global scope with another pattern than
 /// [`Pattern::Magnitude`]; [`Error::InLayer`] wrapping the pattern's error when it does
-/// not fit a layer (or a NaN weight). The model is unchanged on error.
+/// not fit a layer (or a NaN weight). With [`PruneConfig::structured`]:
+/// [`Error::NaN`] for a NaN weight in a group that would be pruned,
+/// [`Error::InvalidArgument`] when the graph cannot be ordered (a cycle, a dangling
+/// input). The model is unchanged on error.
 pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneReport> {
     check_sparsity(config.sparsity, "prune_model")?;
     if let Some(s) = &config.structured {

@@ -194,3 +194,27 @@ fn channels_read_by_a_subgraph_block_their_group() {
     );
     assert_eq!(m, orig);
 }
+
+#[test]
+fn a_nan_weight_is_an_error_and_the_model_is_unchanged() {
+    let mut orig = cnn();
+    if let Some((_, Tensor::F32(a))) = orig
+        .graph
+        .initializers
+        .iter_mut()
+        .find(|(n, _)| n == "c2.w")
+    {
+        a[[1, 2, 0, 0]] = f32::NAN;
+    }
+    let mut m = orig.clone();
+    let e = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect_err("NaN");
+    assert!(
+        matches!(&e, edgeml_prune::Error::NaN { what, index } if what == "c2.w" && *index == 72 + 2 * 9),
+        "{e:?}"
+    );
+    // NaN != NaN: compare the encoded models.
+    assert_eq!(
+        m.to_bytes().expect("encode"),
+        orig.to_bytes().expect("encode")
+    );
+}

@@ -64,14 +64,14 @@ fn scores(g: &Graph, channels: usize, members: &[Member], norm: Norm) -> Result<
         let Some(Tensor::F32(a)) = g.initializer(&m.tensor) else {
             continue;
         };
+        if let Some(index) = a.iter().position(|w| w.is_nan()) {
+            return Err(Error::NaN {
+                what: m.tensor.clone(),
+                index,
+            });
+        }
         for (idx, &w) in a.indexed_iter() {
             let c = idx[m.axis] / m.block.max(1);
-            if w.is_nan() {
-                return Err(Error::NaN {
-                    what: m.tensor.clone(),
-                    index: 0,
-                });
-            }
             if c >= m.offset && c < m.offset + channels {
                 let w = f64::from(w).abs();
                 s[c - m.offset] += if norm == Norm::L1 { w } else { w * w };
