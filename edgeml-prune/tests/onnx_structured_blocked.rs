@@ -218,3 +218,29 @@ fn a_nan_weight_is_an_error_and_the_model_is_unchanged() {
         orig.to_bytes().expect("encode")
     );
 }
+
+#[test]
+fn a_conv_reading_another_axis_as_channels_blocks_the_group() {
+    // MatMul's output channels are its last axis (8); the Conv reads axis 1 (also 8).
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("a", &[1, 8, 6, 4]))
+            .output(vi("y", &[1, 4, 6, 8])),
+        seed: 99,
+    };
+    n.init("mm.w", tensor(&[4, 8], 1));
+    n.op("MatMul", &["a", "mm.w"], "m");
+    n.conv("c", "m", 4, 8, 3, 1);
+    n.op("Relu", &["c"], "y");
+    let orig = n.b.build().expect("model");
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "mm.w", MemberKind::Output);
+    assert!(
+        g.blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("reads another axis")),
+        "{g:?}"
+    );
+    assert_eq!(m, orig);
+}

@@ -410,6 +410,13 @@ impl Builder<'_> {
         let g = self.g;
         let n = &g.nodes[i];
         let name = node_name(n);
+        let input = match input {
+            Some(l) if !(l.axis1() && l.block == 1) => {
+                self.block(&l, &format!("Conv `{name}` reads another axis as channels"));
+                None
+            }
+            other => other,
+        };
         let out = n.outputs.first().cloned().unwrap_or_default();
         let w = n.inputs.get(1).cloned().unwrap_or_default();
         let bias = n.inputs.get(2).filter(|b| !b.is_empty()).cloned();
