@@ -2,7 +2,9 @@
 
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
-use edgeml_prune::onnx::{PruneConfig, PruneReport, Storage, prune_model};
+use edgeml_prune::onnx::{
+    MemberKind, PruneConfig, PruneReport, Storage, StructuredConfig, prune_model,
+};
 use edgeml_prune::pattern::{BlockReduce, Norm};
 use edgeml_prune::{Pattern, Scope};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,16 @@ as [N, K], ConvTranspose with axes 0 and 1 swapped):
                 Add/Mul, activations, pooling or Flatten; otherwise zeroed (see report)
   block:HxW     HxW blocks of the [out, rest] view with the smallest mean |w|
   keep:K/G      keep K of every G consecutive input weights (N:M; 2:4 is keep:2/4)
+
+With --structured, channels are removed in coupled groups (Torch-Pruning's DepGraph):
+a group is every slice that must lose the same channels (a layer's output channels,
+the next layers' input channels, BatchNormalization parameters, both sides of residual
+Add/Mul, Concat ranges, depthwise convs, Flatten blocks of the next Gemm). Groups are
+ranked by the norm of all their weights (--norm, default l2), pruned per group
+(--scope layer) or over all groups by mean-normalised score (--scope global), with
+--min-channels and --round-to. Groups that reach a graph output or an op that is not
+followed (Reshape, Transpose, Split, Slice, grouped convs, ...) are left alone and
+reported as blocked.
 
 Biases and normalisation parameters are never pruned.";
 
@@ -68,6 +80,15 @@ pub(crate) enum ScopeArg {
     Global,
 }
 
+/// The `--norm` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NormArg {
+    /// Sum of |w|.
+    L1,
+    /// Euclidean norm.
+    L2,
+}
+
 /// Arguments of `edgeml prune`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -94,6 +115,19 @@ pub(crate) struct Args {
     /// Write pruned weights as ONNX sparse_initializer (COO) where that is smaller.
     #[arg(long)]
     sparse_storage: bool,
+    /// Prune coupled channel groups (DepGraph-style) instead of --pattern.
+    #[arg(long, conflicts_with = "pattern")]
+    structured: bool,
+    /// Norm of the channel importance: l1 or l2 (default: l1 for -p channel, l2 for
+    /// --structured).
+    #[arg(long, value_enum)]
+    norm: Option<NormArg>,
+    /// With --structured: channels every group keeps at least.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "structured")]
+    min_channels: usize,
+    /// With --structured: round each pruned group's kept channels up to a multiple of N.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "structured")]
+    round_to: usize,
     /// Write the per-layer report as JSON to this file (written atomically).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -104,7 +138,10 @@ fn config(a: &Args) -> PruneConfig {
         PatternArg::Unstructured => Pattern::Magnitude,
         PatternArg::Channel => Pattern::Channels {
             axis: 0,
-            norm: Norm::L1,
+            norm: match a.norm {
+                Some(NormArg::L2) => Norm::L2,
+                _ => Norm::L1,
+            },
         },
         PatternArg::Block(height, width) => Pattern::Block {
             height,
@@ -113,17 +150,28 @@ fn config(a: &Args) -> PruneConfig {
         },
         PatternArg::Keep(k, g) => Pattern::keep_of_group(k, g, 1),
     };
+    let scope = match a.scope {
+        ScopeArg::Layer => Scope::Layer,
+        ScopeArg::Global => Scope::Global,
+    };
+    let structured = a.structured.then_some(StructuredConfig {
+        norm: match a.norm {
+            Some(NormArg::L1) => Norm::L1,
+            _ => Norm::L2,
+        },
+        scope,
+        min_channels: a.min_channels,
+        round_to: a.round_to,
+    });
     PruneConfig {
         sparsity: a.sparsity,
         pattern,
-        scope: match a.scope {
-            ScopeArg::Layer => Scope::Layer,
-            ScopeArg::Global => Scope::Global,
-        },
+        scope: if a.structured { Scope::Layer } else { scope },
         exclude: a.exclude.clone(),
         min_size: a.min_size,
         remove_channels: true,
         sparse_storage: a.sparse_storage,
+        structured,
     }
 }
 
@@ -173,6 +221,25 @@ fn print(r: &PruneReport, in_bytes: u64, out_bytes: u64) -> anyhow::Result<()> {
         if let Some(n) = &l.note {
             outln!("  note: {n}");
         }
+    }
+    for (i, g) in r.groups.iter().enumerate() {
+        let mut layers: Vec<&str> = g
+            .members
+            .iter()
+            .filter(|m| m.kind != MemberKind::Param)
+            .map(|m| m.tensor.as_str())
+            .collect();
+        layers.sort_unstable();
+        layers.dedup();
+        let what = match &g.blocked {
+            Some(why) => format!("blocked: {why}"),
+            None => format!("removed {:?}", g.removed),
+        };
+        outln!(
+            "group {i:<3} {:>4} channels [{}] {what}",
+            g.channels,
+            layers.join(", ")
+        );
     }
     for s in &r.skipped {
         outln!("{:<24} {:<13} skipped: {}", s.node, s.op_type, s.reason);

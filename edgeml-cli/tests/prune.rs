@@ -112,3 +112,64 @@ fn bad_requests_fail_with_status_1_and_write_nothing() {
         assert!(!out.exists(), "{args:?}");
     }
 }
+
+#[test]
+fn structured_pruning_removes_coupled_groups_and_reports_blocked_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, rep) = (dir.path().join("rb.onnx"), dir.path().join("r.json"));
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/prune/resnet_block.onnx");
+    let o = edgeml()
+        .arg("prune")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["-s", "0.5", "--structured", "--round-to", "8", "--report"])
+        .arg(&rep)
+        .output()
+        .expect("run edgeml");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("blocked: `y` is a graph output"),
+        "{stdout}"
+    );
+    let m = Model::load(&out).expect("load pruned");
+    // The stem's 32 channels are coupled with both layer1 skips: 16 kept, also in
+    // layer2.0's 1x1 downsample input.
+    assert_eq!(
+        m.graph.initializer("stem.w").map(Tensor::shape),
+        Some(&[16, 3, 3, 3][..])
+    );
+    assert_eq!(
+        m.graph.initializer("layer2.0.down.w").map(Tensor::shape),
+        Some(&[32, 16, 1, 1][..])
+    );
+    assert_eq!(
+        m.graph.initializer("fc.w").map(Tensor::shape),
+        Some(&[10, 64][..])
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rep).expect("report")).expect("json");
+    assert_eq!(r["groups"].as_array().map(Vec::len), Some(9));
+    // --structured replaces --pattern; the floor/rounding options need --structured.
+    for args in [
+        &["-s", "0.5", "--structured", "-p", "channel"][..],
+        &["-s", "0.5", "--round-to", "8"],
+    ] {
+        let o = edgeml()
+            .arg("prune")
+            .arg(&model)
+            .arg("-o")
+            .arg(dir.path().join("bad.onnx"))
+            .args(args)
+            .output()
+            .expect("run edgeml");
+        assert!(!o.status.success(), "{args:?}");
+        assert!(!dir.path().join("bad.onnx").exists());
+    }
+}

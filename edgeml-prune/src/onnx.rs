@@ -30,8 +30,9 @@
 //! the next layer's input channels are sliced; stale `value_info` entries on the way
 //! are dropped. Anything else (residual `Add`, `Concat`, `Split`, `Reshape`, several
 //! consumers, grouped or depthwise convs, a graph output) keeps the channels zeroed
-//! in place and says why in [`LayerReport::note`]; following channels through such
-//! couplings (Torch-Pruning's DepGraph) is not implemented.
+//! in place and says why in [`LayerReport::note`]; [`PruneConfig::structured`] follows
+//! channels through such couplings (see
+//! [below](self#structured-pruning-of-coupled-channel-groups)).
 //!
 //! A pruned channel's weights are zero, so it outputs a constant (its bias carried
 //! through the chain). Removing it would drop that constant, so it is folded into the
@@ -40,12 +41,67 @@
 //! on the way that is not evaluated, a `MatMul` without a bias `Add`), the channels are
 //! still removed and [`LayerReport::note`] says that their constant was dropped, as
 //! Torch-Pruning always does.
+//!
+//! # Structured pruning of coupled channel groups
+//!
+//! With [`PruneConfig::structured`], channels are removed in *groups*, as
+//! Torch-Pruning's `DependencyGraph` does, so that residual networks, branches and
+//! depthwise-separable blocks can be pruned, not only simple chains. Walking the graph
+//! in topological order, each tensor's channel axis is tracked as segments of groups:
+//!
+//! | op | channels |
+//! |---|---|
+//! | `Conv` (`group = 1`), `Gemm` (`transA = 0`), `MatMul` with a 2-D initializer | a new group of its output channels (weight axis 0 / `N`, bias); its input channels join the input's groups (weight axis 1 / `K`) |
+//! | depthwise `Conv` (`group = C_in = C_out`, weight `[C, 1, k, k]`) | passes its input's groups through (weight axis 0, bias); `group` is rewritten after pruning |
+//! | `BatchNormalization` | passes through; its four parameters are members |
+//! | `Add`, `Sub`, `Mul`, `Div`, and variadic `Sum`, `Mean`, `Max`, `Min`, of tracked tensors | couple the operands' groups segment by segment (residual connections, squeeze-excitation gates) |
+//! | the same with an initializer | a per-channel initializer is a member, a scalar broadcasts |
+//! | `Concat` on the channel axis | the inputs' segments one after the other (each group keeps its offset) |
+//! | `Flatten(axis = 1)` into `Gemm`/`MatMul` | each channel becomes a block of `H·W` input features |
+//! | `Relu`, `Clip`, `LeakyRelu`, `PRelu` (slope is a member), `Sigmoid`, `HardSwish`, `Tanh`, ..., `Identity`, `Dropout`, `MaxPool`, `AveragePool`, `GlobalAveragePool`, `GlobalMaxPool`, `LpPool` | pass through |
+//!
+//! Anything else blocks every group it touches, and the group is left alone and
+//! reported in [`PruneReport::groups`] with the reason: a graph output, a subgraph
+//! (`If`/`Loop` body) reading the tensor, tracked channels used as another op's
+//! parameter (a dynamic weight, a shape), `Reshape`,
+//! `Transpose`, `Split`, `Slice`, `Softmax`, any other op; grouped convs with `1 <
+//! group` that are not depthwise (channel multiplier 1) block both their input and
+//! output groups (per-group coupling is not implemented); `Concat` off the channel
+//! axis; operands that are not tracked (a graph input added to a conv output); members
+//! that are shared by several nodes, graph inputs or not `f32`; widths that disagree;
+//! groups holding a weight of an excluded layer ([`PruneConfig::exclude`]).
+//!
+//! **Importance.** The score of channel `c` of a group is the norm of all the group's
+//! weights that hold it — every `Output`, `Input` and `Depthwise` member, parameters
+//! (biases, BN) excluded: `Σ |w|` (L1) or `sqrt(Σ w²)` (L2). That is Torch-Pruning's
+//! `GroupMagnitudeImportance` with `group_reduction = "sum"` over `|w|^p` (its default
+//! is `"mean"` of the per-layer norms; the order is the same up to the `p`-th power of
+//! every layer weighing alike). [`Scope::Layer`] prunes `round(sparsity · C)` channels
+//! of every group; [`Scope::Global`] divides each group's scores by their mean (TP's
+//! `normalizer = "mean"`) and prunes the lowest `round(sparsity · Σ C)` over all open
+//! groups. Then every group keeps at least [`StructuredConfig::min_channels`] (and at
+//! least 1), and its kept count is rounded **up** to a multiple of
+//! [`StructuredConfig::round_to`] (at most `C`), so rounding prunes fewer channels,
+//! never more. Ties: the lower channel index is pruned first.
+//!
+//! **Surgery.** Every member is sliced at the same channel indices (at its offset,
+//! `block` indices per channel), depthwise `group` attributes follow, `value_info` of
+//! the tensors whose width changed is dropped. Removed channels' constant output (a
+//! bias through BN) is dropped with them, as Torch-Pruning does: the pruned model
+//! computes exactly what the original computes with every member slice of the removed
+//! channels set to zero (tested). `pattern`, `scope`, `min_size` and `remove_channels`
+//! are not used; [`LayerReport::channels_removed`] counts the output channels each layer
+//! lost.
 
 mod channels;
+mod depgraph;
 mod fold;
 mod report;
+mod structured;
 
+pub use depgraph::{Member, MemberKind};
 pub use report::{LayerReport, PruneReport, SkippedLayer, Storage};
+pub use structured::{GroupReport, StructuredConfig};
 
 use crate::controller::Scope;
 use crate::error::{Error, Result, check_sparsity};
@@ -79,6 +135,10 @@ pub struct PruneConfig {
     /// Mark pruned weights for saving as COO `sparse_initializer` when that is smaller
     /// than dense (default `false`).
     pub sparse_storage: bool,
+    /// Structured pruning of coupled channel groups (see the
+    /// [module docs](self#structured-pruning-of-coupled-channel-groups)) instead of
+    /// `pattern`, `scope`, `min_size` and `remove_channels` (default `None`).
+    pub structured: Option<StructuredConfig>,
 }
 
 impl Default for PruneConfig {
@@ -91,6 +151,7 @@ impl Default for PruneConfig {
             min_size: 0,
             remove_channels: true,
             sparse_storage: false,
+            structured: None,
         }
     }
 }
@@ -256,9 +317,15 @@ fn apply_mask(g: &mut Graph, l: &Layer, keep: &[bool]) {
 /// exclusion naming nothing; [`Error::NothingPrunable`] when no layer is left;
 /// [`Error::InvalidArgument`] for a global scope with another pattern than
 /// [`Pattern::Magnitude`]; [`Error::InLayer`] wrapping the pattern's error when it does
-/// not fit a layer (or a NaN weight). The model is unchanged on error.
+/// not fit a layer (or a NaN weight). With [`PruneConfig::structured`]:
+/// [`Error::NaN`] for a NaN weight in a group that would be pruned,
+/// [`Error::InvalidArgument`] when the graph cannot be ordered (a cycle, a dangling
+/// input). The model is unchanged on error.
 pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneReport> {
     check_sparsity(config.sparsity, "prune_model")?;
+    if let Some(s) = &config.structured {
+        return structured::prune(model, config, s);
+    }
     if config.scope == Scope::Global && config.pattern != Pattern::Magnitude {
         return Err(Error::InvalidArgument(format!(
             "global scope needs the unstructured magnitude pattern, got {:?}",

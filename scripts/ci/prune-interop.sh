@@ -2,7 +2,10 @@
 # Interop check for `edgeml prune`: prunes the bundled digits models (unstructured 90%
 # with sparse storage, and 50% of channels removed), then checks with onnxruntime that
 # every written model loads and runs, keeps its output shape and matches `edgeml run`
-# (relative 1e-4); then the same for ShuffleNet (random weights) with channel pruning.
+# (relative 1e-4); then the same for ShuffleNet (random weights) with channel pruning;
+# then --structured (coupled channel groups) on the digits CNN, the ResNet-like
+# fixture tests/fixtures/prune/resnet_block.onnx and ShuffleNet: onnx checker,
+# onnxruntime == edgeml on the pruned model, output shapes as dense.
 # Prints accuracy and file sizes. Runs in seconds once built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,6 +52,43 @@ PY
 mkdir -p "$tmp/shufflenet_channel"
 "$bin" run "$tmp/shufflenet_channel.onnx" -i "gpu_0/data_0=$tmp/shufflenet_x.npy" \
   -o "$tmp/shufflenet_channel" --threads 1 >/dev/null
+rb=tests/fixtures/prune/resnet_block.onnx
+python3 -c "import numpy as np; np.save('$tmp/rb_x.npy', np.random.default_rng(1).normal(0, 1, (1, 3, 64, 64)).astype(np.float32))"
+"$bin" prune "$digits/cnn.onnx" -o "$tmp/cnn_structured.onnx" -s 0.5 --structured >/dev/null
+"$bin" prune "$rb" -o "$tmp/rb_structured.onnx" -s 0.5 --structured --round-to 8 \
+  --report "$tmp/rb_structured.json" >/dev/null
+"$bin" prune "$tmp/shufflenet.onnx" -o "$tmp/shufflenet_structured.onnx" -s 0.5 --structured \
+  --report "$tmp/shufflenet_structured.json" >/dev/null
+mkdir -p "$tmp/cnn_structured" "$tmp/rb_structured" "$tmp/shufflenet_structured"
+"$bin" run "$tmp/cnn_structured.onnx" -i "x=$digits/x_test.npy" -o "$tmp/cnn_structured" --threads 1 >/dev/null
+"$bin" run "$tmp/rb_structured.onnx" -i "x=$tmp/rb_x.npy" -o "$tmp/rb_structured" --threads 1 >/dev/null
+"$bin" run "$tmp/shufflenet_structured.onnx" -i "gpu_0/data_0=$tmp/shufflenet_x.npy" \
+  -o "$tmp/shufflenet_structured" --threads 1 >/dev/null
+python3 - "$tmp" "$digits" "$rb" <<'PY'
+import json, os, sys
+import numpy as np, onnx, onnxruntime as ort
+ort.set_default_logger_severity(3)
+tmp, digits, rb = sys.argv[1:4]
+cases = [("cnn", f"{digits}/cnn.onnx", "x", np.load(f"{digits}/x_test.npy")),
+         ("rb", rb, "x", np.load(f"{tmp}/rb_x.npy")),
+         ("shufflenet", f"{tmp}/shufflenet.onnx", "gpu_0/data_0", np.load(f"{tmp}/shufflenet_x.npy"))]
+for name, orig, inp, x in cases:
+    path = f"{tmp}/{name}_structured.onnx"
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    sess = lambda p: ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+    want = sess(orig).run(None, {inp: x})[0]
+    got = sess(path).run(None, {inp: x})[0]
+    (ours,) = [np.load(os.path.join(f"{tmp}/{name}_structured", f)) for f in os.listdir(f"{tmp}/{name}_structured")]
+    assert got.shape == want.shape == ours.shape, (name, got.shape, want.shape, ours.shape)
+    np.testing.assert_allclose(ours, got, rtol=1e-4, atol=1e-5, err_msg=path)
+    extra = ""
+    if os.path.exists(f"{tmp}/{name}_structured.json"):
+        g = json.load(open(f"{tmp}/{name}_structured.json"))["groups"]
+        extra = (f"; {sum(1 for x in g if x['removed'])} groups pruned, "
+                 f"{sum(1 for x in g if x['blocked'])} blocked")
+    print(f"{name} structured: onnx checker ok, onnxruntime == edgeml (rtol 1e-4), output "
+          f"{got.shape} as dense; file {os.path.getsize(orig)} -> {os.path.getsize(path)} bytes{extra}")
+PY
 python3 - "$tmp" "$digits" <<'PY'
 import json, os, sys
 import numpy as np, onnx, onnxruntime as ort

@@ -6,7 +6,7 @@ use edgeml_onnx::{Graph, Node, Tensor};
 use ndarray::Axis;
 
 /// Ops that act on each channel independently and keep the channel axis.
-const CHANNELWISE: &[&str] = &[
+pub(super) const CHANNELWISE: &[&str] = &[
     "Relu",
     "LeakyRelu",
     "PRelu",
@@ -238,8 +238,8 @@ pub(super) fn remove_output_channels(
             };
             if g.initializer(other).is_none() {
                 return Err(format!(
-                    "{op} joins `{v}` with `{other}` (residual coupling; a DepGraph-style \
-                     dependency graph is not implemented)"
+                    "{op} joins `{v}` with `{other}` (residual coupling: use structured \
+                     pruning of coupled groups)"
                 ));
             }
             cuts.push(per_channel(g, other, from_end, keep)?);
@@ -263,7 +263,7 @@ pub(super) fn remove_output_channels(
             }
             _ => {
                 return Err(format!(
-                    "{op} after the layer is not followed (DepGraph-style coupling is not implemented)"
+                    "{op} after the layer is not followed (structured pruning of coupled groups may)"
                 ));
             }
         }

@@ -159,6 +159,9 @@ pub struct PruneReport {
     pub model_bytes_before: usize,
     /// Bytes of all initializers as they will be saved (dense or COO).
     pub model_bytes_after: usize,
+    /// With [`PruneConfig::structured`](super::PruneConfig::structured): every coupled
+    /// channel group, pruned or blocked (empty otherwise).
+    pub groups: Vec<super::GroupReport>,
 }
 
 impl PruneReport {
@@ -181,6 +184,7 @@ impl PruneReport {
             model_nonzero_after: after.nonzero,
             model_bytes_before: before.bytes,
             model_bytes_after: after.bytes,
+            groups: Vec::new(),
         }
     }
 }
