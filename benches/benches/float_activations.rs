@@ -8,25 +8,11 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use edgeml::onnx::kernels::vmath;
+// The f64 function the Erf/Gelu operators used before (Numerical Recipes `erfcc`).
+use edgeml::onnx::ops::activation::erf as erf64;
 use std::hint::black_box;
 
 const N: usize = 1 << 20;
-
-fn erf64(x: f64) -> f64 {
-    // The f64 function the Erf/Gelu operators used before (Numerical Recipes `erfcc`).
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let p = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let c = t * p.exp();
-    if x >= 0.0 { 1.0 - c } else { c - 1.0 }
-}
 
 fn bench(c: &mut Criterion) {
     let src: Vec<f32> = (0..N)

@@ -356,10 +356,38 @@ pub fn thresholded_relu(x: f32, alpha: f32) -> f32 {
     if x > alpha { x } else { 0.0 }
 }
 
-/// Defines `pub fn $name(src, dst, params…)`: `dst[i] = $e` with `$x = src[i]`,
-/// compiled for the ISA the float kernels use. The expression is expanded in place (not
-/// passed as a closure), so the loop always inlines and vectorizes, however large the
-/// function.
+/// Runs the block as a function of the listed variables, compiled for the ISA the float
+/// kernels use (AVX-512F, AVX2+FMA, or the target's default, e.g. NEON). The block is
+/// expanded in place, so whatever it calls with `#[inline(always)]` is inlined and
+/// vectorized for that ISA.
+macro_rules! on_best_isa {
+    (($($a:ident: $t:ty),*) $body:block) => {{
+        #[inline(always)]
+        fn body($($a: $t),*) $body
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($a: $t),*) {
+                body($($a),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($a: $t),*) {
+                body($($a),*)
+            }
+            match super::best_isa() {
+                // SAFETY: `best_isa` returns only ISAs this CPU supports.
+                super::Isa::Avx512 => return unsafe { avx512($($a),*) },
+                // SAFETY: as above.
+                super::Isa::Avx2 => return unsafe { avx2($($a),*) },
+                _ => {}
+            }
+        }
+        body($($a),*)
+    }};
+}
+
+/// Defines `pub fn $name(src, dst, params…)`: `dst[i] = $e` with `$x = src[i]`, on the
+/// float kernels' ISA ([`on_best_isa`]).
 macro_rules! slice_map {
     ($(#[$doc:meta])* $name:ident ($($p:ident: $t:ty),*) |$x:ident| $e:expr) => {
         $(#[$doc])*
@@ -368,31 +396,11 @@ macro_rules! slice_map {
         /// If `src` and `dst` differ in length.
         pub fn $name(src: &[f32], dst: &mut [f32] $(, $p: $t)*) {
             assert_eq!(src.len(), dst.len(), "source and destination lengths differ");
-            #[inline(always)]
-            fn body(src: &[f32], dst: &mut [f32] $(, $p: $t)*) {
+            on_best_isa!((src: &[f32], dst: &mut [f32] $(, $p: $t)*) {
                 for (d, &$x) in dst.iter_mut().zip(src) {
                     *d = $e;
                 }
-            }
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512(src: &[f32], dst: &mut [f32] $(, $p: $t)*) {
-                    body(src, dst $(, $p)*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2(src: &[f32], dst: &mut [f32] $(, $p: $t)*) {
-                    body(src, dst $(, $p)*)
-                }
-                match super::best_isa() {
-                    // SAFETY: `best_isa` returns only ISAs this CPU supports.
-                    super::Isa::Avx512 => return unsafe { avx512(src, dst $(, $p)*) },
-                    // SAFETY: as above.
-                    super::Isa::Avx2 => return unsafe { avx2(src, dst $(, $p)*) },
-                    _ => {}
-                }
-            }
-            body(src, dst $(, $p)*)
+            })
         }
     };
 }
@@ -470,71 +478,20 @@ slice_map!(
     round_into() |x| x.round_ties_even()
 );
 
-/// Defines `$name(v)` (in place) and `$into(src, dst)`: `$f` over a slice, compiled for
-/// the ISA the float kernels use.
+/// Defines `$name(v)` (in place) and `$into(src, dst)`: `$f` over a slice, on the
+/// float kernels' ISA ([`on_best_isa`]).
 macro_rules! vectorized {
     ($f:ident, $(#[$doc:meta])* $name:ident, $(#[$doc2:meta])* $into:ident) => {
         $(#[$doc])*
         pub fn $name(v: &mut [f32]) {
-            #[inline(always)]
-            fn body(v: &mut [f32]) {
+            on_best_isa!((v: &mut [f32]) {
                 for x in v {
                     *x = $f(*x);
                 }
-            }
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512(v: &mut [f32]) {
-                    body(v)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2(v: &mut [f32]) {
-                    body(v)
-                }
-                match super::best_isa() {
-                    // SAFETY: `best_isa` returns only ISAs this CPU supports.
-                    super::Isa::Avx512 => return unsafe { avx512(v) },
-                    // SAFETY: as above.
-                    super::Isa::Avx2 => return unsafe { avx2(v) },
-                    _ => {}
-                }
-            }
-            body(v)
+            })
         }
 
-        $(#[$doc2])*
-        ///
-        /// # Panics
-        /// If `src` and `dst` differ in length.
-        pub fn $into(src: &[f32], dst: &mut [f32]) {
-            assert_eq!(src.len(), dst.len(), "source and destination lengths differ");
-            #[inline(always)]
-            fn body(src: &[f32], dst: &mut [f32]) {
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = $f(x);
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512(src: &[f32], dst: &mut [f32]) {
-                    body(src, dst)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2(src: &[f32], dst: &mut [f32]) {
-                    body(src, dst)
-                }
-                match super::best_isa() {
-                    // SAFETY: `best_isa` returns only ISAs this CPU supports.
-                    super::Isa::Avx512 => return unsafe { avx512(src, dst) },
-                    // SAFETY: as above.
-                    super::Isa::Avx2 => return unsafe { avx2(src, dst) },
-                    _ => {}
-                }
-            }
-            body(src, dst)
-        }
+        slice_map!($(#[$doc2])* $into() |x| $f(x));
     };
 }
 

@@ -342,8 +342,10 @@ mod vnni512 {
                     a = _mm512_dpbusd_epi32(a, win, w);
                 }
                 let mask: __mmask16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
-                match (&mut *out, quant) {
-                    (DwOut::I32(y), _) => {
+                // The n outputs of this block: i32 sums, or 8-bit codes (u8 and i8 are
+                // stored alike, as bytes).
+                let codes: *mut u8 = match &mut *out {
+                    DwOut::I32(y) => {
                         let y = &mut y[o0 + ox..o0 + ox + n];
                         // SAFETY: the mask keeps the store within the n outputs of `y`.
                         unsafe {
@@ -353,35 +355,26 @@ mod vnni512 {
                                 _mm512_sub_epi32(a, vcorr),
                             )
                         };
+                        ox += n;
+                        continue;
                     }
-                    (DwOut::U8(y, _), Some((b, m, lo, hi, zp))) => {
-                        let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
-                        let y = &mut y[o0 + ox..o0 + ox + n];
-                        // SAFETY: as above, for bytes (a 512-bit masked store: AVX-512 BW
-                        // only, no VL).
-                        unsafe {
-                            _mm512_mask_storeu_epi8(
-                                y.as_mut_ptr().cast(),
-                                u64::from(mask),
-                                _mm512_castsi128_si512(q),
-                            )
-                        };
-                    }
-                    (DwOut::I8(y, _), Some((b, m, lo, hi, zp))) => {
-                        let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
-                        let y = &mut y[o0 + ox..o0 + ox + n];
-                        // SAFETY: as above, for bytes (a 512-bit masked store: AVX-512 BW
-                        // only, no VL).
-                        unsafe {
-                            _mm512_mask_storeu_epi8(
-                                y.as_mut_ptr().cast(),
-                                u64::from(mask),
-                                _mm512_castsi128_si512(q),
-                            )
-                        };
-                    }
-                    // 8-bit outputs always carry their requantization (`quant` above).
-                    _ => debug_assert!(false, "output type does not match the epilogue"),
+                    DwOut::U8(y, _) => y[o0 + ox..o0 + ox + n].as_mut_ptr(),
+                    DwOut::I8(y, _) => y[o0 + ox..o0 + ox + n].as_mut_ptr().cast(),
+                };
+                // 8-bit outputs always carry their requantization (`quant` above).
+                debug_assert!(quant.is_some());
+                if let Some((b, m, lo, hi, zp)) = quant {
+                    let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
+                    // SAFETY: `codes` starts n writable bytes of the output (sliced just
+                    // above) and the mask keeps the store within them; a 512-bit masked
+                    // store needs AVX-512 BW only, no VL.
+                    unsafe {
+                        _mm512_mask_storeu_epi8(
+                            codes.cast(),
+                            u64::from(mask),
+                            _mm512_castsi128_si512(q),
+                        )
+                    };
                 }
                 ox += n;
             }
