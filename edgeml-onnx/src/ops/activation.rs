@@ -80,7 +80,7 @@ impl Operator for FloatMap {
         let out = match t {
             Tensor::F32(a) => match (&self.fast, a.as_standard_layout().as_slice()) {
                 (Some(k), Some(src)) => {
-                    let mut dst = vec![0.0f32; src.len()];
+                    let mut dst = crate::buffers::take_f32_overwritten(src.len());
                     k(src, &mut dst);
                     Tensor::F32(
                         ArrayD::from_shape_vec(a.raw_dim(), dst)
