@@ -25,7 +25,7 @@
 //! overridden at run time). Non-finite values flow through operators as IEEE arithmetic
 //! says (no errors are raised for NaN/Inf in activations).
 
-mod budget;
+pub(crate) mod budget;
 mod build;
 mod control;
 mod fused;

@@ -318,3 +318,39 @@ fn mismatched_control_flow_bodies_are_refused_when_planning() {
         );
     }
 }
+
+#[test]
+fn a_long_lstm_stops_at_the_deadline_between_time_steps() {
+    // One LSTM over a sequence far too long to finish within the timeout: the deadline
+    // must stop it inside the operator (before a time step), not after it.
+    let (seq, h) = (4_000_000usize, 4usize);
+    let w = Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 4 * h, 1], 0.1f32));
+    let r = Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 4 * h, h], 0.05f32));
+    let model = edgeml_onnx::ModelBuilder::new(14)
+        .input(vi("x", DType::F32, &[seq, 1, 1]))
+        .initializer("w", w)
+        .initializer("r", r)
+        .node(
+            node("long_lstm", "LSTM", &["x", "w", "r"], &["y"])
+                .with_attr("hidden_size", Attribute::Int(h as i64)),
+        )
+        .output(vi("y", DType::F32, &[seq, 1, 1, h]))
+        .build()
+        .expect("model");
+    let plan = Plan::new(&model, opts(RunLimits::default())).expect("plans");
+    let x = Tensor::F32(ndarray::ArrayD::from_elem(vec![seq, 1, 1], 0.5f32));
+    let t0 = Instant::now();
+    let e = plan
+        .run_with(
+            &[("x", &x)],
+            &RunOptions::new().timeout(Duration::from_millis(50)),
+        )
+        .expect_err("four million steps do not fit in 50 ms");
+    assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("long_lstm") && msg.contains("time step"),
+        "{msg}"
+    );
+}

@@ -5,9 +5,9 @@
 //! [`RunOptions`]. The interpreter passes it to the main program, which checks it once
 //! per step (a relaxed atomic load, plus one clock read when a deadline is set) and
 //! charges every value a step produces against the live-memory limit. `Loop` and `If`
-//! operators reach the state of the run they belong to through a thread-local slot set
-//! for the length of the run ([`enter`]), because operators are called through the
-//! [`Operator`](crate::Operator) trait.
+//! operators, and `LSTM`/`GRU` before each time step, reach the state of the run they
+//! belong to through a thread-local slot set for the length of the run ([`enter`]),
+//! because operators are called through the [`Operator`](crate::Operator) trait.
 
 use crate::{Error, Result, RunLimits};
 use std::cell::RefCell;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 ///
 /// Clone it, give one copy to [`RunOptions::cancel_token`] and call
 /// [`CancelToken::cancel`] on another: the run stops at its next step boundary (or
-/// `Loop` iteration) with [`Error::Cancelled`](crate::Error::Cancelled). The plan is not
+/// `Loop` iteration, or recurrent time step) with [`Error::Cancelled`](crate::Error::Cancelled). The plan is not
 /// affected and can run again at once. A cancelled token stays cancelled (every run
 /// given it stops at its first step) until [`CancelToken::reset`].
 ///

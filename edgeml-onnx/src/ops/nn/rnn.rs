@@ -396,6 +396,7 @@ impl Operator for Rnn {
             Some(c) => v.clamp(-c, c),
             None => v,
         };
+        let run = crate::plan::budget::current();
         for d in 0..nd {
             let owned;
             let dw = match &self.packed {
@@ -466,6 +467,9 @@ impl Operator for Rnn {
             let mut hr2 = vec![0.0f32; batch * h];
             let mut rh = vec![0.0f32; batch * h];
             for s in 0..seq {
+                // A long sequence is a long step: the run's deadline and cancellation
+                // are checked before every time step, not only between operators.
+                run.check(&|| format!("{}, time step {s} of {seq}", describe(node)))?;
                 let active: Vec<(usize, usize)> = (0..batch)
                     .filter(|&b| s < lens[b])
                     .map(|b| (b, if self.reverse[d] { lens[b] - 1 - s } else { s }))
