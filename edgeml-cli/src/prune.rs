@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
 use edgeml_prune::onnx::{
-    MemberKind, PruneConfig, PruneReport, Storage, StructuredConfig, prune_model,
+    MemberKind, PruneConfig, PruneReport, Recalibrate, Storage, StructuredConfig, prune_model,
 };
 use edgeml_prune::pattern::{BlockReduce, Norm};
 use edgeml_prune::{Pattern, Scope};
@@ -128,12 +128,25 @@ pub(crate) struct Args {
     /// With --structured: round each pruned group's kept channels up to a multiple of N.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "structured")]
     round_to: usize,
+    /// Refit each layer's kept weights and bias by least squares so that, on this
+    /// calibration data, it reproduces the original model's layer output (zeros and
+    /// removed channels stay). One f32 `.npy` of samples along axis 0, or a directory
+    /// of `.npy` batches, as `edgeml quantize --calibration`.
+    #[arg(long, value_name = "DATA")]
+    recalibrate: Option<PathBuf>,
+    /// Samples per batch when `--recalibrate` is a single `.npy`.
+    #[arg(long, default_value_t = 64, requires = "recalibrate")]
+    batch_size: usize,
+    /// Ridge dampening of the recalibration, as a fraction of the mean diagonal of
+    /// each layer's Gram matrix (SparseGPT's percdamp).
+    #[arg(long, default_value_t = 0.01, requires = "recalibrate")]
+    dampening: f64,
     /// Write the per-layer report as JSON to this file (written atomically).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 }
 
-fn config(a: &Args) -> PruneConfig {
+fn config(a: &Args) -> anyhow::Result<PruneConfig> {
     let pattern = match a.pattern {
         PatternArg::Unstructured => Pattern::Magnitude,
         PatternArg::Channel => Pattern::Channels {
@@ -163,7 +176,14 @@ fn config(a: &Args) -> PruneConfig {
         min_channels: a.min_channels,
         round_to: a.round_to,
     });
-    PruneConfig {
+    let recalibrate = match &a.recalibrate {
+        Some(p) => Some(Recalibrate {
+            dampening: a.dampening,
+            ..Recalibrate::new(crate::quantize::load_calibration(p, a.batch_size)?)
+        }),
+        None => None,
+    };
+    Ok(PruneConfig {
         sparsity: a.sparsity,
         pattern,
         scope: if a.structured { Scope::Layer } else { scope },
@@ -172,7 +192,8 @@ fn config(a: &Args) -> PruneConfig {
         remove_channels: true,
         sparse_storage: a.sparse_storage,
         structured,
-    }
+        recalibrate,
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -241,6 +262,24 @@ fn print(r: &PruneReport, in_bytes: u64, out_bytes: u64) -> anyhow::Result<()> {
             layers.join(", ")
         );
     }
+    for f in &r.recalibrated {
+        match (f.error_before, f.error_after) {
+            (Some(b), Some(a)) => outln!(
+                "recalibrated {:<24} {:<6} relative output error {:.4} -> {:.4} ({} rows)",
+                f.node,
+                f.op_type,
+                b,
+                a,
+                f.rows
+            ),
+            _ => outln!(
+                "recalibrated {:<24} {:<6} left as is: {}",
+                f.node,
+                f.op_type,
+                f.note.as_deref().unwrap_or("")
+            ),
+        }
+    }
     for s in &r.skipped {
         outln!("{:<24} {:<13} skipped: {}", s.node, s.op_type, s.reason);
     }
@@ -266,7 +305,7 @@ fn print(r: &PruneReport, in_bytes: u64, out_bytes: u64) -> anyhow::Result<()> {
 pub(crate) fn main(a: Args) -> anyhow::Result<()> {
     let mut model =
         Model::load(&a.model).with_context(|| format!("cannot load {}", a.model.display()))?;
-    let report = prune_model(&mut model, &config(&a))
+    let report = prune_model(&mut model, &config(&a)?)
         .with_context(|| format!("cannot prune {}", a.model.display()))?;
     if report.layers.is_empty() {
         bail!("nothing was pruned");

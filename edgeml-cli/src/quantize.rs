@@ -86,8 +86,8 @@ fn read_f32(path: &Path) -> anyhow::Result<ArrayD<f32>> {
     read_npy(path).with_context(|| format!("{}: not a C-order f32 .npy", path.display()))
 }
 
-/// The calibration batches named by `path`.
-fn load_calibration(path: &Path, batch_size: usize) -> anyhow::Result<Vec<ArrayD<f32>>> {
+/// The calibration batches named by `path` (also `edgeml prune --recalibrate`).
+pub(crate) fn load_calibration(path: &Path, batch_size: usize) -> anyhow::Result<Vec<ArrayD<f32>>> {
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot read {}", path.display()))?

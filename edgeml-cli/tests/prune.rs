@@ -173,3 +173,70 @@ fn structured_pruning_removes_coupled_groups_and_reports_blocked_ones() {
         assert!(!dir.path().join("bad.onnx").exists());
     }
 }
+
+#[test]
+fn recalibrate_refits_the_kept_weights_on_calibration_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let x = digits("x_test").with_extension("npy");
+    let (plain, recal, rep) = (
+        dir.path().join("plain.onnx"),
+        dir.path().join("recal.onnx"),
+        dir.path().join("r.json"),
+    );
+    let prune = |out: &PathBuf, extra: &[&str]| {
+        let o = edgeml()
+            .args(["prune", digits("mlp").to_str().expect("utf-8"), "-o"])
+            .arg(out)
+            .args(["-s", "0.75"])
+            .args(extra)
+            .output()
+            .expect("run edgeml");
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout
+    };
+    prune(&plain, &[]);
+    let stdout = prune(
+        &recal,
+        &[
+            "--recalibrate",
+            x.to_str().expect("utf-8"),
+            "--batch-size",
+            "100",
+            "--report",
+            rep.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(stdout.contains("recalibrated"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rep).expect("report")).expect("json");
+    let layers = r["recalibrated"].as_array().expect("recalibrated layers");
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    for l in layers {
+        let (b, a) = (
+            l["error_before"].as_f64().expect("before"),
+            l["error_after"].as_f64().expect("after"),
+        );
+        assert!(a < b, "{l}");
+        assert_eq!(l["rows"], 450);
+    }
+    // The same zeros, other values.
+    let (p, q) = (
+        Model::load(&plain).expect("plain"),
+        Model::load(&recal).expect("recal"),
+    );
+    for w in ["w1", "w2"] {
+        let (a, b) = (
+            p.graph.initializer(w).and_then(Tensor::as_f32).expect("w"),
+            q.graph.initializer(w).and_then(Tensor::as_f32).expect("w"),
+        );
+        let za: Vec<bool> = a.iter().map(|&v| v == 0.0).collect();
+        let zb: Vec<bool> = b.iter().map(|&v| v == 0.0).collect();
+        assert_eq!(za, zb, "{w}");
+        assert_ne!(a, b, "{w}");
+    }
+}

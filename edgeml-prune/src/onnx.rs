@@ -92,14 +92,40 @@
 //! channels set to zero (tested). `pattern`, `scope`, `min_size` and `remove_channels`
 //! are not used; [`LayerReport::channels_removed`] counts the output channels each layer
 //! lost.
+//!
+//! # Least-squares recalibration
+//!
+//! With [`PruneConfig::recalibrate`], after the pruning every `Conv` (2-D, `group = 1`),
+//! `Gemm` (`transA = 0`) and 2-D `MatMul` with a private f32 initializer weight —
+//! pruned or not, excluded layers aside — is refit in graph order: on the calibration
+//! batches, its input in the pruned model (with the earlier refits applied) gives
+//! feature rows `f` (im2col patches for a Conv), the original model's output of the
+//! same node gives targets `y` (restricted to the channels the pruning kept), and each
+//! output channel's non-zero weights `w` and bias minimise
+//! `‖w·f + b − y‖² + λ‖w − w₀‖²` (normal equations and a Cholesky solve in f64; `w₀`
+//! the pruned weights, so a feature the data never shows keeps its weight; `λ` =
+//! [`Recalibrate::dampening`] × the mean diagonal of `ΣffT`). Zeros stay zero, so the
+//! sparsity and the removed channels are unchanged. A `MatMul` followed by an `Add` of
+//! a per-channel initializer refits that bias too (the target is then the `Add`'s
+//! output); a `Conv` or `Gemm` without a bias gains one. This is the layer-wise
+//! reconstruction of SparseGPT/OBC and of He et al. (2017)'s channel pruning, solved
+//! exactly instead of by their approximate updates; it needs no labels and no
+//! training. A channel whose dampened solution would fit the data worse than its
+//! pruned weights keeps them. Each layer costs one run of both models over the batches
+//! plus `O(rows · features²)` to accumulate and `O(features³)` per distinct output
+//! row to solve, so layers above [`Recalibrate::max_features`] input features are
+//! left as they are; [`PruneReport::recalibrated`] lists every layer with its
+//! relative output error before and after, or the reason it was left.
 
 mod channels;
 mod depgraph;
 mod fold;
+mod recalibrate;
 mod report;
 mod structured;
 
 pub use depgraph::{Member, MemberKind};
+pub use recalibrate::{Recalibrate, RefitReport};
 pub use report::{LayerReport, PruneReport, SkippedLayer, Storage};
 pub use structured::{GroupReport, StructuredConfig};
 
@@ -111,6 +137,7 @@ use crate::select::Amount;
 use edgeml_core::Pruner;
 use edgeml_onnx::{Attribute, Graph, Model, Node, Tensor};
 use ndarray::{ArrayD, IxDyn};
+use std::collections::HashMap;
 
 /// What [`prune_model`] does. `Default`: 50% unstructured magnitude, layer-wise, no
 /// exclusions, channels removed where possible, dense storage.
@@ -139,6 +166,13 @@ pub struct PruneConfig {
     /// [module docs](self#structured-pruning-of-coupled-channel-groups)) instead of
     /// `pattern`, `scope`, `min_size` and `remove_channels` (default `None`).
     pub structured: Option<StructuredConfig>,
+    /// Least-squares recalibration after pruning (default `None`; `edgeml prune
+    /// --recalibrate DATA`): each `Conv` (2-D, `group = 1`), `Gemm` and `MatMul` keeps
+    /// its zeros but refits its other weights and its bias, in graph order, so that on
+    /// the calibration batches it reproduces the original model's layer output (see
+    /// [below](self#least-squares-recalibration)). The report's
+    /// [`PruneReport::recalibrated`] gives each layer's error before and after.
+    pub recalibrate: Option<Recalibrate>,
 }
 
 impl Default for PruneConfig {
@@ -152,6 +186,7 @@ impl Default for PruneConfig {
             remove_channels: true,
             sparse_storage: false,
             structured: None,
+            recalibrate: None,
         }
     }
 }
@@ -323,9 +358,34 @@ fn apply_mask(g: &mut Graph, l: &Layer, keep: &[bool]) {
 /// input). The model is unchanged on error.
 pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneReport> {
     check_sparsity(config.sparsity, "prune_model")?;
-    if let Some(s) = &config.structured {
-        return structured::prune(model, config, s);
+    let original = config.recalibrate.as_ref().map(|_| model.clone());
+    // The indices kept along each cut axis of each initializer, for the recalibration.
+    let mut kept = HashMap::new();
+    let mut report = match &config.structured {
+        Some(s) => structured::prune(model, config, s, &mut kept)?,
+        None => prune_layers(model, config, &mut kept)?,
+    };
+    if let (Some(rc), Some(original)) = (&config.recalibrate, original) {
+        match recalibrate::run(&original, model, &kept, &config.exclude, rc) {
+            Ok(r) => {
+                report.recalibrated = r;
+                report.set_after(report::WeightTotals::of(&model.graph));
+            }
+            Err(e) => {
+                *model = original;
+                return Err(e);
+            }
+        }
     }
+    Ok(report)
+}
+
+/// [`prune_model`] without `structured` or `recalibrate`.
+fn prune_layers(
+    model: &mut Model,
+    config: &PruneConfig,
+    kept: &mut HashMap<(String, usize), Vec<bool>>,
+) -> Result<PruneReport> {
     if config.scope == Scope::Global && config.pattern != Pattern::Magnitude {
         return Err(Error::InvalidArgument(format!(
             "global scope needs the unstructured magnitude pattern, got {:?}",
@@ -422,6 +482,9 @@ pub fn prune_model(model: &mut Model, config: &PruneConfig) -> Result<PruneRepor
                 Ok((n, note)) => {
                     removed[i] = n;
                     notes[i] = note;
+                    if n > 0 {
+                        kept.insert((l.weight.clone(), l.perm[0]), keep);
+                    }
                 }
                 Err(why) => notes[i] = Some(format!("channels zeroed, not removed: {why}")),
             }

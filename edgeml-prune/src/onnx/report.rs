@@ -162,6 +162,9 @@ pub struct PruneReport {
     /// With [`PruneConfig::structured`](super::PruneConfig::structured): every coupled
     /// channel group, pruned or blocked (empty otherwise).
     pub groups: Vec<super::GroupReport>,
+    /// With [`PruneConfig::recalibrate`](super::PruneConfig::recalibrate): every
+    /// `Conv`/`Gemm`/`MatMul` considered, refit or not (empty otherwise).
+    pub recalibrated: Vec<super::RefitReport>,
 }
 
 impl PruneReport {
@@ -185,6 +188,14 @@ impl PruneReport {
             model_bytes_before: before.bytes,
             model_bytes_after: after.bytes,
             groups: Vec::new(),
+            recalibrated: Vec::new(),
         }
+    }
+
+    /// Replaces the model-wide totals after the pruning.
+    pub(super) fn set_after(&mut self, after: WeightTotals) {
+        self.model_params_after = after.params;
+        self.model_nonzero_after = after.nonzero;
+        self.model_bytes_after = after.bytes;
     }
 }

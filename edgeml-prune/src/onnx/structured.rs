@@ -159,7 +159,12 @@ fn select(
 
 /// Removes the `removed` channels of every group from its members, fixes depthwise
 /// `group` attributes, drops stale `value_info`.
-fn apply(g: &mut Graph, dg: &DepGraph, removed: &[Vec<usize>]) {
+/// Returns the kept indices of every cut `(initializer, axis)`.
+fn apply(
+    g: &mut Graph,
+    dg: &DepGraph,
+    removed: &[Vec<usize>],
+) -> HashMap<(String, usize), Vec<bool>> {
     let mut cuts: HashMap<(String, usize), Vec<bool>> = HashMap::new();
     let mut stale = Vec::new();
     for (grp, r) in dg.groups.iter().zip(removed).filter(|(_, r)| !r.is_empty()) {
@@ -181,12 +186,12 @@ fn apply(g: &mut Graph, dg: &DepGraph, removed: &[Vec<usize>]) {
             }
         }
     }
-    let mut cuts: Vec<_> = cuts.into_iter().collect();
-    cuts.sort_by(|a, b| a.0.cmp(&b.0));
-    for ((name, axis), keep) in cuts {
+    let mut sorted: Vec<_> = cuts.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for ((name, axis), keep) in sorted {
         let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
-        if let Some(a) = weight_mut(g, &name) {
-            *a = a.select(Axis(axis), &idx);
+        if let Some(a) = weight_mut(g, name) {
+            *a = a.select(Axis(*axis), &idx);
         }
     }
     for &i in &dg.depthwise {
@@ -203,6 +208,7 @@ fn apply(g: &mut Graph, dg: &DepGraph, removed: &[Vec<usize>]) {
         }
     }
     g.value_info.retain(|vi| !stale.contains(&vi.name));
+    cuts
 }
 
 /// [`prune_model`](super::prune_model) with [`PruneConfig::structured`].
@@ -210,6 +216,7 @@ pub(super) fn prune(
     model: &mut Model,
     config: &PruneConfig,
     cfg: &StructuredConfig,
+    kept: &mut HashMap<(String, usize), Vec<bool>>,
 ) -> Result<PruneReport> {
     let g = &mut model.graph;
     let before = report::WeightTotals::of(g);
@@ -252,7 +259,7 @@ pub(super) fn prune(
     let open: Vec<bool> = blocked.iter().map(Option::is_none).collect();
     let removed = select(g, &dg, &open, config.sparsity, cfg)?;
     let shapes_before: Vec<Vec<usize>> = layers.iter().map(|l| shape(g, l)).collect();
-    apply(g, &dg, &removed);
+    *kept = apply(g, &dg, &removed);
     let layers_out = layers
         .iter()
         .zip(&shapes_before)

@@ -49,6 +49,9 @@ pub(crate) struct DwScratch {
     /// 64-byte loads past its end: the AVX-512 VNNI path reads it ([`vnni512`]).
     #[cfg(target_arch = "x86_64")]
     bytes: Vec<u8>,
+    /// The padding value `bytes` was filled with.
+    #[cfg(target_arch = "x86_64")]
+    bytes_pad: u8,
 }
 
 impl DwScratch {
@@ -62,6 +65,22 @@ impl DwScratch {
             acc: vec![0; g.ow],
             #[cfg(target_arch = "x86_64")]
             bytes: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            bytes_pad: 0,
+        }
+    }
+}
+
+/// Copies the `h×w` channel `x` into the interior of a padded plane whose rows are `wp`
+/// entries long, mapping each value by `map`. The borders are left as they are: every
+/// channel of a call has the same geometry and padding value, so they are filled once,
+/// when the plane is allocated.
+#[inline(always)]
+fn copy_interior<T>(plane: &mut [T], x: &[u8], g: &DwGeom, wp: usize, map: impl Fn(u8) -> T) {
+    for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+        let dst = &mut plane[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
+        for (d, &v) in dst.iter_mut().zip(row) {
+            *d = map(v);
         }
     }
 }
@@ -134,13 +153,8 @@ fn channel_k<const K: usize>(
             }
         }
     } else {
-        s.plane.fill(0);
-        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
-            let dst = &mut s.plane[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = i16::from(v) - xsub;
-            }
-        }
+        // The plane was zeroed when allocated (padding is 0 after subtracting `xsub`).
+        copy_interior(&mut s.plane, x, g, wp, |v| i16::from(v) - xsub);
     }
     // Register-blocked loops: N outputs stay in one vector over all taps; `$off` gives
     // where the N inputs of tap (ky, kx) for outputs ox.. start in `$buf`.
@@ -274,11 +288,12 @@ mod vnni512 {
         let zx = xsub as u8;
         // Padded plane, rows of `wp` bytes, plus 64 bytes of slack for the last loads.
         let len = hp * wp + 64;
-        s.bytes.clear();
-        s.bytes.resize(len, zx);
-        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
-            s.bytes[(i + g.pads[0]) * wp + g.pads[1]..][..g.w].copy_from_slice(row);
+        if s.bytes.len() != len || s.bytes_pad != zx {
+            s.bytes.clear();
+            s.bytes.resize(len, zx);
+            s.bytes_pad = zx;
         }
+        super::copy_interior(&mut s.bytes, x, g, wp, |v| v);
         let (kh, kw) = (g.kh, g.kw);
         let [sh, sw] = g.strides;
         let dh = g.dilations[0];

@@ -40,11 +40,21 @@ impl Hist {
                 "{bins} histogram bins (need an even count in [2, 2^24])"
             )));
         }
-        Ok(Self {
+        Ok(Self::empty(bins))
+    }
+
+    /// The default histogram of both observers: 2048 bins (onnxruntime's Percentile
+    /// and TensorRT's for Entropy, PyTorch's for the L2 search).
+    fn with_2048_bins() -> Self {
+        Self::empty(2048)
+    }
+
+    fn empty(bins: usize) -> Self {
+        Self {
             counts: vec![0; bins],
             exp: None,
             minmax: MinMax::new(),
-        })
+        }
     }
 
     fn half(&self) -> i64 {
@@ -190,11 +200,7 @@ impl Default for Entropy {
     /// 2048 bins, 128 quantized bins (see the type's docs).
     fn default() -> Self {
         Self {
-            hist: Hist {
-                counts: vec![0; 2048],
-                exp: None,
-                minmax: MinMax::new(),
-            },
+            hist: Hist::with_2048_bins(),
             quantized_bins: 128,
         }
     }
@@ -302,26 +308,6 @@ impl Entropy {
     }
 }
 
-impl Observer for Entropy {
-    fn observe(&mut self, values: &[f32]) {
-        self.hist.observe(values);
-    }
-
-    /// Exact when both observers have the same bin count; otherwise the other's bins
-    /// are re-binned at their centres.
-    fn merge(&mut self, other: &Self) {
-        self.hist.merge(&other.hist);
-    }
-
-    fn range(&self) -> (f32, f32) {
-        if self.hist.total() == 0 || self.hist.exp.is_none() {
-            return self.hist.minmax.range();
-        }
-        let (lo, hi) = self.threshold();
-        self.hist.clamp(lo, hi)
-    }
-}
-
 /// L2-optimal calibration, PyTorch's `HistogramObserver` (the range minimising the
 /// expected squared quantization error, `_non_linear_param_search` in
 /// `torch/ao/quantization/observer.py`) on a mergeable histogram.
@@ -347,11 +333,7 @@ impl Default for Mse {
     /// 2048 bins (PyTorch's default).
     fn default() -> Self {
         Self {
-            hist: Hist {
-                counts: vec![0; 2048],
-                exp: None,
-                minmax: MinMax::new(),
-            },
+            hist: Hist::with_2048_bins(),
         }
     }
 }
@@ -451,25 +433,34 @@ impl Mse {
     }
 }
 
-impl Observer for Mse {
-    fn observe(&mut self, values: &[f32]) {
-        self.hist.observe(values);
-    }
+/// The [`Observer`] impl of the histogram observers, which differ only in their
+/// `threshold` search: observing and merging fill the histogram (merging is exact when
+/// both observers have the same bin count; otherwise the other's bins are re-binned at
+/// their centres), and the range is the search's threshold clamped to the observed
+/// min and max (the min/max itself while the histogram is empty or all zero).
+macro_rules! histogram_observer {
+    ($($t:ty),*) => {$(
+        impl Observer for $t {
+            fn observe(&mut self, values: &[f32]) {
+                self.hist.observe(values);
+            }
 
-    /// Exact when both observers have the same bin count; otherwise the other's bins
-    /// are re-binned at their centres.
-    fn merge(&mut self, other: &Self) {
-        self.hist.merge(&other.hist);
-    }
+            fn merge(&mut self, other: &Self) {
+                self.hist.merge(&other.hist);
+            }
 
-    fn range(&self) -> (f32, f32) {
-        if self.hist.total() == 0 || self.hist.exp.is_none() {
-            return self.hist.minmax.range();
+            fn range(&self) -> (f32, f32) {
+                if self.hist.total() == 0 || self.hist.exp.is_none() {
+                    return self.hist.minmax.range();
+                }
+                let (lo, hi) = self.threshold();
+                self.hist.clamp(lo, hi)
+            }
         }
-        let (lo, hi) = self.threshold();
-        self.hist.clamp(lo, hi)
-    }
+    )*};
 }
+
+histogram_observer!(Entropy, Mse);
 
 #[cfg(test)]
 mod tests {

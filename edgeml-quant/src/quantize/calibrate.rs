@@ -23,59 +23,51 @@ pub(super) fn run(
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f32, f32)>> {
+    let job = Job {
+        model,
+        batches,
+        tensors,
+        threads: config.calibration_threads,
+        progress,
+    };
     match config.method {
-        Method::MinMax => observe_all(
-            model,
-            batches,
-            tensors,
-            &MinMax::new(),
-            config.calibration_threads,
-            progress,
-        ),
-        Method::Percentile { percentile, bins } => {
-            let proto = Percentile::new(bins, percentile, config.symmetric_activations)?;
-            observe_all(
-                model,
-                batches,
-                tensors,
-                &proto,
-                config.calibration_threads,
-                progress,
-            )
-        }
+        Method::MinMax => job.observe(&MinMax::new()),
+        Method::Percentile { percentile, bins } => job.observe(&Percentile::new(
+            bins,
+            percentile,
+            config.symmetric_activations,
+        )?),
         Method::MovingAverage { averaging_constant } => {
-            let proto = MovingAverageMinMax::new(averaging_constant)?;
-            observe_all(
-                model,
-                batches,
-                tensors,
-                &proto,
-                config.calibration_threads,
-                progress,
-            )
+            job.observe(&MovingAverageMinMax::new(averaging_constant)?)
         }
         Method::Entropy {
             bins,
             quantized_bins,
-        } => {
-            let proto = Entropy::new(bins, quantized_bins)?;
-            observe_all(
-                model,
-                batches,
-                tensors,
-                &proto,
-                config.calibration_threads,
-                progress,
-            )
-        }
-        Method::Mse { bins } => observe_all(
-            model,
-            batches,
-            tensors,
-            &Mse::new(bins)?,
-            config.calibration_threads,
-            progress,
-        ),
+        } => job.observe(&Entropy::new(bins, quantized_bins)?),
+        Method::Mse { bins } => job.observe(&Mse::new(bins)?),
+    }
+}
+
+/// One calibration run's arguments, whatever the observer type.
+struct Job<'a, 'p> {
+    model: &'a Model,
+    batches: &'a [ArrayD<f32>],
+    tensors: &'a [String],
+    threads: usize,
+    progress: &'p mut dyn FnMut(usize),
+}
+
+impl Job<'_, '_> {
+    /// Runs the calibration with a clone of `proto` per tensor.
+    fn observe<O: Observer + Clone + Send + Sync>(self, proto: &O) -> Result<Vec<(f32, f32)>> {
+        observe_all(
+            self.model,
+            self.batches,
+            self.tensors,
+            proto,
+            self.threads,
+            self.progress,
+        )
     }
 }
 
