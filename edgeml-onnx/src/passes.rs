@@ -12,7 +12,7 @@
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
 //! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
 //! | [`FuseMatMulAdd`] | a 2-D `MatMul` with constant weights and a constant bias `Add` becomes a `Gemm` |
-//! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (group 1), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
+//! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (any `group`), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
 //! | [`FuseHardSwish`] | `x · clip(x + 3, 0, 6) / 6` in element-wise operators → `HardSwish` (opset ≥ 14; extended level only: may differ in the last bits) |
 //! | [`FuseConvActivation`] | `Conv` + activation → onnxruntime's `com.microsoft` `FusedConv` (extended level only) |
 //! | [`EliminateDeadCode`] | [`Graph::remove_dead`](crate::Graph::remove_dead) |
