@@ -38,9 +38,9 @@ fn target(dims: &[Dim]) -> Option<Vec<i64>> {
 /// model's default opset is 5 or later (`Reshape` with a shape input). Exact: only
 /// the shape metadata changes.
 ///
-/// What paddle2onnx and tf2onnx write around recurrent layers with batch 1
-/// (`Transpose(perm = [1, 0, 2])` of a `[1, T, C]` value); [`MergeReshapes`] then
-/// merges the `Reshape` with its neighbours.
+/// What paddle2onnx writes around recurrent layers at batch 1 (`Transpose(perm =
+/// [1, 0, 2])` of a `[1, T, C]` value); [`MergeReshapes`] then merges the `Reshape`
+/// with its neighbours.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TransposeToReshape;
 
@@ -139,7 +139,8 @@ fn reshape_target(n: &Node, x: &[Dim]) -> Option<Vec<i64>> {
 ///   inferred) and equal becomes an `Identity`, which [`super::EliminateIdentity`]
 ///   removes.
 ///
-/// Exact: both rewrites only drop shape metadata changes.
+/// Exact: neither rewrite changes the elements or their order, only how many shape
+/// changes are spelled out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MergeReshapes;
 
