@@ -65,7 +65,7 @@ enum Command {
     /// Quantize a float ONNX model: INT8 static QDQ calibrated on sample inputs, INT8
     /// dynamic (run-time activation quantization), INT8 weight-only, or float16 weights.
     Quantize(quantize::Args),
-    /// Simplify a model (constant folding, BatchNorm folding, dead code) and write it.
+    /// Simplify a model (constant folding, duplicate merging, BatchNorm folding, dead code) and write it.
     Optimize(optimize::Args),
 }
 

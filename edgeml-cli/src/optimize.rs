@@ -32,6 +32,12 @@ pub(crate) struct Args {
     max_fold_elements: usize,
     /// Also write the inferred type and shape of every intermediate value into
     /// value_info.
+    ///
+    /// Without it, value_info holds the input model's entries for the values that
+    /// survive (no rewrite changes the type or shape of a value it keeps) and drops
+    /// those of removed values: what onnxslim writes with --no-shape-infer. With it,
+    /// every other intermediate value whose type inference knows gets an entry too:
+    /// what onnxslim and onnxsim write by default.
     #[arg(long)]
     infer_shapes: bool,
 }

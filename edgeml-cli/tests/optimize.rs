@@ -213,6 +213,39 @@ fn fold_limit_and_shape_inference_flags() {
     assert_close(&run(&opt), &run(&m));
 }
 
+/// The input's `value_info` entries of surviving values stay, those of removed values
+/// go, and only `--infer-shapes` adds entries.
+#[test]
+fn value_info_of_surviving_values_is_kept_and_inference_is_opt_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, out) = (dir.path().join("m.onnx"), dir.path().join("o.onnx"));
+    let mut m = conv_bn_model();
+    // c disappears (the BatchNormalization folds into the Conv, which writes n); n2
+    // survives; r disappears (the Relu writes the graph output y).
+    m.graph.value_info = vec![
+        vi("c", &[1, 3, 4, 4]),
+        vi("n2", &[1, 3, 4, 4]),
+        vi("r", &[1, 3, 4, 4]),
+    ];
+    m.save(&src).expect("save");
+    let names = |extra: &[&str]| -> Vec<String> {
+        let o = optimize(&src, &out, extra);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let opt = Model::load(&out).expect("load");
+        assert_close(&run(&opt), &run(&m));
+        let mut v: Vec<String> = opt
+            .graph
+            .value_info
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["n2"]);
+    assert_eq!(names(&["--infer-shapes"]), ["n", "n2"]);
+}
+
 #[test]
 fn bad_models_fail_with_one_line_and_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -5,10 +5,14 @@
 //! |---|---|
 //! | [`ConstantToInitializer`] | `Constant` nodes become initializers |
 //! | [`FoldConstants`] | nodes whose inputs are all constant run once through the runtime's own operators; their outputs become initializers (bounded by a size limit) |
+//! | [`EliminateCommonSubexpressions`] | identical constants and identical deterministic nodes (same operator, attributes and inputs) are merged into the first |
 //! | [`MergeTransposes`] | `Transpose` of a `Transpose` becomes one (or none, when the permutations cancel) |
+//! | [`TransposeToReshape`] | a `Transpose` that only moves extent-1 axes becomes a `Reshape` |
+//! | [`MergeReshapes`] | a `Reshape` of a `Reshape` becomes one; a `Reshape` to the shape its input has becomes an `Identity` |
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
 //! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
-//! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (group 1), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
+//! | [`FuseMatMulAdd`] | a 2-D `MatMul` with constant weights and a constant bias `Add` becomes a `Gemm` |
+//! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (any `group`), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
 //! | [`FuseHardSwish`] | `x · clip(x + 3, 0, 6) / 6` in element-wise operators → `HardSwish` (opset ≥ 14; extended level only: may differ in the last bits) |
 //! | [`FuseConvActivation`] | `Conv` + activation → onnxruntime's `com.microsoft` `FusedConv` (extended level only) |
 //! | [`EliminateDeadCode`] | [`Graph::remove_dead`](crate::Graph::remove_dead) |
@@ -21,20 +25,26 @@
 
 mod bias;
 mod bn;
+mod cse;
 mod fold;
 mod fuse;
+mod gemm;
 mod hardswish;
 mod infer;
+mod reshape;
 mod simplify;
 mod transpose;
 
 pub use bias::FuseConvAddBias;
 pub use bn::FoldBatchNorm;
 pub(crate) use bn::{bn_coefficients, scale_axis};
+pub use cse::EliminateCommonSubexpressions;
 pub use fold::FoldConstants;
 pub use fuse::FuseConvActivation;
+pub use gemm::FuseMatMulAdd;
 pub use hardswish::FuseHardSwish;
 pub use infer::{InferShapes, infer_shapes, infer_value_types};
+pub use reshape::{MergeReshapes, TransposeToReshape};
 pub use simplify::{ConstantToInitializer, EliminateDeadCode, EliminateIdentity};
 pub use transpose::MergeTransposes;
 
@@ -67,8 +77,9 @@ pub trait Pass {
 #[non_exhaustive]
 pub enum OptimizeLevel {
     /// Standard-domain rewrites only, so any runtime runs the result: constant
-    /// folding, `Identity`/`Dropout` removal, Conv bias and BatchNormalization
-    /// folding, dead code.
+    /// folding, merging of duplicate constants and nodes, `Identity`/`Dropout`
+    /// removal, `Transpose`/`Reshape` simplification, Conv bias, `MatMul` + `Add` →
+    /// `Gemm` and BatchNormalization folding, dead code.
     #[default]
     Basic,
     /// `Basic` plus fusions into onnxruntime's `com.microsoft` operators
@@ -143,8 +154,10 @@ impl Pipeline {
     }
 
     /// The passes of `level`: [`ConstantToInitializer`], [`FoldConstants`] (default
-    /// limit), [`MergeTransposes`], [`EliminateIdentity`], [`FuseConvAddBias`], [`FoldBatchNorm`], then for `Extended`
-    /// [`FuseConvActivation`], and [`EliminateDeadCode`] last.
+    /// limit), [`EliminateCommonSubexpressions`], [`MergeTransposes`],
+    /// [`TransposeToReshape`], [`MergeReshapes`], [`EliminateIdentity`],
+    /// [`FuseConvAddBias`], [`FuseMatMulAdd`], [`FoldBatchNorm`], then for `Extended`
+    /// [`FuseHardSwish`] and [`FuseConvActivation`], and [`EliminateDeadCode`] last.
     pub fn for_level(level: OptimizeLevel) -> Self {
         Self::for_level_with(level, FoldConstants::default())
     }
@@ -155,9 +168,13 @@ impl Pipeline {
         let p = Self::new()
             .with(ConstantToInitializer)
             .with(fold)
+            .with(EliminateCommonSubexpressions)
             .with(MergeTransposes)
+            .with(TransposeToReshape)
+            .with(MergeReshapes)
             .with(EliminateIdentity)
             .with(FuseConvAddBias)
+            .with(FuseMatMulAdd)
             .with(FoldBatchNorm);
         let p = match level {
             OptimizeLevel::Basic => p,

@@ -13,11 +13,13 @@
 //! `MatMul`, `Flatten`, `Reshape` with a constant shape, `ConstantOfShape` and `Expand`
 //! with a constant shape, `Range` with constant bounds, `Tile` with constant repeats,
 //! `Transpose`, `Concat`,
-//! `Squeeze`/`Unsqueeze`, `Shape` and `Cast`. Where a dimension cannot be known before
+//! `Squeeze`/`Unsqueeze`, `Shape`, `Cast`, the `Y` output of `RNN`/`GRU`/`LSTM`, and the
+//! element type of the label of `ai.onnx.ml` classifiers with integer classes. Where a dimension cannot be known before
 //! the run it is [`Dim::Unknown`]; for other operators nothing is inferred. A declared
 //! shape always wins over an inferred one. Inference never fails a plan: inputs that
 //! contradict each other are left to the operator, which reports them when it runs.
 
+mod recurrent;
 mod sized;
 
 use crate::ops::util::to_i64_vec;
@@ -107,6 +109,8 @@ pub(crate) fn infer(
         infer_default(node, op, opset, inputs, consts)
     } else if domain == "com.microsoft" && op == "FusedConv" {
         conv_like(node, inputs, consts, true)
+    } else if domain == "ai.onnx.ml" {
+        recurrent::ml_label(node)
     } else {
         None
     };
@@ -152,6 +156,7 @@ fn infer_default(
             })
         }
         "Conv" => conv_like(node, inputs, consts, true),
+        "RNN" | "GRU" | "LSTM" => recurrent::recurrent(node, input(0)),
         "MaxPool" | "AveragePool" | "LpPool" => conv_like(node, inputs, consts, false),
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let x = shape(0)?;

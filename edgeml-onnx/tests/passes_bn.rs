@@ -73,6 +73,25 @@ fn batchnorm_folds_into_conv_transpose_gemm_and_matmul() {
     .build()
     .expect("model");
     check_bn_fold(m, &[1, 3, 4, 4], "ConvTranspose");
+    // Grouped: weights [C_in = 4, M / group = 3, 2, 2], M = 6 output channels; output
+    // channel 3·g + j reads lane j of group g's two input rows.
+    let m = bn_params(
+        ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 3, 3]))
+            .initializer("w", f32s(&[4, 3, 2, 2], 5, -1.0, 2.0)),
+        6,
+        6,
+    )
+    .node(
+        Node::new("ConvTranspose", &["x", "w"], &["c"])
+            .with_attr("group", Attribute::Int(2))
+            .with_attr("strides", Attribute::Ints(vec![2, 2])),
+    )
+    .node(bn("c", "y"))
+    .output(vi("y", &[1, 6, 6, 6]))
+    .build()
+    .expect("model");
+    check_bn_fold(m, &[1, 4, 3, 3], "ConvTranspose");
 
     for trans_b in [0, 1] {
         let wshape = if trans_b == 1 { [6, 4] } else { [4, 6] };

@@ -39,6 +39,24 @@ pub(crate) fn scale_axis(w: &ArrayD<f32>, axis: usize, a: &[f64]) -> ArrayD<f32>
     out
 }
 
+/// Grouped `ConvTranspose` weights `w` (`[C_in, M / group, …]`) with output channel
+/// `g·(M / group) + j` (lane `j` of the rows of group `g`) multiplied by `a` of that
+/// channel (in `f64`, rounded once).
+fn scale_grouped_transpose(w: &ArrayD<f32>, group: usize, a: &[f64]) -> ArrayD<f32> {
+    let mut out = w.clone();
+    let rows = w.shape()[0] / group;
+    let per = w.shape()[1];
+    for (c, mut row) in out.axis_iter_mut(Axis(0)).enumerate() {
+        let g = c / rows.max(1);
+        for (j, lane) in row.axis_iter_mut(Axis(0)).enumerate() {
+            let ac = a[g * per + j];
+            let mut lane = lane;
+            lane.mapv_inplace(|x| (f64::from(x) * ac) as f32);
+        }
+    }
+    out
+}
+
 fn float_attr(n: &Node, name: &str, default: f32) -> f32 {
     match n.attr(name) {
         Some(Attribute::Float(f)) => *f,
@@ -68,7 +86,7 @@ struct Folded {
 
 /// Folds an inference-mode `BatchNormalization` (constant `f32` `scale`, `B`, `mean`,
 /// `var`; the optional training outputs unused) into the layer before it: the `Conv`,
-/// `ConvTranspose` (`group` 1), `Gemm` or `MatMul` (constant 2-D `B`, 2-D `A`; it
+/// `ConvTranspose` (any `group`), `Gemm` or `MatMul` (constant 2-D `B`, 2-D `A`; it
 /// becomes a `Gemm`) that feeds only it, when that layer's weights (and bias, if any)
 /// are constant `f32`: `W' = W·a`, `B' = (B − mean)·a + beta` with
 /// `a = scale / sqrt(var + eps)`, computed in `f64` — the same arithmetic as the
@@ -285,12 +303,20 @@ fn fold_one(
     let bias_name = layer.inputs.get(2).filter(|n| !n.is_empty());
     let mut node = layer.clone();
     node.outputs = vec![bn.outputs[0].clone()];
-    let (axis, bias) = match layer.op_type.as_str() {
+    let (axis, bias, group) = match layer.op_type.as_str() {
         "Conv" | "ConvTranspose" => {
             let axis = usize::from(layer.op_type == "ConvTranspose");
+            // ConvTranspose weights are [C_in, M / group, …]: output channel
+            // `g·(M / group) + j` reads lane j of group g's input rows.
+            let group = if axis == 1 {
+                usize::try_from(int_attr(layer, "group", 1)).ok()?
+            } else {
+                1
+            };
             if w.ndim() < 3
-                || w.shape()[axis] != m
-                || (axis == 1 && int_attr(layer, "group", 1) != 1)
+                || group == 0
+                || w.shape()[axis].checked_mul(group) != Some(m)
+                || w.shape()[0] % group != 0
             {
                 return None;
             }
@@ -298,7 +324,7 @@ fn fold_one(
                 None => None,
                 Some(n) => Some(vec1(consts.get(n.as_str()), m)?),
             };
-            (axis, bias)
+            (axis, bias, group)
         }
         "Gemm" => {
             let trans_b = int_attr(layer, "transB", 0) != 0;
@@ -322,7 +348,7 @@ fn fold_one(
             node.attributes.retain(|(n, _)| n != "beta");
             node.attributes
                 .push(("beta".to_owned(), Attribute::Float(1.0)));
-            (axis, bias)
+            (axis, bias, 1)
         }
         "MatMul" => {
             if opset < 7 || w.ndim() != 2 || w.shape()[1] != m || !rank2(model, &layer.inputs[0]) {
@@ -330,12 +356,16 @@ fn fold_one(
             }
             node.op_type = "Gemm".to_owned();
             node.attributes.clear();
-            (1, None)
+            (1, None, 1)
         }
         _ => return None,
     };
     let (a, new_b) = bn_coefficients(&p4[0], &p4[1], &p4[2], &p4[3], eps, bias.as_deref());
-    let new_w = scale_axis(w, axis, &a);
+    let new_w = if group > 1 {
+        scale_grouped_transpose(w, group, &a)
+    } else {
+        scale_axis(w, axis, &a)
+    };
     node.inputs.truncate(2);
     node.inputs.push(String::new());
     let base = if layer.name.is_empty() {
