@@ -8,7 +8,8 @@
 //!    INT8 kernels, beside the same model quantized by onnxruntime's `quantize_static`
 //!    (`scripts/make_qmodel_fixtures.py`, same calibration images); also dynamic INT8
 //!    (no calibration) and FP16 weights;
-//! 3. prune it (global magnitude, 50%, one-shot, sparse storage);
+//! 3. prune it (global magnitude, 50%, one-shot, sparse storage), and prune 70% then
+//!    refit the kept weights by least squares on 300 training images (`--recalibrate`);
 //! 4. distill it into a small MLP student (Hinton KD on the training split), and
 //!    quantize the student too;
 //! 5. watch the deployed INT8 model for drift: a KS test on its confidences, first on
@@ -177,6 +178,39 @@ fn main() -> anyhow::Result<()> {
         "pruned 50% (global magnitude, one-shot)",
         file_len(&ppath)?,
         &pruned_eval,
+    ));
+    // Prune harder, then refit the kept weights by least squares on 300 training
+    // images (no labels): `edgeml prune -s 0.7 --recalibrate`.
+    let train: ArrayD<u8> = read_npy(dir.join("x_train_u8.npy"))?;
+    let train = train
+        .slice_axis(Axis(0), (0..300).into())
+        .mapv(|v| f32::from(v) / 16.0);
+    let mut recal = model.clone();
+    let rreport = edgeml::prune::prune_model(
+        &mut recal,
+        &edgeml::prune::PruneConfig {
+            sparsity: 0.7,
+            scope: edgeml::prune::Scope::Global,
+            sparse_storage: true,
+            recalibrate: Some(edgeml::prune::onnx::Recalibrate::new(vec![train])),
+            ..Default::default()
+        },
+    )?;
+    for l in &rreport.recalibrated {
+        if let (Some(b), Some(a)) = (l.error_before, l.error_after) {
+            println!(
+                "edgeml prune --recalibrate: {} output error {b:.3} -> {a:.3}",
+                l.node
+            );
+        }
+    }
+    let rpath = tmp.join("cnn_pruned_recalibrated.onnx");
+    recal.save(&rpath)?;
+    let rplan = Plan::new(&Model::load(&rpath)?, PlanOptions::with_threads(1))?;
+    rows.push(Row::new(
+        "pruned 70% + least-squares recalibration",
+        file_len(&rpath)?,
+        &evaluate(&rplan, &x, &y)?,
     ));
 
     // Distill: the CNN teaches an MLP student (64-16-10) on the training split.
