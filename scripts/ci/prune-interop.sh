@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop check for `edgeml prune`: prunes the bundled digits models (unstructured 90%
-# with sparse storage, and 50% of channels removed), then checks with onnxruntime that
+# with sparse storage, 50% of channels removed, and 70% with --recalibrate on the
+# training images), then checks with onnxruntime that
 # every written model loads and runs, keeps its output shape and matches `edgeml run`
 # (relative 1e-4); then the same for ShuffleNet (random weights) with channel pruning;
 # then --structured (coupled channel groups) on the digits CNN, the ResNet-like
@@ -14,12 +15,15 @@ bin="${CARGO_TARGET_DIR:-target}/debug/edgeml"
 digits=tests/fixtures/digits
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+python3 -c "import numpy as np; np.save('$tmp/x_train.npy', (np.load('$digits/x_train_u8.npy') / 16).astype(np.float32))"
 for m in mlp cnn; do
   "$bin" prune "$digits/$m.onnx" -o "$tmp/${m}_sparse.onnx" -s 0.9 --sparse-storage \
     --report "$tmp/${m}_sparse.json" >/dev/null
   "$bin" prune "$digits/$m.onnx" -o "$tmp/${m}_channel.onnx" -s 0.5 -p channel \
     --report "$tmp/${m}_channel.json" >/dev/null
-  for v in sparse channel; do
+  "$bin" prune "$digits/$m.onnx" -o "$tmp/${m}_recal.onnx" -s 0.7 \
+    --recalibrate "$tmp/x_train.npy" --report "$tmp/${m}_recal.json" >/dev/null
+  for v in sparse channel recal; do
     mkdir -p "$tmp/${m}_$v"
     "$bin" run "$tmp/${m}_$v.onnx" -i "x=$digits/x_test.npy" -o "$tmp/${m}_$v" --threads 1
   done
@@ -96,12 +100,15 @@ ort.set_default_logger_severity(3)
 tmp, digits = sys.argv[1], sys.argv[2]
 x, y = np.load(f"{digits}/x_test.npy"), np.load(f"{digits}/y_test.npy")
 for m in ("mlp", "cnn"):
-    for v in ("sparse", "channel"):
+    for v in ("sparse", "channel", "recal"):
         path = f"{tmp}/{m}_{v}.onnx"
         model = onnx.load(path)
         onnx.checker.check_model(model)
         if v == "sparse":
             assert len(model.graph.sparse_initializer) == 2, f"{path}: no sparse_initializer"
+        elif v == "recal":
+            refits = json.load(open(f"{tmp}/{m}_{v}.json"))["recalibrated"]
+            assert refits and all(r["error_after"] < r["error_before"] for r in refits), refits
         else:
             assert any(r["channels_removed"] > 0 for r in json.load(open(f"{tmp}/{m}_{v}.json"))["layers"]), path
         s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
