@@ -137,6 +137,23 @@ def main():
                 after = len(onnx.load(out).graph.node)
                 print(f"{rel} [{level}]: onnxruntime outputs match (rtol 1e-4), idempotent; "
                       f"nodes {before} -> {after}, file {os.path.getsize(src)} -> {os.path.getsize(out)} bytes")
+        # External data: the light SqueezeNet with its initializers in model.onnx.data;
+        # the onnx checker (by path) and onnxruntime read it, outputs as the original.
+        src = os.path.join(FIX, "models/light_squeezenet.onnx")
+        feed = inputs(src, rng)
+        names, want = run(src, feed)
+        out = os.path.join(tmp, "ext", "model.onnx")
+        os.makedirs(os.path.dirname(out))
+        subprocess.run([binary, "optimize", src, "-o", out, "--external-data"],
+                       check=True, stdout=subprocess.DEVNULL)
+        onnx.checker.check_model(out)
+        got_names, got = run(out, feed)
+        assert got_names == names
+        for n, g, w in zip(names, got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6, err_msg=f"external data {n}")
+        data = os.path.getsize(out + ".data")
+        print(f"--external-data: model {os.path.getsize(out)} bytes + model.onnx.data {data} bytes; "
+              "onnx checker and onnxruntime read it, outputs match (rtol 1e-4)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ pub(crate) struct Args {
     /// what onnxslim and onnxsim write by default.
     #[arg(long)]
     infer_shapes: bool,
+    /// Write initializers of at least 1024 bytes to OUT.data (ONNX external data, as
+    /// onnxslim's --save-as-external-data). Models over 2 GiB are always written so.
+    #[arg(long)]
+    external_data: bool,
 }
 
 /// Node count per operator (`domain:op` outside the default domain), main graph only.
@@ -83,9 +87,12 @@ pub(crate) fn main(a: Args) -> anyhow::Result<()> {
         let n = infer_shapes(&mut model).context("shape inference failed")?;
         log::info!("infer-shapes: {n} values annotated");
     }
-    model
-        .save(&a.output)
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    if a.external_data {
+        model.save_with_external_data(&a.output, 1024)
+    } else {
+        model.save(&a.output)
+    }
+    .with_context(|| format!("cannot write {}", a.output.display()))?;
     let out_bytes = std::fs::metadata(&a.output)
         .with_context(|| format!("cannot read {}", a.output.display()))?
         .len();

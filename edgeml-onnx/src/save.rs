@@ -307,6 +307,89 @@ pub(crate) fn model_proto(m: &Model) -> Result<ModelProto> {
     Ok(p)
 }
 
+/// Protobuf's limit on one message: a model that encodes to this many bytes or more
+/// cannot be a single file.
+const PROTOBUF_LIMIT: u64 = 2 << 30;
+
+/// Offsets of tensors in an external data file are multiples of this (a page, so a
+/// reader may map each tensor).
+const EXTERNAL_ALIGN: u64 = 4096;
+
+/// [`Model::save`]'s threshold when it has to move tensors out of a model over 2 GiB
+/// (onnx's `convert_model_to_external_data` default `size_threshold`).
+const AUTO_EXTERNAL_MIN_BYTES: usize = 1024;
+
+fn entry(key: &str, value: String) -> StringStringEntryProto {
+    let mut e = StringStringEntryProto::new();
+    e.key = key.to_owned();
+    e.value = value;
+    e
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, flushed,
+/// renamed over `path`).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".edgeml-save-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Moves the `raw_data` of every top-level initializer of at least `min_bytes` bytes
+/// into `path` + `.data` (written atomically first), then writes the model atomically.
+fn save_external(mut p: ModelProto, path: &Path, min_bytes: usize) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidModel(format!("{}: not a file path", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let location = format!("{name}.data");
+    let data_path = path.with_file_name(&location);
+    let mut data = Vec::new();
+    let g = p.graph.mut_or_insert_default();
+    for t in g.initializer.iter_mut() {
+        if t.raw_data.len() < min_bytes || t.raw_data.is_empty() {
+            continue;
+        }
+        let offset = (data.len() as u64).next_multiple_of(EXTERNAL_ALIGN);
+        data.resize(offset as usize, 0);
+        data.extend_from_slice(&t.raw_data);
+        t.external_data = vec![
+            entry("location", location.clone()),
+            entry("offset", offset.to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = EnumOrUnknown::new(onnx_protobuf::tensor_proto::DataLocation::EXTERNAL);
+        t.raw_data = Vec::new();
+    }
+    let size = p.compute_size();
+    if size >= PROTOBUF_LIMIT {
+        return Err(Error::LimitExceeded(format!(
+            "the encoded model would be {size} bytes even with its initializers of {min_bytes} bytes or more in external data, over protobuf's 2 GiB limit"
+        )));
+    }
+    let bytes = p
+        .write_to_bytes()
+        .map_err(encode_err("encoding the model"))?;
+    if !data.is_empty() {
+        write_atomic(&data_path, &data)?;
+    }
+    write_atomic(path, &bytes)
+}
+
 impl Model {
     /// Encodes the model as ONNX protobuf bytes.
     ///
@@ -316,7 +399,7 @@ impl Model {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let p = model_proto(self)?;
         let size = p.compute_size();
-        if size >= 2 << 30 {
+        if size >= PROTOBUF_LIMIT {
             return Err(Error::LimitExceeded(format!(
                 "the encoded model would be {size} bytes, over protobuf's 2 GiB limit"
             )));
@@ -328,27 +411,39 @@ impl Model {
     /// same folder, which is flushed to disk and then renamed over `path`, so an
     /// interrupted save never leaves a truncated file.
     ///
+    /// A model that would encode to 2 GiB or more (protobuf's limit) is saved with ONNX
+    /// external data, as [`Model::save_with_external_data`] with a 1024-byte threshold
+    /// (onnx's default): its initializers go to `path` + `.data` (e.g.
+    /// `model.onnx.data`), the model file keeps the rest.
+    ///
     /// # Errors
-    /// As [`Model::to_bytes`]; [`Error::Io`] when writing fails.
+    /// [`Error::InvalidModel`] when a preserved opaque part (see `extras`) is corrupt;
+    /// [`Error::LimitExceeded`] when even with external data the model would exceed
+    /// 2 GiB; [`Error::Io`] when writing fails.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = self.to_bytes()?;
-        let io = |e: std::io::Error| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".edgeml-save-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        tmp.write_all(&bytes).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        let p = model_proto(self)?;
+        if p.compute_size() >= PROTOBUF_LIMIT {
+            return save_external(p, path, AUTO_EXTERNAL_MIN_BYTES);
+        }
+        let bytes = p
+            .write_to_bytes()
+            .map_err(encode_err("encoding the model"))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Writes the model to `path` with every top-level initializer of at least
+    /// `min_bytes` bytes in ONNX external data: one file, `path` + `.data` (e.g.
+    /// `model.onnx.data`), each tensor's bytes at an offset that is a multiple of 4096,
+    /// named by the tensor's `location`/`offset`/`length` entries, as onnx's
+    /// `save_model(..., save_as_external_data=True, all_tensors_to_one_file=True)` and
+    /// onnxruntime read them. Both files are written atomically, the data file first.
+    /// Initializers of subgraphs (`If`/`Loop` bodies) stay inside the model file. When
+    /// no initializer reaches `min_bytes`, no data file is written.
+    ///
+    /// # Errors
+    /// As [`Model::save`].
+    pub fn save_with_external_data(&self, path: impl AsRef<Path>, min_bytes: usize) -> Result<()> {
+        save_external(model_proto(self)?, path.as_ref(), min_bytes)
     }
 }

@@ -92,3 +92,95 @@ fn hostile_locations_are_refused_before_touching_the_disk() {
         assert_eq!(e.kind(), ErrorKind::UnsafePath, "{loc}: {e}");
     }
 }
+
+/// A model with one large (`big` floats) and one small initializer: `y = x · W + b`.
+fn two_initializer_model(big: usize) -> Model {
+    use edgeml_core::DType;
+    use edgeml_onnx::{Dim, ModelBuilder, Node, Tensor, ValueInfo};
+    let w: Vec<f32> = (0..big).map(|i| i as f32 * 0.25 - 3.0).collect();
+    let k = big / 4;
+    ModelBuilder::new(13)
+        .input(ValueInfo::tensor(
+            "x",
+            DType::F32,
+            vec![Dim::from(1), Dim::from(k)],
+        ))
+        .output(ValueInfo::tensor(
+            "y",
+            DType::F32,
+            vec![Dim::from(1), Dim::from(4)],
+        ))
+        .initializer(
+            "W",
+            Tensor::F32(ndarray::ArrayD::from_shape_vec(vec![k, 4], w).expect("W")),
+        )
+        .initializer(
+            "b",
+            Tensor::F32(
+                ndarray::ArrayD::from_shape_vec(vec![4], vec![1.0, 2.0, 3.0, 4.0]).expect("b"),
+            ),
+        )
+        .node(Node::new("MatMul", &["x", "W"], &["xw"]))
+        .node(Node::new("Add", &["xw", "b"], &["y"]))
+        .build()
+        .expect("model")
+}
+
+#[test]
+fn saving_with_external_data_round_trips_and_keeps_small_tensors_inside() {
+    use onnx_protobuf::ModelProto;
+    use protobuf::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = two_initializer_model(2048);
+    let path = dir.path().join("model.onnx");
+    m.save_with_external_data(&path, 1024).expect("save");
+    let data = std::fs::read(dir.path().join("model.onnx.data")).expect("data file");
+    assert_eq!(data.len(), 2048 * 4);
+    assert_eq!(&data[4..8], &(0.25f32 - 3.0).to_le_bytes());
+    // The model file refers to it; the 16-byte bias stays inline.
+    let bytes = std::fs::read(&path).expect("model file");
+    assert!(bytes.len() < 1024, "{} bytes", bytes.len());
+    let p = ModelProto::parse_from_bytes(&bytes).expect("protobuf");
+    let inits = &p.graph.initializer;
+    let w = inits.iter().find(|t| t.name == "W").expect("W");
+    assert!(w.raw_data.is_empty());
+    let kv: Vec<(&str, &str)> = w
+        .external_data
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        kv,
+        [
+            ("location", "model.onnx.data"),
+            ("offset", "0"),
+            ("length", "8192")
+        ]
+    );
+    let b = inits.iter().find(|t| t.name == "b").expect("b");
+    assert!(b.external_data.is_empty() && b.raw_data.len() == 16);
+    assert_eq!(Model::load(&path).expect("load"), m);
+    // Several large tensors are page-aligned one after the other.
+    let m2 = two_initializer_model(2048);
+    let path2 = dir.path().join("all.onnx");
+    m2.save_with_external_data(&path2, 1).expect("save");
+    let p2 = ModelProto::parse_from_bytes(&std::fs::read(&path2).expect("read")).expect("pb");
+    let offsets: Vec<String> = p2
+        .graph
+        .initializer
+        .iter()
+        .flat_map(|t| {
+            t.external_data
+                .iter()
+                .filter(|e| e.key == "offset")
+                .map(|e| e.value.clone())
+        })
+        .collect();
+    assert_eq!(offsets, ["0", "8192"]);
+    assert_eq!(Model::load(&path2).expect("load"), m2);
+    // Nothing large enough: no data file.
+    let path3 = dir.path().join("inline.onnx");
+    m.save_with_external_data(&path3, 1 << 20).expect("save");
+    assert!(!dir.path().join("inline.onnx.data").exists());
+    assert_eq!(Model::load(&path3).expect("load"), m);
+}
