@@ -32,6 +32,7 @@ mod scalar;
 pub mod vmath;
 
 pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
+pub(crate) use fused::sgemm_packed_b_until;
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
 
@@ -51,9 +52,11 @@ use tests as tests_util;
 #[cfg(test)]
 mod fused_tests;
 
+use crate::plan::budget::{Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An instruction-set family for the float kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -496,6 +499,23 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<()> {
+    sgemm_until(isa, alpha, a, b, beta, c, ldc, &Stop::default())
+}
+
+/// [`sgemm`] within a run: polls `stop` once per block of work and, when the run was
+/// cancelled or its deadline passed, returns the run's typed error with `C` partly
+/// computed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_until(
+    isa: Isa,
+    alpha: f32,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    stop: &Stop,
+) -> Result<()> {
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     let (m, ka) = match a {
         Lhs::View(v) => (v.rows, v.cols),
@@ -568,35 +588,18 @@ pub fn sgemm(
                 &row_owned
             }
         };
-        match b {
-            Rhs::Packed(p) => gemv(
-                ks,
-                n,
-                k,
-                alpha,
-                row,
-                GemvB::Packed(&p.data),
-                beta,
-                &mut c[..n],
-            ),
-            Rhs::View(v) if v.cs == 1 => gemv(
-                ks,
-                n,
-                k,
-                alpha,
-                row,
-                GemvB::Rows(v.data, v.rs),
-                beta,
-                &mut c[..n],
-            ),
+        let gb = match b {
+            Rhs::Packed(p) => GemvB::Packed(&p.data),
+            Rhs::View(v) if v.cs == 1 => GemvB::Rows(v.data, v.rs),
             Rhs::View(v) => {
                 let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
                 pack_b_into(&v, ks, pb);
-                gemv(ks, n, k, alpha, row, GemvB::Packed(pb), beta, &mut c[..n]);
+                GemvB::Packed(pb)
             }
-        }
+        };
+        let done = gemv(ks, n, k, alpha, row, gb, beta, &mut c[..n], stop);
         put_scratch(scratch);
-        return Ok(());
+        return done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n));
     }
     let pb: &[f32] = match b {
         Rhs::Packed(p) => &p.data,
@@ -614,9 +617,14 @@ pub fn sgemm(
             pa
         }
     };
-    gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc);
+    let done = gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc, stop);
     put_scratch(scratch);
-    Ok(())
+    done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n))
+}
+
+/// The error of a product stopped by its run (the operator's step adds the node).
+fn stopped_in(stop: &Stop, m: usize, k: usize, n: usize) -> Error {
+    stop.error(&|| format!("a {m}x{k} by {k}x{n} matrix product"))
 }
 
 fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
@@ -692,10 +700,12 @@ fn gemv(
     b: GemvB<'_>,
     beta: f32,
     c: &mut [f32],
-) {
+    stop: &Stop,
+) -> bool {
     let nr = ks.nr;
     let n_pad = n.div_ceil(nr) * nr;
     let panels = n_pad / nr;
+    let stopped = AtomicBool::new(false);
     let per_task = if threads() > 1 && n * k > 1 << 15 {
         panels.div_ceil(threads() * 4).max(1)
     } else {
@@ -706,7 +716,12 @@ fn gemv(
         .with_min_len(min_len())
         .for_each(|(t, cchunk)| {
             let mut acc = vec![0.0f32; nr];
+            let mut meter = Meter::new(stop);
             for (pi, cpanel) in cchunk.chunks_mut(nr).enumerate() {
+                if meter.tick((nr * k) as u64) {
+                    stopped.store(true, Ordering::Relaxed);
+                    return;
+                }
                 let panel = t * per_task + pi;
                 let j0 = panel * nr;
                 acc.fill(0.0);
@@ -752,6 +767,7 @@ fn gemv(
                 }
             }
         });
+    !stopped.into_inner()
 }
 
 /// Block sizes `(mc, nc)` for a parallel GEMM: starting from `(mc, nc)`, halves the
@@ -848,11 +864,13 @@ fn gemm_tiles(
     beta: f32,
     c: &mut [f32],
     ldc: usize,
-) {
+    stop: &Stop,
+) -> bool {
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
     let (mc, nc) = split_blocks(ks, m, n, k, ks.mc.min(m_pad), ks.nc.min(n_pad), threads());
+    let stopped = AtomicBool::new(false);
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
     let out = OutPtr(c.as_mut_ptr());
@@ -860,32 +878,55 @@ fn gemm_tiles(
     (0..mb * nb)
         .into_par_iter()
         .with_min_len(min_len())
-        .for_each(|tile| {
-            let out = out.get();
-            let (ti, tj) = (tile / nb, tile % nb);
-            let (i0, j0) = (ti * mc, tj * nc);
-            let i1 = (i0 + mc).min(m);
-            let j1 = (j0 + nc).min(n);
-            for k0 in (0..k).step_by(ks.kc) {
-                let kcur = ks.kc.min(k - k0);
-                let beta_k = if k0 == 0 { beta } else { 1.0 };
-                for j in (j0..j1).step_by(nr) {
-                    let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
-                    let nn = nr.min(j1 - j);
-                    for i in (i0..i1).step_by(mr) {
-                        let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                        let mm = mr.min(i1 - i);
-                        let off = i * ldc + j;
-                        debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                        // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
-                        // (checked in `sgemm`: (m-1)·ldc + n ≤ len) and belong to this task
-                        // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr packed
-                        // floats of the kernel set's layout.
-                        unsafe {
-                            micro_tile(ks, kcur, ap, bp, out.add(off), ldc, alpha, beta_k, mm, nn)
-                        };
+        .for_each_init(
+            || Meter::new(stop),
+            |meter, tile| {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let out = out.get();
+                let (ti, tj) = (tile / nb, tile % nb);
+                let (i0, j0) = (ti * mc, tj * nc);
+                let i1 = (i0 + mc).min(m);
+                let j1 = (j0 + nc).min(n);
+                for k0 in (0..k).step_by(ks.kc) {
+                    let kcur = ks.kc.min(k - k0);
+                    let beta_k = if k0 == 0 { beta } else { 1.0 };
+                    for j in (j0..j1).step_by(nr) {
+                        // One column strip of the tile per poll of the run's stop.
+                        if meter.tick(((i1 - i0) * nr * kcur) as u64) {
+                            stopped.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
+                        let nn = nr.min(j1 - j);
+                        for i in (i0..i1).step_by(mr) {
+                            let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                            let mm = mr.min(i1 - i);
+                            let off = i * ldc + j;
+                            debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                            // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
+                            // (checked in `sgemm`: (m-1)·ldc + n ≤ len) and belong to this task
+                            // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr packed
+                            // floats of the kernel set's layout.
+                            unsafe {
+                                micro_tile(
+                                    ks,
+                                    kcur,
+                                    ap,
+                                    bp,
+                                    out.add(off),
+                                    ldc,
+                                    alpha,
+                                    beta_k,
+                                    mm,
+                                    nn,
+                                )
+                            };
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
+    !stopped.into_inner()
 }
