@@ -260,8 +260,8 @@ fn cancelling_from_another_thread_stops_a_long_run_and_the_plan_runs_again() {
             (e, Instant::now())
         });
         std::thread::sleep(Duration::from_millis(200));
-        token.cancel();
         let at = Instant::now();
+        token.cancel();
         let (e, stopped) = h.join().expect("the run thread does not panic");
         (at, e, stopped)
     });
@@ -271,6 +271,11 @@ fn cancelling_from_another_thread_stops_a_long_run_and_the_plan_runs_again() {
         e.to_string().contains("long_loop") || e.to_string().contains("s_"),
         "{e}"
     );
+    // The latency from cancel() to the run returning. The run (2^50 iterations of
+    // microsecond steps) would take years, so this is a correctness bound ("stops,
+    // and well before it would have finished"), generous enough for a debug build
+    // under qemu on a loaded machine; the speed figure (issue 19: within 10 ms of the
+    // next step boundary) is measured by `examples/examples/cancel_latency.rs` instead.
     let lag = stopped_at.saturating_duration_since(cancelled_at);
     assert!(
         lag < Duration::from_secs(2),
