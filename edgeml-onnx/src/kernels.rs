@@ -16,7 +16,10 @@
 //!
 //! Work is split into `MC×NC` tiles of `C` run with rayon, so it uses whatever pool the
 //! caller installed (serial when the pool has one thread, and when called from outside
-//! any rayon pool: see [`in_parallel_pool`]).
+//! any rayon pool: see [`in_parallel_pool`]). Called by an operator during a plan run,
+//! the GEMM and the convolution driver poll the run's cancellation token and deadline
+//! once per block of work and stop early with its typed error; the public entry points
+//! here never stop.
 //!
 //! # Numerics
 //! Products are accumulated in `f32` in `k` order per element (with FMA on SIMD paths);
