@@ -55,7 +55,7 @@ use tests as tests_util;
 #[cfg(test)]
 mod fused_tests;
 
-use crate::plan::budget::{Meter, Stop};
+use crate::plan::budget::{COPY_UNITS, Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -296,7 +296,8 @@ impl<'a> MatRef<'a> {
 
 /// Packs `rows × depth` elements `data[p·ps + d·ds]` into `[k-block][panel][kk][w]`
 /// panels of width `w` (block `k0` starts at `k0·rows_pad`), zero-padded to whole panels.
-/// Every element of `out` (length `rows_pad·depth`) is written.
+/// Every element of `out` (length `rows_pad·depth`) is written, unless `stop` stops the
+/// packing (polled before each k-block; then false is returned).
 #[allow(clippy::too_many_arguments)]
 fn pack_into(
     data: &[f32],
@@ -307,11 +308,16 @@ fn pack_into(
     w: usize,
     kc: usize,
     out: &mut [f32],
-) {
+    stop: &Stop,
+) -> bool {
     let rows_pad = rows.div_ceil(w) * w;
     let mut off = 0;
+    let mut meter = Meter::new(stop);
     for k0 in (0..depth).step_by(kc.max(1)) {
         let kcur = kc.min(depth - k0);
+        if meter.tick((rows_pad * kcur) as u64 * COPY_UNITS) {
+            return false;
+        }
         let block = &mut out[off..off + rows_pad * kcur];
         let work = |(p, panel): (usize, &mut [f32])| {
             let r0 = p * w;
@@ -350,14 +356,15 @@ fn pack_into(
         }
         off += rows_pad * kcur;
     }
+    true
 }
 
-fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
-    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out);
+fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32], stop: &Stop) -> bool {
+    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out, stop)
 }
 
-fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
-    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out);
+fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32], stop: &Stop) -> bool {
+    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out, stop)
 }
 
 thread_local! {
@@ -396,7 +403,8 @@ impl PackedA {
     pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
         let ks = kernel_set_rows(isa, a.rows);
         let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
-        pack_a_into(&a, ks, &mut data);
+        let done = pack_a_into(&a, ks, &mut data, &Stop::default());
+        debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
             ks,
@@ -431,7 +439,8 @@ impl PackedB {
     pub fn pack(isa: Isa, b: MatRef<'_>) -> Self {
         let ks = kernel_set(isa);
         let mut data = vec![0.0f32; b.cols.div_ceil(ks.nr) * ks.nr * b.rows];
-        pack_b_into(&b, ks, &mut data);
+        let done = pack_b_into(&b, ks, &mut data, &Stop::default());
+        debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
             k: b.rows,
@@ -591,24 +600,28 @@ pub(crate) fn sgemm_until(
                 &row_owned
             }
         };
+        let mut packed = true;
         let gb = match b {
             Rhs::Packed(p) => GemvB::Packed(&p.data),
             Rhs::View(v) if v.cs == 1 => GemvB::Rows(v.data, v.rs),
             Rhs::View(v) => {
                 let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
-                pack_b_into(&v, ks, pb);
+                packed = pack_b_into(&v, ks, pb, stop);
                 GemvB::Packed(pb)
             }
         };
-        let done = gemv(ks, n, k, alpha, row, gb, beta, &mut c[..n], stop);
+        let done = packed && gemv(ks, n, k, alpha, row, gb, beta, &mut c[..n], stop);
         put_scratch(scratch);
         return done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n));
     }
+    // Packing a large operand takes a while too: it is polled (per k-block) and a
+    // stopped packing skips the rest.
+    let mut packed = true;
     let pb: &[f32] = match b {
         Rhs::Packed(p) => &p.data,
         Rhs::View(v) => {
             let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
-            pack_b_into(&v, ks, pb);
+            packed = pack_b_into(&v, ks, pb, stop);
             pb
         }
     };
@@ -616,11 +629,11 @@ pub(crate) fn sgemm_until(
         Lhs::Packed(p) => &p.data,
         Lhs::View(v) => {
             let pa = grow(sa, m.div_ceil(ks.mr) * ks.mr * k);
-            pack_a_into(&v, ks, pa);
+            packed = packed && pack_a_into(&v, ks, pa, stop);
             pa
         }
     };
-    let done = gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc, stop);
+    let done = packed && gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc, stop);
     put_scratch(scratch);
     done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n))
 }

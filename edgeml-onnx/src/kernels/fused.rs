@@ -11,7 +11,7 @@ use super::{
     Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, kernel_set_rows, micro_tile, min_len,
     pack_a_into, split_blocks, threads,
 };
-use crate::plan::budget::{Meter, Stop};
+use crate::plan::budget::{COPY_UNITS, Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -324,15 +324,16 @@ pub(crate) fn sgemm_packed_b_until(
         return Ok(());
     }
     let mut abuf = ABUF.with(|s| s.take());
+    let mut packed = true;
     let pa: &[f32] = match a {
         Lhs::Packed(p) => &p.data,
         Lhs::View(v) => {
             let pa = grow(&mut abuf, m.div_ceil(ks.mr) * ks.mr * k);
-            pack_a_into(&v, ks, pa);
+            packed = pack_a_into(&v, ks, pa, stop);
             pa
         }
     };
-    let done = tiles(ks, m, n_log, k, pa, b, c, ldc, &post, map, stop);
+    let done = packed && tiles(ks, m, n_log, k, pa, b, c, ldc, &post, map, stop);
     ABUF.with(|s| s.set(abuf));
     if done {
         Ok(())
@@ -406,7 +407,7 @@ fn tiles(
         jobs.into_par_iter().with_min_len(min_len()).for_each_init(
             || Meter::new(stop),
             |meter, (k0, kcur, j0, dst)| {
-                if stopped.load(Ordering::Relaxed) || meter.tick(dst.len() as u64) {
+                if stopped.load(Ordering::Relaxed) || meter.tick(dst.len() as u64 * COPY_UNITS) {
                     stopped.store(true, Ordering::Relaxed);
                     return;
                 }

@@ -320,6 +320,11 @@ impl Stop {
 /// read, ~25 ns) costs well under 0.1 % and a stop comes within about that time.
 pub(crate) const POLL_EVERY: u64 = 1 << 22;
 
+/// [`Meter`] units per element that packing (a strided or gathering copy, e.g. im2col)
+/// writes: such a copy costs about as much as 32 multiply-adds of the SIMD kernels, so
+/// packing polls about every 128 Ki elements.
+pub(crate) const COPY_UNITS: u64 = 32;
+
 /// Polls a [`Stop`] at its first tick and then once per [`POLL_EVERY`] units of work;
 /// one per parallel task (rayon job), so a task shorter than [`POLL_EVERY`] still polls
 /// once.
