@@ -16,7 +16,10 @@
 //!
 //! Work is split into `MC×NC` tiles of `C` run with rayon, so it uses whatever pool the
 //! caller installed (serial when the pool has one thread, and when called from outside
-//! any rayon pool: see [`in_parallel_pool`]).
+//! any rayon pool: see [`in_parallel_pool`]). Called by an operator during a plan run,
+//! the GEMM and the convolution driver poll the run's cancellation token and deadline
+//! once per block of work and stop early with its typed error; the public entry points
+//! here never stop.
 //!
 //! # Numerics
 //! Products are accumulated in `f32` in `k` order per element (with FMA on SIMD paths);
@@ -32,6 +35,7 @@ mod scalar;
 pub mod vmath;
 
 pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
+pub(crate) use fused::sgemm_packed_b_until;
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
 
@@ -51,9 +55,11 @@ use tests as tests_util;
 #[cfg(test)]
 mod fused_tests;
 
+use crate::plan::budget::{COPY_UNITS, Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An instruction-set family for the float kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -290,7 +296,8 @@ impl<'a> MatRef<'a> {
 
 /// Packs `rows × depth` elements `data[p·ps + d·ds]` into `[k-block][panel][kk][w]`
 /// panels of width `w` (block `k0` starts at `k0·rows_pad`), zero-padded to whole panels.
-/// Every element of `out` (length `rows_pad·depth`) is written.
+/// Every element of `out` (length `rows_pad·depth`) is written, unless `stop` stops the
+/// packing (polled before each k-block; then false is returned).
 #[allow(clippy::too_many_arguments)]
 fn pack_into(
     data: &[f32],
@@ -301,11 +308,16 @@ fn pack_into(
     w: usize,
     kc: usize,
     out: &mut [f32],
-) {
+    stop: &Stop,
+) -> bool {
     let rows_pad = rows.div_ceil(w) * w;
     let mut off = 0;
+    let mut meter = Meter::new(stop);
     for k0 in (0..depth).step_by(kc.max(1)) {
         let kcur = kc.min(depth - k0);
+        if meter.tick((rows_pad * kcur) as u64 * COPY_UNITS) {
+            return false;
+        }
         let block = &mut out[off..off + rows_pad * kcur];
         let work = |(p, panel): (usize, &mut [f32])| {
             let r0 = p * w;
@@ -344,14 +356,15 @@ fn pack_into(
         }
         off += rows_pad * kcur;
     }
+    true
 }
 
-fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
-    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out);
+fn pack_a_into(a: &MatRef<'_>, ks: &KernelSet, out: &mut [f32], stop: &Stop) -> bool {
+    pack_into(a.data, a.rs, a.cs, a.rows, a.cols, ks.mr, ks.kc, out, stop)
 }
 
-fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32]) {
-    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out);
+fn pack_b_into(b: &MatRef<'_>, ks: &KernelSet, out: &mut [f32], stop: &Stop) -> bool {
+    pack_into(b.data, b.cs, b.rs, b.cols, b.rows, ks.nr, ks.kc, out, stop)
 }
 
 thread_local! {
@@ -390,7 +403,8 @@ impl PackedA {
     pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
         let ks = kernel_set_rows(isa, a.rows);
         let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
-        pack_a_into(&a, ks, &mut data);
+        let done = pack_a_into(&a, ks, &mut data, &Stop::default());
+        debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
             ks,
@@ -425,7 +439,8 @@ impl PackedB {
     pub fn pack(isa: Isa, b: MatRef<'_>) -> Self {
         let ks = kernel_set(isa);
         let mut data = vec![0.0f32; b.cols.div_ceil(ks.nr) * ks.nr * b.rows];
-        pack_b_into(&b, ks, &mut data);
+        let done = pack_b_into(&b, ks, &mut data, &Stop::default());
+        debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
             k: b.rows,
@@ -495,6 +510,23 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
     ldc: usize,
+) -> Result<()> {
+    sgemm_until(isa, alpha, a, b, beta, c, ldc, &Stop::default())
+}
+
+/// [`sgemm`] within a run: polls `stop` once per block of work and, when the run was
+/// cancelled or its deadline passed, returns the run's typed error with `C` partly
+/// computed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_until(
+    isa: Isa,
+    alpha: f32,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    stop: &Stop,
 ) -> Result<()> {
     let isa = if isa.is_available() { isa } else { Isa::Scalar };
     let (m, ka) = match a {
@@ -568,41 +600,28 @@ pub fn sgemm(
                 &row_owned
             }
         };
-        match b {
-            Rhs::Packed(p) => gemv(
-                ks,
-                n,
-                k,
-                alpha,
-                row,
-                GemvB::Packed(&p.data),
-                beta,
-                &mut c[..n],
-            ),
-            Rhs::View(v) if v.cs == 1 => gemv(
-                ks,
-                n,
-                k,
-                alpha,
-                row,
-                GemvB::Rows(v.data, v.rs),
-                beta,
-                &mut c[..n],
-            ),
+        let mut packed = true;
+        let gb = match b {
+            Rhs::Packed(p) => GemvB::Packed(&p.data),
+            Rhs::View(v) if v.cs == 1 => GemvB::Rows(v.data, v.rs),
             Rhs::View(v) => {
                 let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
-                pack_b_into(&v, ks, pb);
-                gemv(ks, n, k, alpha, row, GemvB::Packed(pb), beta, &mut c[..n]);
+                packed = pack_b_into(&v, ks, pb, stop);
+                GemvB::Packed(pb)
             }
-        }
+        };
+        let done = packed && gemv(ks, n, k, alpha, row, gb, beta, &mut c[..n], stop);
         put_scratch(scratch);
-        return Ok(());
+        return done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n));
     }
+    // Packing a large operand takes a while too: it is polled (per k-block) and a
+    // stopped packing skips the rest.
+    let mut packed = true;
     let pb: &[f32] = match b {
         Rhs::Packed(p) => &p.data,
         Rhs::View(v) => {
             let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
-            pack_b_into(&v, ks, pb);
+            packed = pack_b_into(&v, ks, pb, stop);
             pb
         }
     };
@@ -610,13 +629,18 @@ pub fn sgemm(
         Lhs::Packed(p) => &p.data,
         Lhs::View(v) => {
             let pa = grow(sa, m.div_ceil(ks.mr) * ks.mr * k);
-            pack_a_into(&v, ks, pa);
+            packed = packed && pack_a_into(&v, ks, pa, stop);
             pa
         }
     };
-    gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc);
+    let done = packed && gemm_tiles(ks, m, n, k, alpha, pa, pb, beta, c, ldc, stop);
     put_scratch(scratch);
-    Ok(())
+    done.then_some(()).ok_or_else(|| stopped_in(stop, m, k, n))
+}
+
+/// The error of a product stopped by its run (the operator's step adds the node).
+fn stopped_in(stop: &Stop, m: usize, k: usize, n: usize) -> Error {
+    stop.error(&|| format!("a {m}x{k} by {k}x{n} matrix product"))
 }
 
 fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
@@ -692,10 +716,12 @@ fn gemv(
     b: GemvB<'_>,
     beta: f32,
     c: &mut [f32],
-) {
+    stop: &Stop,
+) -> bool {
     let nr = ks.nr;
     let n_pad = n.div_ceil(nr) * nr;
     let panels = n_pad / nr;
+    let stopped = AtomicBool::new(false);
     let per_task = if threads() > 1 && n * k > 1 << 15 {
         panels.div_ceil(threads() * 4).max(1)
     } else {
@@ -706,7 +732,12 @@ fn gemv(
         .with_min_len(min_len())
         .for_each(|(t, cchunk)| {
             let mut acc = vec![0.0f32; nr];
+            let mut meter = Meter::new(stop);
             for (pi, cpanel) in cchunk.chunks_mut(nr).enumerate() {
+                if meter.tick((nr * k) as u64) {
+                    stopped.store(true, Ordering::Relaxed);
+                    return;
+                }
                 let panel = t * per_task + pi;
                 let j0 = panel * nr;
                 acc.fill(0.0);
@@ -752,6 +783,7 @@ fn gemv(
                 }
             }
         });
+    !stopped.into_inner()
 }
 
 /// Block sizes `(mc, nc)` for a parallel GEMM: starting from `(mc, nc)`, halves the
@@ -848,11 +880,13 @@ fn gemm_tiles(
     beta: f32,
     c: &mut [f32],
     ldc: usize,
-) {
+    stop: &Stop,
+) -> bool {
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
     let (mc, nc) = split_blocks(ks, m, n, k, ks.mc.min(m_pad), ks.nc.min(n_pad), threads());
+    let stopped = AtomicBool::new(false);
     let mb = m_pad.div_ceil(mc);
     let nb = n_pad.div_ceil(nc);
     let out = OutPtr(c.as_mut_ptr());
@@ -860,32 +894,55 @@ fn gemm_tiles(
     (0..mb * nb)
         .into_par_iter()
         .with_min_len(min_len())
-        .for_each(|tile| {
-            let out = out.get();
-            let (ti, tj) = (tile / nb, tile % nb);
-            let (i0, j0) = (ti * mc, tj * nc);
-            let i1 = (i0 + mc).min(m);
-            let j1 = (j0 + nc).min(n);
-            for k0 in (0..k).step_by(ks.kc) {
-                let kcur = ks.kc.min(k - k0);
-                let beta_k = if k0 == 0 { beta } else { 1.0 };
-                for j in (j0..j1).step_by(nr) {
-                    let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
-                    let nn = nr.min(j1 - j);
-                    for i in (i0..i1).step_by(mr) {
-                        let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                        let mm = mr.min(i1 - i);
-                        let off = i * ldc + j;
-                        debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
-                        // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
-                        // (checked in `sgemm`: (m-1)·ldc + n ≤ len) and belong to this task
-                        // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr packed
-                        // floats of the kernel set's layout.
-                        unsafe {
-                            micro_tile(ks, kcur, ap, bp, out.add(off), ldc, alpha, beta_k, mm, nn)
-                        };
+        .for_each_init(
+            || Meter::new(stop),
+            |meter, tile| {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let out = out.get();
+                let (ti, tj) = (tile / nb, tile % nb);
+                let (i0, j0) = (ti * mc, tj * nc);
+                let i1 = (i0 + mc).min(m);
+                let j1 = (j0 + nc).min(n);
+                for k0 in (0..k).step_by(ks.kc) {
+                    let kcur = ks.kc.min(k - k0);
+                    let beta_k = if k0 == 0 { beta } else { 1.0 };
+                    for j in (j0..j1).step_by(nr) {
+                        // One column strip of the tile per poll of the run's stop.
+                        if meter.tick(((i1 - i0) * nr * kcur) as u64) {
+                            stopped.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        let bp = &pb[k0 * n_pad + (j / nr) * nr * kcur..][..nr * kcur];
+                        let nn = nr.min(j1 - j);
+                        for i in (i0..i1).step_by(mr) {
+                            let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                            let mm = mr.min(i1 - i);
+                            let off = i * ldc + j;
+                            debug_assert!(off + (mm - 1) * ldc + nn <= c_len);
+                            // SAFETY: rows i..i+mm, columns j..j+nn of `c` are in bounds
+                            // (checked in `sgemm`: (m-1)·ldc + n ≤ len) and belong to this task
+                            // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr packed
+                            // floats of the kernel set's layout.
+                            unsafe {
+                                micro_tile(
+                                    ks,
+                                    kcur,
+                                    ap,
+                                    bp,
+                                    out.add(off),
+                                    ldc,
+                                    alpha,
+                                    beta_k,
+                                    mm,
+                                    nn,
+                                )
+                            };
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
+    !stopped.into_inner()
 }

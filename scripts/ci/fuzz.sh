@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs the loader fuzz target (fuzz/fuzz_targets/load.rs) for a bounded time
-# (FUZZ_SECONDS, default 60), seeded with the bundled good and bad models.
+# Runs both fuzz targets for a bounded time each (FUZZ_SECONDS, default 60):
+# `load` (fuzz/fuzz_targets/load.rs), seeded with the bundled good and bad models, and
+# `run` (fuzz/fuzz_targets/run.rs, generated graphs under tight run limits).
+# Both targets are built by one `cargo fuzz build`, so the sanitizer build of the
+# dependencies is shared.
 # Only a stable toolchain is needed: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its
 # nightly-only flags; ASan is used when the toolchain ships its runtime, otherwise
 # the run falls back to `--sanitizer none` (libFuzzer still catches panics, aborts,
@@ -9,17 +12,20 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS="${FUZZ_SECONDS:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-corpus=fuzz/corpus/load
-mkdir -p "$corpus"
+mkdir -p fuzz/corpus/load fuzz/corpus/run
 for f in tests/fixtures/models/*.onnx tests/fixtures/bad/*.onnx; do
-  [ "$(stat -c %s "$f")" -le 65536 ] && cp "$f" "$corpus/"
+  [ "$(stat -c %s "$f")" -le 65536 ] && cp "$f" fuzz/corpus/load/
 done
 export RUSTC_BOOTSTRAP=1
-args=(-max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 -timeout=10)
+load_args=(-max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 -timeout=10)
+# `run` options as in fuzz/README.md's campaigns: inputs decode into graphs whose runs
+# are bounded by a 5 s deadline, so a 20 s timeout only fires on a real hang.
+run_args=(-max_total_time="$SECS" -rss_limit_mb=2048 -max_len=512 -timeout=20)
 cd fuzz
-if cargo fuzz build --release --sanitizer address load 2>/dev/null; then
-  cargo fuzz run --release --sanitizer address load "corpus/load" -- "${args[@]}"
-else
+san=address
+if ! cargo fuzz build --release --sanitizer address 2>/dev/null; then
   echo "fuzz.sh: ASan build unavailable, running with --sanitizer none"
-  cargo fuzz run --release --sanitizer none load "corpus/load" -- "${args[@]}"
+  san=none
 fi
+cargo fuzz run --release --sanitizer "$san" load corpus/load -- "${load_args[@]}"
+cargo fuzz run --release --sanitizer "$san" run corpus/run -- "${run_args[@]}"

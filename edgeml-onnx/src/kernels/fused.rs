@@ -11,8 +11,10 @@ use super::{
     Isa, KernelSet, Lhs, OutPtr, grow, kernel_set, kernel_set_rows, micro_tile, min_len,
     pack_a_into, split_blocks, threads,
 };
+use crate::plan::budget::{COPY_UNITS, Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A right-hand operand `B` (`k × n`) that writes its own packed panels on demand.
 pub trait PackB: Sync {
@@ -243,6 +245,24 @@ pub fn sgemm_packed_b_mapped(
     map: Option<ColMap>,
     bc: Option<BiasClamp<'_>>,
 ) -> Result<()> {
+    sgemm_packed_b_until(isa, a, b, c, ldc, epi, map, bc, &Stop::default())
+}
+
+/// [`sgemm_packed_b_mapped`] within a run: polls `stop` once per block of work and,
+/// when the run was cancelled or its deadline passed, returns the run's typed error
+/// with `C` partly computed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_packed_b_until(
+    isa: Isa,
+    a: Lhs<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+    map: Option<ColMap>,
+    bc: Option<BiasClamp<'_>>,
+    stop: &Stop,
+) -> Result<()> {
     if let Some(cm) = map
         && (cm.pitch == 0 || cm.width > cm.pitch)
     {
@@ -304,17 +324,22 @@ pub fn sgemm_packed_b_mapped(
         return Ok(());
     }
     let mut abuf = ABUF.with(|s| s.take());
+    let mut packed = true;
     let pa: &[f32] = match a {
         Lhs::Packed(p) => &p.data,
         Lhs::View(v) => {
             let pa = grow(&mut abuf, m.div_ceil(ks.mr) * ks.mr * k);
-            pack_a_into(&v, ks, pa);
+            packed = pack_a_into(&v, ks, pa, stop);
             pa
         }
     };
-    tiles(ks, m, n_log, k, pa, b, c, ldc, &post, map);
+    let done = packed && tiles(ks, m, n_log, k, pa, b, c, ldc, &post, map, stop);
     ABUF.with(|s| s.set(abuf));
-    Ok(())
+    if done {
+        Ok(())
+    } else {
+        Err(stop.error(&|| format!("a {m}x{k} by {k}x{n_log} matrix product")))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -329,7 +354,8 @@ fn tiles(
     ldc: usize,
     post: &Post<'_>,
     map: Option<ColMap>,
-) {
+    stop: &Stop,
+) -> bool {
     let (mr, nr) = (ks.mr, ks.nr);
     let m_pad = m.div_ceil(mr) * mr;
     let n_pad = n.div_ceil(nr) * nr;
@@ -376,12 +402,23 @@ fn tiles(
                 }
             }
         }
-        jobs.into_par_iter()
-            .with_min_len(min_len())
-            .for_each(|(k0, kcur, j0, dst)| {
+        // Packing is polled too: a huge im2col takes a while before the first tile.
+        let stopped = AtomicBool::new(false);
+        jobs.into_par_iter().with_min_len(min_len()).for_each_init(
+            || Meter::new(stop),
+            |meter, (k0, kcur, j0, dst)| {
+                if stopped.load(Ordering::Relaxed) || meter.tick(dst.len() as u64 * COPY_UNITS) {
+                    stopped.store(true, Ordering::Relaxed);
+                    return;
+                }
                 let jn = (dst.len() / kcur).min(n - j0);
                 b.pack(k0, kcur, j0, jn, nr, dst);
-            });
+            },
+        );
+        if stopped.into_inner() {
+            BBUF.with(|s| s.set(pre_buf));
+            return false;
+        }
     }
     let pre: Option<&[f32]> = if prepack {
         Some(&pre_buf[..n_pad * k])
@@ -390,108 +427,135 @@ fn tiles(
     };
     let out = OutPtr(c.as_mut_ptr());
     let c_len = c.len();
+    let stopped = AtomicBool::new(false);
     (0..mb * nb)
         .into_par_iter()
         .with_min_len(min_len())
-        .for_each(|tile| {
-            let (tj, ti) = (tile / mb, tile % mb);
-            let (i0, j0) = (ti * mc, tj * nc);
-            let i1 = (i0 + mc).min(m);
-            let j1 = (j0 + nc).min(n);
-            let jn = j1 - j0;
-            let jn_pad = jn.div_ceil(nr) * nr;
-            let mut bbuf = BBUF.with(|s| s.take());
-            let mut cbuf = CBUF.with(|s| s.take());
-            // Where this tile's micro-kernels write: C itself, or the scratch tile
-            // (row stride `jn_pad`, origin (i0, j0)).
-            let (tout, tld, ti0, tj0) = match map {
-                None => (out.get(), ldc, 0, 0),
-                Some(_) => (
-                    grow(&mut cbuf, (i1 - i0) * jn_pad).as_mut_ptr(),
-                    jn_pad,
-                    i0,
-                    j0,
-                ),
-            };
-            for k0 in (0..k).step_by(ks.kc) {
-                let kcur = ks.kc.min(k - k0);
-                let pb: &[f32] = match pre {
-                    Some(all) => &all[k0 * n_pad + j0 * kcur..][..jn_pad * kcur],
-                    None => {
-                        let pb = grow(&mut bbuf, jn_pad * kcur);
-                        b.pack(k0, kcur, j0, jn, nr, pb);
-                        pb
-                    }
+        .for_each_init(
+            || Meter::new(stop),
+            |meter, tile| {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let (tj, ti) = (tile / mb, tile % mb);
+                let (i0, j0) = (ti * mc, tj * nc);
+                let i1 = (i0 + mc).min(m);
+                let j1 = (j0 + nc).min(n);
+                let jn = j1 - j0;
+                let jn_pad = jn.div_ceil(nr) * nr;
+                let mut bbuf = BBUF.with(|s| s.take());
+                let mut cbuf = CBUF.with(|s| s.take());
+                // Where this tile's micro-kernels write: C itself, or the scratch tile
+                // (row stride `jn_pad`, origin (i0, j0)).
+                let (tout, tld, ti0, tj0) = match map {
+                    None => (out.get(), ldc, 0, 0),
+                    Some(_) => (
+                        grow(&mut cbuf, (i1 - i0) * jn_pad).as_mut_ptr(),
+                        jn_pad,
+                        i0,
+                        j0,
+                    ),
                 };
-                let beta = if k0 == 0 { 0.0 } else { 1.0 };
-                for ib in (i0..i1).step_by(ks.mc) {
-                    let ib1 = (ib + ks.mc).min(i1);
-                    for j in (j0..j1).step_by(nr) {
-                        let bp = &pb[(j - j0) * kcur..][..nr * kcur];
-                        let nn = nr.min(j1 - j);
-                        for i in (ib..ib1).step_by(mr) {
-                            let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                            let mm = mr.min(ib1 - i);
-                            let off = (i - ti0) * tld + (j - tj0);
-                            debug_assert!(map.is_some() || off + (mm - 1) * ldc + nn <= c_len);
-                            // SAFETY: rows i..i+mm, columns j..j+nn of the target are in
-                            // bounds (C: checked by the caller, (m-1)·ldc + n ≤ len; the
-                            // scratch tile: (i1-i0) rows of jn_pad) and belong to this task
-                            // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr
-                            // packed floats of the kernel set's layout.
-                            unsafe {
-                                micro_tile(ks, kcur, ap, bp, tout.add(off), tld, 1.0, beta, mm, nn)
-                            };
+                for k0 in (0..k).step_by(ks.kc) {
+                    let kcur = ks.kc.min(k - k0);
+                    let pb: &[f32] = match pre {
+                        Some(all) => &all[k0 * n_pad + j0 * kcur..][..jn_pad * kcur],
+                        None => {
+                            let pb = grow(&mut bbuf, jn_pad * kcur);
+                            b.pack(k0, kcur, j0, jn, nr, pb);
+                            pb
                         }
-                    }
-                }
-            }
-            BBUF.with(|s| s.set(bbuf));
-            match map {
-                None => {
-                    if post.any() {
-                        for i in i0..i1 {
-                            // SAFETY: row i, columns j0..j1 belong to this task's tile of C
-                            // and are in bounds ((m-1)·ldc + n ≤ len); no other reference
-                            // to them exists.
-                            let row = unsafe {
-                                std::slice::from_raw_parts_mut(out.get().add(i * ldc + j0), jn)
-                            };
-                            post.row(i, j0, row, None);
-                        }
-                    }
-                }
-                Some(cm) => {
-                    for i in i0..i1 {
-                        let src = &cbuf[(i - i0) * jn_pad..][..jn];
-                        let mut j = j0;
-                        while j < j1 {
-                            let (gr, gc) = (j / cm.pitch, j % cm.pitch);
-                            let len = (cm.pitch - gc).min(j1 - j);
-                            if gc < cm.width {
-                                let keep = (cm.width - gc).min(len);
-                                let pc = gr * cm.width + gc;
-                                debug_assert!(i * ldc + pc + keep <= c_len);
-                                // SAFETY: physical columns pc..pc+keep of row i are the
-                                // images of logical columns j..j+keep, which lie in this
-                                // task's tile; the map is injective, so no other task
-                                // writes them; (m-1)·ldc + physical n ≤ len (caller).
-                                let row = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        out.get().add(i * ldc + pc),
-                                        keep,
+                    };
+                    let beta = if k0 == 0 { 0.0 } else { 1.0 };
+                    for ib in (i0..i1).step_by(ks.mc) {
+                        let ib1 = (ib + ks.mc).min(i1);
+                        for j in (j0..j1).step_by(nr) {
+                            // One column strip per poll of the run's stop; the scratch
+                            // buffers go back to this thread's slots.
+                            if meter.tick(((ib1 - ib) * nr * kcur) as u64) {
+                                stopped.store(true, Ordering::Relaxed);
+                                BBUF.with(|s| s.set(std::mem::take(&mut bbuf)));
+                                CBUF.with(|s| s.set(std::mem::take(&mut cbuf)));
+                                return;
+                            }
+                            let bp = &pb[(j - j0) * kcur..][..nr * kcur];
+                            let nn = nr.min(j1 - j);
+                            for i in (ib..ib1).step_by(mr) {
+                                let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                                let mm = mr.min(ib1 - i);
+                                let off = (i - ti0) * tld + (j - tj0);
+                                debug_assert!(map.is_some() || off + (mm - 1) * ldc + nn <= c_len);
+                                // SAFETY: rows i..i+mm, columns j..j+nn of the target are in
+                                // bounds (C: checked by the caller, (m-1)·ldc + n ≤ len; the
+                                // scratch tile: (i1-i0) rows of jn_pad) and belong to this task
+                                // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr
+                                // packed floats of the kernel set's layout.
+                                unsafe {
+                                    micro_tile(
+                                        ks,
+                                        kcur,
+                                        ap,
+                                        bp,
+                                        tout.add(off),
+                                        tld,
+                                        1.0,
+                                        beta,
+                                        mm,
+                                        nn,
                                     )
                                 };
-                                post.row(i, pc, row, Some(&src[j - j0..j - j0 + keep]));
                             }
-                            j += len;
                         }
                     }
                 }
-            }
-            CBUF.with(|s| s.set(cbuf));
-        });
+                BBUF.with(|s| s.set(bbuf));
+                match map {
+                    None => {
+                        if post.any() {
+                            for i in i0..i1 {
+                                // SAFETY: row i, columns j0..j1 belong to this task's tile of C
+                                // and are in bounds ((m-1)·ldc + n ≤ len); no other reference
+                                // to them exists.
+                                let row = unsafe {
+                                    std::slice::from_raw_parts_mut(out.get().add(i * ldc + j0), jn)
+                                };
+                                post.row(i, j0, row, None);
+                            }
+                        }
+                    }
+                    Some(cm) => {
+                        for i in i0..i1 {
+                            let src = &cbuf[(i - i0) * jn_pad..][..jn];
+                            let mut j = j0;
+                            while j < j1 {
+                                let (gr, gc) = (j / cm.pitch, j % cm.pitch);
+                                let len = (cm.pitch - gc).min(j1 - j);
+                                if gc < cm.width {
+                                    let keep = (cm.width - gc).min(len);
+                                    let pc = gr * cm.width + gc;
+                                    debug_assert!(i * ldc + pc + keep <= c_len);
+                                    // SAFETY: physical columns pc..pc+keep of row i are the
+                                    // images of logical columns j..j+keep, which lie in this
+                                    // task's tile; the map is injective, so no other task
+                                    // writes them; (m-1)·ldc + physical n ≤ len (caller).
+                                    let row = unsafe {
+                                        std::slice::from_raw_parts_mut(
+                                            out.get().add(i * ldc + pc),
+                                            keep,
+                                        )
+                                    };
+                                    post.row(i, pc, row, Some(&src[j - j0..j - j0 + keep]));
+                                }
+                                j += len;
+                            }
+                        }
+                    }
+                }
+                CBUF.with(|s| s.set(cbuf));
+            },
+        );
     if prepack {
         BBUF.with(|s| s.set(pre_buf));
     }
+    !stopped.into_inner()
 }

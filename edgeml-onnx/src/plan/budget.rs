@@ -7,7 +7,10 @@
 //! charges every value a step produces against the live-memory limit. `Loop` and `If`
 //! operators, and `LSTM`/`GRU` before each time step, reach the state of the run they
 //! belong to through a thread-local slot set for the length of the run ([`enter`]),
-//! because operators are called through the [`Operator`](crate::Operator) trait.
+//! because operators are called through the [`Operator`](crate::Operator) trait. The
+//! GEMM and convolution kernels, whose outer loops run on pool workers, get the run's
+//! cancellation and deadline as a [`Stop`] taken by the operator and poll it once per
+//! block of work ([`Meter`]), so one huge `MatMul` or `Conv` stops early too.
 
 use crate::{Error, Result, RunLimits};
 use std::cell::RefCell;
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant};
 ///
 /// Clone it, give one copy to [`RunOptions::cancel_token`] and call
 /// [`CancelToken::cancel`] on another: the run stops at its next step boundary (or
-/// `Loop` iteration, or recurrent time step) with [`Error::Cancelled`](crate::Error::Cancelled). The plan is not
+/// `Loop` iteration, recurrent time step, or block of a GEMM or convolution) with
+/// [`Error::Cancelled`](crate::Error::Cancelled). The plan is not
 /// affected and can run again at once. A cancelled token stays cancelled (every run
 /// given it stops at its first step) until [`CancelToken::reset`].
 ///
@@ -85,8 +89,9 @@ impl RunOptions {
 
     /// The run must end within `d` of this call (the deadline is fixed now, not when
     /// the run starts); a run still going then fails with
-    /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) at its next step
-    /// boundary. Durations too long to represent mean no deadline.
+    /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) at its next check
+    /// (the same points as for [`CancelToken`]). Durations too long to represent mean
+    /// no deadline.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.deadline = Instant::now().checked_add(d);
         self.timeout = Some(d);
@@ -164,6 +169,18 @@ impl RunState {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the run was cancelled or its deadline has passed (no message built).
+    #[inline]
+    fn stop_requested(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Whether the run can be stopped at all (it has a deadline or a token).
+    fn stoppable(&self) -> bool {
+        self.deadline.is_some() || self.cancel.is_some()
     }
 
     /// Counts one more iteration of `desc` (its `i`-th, from 0) against both loop limits.
@@ -258,6 +275,102 @@ pub(crate) fn current() -> Arc<RunState> {
     CURRENT
         .with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
         .unwrap_or_else(|| Arc::new(RunState::unbounded(RunLimits::default())))
+}
+
+/// A run's stop conditions (cancellation token and deadline) for the outer loops of
+/// long kernels (GEMM, convolution), which run on pool workers that do not see the
+/// thread-local run state. The operator takes it on its own thread ([`Stop::current`])
+/// and the kernel's parallel closures share it; a [`Meter`] polls it once per block of
+/// work. Outside a run, or in a run with neither deadline nor token, it is empty and
+/// polling it costs one branch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stop(Option<Arc<RunState>>);
+
+impl Stop {
+    /// The stop conditions of the run this thread is executing (empty outside a run).
+    pub(crate) fn current() -> Self {
+        Self(CURRENT.with(|c| {
+            c.try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|s| s.stoppable()).cloned())
+        }))
+    }
+
+    /// Whether the run was cancelled or its deadline has passed: a relaxed atomic load
+    /// and, with a deadline, one clock read.
+    #[inline]
+    pub(crate) fn requested(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.stop_requested())
+    }
+
+    /// The typed error of a run stopped at `at` ([`Error::Cancelled`] or
+    /// [`Error::DeadlineExceeded`]; a token reset since the stop still reads as
+    /// cancelled, since the work was left unfinished).
+    pub(crate) fn error(&self, at: &dyn Fn() -> String) -> Error {
+        match self.0.as_ref().map(|s| s.check(at)) {
+            Some(Err(e)) => e,
+            _ => Error::Cancelled(format!("run cancelled at {}", at())),
+        }
+    }
+}
+
+/// Work (multiply-adds, or comparable units) between two polls of a [`Stop`]: 2²² is
+/// about 0.1 ms for the AVX2/AVX-512 float kernels on one core, about 1 ms for NEON on
+/// a Cortex-A72 and a few ms for scalar code, so a poll (an atomic load and a clock
+/// read, ~25 ns) costs well under 0.1 % and a stop comes within about that time.
+pub(crate) const POLL_EVERY: u64 = 1 << 22;
+
+/// [`Meter`] units per element that packing (a strided or gathering copy, e.g. im2col)
+/// writes: such a copy costs about as much as 32 multiply-adds of the SIMD kernels, so
+/// packing polls about every 128 Ki elements.
+pub(crate) const COPY_UNITS: u64 = 32;
+
+/// Polls a [`Stop`] at its first tick and then once per [`POLL_EVERY`] units of work;
+/// one per parallel task (rayon job), so a task shorter than [`POLL_EVERY`] still polls
+/// once.
+#[derive(Debug)]
+pub(crate) struct Meter<'a> {
+    stop: &'a Stop,
+    /// Units counted since the last poll (starts due).
+    work: u64,
+}
+
+impl<'a> Meter<'a> {
+    /// A meter on `stop` whose first tick polls.
+    pub(crate) fn new(stop: &'a Stop) -> Self {
+        Self {
+            stop,
+            work: POLL_EVERY,
+        }
+    }
+
+    /// Counts `work` units about to be done; true when the run must stop (polled when
+    /// the count since the last poll has reached [`POLL_EVERY`]).
+    #[inline]
+    pub(crate) fn tick(&mut self, work: u64) -> bool {
+        if self.stop.0.is_none() {
+            return false;
+        }
+        if self.work < POLL_EVERY {
+            self.work = self.work.saturating_add(work);
+            return false;
+        }
+        self.work = work;
+        self.stop.requested()
+    }
+}
+
+/// Names the step in a cancellation or deadline error that an operator returned from
+/// inside a kernel (`..., in MatMul "mm"`), unless the message already names it; other
+/// errors pass through unchanged.
+pub(crate) fn at_step(e: Error, desc: &str) -> Error {
+    match e {
+        Error::Cancelled(m) if !m.contains(desc) => Error::Cancelled(format!("{m}, in {desc}")),
+        Error::DeadlineExceeded(m) if !m.contains(desc) => {
+            Error::DeadlineExceeded(format!("{m}, in {desc}"))
+        }
+        other => other,
+    }
 }
 
 /// Bytes of a tensor, as `u64`.

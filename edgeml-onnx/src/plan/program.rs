@@ -1,6 +1,6 @@
 //! A planned (sub)graph: slots, constants and the steps that fill them.
 
-use super::budget::{RunState, bytes_of};
+use super::budget::{RunState, at_step, bytes_of};
 use crate::{Error, Operator, Result, Tensor};
 use std::sync::Arc;
 
@@ -165,9 +165,10 @@ impl Program {
                 .collect::<Result<_>>()?;
             let t0 = profile.then(std::time::Instant::now);
             let outs = match first {
-                Some(t) => crate::op::run_guarded_consuming(&*step.op, t, &args, &step.desc)?,
-                None => crate::op::run_guarded(&*step.op, &args, &step.desc)?,
-            };
+                Some(t) => crate::op::run_guarded_consuming(&*step.op, t, &args, &step.desc),
+                None => crate::op::run_guarded(&*step.op, &args, &step.desc),
+            }
+            .map_err(|e| at_step(e, &step.desc))?;
             if let Some(t0) = t0 {
                 eprintln!("edgeml-profile\t{}\t{}", step.desc, t0.elapsed().as_nanos());
             }

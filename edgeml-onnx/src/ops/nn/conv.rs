@@ -24,8 +24,10 @@ use super::{ConvAttrs, checked_numel, contiguous, conv_operands, opt_input_f32, 
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, RowsB};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, shape_mismatch, unsupported};
+use crate::plan::budget::{Meter, Stop};
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod im2col;
 
@@ -345,13 +347,23 @@ impl Conv {
             act.apply(v);
         };
         let needs_finish = zs.is_some() || act != Activation::None;
+        // The run's cancellation and deadline, taken on this thread (the plane and group
+        // loops and the GEMM's tiles run on pool workers) and polled once per block of
+        // work.
+        let stop = Stop::current();
         if c_g == 1 {
             let dw2 = geo.depthwise_2d();
             let par_min = crate::kernels::min_len_for(out.len());
+            let stopped = AtomicBool::new(false);
+            let init = || (kernels::DepthwiseScratch::default(), Meter::new(&stop));
             out.par_chunks_mut(out_len)
                 .enumerate()
                 .with_min_len(par_min)
-                .for_each_init(kernels::DepthwiseScratch::default, |scratch, (plane, o)| {
+                .for_each_init(init, |(scratch, meter), (plane, o)| {
+                    if stopped.load(Ordering::Relaxed) || meter.tick((out_len * k_len) as u64) {
+                        stopped.store(true, Ordering::Relaxed);
+                        return;
+                    }
                     let (img, oc) = (plane / m, plane % m);
                     let ic = oc / m_g;
                     let xp = &xs[(img * c + ic) * in_len..][..in_len];
@@ -365,6 +377,14 @@ impl Conv {
                         finish(plane, 0, o);
                     }
                 });
+            if stopped.into_inner() {
+                return Err(stop.error(&|| {
+                    format!(
+                        "a depthwise convolution of {planes} planes",
+                        planes = out.len() / out_len
+                    )
+                }));
+            }
             return Ok(out_shape);
         }
         let pointwise =
@@ -409,7 +429,9 @@ impl Conv {
             };
             if pointwise {
                 let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
-                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+                kernels::sgemm_packed_b_until(
+                    self.isa, lhs, &rhs, og, out_len, epi, None, bc, &stop,
+                )?;
             } else if shifted
                 && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
             {
@@ -418,14 +440,18 @@ impl Conv {
                     pitch: rhs.wq,
                     width: geo.out[2],
                 });
-                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, map, bc)?;
+                kernels::sgemm_packed_b_until(
+                    self.isa, lhs, &rhs, og, out_len, epi, map, bc, &stop,
+                )?;
             } else {
                 let rhs = Im2colB {
                     x: xg,
                     geo,
                     channels: c_g,
                 };
-                kernels::sgemm_packed_b_mapped(self.isa, lhs, &rhs, og, out_len, epi, None, bc)?;
+                kernels::sgemm_packed_b_until(
+                    self.isa, lhs, &rhs, og, out_len, epi, None, bc, &stop,
+                )?;
             }
             Ok(())
         };

@@ -5,6 +5,7 @@ use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, shape_mismatch};
 use crate::ops::util::broadcast_shapes;
+use crate::plan::budget::{Meter, Stop};
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
@@ -101,6 +102,9 @@ impl Operator for MatMul {
         let nbatch: usize = batch.iter().product();
         let b_batch_len: usize = b_batch.iter().product();
         let a_batch_len: usize = a_batch.iter().product();
+        // The run's cancellation and deadline, polled inside each GEMM and, for many
+        // small ones, between them.
+        let stop = Stop::current();
         if b_batch_len == 1 && a_batch_len == nbatch {
             // One GEMM with A's batch folded into its rows.
             let lhs = MatRef::row_major(&xa, nbatch * m, k)?;
@@ -108,11 +112,15 @@ impl Operator for MatMul {
                 Some(p) => Rhs::Packed(p),
                 None => Rhs::View(MatRef::row_major(&xb, k, n)?),
             };
-            kernels::sgemm(self.isa, 1.0, Lhs::View(lhs), rhs, 0.0, &mut out, n)?;
+            kernels::sgemm_until(self.isa, 1.0, Lhs::View(lhs), rhs, 0.0, &mut out, n, &stop)?;
             return Ok(vec![tensor(node, &out_shape, out)?]);
         }
         let mut idx = vec![0usize; batch.len()];
+        let mut meter = Meter::new(&stop);
         for (bi, o) in out.chunks_mut(m * n).enumerate() {
+            if meter.tick((m * n * k) as u64) {
+                return Err(stop.error(&|| format!("batch {bi} of {nbatch}")));
+            }
             let mut rem = bi;
             for d in (0..batch.len()).rev() {
                 idx[d] = rem % batch[d];
@@ -122,7 +130,8 @@ impl Operator for MatMul {
             let ib = batch_offset(b_batch, &batch, &idx);
             let lhs = MatRef::row_major(&xa[ia * m * k..][..m * k], m, k)?;
             let rhs = MatRef::row_major(&xb[ib * k * n..][..k * n], k, n)?;
-            kernels::sgemm(self.isa, 1.0, Lhs::View(lhs), Rhs::View(rhs), 0.0, o, n)?;
+            let (lhs, rhs) = (Lhs::View(lhs), Rhs::View(rhs));
+            kernels::sgemm_until(self.isa, 1.0, lhs, rhs, 0.0, o, n, &stop)?;
         }
         Ok(vec![tensor(node, &out_shape, out)?])
     }
@@ -216,7 +225,9 @@ impl Operator for Gemm {
                 Some(p) if p.rows() == k && p.cols() == n => Rhs::Packed(p),
                 _ => Rhs::View(bv),
             };
-            kernels::sgemm(self.isa, self.alpha, Lhs::View(av), rhs, beta, &mut out, n)?;
+            let stop = Stop::current();
+            let lhs = Lhs::View(av);
+            kernels::sgemm_until(self.isa, self.alpha, lhs, rhs, beta, &mut out, n, &stop)?;
         }
         let arr =
             ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| shape_mismatch(node, e))?;
