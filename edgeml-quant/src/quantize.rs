@@ -33,6 +33,7 @@
 //! (scale 1.0, zero point 0); non-finite values in activations are skipped by the
 //! observers. Non-finite calibration inputs and non-finite weights are errors.
 
+mod bias;
 mod calibrate;
 mod dynamic;
 mod exact;
@@ -135,6 +136,23 @@ pub struct Config {
     /// (their merges are exact); the moving average agrees up to rounding; Percentile
     /// re-bins when merging (within a bin of its histogram).
     pub calibration_threads: usize,
+    /// Automatic mixed precision (static mode): while the model's output SQNR on the
+    /// calibration data ([`Report::output_sqnr_db`]) is below this many dB, keep the
+    /// quantized node with the lowest output SQNR ([`Report::layers`]) in float and
+    /// quantize again with the same calibrated ranges, until the target is met or no
+    /// node is left quantized (the float model, SQNR `+∞`). At most one round per
+    /// quantizable node; each round runs the float and the quantized model over every
+    /// batch once. Default `None` (onnxruntime has no such loop). Must be finite and
+    /// at least 0.
+    pub target_sqnr: Option<f64>,
+    /// Empirical bias correction (Nagel et al. 2019; AIMET's "empirical" mode; static
+    /// mode): each quantized `Conv`, `Gemm` or `MatMul` with a float bias (its own, or
+    /// for `MatMul` that of the `Add` after it) gets the mean over the calibration data
+    /// of its output change from weight rounding, per output channel, taken off the
+    /// bias before the bias is quantized ([`Report::bias_corrections`]). The inputs are
+    /// the float model's, so only the weights' rounding is corrected. Default `false`
+    /// (onnxruntime has none).
+    pub bias_correction: bool,
 }
 
 impl Default for Config {
@@ -151,6 +169,8 @@ impl Default for Config {
             exact_ops_in_int8: true,
             layer_errors: false,
             calibration_threads: 1,
+            target_sqnr: None,
+            bias_correction: false,
         }
     }
 }
@@ -220,8 +240,42 @@ pub struct Report {
     pub saturated_bias: usize,
     /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
     pub int8_exact_ops: Vec<NodeRef>,
-    /// Per-node output errors, in graph order, when [`Config::layer_errors`] is set.
+    /// Per-node output errors, in graph order, when [`Config::layer_errors`] or
+    /// [`Config::target_sqnr`] is set.
     pub layers: Vec<LayerError>,
+    /// The SQNR of the model's outputs on the calibration data in dB: the float
+    /// model's outputs `y` against the quantized model's `ŷ` (run as written, by the
+    /// reference QDQ operators), `10·log10(Σy² / Σ(y − ŷ)²)` over every batch, the
+    /// lowest over the model's f32 outputs; `+∞` when they are equal. Measured when
+    /// [`Config::layer_errors`] or [`Config::target_sqnr`] is set.
+    pub output_sqnr_db: Option<f64>,
+    /// The nodes [`Config::target_sqnr`] kept in float, in the order it kept them.
+    pub kept_float: Vec<KeptFloat>,
+    /// The biases [`Config::bias_correction`] changed.
+    pub bias_corrections: Vec<BiasCorrection>,
+}
+
+/// A node that [`Config::target_sqnr`] kept in float.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptFloat {
+    /// The node.
+    pub node: NodeRef,
+    /// Its output SQNR (dB) in the round that kept it in float, the lowest then.
+    pub layer_sqnr_db: f64,
+    /// The model's output SQNR (dB) in that round, below the target.
+    pub output_sqnr_db: f64,
+}
+
+/// A bias changed by [`Config::bias_correction`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BiasCorrection {
+    /// The quantized node.
+    pub node: NodeRef,
+    /// The bias initializer (the node's own, or its `Add`'s).
+    pub bias: String,
+    /// The value taken off each output channel's bias: the mean over the calibration
+    /// data of the node's output with quantized weights minus with float weights.
+    pub shift: Vec<f32>,
 }
 
 /// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
@@ -229,9 +283,11 @@ pub struct Report {
 /// [module](self) documentation for what is written.
 ///
 /// # Errors
-/// [`Error::EmptyCalibration`] without batches; [`Error::Shape`] for a batch whose rank
-/// or fixed dimensions disagree with the model's input; [`Error::NonFinite`] for NaN or
-/// infinite calibration values or weights; [`Error::Unsupported`] for models with
+/// [`Error::EmptyCalibration`] without batches; [`Error::Invalid`] for a
+/// [`Config::target_sqnr`] that is NaN, infinite or negative; [`Error::Shape`] for a
+/// batch whose rank or fixed dimensions disagree with the model's input;
+/// [`Error::NonFinite`] for NaN or infinite calibration values or weights;
+/// [`Error::Unsupported`] for models with
 /// other than one input, opsets below 10 (13 for per-channel), an unsupported
 /// [`Config`] type or no quantizable node; [`Error::Model`] if the float model fails to
 /// plan or run.
@@ -254,6 +310,13 @@ pub fn quantize_static_with_progress(
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
     check_config(model, config)?;
+    if let Some(t) = config.target_sqnr
+        && !(t.is_finite() && t >= 0.0)
+    {
+        return Err(Error::Invalid(format!(
+            "target SQNR {t} dB: give a finite value of at least 0"
+        )));
+    }
     if batches.is_empty() {
         return Err(Error::EmptyCalibration);
     }
@@ -265,13 +328,47 @@ pub fn quantize_static_with_progress(
         ));
     }
     let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
-    let mut report = Report {
-        batches: batches.len(),
-        ..Report::default()
+    let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(ranges).collect();
+    let input = calibrate::single_input(model)?.name.clone();
+    let shifts = if config.bias_correction {
+        bias::measure(model, &input, batches, &sel, config)?
+    } else {
+        Vec::new()
     };
-    let out = rewrite::write(model, &sel, &ranges, config, &mut report)?;
-    if config.layer_errors {
-        let layers: Vec<(NodeRef, String)> = sel
+    let measure = config.layer_errors || config.target_sqnr.is_some();
+    let mut keep: HashSet<usize> = HashSet::new();
+    let mut kept: Vec<KeptFloat> = Vec::new();
+    // Each round keeps one more node in float: at most one round per target, plus the
+    // last one.
+    for _ in 0..=sel.targets.len() {
+        let sel = select_except(model, config, &keep)?;
+        let (base, corrections) = bias::apply(model, &shifts, &sel)?;
+        let mut report = Report {
+            batches: batches.len(),
+            bias_corrections: corrections,
+            ..Report::default()
+        };
+        let out = if sel.targets.is_empty() {
+            report.float_nodes.clone_from(&sel.float_nodes);
+            model.clone()
+        } else {
+            // A node kept in float changes no other node's tensors, so every tensor
+            // here was calibrated in the first round.
+            let r: Vec<(f32, f32)> =
+                sel.tensors
+                    .iter()
+                    .map(|t| {
+                        ranges.get(t).copied().ok_or_else(|| {
+                            Error::Invalid(format!("tensor {t:?} was not calibrated"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            rewrite::write(&base, &sel, &r, config, &mut report)?
+        };
+        if !measure {
+            return Ok((out, report));
+        }
+        let layers: Vec<(usize, NodeRef, String)> = sel
             .targets
             .iter()
             .map(|t| {
@@ -279,13 +376,49 @@ pub fn quantize_static_with_progress(
                 let y = t
                     .fold
                     .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
-                (node_ref(n), y.clone())
+                (t.node, node_ref(n), y.clone())
             })
             .collect();
-        let input = calibrate::single_input(model)?.name.clone();
-        report.layers = sqnr::layers(model, &out, &input, batches, &layers)?;
+        let named: Vec<(NodeRef, String)> = layers
+            .iter()
+            .map(|(_, n, y)| (n.clone(), y.clone()))
+            .collect();
+        let m = sqnr::measure(model, &out, &input, batches, &named)?;
+        report.layers = m.layers;
+        report.output_sqnr_db = m.output_sqnr_db;
+        let worst = report
+            .layers
+            .iter()
+            .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db))
+            .and_then(|l| {
+                let i = layers
+                    .iter()
+                    .find(|(_, n, y)| *n == l.node && *y == l.tensor)?
+                    .0;
+                Some((i, l.clone()))
+            });
+        let below = match (config.target_sqnr, m.output_sqnr_db) {
+            (Some(target), Some(got)) if got < target => Some(got),
+            _ => None,
+        };
+        match (worst, below) {
+            (Some((i, l)), Some(got)) => {
+                kept.push(KeptFloat {
+                    node: l.node,
+                    layer_sqnr_db: l.sqnr_db,
+                    output_sqnr_db: got,
+                });
+                keep.insert(i);
+            }
+            _ => {
+                report.kept_float = kept;
+                return Ok((out, report));
+            }
+        }
     }
-    Ok((out, report))
+    Err(Error::Invalid(
+        "the SQNR loop did not end (a node kept in float stayed quantized)".into(),
+    ))
 }
 
 /// Weight-only quantization: every quantizable node's weight becomes an int8
@@ -298,9 +431,10 @@ pub fn quantize_static_with_progress(
 ///
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
-/// below 10 (13 for per-channel), an unsupported [`Config::weight_type`] or no
-/// quantizable node.
+/// below 10 (13 for per-channel), an unsupported [`Config::weight_type`], no
+/// quantizable node, or [`Config::target_sqnr`] or [`Config::bias_correction`] set.
 pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    static_only(config, "weight-only")?;
     check_config(model, config)?;
     let mut sel = select(model, config)?;
     if sel.targets.is_empty() {
@@ -348,8 +482,10 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 ///
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
-/// below 11, an unsupported [`Config::weight_type`] or no quantizable node.
+/// below 11, an unsupported [`Config::weight_type`], no quantizable node, or
+/// [`Config::target_sqnr`] or [`Config::bias_correction`] set.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    static_only(config, "dynamic")?;
     // No QuantizeLinear is written: the activation options and the per-axis opset
     // requirement of static quantization do not apply.
     let weights_only = Config {
@@ -368,6 +504,17 @@ pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report
     let mut report = Report::default();
     let out = dynamic::write(model, config, &mut report)?;
     Ok((out, report))
+}
+
+/// Refuses the options that need calibration data outside static quantization.
+fn static_only(c: &Config, mode: &str) -> Result<()> {
+    if c.target_sqnr.is_some() || c.bias_correction {
+        return Err(Error::Unsupported(format!(
+            "target_sqnr and bias_correction need calibration data: static quantization \
+             only, not {mode}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_config(model: &Model, c: &Config) -> Result<()> {
@@ -479,6 +626,11 @@ fn check_node(model: &Model, n: &Node) -> std::result::Result<usize, String> {
 }
 
 fn select(model: &Model, config: &Config) -> Result<Selection> {
+    select_except(model, config, &HashSet::new())
+}
+
+/// [`select`], keeping the nodes of `keep` (indices) in float.
+fn select_except(model: &Model, config: &Config, keep: &HashSet<usize>) -> Result<Selection> {
     let g = &model.graph;
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -511,6 +663,8 @@ fn select(model: &Model, config: &Config) -> Result<Selection> {
             Some("no INT8 rule for this operator (yet)".to_owned())
         } else if excluded(n) {
             Some("excluded".to_owned())
+        } else if keep.contains(&i) {
+            Some("kept in float to reach the target SQNR".to_owned())
         } else {
             check_node(model, n).err()
         };
