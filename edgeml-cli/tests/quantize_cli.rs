@@ -1,7 +1,9 @@
 //! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
 //! output loads and is smaller; the JSON report lists what happened; a calibration
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
-//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run.
+//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run; static mode prints the
+//! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
+//! `--symmetric-activations` and `--reduce-range` reach the library.
 
 use edgeml_onnx::Model;
 use ndarray::{ArrayD, Axis, s};
@@ -188,5 +190,109 @@ fn new_modes_and_methods_run_from_the_shell() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("float16   4 initializers"), "{stdout}");
     assert!(ops(&out).iter().filter(|o| *o == "Cast").count() == 4);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn report_of(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("json")
+}
+
+#[test]
+fn target_sqnr_bias_correction_and_range_flags() {
+    let d = tmp("sqnr");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let calib = d.join("calib.npy");
+    write_npy(&calib, &x.slice(s![0..100, .., .., ..]).to_owned()).expect("write");
+    let model = digits().join("cnn.onnx");
+    let out = d.join("q.onnx");
+    let report = d.join("r.json");
+    let run = |extra: &[&str]| {
+        let o = edgeml()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(&calib)
+            .arg("--report")
+            .arg(&report)
+            .args(extra)
+            .output()
+            .expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // The summary always has the output SQNR and the worst layers.
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("dB at the outputs"), "{stdout}");
+    assert!(stdout.contains("worst layers first"), "{stdout}");
+    let r = report_of(&report);
+    let base = r["output_sqnr_db"].as_f64().expect("output SQNR");
+    assert!(r["kept_float"].as_array().is_some_and(Vec::is_empty), "{r}");
+
+    // A target above the all-INT8 SQNR keeps at least one layer in float.
+    let target = format!("{}", base + 3.0);
+    let (code, stdout, stderr) = run(&["--target-sqnr", &target]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("kept float for the target"), "{stdout}");
+    assert!(stdout.contains("met)"), "{stdout}");
+    let r = report_of(&report);
+    let kept = r["kept_float"].as_array().expect("kept_float");
+    assert!(!kept.is_empty(), "{r}");
+    let quantized = r["quantized"].as_array().map_or(0, Vec::len);
+    // null: every layer float, the outputs exact.
+    let got = r["output_sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+    assert!(got >= base + 3.0 || quantized == 0, "{r}");
+    assert_eq!(quantized + kept.len(), 2, "{r}");
+
+    let (code, stdout, stderr) = run(&["--bias-correction"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("bias      2 corrected"), "{stdout}");
+    let r = report_of(&report);
+    assert_eq!(
+        r["bias_corrections"].as_array().map(Vec::len),
+        Some(2),
+        "{r}"
+    );
+
+    // Symmetric activations keep the Relu; reduce-range halves the codes: u8
+    // activations in [0, 127] (symmetric: zero point 64), i8 weights in [-64, 64] (onnxruntime's ranges).
+    let (code, stdout, stderr) = run(&["--symmetric-activations", "--reduce-range"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("folded"), "{stdout}");
+    let q = Model::load(&out).expect("loads");
+    assert!(q.graph.nodes.iter().any(|n| n.op_type == "Relu"));
+    let r = report_of(&report);
+    assert!(
+        r["activations"]
+            .as_array()
+            .expect("activations")
+            .iter()
+            .all(|a| a["zero_point"].as_i64() == Some(64)),
+        "{r}"
+    );
+    for (_, t) in &q.graph.initializers {
+        if let edgeml_onnx::Tensor::I8(w) = t {
+            assert!(w.iter().all(|v| (-64..=64).contains(v)), "{w:?}");
+        }
+    }
+
+    // Bad targets and static-only flags elsewhere fail with status 1.
+    for bad in ["NaN", "-1", "inf"] {
+        let (code, stdout, stderr) = run(&["--target-sqnr", bad]);
+        assert_eq!(code, Some(1), "{bad}: {stdout}{stderr}");
+        assert!(stderr.contains("target SQNR"), "{bad}: {stderr}");
+    }
+    let o = edgeml()
+        .args(["quantize", "--mode", "dynamic", "--bias-correction", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&d);
 }
