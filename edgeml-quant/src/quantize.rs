@@ -37,7 +37,9 @@ mod bias;
 mod calibrate;
 mod dynamic;
 mod exact;
+mod report;
 mod rewrite;
+mod rounds;
 mod sqnr;
 
 use crate::{Error, Result};
@@ -175,108 +177,9 @@ impl Default for Config {
     }
 }
 
-/// A node of the input model, named for reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRef {
-    /// The node's name, or `op_type(first output)` when the node has no name.
-    pub name: String,
-    /// Its operator type.
-    pub op_type: String,
-}
-
-/// A node left in float, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FloatNode {
-    /// The node.
-    pub node: NodeRef,
-    /// Why it was not quantized.
-    pub reason: String,
-}
-
-/// The calibrated quantization of one activation tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActivationRange {
-    /// Tensor name.
-    pub name: String,
-    /// The range the observer proposed.
-    pub range: (f32, f32),
-    /// Scale written.
-    pub scale: f32,
-    /// Zero point written.
-    pub zero_point: i32,
-}
-
-/// The error of one quantized node's output on the calibration data: the float
-/// model's value `x` against the quantized model's dequantized codes `x̂` of the same
-/// tensor (the QDQ model run as written, every earlier quantization included, as
-/// onnxruntime's `qdq_loss_debug` compares them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerError {
-    /// The quantized node.
-    pub node: NodeRef,
-    /// Its output tensor (after a folded activation).
-    pub tensor: String,
-    /// Signal-to-quantization-noise ratio `10·log10(Σx² / Σ(x − x̂)²)` in dB over all
-    /// calibration batches; `+∞` when the quantized values are exact.
-    pub sqnr_db: f64,
-    /// The largest `|x − x̂|`.
-    pub max_abs_error: f32,
-}
-
-/// What [`quantize_static`] did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
-    /// Nodes now running quantized.
-    pub quantized: Vec<NodeRef>,
-    /// Activations (`Relu`, `Clip`) folded into the quantized node before them.
-    pub folded: Vec<NodeRef>,
-    /// Nodes left in float.
-    pub float_nodes: Vec<FloatNode>,
-    /// Activation tensors, in graph order.
-    pub activations: Vec<ActivationRange>,
-    /// Calibration batches run.
-    pub batches: usize,
-    /// Bias values that saturated the int32 range.
-    pub saturated_bias: usize,
-    /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
-    pub int8_exact_ops: Vec<NodeRef>,
-    /// Per-node output errors, in graph order, when [`Config::layer_errors`] or
-    /// [`Config::target_sqnr`] is set.
-    pub layers: Vec<LayerError>,
-    /// The SQNR of the model's outputs on the calibration data in dB: the float
-    /// model's outputs `y` against the quantized model's `ŷ` (run as written, by the
-    /// reference QDQ operators), `10·log10(Σy² / Σ(y − ŷ)²)` over every batch, the
-    /// lowest over the model's f32 outputs; `+∞` when they are equal. Measured when
-    /// [`Config::layer_errors`] or [`Config::target_sqnr`] is set.
-    pub output_sqnr_db: Option<f64>,
-    /// The nodes [`Config::target_sqnr`] kept in float, in the order it kept them.
-    pub kept_float: Vec<KeptFloat>,
-    /// The biases [`Config::bias_correction`] changed.
-    pub bias_corrections: Vec<BiasCorrection>,
-}
-
-/// A node that [`Config::target_sqnr`] kept in float.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeptFloat {
-    /// The node.
-    pub node: NodeRef,
-    /// Its output SQNR (dB) in the round that kept it in float, the lowest then.
-    pub layer_sqnr_db: f64,
-    /// The model's output SQNR (dB) in that round, below the target.
-    pub output_sqnr_db: f64,
-}
-
-/// A bias changed by [`Config::bias_correction`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct BiasCorrection {
-    /// The quantized node.
-    pub node: NodeRef,
-    /// The bias initializer (the node's own, or its `Add`'s).
-    pub bias: String,
-    /// The value taken off each output channel's bias: the mean over the calibration
-    /// data of the node's output with quantized weights minus with float weights.
-    pub shift: Vec<f32>,
-}
+pub use report::{
+    ActivationRange, BiasCorrection, FloatNode, KeptFloat, LayerError, NodeRef, Report,
+};
 
 /// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
 /// `[10, 1, 8, 8]`) and returns the QDQ-quantized model with a report. See the
@@ -309,116 +212,7 @@ pub fn quantize_static_with_progress(
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
-    check_config(model, config)?;
-    if let Some(t) = config.target_sqnr
-        && !(t.is_finite() && t >= 0.0)
-    {
-        return Err(Error::Invalid(format!(
-            "target SQNR {t} dB: give a finite value of at least 0"
-        )));
-    }
-    if batches.is_empty() {
-        return Err(Error::EmptyCalibration);
-    }
-    let sel = select(model, config)?;
-    if sel.targets.is_empty() {
-        return Err(Error::Unsupported(
-            "the model has no quantizable node (Conv, Gemm or MatMul with a constant weight)"
-                .into(),
-        ));
-    }
-    let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
-    let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(ranges).collect();
-    let input = calibrate::single_input(model)?.name.clone();
-    let shifts = if config.bias_correction {
-        bias::measure(model, &input, batches, &sel, config)?
-    } else {
-        Vec::new()
-    };
-    let measure = config.layer_errors || config.target_sqnr.is_some();
-    let mut keep: HashSet<usize> = HashSet::new();
-    let mut kept: Vec<KeptFloat> = Vec::new();
-    // Each round keeps one more node in float: at most one round per target, plus the
-    // last one.
-    for _ in 0..=sel.targets.len() {
-        let sel = select_except(model, config, &keep)?;
-        let (base, corrections) = bias::apply(model, &shifts, &sel)?;
-        let mut report = Report {
-            batches: batches.len(),
-            bias_corrections: corrections,
-            ..Report::default()
-        };
-        let out = if sel.targets.is_empty() {
-            report.float_nodes.clone_from(&sel.float_nodes);
-            model.clone()
-        } else {
-            // A node kept in float changes no other node's tensors, so every tensor
-            // here was calibrated in the first round.
-            let r: Vec<(f32, f32)> =
-                sel.tensors
-                    .iter()
-                    .map(|t| {
-                        ranges.get(t).copied().ok_or_else(|| {
-                            Error::Invalid(format!("tensor {t:?} was not calibrated"))
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-            rewrite::write(&base, &sel, &r, config, &mut report)?
-        };
-        if !measure {
-            return Ok((out, report));
-        }
-        let layers: Vec<(usize, NodeRef, String)> = sel
-            .targets
-            .iter()
-            .map(|t| {
-                let n = &model.graph.nodes[t.node];
-                let y = t
-                    .fold
-                    .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
-                (t.node, node_ref(n), y.clone())
-            })
-            .collect();
-        let named: Vec<(NodeRef, String)> = layers
-            .iter()
-            .map(|(_, n, y)| (n.clone(), y.clone()))
-            .collect();
-        let m = sqnr::measure(model, &out, &input, batches, &named)?;
-        report.layers = m.layers;
-        report.output_sqnr_db = m.output_sqnr_db;
-        let worst = report
-            .layers
-            .iter()
-            .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db))
-            .and_then(|l| {
-                let i = layers
-                    .iter()
-                    .find(|(_, n, y)| *n == l.node && *y == l.tensor)?
-                    .0;
-                Some((i, l.clone()))
-            });
-        let below = match (config.target_sqnr, m.output_sqnr_db) {
-            (Some(target), Some(got)) if got < target => Some(got),
-            _ => None,
-        };
-        match (worst, below) {
-            (Some((i, l)), Some(got)) => {
-                kept.push(KeptFloat {
-                    node: l.node,
-                    layer_sqnr_db: l.sqnr_db,
-                    output_sqnr_db: got,
-                });
-                keep.insert(i);
-            }
-            _ => {
-                report.kept_float = kept;
-                return Ok((out, report));
-            }
-        }
-    }
-    Err(Error::Invalid(
-        "the SQNR loop did not end (a node kept in float stayed quantized)".into(),
-    ))
+    rounds::run(model, batches, config, progress)
 }
 
 /// Weight-only quantization: every quantizable node's weight becomes an int8
