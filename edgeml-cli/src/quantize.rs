@@ -87,6 +87,11 @@ pub(crate) struct Args {
     /// quantized layer's float bias (Conv/Gemm bias, or the Add after a MatMul).
     #[arg(long)]
     bias_correction: bool,
+    /// Cross-layer equalization of Conv → [Relu] → Conv pairs before calibration
+    /// (`--mode static`): per channel, scales the first layer's output channel down and
+    /// the second's input channel up so both weight ranges match (same float function).
+    #[arg(long)]
+    equalize: bool,
     /// Symmetric activation ranges (`--mode static`; keeps Relu/Clip as separate nodes).
     #[arg(long)]
     symmetric_activations: bool,
@@ -95,7 +100,8 @@ pub(crate) struct Args {
     #[arg(long)]
     reduce_range: bool,
     /// Write a JSON report (quantized and float nodes, activation ranges, output and
-    /// per-layer SQNR, layers kept in float, bias corrections in static mode) here. `-v`
+    /// per-layer SQNR, layers kept in float, bias corrections, equalized pairs in static
+    /// mode) here. `-v`
     /// prints the per-layer SQNR of every layer, worst first.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -177,6 +183,7 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
             "layer_sqnr_db": k.layer_sqnr_db.is_finite().then_some(k.layer_sqnr_db),
             "output_sqnr_db": k.output_sqnr_db.is_finite().then_some(k.output_sqnr_db),
         })).collect::<Vec<_>>(),
+        "equalized": r.equalized.iter().map(|(a, b)| json!([a.name, b.name])).collect::<Vec<_>>(),
         "bias_corrections": r.bias_corrections.iter().map(|b| json!({
             "name": b.node.name, "op_type": b.node.op_type, "bias": b.bias,
             "shift": b.shift,
@@ -242,6 +249,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         calibration_threads: args.calibration_threads,
         target_sqnr: args.target_sqnr,
         bias_correction: args.bias_correction,
+        equalize: args.equalize,
         symmetric_activations: args.symmetric_activations,
         reduce_range: args.reduce_range,
         ..Config::default()
@@ -313,6 +321,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     );
     if report.batches > 0 {
         outln!("calibrated on {} batches", report.batches);
+    }
+    if !report.equalized.is_empty() {
+        outln!("equalized {} Conv pairs", report.equalized.len());
     }
     if !report.bias_corrections.is_empty() {
         let largest = report

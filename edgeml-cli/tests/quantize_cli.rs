@@ -3,7 +3,7 @@
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
 //! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run; static mode prints the
 //! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
-//! `--symmetric-activations` and `--reduce-range` reach the library.
+//! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library.
 
 use edgeml_onnx::Model;
 use ndarray::{ArrayD, Axis, s};
@@ -249,8 +249,10 @@ fn target_sqnr_bias_correction_and_range_flags() {
     assert!(got >= base + 3.0 || quantized == 0, "{r}");
     assert_eq!(quantized + kept.len(), 2, "{r}");
 
-    let (code, stdout, stderr) = run(&["--bias-correction"]);
+    let (code, stdout, stderr) = run(&["--bias-correction", "--equalize"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // The digits CNN has a single Conv: no pair to equalize.
+    assert!(!stdout.contains("equalized"), "{stdout}");
     assert!(stdout.contains("bias      2 corrected"), "{stdout}");
     let r = report_of(&report);
     assert_eq!(

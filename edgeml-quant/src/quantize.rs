@@ -42,6 +42,7 @@
 mod bias;
 mod calibrate;
 mod dynamic;
+mod equalize;
 mod exact;
 mod report;
 mod rewrite;
@@ -161,6 +162,10 @@ pub struct Config {
     /// the float model's, so only the weights' rounding is corrected. Default `false`
     /// (onnxruntime has none).
     pub bias_correction: bool,
+    /// Cross-layer equalization of `Conv → [Relu] → Conv` pairs before calibration
+    /// (Nagel et al. 2019; see [`equalize`]); errors are still measured against the
+    /// original model. Default `false` (onnxruntime has none).
+    pub equalize: bool,
 }
 
 impl Default for Config {
@@ -179,6 +184,7 @@ impl Default for Config {
             calibration_threads: 1,
             target_sqnr: None,
             bias_correction: false,
+            equalize: false,
         }
     }
 }
@@ -232,7 +238,8 @@ pub fn quantize_static_with_progress(
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
 /// below 10 (13 for per-channel), an unsupported [`Config::weight_type`], no
-/// quantizable node, or [`Config::target_sqnr`] or [`Config::bias_correction`] set.
+/// quantizable node, or [`Config::target_sqnr`], [`Config::bias_correction`] or
+/// [`Config::equalize`] set.
 pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
     static_only(config, "weight-only")?;
     check_config(model, config)?;
@@ -283,7 +290,7 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
 /// below 11, an unsupported [`Config::weight_type`], no quantizable node, or
-/// [`Config::target_sqnr`] or [`Config::bias_correction`] set.
+/// [`Config::target_sqnr`], [`Config::bias_correction`] or [`Config::equalize`] set.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
     static_only(config, "dynamic")?;
     // No QuantizeLinear is written: the activation options and the per-axis opset
@@ -306,15 +313,33 @@ pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report
     Ok((out, report))
 }
 
-/// Refuses the options that need calibration data outside static quantization.
+/// Refuses the options of static quantization only.
 fn static_only(c: &Config, mode: &str) -> Result<()> {
-    if c.target_sqnr.is_some() || c.bias_correction {
+    if c.target_sqnr.is_some() || c.bias_correction || c.equalize {
         return Err(Error::Unsupported(format!(
-            "target_sqnr and bias_correction need calibration data: static quantization \
-             only, not {mode}"
+            "target_sqnr, bias_correction and equalize are options of static quantization, \
+             not {mode}"
         )));
     }
     Ok(())
+}
+
+/// Cross-layer equalization (Nagel et al. 2019, "Data-Free Quantization", §4.1): for
+/// each `Conv → [Relu] → Conv` pair (both ungrouped, constant f32 weights and bias read
+/// by no other node, the intermediate value read by the second node only and no graph
+/// output), with `r1_i = max|W1[i, ..]|` and `r2_i = max|W2[:, i, ..]|`, output channel
+/// `i` of the first (weight row and bias) is divided by `s_i = sqrt(r1_i · r2_i) / r2_i`
+/// and input channel `i` of the second multiplied by it, so both ranges become
+/// `sqrt(r1_i · r2_i)`, which suits per-tensor weight quantization. Exact in float up
+/// to rounding (`Relu(x / s) = Relu(x) / s`). Chains are equalized pair by pair in
+/// graph order, once. Returns the model and the `(first, second)` pairs.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite weight of a qualifying pair.
+pub fn equalize(model: &Model) -> Result<(Model, Vec<(NodeRef, NodeRef)>)> {
+    let mut m = model.clone();
+    let pairs = equalize::run(&mut m)?;
+    Ok((m, pairs))
 }
 
 fn check_config(model: &Model, c: &Config) -> Result<()> {

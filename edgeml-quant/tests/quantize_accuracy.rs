@@ -304,3 +304,126 @@ fn bias_correction_lowers_the_mean_error_of_corrected_layers() {
         }
     }
 }
+
+/// `x → Conv(2→4, 3×3, pad 1) → act → Conv(4→3, 1×1) → y` with output channels of the
+/// first convolution scaled by 0.01, 1, 20, 0.2 (ranges far apart, as after BN folding).
+fn conv_pair(act: &str) -> Model {
+    use edgeml_onnx::{Attribute, Graph, Node, OpsetImport, ValueInfo};
+    let wave = |i: usize| ((i as f32 * 0.7).sin() + 0.3 * (i as f32 * 1.3).cos()) * 0.5;
+    let gain = [0.01f32, 1.0, 20.0, 0.2];
+    let w1 = ArrayD::from_shape_fn(ndarray::IxDyn(&[4, 2, 3, 3]), |i| {
+        wave(i[0] * 18 + i[1] * 9 + i[2] * 3 + i[3]) * gain[i[0]]
+    });
+    let b1 = ArrayD::from_shape_fn(ndarray::IxDyn(&[4]), |i| 0.1 * gain[i[0]]);
+    let w2 = ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4, 1, 1]), |i| {
+        wave(100 + i[0] * 4 + i[1]) / gain[i[1]].sqrt()
+    });
+    let b2 = ArrayD::from_shape_fn(ndarray::IxDyn(&[3]), |i| 0.05 * i[0] as f32);
+    let conv = |inputs: [&str; 3], out: &str, pad: i64| Node {
+        op_type: "Conv".into(),
+        inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        outputs: vec![out.into()],
+        attributes: vec![("pads".into(), Attribute::Ints(vec![pad; 4]))],
+        ..Node::default()
+    };
+    let graph = Graph {
+        nodes: vec![
+            conv(["x", "w1", "b1"], "c1", 1),
+            Node {
+                op_type: act.into(),
+                inputs: vec!["c1".into()],
+                outputs: vec!["a".into()],
+                ..Node::default()
+            },
+            conv(["a", "w2", "b2"], "y", 0),
+        ],
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            ..ValueInfo::default()
+        }],
+        outputs: vec![ValueInfo {
+            name: "y".into(),
+            ..ValueInfo::default()
+        }],
+        initializers: vec![
+            ("w1".into(), Tensor::F32(w1)),
+            ("b1".into(), Tensor::F32(b1)),
+            ("w2".into(), Tensor::F32(w2)),
+            ("b2".into(), Tensor::F32(b2)),
+        ],
+        ..Graph::default()
+    };
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph,
+        ..Model::default()
+    }
+}
+
+fn weight(m: &Model, name: &str) -> ArrayD<f32> {
+    m.graph
+        .initializer(name)
+        .and_then(Tensor::as_f32)
+        .expect("weight")
+        .clone()
+}
+
+#[test]
+fn equalization_keeps_the_float_function_and_balances_ranges() {
+    let model = conv_pair("Relu");
+    let (eq, pairs) = edgeml_quant::quantize::equalize(&model).expect("equalize");
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].0.name, "Conv(c1)");
+    assert_eq!(pairs[0].1.name, "Conv(y)");
+    // Ranges per channel are equal after: max|W1[i]| = max|W2[:, i]|.
+    let (w1, w2) = (weight(&eq, "w1"), weight(&eq, "w2"));
+    for (row, col) in w1.axis_iter(Axis(0)).zip(w2.axis_iter(Axis(1))) {
+        let r1 = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let r2 = col.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((r1 - r2).abs() <= 1e-5 * r1.max(r2), "{r1} vs {r2}");
+    }
+    assert_ne!(weight(&model, "w1"), w1);
+    // Equal float outputs.
+    let batches: Vec<ArrayD<f32>> = (0..4)
+        .map(|b| {
+            ArrayD::from_shape_fn(ndarray::IxDyn(&[5, 2, 6, 6]), |i| {
+                (((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3] + b * 11) % 13) as f32 - 4.0) * 0.25
+            })
+        })
+        .collect();
+    let (f, g) = (values(&model, "y", &batches), values(&eq, "y", &batches));
+    let s = sqnr(&f, &g);
+    assert!(s > 100.0, "float outputs differ: {s} dB");
+    // Per-tensor weights: equalization raises the output SQNR of the quantized model.
+    let plain = Config {
+        layer_errors: true,
+        ..Config::default()
+    };
+    let with = Config {
+        equalize: true,
+        ..plain.clone()
+    };
+    let (_, r0) = quantize_static(&model, &batches, &plain).expect("quantize");
+    let (q1, r1) = quantize_static(&model, &batches, &with).expect("quantize");
+    let (s0, s1) = (
+        r0.output_sqnr_db.expect("measured"),
+        r1.output_sqnr_db.expect("measured"),
+    );
+    println!("conv pair per-tensor: output SQNR {s0:.2} dB -> {s1:.2} dB with equalization");
+    assert!(s1 > s0 + 3.0, "{s0} -> {s1}");
+    assert!(r0.equalized.is_empty());
+    assert_eq!(r1.equalized, pairs);
+    // Measured against the original model.
+    let want = sqnr(&f, &values(&q1, "y", &batches));
+    assert!((s1 - want).abs() < 1e-6, "{s1} vs {want}");
+    // A Sigmoid between them is not scale-equivariant: nothing changes.
+    let (eq, pairs) = edgeml_quant::quantize::equalize(&conv_pair("Sigmoid")).expect("equalize");
+    assert!(pairs.is_empty());
+    assert_eq!(eq, conv_pair("Sigmoid"));
+    let e = quantize_dynamic(&model, &with).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}

@@ -78,6 +78,9 @@ pub struct Report {
     pub kept_float: Vec<KeptFloat>,
     /// The biases [`Config::bias_correction`](super::Config::bias_correction) changed.
     pub bias_corrections: Vec<BiasCorrection>,
+    /// The `(first, second)` node pairs [`Config::equalize`](super::Config::equalize)
+    /// equalized.
+    pub equalized: Vec<(NodeRef, NodeRef)>,
 }
 
 /// A node that [`Config::target_sqnr`](super::Config::target_sqnr) kept in float.

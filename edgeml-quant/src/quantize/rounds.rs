@@ -2,8 +2,8 @@
 //! SQNR, measuring and keeping the worst node in float) with the same ranges.
 
 use super::{
-    Config, KeptFloat, NodeRef, Report, bias, calibrate, check_config, node_ref, rewrite, select,
-    select_except, sqnr,
+    Config, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, node_ref, rewrite,
+    select, select_except, sqnr,
 };
 use crate::{Error, Result};
 use edgeml_onnx::Model;
@@ -28,6 +28,16 @@ pub(super) fn run(
     if batches.is_empty() {
         return Err(Error::EmptyCalibration);
     }
+    // The model quantized: equalized or not. Errors are measured against the
+    // original; node indices are the same in both.
+    let mut work = model.clone();
+    let equalized = if config.equalize {
+        equalize::run(&mut work)?
+    } else {
+        Vec::new()
+    };
+    let original = model;
+    let model = &work;
     let sel = select(model, config)?;
     if sel.targets.is_empty() {
         return Err(Error::Unsupported(
@@ -54,11 +64,12 @@ pub(super) fn run(
         let mut report = Report {
             batches: batches.len(),
             bias_corrections: corrections,
+            equalized: equalized.clone(),
             ..Report::default()
         };
         let out = if sel.targets.is_empty() {
             report.float_nodes.clone_from(&sel.float_nodes);
-            model.clone()
+            original.clone()
         } else {
             // A node kept in float changes no other node's tensors, so every tensor
             // here was calibrated in the first round.
@@ -91,7 +102,7 @@ pub(super) fn run(
             .iter()
             .map(|(_, n, y)| (n.clone(), y.clone()))
             .collect();
-        let m = sqnr::measure(model, &out, &input, batches, &named)?;
+        let m = sqnr::measure(original, &out, &input, batches, &named)?;
         report.layers = m.layers;
         report.output_sqnr_db = m.output_sqnr_db;
         let worst = report
