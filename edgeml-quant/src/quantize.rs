@@ -32,8 +32,9 @@
 //! With [`Config::layer_errors`] or [`Config::target_sqnr`] the report holds each
 //! quantized node's SQNR and the model outputs' ([`Report::output_sqnr_db`]);
 //! [`Config::target_sqnr`] keeps the worst nodes in float until the outputs reach it,
-//! and [`Config::bias_correction`] corrects biases for the mean error of weight
-//! rounding. Both keep the QDQ format described above.
+//! [`Config::bias_correction`] corrects biases for the mean error of weight
+//! rounding, and [`Config::equalize`] balances the weight ranges of `Conv → [Relu] →
+//! Conv` pairs first ([`equalize`]). All keep the QDQ format described above.
 //!
 //! Activation tensors whose calibration saw no finite value get the range `(0, 0)`
 //! (scale 1.0, zero point 0); non-finite values in activations are skipped by the
