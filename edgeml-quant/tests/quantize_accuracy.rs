@@ -427,3 +427,41 @@ fn equalization_keeps_the_float_function_and_balances_ranges() {
     let e = quantize_dynamic(&model, &with).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+#[test]
+fn target_sqnr_on_training_images_meets_the_target() {
+    // The training split (u8 pixel values 0..16, scaled to [0, 1]) in batches of 100.
+    let raw: ArrayD<u8> = read_npy(digits().join("x_train_u8.npy")).expect("x_train_u8");
+    let x = raw.mapv(|v| f32::from(v) / 16.0);
+    let cal: Vec<ArrayD<f32>> = x
+        .axis_chunks_iter(Axis(0), 100)
+        .map(|c| c.to_owned())
+        .collect();
+    for name in ["cnn", "mlp"] {
+        let model = Model::load(digits().join(format!("{name}.onnx"))).expect("load");
+        let base = Config {
+            per_channel: true,
+            layer_errors: true,
+            ..Config::default()
+        };
+        let (_, r0) = quantize_static(&model, &cal, &base).expect("quantize");
+        let s0 = r0.output_sqnr_db.expect("measured");
+        let target = s0 + 2.0;
+        let config = Config {
+            target_sqnr: Some(target),
+            ..base
+        };
+        let (_, r) = quantize_static(&model, &cal, &config).expect("quantize");
+        let got = r.output_sqnr_db.expect("measured");
+        println!(
+            "{name} per-channel, train calibration: all-INT8 {s0:.2} dB, target {target:.2}: \
+             kept {:?}, {got:.2} dB",
+            r.kept_float
+                .iter()
+                .map(|k| &k.node.name)
+                .collect::<Vec<_>>()
+        );
+        assert!(!r.kept_float.is_empty(), "{name}");
+        assert!(got >= target || r.quantized.is_empty(), "{name}: {got}");
+    }
+}
