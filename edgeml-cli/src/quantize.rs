@@ -254,6 +254,20 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         reduce_range: args.reduce_range,
         ..Config::default()
     };
+    if args.mode != Mode::Static
+        && (args.target_sqnr.is_some()
+            || args.bias_correction
+            || args.equalize
+            || args.symmetric_activations)
+    {
+        bail!(
+            "--target-sqnr, --bias-correction, --equalize and --symmetric-activations need \
+             --mode static"
+        );
+    }
+    if args.mode == Mode::Fp16 && args.reduce_range {
+        bail!("--reduce-range does not apply to --mode fp16");
+    }
     let result = match args.mode {
         Mode::Fp16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),

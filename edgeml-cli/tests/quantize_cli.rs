@@ -289,12 +289,89 @@ fn target_sqnr_bias_correction_and_range_flags() {
         assert_eq!(code, Some(1), "{bad}: {stdout}{stderr}");
         assert!(stderr.contains("target SQNR"), "{bad}: {stderr}");
     }
+    for (mode, flag) in [
+        ("dynamic", "--bias-correction"),
+        ("fp16", "--equalize"),
+        ("weight-only", "--symmetric-activations"),
+        ("fp16", "--reduce-range"),
+    ] {
+        let o = edgeml()
+            .args(["quantize", "--mode", mode, flag, "-o"])
+            .arg(&out)
+            .arg(&model)
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(1), "{mode} {flag}");
+    }
+
+    // A Conv -> Relu -> Conv model: --equalize reports the pair.
+    let pair = d.join("pair.onnx");
+    conv_pair().save(&pair).expect("save");
+    let pair_cal = d.join("pair_cal.npy");
+    let xs = ArrayD::from_shape_fn(ndarray::IxDyn(&[20, 2, 6, 6]), |i| {
+        ((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) % 13) as f32 * 0.25 - 1.0
+    });
+    write_npy(&pair_cal, &xs).expect("write");
     let o = edgeml()
-        .args(["quantize", "--mode", "dynamic", "--bias-correction", "-o"])
+        .arg("quantize")
+        .arg(&pair)
+        .arg("-o")
         .arg(&out)
-        .arg(&model)
+        .arg("--calibration")
+        .arg(&pair_cal)
+        .arg("--equalize")
         .output()
         .expect("run");
-    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("equalized 1 Conv pairs"), "{stdout}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `x → Conv(2→4, 3×3) → Relu → Conv(4→3, 1×1) → y`, channel ranges far apart.
+fn conv_pair() -> Model {
+    use edgeml_onnx::{Graph, Node, OpsetImport, Tensor, ValueInfo};
+    let gain = [0.01f32, 1.0, 20.0, 0.2];
+    let w1 = ArrayD::from_shape_fn(ndarray::IxDyn(&[4, 2, 3, 3]), |i| {
+        ((i[1] * 9 + i[2] * 3 + i[3]) as f32 * 0.7).sin() * gain[i[0]]
+    });
+    let w2 = ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4, 1, 1]), |i| {
+        ((i[0] * 4 + i[1]) as f32).cos()
+    });
+    let node = |op: &str, inputs: &[&str], out: &str| Node {
+        op_type: op.into(),
+        inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        outputs: vec![out.into()],
+        ..Node::default()
+    };
+    let vi = |n: &str| ValueInfo {
+        name: n.into(),
+        ..ValueInfo::default()
+    };
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Graph {
+            nodes: vec![
+                node("Conv", &["x", "w1"], "c"),
+                node("Relu", &["c"], "r"),
+                node("Conv", &["r", "w2"], "y"),
+            ],
+            inputs: vec![vi("x")],
+            outputs: vec![vi("y")],
+            initializers: vec![
+                ("w1".into(), Tensor::F32(w1)),
+                ("w2".into(), Tensor::F32(w2)),
+            ],
+            ..Graph::default()
+        },
+        ..Model::default()
+    }
 }
