@@ -76,8 +76,33 @@ pub(crate) struct Args {
     /// Node names or operator types to keep in float (repeatable; not `--mode fp16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
-    /// Write a JSON report (quantized and float nodes, activation ranges, per-layer SQNR
-    /// in static mode) here. `-v` prints the per-layer SQNR, worst first.
+    /// Keep layers in float until the model's output SQNR on the calibration data
+    /// reaches DB decibels (`--mode static`): each round keeps the quantized layer with
+    /// the lowest SQNR in float and quantizes again with the same calibrated ranges,
+    /// until the target is met or no layer is left quantized. At least 0.
+    #[arg(long, value_name = "DB", allow_negative_numbers = true)]
+    target_sqnr: Option<f64>,
+    /// Empirical bias correction (`--mode static`): take the mean output change that
+    /// weight rounding causes on the calibration data, per output channel, off each
+    /// quantized layer's float bias (Conv/Gemm bias, or the Add after a MatMul).
+    #[arg(long)]
+    bias_correction: bool,
+    /// Cross-layer equalization of Conv → [Relu] → Conv pairs before calibration
+    /// (`--mode static`): per channel, scales the first layer's output channel down and
+    /// the second's input channel up so both weight ranges match (same float function).
+    #[arg(long)]
+    equalize: bool,
+    /// Symmetric activation ranges (`--mode static`; keeps Relu/Clip as separate nodes).
+    #[arg(long)]
+    symmetric_activations: bool,
+    /// 7-bit ranges, for CPUs without VNNI whose u8×i8 pair sums saturate: the weights,
+    /// and in `--mode static` the activations too (not `--mode fp16`).
+    #[arg(long)]
+    reduce_range: bool,
+    /// Write a JSON report (quantized and float nodes, activation ranges, output and
+    /// per-layer SQNR, layers kept in float, bias corrections, equalized pairs in static
+    /// mode) here. `-v`
+    /// prints the per-layer SQNR of every layer, worst first.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 }
@@ -152,6 +177,17 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
             "sqnr_db": l.sqnr_db.is_finite().then_some(l.sqnr_db),
             "max_abs_error": l.max_abs_error,
         })).collect::<Vec<_>>(),
+        "output_sqnr_db": r.output_sqnr_db.filter(|v| v.is_finite()),
+        "kept_float": r.kept_float.iter().map(|k| json!({
+            "name": k.node.name, "op_type": k.node.op_type,
+            "layer_sqnr_db": k.layer_sqnr_db.is_finite().then_some(k.layer_sqnr_db),
+            "output_sqnr_db": k.output_sqnr_db.is_finite().then_some(k.output_sqnr_db),
+        })).collect::<Vec<_>>(),
+        "equalized": r.equalized.iter().map(|(a, b)| json!([a.name, b.name])).collect::<Vec<_>>(),
+        "bias_corrections": r.bias_corrections.iter().map(|b| json!({
+            "name": b.node.name, "op_type": b.node.op_type, "bias": b.bias,
+            "shift": b.shift,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -207,11 +243,31 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
             MethodArg::MovingAverage => Method::MOVING_AVERAGE,
         },
         exclude: args.exclude.clone(),
-        // Per-layer SQNR for `-v` and `--report` (one more pass over the batches).
-        layer_errors: log::log_enabled!(log::Level::Info) || args.report.is_some(),
+        // Output and per-layer SQNR for the summary (one more pass over the batches;
+        // static mode only).
+        layer_errors: args.mode == Mode::Static,
         calibration_threads: args.calibration_threads,
+        target_sqnr: args.target_sqnr,
+        bias_correction: args.bias_correction,
+        equalize: args.equalize,
+        symmetric_activations: args.symmetric_activations,
+        reduce_range: args.reduce_range,
         ..Config::default()
     };
+    if args.mode != Mode::Static
+        && (args.target_sqnr.is_some()
+            || args.bias_correction
+            || args.equalize
+            || args.symmetric_activations)
+    {
+        bail!(
+            "--target-sqnr, --bias-correction, --equalize and --symmetric-activations need \
+             --mode static"
+        );
+    }
+    if args.mode == Mode::Fp16 && args.reduce_range {
+        bail!("--reduce-range does not apply to --mode fp16");
+    }
     let result = match args.mode {
         Mode::Fp16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),
@@ -280,10 +336,44 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     if report.batches > 0 {
         outln!("calibrated on {} batches", report.batches);
     }
-    if log::log_enabled!(log::Level::Info) && !report.layers.is_empty() {
-        let mut layers: Vec<_> = report.layers.iter().collect();
-        layers.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
-        outln!("SQNR on the calibration data, worst first:");
+    if !report.equalized.is_empty() {
+        outln!("equalized {} Conv pairs", report.equalized.len());
+    }
+    if !report.bias_corrections.is_empty() {
+        let largest = report
+            .bias_corrections
+            .iter()
+            .flat_map(|b| &b.shift)
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        outln!(
+            "bias      {} corrected (largest shift {largest:.3e})",
+            report.bias_corrections.len()
+        );
+    }
+    if let Some(db) = report.output_sqnr_db {
+        let target = match args.target_sqnr {
+            Some(t) if db >= t => format!(" (target {t} dB met)"),
+            Some(t) => format!(" (target {t} dB not met)"),
+            None => String::new(),
+        };
+        outln!("SQNR      {db:.2} dB at the outputs on the calibration data{target}");
+    }
+    if !report.kept_float.is_empty() {
+        let names: Vec<&str> = report
+            .kept_float
+            .iter()
+            .map(|k| k.node.name.as_str())
+            .collect();
+        outln!("kept float for the target: {}", names.join(", "));
+    }
+    let mut layers: Vec<_> = report.layers.iter().collect();
+    layers.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+    // The worst few always; every layer with -v.
+    if !log::log_enabled!(log::Level::Info) {
+        layers.truncate(3);
+    }
+    if !layers.is_empty() {
+        outln!("SQNR on the calibration data, worst layers first:");
         for l in layers {
             outln!(
                 "  {:>8.2} dB  max |err| {:<10.4e} {} ({})",

@@ -1,7 +1,9 @@
 //! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
 //! output loads and is smaller; the JSON report lists what happened; a calibration
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
-//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run.
+//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run; static mode prints the
+//! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
+//! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library.
 
 use edgeml_onnx::Model;
 use ndarray::{ArrayD, Axis, s};
@@ -189,4 +191,187 @@ fn new_modes_and_methods_run_from_the_shell() {
     assert!(stdout.contains("float16   4 initializers"), "{stdout}");
     assert!(ops(&out).iter().filter(|o| *o == "Cast").count() == 4);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+fn report_of(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("json")
+}
+
+#[test]
+fn target_sqnr_bias_correction_and_range_flags() {
+    let d = tmp("sqnr");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let calib = d.join("calib.npy");
+    write_npy(&calib, &x.slice(s![0..100, .., .., ..]).to_owned()).expect("write");
+    let model = digits().join("cnn.onnx");
+    let out = d.join("q.onnx");
+    let report = d.join("r.json");
+    let run = |extra: &[&str]| {
+        let o = edgeml()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(&calib)
+            .arg("--report")
+            .arg(&report)
+            .args(extra)
+            .output()
+            .expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // The summary always has the output SQNR and the worst layers.
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("dB at the outputs"), "{stdout}");
+    assert!(stdout.contains("worst layers first"), "{stdout}");
+    let r = report_of(&report);
+    let base = r["output_sqnr_db"].as_f64().expect("output SQNR");
+    assert!(r["kept_float"].as_array().is_some_and(Vec::is_empty), "{r}");
+
+    // A target above the all-INT8 SQNR keeps at least one layer in float.
+    let target = format!("{}", base + 3.0);
+    let (code, stdout, stderr) = run(&["--target-sqnr", &target]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("kept float for the target"), "{stdout}");
+    assert!(stdout.contains("met)"), "{stdout}");
+    let r = report_of(&report);
+    let kept = r["kept_float"].as_array().expect("kept_float");
+    assert!(!kept.is_empty(), "{r}");
+    let quantized = r["quantized"].as_array().map_or(0, Vec::len);
+    // null: every layer float, the outputs exact.
+    let got = r["output_sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+    assert!(got >= base + 3.0 || quantized == 0, "{r}");
+    assert_eq!(quantized + kept.len(), 2, "{r}");
+
+    let (code, stdout, stderr) = run(&["--bias-correction", "--equalize"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // The digits CNN has a single Conv: no pair to equalize.
+    assert!(!stdout.contains("equalized"), "{stdout}");
+    assert!(stdout.contains("bias      2 corrected"), "{stdout}");
+    let r = report_of(&report);
+    assert_eq!(
+        r["bias_corrections"].as_array().map(Vec::len),
+        Some(2),
+        "{r}"
+    );
+
+    // Symmetric activations keep the Relu; reduce-range halves the codes: u8
+    // activations in [0, 127] (symmetric: zero point 64), i8 weights in [-64, 64] (onnxruntime's ranges).
+    let (code, stdout, stderr) = run(&["--symmetric-activations", "--reduce-range"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("folded"), "{stdout}");
+    let q = Model::load(&out).expect("loads");
+    assert!(q.graph.nodes.iter().any(|n| n.op_type == "Relu"));
+    let r = report_of(&report);
+    assert!(
+        r["activations"]
+            .as_array()
+            .expect("activations")
+            .iter()
+            .all(|a| a["zero_point"].as_i64() == Some(64)),
+        "{r}"
+    );
+    for (_, t) in &q.graph.initializers {
+        if let edgeml_onnx::Tensor::I8(w) = t {
+            assert!(w.iter().all(|v| (-64..=64).contains(v)), "{w:?}");
+        }
+    }
+
+    // Bad targets and static-only flags elsewhere fail with status 1.
+    for bad in ["NaN", "-1", "inf"] {
+        let (code, stdout, stderr) = run(&["--target-sqnr", bad]);
+        assert_eq!(code, Some(1), "{bad}: {stdout}{stderr}");
+        assert!(stderr.contains("target SQNR"), "{bad}: {stderr}");
+    }
+    for (mode, flag) in [
+        ("dynamic", "--bias-correction"),
+        ("fp16", "--equalize"),
+        ("weight-only", "--symmetric-activations"),
+        ("fp16", "--reduce-range"),
+    ] {
+        let o = edgeml()
+            .args(["quantize", "--mode", mode, flag, "-o"])
+            .arg(&out)
+            .arg(&model)
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(1), "{mode} {flag}");
+    }
+
+    // A Conv -> Relu -> Conv model: --equalize reports the pair.
+    let pair = d.join("pair.onnx");
+    conv_pair().save(&pair).expect("save");
+    let pair_cal = d.join("pair_cal.npy");
+    let xs = ArrayD::from_shape_fn(ndarray::IxDyn(&[20, 2, 6, 6]), |i| {
+        ((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) % 13) as f32 * 0.25 - 1.0
+    });
+    write_npy(&pair_cal, &xs).expect("write");
+    let o = edgeml()
+        .arg("quantize")
+        .arg(&pair)
+        .arg("-o")
+        .arg(&out)
+        .arg("--calibration")
+        .arg(&pair_cal)
+        .arg("--equalize")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("equalized 1 Conv pairs"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `x → Conv(2→4, 3×3) → Relu → Conv(4→3, 1×1) → y`, channel ranges far apart.
+fn conv_pair() -> Model {
+    use edgeml_onnx::{Graph, Node, OpsetImport, Tensor, ValueInfo};
+    let gain = [0.01f32, 1.0, 20.0, 0.2];
+    let w1 = ArrayD::from_shape_fn(ndarray::IxDyn(&[4, 2, 3, 3]), |i| {
+        ((i[1] * 9 + i[2] * 3 + i[3]) as f32 * 0.7).sin() * gain[i[0]]
+    });
+    let w2 = ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 4, 1, 1]), |i| {
+        ((i[0] * 4 + i[1]) as f32).cos()
+    });
+    let node = |op: &str, inputs: &[&str], out: &str| Node {
+        op_type: op.into(),
+        inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        outputs: vec![out.into()],
+        ..Node::default()
+    };
+    let vi = |n: &str| ValueInfo {
+        name: n.into(),
+        ..ValueInfo::default()
+    };
+    Model {
+        ir_version: 8,
+        opset_imports: vec![OpsetImport {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Graph {
+            nodes: vec![
+                node("Conv", &["x", "w1"], "c"),
+                node("Relu", &["c"], "r"),
+                node("Conv", &["r", "w2"], "y"),
+            ],
+            inputs: vec![vi("x")],
+            outputs: vec![vi("y")],
+            initializers: vec![
+                ("w1".into(), Tensor::F32(w1)),
+                ("w2".into(), Tensor::F32(w2)),
+            ],
+            ..Graph::default()
+        },
+        ..Model::default()
+    }
 }

@@ -29,14 +29,25 @@
 //! requantization. Other operators stay in float and are listed in
 //! [`Report::float_nodes`].
 //!
+//! With [`Config::layer_errors`] or [`Config::target_sqnr`] the report holds each
+//! quantized node's SQNR and the model outputs' ([`Report::output_sqnr_db`]);
+//! [`Config::target_sqnr`] keeps the worst nodes in float until the outputs reach it,
+//! [`Config::bias_correction`] corrects biases for the mean error of weight
+//! rounding, and [`Config::equalize`] balances the weight ranges of `Conv → [Relu] →
+//! Conv` pairs first ([`equalize`]). All keep the QDQ format described above.
+//!
 //! Activation tensors whose calibration saw no finite value get the range `(0, 0)`
 //! (scale 1.0, zero point 0); non-finite values in activations are skipped by the
 //! observers. Non-finite calibration inputs and non-finite weights are errors.
 
+mod bias;
 mod calibrate;
 mod dynamic;
+mod equalize;
 mod exact;
+mod report;
 mod rewrite;
+mod rounds;
 mod sqnr;
 
 use crate::{Error, Result};
@@ -135,6 +146,27 @@ pub struct Config {
     /// (their merges are exact); the moving average agrees up to rounding; Percentile
     /// re-bins when merging (within a bin of its histogram).
     pub calibration_threads: usize,
+    /// Automatic mixed precision (static mode): while the model's output SQNR on the
+    /// calibration data ([`Report::output_sqnr_db`]) is below this many dB, keep the
+    /// quantized node with the lowest output SQNR ([`Report::layers`]) in float and
+    /// quantize again with the same calibrated ranges, until the target is met or no
+    /// node is left quantized (the float model, SQNR `+∞`). At most one round per
+    /// quantizable node; each round runs the float and the quantized model over every
+    /// batch once. Default `None` (onnxruntime has no such loop). Must be finite and
+    /// at least 0.
+    pub target_sqnr: Option<f64>,
+    /// Empirical bias correction (Nagel et al. 2019; AIMET's "empirical" mode; static
+    /// mode): each quantized `Conv`, `Gemm` or `MatMul` with a float bias (its own, or
+    /// for `MatMul` that of the `Add` after it) gets the mean over the calibration data
+    /// of its output change from weight rounding, per output channel, taken off the
+    /// bias before the bias is quantized ([`Report::bias_corrections`]). The inputs are
+    /// the float model's, so only the weights' rounding is corrected. Default `false`
+    /// (onnxruntime has none).
+    pub bias_correction: bool,
+    /// Cross-layer equalization of `Conv → [Relu] → Conv` pairs before calibration
+    /// (Nagel et al. 2019; see [`equalize`]); errors are still measured against the
+    /// original model. Default `false` (onnxruntime has none).
+    pub equalize: bool,
 }
 
 impl Default for Config {
@@ -151,87 +183,27 @@ impl Default for Config {
             exact_ops_in_int8: true,
             layer_errors: false,
             calibration_threads: 1,
+            target_sqnr: None,
+            bias_correction: false,
+            equalize: false,
         }
     }
 }
 
-/// A node of the input model, named for reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRef {
-    /// The node's name, or `op_type(first output)` when the node has no name.
-    pub name: String,
-    /// Its operator type.
-    pub op_type: String,
-}
-
-/// A node left in float, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FloatNode {
-    /// The node.
-    pub node: NodeRef,
-    /// Why it was not quantized.
-    pub reason: String,
-}
-
-/// The calibrated quantization of one activation tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActivationRange {
-    /// Tensor name.
-    pub name: String,
-    /// The range the observer proposed.
-    pub range: (f32, f32),
-    /// Scale written.
-    pub scale: f32,
-    /// Zero point written.
-    pub zero_point: i32,
-}
-
-/// The error of one quantized node's output on the calibration data: the float
-/// model's value `x` against the quantized model's dequantized codes `x̂` of the same
-/// tensor (the QDQ model run as written, every earlier quantization included, as
-/// onnxruntime's `qdq_loss_debug` compares them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerError {
-    /// The quantized node.
-    pub node: NodeRef,
-    /// Its output tensor (after a folded activation).
-    pub tensor: String,
-    /// Signal-to-quantization-noise ratio `10·log10(Σx² / Σ(x − x̂)²)` in dB over all
-    /// calibration batches; `+∞` when the quantized values are exact.
-    pub sqnr_db: f64,
-    /// The largest `|x − x̂|`.
-    pub max_abs_error: f32,
-}
-
-/// What [`quantize_static`] did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
-    /// Nodes now running quantized.
-    pub quantized: Vec<NodeRef>,
-    /// Activations (`Relu`, `Clip`) folded into the quantized node before them.
-    pub folded: Vec<NodeRef>,
-    /// Nodes left in float.
-    pub float_nodes: Vec<FloatNode>,
-    /// Activation tensors, in graph order.
-    pub activations: Vec<ActivationRange>,
-    /// Calibration batches run.
-    pub batches: usize,
-    /// Bias values that saturated the int32 range.
-    pub saturated_bias: usize,
-    /// Exact operators now running on integer codes (see [`Config::exact_ops_in_int8`]).
-    pub int8_exact_ops: Vec<NodeRef>,
-    /// Per-node output errors, in graph order, when [`Config::layer_errors`] is set.
-    pub layers: Vec<LayerError>,
-}
+pub use report::{
+    ActivationRange, BiasCorrection, FloatNode, KeptFloat, LayerError, NodeRef, Report,
+};
 
 /// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
 /// `[10, 1, 8, 8]`) and returns the QDQ-quantized model with a report. See the
 /// [module](self) documentation for what is written.
 ///
 /// # Errors
-/// [`Error::EmptyCalibration`] without batches; [`Error::Shape`] for a batch whose rank
-/// or fixed dimensions disagree with the model's input; [`Error::NonFinite`] for NaN or
-/// infinite calibration values or weights; [`Error::Unsupported`] for models with
+/// [`Error::EmptyCalibration`] without batches; [`Error::Invalid`] for a
+/// [`Config::target_sqnr`] that is NaN, infinite or negative; [`Error::Shape`] for a
+/// batch whose rank or fixed dimensions disagree with the model's input;
+/// [`Error::NonFinite`] for NaN or infinite calibration values or weights;
+/// [`Error::Unsupported`] for models with
 /// other than one input, opsets below 10 (13 for per-channel), an unsupported
 /// [`Config`] type or no quantizable node; [`Error::Model`] if the float model fails to
 /// plan or run.
@@ -253,39 +225,7 @@ pub fn quantize_static_with_progress(
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
-    check_config(model, config)?;
-    if batches.is_empty() {
-        return Err(Error::EmptyCalibration);
-    }
-    let sel = select(model, config)?;
-    if sel.targets.is_empty() {
-        return Err(Error::Unsupported(
-            "the model has no quantizable node (Conv, Gemm or MatMul with a constant weight)"
-                .into(),
-        ));
-    }
-    let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
-    let mut report = Report {
-        batches: batches.len(),
-        ..Report::default()
-    };
-    let out = rewrite::write(model, &sel, &ranges, config, &mut report)?;
-    if config.layer_errors {
-        let layers: Vec<(NodeRef, String)> = sel
-            .targets
-            .iter()
-            .map(|t| {
-                let n = &model.graph.nodes[t.node];
-                let y = t
-                    .fold
-                    .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
-                (node_ref(n), y.clone())
-            })
-            .collect();
-        let input = calibrate::single_input(model)?.name.clone();
-        report.layers = sqnr::layers(model, &out, &input, batches, &layers)?;
-    }
-    Ok((out, report))
+    rounds::run(model, batches, config, progress)
 }
 
 /// Weight-only quantization: every quantizable node's weight becomes an int8
@@ -298,9 +238,11 @@ pub fn quantize_static_with_progress(
 ///
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
-/// below 10 (13 for per-channel), an unsupported [`Config::weight_type`] or no
-/// quantizable node.
+/// below 10 (13 for per-channel), an unsupported [`Config::weight_type`], no
+/// quantizable node, or [`Config::target_sqnr`], [`Config::bias_correction`] or
+/// [`Config::equalize`] set.
 pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    static_only(config, "weight-only")?;
     check_config(model, config)?;
     let mut sel = select(model, config)?;
     if sel.targets.is_empty() {
@@ -348,8 +290,10 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 ///
 /// # Errors
 /// [`Error::NonFinite`] for NaN or infinite weights; [`Error::Unsupported`] for opsets
-/// below 11, an unsupported [`Config::weight_type`] or no quantizable node.
+/// below 11, an unsupported [`Config::weight_type`], no quantizable node, or
+/// [`Config::target_sqnr`], [`Config::bias_correction`] or [`Config::equalize`] set.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    static_only(config, "dynamic")?;
     // No QuantizeLinear is written: the activation options and the per-axis opset
     // requirement of static quantization do not apply.
     let weights_only = Config {
@@ -368,6 +312,35 @@ pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report
     let mut report = Report::default();
     let out = dynamic::write(model, config, &mut report)?;
     Ok((out, report))
+}
+
+/// Refuses the options of static quantization only.
+fn static_only(c: &Config, mode: &str) -> Result<()> {
+    if c.target_sqnr.is_some() || c.bias_correction || c.equalize {
+        return Err(Error::Unsupported(format!(
+            "target_sqnr, bias_correction and equalize are options of static quantization, \
+             not {mode}"
+        )));
+    }
+    Ok(())
+}
+
+/// Cross-layer equalization (Nagel et al. 2019, "Data-Free Quantization", §4.1): for
+/// each `Conv → [Relu] → Conv` pair (both ungrouped, constant f32 weights and bias read
+/// by no other node, the intermediate value read by the second node only and no graph
+/// output), with `r1_i = max|W1[i, ..]|` and `r2_i = max|W2[:, i, ..]|`, output channel
+/// `i` of the first (weight row and bias) is divided by `s_i = sqrt(r1_i · r2_i) / r2_i`
+/// and input channel `i` of the second multiplied by it, so both ranges become
+/// `sqrt(r1_i · r2_i)`, which suits per-tensor weight quantization. Exact in float up
+/// to rounding (`Relu(x / s) = Relu(x) / s`). Chains are equalized pair by pair in
+/// graph order, once. Returns the model and the `(first, second)` pairs.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite weight of a qualifying pair.
+pub fn equalize(model: &Model) -> Result<(Model, Vec<(NodeRef, NodeRef)>)> {
+    let mut m = model.clone();
+    let pairs = equalize::run(&mut m)?;
+    Ok((m, pairs))
 }
 
 fn check_config(model: &Model, c: &Config) -> Result<()> {
@@ -479,6 +452,11 @@ fn check_node(model: &Model, n: &Node) -> std::result::Result<usize, String> {
 }
 
 fn select(model: &Model, config: &Config) -> Result<Selection> {
+    select_except(model, config, &HashSet::new())
+}
+
+/// [`select`], keeping the nodes of `keep` (indices) in float.
+fn select_except(model: &Model, config: &Config, keep: &HashSet<usize>) -> Result<Selection> {
     let g = &model.graph;
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -511,6 +489,8 @@ fn select(model: &Model, config: &Config) -> Result<Selection> {
             Some("no INT8 rule for this operator (yet)".to_owned())
         } else if excluded(n) {
             Some("excluded".to_owned())
+        } else if keep.contains(&i) {
+            Some("kept in float to reach the target SQNR".to_owned())
         } else {
             check_node(model, n).err()
         };

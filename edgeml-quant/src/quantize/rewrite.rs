@@ -79,6 +79,30 @@ impl Names {
     }
 }
 
+/// The quantization parameters of a weight whose output channels lie on `w_axis`.
+pub(super) fn weight_params(
+    wf: &ArrayD<f32>,
+    w_axis: usize,
+    config: &Config,
+) -> Result<QuantParams> {
+    if config.per_channel {
+        per_axis_params(
+            wf.view(),
+            w_axis,
+            config.weight_type,
+            config.symmetric_weights,
+            config.reduce_range,
+        )
+    } else {
+        per_tensor_params(
+            wf.view(),
+            config.weight_type,
+            config.symmetric_weights,
+            config.reduce_range,
+        )
+    }
+}
+
 pub(super) fn write(
     model: &Model,
     sel: &Selection,
@@ -147,22 +171,7 @@ pub(super) fn write(
             .initializer(w)
             .and_then(Tensor::as_f32)
             .ok_or_else(|| Error::Invalid(format!("weight {w:?} vanished")))?;
-        let wp = if config.per_channel {
-            per_axis_params(
-                wf.view(),
-                t.w_axis,
-                config.weight_type,
-                config.symmetric_weights,
-                config.reduce_range,
-            )?
-        } else {
-            per_tensor_params(
-                wf.view(),
-                config.weight_type,
-                config.symmetric_weights,
-                config.reduce_range,
-            )?
-        };
+        let wp = weight_params(wf, t.w_axis, config)?;
         let q = quantize(wf.view(), &wp)?;
         let (ws, wz) = param_tensors(&wp)?;
         let dq_w = names.fresh(&format!("{w}dq"));

@@ -1,7 +1,8 @@
 //! Per-layer error of a static QDQ model against its float original on the
 //! calibration data: each quantized node's output as the float model computes it, and
 //! as the quantized model carries it (its integer codes, dequantized), accumulated
-//! over all batches.
+//! over all batches; and the model's float outputs, float model against quantized
+//! model (the QDQ model as written, run by the reference operators).
 
 use super::calibrate::model_err;
 use super::{LayerError, NodeRef};
@@ -77,14 +78,23 @@ struct Acc {
     count: usize,
 }
 
-/// The error of each `(node, tensor)` of `layers` in `q` against `model`.
-pub(super) fn layers(
+/// What [`measure`] found.
+pub(super) struct Measured {
+    /// Per-layer errors, in the order asked (layers never seen left out).
+    pub(super) layers: Vec<LayerError>,
+    /// The lowest SQNR over the model's f32 outputs (`None` without one).
+    pub(super) output_sqnr_db: Option<f64>,
+}
+
+/// The error of each `(node, tensor)` of `layers` in `q` against `model`, and of the
+/// model outputs.
+pub(super) fn measure(
     model: &Model,
     q: &Model,
     input: &str,
     batches: &[ArrayD<f32>],
     layers: &[(NodeRef, String)],
-) -> Result<Vec<LayerError>> {
+) -> Result<Measured> {
     let mut opts = PlanOptions::with_threads(1);
     opts.optimization = GraphOptLevel::Disabled;
     let fplan = Plan::new(model, opts.clone()).map_err(model_err)?;
@@ -102,10 +112,11 @@ pub(super) fn layers(
         .filter_map(|(i, c)| c.as_ref().map(|c| (c.name.as_str(), i)))
         .collect();
     let mut acc = vec![Acc::default(); layers.len()];
+    let mut outs: Vec<(String, Acc)> = Vec::new();
     for b in batches {
         let x = Tensor::F32(b.clone());
         let mut fvals: Vec<Option<Vec<f32>>> = vec![None; layers.len()];
-        fplan
+        let fout = fplan
             .run_observed(&[(input, &x)], &mut |name, t| {
                 if let Some(&i) = want_f.get(name) {
                     fvals[i] = as_f32(t);
@@ -113,7 +124,7 @@ pub(super) fn layers(
             })
             .map_err(model_err)?;
         let mut qvals: Vec<Option<Vec<f32>>> = vec![None; layers.len()];
-        qplan
+        let qout = qplan
             .run_observed(&[(input, &x)], &mut |name, t| {
                 if let Some(&i) = want_q.get(name) {
                     qvals[i] = as_f32(t);
@@ -139,8 +150,36 @@ pub(super) fn layers(
             }
             a.count += f.len();
         }
+        for (name, ft) in &fout {
+            let (Some(f), Some(qv)) = (
+                ft.as_f32(),
+                qout.iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, t)| t.as_f32()),
+            ) else {
+                continue;
+            };
+            if f.shape() != qv.shape() {
+                return Err(Error::Shape(format!(
+                    "output {name:?}: float shape {:?}, quantized {:?}",
+                    f.shape(),
+                    qv.shape()
+                )));
+            }
+            let i = outs.iter().position(|(n, _)| n == name).unwrap_or_else(|| {
+                outs.push((name.clone(), Acc::default()));
+                outs.len() - 1
+            });
+            let a = &mut outs[i].1;
+            for (&x, &xq) in f.iter().zip(qv) {
+                let e = f64::from(x) - f64::from(xq);
+                a.signal += f64::from(x) * f64::from(x);
+                a.noise += e * e;
+            }
+            a.count += f.len();
+        }
     }
-    Ok(layers
+    let layers = layers
         .iter()
         .zip(acc)
         .filter(|(_, a)| a.count > 0)
@@ -150,7 +189,15 @@ pub(super) fn layers(
             sqnr_db: sqnr(a.signal, a.noise),
             max_abs_error: a.max_abs,
         })
-        .collect())
+        .collect();
+    let output_sqnr_db = outs
+        .iter()
+        .map(|(_, a)| sqnr(a.signal, a.noise))
+        .min_by(f64::total_cmp);
+    Ok(Measured {
+        layers,
+        output_sqnr_db,
+    })
 }
 
 /// `10 · log10(signal / noise)`: +∞ without noise, −∞ for a zero signal with noise.

@@ -1,0 +1,141 @@
+//! The static pass: calibration once, then rounds of rewriting (and, with a target
+//! SQNR, measuring and keeping the worst node in float) with the same ranges.
+
+use super::{
+    Config, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, node_ref, rewrite,
+    select, select_except, sqnr,
+};
+use crate::{Error, Result};
+use edgeml_onnx::Model;
+use ndarray::ArrayD;
+use std::collections::{HashMap, HashSet};
+
+/// [`super::quantize_static_with_progress`].
+pub(super) fn run(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    config: &Config,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Model, Report)> {
+    check_config(model, config)?;
+    if let Some(t) = config.target_sqnr
+        && !(t.is_finite() && t >= 0.0)
+    {
+        return Err(Error::Invalid(format!(
+            "target SQNR {t} dB: give a finite value of at least 0"
+        )));
+    }
+    if batches.is_empty() {
+        return Err(Error::EmptyCalibration);
+    }
+    // The model quantized: equalized or not. Errors are measured against the
+    // original; node indices are the same in both.
+    let mut work = model.clone();
+    let equalized = if config.equalize {
+        equalize::run(&mut work)?
+    } else {
+        Vec::new()
+    };
+    let original = model;
+    let model = &work;
+    let sel = select(model, config)?;
+    if sel.targets.is_empty() {
+        return Err(Error::Unsupported(
+            "the model has no quantizable node (Conv, Gemm or MatMul with a constant weight)"
+                .into(),
+        ));
+    }
+    let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
+    let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(ranges).collect();
+    let input = calibrate::single_input(model)?.name.clone();
+    let shifts = if config.bias_correction {
+        bias::measure(model, &input, batches, &sel, config)?
+    } else {
+        Vec::new()
+    };
+    let measure = config.layer_errors || config.target_sqnr.is_some();
+    let mut keep: HashSet<usize> = HashSet::new();
+    let mut kept: Vec<KeptFloat> = Vec::new();
+    // Each round keeps one more node in float: at most one round per target, plus the
+    // last one.
+    for _ in 0..=sel.targets.len() {
+        let sel = select_except(model, config, &keep)?;
+        let (base, corrections) = bias::apply(model, &shifts, &sel)?;
+        let mut report = Report {
+            batches: batches.len(),
+            bias_corrections: corrections,
+            equalized: equalized.clone(),
+            ..Report::default()
+        };
+        let out = if sel.targets.is_empty() {
+            report.float_nodes.clone_from(&sel.float_nodes);
+            original.clone()
+        } else {
+            // A node kept in float changes no other node's tensors, so every tensor
+            // here was calibrated in the first round.
+            let r: Vec<(f32, f32)> =
+                sel.tensors
+                    .iter()
+                    .map(|t| {
+                        ranges.get(t).copied().ok_or_else(|| {
+                            Error::Invalid(format!("tensor {t:?} was not calibrated"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            rewrite::write(&base, &sel, &r, config, &mut report)?
+        };
+        if !measure {
+            return Ok((out, report));
+        }
+        let layers: Vec<(usize, NodeRef, String)> = sel
+            .targets
+            .iter()
+            .map(|t| {
+                let n = &model.graph.nodes[t.node];
+                let y = t
+                    .fold
+                    .map_or(&n.outputs[0], |j| &model.graph.nodes[j].outputs[0]);
+                (t.node, node_ref(n), y.clone())
+            })
+            .collect();
+        let named: Vec<(NodeRef, String)> = layers
+            .iter()
+            .map(|(_, n, y)| (n.clone(), y.clone()))
+            .collect();
+        let m = sqnr::measure(original, &out, &input, batches, &named)?;
+        report.layers = m.layers;
+        report.output_sqnr_db = m.output_sqnr_db;
+        let worst = report
+            .layers
+            .iter()
+            .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db))
+            .and_then(|l| {
+                let i = layers
+                    .iter()
+                    .find(|(_, n, y)| *n == l.node && *y == l.tensor)?
+                    .0;
+                Some((i, l.clone()))
+            });
+        let below = match (config.target_sqnr, m.output_sqnr_db) {
+            (Some(target), Some(got)) if got < target => Some(got),
+            _ => None,
+        };
+        match (worst, below) {
+            (Some((i, l)), Some(got)) => {
+                kept.push(KeptFloat {
+                    node: l.node,
+                    layer_sqnr_db: l.sqnr_db,
+                    output_sqnr_db: got,
+                });
+                keep.insert(i);
+            }
+            _ => {
+                report.kept_float = kept;
+                return Ok((out, report));
+            }
+        }
+    }
+    Err(Error::Invalid(
+        "the SQNR loop did not end (a node kept in float stayed quantized)".into(),
+    ))
+}
