@@ -10,7 +10,7 @@ entropy and percentile methods (against onnxruntime's same method):
 3. onnxruntime's own `quantize_static` (QDQ, u8 activations, s8 weights, same
    calibration batches) quantizes the same model; accuracies on all 450 test images
    are printed side by side, and ours must be >= theirs - 0.5 point.
-Then `--mode weight-only` and `--mode fp16` (outputs within 1e-5 of onnxruntime's, fp16
+Then `--mode weight-only`, `--mode fp16` and `--mode bf16` (outputs within 1e-5 of onnxruntime's, fp16
 accuracy within 1 point of float), and `--mode dynamic`
 (per-tensor and per-channel): onnxruntime runs it, its outputs agree with `edgeml run`'s
 within 1e-4 on >= 99.9% of elements (DynamicQuantizeLinear and the integer products
@@ -154,23 +154,24 @@ def main():
                          os.path.getsize(wo) / os.path.getsize(src), float("nan"), within))
             if within < 0.999:
                 failures.append(f"{name} weight-only: only {within:.4%} of outputs within 1e-5 of onnxruntime")
-            # FP16 weights: float compute on the float16-rounded weights in both runtimes.
-            h16 = os.path.join(tmp, f"{name}_fp16.onnx")
-            subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", "fp16"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            onnx.checker.check_model(onnx.load(h16))
-            p_ort = ort_run(h16, x)
-            outdir = os.path.join(tmp, f"out_{name}_fp16")
-            subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p_ours = np.load(os.path.join(outdir, "probs.npy"))
-            within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
-            rows.append((f"{name} fp16 weights", float_acc, acc(p_ort), acc(p_ours), float("nan"),
-                         os.path.getsize(h16) / os.path.getsize(src), float("nan"), within))
-            if within < 0.999:
-                failures.append(f"{name} fp16: only {within:.4%} of outputs within 1e-5 of onnxruntime")
-            if acc(p_ort) < float_acc - 0.01:
-                failures.append(f"{name} fp16: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
+            # FP16 and BF16 weights: float compute on the rounded weights in both runtimes.
+            for half in ("fp16", "bf16"):
+                h16 = os.path.join(tmp, f"{name}_{half}.onnx")
+                subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", half], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(h16))
+                p_ort = ort_run(h16, x)
+                outdir = os.path.join(tmp, f"out_{name}_{half}")
+                subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
+                rows.append((f"{name} {half} weights", float_acc, acc(p_ort), acc(p_ours), float("nan"),
+                             os.path.getsize(h16) / os.path.getsize(src), float("nan"), within))
+                if within < 0.999:
+                    failures.append(f"{name} {half}: only {within:.4%} of outputs within 1e-5 of onnxruntime")
+                if acc(p_ort) < float_acc - 0.01:
+                    failures.append(f"{name} {half}: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
             for per_channel in [False, True]:
                 tag = f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
                 dyn = os.path.join(tmp, f"{name}_dyn_{per_channel}.onnx")

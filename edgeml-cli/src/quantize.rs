@@ -41,6 +41,9 @@ enum Mode {
     /// Float32 weights stored as float16 behind Cast nodes (clamped to the float16
     /// range as onnxconverter-common does); float32 compute, inputs and outputs.
     Fp16,
+    /// Float32 weights stored as bfloat16 behind Cast nodes (float32's range, 8
+    /// significant bits; needs opset 13); float32 compute, inputs and outputs.
+    Bf16,
 }
 
 /// Arguments of `edgeml quantize`.
@@ -73,7 +76,7 @@ pub(crate) struct Args {
     /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
-    /// Node names or operator types to keep in float (repeatable; not `--mode fp16`).
+    /// Node names or operator types to keep in float (repeatable; not `--mode fp16`/`bf16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
     /// Keep layers in float until the model's output SQNR on the calibration data
@@ -96,7 +99,7 @@ pub(crate) struct Args {
     #[arg(long)]
     symmetric_activations: bool,
     /// 7-bit ranges, for CPUs without VNNI whose u8×i8 pair sums saturate: the weights,
-    /// and in `--mode static` the activations too (not `--mode fp16`).
+    /// and in `--mode static` the activations too (not `--mode fp16`/`bf16`).
     #[arg(long)]
     reduce_range: bool,
     /// Write a JSON report (quantized and float nodes, activation ranges, output and
@@ -205,8 +208,16 @@ fn histogram<'a>(ops: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn fp16(model: &Model, args: &Args) -> anyhow::Result<()> {
-    let (h, report) =
-        edgeml_quant::fp16::convert_weights(model, &[]).context("fp16 conversion failed")?;
+    let (h, report) = if args.mode == Mode::Bf16 {
+        edgeml_quant::fp16::convert_weights_bf16(model, &[]).context("bf16 conversion failed")?
+    } else {
+        edgeml_quant::fp16::convert_weights(model, &[]).context("fp16 conversion failed")?
+    };
+    let half = if args.mode == Mode::Bf16 {
+        "bfloat16"
+    } else {
+        "float16"
+    };
     h.save(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let before = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
@@ -220,10 +231,10 @@ fn fp16(model: &Model, args: &Args) -> anyhow::Result<()> {
         size_text(after),
         100.0 * after as f64 / before.max(1) as f64
     );
-    outln!("float16   {} initializers", report.converted.len());
+    outln!("{half:<9} {} initializers", report.converted.len());
     if report.clamped > 0 {
         log::warn!(
-            "{} weight values clamped into the float16 range",
+            "{} weight values clamped into the {half} range",
             report.clamped
         );
     }
@@ -265,11 +276,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
              --mode static"
         );
     }
-    if args.mode == Mode::Fp16 && args.reduce_range {
-        bail!("--reduce-range does not apply to --mode fp16");
+    if matches!(args.mode, Mode::Fp16 | Mode::Bf16) && args.reduce_range {
+        bail!("--reduce-range does not apply to --mode fp16 or bf16");
     }
     let result = match args.mode {
-        Mode::Fp16 => return fp16(&model, &args),
+        Mode::Fp16 | Mode::Bf16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),
         Mode::Dynamic => quantize_dynamic(&model, &config),
         Mode::Static => {

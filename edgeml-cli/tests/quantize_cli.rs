@@ -1,7 +1,7 @@
 //! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
 //! output loads and is smaller; the JSON report lists what happened; a calibration
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
-//! methods, `-v` SQNR, `--mode dynamic` and `--mode fp16` run; static mode prints the
+//! methods, `-v` SQNR, `--mode dynamic`, `--mode fp16` and `--mode bf16` run; static mode prints the
 //! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
 //! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library.
 
@@ -190,6 +190,23 @@ fn new_modes_and_methods_run_from_the_shell() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("float16   4 initializers"), "{stdout}");
     assert!(ops(&out).iter().filter(|o| *o == "Cast").count() == 4);
+    let o = edgeml()
+        .args(["quantize", "--mode", "bf16", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("bfloat16  4 initializers"), "{stdout}");
+    let m = Model::load(&out).expect("bf16 model");
+    let bf16 = m
+        .graph
+        .initializers
+        .iter()
+        .filter(|(_, t)| t.dtype() == edgeml_core::DType::BF16)
+        .count();
+    assert_eq!(bf16, 4);
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -1,8 +1,15 @@
-//! FP16 weight storage: every float32 initializer becomes a float16 initializer read
+//! FP16 and BF16 weight storage: every float32 initializer becomes a float16
+//! ([`convert_weights`]) or bfloat16 ([`convert_weights_bf16`]) initializer read
 //! through a `Cast(to = FLOAT)`, so the file is about half as large and the graph
 //! still computes in float32: inputs, outputs and every operator stay float32. (The
 //! whole-graph float16 compute of onnxconverter-common's `convert_float_to_float16` is
 //! not implemented.)
+//!
+//! bfloat16 keeps float32's exponent range with 8 significant bits (float16: 11 bits,
+//! range ±65504): no weight needs clamping except the few float32 values above
+//! bfloat16's largest finite value (3.3895e38), which are clamped to it instead of
+//! rounding to infinity; values are rounded to nearest even. `Cast` from bfloat16
+//! needs opset 13.
 //!
 //! Values are rounded to nearest even; as onnxconverter-common's
 //! `convert_np_to_float16` does (its defaults), finite magnitudes above 65504 are
@@ -12,7 +19,7 @@
 //! load the model, so inference speed is that of the float model.
 
 use crate::{Error, Result};
-use edgeml_core::f16;
+use edgeml_core::{bf16, f16};
 use edgeml_onnx::{Attribute, Model, Node, Tensor};
 use std::collections::HashSet;
 
@@ -23,12 +30,13 @@ const MIN_POSITIVE: f32 = 5.96e-8;
 /// ONNX `TensorProto.FLOAT`.
 const FLOAT: i64 = 1;
 
-/// What [`convert_weights`] did.
+/// What [`convert_weights`] or [`convert_weights_bf16`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fp16Report {
-    /// Initializers now stored as float16, in graph order.
+    /// Initializers now stored as float16 (bfloat16), in graph order.
     pub converted: Vec<String>,
-    /// Weight values clamped into the float16 range (see the [module](self) docs).
+    /// Weight values clamped into the float16 (bfloat16) range (see the
+    /// [module](self) docs).
     pub clamped: usize,
 }
 
@@ -55,10 +63,43 @@ fn to_f16(v: f32, clamped: &mut usize) -> f16 {
 /// [`Error::NonFinite`] for a NaN or infinite weight; [`Error::Unsupported`] for
 /// models importing a default-domain opset below 6 (`Cast` with a `to` attribute).
 pub fn convert_weights(model: &Model, keep: &[String]) -> Result<(Model, Fp16Report)> {
+    convert(model, keep, Half::F16)
+}
+
+/// [`convert_weights`] with bfloat16 storage (see the [module](self) docs).
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite weight; [`Error::Unsupported`] for
+/// models importing a default-domain opset below 13 (`Cast` from bfloat16).
+pub fn convert_weights_bf16(model: &Model, keep: &[String]) -> Result<(Model, Fp16Report)> {
+    convert(model, keep, Half::Bf16)
+}
+
+/// The 16-bit storage type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Half {
+    F16,
+    Bf16,
+}
+
+fn to_bf16(v: f32, clamped: &mut usize) -> bf16 {
+    let max = bf16::MAX.to_f32();
+    if v.abs() > max {
+        *clamped += 1;
+        return bf16::from_f32(max.copysign(v));
+    }
+    bf16::from_f32(v)
+}
+
+fn convert(model: &Model, keep: &[String], half: Half) -> Result<(Model, Fp16Report)> {
+    let (min_opset, what, suffix) = match half {
+        Half::F16 => (6, "FP16", "fp16"),
+        Half::Bf16 => (13, "BF16", "bf16"),
+    };
     let opset = model.opset("").unwrap_or(1);
-    if opset < 6 {
+    if opset < min_opset {
         return Err(Error::Unsupported(format!(
-            "the model imports opset {opset}; FP16 weights need Cast from opset 6"
+            "the model imports opset {opset}; {what} weights need Cast from opset {min_opset}"
         )));
     }
     let g = &model.graph;
@@ -82,12 +123,15 @@ pub fn convert_weights(model: &Model, keep: &[String]) -> Result<(Model, Fp16Rep
                 "initializer {name:?} holds {bad}"
             )));
         }
-        let h = a.mapv(|v| to_f16(v, &mut report.clamped));
-        let mut stored = format!("{name}_fp16");
+        let h = match half {
+            Half::F16 => Tensor::F16(a.mapv(|v| to_f16(v, &mut report.clamped))),
+            Half::Bf16 => Tensor::BF16(a.mapv(|v| to_bf16(v, &mut report.clamped))),
+        };
+        let mut stored = format!("{name}_{suffix}");
         let mut i = 0;
         while used.contains(&stored) {
             i += 1;
-            stored = format!("{name}_fp16_{i}");
+            stored = format!("{name}_{suffix}_{i}");
         }
         used.insert(stored.clone());
         casts.push(Node {
@@ -99,7 +143,7 @@ pub fn convert_weights(model: &Model, keep: &[String]) -> Result<(Model, Fp16Rep
         });
         report.converted.push(name.clone());
         *name = stored;
-        *t = Tensor::F16(h);
+        *t = h;
     }
     // The value_info of the old initializers still describes the Cast outputs (f32).
     casts.append(&mut m.graph.nodes);

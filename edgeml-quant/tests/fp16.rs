@@ -5,7 +5,7 @@
 
 use edgeml_core::{DType, ErrorKind, f16};
 use edgeml_onnx::{Model, ModelBuilder, Node, Plan, PlanOptions, Tensor, ValueInfo};
-use edgeml_quant::fp16::convert_weights;
+use edgeml_quant::fp16::{convert_weights, convert_weights_bf16};
 use ndarray::{ArrayD, Axis, IxDyn};
 use ndarray_npy::read_npy;
 use std::path::{Path, PathBuf};
@@ -138,4 +138,85 @@ fn out_of_range_weights_are_clamped_and_non_finite_refused() {
     assert!(k.graph.initializer("w").and_then(Tensor::as_f32).is_some());
     let e = convert_weights(&tiny(vec![f32::NAN]), &[]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
+}
+
+/// bfloat16 by its definition: the upper 16 bits of the float32, rounded to nearest
+/// even (finite values whose rounding does not overflow).
+fn bf16_reference(v: f32) -> f32 {
+    let b = v.to_bits();
+    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1));
+    f32::from_bits(r & 0xffff_0000)
+}
+
+#[test]
+fn bf16_weights_round_to_nearest_even_and_clamp_only_overflow() {
+    let big = f32::MAX; // above bfloat16's largest finite value: clamped, not infinite
+    let w = vec![big, -big, 3.0e38, 1e-40, 0.1, -1.0 / 3.0, 1.00390625, 0.0];
+    let (h, report) = convert_weights_bf16(&tiny(w.clone()), &[]).expect("bf16");
+    assert_eq!(report.clamped, 2);
+    assert_eq!(report.converted, ["w"]);
+    let (_, t) = h
+        .graph
+        .initializers
+        .iter()
+        .find(|(n, _)| n == "w_bf16")
+        .expect("w_bf16");
+    let Tensor::BF16(a) = t else {
+        panic!("not bf16: {t:?}")
+    };
+    let got: Vec<f32> = a.iter().map(|v| v.to_f32()).collect();
+    let max = f32::from_bits(0x7f7f_0000); // bfloat16's largest finite value
+    assert_eq!(got[..2], [max, -max]);
+    for (g, v) in got[2..].iter().zip(&w[2..]) {
+        assert_eq!(*g, bf16_reference(*v), "{v}");
+    }
+    // 1 + 2^-8 lies halfway between two bfloat16 values: ties go to the even one (1.0).
+    assert_eq!(got[6], 1.0);
+    let x = ArrayD::from_elem(IxDyn(&[8]), 1.0f32);
+    let plan = Plan::new(&h, PlanOptions::with_threads(1)).expect("plan");
+    let y = plan.run(&[("x", Tensor::F32(x))]).expect("run");
+    let y: Vec<f32> = y[0].1.as_f32().expect("f32").iter().copied().collect();
+    assert_eq!(y, got);
+    // Opset 12 has no Cast from bfloat16.
+    let mut old = tiny(vec![1.0]);
+    for o in &mut old.opset_imports {
+        if o.domain.is_empty() {
+            o.version = 12;
+        }
+    }
+    let e = convert_weights_bf16(&old, &[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let e = convert_weights_bf16(&tiny(vec![f32::INFINITY]), &[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
+}
+
+#[test]
+fn digits_models_in_bf16_halve_and_keep_their_accuracy() {
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
+    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
+    for name in ["cnn", "mlp"] {
+        let path = digits().join(format!("{name}.onnx"));
+        let model = Model::load(&path).expect("load");
+        let (h, report) = convert_weights_bf16(&model, &[]).expect("bf16");
+        assert_eq!(report.clamped, 0, "{name}");
+        let bytes = h.to_bytes().expect("bytes");
+        let h = Model::from_bytes(&bytes).expect("reload");
+        let (pf, ph) = (run(&model, &x), run(&h, &x));
+        let worst = pf
+            .iter()
+            .zip(ph.iter())
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (af, ah) = (argmax_accuracy(&pf, &y), argmax_accuracy(&ph, &y));
+        let ratio = bytes.len() as f64 / std::fs::metadata(&path).expect("size").len() as f64;
+        println!(
+            "{name} bf16: worst |dp| {worst:.2e}, accuracy {ah:.4} (float {af:.4}), size {:.1}%",
+            100.0 * ratio
+        );
+        assert!(worst < 5e-2, "{name}: {worst}");
+        assert!(
+            (af - ah).abs() <= 2.0 / 450.0 + 1e-9,
+            "{name}: {ah} vs {af}"
+        );
+        assert!(ratio < 0.75, "{name}: size ratio {ratio}");
+    }
 }
