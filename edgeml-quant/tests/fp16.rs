@@ -151,7 +151,16 @@ fn bf16_reference(v: f32) -> f32 {
 #[test]
 fn bf16_weights_round_to_nearest_even_and_clamp_only_overflow() {
     let big = f32::MAX; // above bfloat16's largest finite value: clamped, not infinite
-    let w = vec![big, -big, 3.0e38, 1e-40, 0.1, -1.0 / 3.0, 1.00390625, 0.0];
+    let w = vec![
+        big,
+        -big,
+        3.0e38,
+        1e-40,
+        0.1,
+        -1.0 / 3.0,
+        1.0 + 1.0 / 256.0,
+        0.0,
+    ];
     let (h, report) = convert_weights_bf16(&tiny(w.clone()), &[]).expect("bf16");
     assert_eq!(report.clamped, 2);
     assert_eq!(report.converted, ["w"]);
