@@ -112,9 +112,10 @@
 //! exactly instead of by their approximate updates; it needs no labels and no
 //! training. A channel whose dampened solution would fit the data worse than its
 //! pruned weights keeps them. Each layer costs one run of both models over the batches
-//! plus `O(rows · features²)` to accumulate and `O(features³)` per distinct output
-//! row to solve, so layers above [`Recalibrate::max_features`] input features are
-//! left as they are; [`PruneReport::recalibrated`] lists every layer with its
+//! plus `O(rows · features²)` to accumulate and `O(features³)` to factor (once for
+//! all rows without zeros, once per row otherwise), so layers above
+//! [`Recalibrate::max_features`] input features, or whose solves would exceed 10¹¹
+//! operations, are left as they are; [`PruneReport::recalibrated`] lists every layer with its
 //! relative output error before and after, or the reason it was left.
 
 mod channels;

@@ -30,8 +30,10 @@ pub struct Recalibrate {
     /// leaves the weight of a feature the data never shows as it was.
     pub dampening: f64,
     /// Layers with more input features than this (`C_in·kh·kw` for a Conv, `K` for
-    /// Gemm/MatMul) are left as they are (default 4096): the per-row solves of an
-    /// unstructured mask cost up to `features³/3` each.
+    /// Gemm/MatMul) are left as they are (default 4096). Rows whose weights are all
+    /// non-zero (dense and channel-pruned layers) share one factorisation; every other
+    /// row mask costs up to `features³/3` operations, and a layer whose solves would
+    /// exceed 10¹¹ operations (about a minute) is left as it is, with a note.
     pub max_features: usize,
 }
 
@@ -362,9 +364,9 @@ impl Normal {
     }
 }
 
-/// Solves `A x = b` for a symmetric positive definite `A` (`s×s`, row-major, overwritten
-/// by its Cholesky factor); `false` if `A` is not positive definite.
-fn cholesky_solve(a: &mut [f64], s: usize, b: &mut [f64]) -> bool {
+/// Factors a symmetric positive definite `A` (`s×s`, row-major) in place into its
+/// lower Cholesky factor; `false` if `A` is not positive definite.
+fn cholesky(a: &mut [f64], s: usize) -> bool {
     for j in 0..s {
         let mut d = a[j * s + j];
         for k in 0..j {
@@ -383,22 +385,30 @@ fn cholesky_solve(a: &mut [f64], s: usize, b: &mut [f64]) -> bool {
             a[i * s + j] = v / d;
         }
     }
+    true
+}
+
+/// Solves `L Lᵀ x = b` in place for the factor `l` of [`cholesky`].
+fn cholesky_solve(l: &[f64], s: usize, b: &mut [f64]) {
     for i in 0..s {
         let mut v = b[i];
         for k in 0..i {
-            v -= a[i * s + k] * b[k];
+            v -= l[i * s + k] * b[k];
         }
-        b[i] = v / a[i * s + i];
+        b[i] = v / l[i * s + i];
     }
     for i in (0..s).rev() {
         let mut v = b[i];
         for k in i + 1..s {
-            v -= a[k * s + i] * b[k];
+            v -= l[k * s + i] * b[k];
         }
-        b[i] = v / a[i * s + i];
+        b[i] = v / l[i * s + i];
     }
-    true
 }
+
+/// Floating-point operations a layer's solves may take (about a minute on one core);
+/// beyond it the layer is left as it is.
+const SOLVE_BUDGET: f64 = 1e11;
 
 /// Kept indices along an axis: all of `len` unless the pruning removed some.
 fn kept_indices(kept: Option<&Vec<bool>>, len: usize) -> Vec<usize> {
@@ -559,38 +569,77 @@ fn refit(
     let (mut err0, mut err1, mut norm) = (0.0, 0.0, 0.0);
     let mut new_w = wc.clone();
     let mut new_b = bias.clone();
-    // Solves for the kept features of each output row; rows with the same mask share a
-    // factorisation only in spirit (each is solved on its own submatrix).
-    for c in 0..n_out {
-        let row = &wc[c * k..(c + 1) * k];
-        let mut cur: Vec<f64> = row.iter().map(|&v| v * scale).collect();
-        cur.push(if fit_bias { bias[c] } else { 0.0 });
-        let yy = ne.yy[c];
-        // Without a bias term the ones column carries weight 0.
-        let e0 = ne.sq_error(c, &cur);
-        let mut idx: Vec<usize> = (0..k).filter(|&i| row[i] != 0.0).collect();
-        if fit_bias {
-            idx.push(k);
-        }
+    // Rows whose weights are all non-zero (dense and channel-pruned layers) share one
+    // factorisation; any other mask is factored on its own submatrix.
+    let masks: Vec<Vec<usize>> = (0..n_out)
+        .map(|c| {
+            let row = &wc[c * k..(c + 1) * k];
+            let mut idx: Vec<usize> = (0..k).filter(|&i| row[i] != 0.0).collect();
+            if fit_bias {
+                idx.push(k);
+            }
+            idx
+        })
+        .collect();
+    let full = k + usize::from(fit_bias);
+    let cost: f64 = masks
+        .iter()
+        .filter(|m| m.len() != full)
+        .map(|m| (m.len() as f64).powi(3) / 3.0)
+        .sum::<f64>()
+        + (full as f64).powi(3) / 3.0;
+    if cost > SOLVE_BUDGET {
+        return Err(format!(
+            "solving its {n_out} masks would take about {:.0} GFLOP, above the budget of {:.0}",
+            cost / 1e9,
+            SOLVE_BUDGET / 1e9
+        ));
+    }
+    let gram = |idx: &[usize]| -> Option<Vec<f64>> {
         let s = idx.len();
         let mut a = vec![0.0; s * s];
-        let mut rhs = vec![0.0; s];
         for (p, &i) in idx.iter().enumerate() {
             for (q, &j) in idx.iter().enumerate() {
                 a[p * s + q] = ne.g[i * k1 + j];
             }
+            if i < k {
+                a[p * s + p] += damp;
+            }
+        }
+        (s > 0 && cholesky(&mut a, s)).then_some(a)
+    };
+    let mut full_factor: Option<Option<Vec<f64>>> = None;
+    for c in 0..n_out {
+        let mut cur: Vec<f64> = wc[c * k..(c + 1) * k].iter().map(|&v| v * scale).collect();
+        cur.push(if fit_bias { bias[c] } else { 0.0 });
+        let yy = ne.yy[c];
+        // Without a bias term the ones column carries weight 0.
+        let e0 = ne.sq_error(c, &cur);
+        let idx = &masks[c];
+        let s = idx.len();
+        let mut rhs = vec![0.0; s];
+        for (p, &i) in idx.iter().enumerate() {
             rhs[p] = ne.b[i * ne.n + c];
             if i < k {
                 // Ridge towards the pruned weights: a feature the data never shows
                 // keeps its weight.
-                a[p * s + p] += damp;
                 rhs[p] += damp * cur[i];
             }
         }
+        let own;
+        let factor = if s == full {
+            full_factor.get_or_insert_with(|| gram(idx)).as_deref()
+        } else {
+            own = gram(idx);
+            own.as_deref()
+        };
         let mut sol = cur.clone();
-        if s > 0 && cholesky_solve(&mut a, s, &mut rhs) && rhs.iter().all(|v| v.is_finite()) {
-            for (p, &i) in idx.iter().enumerate() {
-                sol[i] = rhs[p];
+        if let Some(l) = factor {
+            cholesky_solve(l, s, &mut rhs);
+            if rhs.iter().all(|v| v.is_finite()) {
+                for (p, &i) in idx.iter().enumerate() {
+                    sol[i] = rhs[p];
+                }
             }
         }
         let e1 = ne.sq_error(c, &sol);
