@@ -32,8 +32,9 @@ pub struct Recalibrate {
     /// Layers with more input features than this (`C_in·kh·kw` for a Conv, `K` for
     /// Gemm/MatMul) are left as they are (default 4096). Rows whose weights are all
     /// non-zero (dense and channel-pruned layers) share one factorisation; every other
-    /// row mask costs up to `features³/3` operations, and a layer whose solves would
-    /// exceed 10¹¹ operations (about a minute) is left as it is, with a note.
+    /// row mask costs up to `features³/3` operations, and a layer whose solves and
+    /// error evaluations would exceed 10¹¹ operations (about a minute) is left as it
+    /// is, with a note.
     pub max_features: usize,
 }
 
@@ -582,15 +583,23 @@ fn refit(
         })
         .collect();
     let full = k + usize::from(fit_bias);
+    // Factorisations, then per row two triangular solves and two error evaluations.
     let cost: f64 = masks
         .iter()
-        .filter(|m| m.len() != full)
-        .map(|m| (m.len() as f64).powi(3) / 3.0)
+        .map(|m| {
+            let s = m.len() as f64;
+            let factor = if m.len() == full {
+                0.0
+            } else {
+                s.powi(3) / 3.0
+            };
+            factor + 2.0 * s * s + 2.0 * (k1 as f64).powi(2)
+        })
         .sum::<f64>()
         + (full as f64).powi(3) / 3.0;
     if cost > SOLVE_BUDGET {
         return Err(format!(
-            "solving its {n_out} masks would take about {:.0} GFLOP, above the budget of {:.0}",
+            "refitting its {n_out} output channels would take about {:.0} GFLOP, above the budget of {:.0}",
             cost / 1e9,
             SOLVE_BUDGET / 1e9
         ));
