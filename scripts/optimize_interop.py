@@ -35,7 +35,7 @@ MODELS = [
     ("onnx-backend/converters/paddle_ocr/model.onnx", ["basic", "extended"]),
     ("onnx-backend/pytorch-converted/test_Conv2d_groups/model.onnx", ["basic"]),
     # Written by `bn_model` below: BatchNormalization before a Conv and after Conv,
-    # ConvTranspose, Gemm and MatMul, Identity, Dropout, Constant and a foldable chain, at opset 13.
+    # grouped ConvTranspose, Gemm and MatMul, Identity, Dropout, Constant and a foldable chain, at opset 13.
     ("<bn>", ["basic", "extended"]),
 ]
 
@@ -60,8 +60,8 @@ def bn_model(path):
     bn("c1", "n1", 4, "bn1")
     nodes.append(helper.make_node("Relu", ["n1"], ["r1"]))
     nodes.append(helper.make_node("Identity", ["r1"], ["i1"]))
-    init("wt", rng.normal(0, 0.3, (4, 2, 2, 2)))
-    nodes.append(helper.make_node("ConvTranspose", ["i1", "wt"], ["t1"], strides=[2, 2]))
+    init("wt", rng.normal(0, 0.3, (4, 1, 2, 2)))  # grouped: output channel g reads group g's rows
+    nodes.append(helper.make_node("ConvTranspose", ["i1", "wt"], ["t1"], strides=[2, 2], group=2))
     bn("t1", "n2", 2, "bn2")
     nodes.append(helper.make_node("Dropout", ["n2"], ["d1"]))
     nodes.append(helper.make_node("Flatten", ["d1"], ["f1"]))
@@ -135,6 +135,9 @@ def main():
                     assert a.read() == b.read(), f"{rel} {level}: a second optimize changed the model"
                 before = len(onnx.load(src).graph.node)
                 after = len(onnx.load(out).graph.node)
+                if rel == "<bn>":
+                    left = [n.op_type for n in onnx.load(out).graph.node if n.op_type == "BatchNormalization"]
+                    assert not left, f"{level}: every BatchNormalization folds, {len(left)} left"
                 print(f"{rel} [{level}]: onnxruntime outputs match (rtol 1e-4), idempotent; "
                       f"nodes {before} -> {after}, file {os.path.getsize(src)} -> {os.path.getsize(out)} bytes")
         # External data: the light SqueezeNet with its initializers in model.onnx.data;

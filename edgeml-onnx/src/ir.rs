@@ -101,6 +101,31 @@ impl Node {
             .find(|(n, _)| n == name)
             .map(|(_, a)| a)
     }
+
+    /// The integer attribute `name`, or `default` when it is absent (or not an integer;
+    /// loading already refused attributes of the wrong type for known operators).
+    pub fn int_attr(&self, name: &str, default: i64) -> i64 {
+        match self.attr(name) {
+            Some(Attribute::Int(v)) => *v,
+            _ => default,
+        }
+    }
+
+    /// The float attribute `name`, or `default` when it is absent (or not a float).
+    pub fn float_attr(&self, name: &str, default: f32) -> f32 {
+        match self.attr(name) {
+            Some(Attribute::Float(v)) => *v,
+            _ => default,
+        }
+    }
+
+    /// The integer-list attribute `name`, if present.
+    pub fn ints_attr(&self, name: &str) -> Option<&[i64]> {
+        match self.attr(name) {
+            Some(Attribute::Ints(v)) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// A computation graph (the main graph or a subgraph).

@@ -37,7 +37,7 @@ mod transpose;
 
 pub use bias::FuseConvAddBias;
 pub use bn::FoldBatchNorm;
-pub(crate) use bn::{bn_coefficients, scale_axis};
+pub(crate) use bn::fold_into_layer;
 pub use cse::EliminateCommonSubexpressions;
 pub use fold::FoldConstants;
 pub use fuse::FuseConvActivation;
@@ -225,6 +225,66 @@ pub(crate) fn constants(g: &Graph, ir_version: i64) -> HashMap<&str, &Tensor> {
         .filter(|(n, _)| !inputs.contains(n.as_str()))
         .map(|(n, t)| (n.as_str(), t))
         .collect()
+}
+
+/// Operators whose outputs differ between runs: never folded at plan time nor merged
+/// by common-subexpression elimination.
+pub(crate) const NONDETERMINISTIC: &[&str] = &[
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+];
+
+/// What [`add_of_constant`] found: the `Add`'s producer operand and its constant.
+pub(crate) struct AddOfConstant<'m> {
+    /// Index of the node whose single output is the `Add`'s non-constant operand.
+    pub(crate) producer: usize,
+    /// Name of the `Add`'s constant operand.
+    pub(crate) constant: &'m str,
+    /// The main graph's constants ([`constants`]), for the caller's further checks.
+    pub(crate) consts: HashMap<&'m str, &'m Tensor>,
+}
+
+/// Whether node `k` is a default-domain `Add` of two distinct operands, one a constant
+/// and the other the single-use, only output of a default-domain `producer_op` node
+/// (the shape of every "fold a constant `Add` into the layer before it" rewrite).
+pub(crate) fn add_of_constant<'m>(
+    model: &'m Model,
+    k: usize,
+    producer_op: &str,
+) -> Option<AddOfConstant<'m>> {
+    let g = &model.graph;
+    let add = &g.nodes[k];
+    if !default_domain(add)
+        || add.op_type != "Add"
+        || add.inputs.len() != 2
+        || add.outputs.len() != 1
+        || add.inputs[0] == add.inputs[1]
+    {
+        return None;
+    }
+    let consts = constants(g, model.ir_version);
+    let (y, c) = if consts.contains_key(add.inputs[1].as_str()) {
+        (&add.inputs[0], &add.inputs[1])
+    } else if consts.contains_key(add.inputs[0].as_str()) {
+        (&add.inputs[1], &add.inputs[0])
+    } else {
+        return None;
+    };
+    let ix = g.index();
+    let producer = ix.producer(y)?;
+    let p = &g.nodes[producer];
+    if !default_domain(p) || p.op_type != producer_op || p.outputs.len() != 1 || ix.uses(y) != 1 {
+        return None;
+    }
+    Some(AddOfConstant {
+        producer,
+        constant: c,
+        consts,
+    })
 }
 
 /// Whether `node` is in the default ONNX domain.

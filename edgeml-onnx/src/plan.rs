@@ -28,8 +28,8 @@
 pub(crate) mod budget;
 mod build;
 mod control;
-mod fused;
-mod optimize;
+pub(crate) mod fused;
+pub(crate) mod optimize;
 mod program;
 
 use crate::{Dim, Error, Model, Registry, Result, RunLimits, Tensor, ValueInfo};

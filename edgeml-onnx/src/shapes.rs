@@ -172,8 +172,8 @@ fn infer_default(
             if a.len() != 2 || b.len() != 2 {
                 return None;
             }
-            let ta = int_attr(node, "transA", 0) != 0;
-            let tb = int_attr(node, "transB", 0) != 0;
+            let ta = node.int_attr("transA", 0) != 0;
+            let tb = node.int_attr("transB", 0) != 0;
             let m = a[usize::from(ta)].clone();
             let n = b[usize::from(!tb)].clone();
             Some(typed(dtype(0), vec![m, n]))
@@ -182,7 +182,7 @@ fn infer_default(
         "Flatten" => {
             let x = shape(0)?;
             let r = x.len() as i64;
-            let mut axis = int_attr(node, "axis", 1);
+            let mut axis = node.int_attr("axis", 1);
             if axis < 0 {
                 axis += r;
             }
@@ -198,7 +198,7 @@ fn infer_default(
         "ConstantOfShape" | "Expand" | "Range" | "Tile" => sized::infer(node, op, inputs, consts),
         "Reshape" => {
             let target = to_i64_vec(node, konst(1)?).ok()?;
-            let allowzero = opset >= 14 && int_attr(node, "allowzero", 0) != 0;
+            let allowzero = opset >= 14 && node.int_attr("allowzero", 0) != 0;
             reshape(shape(0), &target, allowzero).map(|d| typed(dtype(0), d))
         }
         "Transpose" => {
@@ -226,7 +226,7 @@ fn infer_default(
             if shapes.iter().any(|s| s.len() != r) {
                 return None;
             }
-            let axis = norm_axis(int_attr(node, "axis", 0), r)?;
+            let axis = norm_axis(node.int_attr("axis", 0), r)?;
             let mut dims = shapes[0].clone();
             dims[axis] = shapes
                 .iter()
@@ -261,7 +261,7 @@ fn infer_default(
         "Shape" => {
             let r = shape(0)?.len() as i64;
             let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
-            let start = clamp(int_attr(node, "start", 0));
+            let start = clamp(node.int_attr("start", 0));
             let end = match node.attr("end") {
                 Some(Attribute::Int(e)) => clamp(*e),
                 _ => r,
@@ -279,20 +279,6 @@ pub(crate) fn typed(dtype: Option<DType>, dims: Vec<Dim>) -> InputType {
     InputType {
         dtype,
         shape: Some(dims),
-    }
-}
-
-fn int_attr(node: &Node, name: &str, default: i64) -> i64 {
-    match node.attr(name) {
-        Some(Attribute::Int(v)) => *v,
-        _ => default,
-    }
-}
-
-fn ints_attr(node: &Node, name: &str) -> Option<Vec<i64>> {
-    match node.attr(name) {
-        Some(Attribute::Ints(v)) => Some(v.clone()),
-        _ => None,
     }
 }
 
@@ -475,7 +461,7 @@ fn conv_like(
     } else {
         None
     };
-    let kernel: Vec<i64> = match ints_attr(node, "kernel_shape") {
+    let kernel: Vec<i64> = match node.ints_attr("kernel_shape").map(<[i64]>::to_vec) {
         Some(k) => k,
         None => w_shape
             .as_ref()?
@@ -490,9 +476,18 @@ fn conv_like(
     if kernel.len() != sp {
         return None;
     }
-    let strides = ints_attr(node, "strides").unwrap_or_else(|| vec![1; sp]);
-    let dil = ints_attr(node, "dilations").unwrap_or_else(|| vec![1; sp]);
-    let pads = ints_attr(node, "pads").unwrap_or_else(|| vec![0; 2 * sp]);
+    let strides = node
+        .ints_attr("strides")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![1; sp]);
+    let dil = node
+        .ints_attr("dilations")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![1; sp]);
+    let pads = node
+        .ints_attr("pads")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![0; 2 * sp]);
     if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
         return None;
     }
@@ -500,7 +495,7 @@ fn conv_like(
         Some(Attribute::String(s)) => String::from_utf8_lossy(s).into_owned(),
         _ => "NOTSET".to_owned(),
     };
-    let ceil = int_attr(node, "ceil_mode", 0) != 0;
+    let ceil = node.int_attr("ceil_mode", 0) != 0;
     let channels = if weights {
         w_shape.as_ref()?.first()?.clone()
     } else {

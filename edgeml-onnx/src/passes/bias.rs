@@ -1,6 +1,6 @@
 //! `Conv` + constant per-channel `Add` → `Conv` with a bias.
 
-use super::{Pass, constants, default_domain};
+use super::{AddOfConstant, Pass, add_of_constant};
 use crate::{Model, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
@@ -51,33 +51,16 @@ impl Pass for FuseConvAddBias {
 /// For `Add` node `k`: the index of the `Conv` it folds into, that `Conv`'s inputs and
 /// the new bias; `None` when the rewrite does not apply.
 fn rewrite(model: &Model, k: usize) -> Option<(usize, Vec<String>, Vec<f32>)> {
-    let g = &model.graph;
-    let add = &g.nodes[k];
-    if !default_domain(add)
-        || add.op_type != "Add"
-        || add.inputs.len() != 2
-        || add.outputs.len() != 1
-        || add.inputs[0] == add.inputs[1]
-    {
+    let AddOfConstant {
+        producer: p,
+        constant,
+        consts,
+    } = add_of_constant(model, k, "Conv")?;
+    let conv = &model.graph.nodes[p];
+    if conv.inputs.len() < 2 {
         return None;
     }
-    let consts = constants(g, model.ir_version);
-    let ix = g.index();
-    let (conv_v, c) = if consts.contains_key(add.inputs[1].as_str()) {
-        (&add.inputs[0], consts.get(add.inputs[1].as_str())?)
-    } else {
-        (&add.inputs[1], consts.get(add.inputs[0].as_str())?)
-    };
-    let p = ix.producer(conv_v)?;
-    let conv = &g.nodes[p];
-    if !default_domain(conv)
-        || conv.op_type != "Conv"
-        || conv.outputs.len() != 1
-        || conv.inputs.len() < 2
-        || ix.uses(conv_v) != 1
-    {
-        return None;
-    }
+    let c = consts.get(constant)?;
     let w = consts.get(conv.inputs[1].as_str())?.as_f32()?;
     let c = c.as_f32()?;
     let (m, rank) = (*w.shape().first()?, w.ndim());

@@ -57,21 +57,7 @@ fn scale_grouped_transpose(w: &ArrayD<f32>, group: usize, a: &[f64]) -> ArrayD<f
     out
 }
 
-fn float_attr(n: &Node, name: &str, default: f32) -> f32 {
-    match n.attr(name) {
-        Some(Attribute::Float(f)) => *f,
-        _ => default,
-    }
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    match n.attr(name) {
-        Some(Attribute::Int(i)) => *i,
-        _ => default,
-    }
-}
-
-fn vec1(t: Option<&&Tensor>, m: usize) -> Option<Vec<f32>> {
+fn vec1(t: Option<&Tensor>, m: usize) -> Option<Vec<f32>> {
     let a = t?.as_f32()?;
     (a.ndim() == 1 && a.len() == m).then(|| a.iter().copied().collect())
 }
@@ -89,8 +75,8 @@ struct Folded {
 /// `ConvTranspose` (any `group`), `Gemm` or `MatMul` (constant 2-D `B`, 2-D `A`; it
 /// becomes a `Gemm`) that feeds only it, when that layer's weights (and bias, if any)
 /// are constant `f32`: `W' = W·a`, `B' = (B − mean)·a + beta` with
-/// `a = scale / sqrt(var + eps)`, computed in `f64` — the same arithmetic as the
-/// planner's own folding. The folded layer writes the BatchNormalization's output.
+/// `a = scale / sqrt(var + eps)`, computed in `f64` — the same code folds batch
+/// norms into convolutions when a plan is built. The folded layer writes the BatchNormalization's output.
 ///
 /// Otherwise, a BatchNormalization whose output only a `Conv` reads is folded into
 /// that `Conv` where this is exact (`group` 1 and no padding, since padding adds zeros
@@ -161,38 +147,42 @@ impl Pass for FoldBatchNorm {
     }
 }
 
+/// Whether one of `bn`'s optional training outputs (running mean and variance, saved
+/// statistics) is read.
+fn training_outputs_used(bn: &Node, ix: &crate::GraphIndex) -> bool {
+    bn.outputs
+        .iter()
+        .skip(1)
+        .any(|o| !o.is_empty() && ix.uses(o) > 0)
+}
+
 /// The parameters (`scale`, `B`, `mean`, `var`, as `f32` vectors of one length) and
-/// `epsilon` of an inference-mode BatchNormalization whose training outputs are unused;
-/// `None` when `bn` is not one or its parameters are not constant.
-fn inference_bn(
+/// `epsilon` of an inference-mode BatchNormalization; `None` when `bn` is not one or
+/// `konst` does not know its parameters. Whether its training outputs are read is the
+/// caller's check.
+fn inference_bn<'t>(
     bn: &Node,
-    ix: &crate::GraphIndex,
-    consts: &std::collections::HashMap<&str, &Tensor>,
+    konst: &dyn Fn(&str) -> Option<&'t Tensor>,
     opset: i64,
 ) -> Option<(Vec<Vec<f32>>, f64)> {
     if bn.inputs.len() != 5
         || bn.outputs.first().is_none_or(String::is_empty)
-        || bn
-            .outputs
-            .iter()
-            .skip(1)
-            .any(|o| !o.is_empty() && ix.uses(o) > 0)
-        || (opset >= 14 && int_attr(bn, "training_mode", 0) != 0)
-        || (opset < 9 && int_attr(bn, "spatial", 1) == 0)
-        || (opset < 7 && int_attr(bn, "is_test", 0) == 0)
+        || (opset >= 14 && bn.int_attr("training_mode", 0) != 0)
+        || (opset < 9 && bn.int_attr("spatial", 1) == 0)
+        || (opset < 7 && bn.int_attr("is_test", 0) == 0)
     {
         return None;
     }
-    let scale = consts.get(bn.inputs[1].as_str())?.as_f32()?;
+    let scale = konst(&bn.inputs[1])?.as_f32()?;
     let m = scale.len();
     if scale.ndim() != 1 || m == 0 {
         return None;
     }
     let p4: Vec<Vec<f32>> = bn.inputs[1..5]
         .iter()
-        .map(|n| vec1(consts.get(n.as_str()), m))
+        .map(|n| vec1(konst(n), m))
         .collect::<Option<_>>()?;
-    Some((p4, f64::from(float_attr(bn, "epsilon", 1e-5))))
+    Some((p4, f64::from(bn.float_attr("epsilon", 1e-5))))
 }
 
 /// The rewrite of BatchNormalization node `k` into the `Conv` that is the only reader
@@ -204,8 +194,11 @@ fn fold_before(model: &Model, k: usize, opset: i64) -> Option<(usize, Folded)> {
     let g = &model.graph;
     let bn = &g.nodes[k];
     let ix = g.index();
+    if training_outputs_used(bn, &ix) {
+        return None;
+    }
     let consts = constants(g, model.ir_version);
-    let (p4, eps) = inference_bn(bn, &ix, &consts, opset)?;
+    let (p4, eps) = inference_bn(bn, &|n| consts.get(n).copied(), opset)?;
     let m = p4[0].len();
     let y = &bn.outputs[0];
     let [c] = ix.consumers(y) else {
@@ -229,7 +222,7 @@ fn fold_before(model: &Model, k: usize, opset: i64) -> Option<(usize, Folded)> {
         || conv.inputs.len() < 2
         || conv.inputs[0] != *y
         || conv.inputs[1..].contains(y)
-        || int_attr(conv, "group", 1) != 1
+        || conv.int_attr("group", 1) != 1
         || !pads_zero
         || !auto_pad_ok
     {
@@ -242,7 +235,7 @@ fn fold_before(model: &Model, k: usize, opset: i64) -> Option<(usize, Folded)> {
     let out_ch = w.shape()[0];
     let bias = match conv.inputs.get(2).filter(|n| !n.is_empty()) {
         None => vec![0.0; out_ch],
-        Some(n) => vec1(consts.get(n.as_str()), out_ch)?,
+        Some(n) => vec1(consts.get(n.as_str()).copied(), out_ch)?,
     };
     let (a, shift) = bn_coefficients(&p4[0], &p4[1], &p4[2], &p4[3], eps, None);
     let new_w = scale_axis(w, 1, &a);
@@ -287,29 +280,63 @@ fn fold_one(
     let g = &model.graph;
     let bn = &g.nodes[k];
     let ix = g.index();
-    let consts = constants(g, model.ir_version);
-    let (p4, eps) = inference_bn(bn, &ix, &consts, opset)?;
-    let m = p4[0].len();
-    let x = &bn.inputs[0];
+    let x = bn.inputs.first()?;
     let p = ix.producer(x)?;
-    if ix.uses(x) != 1 {
+    if ix.uses(x) != 1 || training_outputs_used(bn, &ix) {
         return None;
     }
     let layer = &g.nodes[p];
+    let consts = constants(g, model.ir_version);
+    let (node, new_w, new_b) =
+        fold_into_layer(layer, bn, opset, &|n| consts.get(n).copied(), &mut |v| {
+            rank2(model, v)
+        })?;
+    let base = if layer.name.is_empty() {
+        bn.outputs[0].clone()
+    } else {
+        layer.name.clone()
+    };
+    Some((
+        p,
+        Folded {
+            node,
+            weight: (format!("{base}_W_bnfolded"), new_w),
+            bias: (format!("{base}_B_bnfolded"), new_b),
+        },
+    ))
+}
+
+/// Folds the inference-mode BatchNormalization `bn` into `layer`, the `Conv`,
+/// `ConvTranspose`, `Gemm` or `MatMul` whose output it alone reads (the caller's check),
+/// with constants as `konst` knows them and `rank2` telling whether a value is 2-D (for
+/// `MatMul`, which becomes a `Gemm`). Returns the rewritten layer, writing `bn`'s output,
+/// with its weight and bias inputs (1 and 2) left for the caller to name, and the new
+/// weight and bias; `None` when the folding does not apply. One implementation for
+/// [`FoldBatchNorm`] (constants: the initializers) and the planner's convolution chains
+/// (constants: everything known at plan time, folded values included).
+pub(crate) fn fold_into_layer<'t>(
+    layer: &Node,
+    bn: &Node,
+    opset: i64,
+    konst: &dyn Fn(&str) -> Option<&'t Tensor>,
+    rank2: &mut dyn FnMut(&str) -> bool,
+) -> Option<(Node, ArrayD<f32>, Vec<f32>)> {
+    let (p4, eps) = inference_bn(bn, konst, opset)?;
+    let m = p4[0].len();
     if !default_domain(layer) || layer.outputs.len() != 1 || layer.inputs.len() < 2 {
         return None;
     }
-    let w = consts.get(layer.inputs[1].as_str())?.as_f32()?;
-    let bias_name = layer.inputs.get(2).filter(|n| !n.is_empty());
     let mut node = layer.clone();
     node.outputs = vec![bn.outputs[0].clone()];
+    let w = konst(&layer.inputs[1])?.as_f32()?;
+    let bias_name = layer.inputs.get(2).filter(|n| !n.is_empty());
     let (axis, bias, group) = match layer.op_type.as_str() {
         "Conv" | "ConvTranspose" => {
             let axis = usize::from(layer.op_type == "ConvTranspose");
             // ConvTranspose weights are [C_in, M / group, …]: output channel
             // `g·(M / group) + j` reads lane j of group g's input rows.
             let group = if axis == 1 {
-                usize::try_from(int_attr(layer, "group", 1)).ok()?
+                usize::try_from(layer.int_attr("group", 1)).ok()?
             } else {
                 1
             };
@@ -322,21 +349,21 @@ fn fold_one(
             }
             let bias = match bias_name {
                 None => None,
-                Some(n) => Some(vec1(consts.get(n.as_str()), m)?),
+                Some(n) => Some(vec1(konst(n), m)?),
             };
             (axis, bias, group)
         }
         "Gemm" => {
-            let trans_b = int_attr(layer, "transB", 0) != 0;
+            let trans_b = layer.int_attr("transB", 0) != 0;
             let axis = if trans_b { 0 } else { 1 };
             if w.ndim() != 2 || w.shape()[axis] != m || layer.inputs.len() > 3 {
                 return None;
             }
-            let beta = float_attr(layer, "beta", 1.0);
+            let beta = layer.float_attr("beta", 1.0);
             let bias = match bias_name {
                 None => None,
                 Some(n) => {
-                    let c = consts.get(n.as_str())?.as_f32()?;
+                    let c = konst(n)?.as_f32()?;
                     let v: Vec<f32> = match c.shape() {
                         [] | [1] | [1, 1] => vec![*c.iter().next()?; m],
                         [n] | [1, n] if *n == m => c.iter().copied().collect(),
@@ -351,7 +378,7 @@ fn fold_one(
             (axis, bias, 1)
         }
         "MatMul" => {
-            if opset < 7 || w.ndim() != 2 || w.shape()[1] != m || !rank2(model, &layer.inputs[0]) {
+            if opset < 7 || w.ndim() != 2 || w.shape()[1] != m || !rank2(&layer.inputs[0]) {
                 return None;
             }
             node.op_type = "Gemm".to_owned();
@@ -368,17 +395,5 @@ fn fold_one(
     };
     node.inputs.truncate(2);
     node.inputs.push(String::new());
-    let base = if layer.name.is_empty() {
-        bn.outputs[0].clone()
-    } else {
-        layer.name.clone()
-    };
-    Some((
-        p,
-        Folded {
-            node,
-            weight: (format!("{base}_W_bnfolded"), new_w),
-            bias: (format!("{base}_B_bnfolded"), new_b),
-        },
-    ))
+    Some((node, new_w, new_b))
 }

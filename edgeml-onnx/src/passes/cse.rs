@@ -6,18 +6,6 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-/// Operators whose outputs differ between runs (or, for `Dropout`, may in training
-/// mode): two applications are never merged.
-const NONDETERMINISTIC: &[&str] = &[
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-    "Dropout",
-];
-
 /// Merges what is computed twice in the main graph, keeping the first occurrence:
 ///
 /// - **constants**: initializers (not listed as graph inputs from IR version 4 on,
@@ -154,7 +142,8 @@ fn same_attr(a: &Attribute, b: &Attribute) -> bool {
 /// Whether `n` may be merged with an equal node at all.
 fn mergeable(n: &Node) -> bool {
     default_domain(n)
-        && !NONDETERMINISTIC.contains(&n.op_type.as_str())
+        && !super::NONDETERMINISTIC.contains(&n.op_type.as_str())
+        && n.op_type != "Dropout" // random in training mode
         && !n.outputs.is_empty()
         && n.attributes.iter().all(|(_, a)| {
             !matches!(

@@ -4,16 +4,6 @@ use super::{Pass, constants, has_subgraphs};
 use crate::{BuildContext, Dim, InputType, Model, Registry, Result, Tensor};
 use std::collections::HashMap;
 
-/// Operators whose outputs differ between runs: never folded.
-const NONDETERMINISTIC: &[&str] = &[
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-];
-
 /// Operators whose output can be much larger than their inputs: folded only when
 /// inference tells the output's size beforehand.
 const GROWING: &[&str] = &[
@@ -196,7 +186,7 @@ impl FoldConstants {
                 remove[i] = true;
                 continue;
             }
-            if NONDETERMINISTIC.contains(&node.op_type.as_str())
+            if super::NONDETERMINISTIC.contains(&node.op_type.as_str())
                 || has_subgraphs(node)
                 || node.outputs.iter().all(String::is_empty)
                 || node.outputs.iter().any(|o| ix.is_output(o))

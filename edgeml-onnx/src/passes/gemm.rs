@@ -1,6 +1,6 @@
 //! `MatMul` + constant bias `Add` → `Gemm`.
 
-use super::{Pass, constants, default_domain};
+use super::{AddOfConstant, Pass, add_of_constant, default_domain};
 use crate::{Dim, InputType, Model, Node, Result};
 use std::collections::HashMap;
 
@@ -57,35 +57,17 @@ fn rewrite(
     k: usize,
     types: &mut Option<HashMap<String, InputType>>,
 ) -> Option<(usize, Node)> {
-    let g = &model.graph;
-    let add = &g.nodes[k];
-    if !default_domain(add)
-        || add.op_type != "Add"
-        || add.inputs.len() != 2
-        || add.outputs.len() != 1
-        || add.inputs[0] == add.inputs[1]
-    {
-        return None;
-    }
-    let consts = constants(g, model.ir_version);
-    let ix = g.index();
-    let (y, c) = if consts.contains_key(add.inputs[1].as_str()) {
-        (&add.inputs[0], &add.inputs[1])
-    } else {
-        (&add.inputs[1], &add.inputs[0])
-    };
-    let p = ix.producer(y)?;
-    let mm = &g.nodes[p];
-    if !default_domain(mm)
-        || mm.op_type != "MatMul"
-        || mm.inputs.len() != 2
-        || mm.outputs.len() != 1
-        || ix.uses(y) != 1
-    {
+    let AddOfConstant {
+        producer: p,
+        constant: c,
+        consts,
+    } = add_of_constant(model, k, "MatMul")?;
+    let (add, mm) = (&model.graph.nodes[k], &model.graph.nodes[p]);
+    if mm.inputs.len() != 2 {
         return None;
     }
     let b = consts.get(mm.inputs[1].as_str())?.as_f32()?;
-    let cv = consts.get(c.as_str())?.as_f32()?;
+    let cv = consts.get(c)?.as_f32()?;
     let n = *b.shape().get(1)?;
     let last_ok = |d: usize| d == 1 || d == n;
     let c_ok = match cv.shape() {
@@ -99,7 +81,7 @@ fn rewrite(
     }
     let gemm = Node::new(
         "Gemm",
-        &[mm.inputs[0].as_str(), mm.inputs[1].as_str(), c.as_str()],
+        &[mm.inputs[0].as_str(), mm.inputs[1].as_str(), c],
         &[add.outputs[0].as_str()],
     )
     .with_name(&add.name);

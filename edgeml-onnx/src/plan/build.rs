@@ -30,16 +30,6 @@ pub(crate) struct Ctx<'a> {
 /// Name → slot visible at a point of the graph.
 pub(crate) type Scope = HashMap<String, usize>;
 
-/// Operators whose outputs differ between runs: never folded.
-const NONDETERMINISTIC: &[&str] = &[
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-];
-
 /// Accumulates a [`Program`].
 pub(crate) struct Builder<'c> {
     pub(crate) ctx: &'c Ctx<'c>,
@@ -292,7 +282,7 @@ impl<'c> Builder<'c> {
         let inferred = crate::shapes::infer(node, opset, &types, &const_refs);
         let limits = &self.ctx.limits;
         let foldable = self.ctx.fold
-            && !NONDETERMINISTIC.contains(&node.op_type.as_str())
+            && !crate::passes::NONDETERMINISTIC.contains(&node.op_type.as_str())
             && in_slots
                 .iter()
                 .zip(&consts)

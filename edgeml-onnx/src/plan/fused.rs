@@ -20,6 +20,52 @@ pub(crate) enum Act {
 }
 
 impl Act {
+    /// The activation `node` applies (`Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`,
+    /// `HardSigmoid`, `HardSwish`, `Clip`), its parameters read from attributes and,
+    /// for `Clip` from opset 11, from constant inputs as `konst` knows them (a missing
+    /// bound does not clip; below opset 11 the attribute defaults are ±`f32::MAX`);
+    /// `None` for other operators or bounds that are not constant scalars. One matcher
+    /// for the planner's convolution chains and [`crate::passes::FuseConvActivation`].
+    pub(crate) fn of_node<'t>(
+        node: &crate::Node,
+        opset: i64,
+        konst: &dyn Fn(&str) -> Option<&'t Tensor>,
+    ) -> Option<Act> {
+        Some(match node.op_type.as_str() {
+            "Relu" => Act::Relu,
+            "LeakyRelu" => Act::LeakyRelu(node.float_attr("alpha", 0.01)),
+            "Sigmoid" => Act::Sigmoid,
+            "Tanh" => Act::Tanh,
+            "HardSwish" => Act::HardSwish,
+            "HardSigmoid" => {
+                Act::HardSigmoid(node.float_attr("alpha", 0.2), node.float_attr("beta", 0.5))
+            }
+            "Clip" if opset < 11 => Act::Clip(
+                node.float_attr("min", f32::MIN),
+                node.float_attr("max", f32::MAX),
+            ),
+            "Clip" => {
+                let bound = |i: usize, default: f32| -> Option<f32> {
+                    match node.inputs.get(i).filter(|n| !n.is_empty()) {
+                        None => Some(default),
+                        Some(n) => {
+                            let a = konst(n)?.as_f32()?;
+                            (a.len() == 1).then(|| a.iter().next().copied()).flatten()
+                        }
+                    }
+                };
+                Act::Clip(bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether onnxruntime's `com.microsoft` `FusedConv` has this activation (`Silu`
+    /// and `HardSwish` are edgeml's own).
+    pub(crate) fn in_onnxruntime(self) -> bool {
+        !matches!(self, Act::Silu | Act::HardSwish)
+    }
+
     /// `FusedConv`'s `activation` / `activation_params` attributes.
     pub(crate) fn attributes(self) -> (&'static str, Vec<f32>) {
         match self {

@@ -72,20 +72,6 @@ fn act_name(op: &str) -> bool {
     )
 }
 
-fn float_attr(n: &Node, name: &str, default: f32) -> f32 {
-    match n.attr(name) {
-        Some(Attribute::Float(f)) => *f,
-        _ => default,
-    }
-}
-
-fn int_attr(n: &Node, name: &str, default: i64) -> i64 {
-    match n.attr(name) {
-        Some(Attribute::Int(i)) => *i,
-        _ => default,
-    }
-}
-
 impl Fuser {
     pub(crate) fn new(graph: &Graph, level: GraphOptLevel) -> Self {
         let mut uses: HashMap<String, usize> = HashMap::new();
@@ -142,8 +128,7 @@ impl Fuser {
         let gate = |n: &Node| match n.op_type.as_str() {
             "Sigmoid" => Some(Act::Silu),
             "HardSigmoid"
-                if float_attr(n, "alpha", 0.2) == 1.0 / 6.0
-                    && float_attr(n, "beta", 0.5) == 0.5 =>
+                if n.float_attr("alpha", 0.2) == 1.0 / 6.0 && n.float_attr("beta", 0.5) == 0.5 =>
             {
                 Some(Act::HardSwish)
             }
@@ -202,7 +187,7 @@ impl Fuser {
                     && n.inputs.len() >= 2
                     && n.outputs.len() == 1
                     && p.residual.is_none()
-                    && int_attr(n, "axis", 0) == 1
+                    && n.int_attr("axis", 0) == 1
             }
             op => extended && act_name(op) && p.act.is_none() && n.inputs.first() == Some(&p.out),
         }
@@ -450,7 +435,9 @@ impl Fuser {
         Ok(true)
     }
 
-    /// Folds BatchNormalization `bn` into `conv`; `None` when it does not apply.
+    /// Folds BatchNormalization `bn` into `conv` with the public pass's own folding
+    /// ([`crate::passes::FoldBatchNorm`]), reading the constants the planner knows
+    /// (initializers and values folded at plan time); `None` when it does not apply.
     fn fold_bn(
         &mut self,
         b: &mut Builder<'_>,
@@ -458,74 +445,39 @@ impl Fuser {
         bn: &Node,
         scope: &mut Scope,
     ) -> Result<Option<Node>> {
+        if bn.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            return Ok(None);
+        }
         let opset = b.ctx.opsets.get("").copied().unwrap_or(0);
-        if bn.inputs.len() != 5
-            || bn.outputs.iter().skip(1).any(|o| !o.is_empty())
-            || (opset >= 14 && int_attr(bn, "training_mode", 0) != 0)
-            || (opset < 9 && int_attr(bn, "spatial", 1) == 0)
-            || conv.inputs.len() < 2
-        {
-            return Ok(None);
-        }
-        let eps = f64::from(float_attr(bn, "epsilon", 1e-5));
-        let konst = |name: &str| -> Option<Arc<Tensor>> {
-            scope.get(name).and_then(|&s| b.const_of(s).cloned())
-        };
-        let Some(w) = konst(&conv.inputs[1]) else {
-            return Ok(None);
-        };
-        let Some(w) = w.as_f32() else {
+        let held: Vec<(&str, Arc<Tensor>)> = conv
+            .inputs
+            .iter()
+            .skip(1)
+            .chain(bn.inputs.iter().skip(1))
+            .filter_map(|n| {
+                let t = scope.get(n).and_then(|&s| b.const_of(s).cloned())?;
+                Some((n.as_str(), t))
+            })
+            .collect();
+        let konst = |n: &str| held.iter().find(|(k, _)| *k == n).map(|(_, t)| &**t);
+        let Some((mut conv, w, bias)) =
+            crate::passes::fold_into_layer(conv, bn, opset, &konst, &mut |_| false)
+        else {
             return Ok(None);
         };
-        let m = w.shape().first().copied().unwrap_or(0);
-        let params: Vec<Arc<Tensor>> = match bn.inputs[1..5].iter().map(|n| konst(n)).collect() {
-            Some(p) => p,
-            None => return Ok(None),
-        };
-        let vecs: Vec<&ArrayD<f32>> = match params.iter().map(|t| t.as_f32()).collect() {
-            Some(v) => v,
-            None => return Ok(None),
-        };
-        if m == 0 || vecs.iter().any(|v| v.ndim() != 1 || v.len() != m) {
-            return Ok(None);
-        }
-        let bias: Option<Vec<f32>> = match conv.inputs.get(2).filter(|n| !n.is_empty()) {
-            None => None,
-            Some(n) => match konst(n) {
-                Some(t) => match t.as_f32() {
-                    Some(a) if a.ndim() == 1 && a.len() == m => Some(a.iter().copied().collect()),
-                    _ => return Ok(None),
-                },
-                None => return Ok(None),
-            },
-        };
-        let slice = |v: &ArrayD<f32>| -> Vec<f32> { v.iter().copied().collect() };
-        let (scale, beta, mean, var) = (
-            slice(vecs[0]),
-            slice(vecs[1]),
-            slice(vecs[2]),
-            slice(vecs[3]),
-        );
-        // The same arithmetic as the public pass (`passes::FoldBatchNorm`).
-        let (a, new_b) =
-            crate::passes::bn_coefficients(&scale, &beta, &mean, &var, eps, bias.as_deref());
-        let new_w = crate::passes::scale_axis(w, 0, &a);
-        let shape_err = |e: ndarray::ShapeError| {
+        let m = bias.len();
+        let b_t = ArrayD::from_shape_vec(IxDyn(&[m]), bias).map_err(|e| {
             Error::InvalidModel(format!("{}: folding BatchNormalization: {e}", describe(bn)))
-        };
-        let w_t = Tensor::F32(new_w);
-        let b_t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[m]), new_b).map_err(shape_err)?);
+        })?;
         self.fresh += 1;
         let tag = format!("{}::bn_folded{}", bn.outputs[0], self.fresh);
         let (wn, bnn) = (format!("{tag}_W"), format!("{tag}_B"));
-        let ws = b.new_slot(&wn, Some(Arc::new(w_t)));
-        let bs = b.new_slot(&bnn, Some(Arc::new(b_t)));
+        let ws = b.new_slot(&wn, Some(Arc::new(Tensor::F32(w))));
+        let bs = b.new_slot(&bnn, Some(Arc::new(Tensor::F32(b_t))));
         scope.insert(wn.clone(), ws);
         scope.insert(bnn.clone(), bs);
-        let mut conv = conv.clone();
-        conv.inputs.truncate(1);
-        conv.inputs.push(wn);
-        conv.inputs.push(bnn);
+        conv.inputs[1] = wn;
+        conv.inputs[2] = bnn;
         Ok(Some(conv))
     }
 
@@ -578,43 +530,13 @@ impl Fuser {
 
 /// The activation `node` applies, when its parameters are known at plan time.
 fn const_act(b: &Builder<'_>, node: &Node, scope: &Scope) -> Option<Act> {
-    Some(match node.op_type.as_str() {
-        "Relu" => Act::Relu,
-        "LeakyRelu" => Act::LeakyRelu(float_attr(node, "alpha", 0.01)),
-        "Sigmoid" => Act::Sigmoid,
-        "Tanh" => Act::Tanh,
-        "HardSwish" => Act::HardSwish,
-        "HardSigmoid" => Act::HardSigmoid(
-            float_attr(node, "alpha", 0.2),
-            float_attr(node, "beta", 0.5),
-        ),
-        "Clip" => {
-            let opset = b.ctx.opsets.get("").copied().unwrap_or(0);
-            if opset < 11 {
-                Act::Clip(
-                    float_attr(node, "min", f32::MIN),
-                    float_attr(node, "max", f32::MAX),
-                )
-            } else {
-                let bound = |i: usize, default: f32| -> Option<f32> {
-                    match node.inputs.get(i).filter(|n| !n.is_empty()) {
-                        None => Some(default),
-                        Some(n) => {
-                            let t = b.const_of(*scope.get(n)?)?;
-                            let a = t.as_f32()?;
-                            (a.len() == 1).then(|| a.iter().next().copied()).flatten()
-                        }
-                    }
-                };
-                Act::Clip(bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
-            }
-        }
-        _ => return None,
-    })
+    let opset = b.ctx.opsets.get("").copied().unwrap_or(0);
+    let konst = |n: &str| scope.get(n).and_then(|&s| b.const_of(s)).map(|t| &**t);
+    Act::of_node(node, opset, &konst)
 }
 
 /// A `FusedConv` node from `conv` (outputs already set), with activation and `Z`.
-fn fused_node(conv: &Node, act: Option<Act>, z: Option<&str>) -> Node {
+pub(crate) fn fused_node(conv: &Node, act: Option<Act>, z: Option<&str>) -> Node {
     let mut n = conv.clone();
     n.op_type = "FusedConv".to_owned();
     n.domain = MS_DOMAIN.to_owned();
