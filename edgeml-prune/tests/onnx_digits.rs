@@ -8,11 +8,11 @@ use edgeml_prune::pattern::Norm;
 use edgeml_prune::{Error, Pattern, PruneConfig, Scope, prune_model};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
-use std::path::{Path, PathBuf};
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
-}
+#[path = "../../tests/common/digits.rs"]
+mod digits;
+
+use digits::dir;
 
 fn load(name: &str) -> Model {
     Model::load(dir().join(format!("{name}.onnx"))).expect("digits fixture")
@@ -26,21 +26,10 @@ fn probs(m: &Model) -> ArrayD<f32> {
 }
 
 fn accuracy(m: &Model) -> f64 {
-    let y: ArrayD<i64> = read_npy(dir().join("y_test.npy")).expect("y_test");
+    let (_, y) = digits::test_set();
     let p = probs(m);
     assert_eq!(p.shape(), [450, 10]);
-    let hits = p
-        .outer_iter()
-        .zip(y.iter())
-        .filter(|(r, label)| {
-            let best = r
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as i64 == **label
-        })
-        .count();
-    hits as f64 / 450.0
+    digits::accuracy(&p, &y)
 }
 
 fn config(sparsity: f64) -> PruneConfig {

@@ -13,11 +13,11 @@ use edgeml_prune::pattern::Norm;
 use edgeml_prune::{Error, Pattern, PruneConfig, prune_model};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use ndarray_npy::read_npy;
-use std::path::{Path, PathBuf};
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
-}
+#[path = "../../tests/common/digits.rs"]
+mod digits;
+
+use digits::dir;
 
 fn load(name: &str) -> Model {
     Model::load(dir().join(format!("{name}.onnx"))).expect("digits fixture")
@@ -39,21 +39,8 @@ fn run(m: &Model, input: &str, x: &ArrayD<f32>) -> ArrayD<f32> {
 }
 
 fn accuracy(m: &Model) -> f64 {
-    let x: ArrayD<f32> = read_npy(dir().join("x_test.npy")).expect("x_test");
-    let y: ArrayD<i64> = read_npy(dir().join("y_test.npy")).expect("y_test");
-    let p = run(m, "x", &x);
-    let hits = p
-        .outer_iter()
-        .zip(y.iter())
-        .filter(|(r, label)| {
-            let best = r
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as i64 == **label
-        })
-        .count();
-    hits as f64 / y.len() as f64
+    let (x, y) = digits::test_set();
+    digits::accuracy(&run(m, "x", &x), &y)
 }
 
 fn zeros(m: &Model) -> Vec<(String, Vec<bool>)> {

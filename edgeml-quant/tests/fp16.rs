@@ -6,13 +6,12 @@
 use edgeml_core::{DType, ErrorKind, f16};
 use edgeml_onnx::{Model, ModelBuilder, Node, Plan, PlanOptions, Tensor, ValueInfo};
 use edgeml_quant::fp16::{convert_weights, convert_weights_bf16};
-use ndarray::{ArrayD, Axis, IxDyn};
-use ndarray_npy::read_npy;
-use std::path::{Path, PathBuf};
+use ndarray::{ArrayD, IxDyn};
 
-fn digits() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
-}
+use std::path::Path;
+
+#[path = "../../tests/common/digits.rs"]
+mod digits;
 
 fn run(model: &Model, x: &ArrayD<f32>) -> ArrayD<f32> {
     let plan = Plan::new(model, PlanOptions::with_threads(1)).expect("plan");
@@ -20,27 +19,11 @@ fn run(model: &Model, x: &ArrayD<f32>) -> ArrayD<f32> {
     out[0].1.as_f32().expect("f32 output").clone()
 }
 
-fn argmax_accuracy(p: &ArrayD<f32>, y: &ArrayD<i64>) -> f64 {
-    let right = p
-        .axis_iter(Axis(0))
-        .zip(y.iter())
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as i64 == **label
-        })
-        .count();
-    right as f64 / y.len() as f64
-}
-
 #[test]
 fn digits_models_halve_and_keep_their_outputs() {
-    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
-    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
+    let (x, y) = digits::test_set();
     for name in ["cnn", "mlp"] {
-        let path = digits().join(format!("{name}.onnx"));
+        let path = digits::dir().join(format!("{name}.onnx"));
         let model = Model::load(&path).expect("load");
         let (h, report) = convert_weights(&model, &[]).expect("fp16");
         let floats = model
@@ -68,26 +51,50 @@ fn digits_models_halve_and_keep_their_outputs() {
                 .all(|(_, t)| t.as_f32().is_none())
         );
         // Reloaded from bytes, it runs and agrees within float16 rounding.
-        let bytes = h.to_bytes().expect("bytes");
-        let h = Model::from_bytes(&bytes).expect("reload");
-        let (pf, ph) = (run(&model, &x), run(&h, &x));
-        let worst = pf
-            .iter()
-            .zip(ph.iter())
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        let (af, ah) = (argmax_accuracy(&pf, &y), argmax_accuracy(&ph, &y));
-        let ratio = bytes.len() as f64 / std::fs::metadata(&path).expect("size").len() as f64;
-        println!(
-            "{name} fp16: worst |dp| {worst:.2e}, accuracy {ah:.4} (float {af:.4}), size {:.1}%",
-            100.0 * ratio
+        compare_on_digits(
+            &format!("{name} fp16"),
+            &model,
+            &path,
+            &h,
+            (&x, &y),
+            5e-3,
+            1,
         );
-        assert!(worst < 5e-3, "{name}: {worst}");
-        assert!(
-            (af - ah).abs() <= 1.0 / 450.0 + 1e-9,
-            "{name}: {ah} vs {af}"
-        );
-        assert!(ratio < 0.75, "{name}: size ratio {ratio}");
     }
+}
+
+/// Reloads `converted` (of `model`, read from `path`) from its bytes, runs both on the
+/// digits test set `(x, y)` and checks: the worst probability difference below
+/// `max_dp`, accuracy within `max_flips` of the 450 test images of float's, the file
+/// under 75% of the original. Prints the figures.
+fn compare_on_digits(
+    what: &str,
+    model: &Model,
+    path: &Path,
+    converted: &Model,
+    (x, y): (&ArrayD<f32>, &ArrayD<i64>),
+    max_dp: f32,
+    max_flips: u32,
+) {
+    let bytes = converted.to_bytes().expect("bytes");
+    let h = Model::from_bytes(&bytes).expect("reload");
+    let (pf, ph) = (run(model, x), run(&h, x));
+    let worst = pf
+        .iter()
+        .zip(ph.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let (af, ah) = (digits::accuracy(&pf, y), digits::accuracy(&ph, y));
+    let ratio = bytes.len() as f64 / std::fs::metadata(path).expect("size").len() as f64;
+    println!(
+        "{what}: worst |dp| {worst:.2e}, accuracy {ah:.4} (float {af:.4}), size {:.1}%",
+        100.0 * ratio
+    );
+    assert!(worst < max_dp, "{what}: {worst}");
+    assert!(
+        (af - ah).abs() <= f64::from(max_flips) / 450.0 + 1e-9,
+        "{what}: {ah} vs {af}"
+    );
+    assert!(ratio < 0.75, "{what}: size ratio {ratio}");
 }
 
 fn tiny(w: Vec<f32>) -> Model {
@@ -201,31 +208,20 @@ fn bf16_weights_round_to_nearest_even_and_clamp_only_overflow() {
 
 #[test]
 fn digits_models_in_bf16_halve_and_keep_their_accuracy() {
-    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
-    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
+    let (x, y) = digits::test_set();
     for name in ["cnn", "mlp"] {
-        let path = digits().join(format!("{name}.onnx"));
+        let path = digits::dir().join(format!("{name}.onnx"));
         let model = Model::load(&path).expect("load");
         let (h, report) = convert_weights_bf16(&model, &[]).expect("bf16");
         assert_eq!(report.clamped, 0, "{name}");
-        let bytes = h.to_bytes().expect("bytes");
-        let h = Model::from_bytes(&bytes).expect("reload");
-        let (pf, ph) = (run(&model, &x), run(&h, &x));
-        let worst = pf
-            .iter()
-            .zip(ph.iter())
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        let (af, ah) = (argmax_accuracy(&pf, &y), argmax_accuracy(&ph, &y));
-        let ratio = bytes.len() as f64 / std::fs::metadata(&path).expect("size").len() as f64;
-        println!(
-            "{name} bf16: worst |dp| {worst:.2e}, accuracy {ah:.4} (float {af:.4}), size {:.1}%",
-            100.0 * ratio
+        compare_on_digits(
+            &format!("{name} bf16"),
+            &model,
+            &path,
+            &h,
+            (&x, &y),
+            5e-2,
+            2,
         );
-        assert!(worst < 5e-2, "{name}: {worst}");
-        assert!(
-            (af - ah).abs() <= 2.0 / 450.0 + 1e-9,
-            "{name}: {ah} vs {af}"
-        );
-        assert!(ratio < 0.75, "{name}: size ratio {ratio}");
     }
 }

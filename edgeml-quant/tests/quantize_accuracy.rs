@@ -11,27 +11,11 @@ use edgeml_onnx::{GraphOptLevel, Model, Plan, PlanOptions, Tensor};
 use edgeml_quant::quantize::{Config, quantize_dynamic, quantize_static, quantize_weight_only};
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
-use std::path::{Path, PathBuf};
 
-fn digits() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
-}
+#[path = "../../tests/common/digits.rs"]
+mod digits;
 
-fn data() -> (ArrayD<f32>, ArrayD<i64>) {
-    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
-    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
-    (x, y)
-}
-
-/// The first 100 images in batches of 10.
-fn calibration(x: &ArrayD<f32>) -> Vec<ArrayD<f32>> {
-    (0..10)
-        .map(|i| {
-            x.slice_axis(Axis(0), (i * 10..i * 10 + 10).into())
-                .to_owned()
-        })
-        .collect()
-}
+use digits::{calibration, test_set as data};
 
 /// Accuracy of the model fused onto the INT8 kernels, on all 450 images.
 fn accuracy(model: &Model, x: &ArrayD<f32>, y: &ArrayD<i64>) -> f64 {
@@ -39,19 +23,7 @@ fn accuracy(model: &Model, x: &ArrayD<f32>, y: &ArrayD<i64>) -> f64 {
     let (reg, _) = edgeml_quant::onnx::prepare(&mut m);
     let plan = Plan::with_registry(&m, PlanOptions::with_threads(1), &reg).expect("plan");
     let out = plan.run(&[("x", Tensor::F32(x.clone()))]).expect("run");
-    let p = out[0].1.as_f32().expect("f32 output");
-    let right = p
-        .axis_iter(Axis(0))
-        .zip(y.iter())
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as i64 == **label
-        })
-        .count();
-    right as f64 / y.len() as f64
+    digits::accuracy(out[0].1.as_f32().expect("f32 output"), y)
 }
 
 /// Every value of tensor `name` over the batches (reference QDQ operators, no fusion).
@@ -98,7 +70,7 @@ fn output_sqnr_is_the_float_against_quantized_outputs() {
     let (x, _) = data();
     let cal = calibration(&x);
     for name in ["cnn", "mlp"] {
-        let model = Model::load(digits().join(format!("{name}.onnx"))).expect("load");
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
         let config = Config {
             layer_errors: true,
             ..Config::default()
@@ -121,7 +93,7 @@ fn target_sqnr_keeps_the_worst_layers_in_float_until_met() {
     let (x, y) = data();
     let cal = calibration(&x);
     for name in ["cnn", "mlp"] {
-        let model = Model::load(digits().join(format!("{name}.onnx"))).expect("load");
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
         let base = Config {
             layer_errors: true,
             ..Config::default()
@@ -203,7 +175,7 @@ fn target_sqnr_keeps_the_worst_layers_in_float_until_met() {
 fn bad_targets_and_static_only_options_are_typed_errors() {
     let (x, _) = data();
     let cal = calibration(&x);
-    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
     for t in [f64::NAN, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
         let c = Config {
             target_sqnr: Some(t),
@@ -262,7 +234,7 @@ fn bias_correction_lowers_the_mean_error_of_corrected_layers() {
         ("mlp", [("h1", "h1"), ("z", "z")]),
     ];
     for (name, layers) in cases {
-        let model = Model::load(digits().join(format!("{name}.onnx"))).expect("load");
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
         for per_channel in [false, true] {
             let plain = Config {
                 per_channel,
@@ -431,14 +403,14 @@ fn equalization_keeps_the_float_function_and_balances_ranges() {
 #[test]
 fn target_sqnr_on_training_images_meets_the_target() {
     // The training split (u8 pixel values 0..16, scaled to [0, 1]) in batches of 100.
-    let raw: ArrayD<u8> = read_npy(digits().join("x_train_u8.npy")).expect("x_train_u8");
+    let raw: ArrayD<u8> = read_npy(digits::dir().join("x_train_u8.npy")).expect("x_train_u8");
     let x = raw.mapv(|v| f32::from(v) / 16.0);
     let cal: Vec<ArrayD<f32>> = x
         .axis_chunks_iter(Axis(0), 100)
         .map(|c| c.to_owned())
         .collect();
     for name in ["cnn", "mlp"] {
-        let model = Model::load(digits().join(format!("{name}.onnx"))).expect("load");
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
         let base = Config {
             per_channel: true,
             layer_errors: true,

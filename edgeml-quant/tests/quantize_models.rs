@@ -9,29 +9,12 @@ use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use edgeml_quant::quantize::{
     Config, Method, quantize_dynamic, quantize_static, quantize_weight_only,
 };
-use ndarray::{ArrayD, Axis, s};
-use ndarray_npy::read_npy;
-use std::path::{Path, PathBuf};
+use ndarray::{ArrayD, s};
 
-fn digits() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/digits")
-}
+#[path = "../../tests/common/digits.rs"]
+mod digits;
 
-fn data() -> (ArrayD<f32>, ArrayD<i64>) {
-    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x_test");
-    let y: ArrayD<i64> = read_npy(digits().join("y_test.npy")).expect("y_test");
-    (x, y)
-}
-
-/// The first 100 images in batches of 10.
-fn calibration(x: &ArrayD<f32>) -> Vec<ArrayD<f32>> {
-    (0..10)
-        .map(|i| {
-            x.slice_axis(Axis(0), (i * 10..i * 10 + 10).into())
-                .to_owned()
-        })
-        .collect()
-}
+use digits::{calibration, test_set as data};
 
 fn accuracy(model: &Model, x: &ArrayD<f32>, y: &ArrayD<i64>) -> (f64, usize) {
     let mut m = model.clone();
@@ -39,23 +22,12 @@ fn accuracy(model: &Model, x: &ArrayD<f32>, y: &ArrayD<i64>) -> (f64, usize) {
     let plan = Plan::with_registry(&m, PlanOptions::with_threads(1), &reg).expect("plan");
     let out = plan.run(&[("x", Tensor::F32(x.clone()))]).expect("run");
     let p = out[0].1.as_f32().expect("f32 output");
-    let right = p
-        .axis_iter(Axis(0))
-        .zip(y.iter())
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as i64 == **label
-        })
-        .count();
-    (right as f64 / y.len() as f64, report.total())
+    (digits::accuracy(p, y), report.total())
 }
 
 fn check(name: &str, float_acc: f64, per_channel: bool, method: Method) -> (f64, f64) {
     let (x, y) = data();
-    let path = digits().join(format!("{name}.onnx"));
+    let path = digits::dir().join(format!("{name}.onnx"));
     let model = Model::load(&path).expect("load");
     let config = Config {
         per_channel,
@@ -121,7 +93,7 @@ fn digits_mlp_quantizes_within_one_point() {
 #[test]
 fn bad_calibration_and_weights_are_typed_errors() {
     let (x, _) = data();
-    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
     let c = Config::default();
     let e = quantize_static(&model, &[], &c).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -171,7 +143,7 @@ fn bad_calibration_and_weights_are_typed_errors() {
 
 #[test]
 fn constant_zero_input_gets_a_valid_scale() {
-    let model = Model::load(digits().join("mlp.onnx")).expect("load");
+    let model = Model::load(digits::dir().join("mlp.onnx")).expect("load");
     let zeros = ArrayD::<f32>::zeros(ndarray::IxDyn(&[4, 1, 8, 8]));
     let (q, r) = quantize_static(&model, &[zeros], &Config::default()).expect("quantize");
     for a in &r.activations {
@@ -187,7 +159,7 @@ fn constant_zero_input_gets_a_valid_scale() {
 fn weight_only_keeps_accuracy_and_shrinks() {
     let (x, y) = data();
     for (name, float_acc) in [("cnn", 0.9667), ("mlp", 0.9733)] {
-        let path = digits().join(format!("{name}.onnx"));
+        let path = digits::dir().join(format!("{name}.onnx"));
         let model = Model::load(&path).expect("load");
         let config = Config {
             per_channel: true,
@@ -213,7 +185,7 @@ fn weight_only_keeps_accuracy_and_shrinks() {
 fn dynamic_keeps_accuracy_within_one_point() {
     let (x, y) = data();
     for (name, float_acc) in [("cnn", 0.9667), ("mlp", 0.9733)] {
-        let path = digits().join(format!("{name}.onnx"));
+        let path = digits::dir().join(format!("{name}.onnx"));
         let model = Model::load(&path).expect("load");
         for per_channel in [false, true] {
             let config = Config {
@@ -260,7 +232,7 @@ fn dynamic_keeps_accuracy_within_one_point() {
     }
     // Opset 11 suffices, per-channel too (no QuantizeLinear with an axis is written);
     // opset 10 has no DynamicQuantizeLinear.
-    let mut old = Model::load(digits().join("mlp.onnx")).expect("load");
+    let mut old = Model::load(digits::dir().join("mlp.onnx")).expect("load");
     for o in &mut old.opset_imports {
         o.version = 11;
     }
@@ -279,7 +251,7 @@ fn dynamic_keeps_accuracy_within_one_point() {
 #[test]
 fn layer_errors_report_sqnr_of_each_quantized_node() {
     let (x, _) = data();
-    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
     let config = Config {
         per_channel: true,
         layer_errors: true,
@@ -355,7 +327,7 @@ fn layer_errors_report_sqnr_of_each_quantized_node() {
 #[test]
 fn parallel_calibration_merges_to_the_sequential_ranges() {
     let (x, _) = data();
-    let model = Model::load(digits().join("cnn.onnx")).expect("load");
+    let model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
     let cal = calibration(&x);
     for method in [
         Method::MinMax,
