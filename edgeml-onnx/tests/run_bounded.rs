@@ -328,8 +328,14 @@ fn mismatched_control_flow_bodies_are_refused_when_planning() {
 #[test]
 fn a_long_lstm_stops_at_the_deadline_between_time_steps() {
     // One LSTM over a sequence far too long to finish within the timeout: the deadline
-    // must stop it inside the operator (before a time step), not after it.
-    let (seq, h) = (4_000_000usize, 4usize);
+    // must stop it inside the operator (before a time step), not after it. With
+    // hidden size 64 and one input feature a time step (a 64 x 256 recurrence) costs 64
+    // times a row of the input projection that runs first (one product over the whole
+    // sequence, itself polled), so the projection ends well before the deadline and
+    // the stop comes between time steps. Under an emulator the projection may not, and
+    // either place is accepted (a line says so).
+    let emulated = emulated();
+    let (seq, h) = (if emulated { 50_000usize } else { 400_000 }, 64usize);
     let w = Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 4 * h, 1], 0.1f32));
     let r = Tensor::F32(ndarray::ArrayD::from_elem(vec![1, 4 * h, h], 0.05f32));
     let model = edgeml_onnx::ModelBuilder::new(14)
@@ -349,16 +355,18 @@ fn a_long_lstm_stops_at_the_deadline_between_time_steps() {
     let e = plan
         .run_with(
             &[("x", &x)],
-            &RunOptions::new().timeout(Duration::from_millis(50)),
+            &RunOptions::new().timeout(Duration::from_millis(200)),
         )
-        .expect_err("four million steps do not fit in 50 ms");
+        .expect_err("the time steps take seconds, far over 200 ms");
     assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
     assert_eq!(e.kind(), ErrorKind::DeadlineExceeded);
     let msg = e.to_string();
-    assert!(
-        msg.contains("long_lstm") && msg.contains("time step"),
-        "{msg}"
-    );
+    assert!(msg.contains("long_lstm"), "{msg}");
+    if emulated && msg.contains("matrix product") {
+        println!("emulated: stopped inside the input projection: {msg}");
+    } else {
+        assert!(msg.contains("time step"), "{msg}");
+    }
 }
 
 /// A value of `dtype` whose dimensions are named (bound at run time), so one plan runs
@@ -498,4 +506,30 @@ fn a_huge_conv_stops_at_the_deadline_inside_the_kernel() {
     // c channels · 9 taps / 1024 inside, 4 taps at a corner.
     assert_eq!(out[[0, 5, 3, 3]], c as f32 * 9.0 / 1024.0);
     assert_eq!(out[[0, 5, 0, 0]], c as f32 * 4.0 / 1024.0);
+}
+
+#[test]
+fn a_huge_conv_transpose_stops_at_the_deadline_inside_the_kernel() {
+    // A 3×3 transposed convolution of 768 channels (384 emulated) on 64×64: one product
+    // of 6912 x 768 by 768 x 4096 (22 G multiply-adds) before the scatter, in one step.
+    let c = if emulated() { 384 } else { 768 };
+    let w = f32s(&[c, c, 3, 3], 1.0 / 1024.0);
+    let model = edgeml_onnx::ModelBuilder::new(14)
+        .input(vi_sym("x", DType::F32, &["one", "c", "h", "w"]))
+        .initializer("w", w)
+        .node(
+            node("huge_convt", "ConvTranspose", &["x", "w"], &["y"])
+                .with_attr("pads", Attribute::Ints(vec![1, 1, 1, 1])),
+        )
+        .output(vi_sym("y", DType::F32, &["one", "c", "h", "w"]))
+        .build()
+        .expect("model");
+    let plan = Plan::new(&model, opts(RunLimits::default())).expect("plans");
+    let x = f32s(&[1, c, 64, 64], 1.0);
+    let x_small = f32s(&[1, c, 8, 8], 1.0);
+    let out = stops_inside_the_kernel(&plan, &[("x", &x)], &[("x", &x_small)], 64, "huge_convt");
+    let out = out.as_f32().expect("f32");
+    assert_eq!(out.shape(), &[1, c, 8, 8]);
+    // Every output pixel inside gathers c channels · 9 taps / 1024.
+    assert_eq!(out[[0, 5, 3, 3]], c as f32 * 9.0 / 1024.0);
 }

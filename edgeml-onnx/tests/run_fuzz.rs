@@ -83,3 +83,31 @@ fn fuzz_finding_folding_bomb_under_the_limit() {
     );
     generator::check_bounded(&g);
 }
+
+/// The run target's deadline check tells a hang from a starved process by the CPU time
+/// the run used (a campaign at `nice 19` beside other jobs once reached the 5 s wall-clock
+/// deadline after 245 ms of work). The reader must see this process's own work.
+#[test]
+fn process_cpu_time_counts_this_process_work() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("SKIP: /proc/self/stat is Linux-only; the check falls back to wall time");
+        return;
+    }
+    let before = generator::process_cpu_time().expect("/proc/self/stat is readable");
+    let t0 = std::time::Instant::now();
+    let mut x = 1u64;
+    let mut after = before;
+    // Spin until the CPU clock moves by 30 ms (at least three 10 ms ticks).
+    while after < before + std::time::Duration::from_millis(30)
+        && t0.elapsed() < std::time::Duration::from_secs(60)
+    {
+        for i in 0..100_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+        }
+        after = generator::process_cpu_time().expect("/proc/self/stat is readable");
+    }
+    assert!(
+        after >= before + std::time::Duration::from_millis(30),
+        "60 s of spinning moved the CPU time only from {before:?} to {after:?}"
+    );
+}

@@ -402,7 +402,7 @@ fn depthwise_all<T: QElem>(
     macro_rules! go {
         ($ys:expr, $mk:expr) => {{
             let ys = $ys;
-            if threads <= 1 {
+            if threads <= 1 && !crate::kernels::driver::stop_active() {
                 let mut s = DwScratch::new(&geom);
                 for (ch, yc) in ys.chunks_mut(plane_out).enumerate() {
                     run(ch, &mut $mk(yc, ch % c), &mut s);

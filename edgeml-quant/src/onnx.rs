@@ -57,7 +57,10 @@ pub use summary::{QuantSummary, summarize};
 
 use edgeml_onnx::ops::attr::describe;
 use edgeml_onnx::ops::util::input;
-use edgeml_onnx::{Error as OnnxError, Model, Node, Registry, Tensor};
+use edgeml_onnx::{
+    BuildContext, Error as OnnxError, Model, Node, Operator, Registry, RunStop, Tensor,
+};
+use std::sync::Arc;
 
 /// Registers the INT8 operators into `r` (later registrations win, so these replace any
 /// earlier entry of the same name).
@@ -66,17 +69,29 @@ pub fn register(r: &mut Registry) {
     r.register("", "QuantizeLinear", 10, ALL, qdq::build_quantize);
     r.register("", "DequantizeLinear", 10, ALL, qdq::build_dequantize);
     r.register("", "DynamicQuantizeLinear", 11, ALL, qdq::build_dynamic);
-    r.register("", "QLinearMatMul", 10, ALL, matmul::build_qlinear_matmul);
-    r.register("", "MatMulInteger", 10, ALL, matmul::build_matmul_integer);
-    r.register("", "QLinearConv", 10, ALL, conv::build_qlinear_conv);
-    r.register("", "ConvInteger", 10, ALL, conv::build_conv_integer);
+    r.register(
+        "",
+        "QLinearMatMul",
+        10,
+        ALL,
+        polled(matmul::build_qlinear_matmul),
+    );
+    r.register(
+        "",
+        "MatMulInteger",
+        10,
+        ALL,
+        polled(matmul::build_matmul_integer),
+    );
+    r.register("", "QLinearConv", 10, ALL, polled(conv::build_qlinear_conv));
+    r.register("", "ConvInteger", 10, ALL, polled(conv::build_conv_integer));
     // QLinearConv with a fused activation, written only by `fuse_qdq` for execution.
     r.register(
         "com.edgeml",
         "QLinearConv",
         1,
         ALL,
-        conv::build_qlinear_conv,
+        polled(conv::build_qlinear_conv),
     );
     // Activations through 256-entry tables, written by `fuse_qdq` (see `lut`).
     r.register("com.edgeml", "QLinearLookup", 1, ALL, lut::build_lookup);
@@ -93,17 +108,75 @@ pub fn register(r: &mut Registry) {
         "MatMulIntegerToFloat",
         1,
         ALL,
-        matmul::build_integer_to_float,
+        polled(matmul::build_integer_to_float),
     );
     r.register(
         MS,
         "DynamicQuantizeMatMul",
         1,
         ALL,
-        matmul::build_dynamic_matmul,
+        polled(matmul::build_dynamic_matmul),
     );
-    r.register(MS, "QGemm", 1, ALL, matmul::build_qgemm);
+    r.register(MS, "QGemm", 1, ALL, polled(matmul::build_qgemm));
     qelementwise::register(r);
+}
+
+/// `factory`'s operators wrapped in [`Polled`].
+fn polled(
+    factory: fn(&BuildContext<'_>) -> edgeml_onnx::Result<Box<dyn Operator>>,
+) -> impl Fn(&BuildContext<'_>) -> edgeml_onnx::Result<Box<dyn Operator>> + Send + Sync {
+    move |ctx| Ok(Box::new(Polled(factory(ctx)?)) as Box<dyn Operator>)
+}
+
+/// An INT8 operator whose kernels poll the run's deadline and cancellation
+/// ([`RunStop`]) before each chunk of their parallel loops (`kernels::driver::par_chunks`,
+/// at least 8 chunks per call when the run has a deadline or a token), so a long
+/// quantized convolution or matrix product stops as a float one does, with
+/// `Error::Cancelled` / `Error::DeadlineExceeded` naming the node. A run with neither
+/// pays one branch per step.
+#[derive(Debug)]
+struct Polled(Box<dyn Operator>);
+
+impl Polled {
+    fn call(
+        &self,
+        f: impl FnOnce() -> edgeml_onnx::Result<Vec<Tensor>>,
+    ) -> edgeml_onnx::Result<Vec<Tensor>> {
+        let stop = RunStop::current();
+        if !stop.is_active() {
+            return f();
+        }
+        let poll = stop.clone();
+        let (r, stopped) =
+            crate::kernels::driver::with_stop(Arc::new(move || poll.should_stop()), f);
+        if stopped {
+            Err(stop.error("an INT8 kernel"))
+        } else {
+            r
+        }
+    }
+}
+
+impl Operator for Polled {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> edgeml_onnx::Result<Vec<Tensor>> {
+        self.call(|| self.0.run(inputs))
+    }
+
+    fn consumes_first_input(&self) -> bool {
+        self.0.consumes_first_input()
+    }
+
+    fn run_consuming(
+        &self,
+        first: Tensor,
+        rest: &[Option<&Tensor>],
+    ) -> edgeml_onnx::Result<Vec<Tensor>> {
+        self.call(|| self.0.run_consuming(first, rest))
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        self.0.as_any()
+    }
 }
 
 /// The default `edgeml-onnx` registry with the INT8 operators added.

@@ -371,7 +371,9 @@ pub(crate) fn check_bounded(generated: &Generated) {
         .iter()
         .map(|(n, t)| (n.as_str(), t))
         .collect();
-    let run = || plan.run_with(&refs, &RunOptions::new().timeout(Duration::from_secs(5)));
+    let deadline = Duration::from_secs(5);
+    let run = || plan.run_with(&refs, &RunOptions::new().timeout(deadline));
+    let cpu_before = process_cpu_time();
     match run() {
         Ok(first) => {
             let again = run().expect("a run that succeeded once succeeds again");
@@ -383,7 +385,33 @@ pub(crate) fn check_bounded(generated: &Generated) {
         }
         Err(e) => {
             assert_ne!(e.kind(), ErrorKind::Internal, "running: {e}");
-            assert_ne!(e.kind(), ErrorKind::DeadlineExceeded, "a 5 s run: {e}");
+            if e.kind() == ErrorKind::DeadlineExceeded {
+                // The deadline is wall time: a process starved of CPU by a loaded machine
+                // reaches it without any hang. Only a run that really computed for at
+                // least half its budget is a finding.
+                let used = process_cpu_time()
+                    .zip(cpu_before)
+                    .map(|(after, before)| after.saturating_sub(before));
+                match used {
+                    Some(cpu) if cpu < deadline / 2 => eprintln!(
+                        "SKIP deadline check: the run reached its {deadline:?} deadline after \
+                         only {cpu:?} of CPU time (the machine is loaded, not a hang): {e}"
+                    ),
+                    _ => panic!("a {deadline:?} run used its whole budget ({used:?} CPU): {e}"),
+                }
+            }
         }
     }
+}
+
+/// CPU time (user + system, all threads) this process has used so far, read from
+/// `/proc/self/stat` (Linux; `None` elsewhere or when unreadable). The kernel reports
+/// it in clock ticks of `USER_HZ`, which is 100 on every Linux ABI.
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces, hence the last ')'):
+    // state is field 3, utime field 14 and stime field 15.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }

@@ -3,7 +3,9 @@
 
 use super::Isa;
 use core::ops::Range;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 
 /// Largest `MR·NR` of any micro-kernel (avx512vnni: 8×32).
 pub(crate) const MAX_TILE: usize = 256;
@@ -364,7 +366,10 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     }
     let threads = threads.max(1);
     let work = job.m as u64 * job.n as u64 * job.kp as u64;
-    if threads == 1 || work < 1 << 18 {
+    // With a stop condition (see `with_stop`) one thread splits its work too, so it can
+    // poll between chunks.
+    let stoppable = stop_active();
+    if (threads == 1 && !stoppable) || work < 1 << 18 {
         // SAFETY: the job was built from validated, packed operands for `isa`.
         unsafe { super::run_block(isa, job, 0..mtiles, 0..panels) };
         return;
@@ -373,8 +378,9 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     // m-tiles only as far as needed to fill it (a chunk's consecutive panels reuse its
     // A rows from cache; chunks are claimed panel-group fastest).
     // `amx` copies its rows of A into tile order once per call of its block loop, so it
-    // takes one chunk per task (finer chunks would repeat the copy for little work).
-    let per_thread = if isa == Isa::Amx {
+    // takes one chunk per task (finer chunks would repeat the copy for little work),
+    // unless the run may be stopped: a task polls only between chunks.
+    let per_thread = if isa == Isa::Amx && !stoppable {
         1
     } else {
         CHUNKS_PER_THREAD
@@ -397,6 +403,50 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
 /// that each chunk still reuses its operands across several tiles.
 const CHUNKS_PER_THREAD: usize = 8;
 
+/// A stop condition (a run's deadline or cancellation) that the parallel kernel loops
+/// poll between chunks of work.
+pub(crate) type StopFn = dyn Fn() -> bool + Send + Sync;
+
+thread_local! {
+    /// The stop condition of the kernel calls this thread makes (see [`with_stop`]).
+    static STOP: RefCell<Option<Arc<StopFn>>> = const { RefCell::new(None) };
+    /// Set when a loop started on this thread skipped work because of [`STOP`].
+    static STOPPED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Restores the thread's previous stop condition when dropped, on unwinding too, so a
+/// stale condition never makes a later call skip work.
+struct StopScope {
+    prev: Option<Arc<StopFn>>,
+    prev_stopped: bool,
+}
+
+impl Drop for StopScope {
+    fn drop(&mut self) {
+        STOP.with(|s| *s.borrow_mut() = self.prev.take());
+        STOPPED.with(|s| s.set(self.prev_stopped));
+    }
+}
+
+/// Whether kernel calls on this thread run under [`with_stop`].
+pub(crate) fn stop_active() -> bool {
+    STOP.with(|s| s.borrow().is_some())
+}
+
+/// Runs `f` with every parallel kernel loop it starts on this thread ([`par_chunks`],
+/// which all GEMM, convolution and depthwise kernels split their work with) polling
+/// `stop` before each chunk of work. Once `stop` returns true the remaining chunks are
+/// skipped, leaving their part of the output unwritten. Returns `f`'s result and
+/// whether any work was skipped; when it was, the result must be discarded.
+pub(crate) fn with_stop<R>(stop: Arc<StopFn>, f: impl FnOnce() -> R) -> (R, bool) {
+    let _scope = StopScope {
+        prev: STOP.with(|s| s.replace(Some(stop))),
+        prev_stopped: STOPPED.with(|s| s.replace(false)),
+    };
+    let r = f();
+    (r, STOPPED.with(Cell::get))
+}
+
 /// Runs `f` over `0..units` on `threads` tasks (the calling thread is one of them),
 /// split into chunks that the tasks claim from a shared counter. A task that starts
 /// late (a pool thread still waking up, or a core busy with another process) claims
@@ -411,17 +461,38 @@ pub(crate) fn par_chunks(
     f: impl Fn(Range<usize>) + Sync,
 ) {
     let threads = threads.clamp(1, units.max(1));
-    if threads == 1 {
+    let stop = STOP.with(|s| s.borrow().clone());
+    if threads == 1 && stop.is_none() {
         f(0..units);
         return;
     }
+    // With a stop condition, one thread splits its work too, so that it can poll.
     let chunks = if chunks == 0 {
         threads * CHUNKS_PER_THREAD
     } else {
-        chunks
+        chunks.max(if stop.is_some() { CHUNKS_PER_THREAD } else { 1 })
     }
     .min(units);
-    let f: &(dyn Fn(Range<usize>) + Sync) = &f;
+    if let Some(stop) = stop {
+        let stopped = AtomicBool::new(false);
+        let g = |r: Range<usize>| {
+            if stopped.load(Ordering::Relaxed) || stop() {
+                stopped.store(true, Ordering::Relaxed);
+            } else {
+                f(r);
+            }
+        };
+        split(units, threads, chunks, &g);
+        if stopped.into_inner() {
+            STOPPED.with(|s| s.set(true));
+        }
+    } else {
+        split(units, threads, chunks, &f);
+    }
+}
+
+/// [`par_chunks`]' split of `0..units` into `chunks` claimed by `threads` tasks.
+fn split(units: usize, threads: usize, chunks: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
     // SAFETY: only the lifetime is erased. Pool tasks call `f` only after claiming a
     // chunk (`claim` below) and before counting it done, and this function returns only
     // after every chunk is counted done, so no call outlives the borrow.
@@ -588,4 +659,64 @@ pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usi
         unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
     });
     true
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::{par_chunks, with_stop};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts how often each unit of `0..units` is visited by `par_chunks`.
+    fn visits(units: usize, threads: usize) -> Vec<usize> {
+        let seen: Vec<AtomicUsize> = (0..units).map(|_| AtomicUsize::new(0)).collect();
+        par_chunks(units, threads, 0, |r| {
+            for u in r {
+                seen[u].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        seen.into_iter().map(AtomicUsize::into_inner).collect()
+    }
+
+    #[test]
+    fn a_stop_that_never_fires_changes_nothing() {
+        for threads in [1, 2, 3] {
+            let (v, stopped) = with_stop(Arc::new(|| false), || visits(100, threads));
+            assert!(!stopped);
+            assert!(v.iter().all(|&n| n == 1), "{threads} threads: {v:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_skips_the_remaining_chunks_even_on_one_thread() {
+        for threads in [1, 2] {
+            let polls = AtomicUsize::new(0);
+            let polls = Arc::new(polls);
+            let p = polls.clone();
+            // Fires from the third poll on.
+            let stop = Arc::new(move || p.fetch_add(1, Ordering::Relaxed) >= 2);
+            let (v, stopped) = with_stop(stop, || visits(64, threads));
+            assert!(stopped, "{threads} threads");
+            let done: usize = v.iter().sum();
+            assert!(v.iter().all(|&n| n <= 1), "{v:?}");
+            assert!(
+                done > 0 && done < 64,
+                "{threads} threads: {done} of 64 units ran"
+            );
+        }
+        // Outside `with_stop` nothing polls: everything runs once, on one thread too.
+        assert!(visits(64, 1).iter().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn the_stop_is_removed_when_the_call_unwinds() {
+        let r = std::panic::catch_unwind(|| {
+            with_stop(Arc::new(|| true), || -> () { panic!("an operator bug") })
+        });
+        assert!(r.is_err());
+        // A stale stop that always fires would skip every unit here.
+        assert!(visits(16, 2).iter().all(|&n| n == 1));
+        let (v, stopped) = with_stop(Arc::new(|| false), || visits(16, 1));
+        assert!(!stopped && v.iter().all(|&n| n == 1));
+    }
 }

@@ -5,6 +5,7 @@ use super::{AutoPad, ConvAttrs, checked_numel, contiguous, conv_operands, tensor
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, Rhs};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, invalid, shape_mismatch};
+use crate::plan::budget::Stop;
 use crate::{Node, Result, Tensor};
 use rayon::prelude::*;
 
@@ -151,8 +152,14 @@ impl Operator for ConvTranspose {
         let xs = contiguous(x);
         let ws = contiguous(w);
         let mut col = vec![0.0f32; checked_numel(node, &[rows, in_len])?];
+        // The run's deadline and cancellation: polled inside each product and before
+        // each image and group's scatter.
+        let stop = Stop::current();
         for img in 0..n {
             for g in 0..group {
+                if stop.requested() {
+                    return Err(stop.error(&|| format!("image {img}, group {g}")));
+                }
                 let xg = MatRef::row_major(
                     &xs[(img * c + g * c_g) * in_len..][..c_g * in_len],
                     c_g,
@@ -164,7 +171,16 @@ impl Operator for ConvTranspose {
                         MatRef::row_major(&ws[g * c_g * rows..][..c_g * rows], c_g, rows)?.t(),
                     ),
                 };
-                kernels::sgemm(self.isa, 1.0, lhs, Rhs::View(xg), 0.0, &mut col, in_len)?;
+                kernels::sgemm_until(
+                    self.isa,
+                    1.0,
+                    lhs,
+                    Rhs::View(xg),
+                    0.0,
+                    &mut col,
+                    in_len,
+                    &stop,
+                )?;
                 let og = &mut out[(img * m + g * m_g) * out_len..][..m_g * out_len];
                 let par_min = crate::kernels::min_len_for(og.len());
                 og.par_chunks_mut(out_len)

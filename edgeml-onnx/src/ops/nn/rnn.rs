@@ -9,6 +9,7 @@ use super::{contiguous, input_f32, tensor};
 use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, describe, invalid, shape_mismatch, unsupported};
+use crate::plan::budget::Stop;
 use crate::{Error, Node, Result, Tensor};
 
 /// An RNN activation function with its parameters.
@@ -418,7 +419,9 @@ impl Operator for Rnn {
             // Input projection of every step, plus the biases that are plain additions.
             let mut xw = vec![0.0f32; seq * batch * gh];
             if seq * batch > 0 {
-                kernels::sgemm(
+                // One product over the whole sequence: polled for the run's deadline
+                // and cancellation inside (the time steps check between them).
+                kernels::sgemm_until(
                     self.isa,
                     1.0,
                     Lhs::View(MatRef::row_major(&xs, seq * batch, input)?),
@@ -426,6 +429,7 @@ impl Operator for Rnn {
                     0.0,
                     &mut xw,
                     gh,
+                    &Stop::current(),
                 )?;
             }
             let mut rbh = vec![0.0f32; h];
