@@ -38,6 +38,9 @@ MODELS = [
     # downloads them), at the shapes of the "trained models" float table.
     ("YOLOv8n (nudenet 320n)", "target/real-models/nudenet_320n.onnx", [1], ["--shape", "images=1,3,320,320"]),
     ("ddddocr OCR", "target/real-models/ddddocr_common.onnx", [1], ["--shape", "input1=1,1,64,256"]),
+    # INT8 (QDQ models fused onto the INT8 kernels; scripts/bench_int8_models.py makes them).
+    ("MobileNetV2 INT8 (QDQ)", "target/int8-models/mobilenet_v2_qdq.onnx", [1, 2], []),
+    ("ResNet-50 INT8 (QDQ)", "target/int8-models/resnet50_qdq.onnx", [1, 2], []),
 ]
 
 
@@ -59,6 +62,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--only", help="rows whose model name contains this text")
+    ap.add_argument("--threads", help="only these thread counts, e.g. 1")
     args = ap.parse_args()
     os.chdir(ROOT)
     arms = [
@@ -69,10 +74,14 @@ def main():
     print("| model | threads | before (ms) | now (ms) | now / before | now --timeout (ms) | --timeout / now |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, rel, threads, shape in MODELS:
+        if args.only and args.only not in name:
+            continue
         if not os.path.exists(rel):
             print(f"SKIP {name}: {rel} not found (scripts/bench_real_models.py downloads it)", file=sys.stderr)
             continue
         for t in threads:
+            if args.threads and str(t) not in args.threads.split(","):
+                continue
             runs = {label: [] for label, _, _ in arms}
             for _ in range(max(1, args.rounds)):
                 for label, cli, extra in arms:

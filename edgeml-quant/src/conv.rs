@@ -402,7 +402,12 @@ fn depthwise_all<T: QElem>(
     macro_rules! go {
         ($ys:expr, $mk:expr) => {{
             let ys = $ys;
-            if threads <= 1 && !crate::kernels::driver::stop_active() {
+            // One thread splits its channels too when a stop condition must be polled
+            // and the call is long enough to matter.
+            let work = (ys.len() * kk) as u64;
+            let poll =
+                work >= crate::kernels::driver::STOP_WORK && crate::kernels::driver::stop_active();
+            if threads <= 1 && !poll {
                 let mut s = DwScratch::new(&geom);
                 for (ch, yc) in ys.chunks_mut(plane_out).enumerate() {
                     run(ch, &mut $mk(yc, ch % c), &mut s);
@@ -415,7 +420,7 @@ fn depthwise_all<T: QElem>(
                     .chunks_mut(plane_out.max(1))
                     .map(std::sync::Mutex::new)
                     .collect();
-                crate::kernels::driver::par_chunks(planes.len(), threads, 0, |r| {
+                crate::kernels::driver::par_chunks(planes.len(), threads, 0, work, |r| {
                     let mut s = DwScratch::new(&geom);
                     for ch in r {
                         let mut yc = planes[ch]

@@ -354,8 +354,9 @@ pub(crate) fn fuzz_limits() -> RunLimits {
 }
 
 /// Plans and runs `generated` within [`fuzz_limits`] and a 5 s deadline; panics (the fuzzer's
-/// failure signal) on an internal error (a panic caught in an operator) or when a run
-/// that succeeded once gives different outputs the second time.
+/// failure signal) on an internal error (a panic caught in an operator), when a run
+/// that succeeded once gives different outputs the second time, or when a run that
+/// reached its deadline kept computing for over 2 s of CPU time past it.
 pub(crate) fn check_bounded(generated: &Generated) {
     let mut opts = PlanOptions::with_threads(1);
     opts.limits = fuzz_limits();
@@ -386,18 +387,21 @@ pub(crate) fn check_bounded(generated: &Generated) {
         Err(e) => {
             assert_ne!(e.kind(), ErrorKind::Internal, "running: {e}");
             if e.kind() == ErrorKind::DeadlineExceeded {
-                // The deadline is wall time: a process starved of CPU by a loaded machine
-                // reaches it without any hang. Only a run that really computed for at
-                // least half its budget is a finding.
+                // Reaching the deadline is an accepted outcome: within the limits a graph
+                // can need more than 5 s of real work (10⁴ iterations of an `Add` over
+                // 10⁵ elements under AddressSanitizer), and the deadline stopped it. A
+                // finding is a run that kept computing long past it: more CPU time than
+                // the deadline plus 2 s (CPU time, not wall time, so that a process
+                // starved by a loaded machine is not a finding).
                 let used = process_cpu_time()
                     .zip(cpu_before)
                     .map(|(after, before)| after.saturating_sub(before));
-                match used {
-                    Some(cpu) if cpu < deadline / 2 => eprintln!(
-                        "SKIP deadline check: the run reached its {deadline:?} deadline after \
-                         only {cpu:?} of CPU time (the machine is loaded, not a hang): {e}"
-                    ),
-                    _ => panic!("a {deadline:?} run used its whole budget ({used:?} CPU): {e}"),
+                if let Some(cpu) = used {
+                    assert!(
+                        cpu <= deadline + Duration::from_secs(2),
+                        "the run computed for {cpu:?} of CPU time, past its {deadline:?} \
+                         deadline by more than 2 s: {e}"
+                    );
                 }
             }
         }

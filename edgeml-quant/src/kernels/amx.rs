@@ -678,7 +678,7 @@ pub(crate) fn conv_nhwc(
     } else {
         threads
     };
-    par_chunks(units, threads, 0, run);
+    par_chunks(units, threads, 0, (c_out * plane * kp) as u64, run);
     true
 }
 

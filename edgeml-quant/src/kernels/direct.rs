@@ -478,7 +478,7 @@ pub(crate) fn conv<T: QElem>(
         } else {
             threads
         };
-        super::driver::par_chunks(ntiles, threads, 0, run);
+        super::driver::par_chunks(ntiles, threads, 0, (c_out * plane * kq) as u64, run);
     }
     true
 }

@@ -366,10 +366,15 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     }
     let threads = threads.max(1);
     let work = job.m as u64 * job.n as u64 * job.kp as u64;
-    // With a stop condition (see `with_stop`) one thread splits its work too, so it can
-    // poll between chunks.
-    let stoppable = stop_active();
-    if (threads == 1 && !stoppable) || work < 1 << 18 {
+    // With a stop condition (see `with_stop`) a task polls between chunks: chunks of
+    // at least `STOP_WORK` multiply-adds (about 2 ms with VNNI, 1 ms with AMX), at most
+    // `CHUNKS_PER_THREAD` per task, so one thread splits only long jobs.
+    let poll_chunks = if stop_active() {
+        (work / (threads as u64 * STOP_WORK)).clamp(1, CHUNKS_PER_THREAD as u64) as usize
+    } else {
+        1
+    };
+    if (threads == 1 && poll_chunks == 1) || work < 1 << 18 {
         // SAFETY: the job was built from validated, packed operands for `isa`.
         unsafe { super::run_block(isa, job, 0..mtiles, 0..panels) };
         return;
@@ -380,15 +385,15 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     // `amx` copies its rows of A into tile order once per call of its block loop, so it
     // takes one chunk per task (finer chunks would repeat the copy for little work),
     // unless the run may be stopped: a task polls only between chunks.
-    let per_thread = if isa == Isa::Amx && !stoppable {
-        1
+    let per_thread = if isa == Isa::Amx || threads == 1 {
+        poll_chunks
     } else {
         CHUNKS_PER_THREAD
     };
     let target = threads * per_thread;
     let nch = panels.min(target);
     let mch = mtiles.min(target.div_ceil(nch));
-    par_chunks(mch * nch, threads, mch * nch, |r| {
+    par_chunks(mch * nch, threads, mch * nch, work, |r| {
         for c in r {
             let (mi, ni) = (c / nch, c % nch);
             let mt = mtiles * mi / mch..mtiles * (mi + 1) / mch;
@@ -428,6 +433,10 @@ impl Drop for StopScope {
     }
 }
 
+/// Multiply-adds (or comparable units) below which work is not split further just to
+/// poll a stop condition.
+pub(crate) const STOP_WORK: u64 = 1 << 26;
+
 /// Whether kernel calls on this thread run under [`with_stop`].
 pub(crate) fn stop_active() -> bool {
     STOP.with(|s| s.borrow().is_some())
@@ -454,25 +463,37 @@ pub(crate) fn with_stop<R>(stop: Arc<StopFn>, f: impl FnOnce() -> R) -> (R, bool
 /// the caller waits only for chunks in progress, never for a task to be scheduled.
 /// `chunks` is the number of chunks (at most `units`; 0 picks `CHUNKS_PER_THREAD` per
 /// task).
+///
+/// `work` is the call's multiply-adds (or comparable units). Under a stop condition
+/// ([`with_stop`]) one thread splits its work too, into chunks of at least
+/// [`STOP_WORK`] (at most `CHUNKS_PER_THREAD`), so that it can poll between them.
 pub(crate) fn par_chunks(
     units: usize,
     threads: usize,
     chunks: usize,
+    work: u64,
     f: impl Fn(Range<usize>) + Sync,
 ) {
     let threads = threads.clamp(1, units.max(1));
     let stop = STOP.with(|s| s.borrow().clone());
-    if threads == 1 && stop.is_none() {
-        f(0..units);
-        return;
-    }
-    // With a stop condition, one thread splits its work too, so that it can poll.
     let chunks = if chunks == 0 {
         threads * CHUNKS_PER_THREAD
     } else {
-        chunks.max(if stop.is_some() { CHUNKS_PER_THREAD } else { 1 })
+        chunks
+    };
+    let chunks = if threads == 1 {
+        match stop {
+            Some(_) => chunks.min((work / STOP_WORK).clamp(1, CHUNKS_PER_THREAD as u64) as usize),
+            None => 1,
+        }
+    } else {
+        chunks
     }
     .min(units);
+    if chunks <= 1 && threads == 1 {
+        f(0..units);
+        return;
+    }
     if let Some(stop) = stop {
         let stopped = AtomicBool::new(false);
         let g = |r: Range<usize>| {
@@ -654,7 +675,8 @@ pub(crate) fn run_indirect(isa: Isa, job: &Job<'_>, ind: &Indirect, threads: usi
     if mtiles == 0 || panels == 0 {
         return true;
     }
-    par_chunks(mtiles, threads, 0, |mt| {
+    let work = job.m as u64 * job.n as u64 * job.kp as u64;
+    par_chunks(mtiles, threads, 0, work, |mt| {
         // SAFETY: chunks cover disjoint m-tiles of a job validated by the caller.
         unsafe { super::run_block_ind(isa, job, ind, mt, 0..panels) };
     });
@@ -670,7 +692,7 @@ mod stop_tests {
     /// Counts how often each unit of `0..units` is visited by `par_chunks`.
     fn visits(units: usize, threads: usize) -> Vec<usize> {
         let seen: Vec<AtomicUsize> = (0..units).map(|_| AtomicUsize::new(0)).collect();
-        par_chunks(units, threads, 0, |r| {
+        par_chunks(units, threads, 0, u64::MAX, |r| {
             for u in r {
                 seen[u].fetch_add(1, Ordering::Relaxed);
             }
