@@ -38,7 +38,8 @@ fn vi(name: &str, shape: &[usize]) -> ValueInfo {
     )
 }
 
-/// Conv → BatchNormalization → Relu → Identity, with a `Constant` scale folded in.
+/// Conv → BatchNormalization → Relu → Mul by a `Constant` → Identity (the scale after
+/// the Relu, where it cannot join the Conv).
 fn conv_bn_model() -> Model {
     let abs = |t: Tensor| match t {
         Tensor::F32(a) => Tensor::F32(a.mapv(|x| x.abs() + 0.1)),
@@ -57,10 +58,10 @@ fn conv_bn_model() -> Model {
             &["c", "s", "b", "m", "v"],
             &["n"],
         ))
+        .node(Node::new("Relu", &["n"], &["r"]))
         .node(Node::new("Constant", &[], &["two"]).with_attr("value_float", Attribute::Float(2.0)))
-        .node(Node::new("Mul", &["n", "two"], &["n2"]))
-        .node(Node::new("Relu", &["n2"], &["r"]))
-        .node(Node::new("Identity", &["r"], &["y"]))
+        .node(Node::new("Mul", &["r", "two"], &["n2"]))
+        .node(Node::new("Identity", &["n2"], &["y"]))
         .output(vi("y", &[1, 3, 4, 4]))
         .build()
         .expect("model")
@@ -138,7 +139,7 @@ fn optimize_folds_and_reports_and_is_idempotent() {
     assert!(stdout.contains("file: "), "{stdout}");
     let opt = Model::load(&out).expect("load optimized");
     let ops: Vec<&str> = opt.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
-    assert_eq!(ops, ["Conv", "Mul", "Relu"]);
+    assert_eq!(ops, ["Conv", "Relu", "Mul"]);
     assert_eq!(opt.graph.outputs[0].name, "y");
     assert_close(&run(&opt), &run(&m));
 
@@ -165,7 +166,7 @@ fn extended_level_writes_fused_conv_and_basic_never_does() {
     m.graph
         .nodes
         .retain(|n| n.op_type != "Mul" && n.op_type != "Constant");
-    m.graph.nodes[2].inputs = vec!["n".into()];
+    m.graph.nodes[3].inputs = vec!["r".into()];
     m.save(&src).expect("save");
     assert!(optimize(&src, &basic, &[]).status.success());
     let o = optimize(&src, &ext, &["--level", "extended"]);
@@ -194,7 +195,7 @@ fn fold_limit_and_shape_inference_flags() {
     // Exp's output (54 elements) is above the limit: Exp stays, and so does the BN
     // (its Conv's weights are not constant).
     let ops: Vec<&str> = opt.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
-    assert_eq!(ops, ["Exp", "Conv", "BatchNormalization", "Mul", "Relu"]);
+    assert_eq!(ops, ["Exp", "Conv", "BatchNormalization", "Relu", "Mul"]);
     let c = opt
         .graph
         .value_info
@@ -220,12 +221,12 @@ fn value_info_of_surviving_values_is_kept_and_inference_is_opt_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, out) = (dir.path().join("m.onnx"), dir.path().join("o.onnx"));
     let mut m = conv_bn_model();
-    // c disappears (the BatchNormalization folds into the Conv, which writes n); n2
-    // survives; r disappears (the Relu writes the graph output y).
+    // c disappears (the BatchNormalization folds into the Conv, which writes n); r
+    // survives; n2 disappears (the Mul writes the graph output y).
     m.graph.value_info = vec![
         vi("c", &[1, 3, 4, 4]),
-        vi("n2", &[1, 3, 4, 4]),
         vi("r", &[1, 3, 4, 4]),
+        vi("n2", &[1, 3, 4, 4]),
     ];
     m.save(&src).expect("save");
     let names = |extra: &[&str]| -> Vec<String> {
@@ -242,8 +243,8 @@ fn value_info_of_surviving_values_is_kept_and_inference_is_opt_in() {
         v.sort();
         v
     };
-    assert_eq!(names(&[]), ["n2"]);
-    assert_eq!(names(&["--infer-shapes"]), ["n", "n2"]);
+    assert_eq!(names(&[]), ["r"]);
+    assert_eq!(names(&["--infer-shapes"]), ["n", "r"]);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | [`TransposeToReshape`] | a `Transpose` that only moves extent-1 axes becomes a `Reshape` |
 //! | [`MergeReshapes`] | a `Reshape` of a `Reshape` becomes one; a `Reshape` to the shape its input has becomes an `Identity` |
 //! | [`EliminateIdentity`] | `Identity` and inference `Dropout` are removed, their consumers read the input |
+//! | [`FuseConvMul`] | a constant per-channel `Mul` after a `Conv` scales its weights and bias |
 //! | [`FuseConvAddBias`] | a constant per-channel `Add` after a `Conv` becomes its bias |
 //! | [`FuseMatMulAdd`] | a 2-D `MatMul` with constant weights and a constant bias `Add` becomes a `Gemm` |
 //! | [`FoldBatchNorm`] | an inference `BatchNormalization` after a `Conv`, `ConvTranspose` (any `group`), `Gemm` or 2-D `MatMul` with constant weights is folded into them |
@@ -35,7 +36,7 @@ mod reshape;
 mod simplify;
 mod transpose;
 
-pub use bias::FuseConvAddBias;
+pub use bias::{FuseConvAddBias, FuseConvMul};
 pub use bn::FoldBatchNorm;
 pub(crate) use bn::fold_into_layer;
 pub use cse::EliminateCommonSubexpressions;
@@ -78,7 +79,7 @@ pub trait Pass {
 pub enum OptimizeLevel {
     /// Standard-domain rewrites only, so any runtime runs the result: constant
     /// folding, merging of duplicate constants and nodes, `Identity`/`Dropout`
-    /// removal, `Transpose`/`Reshape` simplification, Conv bias, `MatMul` + `Add` →
+    /// removal, `Transpose`/`Reshape` simplification, Conv scale and bias, `MatMul` + `Add` →
     /// `Gemm` and BatchNormalization folding, dead code.
     #[default]
     Basic,
@@ -156,7 +157,7 @@ impl Pipeline {
     /// The passes of `level`: [`ConstantToInitializer`], [`FoldConstants`] (default
     /// limit), [`EliminateCommonSubexpressions`], [`MergeTransposes`],
     /// [`TransposeToReshape`], [`MergeReshapes`], [`EliminateIdentity`],
-    /// [`FuseConvAddBias`], [`FuseMatMulAdd`], [`FoldBatchNorm`], then for `Extended`
+    /// [`FuseConvMul`], [`FuseConvAddBias`], [`FuseMatMulAdd`], [`FoldBatchNorm`], then for `Extended`
     /// [`FuseHardSwish`] and [`FuseConvActivation`], and [`EliminateDeadCode`] last.
     pub fn for_level(level: OptimizeLevel) -> Self {
         Self::for_level_with(level, FoldConstants::default())
@@ -173,6 +174,7 @@ impl Pipeline {
             .with(TransposeToReshape)
             .with(MergeReshapes)
             .with(EliminateIdentity)
+            .with(FuseConvMul)
             .with(FuseConvAddBias)
             .with(FuseMatMulAdd)
             .with(FoldBatchNorm);
@@ -238,28 +240,30 @@ pub(crate) const NONDETERMINISTIC: &[&str] = &[
     "Bernoulli",
 ];
 
-/// What [`add_of_constant`] found: the `Add`'s producer operand and its constant.
-pub(crate) struct AddOfConstant<'m> {
-    /// Index of the node whose single output is the `Add`'s non-constant operand.
+/// What [`of_constant`] found: the binary node's producer operand and its constant.
+pub(crate) struct OfConstant<'m> {
+    /// Index of the node whose single output is the non-constant operand.
     pub(crate) producer: usize,
-    /// Name of the `Add`'s constant operand.
+    /// Name of the constant operand.
     pub(crate) constant: &'m str,
     /// The main graph's constants ([`constants`]), for the caller's further checks.
     pub(crate) consts: HashMap<&'m str, &'m Tensor>,
 }
 
-/// Whether node `k` is a default-domain `Add` of two distinct operands, one a constant
-/// and the other the single-use, only output of a default-domain `producer_op` node
-/// (the shape of every "fold a constant `Add` into the layer before it" rewrite).
-pub(crate) fn add_of_constant<'m>(
+/// Whether node `k` is a default-domain `op` (`Add`, `Mul`) of two distinct operands,
+/// one a constant and the other the single-use, only output of a default-domain
+/// `producer_op` node (the shape of every "fold a constant `Add`/`Mul` into the layer
+/// before it" rewrite).
+pub(crate) fn of_constant<'m>(
     model: &'m Model,
     k: usize,
+    op: &str,
     producer_op: &str,
-) -> Option<AddOfConstant<'m>> {
+) -> Option<OfConstant<'m>> {
     let g = &model.graph;
     let add = &g.nodes[k];
     if !default_domain(add)
-        || add.op_type != "Add"
+        || add.op_type != op
         || add.inputs.len() != 2
         || add.outputs.len() != 1
         || add.inputs[0] == add.inputs[1]
@@ -280,7 +284,7 @@ pub(crate) fn add_of_constant<'m>(
     if !default_domain(p) || p.op_type != producer_op || p.outputs.len() != 1 || ix.uses(y) != 1 {
         return None;
     }
-    Some(AddOfConstant {
+    Some(OfConstant {
         producer,
         constant: c,
         consts,

@@ -1,6 +1,8 @@
 //! Every operator case of `tests/fixtures/ops/` (made by `scripts/make_op_fixtures.py`
 //! with onnxruntime) must plan, run and match onnxruntime's outputs: f32 within
-//! rtol 1e-5 / atol 1e-6, integers and booleans exactly.
+//! rtol 1e-5 / atol 1e-6, integers and booleans exactly — as written and after the
+//! basic and the extended optimization pipelines (each run twice: the second run must
+//! change nothing).
 //!
 //! A case may fail to plan with `Unsupported` only if it is in [`EXPECTED_UNSUPPORTED`],
 //! a reviewed list (empty today: every case plans); it is then skipped with a `SKIP:`
@@ -8,6 +10,7 @@
 
 mod common;
 
+use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
 use edgeml_onnx::{Error, Model, Plan, PlanOptions, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -22,25 +25,48 @@ fn fixtures() -> PathBuf {
 
 fn run_case(dir: &Path) -> Result<(), String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
-    let plan = Plan::new(&model, PlanOptions::with_threads(1)).map_err(|e| match e {
-        Error::Unsupported(m) => format!("UNSUPPORTED {m}"),
-        e => format!("plan: {e}"),
-    })?;
-    let names: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
-    let inputs: Vec<(&str, Tensor)> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            (
-                n.as_str(),
-                common::read_any(&dir.join(format!("in{i}.npy"))),
-            )
-        })
-        .collect();
-    let outs = plan.run(&inputs).map_err(|e| format!("run: {e}"))?;
-    for (i, (name, got)) in outs.iter().enumerate() {
-        let want = common::read_any(&dir.join(format!("out{i}.npy")));
-        common::compare(got, &want, 1e-5, 1e-6).map_err(|e| format!("output {name:?}: {e}"))?;
+    // As written, then after each optimization pipeline (which must keep onnxruntime's
+    // outputs and change nothing when run a second time).
+    for level in [
+        None,
+        Some(OptimizeLevel::Basic),
+        Some(OptimizeLevel::Extended),
+    ] {
+        let mut m = model.clone();
+        if let Some(level) = level {
+            Pipeline::for_level(level)
+                .run(&mut m)
+                .map_err(|e| format!("{level:?} pipeline: {e}"))?;
+            let once = m.clone();
+            let again = Pipeline::for_level(level)
+                .run(&mut m)
+                .map_err(|e| format!("{level:?} pipeline, second run: {e}"))?;
+            if again.total() != 0 || m != once {
+                return Err(format!("{level:?} pipeline is not idempotent: {again:?}"));
+            }
+        }
+        let at = level.map_or(String::new(), |l| format!(" (after the {l:?} pipeline)"));
+        let plan = Plan::new(&m, PlanOptions::with_threads(1)).map_err(|e| match e {
+            Error::Unsupported(m) => format!("UNSUPPORTED {m}"),
+            e => format!("plan{at}: {e}"),
+        })?;
+        let names: Vec<String> = plan.inputs().iter().map(|i| i.name.clone()).collect();
+        let inputs: Vec<(&str, Tensor)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.as_str(),
+                    common::read_any(&dir.join(format!("in{i}.npy"))),
+                )
+            })
+            .collect();
+        let outs = plan.run(&inputs).map_err(|e| format!("run{at}: {e}"))?;
+        for (i, (name, got)) in outs.iter().enumerate() {
+            let want = common::read_any(&dir.join(format!("out{i}.npy")));
+            common::compare(got, &want, 1e-5, 1e-6)
+                .map_err(|e| format!("output {name:?}{at}: {e}"))?;
+        }
     }
     Ok(())
 }

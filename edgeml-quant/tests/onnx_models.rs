@@ -2,10 +2,12 @@
 //! made by `scripts/make_qmodel_fixtures.py`: static QDQ per-channel u8/s8, static QDQ
 //! per-tensor s8/s8, static QOperator, dynamic) run through `edgeml_quant::onnx::prepare`
 //! and agree with onnxruntime on ≥ 99.9% of output elements within one quantization
-//! step of the logits (`tol.txt`), at 1 and 2 threads; the QDQ models must actually be
-//! fused (their Conv/MatMul/Gemm run on the INT8 kernels).
+//! step of the logits (`tol.txt`), at 1 and 2 threads and after the basic and extended
+//! optimization pipelines (which must keep them quantized and be idempotent); the QDQ
+//! models must actually be fused (their Conv/MatMul/Gemm run on the INT8 kernels).
 #![cfg(feature = "onnx")]
 
+use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
@@ -22,8 +24,27 @@ fn qmodels() -> PathBuf {
     }
 }
 
-fn check(dir: &Path, x: &ArrayD<f32>, threads: usize) -> Result<String, String> {
+fn check(
+    dir: &Path,
+    x: &ArrayD<f32>,
+    threads: usize,
+    level: Option<OptimizeLevel>,
+) -> Result<String, String> {
     let mut model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
+    if let Some(level) = level {
+        // The optimization pipeline must keep the model quantized (the summary below)
+        // and its results, and change nothing when run again.
+        Pipeline::for_level(level)
+            .run(&mut model)
+            .map_err(|e| format!("{level:?} pipeline: {e}"))?;
+        let once = model.clone();
+        let again = Pipeline::for_level(level)
+            .run(&mut model)
+            .map_err(|e| format!("{level:?} pipeline, second run: {e}"))?;
+        if again.total() != 0 || model != once {
+            return Err(format!("{level:?} pipeline is not idempotent: {again:?}"));
+        }
+    }
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
     let summary = edgeml_quant::onnx::summarize(&model);
     let want = if name.contains("qdq") {
@@ -94,10 +115,20 @@ fn onnxruntime_quantized_digits_models_agree_with_onnxruntime() {
     );
     let mut failed = Vec::new();
     for d in &dirs {
-        for threads in [1, 2] {
-            match check(d, &x, threads) {
-                Ok(msg) => println!("{msg} ({threads} threads)"),
-                Err(e) => failed.push(format!("{} ({threads} threads): {e}", d.display())),
+        let runs = [
+            (1, None),
+            (2, None),
+            (1, Some(OptimizeLevel::Basic)),
+            (1, Some(OptimizeLevel::Extended)),
+        ];
+        for (threads, level) in runs {
+            let what = match level {
+                None => format!("{threads} threads"),
+                Some(l) => format!("{threads} threads, after the {l:?} pipeline"),
+            };
+            match check(d, &x, threads, level) {
+                Ok(msg) => println!("{msg} ({what})"),
+                Err(e) => failed.push(format!("{} ({what}): {e}", d.display())),
             }
         }
     }

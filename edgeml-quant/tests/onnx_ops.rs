@@ -13,6 +13,7 @@
 //! - `tol.txt`: float outputs within this absolute tolerance (one output step).
 #![cfg(feature = "onnx")]
 
+use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
@@ -123,7 +124,36 @@ fn read_text(dir: &Path, name: &str) -> Option<String> {
 }
 
 fn run_case(dir: &Path, threads: usize) -> Result<(), String> {
-    let mut model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
+    let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
+    // As written, then after each optimization pipeline (run twice: the second run must
+    // change nothing), which must keep the quantized operators' results.
+    for level in [
+        None,
+        Some(OptimizeLevel::Basic),
+        Some(OptimizeLevel::Extended),
+    ] {
+        let mut m = model.clone();
+        if let Some(level) = level {
+            Pipeline::for_level(level)
+                .run(&mut m)
+                .map_err(|e| format!("{level:?} pipeline: {e}"))?;
+            let once = m.clone();
+            let again = Pipeline::for_level(level)
+                .run(&mut m)
+                .map_err(|e| format!("{level:?} pipeline, second run: {e}"))?;
+            if again.total() != 0 || m != once {
+                return Err(format!("{level:?} pipeline is not idempotent: {again:?}"));
+            }
+        }
+        run_model(dir, m, threads).map_err(|e| match level {
+            Some(l) => format!("after the {l:?} pipeline: {e}"),
+            None => e,
+        })?;
+    }
+    Ok(())
+}
+
+fn run_model(dir: &Path, mut model: Model, threads: usize) -> Result<(), String> {
     if let Some(text) = read_text(dir, "fuse.txt") {
         let report = edgeml_quant::onnx::fuse_qdq(&mut model);
         println!("{}: {report}", dir.display());

@@ -34,7 +34,9 @@ const GROWING: &[&str] = &[
 /// than [`FoldConstants::max_elements`] elements (checked before running when shape
 /// inference knows the size; operators that can grow their input, such as `Expand`,
 /// `Tile` or `ConstantOfShape`, are not run at all when it does not); a graph output
-/// among its outputs; nondeterministic operators (`RandomNormal`, …); nodes with
+/// among its outputs; nondeterministic operators (`RandomNormal`, …);
+/// `DequantizeLinear` (folding a QDQ model's constant weights would undo its
+/// quantization, so they stay quantized, as onnxruntime and onnxslim keep them); nodes with
 /// subgraphs; operators the registry does not have for the model's opset; and nodes
 /// whose operator fails on the constant inputs (the runtime that runs the model will
 /// report that error).
@@ -186,7 +188,11 @@ impl FoldConstants {
                 remove[i] = true;
                 continue;
             }
+            // `DequantizeLinear` of constant weights is what makes a QDQ model: folding
+            // it would store float weights (4x the bytes) and undo the quantization, so
+            // it stays, as onnxruntime's and onnxslim's folding keep it.
             if super::NONDETERMINISTIC.contains(&node.op_type.as_str())
+                || node.op_type == "DequantizeLinear"
                 || has_subgraphs(node)
                 || node.outputs.iter().all(String::is_empty)
                 || node.outputs.iter().any(|o| ix.is_output(o))

@@ -1,6 +1,6 @@
 //! `MatMul` + constant bias `Add` → `Gemm`.
 
-use super::{AddOfConstant, Pass, add_of_constant, default_domain};
+use super::{OfConstant, Pass, default_domain, of_constant};
 use crate::{Dim, InputType, Model, Node, Result};
 use std::collections::HashMap;
 
@@ -57,11 +57,11 @@ fn rewrite(
     k: usize,
     types: &mut Option<HashMap<String, InputType>>,
 ) -> Option<(usize, Node)> {
-    let AddOfConstant {
+    let OfConstant {
         producer: p,
         constant: c,
         consts,
-    } = add_of_constant(model, k, "MatMul")?;
+    } = of_constant(model, k, "Add", "MatMul")?;
     let (add, mm) = (&model.graph.nodes[k], &model.graph.nodes[p]);
     if mm.inputs.len() != 2 {
         return None;

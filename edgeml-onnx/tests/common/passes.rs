@@ -42,9 +42,14 @@ pub(crate) fn assert_close(got: &[(String, Tensor)], want: &[(String, Tensor)], 
     for ((gn, g), (wn, w)) in got.iter().zip(want) {
         assert_eq!(gn, wn);
         assert_eq!(g.shape(), w.shape(), "{gn}");
-        let (g, w) = (g.as_f32().expect("f32"), w.as_f32().expect("f32"));
-        for (a, b) in g.iter().zip(w) {
-            assert!((a - b).abs() <= rtol * b.abs().max(1.0), "{gn}: {a} vs {b}");
+        match (g.as_f32(), w.as_f32()) {
+            (Some(g), Some(w)) => {
+                for (a, b) in g.iter().zip(w) {
+                    assert!((a - b).abs() <= rtol * b.abs().max(1.0), "{gn}: {a} vs {b}");
+                }
+            }
+            // Other element types must be equal.
+            _ => assert_eq!(g, w, "{gn}"),
         }
     }
 }

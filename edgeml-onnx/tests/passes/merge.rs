@@ -317,3 +317,66 @@ fn recurrent_outputs_and_integer_class_labels_are_typed() {
     assert_eq!(kinds, ["LSTM", "Flatten", "LinearClassifier"]);
     assert_eq!(opt.graph.nodes[2].outputs, ["y", "scores"]);
 }
+
+/// `Conv` (weights shared with a second `Conv`) → `Mul` by `scale` → `Add` of a
+/// per-channel bias, the Caffe-style BatchNorm.
+fn conv_mul_add(scale: Tensor) -> Model {
+    ModelBuilder::new(13)
+        .input(vi("x", &[1, 3, 5, 5]))
+        .initializer("w", f32s(&[4, 3, 1, 1], 1, -1.0, 2.0))
+        .initializer("b", f32s(&[4], 2, -1.0, 2.0))
+        .initializer("s", scale)
+        .initializer("t", f32s(&[1, 4, 1, 1], 4, -1.0, 2.0))
+        .node(Node::new("Conv", &["x", "w", "b"], &["c"]))
+        .node(Node::new("Mul", &["s", "c"], &["m"]))
+        .node(Node::new("Add", &["m", "t"], &["y"]))
+        .node(conv("x", "w", "other"))
+        .output(ValueInfo::named("y"))
+        .output(ValueInfo::named("other"))
+        .build()
+        .expect("model")
+}
+
+#[test]
+fn a_per_channel_mul_and_add_after_a_conv_fold_into_it() {
+    for scale in [
+        f32s(&[1, 4, 1, 1], 3, 0.5, 1.0),
+        f32s(&[4, 1, 1], 3, -2.0, 1.0),
+        f32s(&[1], 3, 0.5, 1.0),
+    ] {
+        let m = conv_mul_add(scale.clone());
+        let x = f32s(&[1, 3, 5, 5], 5, -1.0, 2.0);
+        let want = unoptimized(&m, &[("x", x.clone())]);
+        let opt = basic(&m);
+        assert_eq!(
+            ops(&opt),
+            BTreeMap::from([("Conv".to_owned(), 2)]),
+            "{scale:?}"
+        );
+        // The other `Conv` still reads the original weights.
+        let other = opt.graph.nodes.iter().find(|n| n.outputs[0] == "other");
+        assert_eq!(other.expect("kept").inputs[1], "w");
+        // W·s rounds once per weight instead of once per sum: float rounding only.
+        crate::common::passes::assert_close(&unoptimized(&opt, &[("x", x)]), &want, 1e-6);
+    }
+}
+
+#[test]
+fn a_mul_that_is_not_per_channel_stays() {
+    // Varies along a spatial axis; broadcasts to a higher rank; not finite.
+    let spatial = f32s(&[1, 1, 5, 1], 3, 0.5, 1.0);
+    let rank5 = f32s(&[1, 1, 4, 1, 1], 3, 0.5, 1.0);
+    let inf = Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), f32::INFINITY));
+    for scale in [spatial, rank5, inf] {
+        let m = conv_mul_add(scale.clone());
+        let mut opt = m.clone();
+        assert_eq!(
+            edgeml_onnx::passes::FuseConvMul
+                .run(&mut opt)
+                .expect("pass"),
+            0,
+            "{scale:?}"
+        );
+        assert_eq!(opt, m);
+    }
+}
