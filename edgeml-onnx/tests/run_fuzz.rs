@@ -90,7 +90,9 @@ fn fuzz_finding_folding_bomb_under_the_limit() {
 #[test]
 fn process_cpu_time_counts_this_process_work() {
     if !cfg!(target_os = "linux") {
-        eprintln!("SKIP: /proc/self/stat is Linux-only; elsewhere the run target accepts every deadline stop");
+        eprintln!(
+            "SKIP: /proc/self/stat is Linux-only; elsewhere the run target accepts every deadline stop"
+        );
         return;
     }
     let before = generator::process_cpu_time().expect("/proc/self/stat is readable");
