@@ -153,3 +153,51 @@ fn fuzz_finding_a_long_legitimate_loop_reaches_the_deadline() {
     );
     generator::check_bounded(&g);
 }
+
+/// Found by a 30-minute ASan campaign (2026-12-06): a chain of `Tile`s doubling every
+/// axis up to 8 Mi elements (32 MiB each, the last refused by the 64 MiB live limit). Without ASan the
+/// whole run takes about 0.2 s; under ASan one `Tile` step, which the deadline does not
+/// interrupt, ran 4.5 s past the 5 s deadline, over the harness's former 2 s slack.
+/// The slack is now 10 s (`generator::SLACK`). Here: without a deadline the run ends in
+/// the live-memory limit, and a 1 ms deadline ends it at a step boundary.
+#[test]
+fn fuzz_finding_a_tile_chain_runs_past_a_short_slack() {
+    use edgeml_onnx::{Plan, PlanOptions, RunOptions, Tensor};
+    let data: &[u8] = &[
+        251, 12, 12, 63, 8, 61, 67, 49, 47, 47, 47, 246, 0, 179, 179, 179, 179, 179, 179, 179, 179,
+        179, 77, 73, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 63, 8, 61, 67, 49, 47,
+        47, 47, 246, 0, 179, 179, 179, 179, 179, 179, 179, 179, 179, 77, 73, 179, 179, 179, 179,
+        179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179,
+        179, 246, 216, 143, 12, 37, 246, 221, 130, 154, 153, 153, 85, 182, 12, 216, 211, 152, 216,
+        80, 80, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 179, 246, 216, 143, 12, 37,
+        246, 221, 130, 154, 153, 153, 85, 182, 12, 216, 211, 152, 216, 80, 80, 85, 42, 80, 80, 80,
+        80, 179, 179, 179,
+    ];
+    let g = generator::generate(data);
+    let tiles = g
+        .model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Tile")
+        .count();
+    assert!(tiles >= 8, "{tiles} Tile nodes");
+    let mut o = PlanOptions::with_threads(1);
+    o.limits = generator::fuzz_limits();
+    let plan = Plan::new(&g.model, o).expect("plans");
+    let refs: Vec<(&str, &Tensor)> = g.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    // Without a deadline the last `Tile` is refused by the live-memory limit.
+    let e = plan
+        .run_with(&refs, &RunOptions::new())
+        .expect_err("over the live limit");
+    assert_eq!(e.kind(), edgeml_core::ErrorKind::LimitExceeded, "{e}");
+    assert!(e.to_string().contains("Tile"), "{e}");
+    let e = plan
+        .run_with(
+            &refs,
+            &RunOptions::new().timeout(std::time::Duration::from_millis(1)),
+        )
+        .expect_err("the chain takes longer than 1 ms");
+    assert_eq!(e.kind(), edgeml_core::ErrorKind::DeadlineExceeded, "{e}");
+    generator::check_bounded(&g);
+}
