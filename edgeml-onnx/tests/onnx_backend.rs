@@ -16,7 +16,9 @@
 //! Tolerances follow the ONNX backend test runner: rtol 1e-3, atol 1e-7, widened to
 //! atol 1e-5 because our summation order differs from PyTorch's.
 
-use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
+#[path = "common/optimized.rs"]
+mod optimized;
+
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -100,25 +102,14 @@ fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
 }
 
 /// Runs the model as written and as simplified by the basic and extended pass
-/// pipelines (`edgeml_onnx::passes`): all three must reproduce the stored outputs.
+/// pipelines (`edgeml_onnx::passes`, each idempotent): all three must reproduce the
+/// stored outputs.
 fn run_case(dir: &Path) -> Result<usize, String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
     let mut sets = 0;
-    for level in [
-        None,
-        Some(OptimizeLevel::Basic),
-        Some(OptimizeLevel::Extended),
-    ] {
-        let mut m = model.clone();
-        if let Some(level) = level {
-            Pipeline::for_level(level)
-                .run(&mut m)
-                .map_err(|e| format!("optimize ({level:?}): {e}"))?;
-        }
-        sets = run_variant(dir, &m).map_err(|e| match level {
-            None => e,
-            Some(l) => format!("optimized ({l:?}): {e}"),
-        })?;
+    for level in optimized::LEVELS {
+        let m = optimized::optimized(&model, level)?;
+        sets = run_variant(dir, &m).map_err(|e| format!("{e}{}", optimized::after(level)))?;
     }
     Ok(sets)
 }

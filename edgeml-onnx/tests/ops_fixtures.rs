@@ -10,7 +10,7 @@
 
 mod common;
 
-use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
+use common::optimized;
 use edgeml_onnx::{Error, Model, Plan, PlanOptions, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -27,25 +27,9 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
     // As written, then after each optimization pipeline (which must keep onnxruntime's
     // outputs and change nothing when run a second time).
-    for level in [
-        None,
-        Some(OptimizeLevel::Basic),
-        Some(OptimizeLevel::Extended),
-    ] {
-        let mut m = model.clone();
-        if let Some(level) = level {
-            Pipeline::for_level(level)
-                .run(&mut m)
-                .map_err(|e| format!("{level:?} pipeline: {e}"))?;
-            let once = m.clone();
-            let again = Pipeline::for_level(level)
-                .run(&mut m)
-                .map_err(|e| format!("{level:?} pipeline, second run: {e}"))?;
-            if again.total() != 0 || m != once {
-                return Err(format!("{level:?} pipeline is not idempotent: {again:?}"));
-            }
-        }
-        let at = level.map_or(String::new(), |l| format!(" (after the {l:?} pipeline)"));
+    for level in optimized::LEVELS {
+        let m = optimized::optimized(&model, level)?;
+        let at = optimized::after(level);
         let plan = Plan::new(&m, PlanOptions::with_threads(1)).map_err(|e| match e {
             Error::Unsupported(m) => format!("UNSUPPORTED {m}"),
             e => format!("plan{at}: {e}"),

@@ -13,7 +13,9 @@
 //! - `tol.txt`: float outputs within this absolute tolerance (one output step).
 #![cfg(feature = "onnx")]
 
-use edgeml_onnx::passes::{OptimizeLevel, Pipeline};
+#[path = "../../edgeml-onnx/tests/common/optimized.rs"]
+mod optimized;
+
 use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
@@ -127,28 +129,9 @@ fn run_case(dir: &Path, threads: usize) -> Result<(), String> {
     let model = Model::load(dir.join("model.onnx")).map_err(|e| format!("load: {e}"))?;
     // As written, then after each optimization pipeline (run twice: the second run must
     // change nothing), which must keep the quantized operators' results.
-    for level in [
-        None,
-        Some(OptimizeLevel::Basic),
-        Some(OptimizeLevel::Extended),
-    ] {
-        let mut m = model.clone();
-        if let Some(level) = level {
-            Pipeline::for_level(level)
-                .run(&mut m)
-                .map_err(|e| format!("{level:?} pipeline: {e}"))?;
-            let once = m.clone();
-            let again = Pipeline::for_level(level)
-                .run(&mut m)
-                .map_err(|e| format!("{level:?} pipeline, second run: {e}"))?;
-            if again.total() != 0 || m != once {
-                return Err(format!("{level:?} pipeline is not idempotent: {again:?}"));
-            }
-        }
-        run_model(dir, m, threads).map_err(|e| match level {
-            Some(l) => format!("after the {l:?} pipeline: {e}"),
-            None => e,
-        })?;
+    for level in optimized::LEVELS {
+        let m = optimized::optimized(&model, level)?;
+        run_model(dir, m, threads).map_err(|e| format!("{e}{}", optimized::after(level)))?;
     }
     Ok(())
 }

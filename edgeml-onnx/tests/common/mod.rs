@@ -2,6 +2,7 @@
 //! any supported element type and comparing tensors with tolerances.
 #![allow(dead_code)]
 
+pub(crate) mod optimized;
 pub(crate) mod passes;
 
 use edgeml_onnx::{Graph, Model, ModelBuilder, Tensor};
