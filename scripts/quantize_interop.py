@@ -10,9 +10,11 @@ entropy and percentile methods (against onnxruntime's same method):
 3. onnxruntime's own `quantize_static` (QDQ, u8 activations, s8 weights, same
    calibration batches) quantizes the same model; accuracies on all 450 test images
    are printed side by side, and ours must be >= theirs - 0.5 point.
+Then `--format qoperator` (standard operators only) and `--format qoperator --contrib-ops`,
+per-channel MinMax, with the same checks against onnxruntime's QOperator quantize_static.
 Then `--mode weight-only`, `--mode fp16` and `--mode bf16` (outputs within 1e-5 of onnxruntime's, fp16
 accuracy within 1 point of float), and `--mode dynamic`
-(per-tensor and per-channel): onnxruntime runs it, its outputs agree with `edgeml run`'s
+(per-tensor, per-channel, and per-channel with `--contrib-ops`, i.e. DynamicQuantizeMatMul): onnxruntime runs it, its outputs agree with `edgeml run`'s
 within 1e-4 on >= 99.9% of elements (DynamicQuantizeLinear and the integer products
 are exact in both; only the float scaling and Softmax round), accuracy within 1 point
 of float and >= onnxruntime's `quantize_dynamic` (s8 weights) - 0.5 point.
@@ -135,6 +137,34 @@ def main():
                     failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
                 if acc_ours < acc_theirs - 0.005:
                     failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+            # QOperator output (standard operators, then with onnxruntime's contrib
+            # operators), per-channel MinMax, against onnxruntime's QOperator quantizer.
+            for extra in [[], ["--contrib-ops"]]:
+                tag = f"{name} per-channel qoperator{' + contrib ops' if extra else ''}"
+                ours = os.path.join(tmp, f"{name}_qop{len(extra)}.onnx")
+                subprocess.run([edgeml, "quantize", src, "-o", ours, "--calibration", calib, "--per-channel",
+                                "--format", "qoperator"] + extra, check=True, stdout=subprocess.DEVNULL)
+                onnx.checker.check_model(onnx.load(ours))
+                domains = {n.domain for n in onnx.load(ours).graph.node}
+                if domains - ({"", "com.microsoft"} if extra else {""}):
+                    failures.append(f"{tag}: unexpected operator domains {domains}")
+                p_ort = ort_run(ours, x)
+                outdir = os.path.join(tmp, f"out_{name}_qop{len(extra)}")
+                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p_ours = np.load(os.path.join(outdir, "probs.npy"))
+                tol = softmax_step(ours)
+                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
+                theirs = os.path.join(tmp, f"{name}_qop_ort.onnx")
+                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QOperator, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
+                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(ours) / os.path.getsize(src),
+                             os.path.getsize(theirs) / os.path.getsize(src), within))
+                if within < 0.999:
+                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
+                if acc_ours < acc_theirs - 0.005:
+                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
             # Weight-only: float compute on the dequantized weights in both runtimes.
             wo = os.path.join(tmp, f"{name}_wo.onnx")
             subprocess.run([edgeml, "quantize", src, "-o", wo, "--mode", "weight-only", "--per-channel"], check=True,
@@ -172,16 +202,19 @@ def main():
                     failures.append(f"{name} {half}: only {within:.4%} of outputs within 1e-5 of onnxruntime")
                 if acc(p_ort) < float_acc - 0.01:
                     failures.append(f"{name} {half}: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
-            for per_channel in [False, True]:
-                tag = f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
-                dyn = os.path.join(tmp, f"{name}_dyn_{per_channel}.onnx")
+            for per_channel, contrib in [(False, False), (True, False), (True, True)]:
+                tag = (f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
+                       f"{' + contrib ops' if contrib else ''}")
+                dyn = os.path.join(tmp, f"{name}_dyn_{per_channel}_{contrib}.onnx")
                 cmd = [edgeml, "quantize", src, "-o", dyn, "--mode", "dynamic"]
                 if per_channel:
                     cmd.append("--per-channel")
+                if contrib:
+                    cmd.append("--contrib-ops")
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 onnx.checker.check_model(onnx.load(dyn))
                 p_ort = ort_run(dyn, x)
-                outdir = os.path.join(tmp, f"out_{name}_dyn_{per_channel}")
+                outdir = os.path.join(tmp, f"out_{name}_dyn_{per_channel}_{contrib}")
                 subprocess.run([edgeml, "run", dyn, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 p_ours = np.load(os.path.join(outdir, "probs.npy"))

@@ -130,11 +130,11 @@ pub(crate) struct Args {
     round_to: usize,
     /// Refit each layer's kept weights and bias by least squares so that, on this
     /// calibration data, it reproduces the original model's layer output (zeros and
-    /// removed channels stay). One f32 `.npy` of samples along axis 0, or a directory
-    /// of `.npy` batches, as `edgeml quantize --calibration`.
+    /// removed channels stay). One f32 `.npy` or `.npz` of samples along axis 0, or a
+    /// directory of `.npy`/`.npz` batches, as `edgeml quantize --calibration`.
     #[arg(long, value_name = "DATA")]
     recalibrate: Option<PathBuf>,
-    /// Samples per batch when `--recalibrate` is a single `.npy`.
+    /// Samples per batch when `--recalibrate` is a single file.
     #[arg(long, default_value_t = 64, requires = "recalibrate")]
     batch_size: usize,
     /// Ridge dampening of the recalibration, as a fraction of the mean diagonal of
@@ -146,7 +146,7 @@ pub(crate) struct Args {
     report: Option<PathBuf>,
 }
 
-fn config(a: &Args) -> anyhow::Result<PruneConfig> {
+fn config(a: &Args, model: &Model) -> anyhow::Result<PruneConfig> {
     let pattern = match a.pattern {
         PatternArg::Unstructured => Pattern::Magnitude,
         PatternArg::Channel => Pattern::Channels {
@@ -179,7 +179,11 @@ fn config(a: &Args) -> anyhow::Result<PruneConfig> {
     let recalibrate = match &a.recalibrate {
         Some(p) => Some(Recalibrate {
             dampening: a.dampening,
-            ..Recalibrate::new(crate::quantize::load_calibration(p, a.batch_size)?)
+            ..Recalibrate::new(crate::quantize::load_calibration(
+                p,
+                &crate::quantize::single_input(model)?,
+                a.batch_size,
+            )?)
         }),
         None => None,
     };
@@ -305,7 +309,8 @@ fn print(r: &PruneReport, in_bytes: u64, out_bytes: u64) -> anyhow::Result<()> {
 pub(crate) fn main(a: Args) -> anyhow::Result<()> {
     let mut model =
         Model::load(&a.model).with_context(|| format!("cannot load {}", a.model.display()))?;
-    let report = prune_model(&mut model, &config(&a)?)
+    let config = config(&a, &model)?;
+    let report = prune_model(&mut model, &config)
         .with_context(|| format!("cannot prune {}", a.model.display()))?;
     if report.layers.is_empty() {
         bail!("nothing was pruned");

@@ -4,10 +4,11 @@
 use anyhow::{Context, bail};
 use edgeml_onnx::Model;
 use edgeml_quant::quantize::{
-    Config, Method, Report, quantize_dynamic, quantize_static_with_progress, quantize_weight_only,
+    Config, Format, Method, Report, quantize_dynamic, quantize_static_with_progress,
+    quantize_weight_only,
 };
 use ndarray::{ArrayD, Axis};
-use ndarray_npy::read_npy;
+use ndarray_npy::{NpzReader, read_npy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,15 @@ enum MethodArg {
     /// Moving average of each batch's min and max, constant 0.01 (PyTorch's
     /// MovingAverageMinMaxObserver).
     MovingAverage,
+}
+
+/// Output forms of `--mode static`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum FormatArg {
+    /// QuantizeLinear → DequantizeLinear pairs around float operators.
+    Qdq,
+    /// Quantized operators (QLinearConv, QLinearMatMul, …).
+    Qoperator,
 }
 
 /// Quantization modes.
@@ -57,15 +67,27 @@ pub(crate) struct Args {
     /// Quantization mode.
     #[arg(long, value_enum, default_value = "static")]
     mode: Mode,
+    /// Output form (`--mode static`): `qdq` (QuantizeLinear/DequantizeLinear pairs around
+    /// float ops, onnxruntime's default) or `qoperator` (QLinearConv, QLinearMatMul and
+    /// 8-bit exact ops; groups without a standard quantized operator stay in QDQ form).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Also write onnxruntime's com.microsoft contrib operators: with `--format
+    /// qoperator`, QGemm, QLinearAdd, QLinearConcat, the quantized pools,
+    /// QLinearSigmoid and QLinearLeakyRelu; with `--mode dynamic`,
+    /// DynamicQuantizeMatMul for MatMul and Gemm. Only onnxruntime and edgeml run them.
+    #[arg(long)]
+    contrib_ops: bool,
     /// Quantize weights per output channel (default: per tensor).
     #[arg(long)]
     per_channel: bool,
-    /// Calibration data: one f32 `.npy` holding samples along axis 0, or a directory of
-    /// `.npy` files, each one batch of the model's single input.
-    /// Required by `--mode static`.
+    /// Calibration data for the model's single input: one f32 `.npy` or `.npz` holding
+    /// samples along axis 0 (cut into `--batch-size` batches), or a directory of `.npy` or
+    /// `.npz` files, each one batch. A `.npz` (`np.savez`, compressed or not) holds the
+    /// array under the input's name. Required by `--mode static`.
     #[arg(long, value_name = "PATH")]
     calibration: Option<PathBuf>,
-    /// Samples per calibration batch when `--calibration` is a single `.npy`.
+    /// Samples per calibration batch when `--calibration` is a single file.
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
     /// Threads running calibration batches, each with its own observers, merged in
@@ -114,21 +136,67 @@ fn read_f32(path: &Path) -> anyhow::Result<ArrayD<f32>> {
     read_npy(path).with_context(|| format!("{}: not a C-order f32 .npy", path.display()))
 }
 
-/// The calibration batches named by `path` (also `edgeml prune --recalibrate`).
-pub(crate) fn load_calibration(path: &Path, batch_size: usize) -> anyhow::Result<Vec<ArrayD<f32>>> {
+/// The array named `input` in the `.npz` at `path` (`np.savez` or `np.savez_compressed`;
+/// keys are input names, with or without numpy's `.npy` suffix).
+fn read_npz(path: &Path, input: &str) -> anyhow::Result<ArrayD<f32>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut npz =
+        NpzReader::new(file).with_context(|| format!("{}: not a .npz", path.display()))?;
+    let names = npz
+        .names()
+        .with_context(|| format!("{}: cannot list the arrays", path.display()))?;
+    let Some(key) = names
+        .iter()
+        .find(|k| k.as_str() == input || k.strip_suffix(".npy") == Some(input))
+    else {
+        bail!(
+            "{}: no array named {input:?}, the model's input (it holds {}); save it as \
+             np.savez(path, **{{{input:?}: x}})",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    npz.by_name(key)
+        .with_context(|| format!("{}: {key:?} is not a C-order f32 array", path.display()))
+}
+
+fn is_ext(p: &Path, ext: &str) -> bool {
+    p.extension().is_some_and(|x| x == ext)
+}
+
+/// The calibration batches named by `path` for the model input `input` (also `edgeml
+/// prune --recalibrate`): a directory of `.npy` or `.npz` files, each one batch; or
+/// one `.npy` or `.npz` holding every sample along axis 0, cut into batches of
+/// `batch_size`. In a `.npz` the array is the one named after the input.
+pub(crate) fn load_calibration(
+    path: &Path,
+    input: &str,
+    batch_size: usize,
+) -> anyhow::Result<Vec<ArrayD<f32>>> {
+    let read = |p: &Path| {
+        if is_ext(p, "npz") {
+            read_npz(p, input)
+        } else {
+            read_f32(p)
+        }
+    };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot read {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+            .filter(|p| is_ext(p, "npy") || is_ext(p, "npz"))
             .collect();
         files.sort();
-        return files.iter().map(|f| read_f32(f)).collect();
+        if files.is_empty() {
+            bail!("{}: no .npy or .npz files in the directory", path.display());
+        }
+        return files.iter().map(|f| read(f)).collect();
     }
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let all = read_f32(path)?;
+    let all = read(path)?;
     if all.ndim() == 0 {
         bail!("{}: a scalar holds no samples", path.display());
     }
@@ -140,6 +208,25 @@ pub(crate) fn load_calibration(path: &Path, batch_size: usize) -> anyhow::Result
                 .to_owned()
         })
         .collect())
+}
+
+/// The name of `model`'s one run-time input (what calibration data feeds).
+pub(crate) fn single_input(model: &Model) -> anyhow::Result<String> {
+    let g = &model.graph;
+    let inputs: Vec<&str> = g
+        .inputs
+        .iter()
+        .filter(|i| g.initializer(&i.name).is_none())
+        .map(|i| i.name.as_str())
+        .collect();
+    match inputs.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        _ => bail!(
+            "calibration data feeds models with exactly one input; this one has {} ({})",
+            inputs.len(),
+            inputs.join(", ")
+        ),
+    }
 }
 
 fn size_text(bytes: u64) -> String {
@@ -164,6 +251,9 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
         "size_after": after,
         "calibration_batches": r.batches,
         "quantized": refs(&r.quantized),
+        "qoperator": r.qoperator.as_ref().map(|f| json!({
+            "fused": f.fused, "removed": f.removed,
+        })),
         "folded": refs(&r.folded),
         "int8_exact_ops": refs(&r.int8_exact_ops),
         "float": r.float_nodes.iter().map(|f| json!({
@@ -263,8 +353,24 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         equalize: args.equalize,
         symmetric_activations: args.symmetric_activations,
         reduce_range: args.reduce_range,
+        format: match (args.format, args.contrib_ops) {
+            (Some(FormatArg::Qoperator), false) => Format::QOperator,
+            (Some(FormatArg::Qoperator), true) => Format::QOperatorContrib,
+            // Dynamic mode's only switch (its form is always QOperator).
+            (None, true) if args.mode == Mode::Dynamic => Format::QOperatorContrib,
+            (None | Some(FormatArg::Qdq), true) => {
+                bail!("--contrib-ops needs --format qoperator (or --mode dynamic)")
+            }
+            _ => Format::Qdq,
+        },
         ..Config::default()
     };
+    if args.format.is_some() && args.mode != Mode::Static {
+        bail!(
+            "--format applies to --mode static (dynamic mode always writes quantized \
+             operators; use --contrib-ops there for DynamicQuantizeMatMul)"
+        );
+    }
     if args.mode != Mode::Static
         && (args.target_sqnr.is_some()
             || args.bias_correction
@@ -286,10 +392,11 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         Mode::Static => {
             let Some(cal) = &args.calibration else {
                 bail!(
-                    "--mode static needs --calibration PATH (a .npy of samples or a directory of batches)"
+                    "--mode static needs --calibration PATH (a .npy or .npz of samples, or a \
+                     directory of batches)"
                 );
             };
-            let batches = load_calibration(cal, args.batch_size)?;
+            let batches = load_calibration(cal, &single_input(&model)?, args.batch_size)?;
             let bar = indicatif::ProgressBar::new(batches.len() as u64).with_style(
                 indicatif::ProgressStyle::with_template(
                     "calibrate {bar:30} {pos}/{len} batches {elapsed}",
@@ -344,6 +451,9 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         "float     {}",
         histogram(report.float_nodes.iter().map(|f| f.node.op_type.as_str()))
     );
+    if let Some(f) = &report.qoperator {
+        outln!("qoperator {f}");
+    }
     if report.batches > 0 {
         outln!("calibrated on {} batches", report.batches);
     }

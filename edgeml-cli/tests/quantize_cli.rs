@@ -3,7 +3,10 @@
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
 //! methods, `-v` SQNR, `--mode dynamic`, `--mode fp16` and `--mode bf16` run; static mode prints the
 //! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
-//! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library.
+//! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library;
+//! `.npz` calibration files (stored or compressed, one or a directory) calibrate and a
+//! wrong key is refused; `--format qoperator` and `--contrib-ops` write quantized
+//! operators, and misplaced format flags are refused.
 
 use edgeml_onnx::Model;
 use ndarray::{ArrayD, Axis, s};
@@ -391,4 +394,125 @@ fn conv_pair() -> Model {
         },
         ..Model::default()
     }
+}
+
+#[test]
+fn npz_calibration_and_qoperator_formats() {
+    use ndarray_npy::NpzWriter;
+    let d = tmp("npz");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let first = |n: usize| x.slice(s![0..n, .., .., ..]).to_owned();
+    // One file of samples, stored and compressed, and a directory of batch files.
+    let stored = d.join("calib.npz");
+    let mut w = NpzWriter::new(std::fs::File::create(&stored).expect("create"));
+    w.add_array("x", &first(40)).expect("add");
+    w.finish().expect("finish");
+    let packed = d.join("calib_compressed.npz");
+    let mut w = NpzWriter::new_compressed(std::fs::File::create(&packed).expect("create"));
+    w.add_array("x.npy", &first(40)).expect("add");
+    w.finish().expect("finish");
+    let batches = d.join("batches");
+    std::fs::create_dir_all(&batches).expect("dir");
+    for i in 0..2 {
+        let mut w =
+            NpzWriter::new(std::fs::File::create(batches.join(format!("b{i}.npz"))).expect("f"));
+        w.add_array(
+            "x",
+            &x.slice(s![i * 10..i * 10 + 10, .., .., ..]).to_owned(),
+        )
+        .expect("add");
+        w.finish().expect("finish");
+    }
+    let model = digits().join("cnn.onnx");
+    let out = d.join("q.onnx");
+    let quantize = |cal: &PathBuf, extra: &[&str]| {
+        let _ = std::fs::remove_file(&out);
+        edgeml()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(cal)
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    for (cal, batches_seen) in [(&stored, 4), (&packed, 4), (&batches, 2)] {
+        let o = quantize(cal, &[]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            stdout.contains(&format!("calibrated on {batches_seen} batches")),
+            "{stdout}"
+        );
+    }
+    // A key that is not the input's name: status 1, the keys listed, nothing written.
+    let wrong = d.join("wrong.npz");
+    let mut w = NpzWriter::new(std::fs::File::create(&wrong).expect("create"));
+    w.add_array("images", &first(10)).expect("add");
+    w.finish().expect("finish");
+    let o = quantize(&wrong, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no array named \"x\"") && stderr.contains("images"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    // QOperator, standard and with contrib operators.
+    for (extra, want, unwanted) in [
+        (
+            vec!["--format", "qoperator"],
+            "fused 1 QLinearConv",
+            "QGemm",
+        ),
+        (
+            vec!["--format", "qoperator", "--contrib-ops"],
+            "1 QGemm, 1 QLinearConv",
+            "com.edgeml",
+        ),
+    ] {
+        let o = quantize(&stored, &extra);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains(want), "{extra:?}: {stdout}");
+        let q = Model::load(&out).expect("the output loads");
+        assert!(q.graph.nodes.iter().any(|n| n.op_type == "QLinearConv"));
+        assert!(
+            !q.graph
+                .nodes
+                .iter()
+                .any(|n| n.op_type == unwanted || n.domain == unwanted),
+            "{extra:?}"
+        );
+    }
+    // Flags that do not fit the mode are refused.
+    for extra in [
+        vec!["--contrib-ops"],
+        vec!["--format", "qdq", "--contrib-ops"],
+        vec!["--mode", "dynamic", "--format", "qoperator"],
+    ] {
+        let o = quantize(&stored, &extra);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        assert!(!out.exists(), "{extra:?}");
+    }
+    // Dynamic mode with contrib operators: DynamicQuantizeMatMul for the MLP.
+    let o = edgeml()
+        .arg("quantize")
+        .arg(digits().join("mlp.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--mode", "dynamic", "--contrib-ops"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q = Model::load(&out).expect("loads");
+    let n = q
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "DynamicQuantizeMatMul" && n.domain == "com.microsoft")
+        .count();
+    assert_eq!(n, 2);
 }

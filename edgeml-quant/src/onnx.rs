@@ -52,7 +52,7 @@ mod qelementwise;
 mod qpool;
 mod summary;
 
-pub use fuse::{FuseReport, fuse_qdq};
+pub use fuse::{FuseReport, FuseTarget, fuse_qdq, fuse_qdq_for};
 pub use summary::{QuantSummary, summarize};
 
 use edgeml_onnx::ops::attr::describe;

@@ -110,6 +110,26 @@ impl Method {
     pub const MSE: Method = Method::Mse { bins: 2048 };
 }
 
+/// The operator form of a statically quantized model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Format {
+    /// `QuantizeLinear → DequantizeLinear` pairs around float operators (onnxruntime's
+    /// default `QuantFormat.QDQ`): every runtime reads it, and fuses what it can.
+    #[default]
+    Qdq,
+    /// Quantized operators (onnxruntime's `QuantFormat.QOperator`): the QDQ model with
+    /// its groups fused by [`crate::onnx::fuse_qdq_for`] into standard-domain
+    /// `QLinearConv` and `QLinearMatMul`, and exact operators on the codes; other
+    /// groups (e.g. `Gemm`, `Add`) stay in QDQ form.
+    QOperator,
+    /// [`Format::QOperator`] plus onnxruntime's `com.microsoft` contrib operators
+    /// (`QGemm`, `QLinearAdd`, `QLinearConcat`, the quantized pools, `QLinearSigmoid`,
+    /// `QLinearLeakyRelu`), as onnxruntime's own QOperator quantizer writes them; only
+    /// onnxruntime and edgeml run those.
+    QOperatorContrib,
+}
+
 /// Options of [`quantize_static`]. The defaults are those of onnxruntime's
 /// `quantize_static` in QDQ format: MinMax calibration, u8 asymmetric activations, i8
 /// symmetric per-tensor weights, no `reduce_range`.
@@ -167,6 +187,11 @@ pub struct Config {
     /// (Nagel et al. 2019; see [`equalize`]); errors are still measured against the
     /// original model. Default `false` (onnxruntime has none).
     pub equalize: bool,
+    /// The output form (default [`Format::Qdq`], as onnxruntime's `quantize_static`).
+    /// [`quantize_dynamic`] writes `com.microsoft` `DynamicQuantizeMatMul` for `MatMul`
+    /// and `Gemm` with [`Format::QOperatorContrib`]; it writes standard operators
+    /// otherwise, and [`quantize_weight_only`] ignores the format.
+    pub format: Format,
 }
 
 impl Default for Config {
@@ -186,6 +211,7 @@ impl Default for Config {
             target_sqnr: None,
             bias_correction: false,
             equalize: false,
+            format: Format::Qdq,
         }
     }
 }

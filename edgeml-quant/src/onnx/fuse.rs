@@ -7,6 +7,35 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 mod exact;
 mod groups;
 
+/// Which operators [`fuse_qdq_for`] may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FuseTarget {
+    /// Everything edgeml runs, including its own `com.edgeml` operators (a
+    /// `QLinearConv` with a fused `Relu`, activations through tables): for execution in
+    /// edgeml. What [`fuse_qdq`] writes.
+    #[default]
+    Edgeml,
+    /// Standard-domain ONNX operators only: `QLinearConv`, `QLinearMatMul` and the
+    /// 8-bit exact operators; every other group stays in QDQ form. Any runtime with the
+    /// ONNX quantized operators runs the result.
+    Onnx,
+    /// [`FuseTarget::Onnx`] plus onnxruntime's `com.microsoft` contrib operators that
+    /// its own QOperator quantizer writes: `QGemm`, `QLinearAdd`, `QLinearSigmoid`,
+    /// `QLinearLeakyRelu`, `QLinearAveragePool`, `QLinearGlobalAveragePool`,
+    /// `QLinearConcat`.
+    OnnxRuntime,
+}
+
+impl FuseTarget {
+    fn contrib(self) -> bool {
+        self != FuseTarget::Onnx
+    }
+    fn edgeml(self) -> bool {
+        self == FuseTarget::Edgeml
+    }
+}
+
 /// What [`fuse_qdq`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FuseReport {
@@ -65,8 +94,17 @@ impl std::fmt::Display for FuseReport {
 /// channel, every scale and zero point is an initializer, and a quantized bias has the
 /// scale `x_scale · w_scale` (a float bias is quantized to int32 with that scale, as
 /// onnxruntime's quantizer does). Everything else is left to run in float. The fused
-/// model is meant for execution (the `com.edgeml` domain is edgeml's own).
+/// model is meant for execution (the `com.edgeml` domain is edgeml's own); see
+/// [`fuse_qdq_for`] for files other runtimes read.
 pub fn fuse_qdq(model: &mut Model) -> FuseReport {
+    fuse_qdq_for(model, FuseTarget::Edgeml)
+}
+
+/// [`fuse_qdq`] writing only the operators that `target` allows: with
+/// [`FuseTarget::Onnx`] or [`FuseTarget::OnnxRuntime`] the result is a QOperator model
+/// for other runtimes (as onnxruntime's `quantize_static` with `QuantFormat.QOperator`
+/// writes it), the groups without such an operator left in QDQ form.
+pub fn fuse_qdq_for(model: &mut Model, target: FuseTarget) -> FuseReport {
     let g = &mut model.graph;
     let mut report = FuseReport::default();
     let mut dead: HashSet<usize> = HashSet::new();
@@ -106,6 +144,7 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
         if g.nodes[next].op_type == "Relu"
             && g.nodes[next].domain.is_empty()
             && node.op_type == "Conv"
+            && target.edgeml()
         {
             relu = true;
             absorbed.push(next);
@@ -139,7 +178,8 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
         let fused = match node.op_type.as_str() {
             "Conv" => f.conv(g, node, relu, &mut new_inits),
             "MatMul" => f.matmul(node),
-            _ => f.gemm(g, node, &mut new_inits),
+            _ if target.contrib() => f.gemm(g, node, &mut new_inits),
+            _ => None,
         };
         if let Some(mut n) = fused {
             n.outputs = q_out;
@@ -152,15 +192,18 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
         dead.extend(absorbed);
     }
     g.initializers.extend(new_inits);
-    let (adds, add_dead) = fuse_adds(g, &producer, &only_consumer);
-    if adds > 0 {
-        report.fused.insert("QLinearAdd".into(), adds);
+    if target.contrib() {
+        let (adds, add_dead) = fuse_adds(g, &producer, &only_consumer);
+        if adds > 0 {
+            report.fused.insert("QLinearAdd".into(), adds);
+        }
+        dead.extend(add_dead);
+        let (counts, q_dead) =
+            groups::fuse_single_input(g, &producer, &only_consumer, &dead, target);
+        report.fused.extend(counts);
+        dead.extend(q_dead);
     }
-    dead.extend(add_dead);
-    let (counts, q_dead) = groups::fuse_single_input(g, &producer, &only_consumer, &dead);
-    report.fused.extend(counts);
-    dead.extend(q_dead);
-    let (counts, q_dead) = groups::fuse_concats(g, &producer, &only_consumer);
+    let (counts, q_dead) = groups::fuse_concats(g, &producer, &only_consumer, target);
     report.fused.extend(counts);
     dead.extend(q_dead);
     let (dropped, q_dead) = exact::drop_qdq_around_exact_ops(g, &producer, &only_consumer);
@@ -178,6 +221,8 @@ pub fn fuse_qdq(model: &mut Model) -> FuseReport {
     for (domain, op) in [
         ("com.edgeml", "QLinearConv"),
         ("com.edgeml", "QLinearLookup"),
+        ("com.microsoft", "QLinearSigmoid"),
+        ("com.microsoft", "QLinearLeakyRelu"),
         ("com.microsoft", "QGemm"),
         ("com.microsoft", "QLinearAdd"),
         ("com.microsoft", "QLinearAveragePool"),

@@ -2,7 +2,7 @@
 //! QOperator form of onnxruntime's `quantize_dynamic`.
 
 use super::rewrite::{Names, int_tensor, node, param_tensors};
-use super::{Config, FloatNode, Report, node_ref};
+use super::{Config, FloatNode, Format, Report, node_ref};
 use crate::math::{per_axis_params, per_tensor_params, quantize};
 use crate::{Error, Result};
 use edgeml_onnx::{Attribute, Model, Node, Tensor};
@@ -21,6 +21,7 @@ struct Dql {
 }
 
 pub(super) fn write(model: &Model, config: &Config, report: &mut Report) -> Result<Model> {
+    let contrib = config.format == Format::QOperatorContrib;
     let mut sel = super::select(model, config)?;
     if sel.targets.is_empty() {
         return Err(Error::Unsupported(
@@ -122,6 +123,39 @@ pub(super) fn write(model: &Model, config: &Config, report: &mut Report) -> Resu
 
         let mut nodes = Vec::new();
         let x = &n.inputs[0];
+        let out = &n.outputs[0];
+        let bias = n
+            .inputs
+            .get(2)
+            .filter(|b| !b.is_empty() && n.op_type != "MatMul");
+        if contrib && !conv {
+            // One com.microsoft DynamicQuantizeMatMul(A, B, b_scale, b_zero_point,
+            // bias): it quantizes A itself. Its bias is 1-D [N]; a Gemm's other C
+            // shapes are added after it.
+            let n_out = w.shape()[1];
+            let inline = bias.filter(|b| g.initializer(b).is_some_and(|t| t.shape() == [n_out]));
+            let y = if bias.is_some() && inline.is_none() {
+                names.fresh(&format!("{out}_matmul"))
+            } else {
+                out.clone()
+            };
+            let mut inputs = vec![x.clone(), wq_n, ws_n, wz_n];
+            inputs.extend(inline.cloned());
+            nodes.push(Node {
+                name: names.fresh(&format!("{base}_quant")),
+                op_type: "DynamicQuantizeMatMul".into(),
+                domain: "com.microsoft".into(),
+                inputs,
+                outputs: vec![y.clone()],
+                ..Node::default()
+            });
+            if let (Some(b), None) = (bias, inline) {
+                nodes.push(node("Add", vec![y, b.clone()], out.clone(), None));
+            }
+            report.quantized.push(node_ref(n));
+            replace.insert(t.node, nodes);
+            continue;
+        }
         let d = match dqls.get(x) {
             Some(d) => d.clone(),
             None => {
@@ -161,11 +195,6 @@ pub(super) fn write(model: &Model, config: &Config, report: &mut Report) -> Resu
         nodes.push(cast);
         let scale = names.fresh(&format!("{base}_scales_mul"));
         nodes.push(node("Mul", vec![d.scale, ws_n], scale.clone(), None));
-        let bias = n
-            .inputs
-            .get(2)
-            .filter(|b| !b.is_empty() && n.op_type != "MatMul");
-        let out = &n.outputs[0];
         let scaled = if bias.is_some() {
             names.fresh(&format!("{out}_scaled"))
         } else {
@@ -220,6 +249,14 @@ pub(super) fn write(model: &Model, config: &Config, report: &mut Report) -> Resu
     m.graph.initializers.retain(|(n, _)| !gone.contains(n));
     m.graph.inputs.retain(|i| !gone.contains(&i.name));
     m.graph.initializers.extend(inits);
+    if m.graph.nodes.iter().any(|n| n.domain == "com.microsoft")
+        && !m.opset_imports.iter().any(|o| o.domain == "com.microsoft")
+    {
+        m.opset_imports.push(edgeml_onnx::OpsetImport {
+            domain: "com.microsoft".into(),
+            version: 1,
+        });
+    }
     report.float_nodes = sel.float_nodes;
     Ok(m)
 }

@@ -81,6 +81,10 @@ pub struct Report {
     /// The `(first, second)` node pairs [`Config::equalize`](super::Config::equalize)
     /// equalized.
     pub equalized: Vec<(NodeRef, NodeRef)>,
+    /// The QDQ groups fused into quantized operators for
+    /// [`Format::QOperator`](super::Format::QOperator) and
+    /// [`Format::QOperatorContrib`](super::Format::QOperatorContrib) (`None` for QDQ).
+    pub qoperator: Option<crate::onnx::FuseReport>,
 }
 
 /// A node that [`Config::target_sqnr`](super::Config::target_sqnr) kept in float.

@@ -2,16 +2,36 @@
 //! SQNR, measuring and keeping the worst node in float) with the same ranges.
 
 use super::{
-    Config, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, node_ref, rewrite,
-    select, select_except, sqnr,
+    Config, Format, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, node_ref,
+    rewrite, select, select_except, sqnr,
 };
+use crate::onnx::{FuseTarget, fuse_qdq_for};
 use crate::{Error, Result};
 use edgeml_onnx::Model;
 use ndarray::ArrayD;
 use std::collections::{HashMap, HashSet};
 
-/// [`super::quantize_static_with_progress`].
+/// [`super::quantize_static_with_progress`]: the QDQ model, then fused into
+/// [`Config::format`].
 pub(super) fn run(
+    model: &Model,
+    batches: &[ArrayD<f32>],
+    config: &Config,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Model, Report)> {
+    let (mut out, mut report) = run_qdq(model, batches, config, progress)?;
+    let target = match config.format {
+        Format::Qdq => return Ok((out, report)),
+        Format::QOperator => FuseTarget::Onnx,
+        Format::QOperatorContrib => FuseTarget::OnnxRuntime,
+    };
+    report.qoperator = Some(fuse_qdq_for(&mut out, target));
+    // The scales and zero points only the removed nodes read.
+    out.graph.remove_dead();
+    Ok((out, report))
+}
+
+fn run_qdq(
     model: &Model,
     batches: &[ArrayD<f32>],
     config: &Config,

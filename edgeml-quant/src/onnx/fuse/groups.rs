@@ -1,7 +1,7 @@
 //! The single-input QDQ groups (activations through tables, average pools) and
 //! `Concat`, as onnxruntime's QDQ transformers rewrite them.
 
-use super::{fused_node, int_attr};
+use super::{FuseTarget, fused_node, int_attr};
 use edgeml_onnx::{Attribute, Graph, Node, Tensor};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -82,7 +82,9 @@ fn table_attrs(g: &Graph, n: &Node) -> Option<Vec<(String, Attribute)>> {
 
 /// Rewrites `DQ → op → Q` with per-tensor constant parameters, `op` one of:
 /// - the [`TABLE_OPS`] (and `com.microsoft` `Gelu`) → `com.edgeml` `QLinearLookup`
-///   (input and output types may differ);
+///   (input and output types may differ) for [`FuseTarget::Edgeml`]; for
+///   [`FuseTarget::OnnxRuntime`] only `Sigmoid` and `LeakyRelu`, as `com.microsoft`
+///   `QLinearSigmoid` and `QLinearLeakyRelu` (one 8-bit type on both sides);
 /// - `AveragePool` (no dilations) → `com.microsoft` `QLinearAveragePool`;
 /// - `GlobalAveragePool` → `com.microsoft` `QLinearGlobalAveragePool`
 ///
@@ -93,6 +95,7 @@ pub(super) fn fuse_single_input(
     producer: &HashMap<String, usize>,
     only_consumer: &dyn Fn(&str) -> Option<usize>,
     skip: &HashSet<usize>,
+    target: FuseTarget,
 ) -> (BTreeMap<String, usize>, Vec<usize>) {
     let mut edits = Vec::new();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -101,10 +104,12 @@ pub(super) fn fuse_single_input(
         }
         let std = n.domain.is_empty();
         let op = n.op_type.as_str();
-        let table =
-            (std && TABLE_OPS.contains(&op)) || (n.domain == "com.microsoft" && op == "Gelu");
+        let table = target.edgeml()
+            && ((std && TABLE_OPS.contains(&op)) || (n.domain == "com.microsoft" && op == "Gelu"));
+        // onnxruntime's own activation operators, for files it reads.
+        let contrib_act = !target.edgeml() && std && matches!(op, "Sigmoid" | "LeakyRelu");
         let pool = std && matches!(op, "AveragePool" | "GlobalAveragePool");
-        if !(table || pool) {
+        if !(table || pool || contrib_act) {
             continue;
         }
         let Some(dq) = producer.get(&n.inputs[0]).map(|&p| &g.nodes[p]) else {
@@ -126,14 +131,23 @@ pub(super) fn fuse_single_input(
                 continue;
             };
             fused_node(&n.name, "QLinearLookup", "com.edgeml", operands, attrs)
-        } else if xs != ys {
+        } else if xs != ys || n.inputs.len() != 1 {
             continue;
+        } else if contrib_act {
+            let alpha = n
+                .attributes
+                .iter()
+                .filter(|(k, _)| k == "alpha")
+                .cloned()
+                .collect();
+            let name = format!("QLinear{op}");
+            fused_node(&n.name, &name, "com.microsoft", operands, alpha)
         } else if op == "AveragePool" {
             let dilated = match n.attr("dilations") {
                 Some(Attribute::Ints(d)) => d.iter().any(|&v| v != 1),
                 _ => false,
             };
-            if dilated || n.inputs.len() != 1 {
+            if dilated {
                 continue;
             }
             let attrs = n
@@ -181,6 +195,7 @@ pub(super) fn fuse_concats(
     g: &mut Graph,
     producer: &HashMap<String, usize>,
     only_consumer: &dyn Fn(&str) -> Option<usize>,
+    target: FuseTarget,
 ) -> (BTreeMap<String, usize>, Vec<usize>) {
     let mut edits = Vec::new();
     'nodes: for (i, n) in g.nodes.iter().enumerate() {
@@ -216,6 +231,8 @@ pub(super) fn fuse_concats(
             let mut c = n.clone();
             c.inputs = dqs.iter().map(|d| d.inputs[0].clone()).collect();
             c
+        } else if !target.contrib() {
+            continue;
         } else {
             let mut inputs = q.inputs[1..3].to_vec();
             for d in &dqs {
