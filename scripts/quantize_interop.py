@@ -12,25 +12,28 @@ entropy and percentile methods (against onnxruntime's same method):
    are printed side by side, and ours must be >= theirs - 0.5 point.
 Then `--format qoperator` (standard operators only) and `--format qoperator --contrib-ops`,
 per-channel MinMax, with the same checks against onnxruntime's QOperator quantize_static.
-Then `--mode weight-only`, `--mode fp16` and `--mode bf16` (outputs within 1e-5 of onnxruntime's, fp16
-accuracy within 1 point of float), and `--mode dynamic`
+Then `--mode weight-only`, `--mode fp16-weights` and `--mode bf16` (outputs within 1e-5 of onnxruntime's,
+accuracy within 1 point of float), `--mode fp16` (a float16 model: onnxruntime runs it, and
+onnxconverter-common's convert_float_to_float16 on the same model, within 2.5e-3 of `edgeml run`), and `--mode dynamic`
 (per-tensor, per-channel, and per-channel with `--contrib-ops`, i.e. DynamicQuantizeMatMul): onnxruntime runs it, its outputs agree with `edgeml run`'s
 within 1e-4 on >= 99.9% of elements (DynamicQuantizeLinear and the integer products
 are exact in both; only the float scaling and Softmax round), accuracy within 1 point
 of float and >= onnxruntime's `quantize_dynamic` (s8 weights) - 0.5 point.
 
-Usage: python3 scripts/quantize_interop.py EDGEML_BINARY   (numpy, onnx, onnxruntime)
+Usage: python3 scripts/quantize_interop.py EDGEML_BINARY   (numpy, onnx, onnxruntime, onnxconverter-common)
 """
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+from onnxconverter_common import float16
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 
@@ -185,7 +188,7 @@ def main():
             if within < 0.999:
                 failures.append(f"{name} weight-only: only {within:.4%} of outputs within 1e-5 of onnxruntime")
             # FP16 and BF16 weights: float compute on the rounded weights in both runtimes.
-            for half in ("fp16", "bf16"):
+            for half in ("fp16-weights", "bf16"):
                 h16 = os.path.join(tmp, f"{name}_{half}.onnx")
                 subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", half], check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,12 +199,42 @@ def main():
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 p_ours = np.load(os.path.join(outdir, "probs.npy"))
                 within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
-                rows.append((f"{name} {half} weights", float_acc, acc(p_ort), acc(p_ours), float("nan"),
+                label = "fp16 weights" if half == "fp16-weights" else "bf16 weights"
+                rows.append((f"{name} {label}", float_acc, acc(p_ort), acc(p_ours), float("nan"),
                              os.path.getsize(h16) / os.path.getsize(src), float("nan"), within))
                 if within < 0.999:
                     failures.append(f"{name} {half}: only {within:.4%} of outputs within 1e-5 of onnxruntime")
                 if acc(p_ort) < float_acc - 0.01:
                     failures.append(f"{name} {half}: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
+            # Whole-graph float16 against onnxconverter-common's convert_float_to_float16
+            # (keep_io_types=True) on the same model: both files in onnxruntime, ours also in
+            # edgeml, within 2.5e-3 on the probabilities (a float16 step at the logits,
+            # through the Softmax).
+            h16 = os.path.join(tmp, f"{name}_fp16.onnx")
+            subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", "fp16"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            onnx.checker.check_model(onnx.load(h16), full_check=True)
+            theirs = os.path.join(tmp, f"{name}_fp16_occ.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                onnx.save(float16.convert_float_to_float16(onnx.load(src), keep_io_types=True), theirs)
+            p_ort = ort_run(h16, x)
+            outdir = os.path.join(tmp, f"out_{name}_fp16")
+            subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p_ours = np.load(os.path.join(outdir, "probs.npy"))
+            within = float((np.abs(p_ours - p_ort) <= 2.5e-3).mean())
+            p_theirs = ort_run(theirs, x)
+            rows.append((f"{name} fp16 (float16 model)", float_acc, acc(p_ort), acc(p_ours), acc(p_theirs),
+                         os.path.getsize(h16) / os.path.getsize(src), os.path.getsize(theirs) / os.path.getsize(src),
+                         within))
+            if within < 0.999:
+                failures.append(f"{name} fp16: only {within:.4%} of outputs within 2.5e-3 of onnxruntime")
+            if np.abs(p_ort - p_theirs).max() > 2.5e-3:
+                failures.append(f"{name} fp16: onnxruntime's outputs on our file and onnxconverter-common's differ "
+                                f"by {np.abs(p_ort - p_theirs).max():.3g}")
+            if acc(p_ort) < float_acc - 0.01:
+                failures.append(f"{name} fp16: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
             for per_channel, contrib in [(False, False), (True, False), (True, True)]:
                 tag = (f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
                        f"{' + contrib ops' if contrib else ''}")

@@ -48,9 +48,14 @@ enum Mode {
     Dynamic,
     /// Weights only (int8 behind DequantizeLinear); float compute, no calibration.
     WeightOnly,
-    /// Float32 weights stored as float16 behind Cast nodes (clamped to the float16
-    /// range as onnxconverter-common does); float32 compute, inputs and outputs.
+    /// Float16 compute: every float32 weight and activation becomes float16
+    /// (onnxconverter-common's convert_float_to_float16, values clamped as it clamps);
+    /// inputs and outputs stay float32 behind Cast nodes unless `--fp16-io`; `--exclude`
+    /// keeps nodes or operator types in float32.
     Fp16,
+    /// Float32 weights stored as float16 behind Cast nodes; float32 compute, inputs and
+    /// outputs (half the file, the float model's speed and almost its accuracy).
+    Fp16Weights,
     /// Float32 weights stored as bfloat16 behind Cast nodes (float32's range, 8
     /// significant bits; needs opset 13); float32 compute, inputs and outputs.
     Bf16,
@@ -98,7 +103,8 @@ pub(crate) struct Args {
     /// Calibration method (`--mode static`).
     #[arg(long, value_enum, default_value = "minmax")]
     method: MethodArg,
-    /// Node names or operator types to keep in float (repeatable; not `--mode fp16`/`bf16`).
+    /// Node names or operator types to keep in float32 (repeatable; not `--mode
+    /// fp16-weights`/`bf16`).
     #[arg(long, value_name = "NAME_OR_OP", num_args = 1..)]
     exclude: Vec<String>,
     /// Keep layers in float until the model's output SQNR on the calibration data
@@ -121,9 +127,13 @@ pub(crate) struct Args {
     #[arg(long)]
     symmetric_activations: bool,
     /// 7-bit ranges, for CPUs without VNNI whose u8×i8 pair sums saturate: the weights,
-    /// and in `--mode static` the activations too (not `--mode fp16`/`bf16`).
+    /// and in `--mode static` the activations too (not the float16/bfloat16 modes).
     #[arg(long)]
     reduce_range: bool,
+    /// With `--mode fp16`: make the model's float32 inputs and outputs float16 too
+    /// (onnxconverter-common's `keep_io_types=False`).
+    #[arg(long)]
+    fp16_io: bool,
     /// Write a JSON report (quantized and float nodes, activation ranges, output and
     /// per-layer SQNR, layers kept in float, bias corrections, equalized pairs in static
     /// mode) here. `-v`
@@ -298,15 +308,27 @@ fn histogram<'a>(ops: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn fp16(model: &Model, args: &Args) -> anyhow::Result<()> {
-    let (h, report) = if args.mode == Mode::Bf16 {
-        edgeml_quant::fp16::convert_weights_bf16(model, &[]).context("bf16 conversion failed")?
-    } else {
-        edgeml_quant::fp16::convert_weights(model, &[]).context("fp16 conversion failed")?
+    use edgeml_quant::fp16::{
+        HalfOptions, convert_float_to_float16, convert_weights, convert_weights_bf16,
     };
+    if args.mode != Mode::Fp16 && !args.exclude.is_empty() {
+        bail!("--exclude does not apply to --mode fp16-weights or bf16");
+    }
     let half = if args.mode == Mode::Bf16 {
         "bfloat16"
     } else {
         "float16"
+    };
+    let (h, report) = match args.mode {
+        Mode::Bf16 => convert_weights_bf16(model, &[]).context("bf16 conversion failed")?,
+        Mode::Fp16Weights => convert_weights(model, &[]).context("fp16 conversion failed")?,
+        _ => {
+            let opts = HalfOptions {
+                keep_io_types: !args.fp16_io,
+                keep: args.exclude.clone(),
+            };
+            convert_float_to_float16(model, &opts).context("fp16 conversion failed")?
+        }
     };
     h.save(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
@@ -382,11 +404,15 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
              --mode static"
         );
     }
-    if matches!(args.mode, Mode::Fp16 | Mode::Bf16) && args.reduce_range {
-        bail!("--reduce-range does not apply to --mode fp16 or bf16");
+    let half = matches!(args.mode, Mode::Fp16 | Mode::Fp16Weights | Mode::Bf16);
+    if half && args.reduce_range {
+        bail!("--reduce-range does not apply to --mode fp16, fp16-weights or bf16");
+    }
+    if args.fp16_io && args.mode != Mode::Fp16 {
+        bail!("--fp16-io needs --mode fp16");
     }
     let result = match args.mode {
-        Mode::Fp16 | Mode::Bf16 => return fp16(&model, &args),
+        Mode::Fp16 | Mode::Fp16Weights | Mode::Bf16 => return fp16(&model, &args),
         Mode::WeightOnly => quantize_weight_only(&model, &config),
         Mode::Dynamic => quantize_dynamic(&model, &config),
         Mode::Static => {

@@ -1,7 +1,8 @@
 //! `edgeml quantize`: a single `.npy` and a directory of batches both calibrate; the
 //! output loads and is smaller; the JSON report lists what happened; a calibration
 //! tensor of the wrong shape fails with status 1 and writes nothing; the calibration
-//! methods, `-v` SQNR, `--mode dynamic`, `--mode fp16` and `--mode bf16` run; static mode prints the
+//! methods, `-v` SQNR, `--mode dynamic`, `--mode fp16` (with `--fp16-io` and
+//! `--exclude`), `--mode fp16-weights` and `--mode bf16` run; static mode prints the
 //! output SQNR, `--target-sqnr` keeps layers in float, `--bias-correction`,
 //! `--equalize`, `--symmetric-activations` and `--reduce-range` reach the library;
 //! `.npz` calibration files (stored or compressed, one or a directory) calibrate and a
@@ -183,16 +184,47 @@ fn new_modes_and_methods_run_from_the_shell() {
     for op in ["DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"] {
         assert!(got.iter().any(|o| o == op), "{op} missing: {got:?}");
     }
-    let o = edgeml()
-        .args(["quantize", "--mode", "fp16", "-o"])
-        .arg(&out)
-        .arg(&model)
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("float16   4 initializers"), "{stdout}");
-    assert!(ops(&out).iter().filter(|o| *o == "Cast").count() == 4);
+    // Float16 weights only: one Cast per weight. Float16 compute: one Cast at the
+    // input and one at the output, or none with --fp16-io; --exclude keeps the Gemm
+    // float32 between two more.
+    for (extra, casts) in [
+        (vec!["--mode", "fp16-weights"], 4),
+        (vec!["--mode", "fp16"], 2),
+        (vec!["--mode", "fp16", "--fp16-io"], 0),
+        (vec!["--mode", "fp16", "--exclude", "Gemm"], 4),
+    ] {
+        let o = edgeml()
+            .arg("quantize")
+            .args(&extra)
+            .arg("-o")
+            .arg(&out)
+            .arg(&model)
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let converted = if extra.contains(&"Gemm") { 2 } else { 4 };
+        assert!(
+            stdout.contains(&format!("float16   {converted} initializers")),
+            "{extra:?}: {stdout}"
+        );
+        let n = ops(&out).iter().filter(|o| *o == "Cast").count();
+        assert_eq!(n, casts, "{extra:?}");
+    }
+    for bad in [
+        vec!["--mode", "fp16-weights", "--exclude", "Gemm"],
+        vec!["--mode", "bf16", "--fp16-io"],
+    ] {
+        let o = edgeml()
+            .arg("quantize")
+            .args(&bad)
+            .arg("-o")
+            .arg(&out)
+            .arg(&model)
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(1), "{bad:?}");
+    }
     let o = edgeml()
         .args(["quantize", "--mode", "bf16", "-o"])
         .arg(&out)

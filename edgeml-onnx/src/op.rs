@@ -214,6 +214,21 @@ impl Registry {
         self
     }
 
+    /// Replaces the factory of every entry of `domain` whose operator type is in `ops`
+    /// by `wrap(factory)`.
+    pub(crate) fn wrap(
+        &mut self,
+        domain: &str,
+        ops: &[&str],
+        wrap: impl Fn(Arc<dyn OpFactory>) -> Arc<dyn OpFactory>,
+    ) {
+        for e in &mut self.entries {
+            if e.domain == norm_domain(domain) && ops.contains(&e.op_type.as_str()) {
+                e.factory = wrap(e.factory.clone());
+            }
+        }
+    }
+
     /// The factory for `op_type` in `domain` at `opset`, if registered.
     pub fn lookup(&self, domain: &str, op_type: &str, opset: i64) -> Option<&dyn OpFactory> {
         let domain = norm_domain(domain);

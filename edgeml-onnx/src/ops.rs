@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod attr;
 pub mod elementwise;
+pub(crate) mod half;
 pub mod nn;
 pub mod num;
 pub mod reduce;
@@ -31,5 +32,6 @@ pub fn default_registry() -> Registry {
     reduce::register(&mut r);
     resize::register(&mut r);
     nn::register(&mut r);
+    half::compute_in_f32(&mut r);
     r
 }

@@ -1,9 +1,22 @@
-//! FP16 and BF16 weight storage: every float32 initializer becomes a float16
-//! ([`convert_weights`]) or bfloat16 ([`convert_weights_bf16`]) initializer read
-//! through a `Cast(to = FLOAT)`, so the file is about half as large and the graph
-//! still computes in float32: inputs, outputs and every operator stay float32. (The
-//! whole-graph float16 compute of onnxconverter-common's `convert_float_to_float16` is
-//! not implemented.)
+//! Float16 models, and FP16/BF16 weight storage.
+//!
+//! [`convert_float_to_float16`] is onnxconverter-common's function of that name: every
+//! float32 value of the graph (weights, activations, `Constant`s, `Cast(to = FLOAT)`)
+//! becomes float16, so the file is about half as large and runtimes with float16
+//! kernels (ARM CPUs with FP16 arithmetic, GPUs) compute in float16. Inputs and outputs
+//! stay float32 behind `Cast` nodes unless [`HalfOptions::keep_io_types`] is off (our
+//! default is on, the usual choice for deployment; onnxconverter-common's is off).
+//! The operators of onnxconverter-common's default block list (`Resize`, `TopK`,
+//! `Range`, `Min`, `Max`, …), the quantization operators, operators outside the
+//! default domain, and the nodes or operator types in [`HalfOptions::keep`] stay
+//! float32 with `Cast` nodes around them. edgeml and onnxruntime's CPU provider run
+//! the operators that lack float16 kernels in float32 between the casts, so on x86 the
+//! result is that of float32 compute with float16 rounding between operators.
+//!
+//! [`convert_weights`] and [`convert_weights_bf16`] store only the weights: every float32
+//! initializer becomes a float16 or bfloat16 initializer read through a `Cast(to =
+//! FLOAT)`, and the graph still computes in float32: inputs, outputs and every
+//! operator stay float32.
 //!
 //! bfloat16 keeps float32's exponent range with 8 significant bits (float16: 11 bits,
 //! range ±65504): no weight needs clamping except the few float32 values above
@@ -17,6 +30,10 @@
 //! subnormal) to ±5.96e-8, so no weight becomes infinite or flushes to zero. NaN or
 //! infinite weights are an error. Runtimes fold the `Cast` of a constant when they
 //! load the model, so inference speed is that of the float model.
+
+mod compute;
+
+pub use compute::HalfOptions;
 
 use crate::{Error, Result};
 use edgeml_core::{bf16, f16};
@@ -53,6 +70,18 @@ fn to_f16(v: f32, clamped: &mut usize) -> f16 {
         *clamped += 1;
     }
     f16::from_f32(c)
+}
+
+/// Converts `model` to float16 compute (see the [module](self) docs); the report lists
+/// the initializers converted and the values clamped into float16's range.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite weight or `Constant`;
+/// [`Error::Unsupported`] for opsets below 6, subgraphs (`If`, `Loop`, `Scan`), or a
+/// value whose element type neither the model declares nor inference derives;
+/// [`Error::Model`] for a graph that type inference rejects.
+pub fn convert_float_to_float16(model: &Model, opts: &HalfOptions) -> Result<(Model, Fp16Report)> {
+    compute::convert(model, opts)
 }
 
 /// Stores every float32 initializer of `model` as float16 behind a `Cast` (see the

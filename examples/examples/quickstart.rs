@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     ));
 
     // The other output forms of `edgeml quantize`: dynamic INT8 (weights quantized
-    // ahead, activations at run time; no calibration data) and FP16 weights.
+    // ahead, activations at run time; no calibration data) and float16.
     let (dynamic, _) = edgeml::quant::quantize::quantize_dynamic(&model, &config)?;
     let dpath = tmp.join("cnn_dynamic.onnx");
     dynamic.save(&dpath)?;
@@ -148,12 +148,15 @@ fn main() -> anyhow::Result<()> {
         file_len(&dpath)?,
         &dyn_eval,
     ));
-    let (half_model, _) = edgeml::quant::fp16::convert_weights(&model, &[])?;
+    let (half_model, _) = edgeml::quant::fp16::convert_float_to_float16(
+        &model,
+        &edgeml::quant::fp16::HalfOptions::default(),
+    )?;
     let hpath = tmp.join("cnn_fp16.onnx");
     half_model.save(&hpath)?;
     let hplan = Plan::new(&Model::load(&hpath)?, PlanOptions::with_threads(1))?;
     rows.push(Row::new(
-        "FP16 weights, edgeml quantize --mode fp16",
+        "FP16 (float16 model), edgeml quantize --mode fp16",
         file_len(&hpath)?,
         &evaluate(&hplan, &x, &y)?,
     ));
