@@ -1,6 +1,6 @@
 //! Structured pruning of coupled channel groups: importance, selection, surgery.
 
-use super::depgraph::{self, DepGraph, Member, MemberKind};
+use super::depgraph::{self, DepGraph, Member, MemberKind, Target};
 use super::report::{self, LayerReport, PruneReport, SkippedLayer};
 use super::{Layer, PruneConfig, find_layers, weight_mut};
 use crate::controller::Scope;
@@ -158,7 +158,8 @@ fn select(
 }
 
 /// Removes the `removed` channels of every group from its members, fixes depthwise
-/// `group` attributes, drops stale `value_info`.
+/// `group` attributes and the constants that count channels (shuffle shapes, split
+/// sizes), drops stale `value_info`.
 /// Returns the kept indices of every cut `(initializer, axis)`.
 fn apply(
     g: &mut Graph,
@@ -205,6 +206,39 @@ fn apply(
             g.nodes[i].attributes.iter_mut().find(|(k, _)| k == "group"),
         ) {
             *a = Attribute::Int(c as i64);
+        }
+    }
+    for rw in &dg.rewrites {
+        let (mut old, mut new) = (0i128, 0i128);
+        for &(grp, block) in &rw.segs {
+            let c = dg.groups[grp].channels;
+            old += (c * block) as i128;
+            new += ((c - removed[grp].len()) * block) as i128;
+        }
+        if old == new || old == 0 {
+            continue;
+        }
+        let v = i64::try_from(i128::from(rw.value) * new / old).unwrap_or(rw.value);
+        let slot = match &rw.target {
+            Target::Initializer(name) => g
+                .initializers
+                .iter_mut()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, t)| match t {
+                    Tensor::I64(a) => a.iter_mut().nth(rw.index),
+                    _ => None,
+                }),
+            Target::Attribute(node, attr) => g
+                .nodes
+                .get_mut(*node)
+                .and_then(|n| n.attributes.iter_mut().find(|(k, _)| k == attr))
+                .and_then(|(_, a)| match a {
+                    Attribute::Ints(xs) => xs.get_mut(rw.index),
+                    _ => None,
+                }),
+        };
+        if let Some(x) = slot {
+            *x = v;
         }
     }
     g.value_info.retain(|vi| !stale.contains(&vi.name));
