@@ -281,8 +281,11 @@ fn an_equal_split_without_sizes_couples_its_halves() {
 }
 
 /// The light ShuffleNet fixture (group 4, 16 units) with its `ConstantOfShape` weights
-/// replaced by seeded values in ±0.1 (BN variances in 0.5..1.5).
-fn shufflenet() -> Model {
+/// replaced by seeded values in ±0.1 (BN variances in 0.5..1.5). With `constants`, the
+/// initializers are no longer listed as graph inputs (as onnxruntime's
+/// `remove_initializer_from_input.py` does; the fixture is IR 3, which lists them all,
+/// and a graph input may be fed another shape at run time, so it is never sliced).
+fn shufflenet(constants: bool) -> Model {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/models/light_shufflenet.onnx"
@@ -311,12 +314,23 @@ fn shufflenet() -> Model {
         false
     });
     g.initializers.extend(weights);
+    if constants {
+        let inits: Vec<String> = g.initializers.iter().map(|(k, _)| k.clone()).collect();
+        g.inputs.retain(|i| !inits.contains(&i.name));
+    }
     m
+}
+
+fn run_shufflenet(m: &Model) -> ArrayD<f32> {
+    let plan = Plan::new(m, PlanOptions::with_threads(1)).expect("plan");
+    let x = tensor(&[1, 3, 224, 224], 7);
+    let out = plan.run(&[("gpu_0/data_0", x)]).expect("run");
+    out[0].1.as_f32().expect("f32").clone()
 }
 
 #[test]
 fn shufflenet_bottlenecks_are_pruned_exactly() {
-    let orig = shufflenet();
+    let orig = shufflenet(false);
     let mut m = orig.clone();
     let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
     let pruned = r.groups.iter().filter(|g| !g.removed.is_empty()).count();
@@ -348,17 +362,98 @@ fn shufflenet_bottlenecks_are_pruned_exactly() {
     // group; half of the 17 (8) removed from each of the 16 copies: 4 blocks of 36.
     assert_eq!(ints_of(&m, "OC2_DUMMY_21"), [1, 4, 36, 14, 14]);
     assert_eq!(ints_of(&m, "OC2_DUMMY_23"), [1, 144, 14, 14]);
-    let x = tensor(&[1, 3, 224, 224], 7);
-    let run = |m: &Model| {
-        let plan = Plan::new(m, PlanOptions::with_threads(1)).expect("plan");
-        let out = plan.run(&[("gpu_0/data_0", x.clone())]).expect("run");
-        out[0].1.as_f32().expect("f32").clone()
-    };
+    // The residual streams are one group (below), blocked by the stem's parameters,
+    // which are graph inputs.
+    let stream = group_of(&r.groups, "gpu_0/conv3_0_w_0", MemberKind::Output);
+    assert!(
+        stream
+            .blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("`gpu_0/conv3_0_b_0` is shared or a graph input")),
+        "{stream:?}"
+    );
     let mut zeroed = orig.clone();
     zero_removed(&mut zeroed, &r.groups);
+    let run = run_shufflenet;
     let (y0, yz, yp) = (run(&orig), run(&zeroed), run(&m));
     assert_eq!(yp.shape(), [1, 1000]);
     assert!(y0.iter().all(|v| v.is_finite()));
     assert!(y0.iter().zip(yz.iter()).any(|(a, b)| a != b));
     assert_close(&yz, &yp);
+}
+
+#[test]
+fn shufflenet_streams_are_one_group_through_concat_sum_and_grouped_convs() {
+    // Initializers as constants: the stream group opens. The stem's 24 channels, the
+    // Concat of each stage's first unit (grouped conv output + AveragePool of the
+    // previous stream), the Sums and the grouped convs' slices (34 = 28 + 6, ...) cut
+    // and couple every stream down to 2 channels of gcd width; the final
+    // `Reshape [1, 544]` is followed as a flatten into the Gemm.
+    let orig = shufflenet(true);
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let stream = group_of(&r.groups, "gpu_0/conv3_0_w_0", MemberKind::Output);
+    assert_eq!(
+        (stream.channels, stream.removed.len(), &stream.blocked),
+        (2, 1, &None)
+    );
+    assert!(
+        stream
+            .members
+            .iter()
+            .any(|x| x.tensor == "gpu_0/pred_w_0" && x.kind == MemberKind::Input)
+    );
+    assert_eq!(
+        r.groups.iter().filter(|g| !g.removed.is_empty()).count(),
+        13
+    );
+    assert_eq!(shape_of(&m, "gpu_0/conv3_0_w_0"), [12, 3, 3, 3]);
+    assert_eq!(shape_of(&m, "gpu_0/pred_w_0"), [1000, 272]);
+    assert!(
+        r.model_params_after * 10 < r.model_params_before * 4,
+        "{r:?}"
+    );
+    let mut zeroed = orig.clone();
+    zero_removed(&mut zeroed, &r.groups);
+    let (yz, yp) = (run_shufflenet(&zeroed), run_shufflenet(&m));
+    assert_eq!(yp.shape(), [1, 1000]);
+    assert_close(&yz, &yp);
+}
+
+#[test]
+fn a_reshape_to_batch_by_features_is_a_flatten() {
+    // c1 (8) → MaxPool → [1, 8, 3, 3] → Reshape → Gemm(5): each channel is a block of
+    // 9 features; an explicit feature count is rewritten, `-1` needs nothing.
+    for (shape, after) in [([1i64, 72], [1i64, 36]), ([0, -1], [0, -1])] {
+        let mut n = Net {
+            b: ModelBuilder::new(13)
+                .input(vi("x", &[1, 4, 6, 6]))
+                .output(vi("y", &[1, 5])),
+            seed: 500,
+        };
+        n.conv("c1", "x", 8, 4, 3, 1);
+        n.op("Relu", &["c1"], "r1");
+        n.node(
+            Node::new("MaxPool", &["r1"], &["mp"])
+                .with_name("mp")
+                .with_attr("kernel_shape", Attribute::Ints(vec![2, 2]))
+                .with_attr("strides", Attribute::Ints(vec![2, 2])),
+        );
+        n.init("shape", ints(&shape));
+        n.op("Reshape", &["mp", "shape"], "flat");
+        n.init("fc.w", tensor(&[5, 72], 501));
+        n.init("fc.b", tensor(&[5], 502));
+        n.node(
+            Node::new("Gemm", &["flat", "fc.w", "fc.b"], &["y"])
+                .with_name("fc")
+                .with_attr("transB", Attribute::Int(1)),
+        );
+        let orig = n.b.build().expect("model");
+        let (m, r) = prune_exact(&orig, &[1, 4, 6, 6]);
+        let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+        assert_eq!(names(g, MemberKind::Input), ["fc.w@1+0x9"]);
+        assert_eq!((g.removed.len(), &g.blocked), (4, &None));
+        assert_eq!(ints_of(&m, "shape"), after);
+        assert_eq!(shape_of(&m, "fc.w"), [5, 36]);
+    }
 }

@@ -70,11 +70,23 @@ fn scores(g: &Graph, channels: usize, members: &[Member], norm: Norm) -> Result<
                 index,
             });
         }
-        for (idx, &w) in a.indexed_iter() {
-            let c = idx[m.axis] / m.block.max(1);
-            if c >= m.offset && c < m.offset + channels {
-                let w = f64::from(w).abs();
-                s[c - m.offset] += if norm == Norm::L1 { w } else { w * w };
+        // Only the member's slice: a group can have thousands of members on the
+        // same tensors (ShuffleNet's streams).
+        let block = m.block.max(1);
+        let dim = a.shape().get(m.axis).copied().unwrap_or(0);
+        for (c, sc) in s.iter_mut().enumerate() {
+            for j in 0..block {
+                let k = (m.offset + c) * block + j;
+                if k < dim {
+                    *sc += a
+                        .index_axis(Axis(m.axis), k)
+                        .iter()
+                        .map(|&w| {
+                            let w = f64::from(w).abs();
+                            if norm == Norm::L1 { w } else { w * w }
+                        })
+                        .sum::<f64>();
+                }
             }
         }
     }

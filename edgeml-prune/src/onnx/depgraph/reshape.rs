@@ -3,7 +3,7 @@
 //! constants that count channels after pruning ([`Rewrite`](super::Rewrite)).
 
 use super::{Builder, Layout, Target, int_attr, node_name};
-use edgeml_onnx::{Attribute, Tensor};
+use edgeml_onnx::{Attribute, Dim, Tensor};
 
 impl Builder<'_> {
     /// An `int64` initializer read by this node only (so it can be rewritten). One
@@ -38,13 +38,79 @@ impl Builder<'_> {
         }
     }
 
-    /// `Reshape`: only as the first node of a channel shuffle, else it blocks.
+    /// `Reshape`: the first node of a channel shuffle, or a flatten to `[N, C·H·W]`;
+    /// anything else blocks.
     pub(super) fn reshape(&mut self, i: usize, input: Option<Layout>) {
         let Some(l) = input else { return };
-        if let Err(why) = self.shuffle(i, &l) {
+        let n = &self.g.nodes[i];
+        let rank2 = matches!(self.private_ints(n.inputs.get(1)), Ok((_, s)) if s.len() == 2);
+        let done = if rank2 {
+            self.flatten_reshape(i, &l)
+        } else {
+            self.shuffle(i, &l)
+        };
+        if let Err(why) = done {
             let name = node_name(&self.g.nodes[i]);
             self.block(&l, &format!("Reshape `{name}` is not followed ({why})"));
         }
+    }
+
+    /// The static batch size of `value`: from its `value_info`, else the first dim
+    /// shared by every graph input that is not an initializer.
+    fn batch(&self, value: &str) -> Option<usize> {
+        let g = self.g;
+        let first = |s: &Option<Vec<Dim>>| match s.as_deref() {
+            Some([Dim::Known(d), ..]) => Some(*d),
+            _ => None,
+        };
+        if let Some(vi) = g.value_info.iter().find(|v| v.name == value) {
+            return first(&vi.shape);
+        }
+        let mut dims = g
+            .inputs
+            .iter()
+            .filter(|v| g.initializer(&v.name).is_none())
+            .map(|v| first(&v.shape));
+        let d = dims.next()??;
+        dims.all(|x| x == Some(d)).then_some(d)
+    }
+
+    /// `Reshape` of an `[N, C, ...]` tensor to `[N, C·S]`, as `Flatten(axis = 1)`: the
+    /// first entry must be `0` (copy) or the static batch size, the second `-1` or a
+    /// multiple of `C` (rewritten after pruning, `C·S` → `C'·S`).
+    fn flatten_reshape(&mut self, i: usize, l: &Layout) -> Result<(), String> {
+        let n = &self.g.nodes[i];
+        let (name, s) = self.private_ints(n.inputs.get(1))?;
+        if !l.axis1() || l.block != 1 {
+            return Err("not NCHW channels".into());
+        }
+        let c = l.positions();
+        let input = n.inputs.first().cloned().unwrap_or_default();
+        let batch = (s[0] == 0 && int_attr(n, "allowzero", 0) == 0)
+            || usize::try_from(s[0]).is_ok_and(|b| self.batch(&input) == Some(b));
+        let per = match s[1] {
+            -1 => Some(0),
+            f => usize::try_from(f)
+                .ok()
+                .filter(|&f| f > 0 && f.is_multiple_of(c))
+                .map(|f| f / c),
+        };
+        let (true, Some(block)) = (batch, per) else {
+            return Err(format!("shape {s:?} is not [N, {c}·S] with a static N"));
+        };
+        let out = n.outputs.first().cloned().unwrap_or_default();
+        let fl = Layout {
+            segs: l.segs.clone(),
+            rank: Some(2),
+            from_end: 0,
+            block: if l.rank == Some(2) { 1 } else { block },
+        };
+        self.set(&out, fl);
+        if s[1] > 0 {
+            self.rewrites
+                .push((Target::Initializer(name), 1, s[1], l.clone()));
+        }
+        Ok(())
     }
 
     /// The channel shuffle of ShuffleNet: `Reshape` `[N, C, H, W]` → `[N, g, C/g, H, W]`,
