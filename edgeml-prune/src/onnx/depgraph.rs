@@ -1,13 +1,20 @@
 //! Channel dependency groups (Torch-Pruning's `DependencyGraph`, on ONNX graphs).
 //!
 //! Every tensor value whose channels are tracked gets a *layout*: its channel axis
-//! split into segments, each a run of channels of one *group*. A group is a set of
-//! channels that must lose the same indices everywhere; its *members* are the
-//! `(initializer, axis, offset, block)` slices that hold those channels. Groups are
-//! created by `Conv` (`group = 1`), `Gemm` and 2-D `MatMul` outputs, merged by
-//! element-wise binary ops, carried by channel-wise ops, concatenated by `Concat` and
-//! expanded into `H·W` feature blocks by `Flatten`. Anything not understood blocks the
-//! groups it touches, with a reason.
+//! split into segments, each a run of channels of one *group*, every channel taking
+//! `block` consecutive positions (1; `g` after a channel shuffle; `H·W` after a
+//! flatten). A group is a set of channels that must lose the same indices everywhere;
+//! its *members* are the `(initializer, axis, offset, block)` slices that hold those
+//! channels. A group may appear in several segments of one layout (the `G` output
+//! slices of a grouped conv): each segment is one more member slice.
+//!
+//! Groups are created by `Conv`, `Gemm` and 2-D `MatMul` outputs, merged by
+//! element-wise ops, carried by channel-wise ops and depthwise convs, concatenated by
+//! `Concat`, cut by `Split` and by the slices of grouped convs and channel shuffles, and
+//! expanded into feature blocks by `Flatten` (or a `Reshape` to `[N, C·S]`). A cut that
+//! falls inside a group splits it in two groups with the same members at shifted
+//! offsets (`cut.rs`); pieces that must stay equal are then coupled index by index.
+//! Anything not understood blocks the groups it touches, with a reason.
 
 mod conv;
 mod cut;
