@@ -457,3 +457,63 @@ fn a_reshape_to_batch_by_features_is_a_flatten() {
         assert_eq!(shape_of(&m, "fc.w"), [5, 36]);
     }
 }
+
+#[test]
+fn split_sizes_in_the_attribute_are_rewritten() {
+    // Opset 11: the sizes are the `split` attribute.
+    let mut n = Net {
+        b: ModelBuilder::new(11)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .output(vi("y", &[1, 4, 6, 6])),
+        seed: 600,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.op("Relu", &["c1"], "r1");
+    n.node(
+        Node::new("Split", &["r1"], &["p", "q"])
+            .with_name("split")
+            .with_attr("axis", Attribute::Int(1))
+            .with_attr("split", Attribute::Ints(vec![3, 5])),
+    );
+    n.conv("c2", "p", 4, 3, 3, 1);
+    n.conv("c3", "q", 4, 5, 1, 1);
+    n.op("Add", &["c2", "c3"], "y");
+    let orig = n.b.build().expect("model");
+    let (m, _) = prune_exact(&orig, &[1, 4, 6, 6]);
+    assert_eq!(attr_of(&m, "split", "split"), &Attribute::Ints(vec![1, 3]));
+    assert_eq!(shape_of(&m, "c1.w"), [4, 4, 3, 3]);
+}
+
+#[test]
+fn a_reshape_that_moves_the_batch_is_no_shuffle() {
+    // [1, 8, 6, 6] → [2, 2, 4, 3, 6] mixes the rows into the batch: blocked.
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .output(vi("y", &[1, 5, 6, 6])),
+        seed: 700,
+    };
+    n.conv("c1", "x", 8, 4, 1, 1);
+    n.init("s5", ints(&[2, 2, 4, 3, 6]));
+    n.op("Reshape", &["c1", "s5"], "sh5");
+    n.node(
+        Node::new("Transpose", &["sh5"], &["tr"])
+            .with_name("tr")
+            .with_attr("perm", Attribute::Ints(vec![0, 2, 1, 3, 4])),
+    );
+    n.init("s4", ints(&[1, 8, 6, 6]));
+    n.op("Reshape", &["tr", "s4"], "shuf");
+    n.conv("c2", "shuf", 5, 8, 3, 1);
+    n.op("Relu", &["c2"], "y");
+    let orig = n.b.build().expect("model");
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+    assert!(
+        g.blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("does not keep the batch")),
+        "{g:?}"
+    );
+    assert_eq!(m, orig);
+}

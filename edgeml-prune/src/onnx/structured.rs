@@ -28,7 +28,10 @@ pub struct StructuredConfig {
     /// Channels every group keeps at least (values below 1 count as 1).
     pub min_channels: usize,
     /// The kept channel count of a pruned group is rounded up to a multiple of this
-    /// (e.g. 8 for SIMD kernels; 0 or 1: no rounding).
+    /// (e.g. 8 for SIMD kernels; 0 or 1: no rounding). It counts the group's channels:
+    /// where a group channel stands for several of a layer's channels (the slices of a
+    /// grouped conv, the blocks of a channel shuffle), the layer keeps that many times
+    /// the rounded count.
     pub round_to: usize,
 }
 

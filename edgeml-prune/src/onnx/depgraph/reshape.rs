@@ -140,6 +140,17 @@ impl Builder<'_> {
                 "shape {shape1:?} does not split {c} channels in blocks"
             ));
         }
+        // The first entry must keep the batch: 0 (copy), -1 (inferred) or the batch.
+        let input = n.inputs.first().cloned().unwrap_or_default();
+        let batch = self.batch(&input);
+        let keeps_batch = |d: i64| {
+            (d == 0 && int_attr(n, "allowzero", 0) == 0)
+                || d == -1
+                || usize::try_from(d).is_ok_and(|d| batch == Some(d))
+        };
+        if !keeps_batch(shape1[0]) {
+            return Err(format!("shape {shape1:?} does not keep the batch"));
+        }
         let v1 = n.outputs.first().cloned().unwrap_or_default();
         let t = self
             .only_consumer(&v1)
@@ -159,7 +170,10 @@ impl Builder<'_> {
             })
             .ok_or("the Transpose is not followed by a Reshape")?;
         let (s2, shape2) = self.private_ints(g.nodes[r].inputs.get(1))?;
-        if shape2.len() != 4 || (shape2[1] != -1 && usize::try_from(shape2[1]) != Ok(c)) {
+        if shape2.len() != 4
+            || !keeps_batch(shape2[0])
+            || (shape2[1] != -1 && usize::try_from(shape2[1]) != Ok(c))
+        {
             return Err(format!("the second shape {shape2:?} is not [N, {c}, H, W]"));
         }
         let mut ps = self
