@@ -517,3 +517,29 @@ fn a_reshape_that_moves_the_batch_is_no_shuffle() {
     );
     assert_eq!(m, orig);
 }
+
+#[test]
+fn a_depthwise_conv_of_another_width_blocks_its_input() {
+    // A malformed depthwise conv (group 4, weight [4, 1, 3, 3]) on c1's 8 channels: no
+    // panic, c1's group is blocked and the model unchanged.
+    let mut n = Net {
+        b: ModelBuilder::new(13)
+            .input(vi("x", &[1, 4, 6, 6]))
+            .output(vi("y", &[1, 4, 6, 6])),
+        seed: 800,
+    };
+    n.conv("c1", "x", 8, 4, 3, 1);
+    n.conv("dw", "c1", 4, 4, 3, 4);
+    n.op("Relu", &["dw"], "y");
+    let orig = n.b.build_unchecked();
+    let mut m = orig.clone();
+    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
+    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
+    assert!(
+        g.blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("depthwise Conv `dw` of 4 channels")),
+        "{g:?}"
+    );
+    assert_eq!(m, orig);
+}

@@ -408,16 +408,7 @@ impl Builder<'_> {
                 let fits = all.as_ref().and_then(|ls| {
                     let l0 = ls.first()?;
                     let on_channels = ls.iter().all(|l| {
-                        l.from_end == l0.from_end
-                            && l.block == 1
-                            && match (axis, l.rank) {
-                                (a, _) if a < 0 => {
-                                    a.checked_neg().and_then(|x| usize::try_from(x - 1).ok())
-                                        == Some(l.from_end)
-                                }
-                                (a, Some(r)) => r as i64 - 1 - l.from_end as i64 == a,
-                                _ => false,
-                            }
+                        l.from_end == l0.from_end && l.block == 1 && Self::on_channel_axis(l, axis)
                     });
                     on_channels.then(|| Layout {
                         segs: ls.iter().flat_map(|l| l.segs.clone()).collect(),

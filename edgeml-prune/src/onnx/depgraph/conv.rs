@@ -55,6 +55,10 @@ impl Builder<'_> {
             let why = format!("depthwise Conv `{name}` on untracked input channels");
             let l = self.fresh(&out, shape[0], rank, from_end);
             self.block(&l, &why);
+            if let Some(inl) = input {
+                let why = format!("depthwise Conv `{name}` of {} channels", shape[0]);
+                self.block(&inl, &why);
+            }
         } else {
             self.grouped_conv(i, &shape, input);
         }

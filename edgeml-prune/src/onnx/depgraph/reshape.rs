@@ -1,6 +1,7 @@
 //! Ops that move channels without computing on them: the channel shuffle
-//! (`Reshape`–`Transpose`–`Reshape`) and `Split` on the channel axis. Both rewrite
-//! constants that count channels after pruning ([`Rewrite`](super::Rewrite)).
+//! (`Reshape`–`Transpose`–`Reshape`), a `Reshape` that flattens `[N, C, ...]` to
+//! `[N, C·S]`, and `Split` on the channel axis. Each rewrites the constants that count
+//! channels after pruning ([`Rewrite`](super::Rewrite)).
 
 use super::{Builder, Layout, Target, int_attr, node_name};
 use edgeml_onnx::{Attribute, Dim, Tensor};
