@@ -25,12 +25,13 @@ as [N, K], ConvTranspose with axes 0 and 1 swapped):
 With --structured, channels are removed in coupled groups (Torch-Pruning's DepGraph):
 a group is every slice that must lose the same channels (a layer's output channels,
 the next layers' input channels, BatchNormalization parameters, both sides of residual
-Add/Mul, Concat ranges, depthwise convs, Flatten blocks of the next Gemm). Groups are
-ranked by the norm of all their weights (--norm, default l2), pruned per group
-(--scope layer) or over all groups by mean-normalised score (--scope global), with
---min-channels and --round-to. Groups that reach a graph output or an op that is not
-followed (Reshape, Transpose, Split, Slice, grouped convs, ...) are left alone and
-reported as blocked.
+Add/Mul, Concat ranges, Split pieces, depthwise convs, the slices of grouped convs
+(which keep their group count), channel shuffles (Reshape-Transpose-Reshape), Flatten
+or Reshape-to-[N, C*S] blocks of the next Gemm). Groups are ranked by the norm of all
+their weights (--norm, default l2), pruned per group (--scope layer) or over all
+groups by mean-normalised score (--scope global), with --min-channels and --round-to.
+Groups that reach a graph output or an op that is not followed (other Reshapes,
+Transpose, Slice, ...) are left alone and reported as blocked.
 
 Biases and normalisation parameters are never pruned.";
 

@@ -53,6 +53,10 @@
 //! |---|---|
 //! | `Conv` (`group = 1`), `Gemm` (`transA = 0`), `MatMul` with a 2-D initializer | a new group of its output channels (weight axis 0 / `N`, bias); its input channels join the input's groups (weight axis 1 / `K`) |
 //! | depthwise `Conv` (`group = C_in = C_out`, weight `[C, 1, k, k]`) | passes its input's groups through (weight axis 0, bias); `group` is rewritten after pruning |
+//! | grouped `Conv` (`1 < group = G`, not depthwise) | a new group of `C_out/G` channels repeated in `G` segments (channel `j` of every output slice goes together); the `G` input slices are coupled index by index (channel `j` of every slice is weight column `j`); `group` stays `G` |
+//! | channel shuffle: `Reshape` `[N, g, C/g, H, W]`, `Transpose` `(0, 2, 1, 3, 4)`, `Reshape` `[N, C, H, W]` | the `g` blocks are coupled index by index; after it each channel takes `g` adjacent positions; both shapes are rewritten |
+//! | `Split` on the channel axis | each output is its piece of the layout; sizes (attribute or input) are rewritten; an equal split without sizes couples its pieces |
+//! | `Reshape` of `[N, C, ...]` to `[0 or N, -1 or C·S]` (static `N`) | as `Flatten`; an explicit `C·S` is rewritten |
 //! | `BatchNormalization` | passes through; its four parameters are members |
 //! | `Add`, `Sub`, `Mul`, `Div`, and variadic `Sum`, `Mean`, `Max`, `Min`, of tracked tensors | couple the operands' groups segment by segment (residual connections, squeeze-excitation gates) |
 //! | the same with an initializer | a per-channel initializer is a member, a scalar broadcasts |
@@ -63,13 +67,32 @@
 //! Anything else blocks every group it touches, and the group is left alone and
 //! reported in [`PruneReport::groups`] with the reason: a graph output, a subgraph
 //! (`If`/`Loop` body) reading the tensor, tracked channels used as another op's
-//! parameter (a dynamic weight, a shape), `Reshape`,
-//! `Transpose`, `Split`, `Slice`, `Softmax`, any other op; grouped convs with `1 <
-//! group` that are not depthwise (channel multiplier 1) block both their input and
-//! output groups (per-group coupling is not implemented); `Concat` off the channel
-//! axis; operands that are not tracked (a graph input added to a conv output); members
-//! that are shared by several nodes, graph inputs or not `f32`; widths that disagree;
-//! groups holding a weight of an excluded layer ([`PruneConfig::exclude`]).
+//! parameter (a dynamic weight, a shape), any other `Reshape`, `Transpose`, `Slice`,
+//! `Softmax`, any other op; a grouped conv's input slices (or a split or shuffle
+//! boundary) that fall inside a shuffled channel's block (ShuffleNet's stage 2: 34
+//! channels per group after a shuffle of 4 blocks) block its input groups; shape and
+//! size constants that are not private `int64` initializers; `Concat` off the channel
+//! axis or of shuffled layouts; operands that are not tracked (a graph input added to a
+//! conv output); members that are shared by several nodes, graph inputs or not `f32`;
+//! widths that disagree; groups holding a weight of an excluded layer
+//! ([`PruneConfig::exclude`]).
+//!
+//! **Grouped convs and shuffles, exactly.** Output channel `k·(C_out/G) + j` of a
+//! grouped conv reads input slice `k` only, through weight rows `k·(C_out/G) + j` and
+//! columns `0 .. C_in/G`. Removing channel `j` of *every* output slice removes the same
+//! row in every slice; removing input channel `j` of every input slice removes weight
+//! column `j`, which every slice uses for its own input. So each slice keeps the same
+//! count, `group` stays `G`, and the pruned conv computes the original one restricted to
+//! the kept channels. (A looser rule, equal counts per slice with different indices,
+//! would need a column gather per slice; it is not implemented.) Where
+//! a slice boundary falls inside a group, the group is split there; where the coupled
+//! slices are segmented differently, each is cut at the others' boundaries first, so
+//! coupling can reach a fine grain: ShuffleNet's residual streams (a `Concat` of 112 +
+//! 24 channels read in slices of 34, summed with grouped conv outputs) become one group
+//! of 2 channels, each half of every stream. A channel shuffle of `g` blocks moves
+//! channel `a·(C/g) + b` to `b·g + a`; with the blocks coupled, channel `b` of every
+//! block is one channel, whose `g` copies sit side by side after the shuffle (a block of
+//! `g` positions), and the shapes stay well-formed (`C'/g` per block).
 //!
 //! **Importance.** The score of channel `c` of a group is the norm of all the group's
 //! weights that hold it — every `Output`, `Input` and `Depthwise` member, parameters
@@ -85,8 +108,9 @@
 //! never more. Ties: the lower channel index is pruned first.
 //!
 //! **Surgery.** Every member is sliced at the same channel indices (at its offset,
-//! `block` indices per channel), depthwise `group` attributes follow, `value_info` of
-//! the tensors whose width changed is dropped. Removed channels' constant output (a
+//! `block` indices per channel), depthwise `group` attributes follow, the constants that
+//! count channels (shuffle and flatten shapes, split sizes) are scaled to the kept
+//! width, `value_info` of the tensors whose width changed is dropped. Removed channels' constant output (a
 //! bias through BN) is dropped with them, as Torch-Pruning does: the pruned model
 //! computes exactly what the original computes with every member slice of the removed
 //! channels set to zero (tested). `pattern`, `scope`, `min_size` and `remove_channels`

@@ -6,7 +6,10 @@
 # (relative 1e-4); then the same for ShuffleNet (random weights) with channel pruning;
 # then --structured (coupled channel groups) on the digits CNN, the ResNet-like
 # fixture tests/fixtures/prune/resnet_block.onnx and ShuffleNet: onnx checker,
-# onnxruntime == edgeml on the pruned model, output shapes as dense.
+# onnxruntime == edgeml on the pruned model, output shapes as dense, and (with a
+# report) onnxruntime on the pruned model == the original with every removed member
+# slice zeroed; ShuffleNet (grouped convs, channel shuffles) must lose more than half
+# of its parameters.
 # Prints accuracy and file sizes. Runs in seconds once built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +32,11 @@ for m in mlp cnn; do
   done
 done
 # ShuffleNet (grouped convs, channel shuffles, Concat, Sum): the light model's weights
-# are ConstantOfShape nodes; replace them by seeded random initializers first.
+# are ConstantOfShape nodes; replace them by seeded random initializers first (BN
+# variances positive: negative ones made every output NaN). The model is IR 3, which
+# lists every initializer as a graph input; a graph input can be fed another shape at
+# run time, so pruning never slices one: drop them from the inputs, as onnxruntime's
+# remove_initializer_from_input.py does.
 python3 - "$tmp" <<'PY'
 import sys
 import numpy as np, onnx
@@ -41,13 +48,20 @@ shapes = {t.name: numpy_helper.to_array(t) for t in g.initializer}
 keep = []
 for n in g.node:
     if n.op_type == "ConstantOfShape" and n.input[0] in shapes:
-        w = rng.normal(0, 0.1, shapes[n.input[0]].astype(int)).astype(np.float32)
+        shape = shapes[n.input[0]].astype(int)
+        if n.output[0].endswith("_riv_0"):
+            w = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            w = rng.normal(0, 0.1, shape).astype(np.float32)
         g.initializer.append(numpy_helper.from_array(w, n.output[0]))
     else:
         keep.append(n)
 del g.node[:]
 g.node.extend(keep)
 m.ir_version = max(m.ir_version, 4)  # initializers need not be graph inputs
+inputs = [i for i in g.input if i.name not in {t.name for t in g.initializer}]
+del g.input[:]
+g.input.extend(inputs)
 np.save(f"{tmp}/shufflenet_x.npy", rng.normal(0, 1, (1, 3, 224, 224)).astype(np.float32))
 onnx.save(m, f"{tmp}/shufflenet.onnx")
 PY
@@ -71,7 +85,24 @@ mkdir -p "$tmp/cnn_structured" "$tmp/rb_structured" "$tmp/shufflenet_structured"
 python3 - "$tmp" "$digits" "$rb" <<'PY'
 import json, os, sys
 import numpy as np, onnx, onnxruntime as ort
+from onnx import numpy_helper
 ort.set_default_logger_severity(3)
+
+def zeroed(orig, groups):
+    """`orig` with every member slice of every removed channel set to zero."""
+    m = onnx.load(orig)
+    w = {t.name: numpy_helper.to_array(t).copy() for t in m.graph.initializer}
+    for g in groups:
+        for mem in g["members"]:
+            a, b = w[mem["tensor"]], mem["block"]
+            for c in g["removed"]:
+                idx = [slice(None)] * a.ndim
+                idx[mem["axis"]] = slice((mem["offset"] + c) * b, (mem["offset"] + c + 1) * b)
+                a[tuple(idx)] = 0
+    for t in m.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(w[t.name], t.name))
+    return m.SerializeToString()
+
 tmp, digits, rb = sys.argv[1:4]
 cases = [("cnn", f"{digits}/cnn.onnx", "x", np.load(f"{digits}/x_test.npy")),
          ("rb", rb, "x", np.load(f"{tmp}/rb_x.npy")),
@@ -87,9 +118,17 @@ for name, orig, inp, x in cases:
     np.testing.assert_allclose(ours, got, rtol=1e-4, atol=1e-5, err_msg=path)
     extra = ""
     if os.path.exists(f"{tmp}/{name}_structured.json"):
-        g = json.load(open(f"{tmp}/{name}_structured.json"))["groups"]
-        extra = (f"; {sum(1 for x in g if x['removed'])} groups pruned, "
-                 f"{sum(1 for x in g if x['blocked'])} blocked")
+        r = json.load(open(f"{tmp}/{name}_structured.json"))
+        g = r["groups"]
+        pruned = sum(1 for x in g if x["removed"])
+        assert pruned > 0 and r["model_params_after"] < r["model_params_before"], (name, r)
+        if name == "shufflenet":
+            assert 2 * r["model_params_after"] < r["model_params_before"], r["model_params_after"]
+        z = sess(zeroed(orig, g)).run(None, {inp: x})[0]
+        np.testing.assert_allclose(got, z, rtol=1e-4, atol=1e-5, err_msg=f"{path} vs zeroed")
+        extra = (f"; {pruned} groups pruned, {sum(1 for x in g if x['blocked'])} blocked, "
+                 f"parameters {r['model_params_before']} -> {r['model_params_after']}, "
+                 f"== the original with the removed slices zeroed (onnxruntime, rtol 1e-4)")
     print(f"{name} structured: onnx checker ok, onnxruntime == edgeml (rtol 1e-4), output "
           f"{got.shape} as dense; file {os.path.getsize(orig)} -> {os.path.getsize(path)} bytes{extra}")
 PY

@@ -1,19 +1,30 @@
 //! Channel dependency groups (Torch-Pruning's `DependencyGraph`, on ONNX graphs).
 //!
 //! Every tensor value whose channels are tracked gets a *layout*: its channel axis
-//! split into segments, each a run of channels of one *group*. A group is a set of
-//! channels that must lose the same indices everywhere; its *members* are the
-//! `(initializer, axis, offset, block)` slices that hold those channels. Groups are
-//! created by `Conv` (`group = 1`), `Gemm` and 2-D `MatMul` outputs, merged by
-//! element-wise binary ops, carried by channel-wise ops, concatenated by `Concat` and
-//! expanded into `H·W` feature blocks by `Flatten`. Anything not understood blocks the
-//! groups it touches, with a reason.
+//! split into segments, each a run of channels of one *group*, every channel taking
+//! `block` consecutive positions (1; `g` after a channel shuffle; `H·W` after a
+//! flatten). A group is a set of channels that must lose the same indices everywhere;
+//! its *members* are the `(initializer, axis, offset, block)` slices that hold those
+//! channels. A group may appear in several segments of one layout (the `G` output
+//! slices of a grouped conv): each segment is one more member slice.
+//!
+//! Groups are created by `Conv`, `Gemm` and 2-D `MatMul` outputs, merged by
+//! element-wise ops, carried by channel-wise ops and depthwise convs, concatenated by
+//! `Concat`, cut by `Split` and by the slices of grouped convs and channel shuffles, and
+//! expanded into feature blocks by `Flatten` (or a `Reshape` to `[N, C·S]`). A cut that
+//! falls inside a group splits it in two groups with the same members at shifted
+//! offsets (`cut.rs`); pieces that must stay equal are then coupled index by index.
+//! Anything not understood blocks the groups it touches, with a reason.
+
+mod conv;
+mod cut;
+mod reshape;
 
 use super::channels::CHANNELWISE;
 use super::int_attr;
 use edgeml_onnx::{Graph, GraphIndex, Node, Tensor};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What a member slice of a group is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,11 +69,34 @@ pub(crate) struct Group {
     pub(crate) values: Vec<String>,
 }
 
-/// The groups of a graph and the depthwise convs whose `group` follows their weight.
+/// The groups of a graph, the depthwise convs whose `group` follows their weight, and
+/// the constants that hold channel counts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DepGraph {
     pub(crate) groups: Vec<Group>,
     pub(crate) depthwise: Vec<usize>,
+    pub(crate) rewrites: Vec<Rewrite>,
+}
+
+/// Where a channel count is written: entry `index` of an `int64` initializer (a
+/// `Reshape` shape, `Split` sizes) or of a node's `INTS` attribute (`split`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Initializer(String),
+    Attribute(usize, &'static str),
+}
+
+/// A constant that counts the positions of a tracked layout (or a fixed multiple or
+/// fraction of them): after pruning it becomes `value · kept / positions`, where
+/// `positions = Σ channels · block` over `segs` and `kept` the same sum over the kept
+/// channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    pub(crate) target: Target,
+    pub(crate) index: usize,
+    pub(crate) value: i64,
+    /// `(group, block)` per segment (indices into [`DepGraph::groups`]).
+    pub(crate) segs: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +121,10 @@ impl Layout {
     fn total(&self) -> usize {
         self.segs.iter().map(|s| s.len).sum()
     }
+    /// The width of the channel axis: channels times block.
+    fn positions(&self) -> usize {
+        self.total() * self.block
+    }
     /// Whether the channel axis is axis 1 (NCHW), as `BatchNormalization` and
     /// `Flatten(axis = 1)` need.
     fn axis1(&self) -> bool {
@@ -105,6 +143,11 @@ struct Builder<'g> {
     values: Vec<Vec<String>>,
     layouts: HashMap<String, Layout>,
     depthwise: Vec<usize>,
+    /// For a group split in two (see `cut`): its parts.
+    split: Vec<Option<[usize; 2]>>,
+    /// Nodes already handled with an earlier one (the rest of a channel shuffle).
+    handled: HashSet<usize>,
+    rewrites: Vec<(Target, usize, i64, Layout)>,
 }
 
 fn f32_init<'a>(g: &'a Graph, name: &str) -> Option<&'a ndarray::ArrayD<f32>> {
@@ -134,12 +177,22 @@ impl Builder<'_> {
         self.members.push(Vec::new());
         self.blocked.push(Vec::new());
         self.values.push(Vec::new());
+        self.split.push(None);
         id
     }
 
+    /// Couples two groups channel by channel. Groups of different widths cannot be:
+    /// both are blocked instead (every segment of a group then keeps its width).
     fn union(&mut self, a: usize, b: usize) {
         let (a, b) = (self.find(a), self.find(b));
+        debug_assert!(self.split[a].is_none() && self.split[b].is_none());
         if a == b {
+            return;
+        }
+        if self.len[a] != self.len[b] {
+            let why = format!("coupled widths differ ({} vs {})", self.len[a], self.len[b]);
+            self.block_group(a, &why);
+            self.block_group(b, &why);
             return;
         }
         self.parent[b] = a;
@@ -149,10 +202,6 @@ impl Builder<'_> {
         self.blocked[a].extend(r);
         let v = std::mem::take(&mut self.values[b]);
         self.values[a].extend(v);
-        if self.len[a] != self.len[b] {
-            let why = format!("coupled widths differ ({} vs {})", self.len[a], self.len[b]);
-            self.blocked[a].push(why);
-        }
     }
 
     fn block_group(&mut self, group: usize, why: &str) {
@@ -163,6 +212,7 @@ impl Builder<'_> {
     }
 
     fn block(&mut self, l: &Layout, why: &str) {
+        let l = self.norm(l);
         for s in &l.segs {
             self.block_group(s.group, why);
         }
@@ -179,6 +229,7 @@ impl Builder<'_> {
         block: usize,
         kind: MemberKind,
     ) {
+        let l = &self.norm(l);
         let private = self.ix.uses(tensor) == 1 && !self.g.inputs.iter().any(|i| i.name == tensor);
         let mut offset = 0;
         for s in l.segs.clone() {
@@ -206,6 +257,7 @@ impl Builder<'_> {
     }
 
     fn set(&mut self, value: &str, l: Layout) {
+        let l = self.norm(&l);
         for s in &l.segs {
             let r = self.find(s.group);
             self.values[r].push(value.to_owned());
@@ -239,15 +291,16 @@ impl Builder<'_> {
         if s.iter().product::<usize>() == 1 {
             return;
         }
-        let c = l.total();
-        let ok = l.block == 1
+        let c = l.positions();
+        let ok = l.block >= 1
             && s.len() > l.from_end
             && s[s.len() - 1 - l.from_end] == c
             && s.iter()
                 .enumerate()
                 .all(|(i, &d)| i == s.len() - 1 - l.from_end || d == 1);
         if ok {
-            self.add_members(l, name, s.len() - 1 - l.from_end, 1, MemberKind::Param);
+            let block = l.block;
+            self.add_members(l, name, s.len() - 1 - l.from_end, block, MemberKind::Param);
         } else {
             self.block(
                 l,
@@ -278,10 +331,13 @@ impl Builder<'_> {
         let n = &g.nodes[i];
         let op = n.op_type.as_str();
         let name = node_name(n);
+        if self.handled.contains(&i) {
+            return;
+        }
         let inl: Vec<Option<Layout>> = n
             .inputs
             .iter()
-            .map(|v| self.layouts.get(v).cloned())
+            .map(|v| self.layouts.get(v).cloned().map(|l| self.norm(&l)))
             .collect();
         let out = n.outputs.first().cloned().unwrap_or_default();
         let extra_used = n
@@ -311,11 +367,11 @@ impl Builder<'_> {
             "Gemm" | "MatMul" => self.linear(n, &name, first),
             "BatchNormalization" if !extra_used => {
                 let Some(l) = first else { return };
-                if !l.axis1() || l.block != 1 {
+                if !l.axis1() || l.block == 0 {
                     return self.block(&l, &format!("BatchNormalization `{name}` on another axis"));
                 }
                 for p in n.inputs.iter().skip(1) {
-                    self.add_members(&l, p, 0, 1, MemberKind::Param);
+                    self.add_members(&l, p, 0, l.block, MemberKind::Param);
                 }
                 self.set(&out, l);
             }
@@ -327,20 +383,19 @@ impl Builder<'_> {
                 };
                 for (v, l) in n.inputs.iter().zip(&inl) {
                     match l {
-                        Some(b) => {
-                            let same = a.segs.len() == b.segs.len()
-                                && a.segs.iter().zip(&b.segs).all(|(x, y)| x.len == y.len)
-                                && a.from_end == b.from_end
-                                && a.block == b.block;
-                            if same {
-                                for (x, y) in a.segs.iter().zip(&b.segs) {
-                                    self.union(x.group, y.group);
-                                }
-                            } else {
+                        // Layouts of equal width whose segments differ are cut at each
+                        // other's boundaries first.
+                        Some(b) if a.from_end == b.from_end => {
+                            if !self.couple(&mut [a.clone(), b.clone()]) {
                                 let why = format!("{op} `{name}` joins unlike channel layouts");
                                 self.block(&a, &why);
                                 self.block(b, &why);
                             }
+                        }
+                        Some(b) => {
+                            let why = format!("{op} `{name}` joins unlike channel layouts");
+                            self.block(&a, &why);
+                            self.block(b, &why);
                         }
                         None => self.operand(&a, v, op),
                     }
@@ -353,16 +408,7 @@ impl Builder<'_> {
                 let fits = all.as_ref().and_then(|ls| {
                     let l0 = ls.first()?;
                     let on_channels = ls.iter().all(|l| {
-                        l.from_end == l0.from_end
-                            && l.block == 1
-                            && match (axis, l.rank) {
-                                (a, _) if a < 0 => {
-                                    a.checked_neg().and_then(|x| usize::try_from(x - 1).ok())
-                                        == Some(l.from_end)
-                                }
-                                (a, Some(r)) => r as i64 - 1 - l.from_end as i64 == a,
-                                _ => false,
-                            }
+                        l.from_end == l0.from_end && l.block == 1 && Self::on_channel_axis(l, axis)
                     });
                     on_channels.then(|| Layout {
                         segs: ls.iter().flat_map(|l| l.segs.clone()).collect(),
@@ -393,6 +439,8 @@ impl Builder<'_> {
                 };
                 self.set(&out, fl);
             }
+            "Reshape" => self.reshape(i, first),
+            "Split" => self.split_op(i, first),
             _ if CHANNELWISE.contains(&op) && !extra_used => {
                 let Some(l) = first else { return };
                 if op == "PRelu"
@@ -403,66 +451,6 @@ impl Builder<'_> {
                 self.set(&out, l);
             }
             _ => block_all(self, format!("{op} `{name}` is not followed")),
-        }
-    }
-
-    fn conv(&mut self, i: usize, input: Option<Layout>) {
-        let g = self.g;
-        let n = &g.nodes[i];
-        let name = node_name(n);
-        let input = match input {
-            Some(l) if !(l.axis1() && l.block == 1) => {
-                self.block(&l, &format!("Conv `{name}` reads another axis as channels"));
-                None
-            }
-            other => other,
-        };
-        let out = n.outputs.first().cloned().unwrap_or_default();
-        let w = n.inputs.get(1).cloned().unwrap_or_default();
-        let bias = n.inputs.get(2).filter(|b| !b.is_empty()).cloned();
-        let Some(shape) = f32_init(g, &w)
-            .map(|a| a.shape().to_vec())
-            .filter(|s| s.len() >= 3)
-        else {
-            if let Some(l) = input {
-                self.block(&l, &format!("Conv `{name}` has no f32 initializer weight"));
-            }
-            return;
-        };
-        let groups = int_attr(n, "group", 1);
-        let rank = Some(shape.len());
-        let from_end = shape.len() - 2;
-        let depthwise = groups > 1 && groups as usize == shape[0] && shape[1] == 1;
-        if groups == 1 {
-            let l = self.fresh(&out, shape[0], rank, from_end);
-            self.add_members(&l, &w, 0, 1, MemberKind::Output);
-            if let Some(b) = &bias {
-                self.add_members(&l, b, 0, 1, MemberKind::Param);
-            }
-            if let Some(inl) = input {
-                self.input_channels(&inl, &w, 1, shape[1], &format!("Conv `{name}`"));
-            }
-        } else if let Some(l) = input
-            .clone()
-            .filter(|l| depthwise && l.total() == shape[0] && l.block == 1)
-        {
-            self.add_members(&l, &w, 0, 1, MemberKind::Depthwise);
-            if let Some(b) = &bias {
-                self.add_members(&l, b, 0, 1, MemberKind::Param);
-            }
-            self.depthwise.push(i);
-            self.set(&out, l);
-        } else {
-            let why = if depthwise {
-                format!("depthwise Conv `{name}` on untracked input channels")
-            } else {
-                format!("grouped Conv `{name}` (group = {groups}) is not followed")
-            };
-            let l = self.fresh(&out, shape[0], rank, from_end);
-            self.block(&l, &why);
-            if let Some(inl) = input {
-                self.block(&inl, &why);
-            }
         }
     }
 
@@ -515,6 +503,9 @@ pub(crate) fn build(g: &Graph) -> Result<DepGraph, String> {
         values: Vec::new(),
         layouts: HashMap::new(),
         depthwise: Vec::new(),
+        split: Vec::new(),
+        handled: HashSet::new(),
+        rewrites: Vec::new(),
     };
     for i in order {
         b.node(i);
@@ -541,7 +532,21 @@ pub(crate) fn build(g: &Graph) -> Result<DepGraph, String> {
     let mut roots = BTreeSet::new();
     for x in 0..b.parent.len() {
         let r = b.find(x);
-        roots.insert(r);
+        if b.split[r].is_none() {
+            roots.insert(r);
+        }
+    }
+    let index: HashMap<usize, usize> = roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let pending = std::mem::take(&mut b.rewrites);
+    let mut rewrites = Vec::with_capacity(pending.len());
+    for (target, at, value, l) in pending {
+        let l = b.norm(&l);
+        rewrites.push(Rewrite {
+            target,
+            index: at,
+            value,
+            segs: l.segs.iter().map(|s| (index[&s.group], l.block)).collect(),
+        });
     }
     let groups = roots
         .into_iter()
@@ -555,5 +560,6 @@ pub(crate) fn build(g: &Graph) -> Result<DepGraph, String> {
     Ok(DepGraph {
         groups,
         depthwise: b.depthwise,
+        rewrites,
     })
 }

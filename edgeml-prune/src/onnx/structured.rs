@@ -1,6 +1,6 @@
 //! Structured pruning of coupled channel groups: importance, selection, surgery.
 
-use super::depgraph::{self, DepGraph, Member, MemberKind};
+use super::depgraph::{self, DepGraph, Member, MemberKind, Target};
 use super::report::{self, LayerReport, PruneReport, SkippedLayer};
 use super::{Layer, PruneConfig, find_layers, weight_mut};
 use crate::controller::Scope;
@@ -28,7 +28,10 @@ pub struct StructuredConfig {
     /// Channels every group keeps at least (values below 1 count as 1).
     pub min_channels: usize,
     /// The kept channel count of a pruned group is rounded up to a multiple of this
-    /// (e.g. 8 for SIMD kernels; 0 or 1: no rounding).
+    /// (e.g. 8 for SIMD kernels; 0 or 1: no rounding). It counts the group's channels:
+    /// where a group channel stands for several of a layer's channels (the slices of a
+    /// grouped conv, the blocks of a channel shuffle), the layer keeps that many times
+    /// the rounded count.
     pub round_to: usize,
 }
 
@@ -70,11 +73,23 @@ fn scores(g: &Graph, channels: usize, members: &[Member], norm: Norm) -> Result<
                 index,
             });
         }
-        for (idx, &w) in a.indexed_iter() {
-            let c = idx[m.axis] / m.block.max(1);
-            if c >= m.offset && c < m.offset + channels {
-                let w = f64::from(w).abs();
-                s[c - m.offset] += if norm == Norm::L1 { w } else { w * w };
+        // Only the member's slice: a group can have thousands of members on the
+        // same tensors (ShuffleNet's streams).
+        let block = m.block.max(1);
+        let dim = a.shape().get(m.axis).copied().unwrap_or(0);
+        for (c, sc) in s.iter_mut().enumerate() {
+            for j in 0..block {
+                let k = (m.offset + c) * block + j;
+                if k < dim {
+                    *sc += a
+                        .index_axis(Axis(m.axis), k)
+                        .iter()
+                        .map(|&w| {
+                            let w = f64::from(w).abs();
+                            if norm == Norm::L1 { w } else { w * w }
+                        })
+                        .sum::<f64>();
+                }
             }
         }
     }
@@ -158,7 +173,8 @@ fn select(
 }
 
 /// Removes the `removed` channels of every group from its members, fixes depthwise
-/// `group` attributes, drops stale `value_info`.
+/// `group` attributes and the constants that count channels (shuffle shapes, split
+/// sizes), drops stale `value_info`.
 /// Returns the kept indices of every cut `(initializer, axis)`.
 fn apply(
     g: &mut Graph,
@@ -205,6 +221,39 @@ fn apply(
             g.nodes[i].attributes.iter_mut().find(|(k, _)| k == "group"),
         ) {
             *a = Attribute::Int(c as i64);
+        }
+    }
+    for rw in &dg.rewrites {
+        let (mut old, mut new) = (0i128, 0i128);
+        for &(grp, block) in &rw.segs {
+            let c = dg.groups[grp].channels;
+            old += (c * block) as i128;
+            new += ((c - removed[grp].len()) * block) as i128;
+        }
+        if old == new || old == 0 {
+            continue;
+        }
+        let v = i64::try_from(i128::from(rw.value) * new / old).unwrap_or(rw.value);
+        let slot = match &rw.target {
+            Target::Initializer(name) => g
+                .initializers
+                .iter_mut()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, t)| match t {
+                    Tensor::I64(a) => a.iter_mut().nth(rw.index),
+                    _ => None,
+                }),
+            Target::Attribute(node, attr) => g
+                .nodes
+                .get_mut(*node)
+                .and_then(|n| n.attributes.iter_mut().find(|(k, _)| k == attr))
+                .and_then(|(_, a)| match a {
+                    Attribute::Ints(xs) => xs.get_mut(rw.index),
+                    _ => None,
+                }),
+        };
+        if let Some(x) = slot {
+            *x = v;
         }
     }
     g.value_info.retain(|vi| !stale.contains(&vi.name));
