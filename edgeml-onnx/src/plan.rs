@@ -489,7 +489,9 @@ fn check_shape<'a>(
                     "input {name:?} has shape {shape:?}, but dimension {i} must be {k}"
                 )));
             }
-            Dim::Symbolic(sym) => {
+            // "?" is how some exporters (paddle2onnx) write "unknown", not a name shared
+            // by dimensions that must agree.
+            Dim::Symbolic(sym) if sym != "?" => {
                 let v = *bound.entry(sym.as_str()).or_insert(s);
                 if v != s {
                     return Err(Error::ShapeMismatch(format!(

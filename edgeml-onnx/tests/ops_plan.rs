@@ -124,6 +124,20 @@ fn symbolic_dims_must_agree_across_inputs() {
     assert!(plan.run(&[("a", t(3)), ("b", t(3))]).is_ok());
     let e = plan.run(&[("a", t(3)), ("b", t(1))]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+    // "?" (paddle2onnx's "unknown") binds nothing: [N, 3, ?, ?] takes 48 × 192.
+    let g = Graph {
+        nodes: vec![node("Relu", &["a"], &["y"])],
+        inputs: vec![vi(
+            "a",
+            DType::F32,
+            Some(vec![Dim::Symbolic("?".into()), Dim::Symbolic("?".into())]),
+        )],
+        outputs: vec![vi("y", DType::F32, None)],
+        ..Default::default()
+    };
+    let plan = Plan::new(&common::onnx_model(g, 17), PlanOptions::with_threads(1)).unwrap();
+    let x = f32t(ArrayD::zeros(IxDyn(&[48, 192])));
+    assert!(plan.run(&[("a", x)]).is_ok());
 }
 
 #[test]

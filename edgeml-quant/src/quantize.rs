@@ -36,6 +36,12 @@
 //! rounding, and [`Config::equalize`] balances the weight ranges of `Conv → [Relu] →
 //! Conv` pairs first ([`equalize`]). All keep the QDQ format described above.
 //!
+//! Every pass first turns `Constant` nodes into initializers and folds
+//! `BatchNormalization` into the `Conv`, `ConvTranspose` or `Gemm` before it (exact
+//! rewrites; onnxruntime's `quant_pre_process` does the same), so weights written as
+//! constants are quantized and batch norms do not run in float between two
+//! quantizations.
+//!
 //! Activation tensors whose calibration saw no finite value get the range `(0, 0)`
 //! (scale 1.0, zero point 0); non-finite values in activations are skipped by the
 //! observers. Non-finite calibration inputs and non-finite weights are errors.
@@ -251,7 +257,7 @@ pub fn quantize_static_with_progress(
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
-    rounds::run(model, batches, config, progress)
+    rounds::run(&prepared(model)?, batches, config, progress)
 }
 
 /// Weight-only quantization: every quantizable node's weight becomes an int8
@@ -268,6 +274,7 @@ pub fn quantize_static_with_progress(
 /// quantizable node, or [`Config::target_sqnr`], [`Config::bias_correction`] or
 /// [`Config::equalize`] set.
 pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    let model = &prepared(model)?;
     static_only(config, "weight-only")?;
     check_config(model, config)?;
     let mut sel = select(model, config)?;
@@ -319,6 +326,7 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 /// below 11, an unsupported [`Config::weight_type`], no quantizable node, or
 /// [`Config::target_sqnr`], [`Config::bias_correction`] or [`Config::equalize`] set.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
+    let model = &prepared(model)?;
     static_only(config, "dynamic")?;
     // No QuantizeLinear is written: the activation options and the per-axis opset
     // requirement of static quantization do not apply.
@@ -367,6 +375,23 @@ pub fn equalize(model: &Model) -> Result<(Model, Vec<(NodeRef, NodeRef)>)> {
     let mut m = model.clone();
     let pairs = equalize::run(&mut m)?;
     Ok((m, pairs))
+}
+
+/// `model` ready for quantization, as onnxruntime's `quant_pre_process` prepares it:
+/// `Constant` nodes become initializers (so their weights are found) and
+/// `BatchNormalization` after a `Conv`/`ConvTranspose`/`Gemm` is folded into its weights
+/// (so it is quantized with them instead of running in float between two
+/// quantizations). Both are exact rewrites of the float model.
+fn prepared(model: &Model) -> Result<Model> {
+    use edgeml_onnx::passes::{ConstantToInitializer, FoldBatchNorm, Pass};
+    let mut m = model.clone();
+    for pass in [&ConstantToInitializer as &dyn Pass, &FoldBatchNorm] {
+        pass.run(&mut m).map_err(|e| Error::Model {
+            kind: e.kind(),
+            message: format!("preparing the model ({}): {e}", pass.name()),
+        })?;
+    }
+    Ok(m)
 }
 
 fn check_config(model: &Model, c: &Config) -> Result<()> {

@@ -374,3 +374,67 @@ fn parallel_calibration_merges_to_the_sequential_ranges() {
         }
     }
 }
+
+#[test]
+fn constant_weights_and_batch_norms_are_prepared_as_onnxruntime_does() {
+    // The digits CNN with its weights as `Constant` nodes and a BatchNormalization
+    // (per-channel scale 2, shift 0.1) after the Conv: the weights are found, the
+    // BatchNormalization is folded into the Conv and quantized with it.
+    let (x, y) = data();
+    let mut model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
+    let g = &mut model.graph;
+    let inits = std::mem::take(&mut g.initializers);
+    let mut nodes: Vec<edgeml_onnx::Node> = inits
+        .into_iter()
+        .map(|(name, t)| edgeml_onnx::Node {
+            op_type: "Constant".into(),
+            outputs: vec![name],
+            attributes: vec![("value".into(), edgeml_onnx::Attribute::Tensor(t))],
+            ..edgeml_onnx::Node::default()
+        })
+        .collect();
+    g.inputs.retain(|i| i.name == "x");
+    let conv = g
+        .nodes
+        .iter()
+        .position(|n| n.op_type == "Conv")
+        .expect("conv");
+    let conv_out = g.nodes[conv].outputs[0].clone();
+    g.nodes[conv].outputs[0] = "pre_bn".into();
+    let c = 8;
+    let vec1 = |v: f32| Tensor::F32(ArrayD::from_elem(ndarray::IxDyn(&[c]), v));
+    for (n, v) in [("s", 2.0), ("b", 0.1), ("m", 0.0), ("v", 1.0)] {
+        g.initializers.push((format!("bn_{n}"), vec1(v)));
+    }
+    let bn = edgeml_onnx::Node {
+        op_type: "BatchNormalization".into(),
+        inputs: ["pre_bn", "bn_s", "bn_b", "bn_m", "bn_v"]
+            .map(String::from)
+            .to_vec(),
+        outputs: vec![conv_out],
+        attributes: vec![("epsilon".into(), edgeml_onnx::Attribute::Float(0.0))],
+        ..edgeml_onnx::Node::default()
+    };
+    g.nodes.insert(conv + 1, bn);
+    nodes.append(&mut g.nodes);
+    g.nodes = nodes;
+    let (float_acc, _) = accuracy(&model, &x, &y);
+    let (q, report) =
+        quantize_static(&model, &calibration(&x), &Config::default()).expect("quantize");
+    let ops: Vec<&str> = report
+        .quantized
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["Conv", "Gemm"], "{report:?}");
+    assert!(
+        q.graph
+            .nodes
+            .iter()
+            .all(|n| n.op_type != "BatchNormalization" && n.op_type != "Constant"),
+        "folded and hoisted"
+    );
+    let (acc, fused) = accuracy(&q, &x, &y);
+    assert_eq!(fused, 2);
+    assert!(acc >= float_acc - 0.01, "{acc} vs {float_acc}");
+}
