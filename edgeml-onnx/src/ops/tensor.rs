@@ -253,18 +253,64 @@ impl Operator for Tile {
             .map(|(a, b)| a.saturating_mul(*b))
             .collect();
         check_size(node, &shape)?;
+        let stop = crate::plan::budget::Stop::current();
         let out = with_dtype!(t.dtype(), T => {
-            let mut a = get::<T>(node, t, 0)?.clone();
-            for (ax, &r) in reps.iter().enumerate() {
-                if r != 1 {
-                    let v = vec![a.view(); r];
-                    a = ndarray::concatenate(Axis(ax), &v).map_err(|e| invalid(node, e))?;
+            let a = get::<T>(node, t, 0)?;
+            let src: Vec<T> = a.iter().cloned().collect();
+            let data = tile(&src, a.shape(), &reps, &mut || {
+                if stop.requested() {
+                    return Err(stop.error(&|| describe(node)));
                 }
-            }
-            Ok(T::wrap(a.as_standard_layout().into_owned()))
+                Ok(())
+            })?;
+            let out = ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| invalid(node, e))?;
+            Ok(T::wrap(out))
         })?;
         Ok(vec![out])
     }
+}
+
+/// Elements copied between two polls of the run's stop conditions in [`tile`] (a few
+/// hundred microseconds of copying, even unoptimized).
+const TILE_POLL_EVERY: usize = 1 << 18;
+
+/// `src` (row-major, `shape`) repeated `reps[d]` times along each axis `d`, row-major.
+/// From the last axis outwards, each block of the tensor tiled so far (the extent of
+/// axis `d` times everything inside it) is copied `reps[d]` times in a row: whole-block
+/// copies, at most the output's size per axis. `poll` runs every [`TILE_POLL_EVERY`]
+/// elements copied (a deadline or cancellation stops the step there).
+fn tile<T: Clone>(
+    src: &[T],
+    shape: &[usize],
+    reps: &[usize],
+    poll: &mut dyn FnMut() -> Result<()>,
+) -> Result<Vec<T>> {
+    let mut cur = src.to_vec();
+    // Elements of one index of axis `d` and inside it, in `cur` so far.
+    let mut inner = 1usize;
+    for d in (0..shape.len()).rev() {
+        let block = shape[d] * inner;
+        if reps[d] != 1 && block > 0 {
+            let mut next = Vec::with_capacity(cur.len() * reps[d]);
+            let mut since_poll = 0usize;
+            for chunk in cur.chunks(block) {
+                for _ in 0..reps[d] {
+                    if since_poll >= TILE_POLL_EVERY {
+                        poll()?;
+                        since_poll = 0;
+                    }
+                    next.extend_from_slice(chunk);
+                    since_poll += chunk.len();
+                }
+            }
+            cur = next;
+        }
+        if reps[d] == 0 {
+            return Ok(Vec::new());
+        }
+        inner = block * reps[d];
+    }
+    Ok(cur)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -573,4 +619,53 @@ pub fn register(r: &mut Registry) {
             },
         }) as Box<dyn Operator>)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile;
+    use ndarray::{ArrayD, IxDyn};
+    use proptest::prelude::*;
+
+    /// Tile from the definition: `out[i] = a[i mod shape]` for every index.
+    fn reference(a: &ArrayD<i32>, reps: &[usize]) -> ArrayD<i32> {
+        let shape: Vec<usize> = a.shape().iter().zip(reps).map(|(s, r)| s * r).collect();
+        ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+            let src: Vec<usize> = (0..a.ndim()).map(|d| i[d] % a.shape()[d]).collect();
+            a[IxDyn(&src)]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn tile_matches_concatenation(
+            shape in proptest::collection::vec(0usize..4, 0..5),
+            reps in proptest::collection::vec(0usize..4, 5),
+        ) {
+            let reps = &reps[..shape.len()];
+            // Repeats of 0 give an empty output (onnxruntime agrees).
+            let n: usize = shape.iter().product();
+            let a = ArrayD::from_shape_vec(IxDyn(&shape), (0..n as i32).collect()).expect("shape");
+            let got = tile(&a.iter().copied().collect::<Vec<_>>(), &shape, reps, &mut || Ok(()))
+                .expect("tile");
+            let want = reference(&a, reps);
+            prop_assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn tile_polls_while_copying() {
+        // 1 Mi elements out: the poll runs, and its error stops the copy.
+        let mut polls = 0;
+        let r = tile(&[1u8; 1024], &[1024], &[1024], &mut || {
+            polls += 1;
+            if polls == 2 {
+                Err(crate::Error::Cancelled("test".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(r.is_err());
+        assert_eq!(polls, 2);
+    }
 }
