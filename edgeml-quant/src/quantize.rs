@@ -62,7 +62,12 @@ use edgeml_onnx::{Attribute, Model, Node};
 use ndarray::ArrayD;
 use std::collections::{HashMap, HashSet};
 
-/// How activation ranges are calibrated.
+/// How activation ranges are calibrated. Whatever the method, a tensor that is a graph
+/// output gets its full observed range (MinMax): the histogram methods clip outliers,
+/// which later layers absorb, but nothing follows a model output (a detector's box
+/// coordinates, a regression target), so clipping it loses those values outright.
+/// onnxruntime applies the method to outputs too (with its default 128 bins its
+/// Entropy search has one candidate, the full range, anyway).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Method {

@@ -438,3 +438,44 @@ fn constant_weights_and_batch_norms_are_prepared_as_onnxruntime_does() {
     assert_eq!(fused, 2);
     assert!(acc >= float_acc - 0.01, "{acc} vs {float_acc}");
 }
+
+#[test]
+fn model_outputs_keep_their_full_range_with_clipping_methods() {
+    // The digits CNN without its Softmax: the Gemm's logits are the model's output.
+    // The histogram methods may clip inner tensors, but the output's range is its
+    // minimum and maximum over the calibration data, as MinMax finds them.
+    let (x, _) = data();
+    let mut model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
+    let sm = model
+        .graph
+        .nodes
+        .iter()
+        .position(|n| n.op_type == "Softmax")
+        .expect("softmax");
+    let logits = model.graph.nodes[sm].inputs[0].clone();
+    model.graph.nodes.remove(sm);
+    model.graph.outputs[0].name.clone_from(&logits);
+    let cal = calibration(&x);
+    let range_of = |method: Method, name: &str| {
+        let config = Config {
+            method,
+            ..Config::default()
+        };
+        let (_, r) = quantize_static(&model, &cal, &config).expect("quantize");
+        r.activations
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("{name} not calibrated"))
+            .range
+    };
+    let want = range_of(Method::MinMax, &logits);
+    for method in [Method::ENTROPY, Method::PERCENTILE, Method::MSE] {
+        assert_eq!(range_of(method, &logits), want, "{method:?}");
+    }
+    // An inner tensor (the Conv's output after Relu) is still the method's own: Entropy
+    // clips it below the maximum.
+    let inner = &model.graph.nodes[1].outputs[0];
+    let (lo, hi) = range_of(Method::MinMax, inner);
+    let (_, clipped) = range_of(Method::ENTROPY, inner);
+    assert!(clipped < hi, "entropy kept [{lo}, {hi}] for {inner}");
+}

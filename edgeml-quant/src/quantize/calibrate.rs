@@ -48,6 +48,41 @@ pub(super) fn run(
     }
 }
 
+/// A tensor's observer: the method's, or MinMax for a graph output. The histogram
+/// methods clip outliers, which a later layer can absorb; a model output has no later
+/// layer, and clipping it loses values outright (a detector's box coordinates, a
+/// regression target), so model outputs always get their full observed range.
+#[derive(Debug, Clone)]
+enum Chosen<O> {
+    Method(O),
+    Output(MinMax),
+}
+
+impl<O: Observer> Observer for Chosen<O> {
+    fn observe(&mut self, values: &[f32]) {
+        match self {
+            Chosen::Method(o) => o.observe(values),
+            Chosen::Output(o) => o.observe(values),
+        }
+    }
+
+    fn merge(&mut self, other: &Self) {
+        // Both sides were made for the same tensor, so they are the same variant.
+        match (self, other) {
+            (Chosen::Method(a), Chosen::Method(b)) => a.merge(b),
+            (Chosen::Output(a), Chosen::Output(b)) => a.merge(b),
+            _ => {}
+        }
+    }
+
+    fn range(&self) -> (f32, f32) {
+        match self {
+            Chosen::Method(o) => o.range(),
+            Chosen::Output(o) => o.range(),
+        }
+    }
+}
+
 /// One calibration run's arguments, whatever the observer type.
 struct Job<'a, 'p> {
     model: &'a Model,
@@ -121,6 +156,22 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f32, f32)>> {
     let vi = single_input(model)?;
+    let outputs: std::collections::HashSet<&str> = model
+        .graph
+        .outputs
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    let protos: Vec<Chosen<O>> = tensors
+        .iter()
+        .map(|t| {
+            if outputs.contains(t.as_str()) {
+                Chosen::Output(MinMax::new())
+            } else {
+                Chosen::Method(proto.clone())
+            }
+        })
+        .collect();
     for (i, b) in batches.iter().enumerate() {
         check_batch(vi, i, b)?;
     }
@@ -144,14 +195,14 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
     // batch (exact for MinMax, Entropy and Mse; see each observer's merge).
     let per = batches.len().div_ceil(threads);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let parts: Vec<Result<(Vec<O>, Vec<bool>)>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<(Vec<Chosen<O>>, Vec<bool>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = batches
             .chunks(per.max(1))
             .map(|chunk| {
                 let tx = tx.clone();
-                let (plan, index) = (&plan, &index);
-                scope.spawn(move || -> Result<(Vec<O>, Vec<bool>)> {
-                    let mut observers: Vec<O> = vec![proto.clone(); tensors.len()];
+                let (plan, index, protos) = (&plan, &index, &protos);
+                scope.spawn(move || -> Result<(Vec<Chosen<O>>, Vec<bool>)> {
+                    let mut observers = protos.clone();
                     let mut seen = vec![false; tensors.len()];
                     for b in chunk {
                         if let Some(&i) = index.get(input) {
@@ -187,7 +238,7 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
             })
             .collect()
     });
-    let mut observers: Vec<O> = vec![proto.clone(); tensors.len()];
+    let mut observers = protos;
     let mut seen = vec![false; tensors.len()];
     for part in parts {
         let (obs, s) = part?;
