@@ -48,6 +48,9 @@ pub(super) fn run(
     }
 }
 
+/// One calibration thread's observers, and which tensors it saw.
+type Observed<O> = (Vec<Chosen<O>>, Vec<bool>);
+
 /// A tensor's observer: the method's, or MinMax for a graph output. The histogram
 /// methods clip outliers, which a later layer can absorb; a model output has no later
 /// layer, and clipping it loses values outright (a detector's box coordinates, a
@@ -195,13 +198,13 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
     // batch (exact for MinMax, Entropy and Mse; see each observer's merge).
     let per = batches.len().div_ceil(threads);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let parts: Vec<Result<(Vec<Chosen<O>>, Vec<bool>)>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Observed<O>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = batches
             .chunks(per.max(1))
             .map(|chunk| {
                 let tx = tx.clone();
                 let (plan, index, protos) = (&plan, &index, &protos);
-                scope.spawn(move || -> Result<(Vec<Chosen<O>>, Vec<bool>)> {
+                scope.spawn(move || -> Result<Observed<O>> {
                     let mut observers = protos.clone();
                     let mut seen = vec![false; tensors.len()];
                     for b in chunk {
