@@ -386,11 +386,17 @@ pub fn equalize(model: &Model) -> Result<(Model, Vec<(NodeRef, NodeRef)>)> {
 /// `Constant` nodes become initializers (so their weights are found) and
 /// `BatchNormalization` after a `Conv`/`ConvTranspose`/`Gemm` is folded into its weights
 /// (so it is quantized with them instead of running in float between two
-/// quantizations). Both are exact rewrites of the float model.
+/// quantizations); the weights the folds replaced are dropped. All are exact rewrites
+/// of the float model.
 fn prepared(model: &Model) -> Result<Model> {
-    use edgeml_onnx::passes::{ConstantToInitializer, FoldBatchNorm, Pass};
+    use edgeml_onnx::passes::{ConstantToInitializer, EliminateDeadCode, FoldBatchNorm, Pass};
     let mut m = model.clone();
-    for pass in [&ConstantToInitializer as &dyn Pass, &FoldBatchNorm] {
+    // Dead code last: the weights a fold replaced would stay in the file otherwise.
+    for pass in [
+        &ConstantToInitializer as &dyn Pass,
+        &FoldBatchNorm,
+        &EliminateDeadCode,
+    ] {
         pass.run(&mut m).map_err(|e| Error::Model {
             kind: e.kind(),
             message: format!("preparing the model ({}): {e}", pass.name()),
