@@ -27,6 +27,9 @@ pub struct BuildContext<'a> {
     /// otherwise), or `None`. A hint for kernel choice: run-time inputs may still differ
     /// in symbolic dimensions.
     pub input_types: Vec<Option<InputType>>,
+    /// Whether constant weights of `MatMul`/`Gemm` are computed sparse
+    /// ([`crate::PlanOptions::sparse`]).
+    pub sparse: crate::plan::SparseMode,
 }
 
 /// What the planner knows about one operator input before running.
@@ -46,7 +49,14 @@ impl<'a> BuildContext<'a> {
             opset,
             constant_inputs,
             input_types: Vec::new(),
+            sparse: crate::plan::SparseMode::default(),
         }
+    }
+
+    /// Sets [`BuildContext::sparse`].
+    pub fn with_sparse(mut self, sparse: crate::plan::SparseMode) -> Self {
+        self.sparse = sparse;
+        self
     }
 
     /// Sets [`BuildContext::input_types`].

@@ -68,6 +68,9 @@ pub struct PlanOptions {
     /// iterations, live memory (see [`RunLimits`] for the defaults). Deadlines and
     /// cancellation are per run: [`Plan::run_with`].
     pub limits: RunLimits,
+    /// Whether `MatMul`/`Gemm` layers with a constant, mostly-zero weight (a pruned
+    /// model) run the sparse kernel. Default [`SparseMode::Auto`].
+    pub sparse: SparseMode,
 }
 
 impl Default for PlanOptions {
@@ -78,6 +81,7 @@ impl Default for PlanOptions {
             optimization: GraphOptLevel::default(),
             spin: true,
             limits: RunLimits::default(),
+            sparse: SparseMode::default(),
         }
     }
 }
@@ -122,7 +126,41 @@ pub enum GraphOptLevel {
     Extended,
 }
 
+/// How `MatMul` and `Gemm` multiply by a constant 2-D weight (their `B` input): the
+/// packed dense SGEMM ([`crate::kernels::sgemm`]) or the sparse kernel over the
+/// weight's non-zeros, compressed once at plan time ([`crate::kernels::spmm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SparseMode {
+    /// Sparse where [`crate::kernels::prefer_sparse`] says it is faster (at least 80 %
+    /// zeros, measured), dense elsewhere.
+    #[default]
+    Auto,
+    /// Always dense (as before pruned weights were computed sparse).
+    Dense,
+    /// Sparse for every constant 2-D float weight, however dense (for tests and
+    /// benchmarks).
+    Sparse,
+}
+
+impl SparseMode {
+    /// Whether a `k × n` weight with `zeros` zero entries is computed sparse.
+    pub fn use_sparse(self, k: usize, n: usize, zeros: usize) -> bool {
+        match self {
+            SparseMode::Auto => crate::kernels::prefer_sparse(k, n, zeros),
+            SparseMode::Dense => false,
+            SparseMode::Sparse => true,
+        }
+    }
+}
+
 impl PlanOptions {
+    /// These options with [`PlanOptions::sparse`] set to `sparse`.
+    pub fn with_sparse(mut self, sparse: SparseMode) -> Self {
+        self.sparse = sparse;
+        self
+    }
+
     /// Options with `threads` worker threads.
     pub fn with_threads(threads: usize) -> Self {
         Self {
@@ -261,6 +299,7 @@ impl Plan {
             fold: !options.no_constant_folding,
             optimization: options.optimization,
             limits: options.limits,
+            sparse: options.sparse,
             fold_spent: std::cell::Cell::new(std::time::Duration::ZERO),
         };
         let init_names: std::collections::HashSet<&str> =
@@ -308,6 +347,16 @@ impl Plan {
     /// can tell are [`Dim::Unknown`]. `None` when nothing is known about `name`.
     pub fn value_type(&self, name: &str) -> Option<&crate::InputType> {
         self.program.types.get(name)
+    }
+
+    /// How many `MatMul`/`Gemm` steps of the main graph multiply by their constant
+    /// weight with the sparse kernel ([`PlanOptions::sparse`]).
+    pub fn sparse_steps(&self) -> usize {
+        self.program
+            .steps
+            .iter()
+            .filter(|s| crate::ops::nn::gemm::runs_sparse(s.op.as_ref()))
+            .count()
     }
 
     /// The number of operator invocations per run (after folding).

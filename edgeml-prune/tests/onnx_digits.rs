@@ -2,7 +2,7 @@
 //! accuracy vs sparsity, exact layer sparsity, identity at 0%, channel removal.
 #![cfg(feature = "onnx")]
 
-use edgeml_onnx::{Model, Plan, PlanOptions, Tensor};
+use edgeml_onnx::{Model, Plan, PlanOptions, SparseMode, Tensor};
 use edgeml_prune::onnx::Storage;
 use edgeml_prune::pattern::Norm;
 use edgeml_prune::{Error, Pattern, PruneConfig, Scope, prune_model};
@@ -105,6 +105,53 @@ fn one_shot_unstructured_accuracy_and_exact_sparsity() {
             }
         }
     }
+}
+
+/// The digits MLP pruned at 90 % and saved with sparse storage gives the same outputs
+/// through the sparse kernel as through the dense SGEMM (each forced with
+/// `PlanOptions::sparse`), at batch 450 and batch 1, and the sparse plan does run both
+/// layers sparse.
+#[test]
+fn pruned_mlp_runs_sparse_with_dense_outputs() {
+    let mut m = load("mlp");
+    let cfg = PruneConfig {
+        sparsity: 0.9,
+        sparse_storage: true,
+        ..PruneConfig::default()
+    };
+    prune_model(&mut m, &cfg).expect("prune");
+    let m = Model::from_bytes(&m.to_bytes().expect("encode")).expect("reload");
+    let x: ArrayD<f32> = read_npy(dir().join("x_test.npy")).expect("x_test");
+    let one = x.slice_axis(ndarray::Axis(0), (3..4).into()).to_owned();
+    let plan =
+        |sparse| Plan::new(&m, PlanOptions::with_threads(1).with_sparse(sparse)).expect("plan");
+    let run = |p: &Plan, x: &ArrayD<f32>| {
+        let out = p.run(&[("x", Tensor::F32(x.clone()))]).expect("run");
+        out[0].1.as_f32().expect("f32 probs").clone()
+    };
+    let (sparse, dense) = (plan(SparseMode::Sparse), plan(SparseMode::Dense));
+    assert_eq!((sparse.sparse_steps(), dense.sparse_steps()), (2, 0));
+    for x in [&x, &one] {
+        let (s, d) = (run(&sparse, x), run(&dense, x));
+        assert_eq!(s.shape(), d.shape());
+        for (a, b) in s.iter().zip(&d) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(*b), "{a} vs {b}");
+        }
+    }
+    // `Auto` follows `prefer_sparse` layer by layer.
+    let want = ["w1", "w2"]
+        .iter()
+        .filter(|w| {
+            let t = m
+                .graph
+                .initializer(w)
+                .and_then(Tensor::as_f32)
+                .expect("weight");
+            let zeros = t.iter().filter(|&&v| v == 0.0).count();
+            edgeml_onnx::kernels::prefer_sparse(t.shape()[0], t.shape()[1], zeros)
+        })
+        .count();
+    assert_eq!(plan(SparseMode::Auto).sparse_steps(), want);
 }
 
 #[test]

@@ -121,8 +121,9 @@ fn via_f32(build: Arc<dyn OpFactory>) -> Arc<dyn OpFactory> {
                 })
             })
             .collect();
-        let inner_ctx =
-            BuildContext::new(ctx.node, ctx.opset, constant_inputs).with_input_types(input_types);
+        let inner_ctx = BuildContext::new(ctx.node, ctx.opset, constant_inputs)
+            .with_input_types(input_types)
+            .with_sparse(ctx.sparse);
         Ok(Box::new(HalfViaF32 {
             inner: build.build(&inner_ctx)?,
             consts,

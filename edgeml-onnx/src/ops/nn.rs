@@ -17,7 +17,7 @@
 
 pub(crate) mod conv;
 mod conv_transpose;
-mod gemm;
+pub(crate) mod gemm;
 mod norm;
 mod pool;
 mod rnn;

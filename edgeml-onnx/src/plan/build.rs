@@ -23,6 +23,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) optimization: super::GraphOptLevel,
     /// Bounds on folding (elements of a folded output, total folding time).
     pub(crate) limits: crate::RunLimits,
+    /// Dense or sparse products by constant weights.
+    pub(crate) sparse: super::SparseMode,
     /// Time spent folding so far in this plan.
     pub(crate) fold_spent: std::cell::Cell<std::time::Duration>,
 }
@@ -244,7 +246,11 @@ impl<'c> Builder<'c> {
             .iter()
             .map(|s| s.and_then(|s| self.type_of(s)))
             .collect();
-        factory.build(&BuildContext::new(node, opset, const_refs).with_input_types(types))
+        factory.build(
+            &BuildContext::new(node, opset, const_refs)
+                .with_input_types(types)
+                .with_sparse(self.ctx.sparse),
+        )
     }
 
     pub(crate) fn plan_node(&mut self, node: &Node, scope: &mut Scope) -> Result<()> {

@@ -1,10 +1,11 @@
 //! MatMul (numpy semantics: batched, broadcast, 1-D operands) and Gemm.
 
 use super::{checked_numel, contiguous, input_f32, opt_input_f32, tensor};
-use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs};
+use crate::kernels::{self, Isa, Lhs, MatRef, PackedB, Rhs, SparseB};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, shape_mismatch};
 use crate::ops::util::broadcast_shapes;
+use crate::plan::SparseMode;
 use crate::plan::budget::{Meter, Stop};
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
@@ -15,20 +16,49 @@ struct MatMul {
     isa: Isa,
     /// The right operand packed at build time when it is a constant matrix or vector.
     packed_b: Option<PackedB>,
+    /// The right operand compressed at build time instead, when it is a constant
+    /// matrix that [`SparseMode::use_sparse`] picks for the sparse kernel.
+    sparse_b: Option<SparseB>,
+}
+
+/// A constant weight `b` (`k × n`, already transposed as the product reads it)
+/// prepared once: compressed when `mode` picks the sparse kernel for it, else packed.
+/// `data` holds `b`'s elements (in any order).
+fn prepare_b(
+    isa: Isa,
+    b: MatRef<'_>,
+    data: &[f32],
+    mode: SparseMode,
+) -> Result<(Option<PackedB>, Option<SparseB>)> {
+    let zeros = data.iter().filter(|&&w| w == 0.0).count();
+    if mode.use_sparse(b.rows(), b.cols(), zeros) {
+        Ok((None, Some(SparseB::from_dense(b)?)))
+    } else {
+        Ok((Some(PackedB::pack(isa, b)), None))
+    }
+}
+
+/// Whether `op` is a `MatMul` or `Gemm` that multiplies by its constant weight with the
+/// sparse kernel (for [`crate::Plan::sparse_steps`]).
+pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
+    op.as_any().is_some_and(|a| {
+        a.downcast_ref::<MatMul>()
+            .is_some_and(|m| m.sparse_b.is_some())
+            || a.downcast_ref::<Gemm>()
+                .is_some_and(|g| g.sparse_b.is_some())
+    })
 }
 
 pub(super) fn build_matmul(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let isa = kernels::best_isa();
-    let mut packed_b = None;
+    let (mut packed_b, mut sparse_b) = (None, None);
     if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1) {
         let data = contiguous(b);
         match b.ndim() {
             1 => packed_b = Some(PackedB::pack(isa, MatRef::row_major(&data, b.len(), 1)?)),
             2 => {
-                packed_b = Some(PackedB::pack(
-                    isa,
-                    MatRef::row_major(&data, b.shape()[0], b.shape()[1])?,
-                ))
+                let v = MatRef::row_major(&data, b.shape()[0], b.shape()[1])?;
+                (packed_b, sparse_b) = prepare_b(isa, v, &data, ctx.sparse)?;
             }
             _ => {}
         }
@@ -37,6 +67,7 @@ pub(super) fn build_matmul(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> 
         node: ctx.node.clone(),
         isa,
         packed_b,
+        sparse_b,
     }))
 }
 
@@ -108,6 +139,14 @@ impl Operator for MatMul {
         if b_batch_len == 1 && a_batch_len == nbatch {
             // One GEMM with A's batch folded into its rows.
             let lhs = MatRef::row_major(&xa, nbatch * m, k)?;
+            if let Some(sb) = &self.sparse_b
+                && bsh.len() == 2
+                && sb.rows() == k
+                && sb.cols() == n
+            {
+                kernels::spmm_until(self.isa, 1.0, lhs, sb, 0.0, &mut out, n, &stop)?;
+                return Ok(vec![tensor(node, &out_shape, out)?]);
+            }
             let rhs = match &self.packed_b {
                 Some(p) => Rhs::Packed(p),
                 None => Rhs::View(MatRef::row_major(&xb, k, n)?),
@@ -135,6 +174,10 @@ impl Operator for MatMul {
         }
         Ok(vec![tensor(node, &out_shape, out)?])
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 #[derive(Debug)]
@@ -146,6 +189,8 @@ struct Gemm {
     trans_a: bool,
     trans_b: bool,
     packed_b: Option<PackedB>,
+    /// `B` (as `op(B)`, `k × n`) compressed for the sparse kernel instead of packed.
+    sparse_b: Option<SparseB>,
 }
 
 pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
@@ -153,13 +198,13 @@ pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let a = Attrs::new(node);
     let isa = kernels::best_isa();
     let trans_b = a.int("transB", 0)? != 0;
-    let mut packed_b = None;
+    let (mut packed_b, mut sparse_b) = (None, None);
     if let Some(Some(Tensor::F32(b))) = ctx.constant_inputs.get(1)
         && b.ndim() == 2
     {
         let data = contiguous(b);
         let v = MatRef::row_major(&data, b.shape()[0], b.shape()[1])?;
-        packed_b = Some(PackedB::pack(isa, if trans_b { v.t() } else { v }));
+        (packed_b, sparse_b) = prepare_b(isa, if trans_b { v.t() } else { v }, &data, ctx.sparse)?;
     }
     Ok(Box::new(Gemm {
         node: node.clone(),
@@ -169,6 +214,7 @@ pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
         trans_a: a.int("transA", 0)? != 0,
         trans_b,
         packed_b,
+        sparse_b,
     }))
 }
 
@@ -220,7 +266,14 @@ impl Operator for Gemm {
             }
             beta = self.beta;
         }
-        if total > 0 {
+        if total > 0
+            && let Some(sb) = &self.sparse_b
+            && sb.rows() == k
+            && sb.cols() == n
+        {
+            let stop = Stop::current();
+            kernels::spmm_until(self.isa, self.alpha, av, sb, beta, &mut out, n, &stop)?;
+        } else if total > 0 {
             let rhs = match &self.packed_b {
                 Some(p) if p.rows() == k && p.cols() == n => Rhs::Packed(p),
                 _ => Rhs::View(bv),
@@ -232,5 +285,9 @@ impl Operator for Gemm {
         let arr =
             ArrayD::from_shape_vec(IxDyn(&[m, n]), out).map_err(|e| shape_mismatch(node, e))?;
         Ok(vec![Tensor::F32(arr)])
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
