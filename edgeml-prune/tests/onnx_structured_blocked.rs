@@ -151,16 +151,7 @@ fn channels_used_as_a_weight_block_their_group() {
     n.conv("c1", "x", 8, 4, 3, 1);
     n.op("MatMul", &["a", "c1"], "y");
     let orig = n.b.build().expect("model");
-    let mut m = orig.clone();
-    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
-    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
-    assert!(
-        g.blocked
-            .as_deref()
-            .is_some_and(|b| b.contains("reads channels as a parameter")),
-        "{g:?}"
-    );
-    assert_eq!(m, orig);
+    assert_blocked(&orig, "c1.w", "reads channels as a parameter");
 }
 
 #[test]
@@ -188,16 +179,7 @@ fn channels_read_by_a_subgraph_block_their_group() {
             .with_attr("else_branch", Attribute::Graph(Box::new(branch("e")))),
     );
     let orig = n.b.build_unchecked();
-    let mut m = orig.clone();
-    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
-    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
-    assert!(
-        g.blocked
-            .as_deref()
-            .is_some_and(|b| b.contains("`r` is read by a subgraph")),
-        "{g:?}"
-    );
-    assert_eq!(m, orig);
+    assert_blocked(&orig, "c1.w", "`r` is read by a subgraph");
 }
 
 #[test]
@@ -238,14 +220,5 @@ fn a_conv_reading_another_axis_as_channels_blocks_the_group() {
     n.conv("c", "m", 4, 8, 3, 1);
     n.op("Relu", &["c"], "y");
     let orig = n.b.build().expect("model");
-    let mut m = orig.clone();
-    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
-    let g = group_of(&r.groups, "mm.w", MemberKind::Output);
-    assert!(
-        g.blocked
-            .as_deref()
-            .is_some_and(|b| b.contains("reads another axis")),
-        "{g:?}"
-    );
-    assert_eq!(m, orig);
+    assert_blocked(&orig, "mm.w", "reads another axis");
 }

@@ -506,16 +506,7 @@ fn a_reshape_that_moves_the_batch_is_no_shuffle() {
     n.conv("c2", "shuf", 5, 8, 3, 1);
     n.op("Relu", &["c2"], "y");
     let orig = n.b.build().expect("model");
-    let mut m = orig.clone();
-    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
-    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
-    assert!(
-        g.blocked
-            .as_deref()
-            .is_some_and(|b| b.contains("does not keep the batch")),
-        "{g:?}"
-    );
-    assert_eq!(m, orig);
+    assert_blocked(&orig, "c1.w", "does not keep the batch");
 }
 
 #[test]
@@ -532,14 +523,5 @@ fn a_depthwise_conv_of_another_width_blocks_its_input() {
     n.conv("dw", "c1", 4, 4, 3, 4);
     n.op("Relu", &["dw"], "y");
     let orig = n.b.build_unchecked();
-    let mut m = orig.clone();
-    let r = prune_model(&mut m, &cfg(0.5, StructuredConfig::default())).expect("prune");
-    let g = group_of(&r.groups, "c1.w", MemberKind::Output);
-    assert!(
-        g.blocked
-            .as_deref()
-            .is_some_and(|b| b.contains("depthwise Conv `dw` of 4 channels")),
-        "{g:?}"
-    );
-    assert_eq!(m, orig);
+    assert_blocked(&orig, "c1.w", "depthwise Conv `dw` of 4 channels");
 }

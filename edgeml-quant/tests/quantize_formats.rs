@@ -23,6 +23,15 @@ fn run(model: &Model, x: &ArrayD<f32>) -> ArrayD<f32> {
     out[0].1.as_f32().expect("f32 output").to_owned()
 }
 
+/// The largest `|a − b|` over two outputs of the same shape.
+fn worst(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max)
+}
+
 /// The `(domain, op_type)` pairs of `m`'s nodes.
 fn ops(m: &Model) -> BTreeSet<(String, String)> {
     m.graph
@@ -137,12 +146,7 @@ fn dynamic_with_contrib_ops_writes_dynamic_quantize_matmul() {
         assert_eq!(count(&standard, "MatMulInteger"), 2);
         // The same u8 activations and i32 products; only the float scaling rounds in
         // another order.
-        let (a, b) = (run(&standard, &x), run(&contrib, &x));
-        let worst = a
-            .iter()
-            .zip(b.iter())
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0f32, f32::max);
+        let worst = worst(&run(&standard, &x), &run(&contrib, &x));
         assert!(worst <= 1e-5, "per_channel={per_channel}: {worst}");
     }
 }
@@ -182,11 +186,6 @@ fn dynamic_contrib_adds_a_two_dimensional_gemm_bias_after_the_product() {
         .filter(|n| n.op_type == "Add" && n.inputs.contains(&c))
         .count();
     assert_eq!(adds_after, 1, "the [1, N] bias is added after the product");
-    let (a, b) = (run(&standard, &x), run(&contrib, &x));
-    let worst = a
-        .iter()
-        .zip(b.iter())
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0f32, f32::max);
+    let worst = worst(&run(&standard, &x), &run(&contrib, &x));
     assert!(worst <= 1e-5, "{worst}");
 }

@@ -218,3 +218,18 @@ pub fn assert_close(a: &ArrayD<f32>, b: &ArrayD<f32>) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
     }
 }
+
+/// Prunes `orig` at sparsity 0.5 (structured, default options) and checks that the
+/// group holding `tensor`'s output channels is blocked for a reason containing `why`,
+/// and that nothing was changed.
+pub fn assert_blocked(orig: &Model, tensor: &str, why: &str) {
+    let mut m = orig.clone();
+    let r = edgeml_prune::onnx::prune_model(&mut m, &cfg(0.5, StructuredConfig::default()))
+        .expect("prune");
+    let g = group_of(&r.groups, tensor, MemberKind::Output);
+    assert!(
+        g.blocked.as_deref().is_some_and(|b| b.contains(why)),
+        "{g:?}"
+    );
+    assert_eq!(&m, orig);
+}
