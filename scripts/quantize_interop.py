@@ -10,6 +10,9 @@ entropy and percentile methods (against onnxruntime's same method):
 3. onnxruntime's own `quantize_static` (QDQ, u8 activations, s8 weights, same
    calibration batches) quantizes the same model; accuracies on all 450 test images
    are printed side by side, and ours must be >= theirs - 0.5 point.
+The digits CNN with its image given as two inputs (top and bottom halves, a Concat
+before the CNN), calibrated from one `.npz` holding both, against onnxruntime's
+quantize_static fed a dict per batch: the same checks as 1-3.
 Then `--format qoperator` (standard operators only) and `--format qoperator --contrib-ops`,
 per-channel MinMax, with the same checks against onnxruntime's QOperator quantize_static.
 Then `--mode weight-only`, `--mode fp16-weights` and `--mode bf16` (outputs within 1e-5 of onnxruntime's,
@@ -44,8 +47,11 @@ logging.getLogger().setLevel(logging.ERROR)
 
 
 class Reader(CalibrationDataReader):
-    def __init__(self, x):
-        self.it = iter([{"x": x[i:i + 10]} for i in range(0, len(x), 10)])
+    """Batches of 10 samples; `feeds` maps each input name to its samples."""
+
+    def __init__(self, feeds):
+        n = len(next(iter(feeds.values())))
+        self.it = iter([{k: v[i:i + 10] for k, v in feeds.items()} for i in range(0, n, 10)])
 
     def get_next(self):
         return next(self.it, None)
@@ -66,214 +72,175 @@ def softmax_step(path):
     return float(inits[n.input[1]].reshape(-1)[0])
 
 
-def ort_run(path, x, optimize=True):
+def ort_run(path, feeds, optimize=True):
     so = ort.SessionOptions()
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return s.run(None, {"x": x})[0]
+    return s.run(None, feeds)[0]
+
+
+def two_input_cnn(src, dst):
+    """The CNN at `src` with its input `x` [N, 1, 8, 8] given as `top` and `bottom` [N, 1, 4, 8]."""
+    m = onnx.load(src)
+    g = m.graph
+    x = [i for i in g.input if i.name == "x"][0]
+    g.input.remove(x)
+    for name in ("top", "bottom"):
+        g.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", 1, 4, 8]))
+    g.node.insert(0, onnx.helper.make_node("Concat", ["top", "bottom"], ["x"], axis=2))
+    onnx.save(m, dst)
+
+
+class Checks:
+    """Runs a quantized file in onnxruntime and `edgeml run`, and records a table row and failures."""
+
+    def __init__(self, edgeml, tmp, y):
+        self.edgeml, self.tmp, self.y = edgeml, tmp, y
+        self.rows, self.failures = [], []
+
+    def acc(self, p):
+        return float((p.argmax(1) == self.y).mean())
+
+    def quantize(self, src, out, args):
+        subprocess.run([self.edgeml, "quantize", src, "-o", out] + args, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return out
+
+    def edgeml_run(self, model, feeds):
+        outdir = tempfile.mkdtemp(dir=self.tmp)
+        args = []
+        for k, v in feeds.items():
+            path = os.path.join(outdir, f"in_{k}.npy")
+            np.save(path, v)
+            args += ["-i", f"{k}={path}"]
+        subprocess.run([self.edgeml, "run", model] + args + ["-o", outdir, "--threads", "1"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return np.load(os.path.join(outdir, "probs.npy"))
+
+    def check(self, tag, src, ours, feeds, float_acc, tol=None, theirs=None, beat_theirs=True, near_float=None,
+              ort_optimize=True, full_check=False):
+        """`tol`: allowed output difference (default one quantization step before the Softmax);
+        `theirs`: the reference quantizer's file (accuracy column; ours must be within 0.5 point
+        when `beat_theirs`); `near_float`: allowed accuracy loss against float."""
+        onnx.checker.check_model(onnx.load(ours), full_check=full_check)
+        p_ort = ort_run(ours, feeds, optimize=ort_optimize)
+        p_ours = self.edgeml_run(ours, feeds)
+        tol = softmax_step(ours) * 1.0001 if tol is None else tol
+        within = float((np.abs(p_ours - p_ort) <= tol).mean())
+        acc_ours = self.acc(p_ort)
+        acc_theirs = self.acc(ort_run(theirs, feeds)) if theirs else float("nan")
+        size = lambda f: os.path.getsize(f) / os.path.getsize(src)
+        self.rows.append((tag, float_acc, acc_ours, self.acc(p_ours), acc_theirs, size(ours),
+                          size(theirs) if theirs else float("nan"), within))
+        if within < 0.999:
+            self.failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
+        if theirs and beat_theirs and acc_ours < acc_theirs - 0.005:
+            self.failures.append(f"{tag}: accuracy {acc_ours:.4f} < the reference quantizer's {acc_theirs:.4f} - 0.005")
+        if near_float is not None and acc_ours < float_acc - near_float:
+            self.failures.append(f"{tag}: accuracy {acc_ours:.4f} < float {float_acc:.4f} - {near_float}")
+        return p_ort
 
 
 def main():
     edgeml = sys.argv[1]
     x = np.load(os.path.join(DIGITS, "x_test.npy"))
     y = np.load(os.path.join(DIGITS, "y_test.npy"))
-    acc = lambda p: float((p.argmax(1) == y).mean())
-    failures = []
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        c = Checks(edgeml, tmp, y)
         calib = os.path.join(tmp, "calib.npy")
         np.save(calib, x[:100])
-        xin = os.path.join(tmp, "x.npy")
-        np.save(xin, x)
+        feeds = {"x": x}
+        static = lambda src, theirs, per_channel, **kw: quantize_static(
+            src, theirs, Reader({k: v[:100] for k, v in feeds.items()}), per_channel=per_channel,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **kw)
         for name in ["cnn", "mlp"]:
             src = os.path.join(DIGITS, f"{name}.onnx")
-            float_acc = acc(ort_run(src, x))
+            float_acc = c.acc(ort_run(src, feeds))
+            out = lambda tag: os.path.join(tmp, f"{name}_{tag}.onnx")
             for per_channel in [False, True]:
                 tag = f"{name} {'per-channel' if per_channel else 'per-tensor'}"
-                ours = os.path.join(tmp, f"{name}_{per_channel}.onnx")
-                cmd = [edgeml, "quantize", src, "-o", ours, "--calibration", calib]
-                if per_channel:
-                    cmd.append("--per-channel")
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                onnx.checker.check_model(onnx.load(ours))
-                p_ort = ort_run(ours, x)
-                outdir = os.path.join(tmp, f"out_{name}_{per_channel}")
-                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                p_ours = np.load(os.path.join(outdir, "probs.npy"))
-                tol = softmax_step(ours)
-                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
-                theirs = os.path.join(tmp, f"{name}_{per_channel}_ort.onnx")
-                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
-                size = os.path.getsize(ours) / os.path.getsize(src)
-                size_theirs = os.path.getsize(theirs) / os.path.getsize(src)
-                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, size, size_theirs, within))
-                if within < 0.999:
-                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
-                if acc_ours < acc_theirs - 0.005:
-                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+                ours = c.quantize(src, out(tag), ["--calibration", calib] + (["--per-channel"] if per_channel else []))
+                static(src, out(tag + "_ort"), per_channel, quant_format=QuantFormat.QDQ)
+                c.check(tag, src, ours, feeds, float_acc, theirs=out(tag + "_ort"))
             # Histogram methods, per-channel: ours against onnxruntime's same method
             # (its own defaults: Entropy 128 bins, Percentile 2048 bins / 99.999).
             for method, cm in [("entropy", CalibrationMethod.Entropy), ("percentile", CalibrationMethod.Percentile)]:
                 tag = f"{name} per-channel {method}"
-                ours = os.path.join(tmp, f"{name}_{method}.onnx")
-                subprocess.run([edgeml, "quantize", src, "-o", ours, "--calibration", calib, "--per-channel",
-                                "--method", method], check=True, stdout=subprocess.DEVNULL)
-                onnx.checker.check_model(onnx.load(ours))
-                p_ort = ort_run(ours, x)
-                outdir = os.path.join(tmp, f"out_{name}_{method}")
-                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                p_ours = np.load(os.path.join(outdir, "probs.npy"))
-                tol = softmax_step(ours)
-                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
-                theirs = os.path.join(tmp, f"{name}_{method}_ort.onnx")
-                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=cm)
-                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
-                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(ours) / os.path.getsize(src),
-                             os.path.getsize(theirs) / os.path.getsize(src), within))
-                if within < 0.999:
-                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
-                if acc_ours < acc_theirs - 0.005:
-                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+                ours = c.quantize(src, out(method), ["--calibration", calib, "--per-channel", "--method", method])
+                static(src, out(method + "_ort"), True, quant_format=QuantFormat.QDQ, calibrate_method=cm)
+                c.check(tag, src, ours, feeds, float_acc, theirs=out(method + "_ort"))
             # QOperator output (standard operators, then with onnxruntime's contrib
             # operators), per-channel MinMax, against onnxruntime's QOperator quantizer.
+            static(src, out("qop_ort"), True, quant_format=QuantFormat.QOperator)
             for extra in [[], ["--contrib-ops"]]:
                 tag = f"{name} per-channel qoperator{' + contrib ops' if extra else ''}"
-                ours = os.path.join(tmp, f"{name}_qop{len(extra)}.onnx")
-                subprocess.run([edgeml, "quantize", src, "-o", ours, "--calibration", calib, "--per-channel",
-                                "--format", "qoperator"] + extra, check=True, stdout=subprocess.DEVNULL)
-                onnx.checker.check_model(onnx.load(ours))
+                ours = c.quantize(src, out(f"qop{len(extra)}"),
+                                  ["--calibration", calib, "--per-channel", "--format", "qoperator"] + extra)
                 domains = {n.domain for n in onnx.load(ours).graph.node}
                 if domains - ({"", "com.microsoft"} if extra else {""}):
-                    failures.append(f"{tag}: unexpected operator domains {domains}")
-                p_ort = ort_run(ours, x)
-                outdir = os.path.join(tmp, f"out_{name}_qop{len(extra)}")
-                subprocess.run([edgeml, "run", ours, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                p_ours = np.load(os.path.join(outdir, "probs.npy"))
-                tol = softmax_step(ours)
-                within = float((np.abs(p_ours - p_ort) <= tol * 1.0001).mean())
-                theirs = os.path.join(tmp, f"{name}_qop_ort.onnx")
-                quantize_static(src, theirs, Reader(x[:100]), quant_format=QuantFormat.QOperator, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
-                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(ours) / os.path.getsize(src),
-                             os.path.getsize(theirs) / os.path.getsize(src), within))
-                if within < 0.999:
-                    failures.append(f"{tag}: only {within:.4%} of outputs within {tol:.3g} of onnxruntime")
-                if acc_ours < acc_theirs - 0.005:
-                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantizer {acc_theirs:.4f} - 0.005")
+                    c.failures.append(f"{tag}: unexpected operator domains {domains}")
+                c.check(tag, src, ours, feeds, float_acc, theirs=out("qop_ort"))
             # Weight-only: float compute on the dequantized weights in both runtimes.
-            wo = os.path.join(tmp, f"{name}_wo.onnx")
-            subprocess.run([edgeml, "quantize", src, "-o", wo, "--mode", "weight-only", "--per-channel"], check=True,
-                           stdout=subprocess.DEVNULL)
-            onnx.checker.check_model(onnx.load(wo))
-            acc_wo_ort = acc(ort_run(wo, x))
             # onnxruntime's optimizer rewrites DQ(weight) -> MatMul into a MatMul with
             # dynamically quantized activations (up to 0.016 off on the MLP's
             # probabilities); unoptimized, it computes the model as written.
-            p_ort = ort_run(wo, x, optimize=False)
-            outdir = os.path.join(tmp, f"out_{name}_wo")
-            subprocess.run([edgeml, "run", wo, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p_ours = np.load(os.path.join(outdir, "probs.npy"))
-            within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
-            rows.append((f"{name} weight-only per-channel", float_acc, acc_wo_ort, acc(p_ours), float("nan"),
-                         os.path.getsize(wo) / os.path.getsize(src), float("nan"), within))
-            if within < 0.999:
-                failures.append(f"{name} weight-only: only {within:.4%} of outputs within 1e-5 of onnxruntime")
+            wo = c.quantize(src, out("wo"), ["--mode", "weight-only", "--per-channel"])
+            c.check(f"{name} weight-only per-channel", src, wo, feeds, float_acc, tol=1e-5, ort_optimize=False)
             # FP16 and BF16 weights: float compute on the rounded weights in both runtimes.
-            for half in ("fp16-weights", "bf16"):
-                h16 = os.path.join(tmp, f"{name}_{half}.onnx")
-                subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", half], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                onnx.checker.check_model(onnx.load(h16))
-                p_ort = ort_run(h16, x)
-                outdir = os.path.join(tmp, f"out_{name}_{half}")
-                subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                p_ours = np.load(os.path.join(outdir, "probs.npy"))
-                within = float((np.abs(p_ours - p_ort) <= 1e-5).mean())
-                label = "fp16 weights" if half == "fp16-weights" else "bf16 weights"
-                rows.append((f"{name} {label}", float_acc, acc(p_ort), acc(p_ours), float("nan"),
-                             os.path.getsize(h16) / os.path.getsize(src), float("nan"), within))
-                if within < 0.999:
-                    failures.append(f"{name} {half}: only {within:.4%} of outputs within 1e-5 of onnxruntime")
-                if acc(p_ort) < float_acc - 0.01:
-                    failures.append(f"{name} {half}: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
+            for half, label in (("fp16-weights", "fp16 weights"), ("bf16", "bf16 weights")):
+                h16 = c.quantize(src, out(half), ["--mode", half])
+                c.check(f"{name} {label}", src, h16, feeds, float_acc, tol=1e-5, near_float=0.01)
             # Whole-graph float16 against onnxconverter-common's convert_float_to_float16
             # (keep_io_types=True) on the same model: both files in onnxruntime, ours also in
             # edgeml, within 2.5e-3 on the probabilities (a float16 step at the logits,
             # through the Softmax).
-            h16 = os.path.join(tmp, f"{name}_fp16.onnx")
-            subprocess.run([edgeml, "quantize", src, "-o", h16, "--mode", "fp16"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            onnx.checker.check_model(onnx.load(h16), full_check=True)
-            theirs = os.path.join(tmp, f"{name}_fp16_occ.onnx")
+            h16 = c.quantize(src, out("fp16"), ["--mode", "fp16"])
+            theirs = out("fp16_occ")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 onnx.save(float16.convert_float_to_float16(onnx.load(src), keep_io_types=True), theirs)
-            p_ort = ort_run(h16, x)
-            outdir = os.path.join(tmp, f"out_{name}_fp16")
-            subprocess.run([edgeml, "run", h16, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p_ours = np.load(os.path.join(outdir, "probs.npy"))
-            within = float((np.abs(p_ours - p_ort) <= 2.5e-3).mean())
-            p_theirs = ort_run(theirs, x)
-            rows.append((f"{name} fp16 (float16 model)", float_acc, acc(p_ort), acc(p_ours), acc(p_theirs),
-                         os.path.getsize(h16) / os.path.getsize(src), os.path.getsize(theirs) / os.path.getsize(src),
-                         within))
-            if within < 0.999:
-                failures.append(f"{name} fp16: only {within:.4%} of outputs within 2.5e-3 of onnxruntime")
-            if np.abs(p_ort - p_theirs).max() > 2.5e-3:
-                failures.append(f"{name} fp16: onnxruntime's outputs on our file and onnxconverter-common's differ "
-                                f"by {np.abs(p_ort - p_theirs).max():.3g}")
-            if acc(p_ort) < float_acc - 0.01:
-                failures.append(f"{name} fp16: accuracy {acc(p_ort):.4f} < float {float_acc:.4f} - 0.01")
+            p_ort = c.check(f"{name} fp16 (float16 model)", src, h16, feeds, float_acc, tol=2.5e-3, theirs=theirs,
+                            beat_theirs=False, near_float=0.01, full_check=True)
+            diff = np.abs(p_ort - ort_run(theirs, feeds)).max()
+            if diff > 2.5e-3:
+                c.failures.append(f"{name} fp16: onnxruntime's outputs on our file and onnxconverter-common's "
+                                  f"differ by {diff:.3g}")
+            # Dynamic: DynamicQuantizeLinear and the integer products are exact in both;
+            # only the float scaling and Softmax round.
             for per_channel, contrib in [(False, False), (True, False), (True, True)]:
                 tag = (f"{name} dynamic {'per-channel' if per_channel else 'per-tensor'}"
                        f"{' + contrib ops' if contrib else ''}")
-                dyn = os.path.join(tmp, f"{name}_dyn_{per_channel}_{contrib}.onnx")
-                cmd = [edgeml, "quantize", src, "-o", dyn, "--mode", "dynamic"]
-                if per_channel:
-                    cmd.append("--per-channel")
-                if contrib:
-                    cmd.append("--contrib-ops")
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                onnx.checker.check_model(onnx.load(dyn))
-                p_ort = ort_run(dyn, x)
-                outdir = os.path.join(tmp, f"out_{name}_dyn_{per_channel}_{contrib}")
-                subprocess.run([edgeml, "run", dyn, "-i", xin, "-o", outdir, "--threads", "1"], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                p_ours = np.load(os.path.join(outdir, "probs.npy"))
-                within = float((np.abs(p_ours - p_ort) <= 1e-4).mean())
-                theirs = os.path.join(tmp, f"{name}_dyn_{per_channel}_ort.onnx")
+                dyn = c.quantize(src, out(f"dyn_{per_channel}_{contrib}"),
+                                 ["--mode", "dynamic"] + (["--per-channel"] if per_channel else [])
+                                 + (["--contrib-ops"] if contrib else []))
+                theirs = out(f"dyn_{per_channel}_ort")
                 quantize_dynamic(src, theirs, per_channel=per_channel, weight_type=QuantType.QInt8)
-                acc_ours, acc_theirs = acc(p_ort), acc(ort_run(theirs, x))
-                rows.append((tag, float_acc, acc_ours, acc(p_ours), acc_theirs, os.path.getsize(dyn) / os.path.getsize(src),
-                             os.path.getsize(theirs) / os.path.getsize(src), within))
-                if within < 0.999:
-                    failures.append(f"{tag}: only {within:.4%} of outputs within 1e-4 of onnxruntime")
-                if acc_ours < float_acc - 0.01:
-                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < float {float_acc:.4f} - 0.01")
-                if acc_ours < acc_theirs - 0.005:
-                    failures.append(f"{tag}: accuracy {acc_ours:.4f} < onnxruntime's quantize_dynamic "
-                                    f"{acc_theirs:.4f} - 0.005")
-    print("| model | float | edgeml quantize (onnxruntime run) | (edgeml run) | onnxruntime quantize_static/dynamic "
-          "| size edgeml | size onnxruntime | outputs within tolerance |")
+                c.check(tag, src, dyn, feeds, float_acc, tol=1e-4, theirs=theirs, near_float=0.01)
+        # Two inputs: one .npz holding both, against onnxruntime fed a dict per batch.
+        src = os.path.join(tmp, "cnn_two_inputs.onnx")
+        two_input_cnn(os.path.join(DIGITS, "cnn.onnx"), src)
+        feeds = {"top": np.ascontiguousarray(x[:, :, :4]), "bottom": np.ascontiguousarray(x[:, :, 4:])}
+        npz = os.path.join(tmp, "calib_two.npz")
+        np.savez(npz, **{k: v[:100] for k, v in feeds.items()})
+        float_acc = c.acc(ort_run(src, feeds))
+        for per_channel in [False, True]:
+            tag = f"cnn, two inputs, {'per-channel' if per_channel else 'per-tensor'}"
+            ours = c.quantize(src, os.path.join(tmp, f"two_{per_channel}.onnx"),
+                              ["--calibration", npz] + (["--per-channel"] if per_channel else []))
+            theirs = os.path.join(tmp, f"two_{per_channel}_ort.onnx")
+            static(src, theirs, per_channel, quant_format=QuantFormat.QDQ)
+            c.check(tag, src, ours, feeds, float_acc, theirs=theirs)
+    print("| model | float | edgeml quantize (onnxruntime run) | (edgeml run) | reference quantizer "
+          "| size edgeml | size reference | outputs within tolerance |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    for r in c.rows:
         theirs = "—" if np.isnan(r[4]) else f"{r[4]:.4f}"
         size_theirs = "—" if np.isnan(r[6]) else f"{r[6]:.1%}"
         print(f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} | {theirs} | {r[5]:.1%} | {size_theirs} "
               f"| {r[7]:.2%} |")
-    if failures:
-        print("\n".join(failures), file=sys.stderr)
+    if c.failures:
+        print("\n".join(c.failures), file=sys.stderr)
         sys.exit(1)
 
 

@@ -180,11 +180,7 @@ fn config(a: &Args, model: &Model) -> anyhow::Result<PruneConfig> {
     let recalibrate = match &a.recalibrate {
         Some(p) => Some(Recalibrate {
             dampening: a.dampening,
-            ..Recalibrate::new(crate::quantize::load_calibration(
-                p,
-                &crate::quantize::single_input(model)?,
-                a.batch_size,
-            )?)
+            ..Recalibrate::new(crate::quantize::load_single_f32(p, model, a.batch_size)?)
         }),
         None => None,
     };

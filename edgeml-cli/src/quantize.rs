@@ -1,14 +1,16 @@
-//! `edgeml quantize`: post-training quantization of an ONNX model to INT8 (static QDQ,
-//! dynamic QOperator or weight-only) or to float16 weights.
+//! `edgeml quantize`: post-training quantization of an ONNX model to INT8 (static, as
+//! QDQ or QOperator; dynamic; weight-only), to a float16 model, or to float16 or
+//! bfloat16 weight storage.
 
 use anyhow::{Context, bail};
-use edgeml_onnx::Model;
+use edgeml_core::DType;
+use edgeml_onnx::{Model, Tensor, ValueInfo};
 use edgeml_quant::quantize::{
-    Config, Format, Method, Report, quantize_dynamic, quantize_static_with_progress,
+    Config, Feeds, Format, Method, Report, quantize_dynamic, quantize_static_with_progress,
     quantize_weight_only,
 };
-use ndarray::{ArrayD, Axis};
-use ndarray_npy::{NpzReader, read_npy};
+use ndarray::{ArrayD, Axis, IxDyn, OwnedRepr};
+use ndarray_npy::NpzReader;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -86,10 +88,11 @@ pub(crate) struct Args {
     /// Quantize weights per output channel (default: per tensor).
     #[arg(long)]
     per_channel: bool,
-    /// Calibration data for the model's single input: one f32 `.npy` or `.npz` holding
-    /// samples along axis 0 (cut into `--batch-size` batches), or a directory of `.npy` or
-    /// `.npz` files, each one batch. A `.npz` (`np.savez`, compressed or not) holds the
-    /// array under the input's name. Required by `--mode static`.
+    /// Calibration data: one `.npy` or `.npz` holding samples along axis 0 (cut into
+    /// `--batch-size` batches), or a directory of `.npy` or `.npz` files, each one batch.
+    /// A `.npz` (`np.savez`, compressed or not) holds one array per model input, named
+    /// after it, of the input's element type (token ids as int64, …); a `.npy` feeds a
+    /// model with one input. Required by `--mode static`.
     #[arg(long, value_name = "PATH")]
     calibration: Option<PathBuf>,
     /// Samples per calibration batch when `--calibration` is a single file.
@@ -142,13 +145,39 @@ pub(crate) struct Args {
     report: Option<PathBuf>,
 }
 
-fn read_f32(path: &Path) -> anyhow::Result<ArrayD<f32>> {
-    read_npy(path).with_context(|| format!("{}: not a C-order f32 .npy", path.display()))
+/// Reads the array `key` of `npz` as `dtype` (f32 when the input declares none).
+fn npz_tensor(
+    npz: &mut NpzReader<std::fs::File>,
+    key: &str,
+    dtype: Option<DType>,
+    path: &Path,
+) -> anyhow::Result<Tensor> {
+    macro_rules! read {
+        ($($d:ident => $t:ty),*) => {
+            match dtype.unwrap_or(DType::F32) {
+                $(DType::$d => npz.by_name::<OwnedRepr<$t>, IxDyn>(key).map(Tensor::$d),)*
+                other => bail!(
+                    "{}: {key:?} feeds an input of element type {other:?}, which calibration \
+                     data cannot hold",
+                    path.display()
+                ),
+            }
+        };
+    }
+    let t = read!(F32 => f32, F64 => f64, I64 => i64, I32 => i32, I16 => i16, I8 => i8,
+                  U16 => u16, U8 => u8, Bool => bool);
+    t.with_context(|| {
+        format!(
+            "{}: {key:?} is not a C-order {} array",
+            path.display(),
+            dtype.map_or("f32".to_owned(), |d| format!("{d:?}"))
+        )
+    })
 }
 
-/// The array named `input` in the `.npz` at `path` (`np.savez` or `np.savez_compressed`;
-/// keys are input names, with or without numpy's `.npy` suffix).
-fn read_npz(path: &Path, input: &str) -> anyhow::Result<ArrayD<f32>> {
+/// A value for each of `inputs` from the `.npz` at `path` (`np.savez` or
+/// `np.savez_compressed`; keys are input names, with or without numpy's `.npy` suffix).
+fn read_npz(path: &Path, inputs: &[&ValueInfo]) -> anyhow::Result<Feeds> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut npz =
@@ -156,39 +185,72 @@ fn read_npz(path: &Path, input: &str) -> anyhow::Result<ArrayD<f32>> {
     let names = npz
         .names()
         .with_context(|| format!("{}: cannot list the arrays", path.display()))?;
-    let Some(key) = names
+    inputs
         .iter()
-        .find(|k| k.as_str() == input || k.strip_suffix(".npy") == Some(input))
-    else {
-        bail!(
-            "{}: no array named {input:?}, the model's input (it holds {}); save it as \
-             np.savez(path, **{{{input:?}: x}})",
-            path.display(),
-            names.join(", ")
-        );
-    };
-    npz.by_name(key)
-        .with_context(|| format!("{}: {key:?} is not a C-order f32 array", path.display()))
+        .map(|vi| {
+            let input = vi.name.as_str();
+            let Some(key) = names
+                .iter()
+                .find(|k| k.as_str() == input || k.strip_suffix(".npy") == Some(input))
+            else {
+                bail!(
+                    "{}: no array named {input:?}, an input of the model (it holds {}); save \
+                     one array per input as np.savez(path, **{{name: array}})",
+                    path.display(),
+                    names.join(", ")
+                );
+            };
+            Ok((vi.name.clone(), npz_tensor(&mut npz, key, vi.dtype, path)?))
+        })
+        .collect()
 }
 
 fn is_ext(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|x| x == ext)
 }
 
-/// The calibration batches named by `path` for the model input `input` (also `edgeml
-/// prune --recalibrate`): a directory of `.npy` or `.npz` files, each one batch; or
-/// one `.npy` or `.npz` holding every sample along axis 0, cut into batches of
-/// `batch_size`. In a `.npz` the array is the one named after the input.
+/// Rows `r` (along axis 0) of `t`.
+fn rows(t: &Tensor, r: std::ops::Range<usize>) -> Tensor {
+    macro_rules! cut {
+        ($($v:ident),*) => {
+            match t {
+                $(Tensor::$v(a) => Tensor::$v(a.slice_axis(Axis(0), r.into()).to_owned()),)*
+            }
+        };
+    }
+    cut!(F32, F16, BF16, F64, I8, U8, I16, U16, I32, I64, Bool)
+}
+
+/// The calibration batches named by `path` for `model`'s run-time inputs (also `edgeml
+/// prune --recalibrate`): a directory of `.npy` or `.npz` files, each one batch; or one
+/// `.npy` or `.npz` holding every sample along axis 0, cut into batches of
+/// `batch_size`. A `.npz` holds one array per input, named after it; a `.npy` feeds a
+/// model with a single input.
 pub(crate) fn load_calibration(
     path: &Path,
-    input: &str,
+    model: &Model,
     batch_size: usize,
-) -> anyhow::Result<Vec<ArrayD<f32>>> {
-    let read = |p: &Path| {
+) -> anyhow::Result<Vec<Feeds>> {
+    let inputs = run_inputs(model);
+    if inputs.is_empty() {
+        bail!("the model has no run-time input to calibrate");
+    }
+    let read = |p: &Path| -> anyhow::Result<Feeds> {
         if is_ext(p, "npz") {
-            read_npz(p, input)
-        } else {
-            read_f32(p)
+            return read_npz(p, &inputs);
+        }
+        match inputs.as_slice() {
+            [one] => Ok(vec![(one.name.clone(), crate::run::read_any(p)?)]),
+            many => bail!(
+                "{}: a .npy holds one array, and the model has {} inputs ({}); give a .npz \
+                 with one array per input, named after it",
+                p.display(),
+                many.len(),
+                many.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     };
     if path.is_dir() {
@@ -207,36 +269,64 @@ pub(crate) fn load_calibration(
         bail!("--batch-size must be at least 1");
     }
     let all = read(path)?;
-    if all.ndim() == 0 {
-        bail!("{}: a scalar holds no samples", path.display());
+    let mut n = None;
+    for (name, t) in &all {
+        let Some(&len) = t.shape().first() else {
+            bail!(
+                "{}: {name:?} is a scalar, which holds no samples",
+                path.display()
+            );
+        };
+        if n.is_some_and(|n| n != len) {
+            bail!(
+                "{}: the arrays hold different numbers of samples along axis 0 ({})",
+                path.display(),
+                all.iter()
+                    .map(|(k, t)| format!("{k}: {}", t.shape().first().unwrap_or(&0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        n = Some(len);
     }
-    let n = all.len_of(Axis(0));
+    let n = n.unwrap_or(0);
     Ok((0..n)
         .step_by(batch_size)
         .map(|i| {
-            all.slice_axis(Axis(0), (i..(i + batch_size).min(n)).into())
-                .to_owned()
+            all.iter()
+                .map(|(k, t)| (k.clone(), rows(t, i..(i + batch_size).min(n))))
+                .collect()
         })
         .collect())
 }
 
-/// The name of `model`'s one run-time input (what calibration data feeds).
-pub(crate) fn single_input(model: &Model) -> anyhow::Result<String> {
-    let g = &model.graph;
-    let inputs: Vec<&str> = g
-        .inputs
-        .iter()
-        .filter(|i| g.initializer(&i.name).is_none())
-        .map(|i| i.name.as_str())
-        .collect();
-    match inputs.as_slice() {
-        [one] => Ok((*one).to_owned()),
-        _ => bail!(
-            "calibration data feeds models with exactly one input; this one has {} ({})",
-            inputs.len(),
-            inputs.join(", ")
-        ),
+/// `model`'s run-time graph inputs.
+fn run_inputs(model: &Model) -> Vec<&ValueInfo> {
+    model.graph.runtime_inputs().collect()
+}
+
+/// [`load_calibration`] for a model with one float input (`edgeml prune
+/// --recalibrate`): each batch's array.
+pub(crate) fn load_single_f32(
+    path: &Path,
+    model: &Model,
+    batch_size: usize,
+) -> anyhow::Result<Vec<ArrayD<f32>>> {
+    let inputs = run_inputs(model);
+    if inputs.len() != 1 {
+        bail!(
+            "calibration data here feeds models with exactly one input; this one has {}",
+            inputs.len()
+        );
     }
+    load_calibration(path, model, batch_size)?
+        .into_iter()
+        .map(|mut f| match f.pop() {
+            Some((_, Tensor::F32(a))) => Ok(a),
+            Some((name, t)) => bail!("{name:?}: float32 data needed, got {:?}", t.dtype()),
+            None => bail!("an empty calibration batch"),
+        })
+        .collect()
 }
 
 fn size_text(bytes: u64) -> String {
@@ -422,7 +512,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
                      directory of batches)"
                 );
             };
-            let batches = load_calibration(cal, &single_input(&model)?, args.batch_size)?;
+            let batches = load_calibration(cal, &model, args.batch_size)?;
             let bar = indicatif::ProgressBar::new(batches.len() as u64).with_style(
                 indicatif::ProgressStyle::with_template(
                     "calibrate {bar:30} {pos}/{len} batches {elapsed}",

@@ -548,3 +548,136 @@ fn npz_calibration_and_qoperator_formats() {
         .count();
     assert_eq!(n, 2);
 }
+
+/// The digits CNN fed as two flat halves (`top`, `bottom`, `[N, 32]` each), joined and
+/// reshaped to `[N, 1, 8, 8]`; with `shape_input` the reshape's target is a third,
+/// int64 input `shape`, else a constant.
+fn two_input_cnn(shape_input: bool) -> Model {
+    use edgeml_core::DType;
+    use edgeml_onnx::{Attribute, Dim, Node, Tensor, ValueInfo};
+    let mut m = Model::load(digits().join("cnn.onnx")).expect("load");
+    let g = &mut m.graph;
+    let flat = |name: &str| {
+        ValueInfo::tensor(
+            name,
+            DType::F32,
+            vec![Dim::Symbolic("N".into()), Dim::Known(32)],
+        )
+    };
+    g.inputs.retain(|i| i.name != "x");
+    g.inputs.insert(0, flat("top"));
+    g.inputs.insert(1, flat("bottom"));
+    let target = ndarray::arr1(&[-1i64, 1, 8, 8]).into_dyn();
+    if shape_input {
+        g.inputs
+            .push(ValueInfo::tensor("shape", DType::I64, vec![Dim::Known(4)]));
+    } else {
+        g.initializers.push(("shape".into(), Tensor::I64(target)));
+    }
+    g.nodes.insert(
+        0,
+        Node::new("Concat", &["top", "bottom"], &["flat"]).with_attr("axis", Attribute::Int(1)),
+    );
+    g.nodes
+        .insert(1, Node::new("Reshape", &["flat", "shape"], &["x"]));
+    m
+}
+
+#[test]
+fn multi_input_models_calibrate_from_npz_with_an_array_per_input() {
+    use ndarray_npy::NpzWriter;
+    let d = tmp("multi");
+    let x: ArrayD<f32> = read_npy(digits().join("x_test.npy")).expect("x");
+    let flat = x.into_shape_with_order((450, 64)).expect("flat");
+    let rows =
+        |a: usize, b: usize, cols: std::ops::Range<usize>| flat.slice(s![a..b, cols]).to_owned();
+    let write = |path: &PathBuf, arrays: &[(&str, ArrayD<f32>)], shape: bool| {
+        let mut w = NpzWriter::new(std::fs::File::create(path).expect("create"));
+        for (k, a) in arrays {
+            w.add_array(*k, a).expect("add");
+        }
+        if shape {
+            w.add_array("shape", &ndarray::arr1(&[-1i64, 1, 8, 8]))
+                .expect("add");
+        }
+        w.finish().expect("finish");
+    };
+    let quantize = |model: &PathBuf, cal: &PathBuf| {
+        let out = d.join("q.onnx");
+        let _ = std::fs::remove_file(&out);
+        let o = edgeml()
+            .arg("quantize")
+            .arg(model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(cal)
+            .output()
+            .expect("run");
+        (o, out)
+    };
+    // Two float inputs, one file of samples cut into batches of 10.
+    let two = d.join("two.onnx");
+    two_input_cnn(false).save(&two).expect("save");
+    let cal = d.join("cal.npz");
+    let halves = |n: usize| {
+        [
+            ("top", rows(0, n, 0..32).into_dyn()),
+            ("bottom", rows(0, n, 32..64).into_dyn()),
+        ]
+    };
+    write(&cal, &halves(40), false);
+    let (o, out) = quantize(&two, &cal);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("calibrated on 4 batches"), "{stdout}");
+    let q = Model::load(&out).expect("the output loads");
+    assert!(q.graph.nodes.iter().any(|n| n.op_type == "QuantizeLinear"));
+    // With an int64 input too: a directory of batch files, each holding every input.
+    let three = d.join("three.onnx");
+    two_input_cnn(true).save(&three).expect("save");
+    let dir = d.join("batches");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for i in 0..3 {
+        let b = [
+            ("top", rows(i * 10, i * 10 + 10, 0..32).into_dyn()),
+            ("bottom", rows(i * 10, i * 10 + 10, 32..64).into_dyn()),
+        ];
+        write(&dir.join(format!("b{i}.npz")), &b, true);
+    }
+    let (o, _) = quantize(&three, &dir);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("calibrated on 3 batches"), "{stdout}");
+    // Refused, status 1, nothing written: a .npy for a two-input model, a missing
+    // input, halves of different lengths.
+    let npy = d.join("x.npy");
+    write_npy(&npy, &rows(0, 10, 0..64)).expect("write");
+    let missing = d.join("missing.npz");
+    write(&missing, &halves(10)[..1], false);
+    let uneven = d.join("uneven.npz");
+    write(
+        &uneven,
+        &[
+            ("top", rows(0, 20, 0..32).into_dyn()),
+            ("bottom", rows(0, 10, 32..64).into_dyn()),
+        ],
+        false,
+    );
+    for (cal, words) in [
+        (&npy, vec!["a .npy holds one array", "top, bottom"]),
+        (&missing, vec!["no array named \"bottom\""]),
+        (
+            &uneven,
+            vec!["different numbers of samples", "top: 20", "bottom: 10"],
+        ),
+    ] {
+        let (o, out) = quantize(&two, cal);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        for w in words {
+            assert!(stderr.contains(w), "{cal:?}: {stderr}");
+        }
+        assert!(!out.exists());
+    }
+}

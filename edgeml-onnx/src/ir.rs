@@ -159,6 +159,14 @@ impl Graph {
             .find(|(n, _)| n == name)
             .map(|(_, t)| t)
     }
+
+    /// The inputs fed at run time: graph inputs that are not also initializers (before
+    /// IR version 4 every initializer was listed among the inputs too, as a default).
+    pub fn runtime_inputs(&self) -> impl Iterator<Item = &ValueInfo> {
+        self.inputs
+            .iter()
+            .filter(|v| self.initializer(&v.name).is_none())
+    }
 }
 
 /// An operator-set import: `domain` at `version`.

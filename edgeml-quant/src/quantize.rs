@@ -51,6 +51,7 @@ mod calibrate;
 mod dynamic;
 mod equalize;
 mod exact;
+mod feeds;
 mod report;
 mod rewrite;
 mod rounds;
@@ -59,7 +60,6 @@ mod sqnr;
 use crate::{Error, Result};
 use edgeml_core::DType;
 use edgeml_onnx::{Attribute, Model, Node};
-use ndarray::ArrayD;
 use std::collections::{HashMap, HashSet};
 
 /// How activation ranges are calibrated. Whatever the method, a tensor that is a graph
@@ -227,26 +227,30 @@ impl Default for Config {
     }
 }
 
+pub use feeds::{CalibrationBatch, Feeds};
 pub use report::{
     ActivationRange, BiasCorrection, FloatNode, KeptFloat, LayerError, NodeRef, Report,
 };
 
-/// Calibrates `model` on `batches` (each one batch of the model's single input, e.g.
-/// `[10, 1, 8, 8]`) and returns the QDQ-quantized model with a report. See the
-/// [module](self) documentation for what is written.
+/// Calibrates `model` on `batches` and returns the QDQ-quantized model with a report.
+/// Each batch is either an `ArrayD<f32>`, one batch of the model's single input (e.g.
+/// `[10, 1, 8, 8]`), or, for models with several inputs, [`Feeds`]: a value for every
+/// input by name, of the input's element type (as onnxruntime's
+/// `CalibrationDataReader` returns a dict per batch). See the [module](self)
+/// documentation for what is written.
 ///
 /// # Errors
 /// [`Error::EmptyCalibration`] without batches; [`Error::Invalid`] for a
 /// [`Config::target_sqnr`] that is NaN, infinite or negative; [`Error::Shape`] for a
-/// batch whose rank or fixed dimensions disagree with the model's input;
+/// batch whose rank, fixed dimensions or element type disagree with the model's input,
+/// or [`Feeds`] that miss an input, repeat one or name something else;
 /// [`Error::NonFinite`] for NaN or infinite calibration values or weights;
-/// [`Error::Unsupported`] for models with
-/// other than one input, opsets below 10 (13 for per-channel), an unsupported
-/// [`Config`] type or no quantizable node; [`Error::Model`] if the float model fails to
-/// plan or run.
-pub fn quantize_static(
+/// [`Error::Unsupported`] for unnamed batches and a model without exactly one input,
+/// opsets below 10 (13 for per-channel), an unsupported [`Config`] type or no
+/// quantizable node; [`Error::Model`] if the float model fails to plan or run.
+pub fn quantize_static<B: CalibrationBatch>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
     config: &Config,
 ) -> Result<(Model, Report)> {
     quantize_static_with_progress(model, batches, config, &mut |_| {})
@@ -256,9 +260,9 @@ pub fn quantize_static(
 ///
 /// # Errors
 /// As [`quantize_static`].
-pub fn quantize_static_with_progress(
+pub fn quantize_static_with_progress<B: CalibrationBatch>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {

@@ -95,7 +95,7 @@ fn bad_calibration_and_weights_are_typed_errors() {
     let (x, _) = data();
     let model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
     let c = Config::default();
-    let e = quantize_static(&model, &[], &c).unwrap_err();
+    let e = quantize_static::<ArrayD<f32>>(&model, &[], &c).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     let wrong = x.slice(s![0..10, .., 0..4, ..]).to_owned().into_dyn();
     let e = quantize_static(&model, &[wrong], &c).unwrap_err();

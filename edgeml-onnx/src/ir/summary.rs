@@ -128,13 +128,7 @@ impl Model {
                     (d.to_owned(), o.version)
                 })
                 .collect(),
-            inputs: self
-                .graph
-                .inputs
-                .iter()
-                .filter(|v| self.graph.initializer(&v.name).is_none())
-                .cloned()
-                .collect(),
+            inputs: self.graph.runtime_inputs().cloned().collect(),
             outputs: self.graph.outputs.clone(),
             ..ModelSummary::default()
         };

@@ -243,12 +243,7 @@ fn target(g: &Graph, i: usize) -> std::result::Result<Target, String> {
 /// The model's single graph input that is not an initializer.
 fn single_input(m: &Model) -> Result<String> {
     let g = &m.graph;
-    let ins: Vec<&str> = g
-        .inputs
-        .iter()
-        .filter(|i| g.initializer(&i.name).is_none())
-        .map(|i| i.name.as_str())
-        .collect();
+    let ins: Vec<&str> = g.runtime_inputs().map(|i| i.name.as_str()).collect();
     match ins[..] {
         [one] => Ok(one.to_string()),
         _ => Err(Error::InvalidArgument(format!(

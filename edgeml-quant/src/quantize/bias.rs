@@ -14,6 +14,7 @@
 //! initializer read by other nodes too is left alone.
 
 use super::calibrate::model_err;
+use super::feeds::{CalibrationBatch, refs};
 use super::rewrite::weight_params;
 use super::{BiasCorrection, Config, Selection, node_ref};
 use crate::math::quantize;
@@ -115,10 +116,10 @@ fn weight_error(wf: &ArrayD<f32>, w_axis: usize, config: &Config) -> Result<Arra
 }
 
 /// Measures `δ` for every target with a float bias (see the module documentation).
-pub(super) fn measure(
+pub(super) fn measure<B: CalibrationBatch>(
     model: &Model,
-    input: &str,
-    batches: &[ArrayD<f32>],
+    single: &str,
+    batches: &[B],
     sel: &Selection,
     config: &Config,
 ) -> Result<Vec<Shift>> {
@@ -149,11 +150,10 @@ pub(super) fn measure(
     let fplan = Plan::new(model, opts).map_err(model_err)?;
     let mut sums: Vec<(Vec<f64>, usize)> = vec![(Vec::new(), 0); jobs.len()];
     for b in batches {
-        let x = Tensor::F32(b.clone());
-        let mut seen: HashMap<String, Tensor> = HashMap::new();
-        seen.insert(input.to_owned(), x.clone());
+        let feeds = b.feeds(single);
+        let mut seen: HashMap<String, Tensor> = feeds.iter().cloned().collect();
         fplan
-            .run_observed(&[(input, &x)], &mut |name, t| {
+            .run_observed(&refs(&feeds), &mut |name, t| {
                 if wanted.contains(name) {
                     seen.insert(name.to_owned(), t.clone());
                 }

@@ -1,10 +1,11 @@
 //! Calibration: runs the float model over the batches with one observer per activation
 //! tensor and returns each tensor's proposed range.
 
+use super::feeds::{CalibrationBatch, refs};
 use super::{Config, Method};
 use crate::{Entropy, Error, MinMax, MovingAverageMinMax, Mse, Percentile, Result};
 use edgeml_core::Observer;
-use edgeml_onnx::{Dim, GraphOptLevel, Model, Plan, PlanOptions, Tensor};
+use edgeml_onnx::{GraphOptLevel, Model, Plan, PlanOptions};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 
@@ -16,9 +17,10 @@ pub(super) fn model_err(e: edgeml_onnx::Error) -> Error {
 }
 
 /// The ranges of `tensors` over `batches`, in the order of `tensors`.
-pub(super) fn run(
+pub(super) fn run<B: CalibrationBatch>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
+    single: &str,
     tensors: &[String],
     config: &Config,
     progress: &mut dyn FnMut(usize),
@@ -26,6 +28,7 @@ pub(super) fn run(
     let job = Job {
         model,
         batches,
+        single,
         tensors,
         threads: config.calibration_threads,
         progress,
@@ -87,20 +90,23 @@ impl<O: Observer> Observer for Chosen<O> {
 }
 
 /// One calibration run's arguments, whatever the observer type.
-struct Job<'a, 'p> {
+struct Job<'a, 'p, B> {
     model: &'a Model,
-    batches: &'a [ArrayD<f32>],
+    batches: &'a [B],
+    /// The model's single input's name, for unnamed batches.
+    single: &'a str,
     tensors: &'a [String],
     threads: usize,
     progress: &'p mut dyn FnMut(usize),
 }
 
-impl Job<'_, '_> {
+impl<B: CalibrationBatch> Job<'_, '_, B> {
     /// Runs the calibration with a clone of `proto` per tensor.
     fn observe<O: Observer + Clone + Send + Sync>(self, proto: &O) -> Result<Vec<(f32, f32)>> {
         observe_all(
             self.model,
             self.batches,
+            self.single,
             self.tensors,
             proto,
             self.threads,
@@ -109,56 +115,15 @@ impl Job<'_, '_> {
     }
 }
 
-/// The model's single graph input (inputs that are also initializers do not count).
-pub(super) fn single_input(model: &Model) -> Result<&edgeml_onnx::ValueInfo> {
-    let g = &model.graph;
-    let inputs: Vec<_> = g
-        .inputs
-        .iter()
-        .filter(|i| g.initializer(&i.name).is_none())
-        .collect();
-    match inputs.as_slice() {
-        [one] => Ok(one),
-        _ => Err(Error::Unsupported(format!(
-            "calibration supports models with exactly one input; this one has {}",
-            inputs.len()
-        ))),
-    }
-}
-
-/// Checks a batch against the declared input: same rank, same fixed dimensions, finite.
-fn check_batch(vi: &edgeml_onnx::ValueInfo, i: usize, b: &ArrayD<f32>) -> Result<()> {
-    if let Some(shape) = &vi.shape {
-        let fits = shape.len() == b.ndim()
-            && shape
-                .iter()
-                .zip(b.shape())
-                .all(|(d, &n)| !matches!(d, Dim::Known(k) if *k != n));
-        if !fits {
-            return Err(Error::Shape(format!(
-                "calibration batch {i} has shape {:?}; the model's input {:?} is {shape:?}",
-                b.shape(),
-                vi.name
-            )));
-        }
-    }
-    if let Some(bad) = b.iter().find(|v| !v.is_finite()) {
-        return Err(Error::NonFinite(format!(
-            "calibration batch {i} holds {bad}"
-        )));
-    }
-    Ok(())
-}
-
-fn observe_all<O: Observer + Clone + Send + Sync>(
+fn observe_all<B: CalibrationBatch, O: Observer + Clone + Send + Sync>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
+    single: &str,
     tensors: &[String],
     proto: &O,
     threads: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<(f32, f32)>> {
-    let vi = single_input(model)?;
     let outputs: std::collections::HashSet<&str> = model
         .graph
         .outputs
@@ -175,9 +140,6 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
             }
         })
         .collect();
-    for (i, b) in batches.iter().enumerate() {
-        check_batch(vi, i, b)?;
-    }
     let mut opts = PlanOptions::with_threads(1);
     // Every value the quantizer needs must stay visible to the observer.
     opts.optimization = GraphOptLevel::Disabled;
@@ -192,7 +154,6 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
         n => n,
     }
     .clamp(1, batches.len().max(1));
-    let input = vi.name.as_str();
     // Contiguous runs of batches, one per thread, merged in order afterwards (the
     // moving average's merge appends), so the result is that of one observer fed every
     // batch (exact for MinMax, Entropy and Mse; see each observer's merge).
@@ -208,12 +169,14 @@ fn observe_all<O: Observer + Clone + Send + Sync>(
                     let mut observers = protos.clone();
                     let mut seen = vec![false; tensors.len()];
                     for b in chunk {
-                        if let Some(&i) = index.get(input) {
-                            observe_array(&mut observers[i], b);
-                            seen[i] = true;
+                        let feeds = b.feeds(single);
+                        for (name, t) in feeds.iter() {
+                            if let (Some(&i), Some(a)) = (index.get(name.as_str()), t.as_f32()) {
+                                observe_array(&mut observers[i], a);
+                                seen[i] = true;
+                            }
                         }
-                        let x = Tensor::F32(b.clone());
-                        plan.run_observed(&[(input, &x)], &mut |name, t| {
+                        plan.run_observed(&refs(&feeds), &mut |name, t| {
                             if let (Some(&i), Some(a)) = (index.get(name), t.as_f32()) {
                                 observe_array(&mut observers[i], a);
                                 seen[i] = true;

@@ -2,20 +2,20 @@
 //! SQNR, measuring and keeping the worst node in float) with the same ranges.
 
 use super::{
-    Config, Format, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, node_ref,
-    rewrite, select, select_except, sqnr,
+    Config, Format, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, feeds,
+    node_ref, rewrite, select, select_except, sqnr,
 };
 use crate::onnx::{FuseTarget, fuse_qdq_for};
 use crate::{Error, Result};
 use edgeml_onnx::Model;
-use ndarray::ArrayD;
+use feeds::CalibrationBatch;
 use std::collections::{HashMap, HashSet};
 
 /// [`super::quantize_static_with_progress`]: the QDQ model, then fused into
 /// [`Config::format`].
-pub(super) fn run(
+pub(super) fn run<B: CalibrationBatch>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
@@ -31,9 +31,9 @@ pub(super) fn run(
     Ok((out, report))
 }
 
-fn run_qdq(
+fn run_qdq<B: CalibrationBatch>(
     model: &Model,
-    batches: &[ArrayD<f32>],
+    batches: &[B],
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
@@ -45,9 +45,7 @@ fn run_qdq(
             "target SQNR {t} dB: give a finite value of at least 0"
         )));
     }
-    if batches.is_empty() {
-        return Err(Error::EmptyCalibration);
-    }
+    let single = feeds::check(model, batches)?;
     // The model quantized: equalized or not. Errors are measured against the
     // original; node indices are the same in both.
     let mut work = model.clone();
@@ -65,11 +63,10 @@ fn run_qdq(
                 .into(),
         ));
     }
-    let ranges = calibrate::run(model, batches, &sel.tensors, config, progress)?;
+    let ranges = calibrate::run(model, batches, &single, &sel.tensors, config, progress)?;
     let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(ranges).collect();
-    let input = calibrate::single_input(model)?.name.clone();
     let shifts = if config.bias_correction {
-        bias::measure(model, &input, batches, &sel, config)?
+        bias::measure(model, &single, batches, &sel, config)?
     } else {
         Vec::new()
     };
@@ -122,7 +119,7 @@ fn run_qdq(
             .iter()
             .map(|(_, n, y)| (n.clone(), y.clone()))
             .collect();
-        let m = sqnr::measure(original, &out, &input, batches, &named)?;
+        let m = sqnr::measure(original, &out, &single, batches, &named)?;
         report.layers = m.layers;
         report.output_sqnr_db = m.output_sqnr_db;
         let worst = report

@@ -5,10 +5,10 @@
 //! model (the QDQ model as written, run by the reference operators).
 
 use super::calibrate::model_err;
+use super::feeds::{CalibrationBatch, refs};
 use super::{LayerError, NodeRef};
 use crate::{Error, Result};
 use edgeml_onnx::{GraphOptLevel, Model, Plan, PlanOptions, Tensor};
-use ndarray::ArrayD;
 use std::collections::HashMap;
 
 /// Where the quantized model holds a tensor's codes, and their parameters.
@@ -88,11 +88,11 @@ pub(super) struct Measured {
 
 /// The error of each `(node, tensor)` of `layers` in `q` against `model`, and of the
 /// model outputs.
-pub(super) fn measure(
+pub(super) fn measure<B: CalibrationBatch>(
     model: &Model,
     q: &Model,
-    input: &str,
-    batches: &[ArrayD<f32>],
+    single: &str,
+    batches: &[B],
     layers: &[(NodeRef, String)],
 ) -> Result<Measured> {
     let mut opts = PlanOptions::with_threads(1);
@@ -114,10 +114,11 @@ pub(super) fn measure(
     let mut acc = vec![Acc::default(); layers.len()];
     let mut outs: Vec<(String, Acc)> = Vec::new();
     for b in batches {
-        let x = Tensor::F32(b.clone());
+        let feeds = b.feeds(single);
+        let x = refs(&feeds);
         let mut fvals: Vec<Option<Vec<f32>>> = vec![None; layers.len()];
         let fout = fplan
-            .run_observed(&[(input, &x)], &mut |name, t| {
+            .run_observed(&x, &mut |name, t| {
                 if let Some(&i) = want_f.get(name) {
                     fvals[i] = as_f32(t);
                 }
@@ -125,7 +126,7 @@ pub(super) fn measure(
             .map_err(model_err)?;
         let mut qvals: Vec<Option<Vec<f32>>> = vec![None; layers.len()];
         let qout = qplan
-            .run_observed(&[(input, &x)], &mut |name, t| {
+            .run_observed(&x, &mut |name, t| {
                 if let Some(&i) = want_q.get(name) {
                     qvals[i] = as_f32(t);
                 }

@@ -67,11 +67,7 @@ impl Builder<'_> {
         if let Some(vi) = g.value_info.iter().find(|v| v.name == value) {
             return first(&vi.shape);
         }
-        let mut dims = g
-            .inputs
-            .iter()
-            .filter(|v| g.initializer(&v.name).is_none())
-            .map(|v| first(&v.shape));
+        let mut dims = g.runtime_inputs().map(|v| first(&v.shape));
         let d = dims.next()??;
         dims.all(|x| x == Some(d)).then_some(d)
     }
