@@ -36,10 +36,13 @@
 //! rounding, and [`Config::equalize`] balances the weight ranges of `Conv → [Relu] →
 //! Conv` pairs first ([`equalize`]). All keep the QDQ format described above.
 //!
-//! Every pass first turns `Constant` nodes into initializers and folds
+//! Every pass first turns `Constant` nodes into initializers, turns each `MatMul` with
+//! a 2-D input and a constant bias `Add` into one `Gemm` (not for the standard-domain
+//! [`Format::QOperator`], which has `QLinearMatMul` and no quantized `Gemm`), and folds
 //! `BatchNormalization` into the `Conv`, `ConvTranspose` or `Gemm` before it (exact
 //! rewrites; onnxruntime's `quant_pre_process` does the same), so weights written as
-//! constants are quantized and batch norms do not run in float between two
+//! constants are quantized, a bias is added in int32 inside its layer as in TFLite's
+//! fully connected layer, and batch norms do not run in float between two
 //! quantizations.
 //!
 //! Activation tensors whose calibration saw no finite value get the range `(0, 0)`
@@ -266,7 +269,7 @@ pub fn quantize_static_with_progress<B: CalibrationBatch>(
     config: &Config,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Model, Report)> {
-    rounds::run(&prepared(model)?, batches, config, progress)
+    rounds::run(&prepared(model, config)?, batches, config, progress)
 }
 
 /// Weight-only quantization: every quantizable node's weight becomes an int8
@@ -283,7 +286,7 @@ pub fn quantize_static_with_progress<B: CalibrationBatch>(
 /// quantizable node, or [`Config::target_sqnr`], [`Config::bias_correction`] or
 /// [`Config::equalize`] set.
 pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Report)> {
-    let model = &prepared(model)?;
+    let model = &prepared(model, config)?;
     static_only(config, "weight-only")?;
     check_config(model, config)?;
     let mut sel = select(model, config)?;
@@ -335,7 +338,7 @@ pub fn quantize_weight_only(model: &Model, config: &Config) -> Result<(Model, Re
 /// below 11, an unsupported [`Config::weight_type`], no quantizable node, or
 /// [`Config::target_sqnr`], [`Config::bias_correction`] or [`Config::equalize`] set.
 pub fn quantize_dynamic(model: &Model, config: &Config) -> Result<(Model, Report)> {
-    let model = &prepared(model)?;
+    let model = &prepared(model, config)?;
     static_only(config, "dynamic")?;
     // No QuantizeLinear is written: the activation options and the per-axis opset
     // requirement of static quantization do not apply.
@@ -387,20 +390,32 @@ pub fn equalize(model: &Model) -> Result<(Model, Vec<(NodeRef, NodeRef)>)> {
 }
 
 /// `model` ready for quantization, as onnxruntime's `quant_pre_process` prepares it:
-/// `Constant` nodes become initializers (so their weights are found) and
+/// `Constant` nodes become initializers (so their weights are found), `MatMul` + bias
+/// `Add` pairs become `Gemm` (see the module documentation) and
 /// `BatchNormalization` after a `Conv`/`ConvTranspose`/`Gemm` is folded into its weights
 /// (so it is quantized with them instead of running in float between two
 /// quantizations); the weights the folds replaced are dropped. All are exact rewrites
 /// of the float model.
-fn prepared(model: &Model) -> Result<Model> {
-    use edgeml_onnx::passes::{ConstantToInitializer, EliminateDeadCode, FoldBatchNorm, Pass};
+fn prepared(model: &Model, config: &Config) -> Result<Model> {
+    use edgeml_onnx::passes::{
+        ConstantToInitializer, EliminateDeadCode, FoldBatchNorm, FuseMatMulAdd, Pass,
+    };
     let mut m = model.clone();
     // Dead code last: the weights a fold replaced would stay in the file otherwise.
-    for pass in [
-        &ConstantToInitializer as &dyn Pass,
-        &FoldBatchNorm,
-        &EliminateDeadCode,
-    ] {
+    // A MatMul and its bias Add become one Gemm, quantized as one group with an int32
+    // bias (what onnxruntime's MatMulAddFusion does in quant_pre_process, and TFLite's
+    // fully connected layer); but the standard-domain QOperator form has no quantized
+    // Gemm, and keeps QLinearMatMul.
+    let matmul_add: &[&dyn Pass] = if config.format == Format::QOperator {
+        &[]
+    } else {
+        &[&FuseMatMulAdd]
+    };
+    let passes = [&ConstantToInitializer as &dyn Pass]
+        .into_iter()
+        .chain(matmul_add.iter().copied())
+        .chain([&FoldBatchNorm as &dyn Pass, &EliminateDeadCode]);
+    for pass in passes {
         pass.run(&mut m).map_err(|e| Error::Model {
             kind: e.kind(),
             message: format!("preparing the model ({}): {e}", pass.name()),
