@@ -213,8 +213,9 @@ impl Mlp {
     /// # Errors
     /// [`Error::UnsupportedModel`] (kind `InvalidModel`) naming the first node or value
     /// that does not fit: another operator or activation, a non-constant or non-float
-    /// weight, mismatched widths, a branch, nodes off the chain, no layer at all, or
-    /// fewer than 2 outputs.
+    /// weight, mismatched widths, a branch, nodes off the chain, no layer at all,
+    /// fewer than 2 outputs, or graph outputs other than the chain's end;
+    /// [`Error::NonFinite`] for a NaN or infinite weight.
     pub fn from_onnx(model: &Model) -> Result<Mlp> {
         let g = &model.graph;
         let inputs: Vec<&ValueInfo> = g
@@ -296,6 +297,12 @@ impl Mlp {
         }
         if let Some(i) = chain.used.iter().position(|u| !u) {
             return Err(unsupported(&g.nodes[i], "off the input-to-output chain"));
+        }
+        if g.outputs.len() != 1 || g.outputs[0].name != chain.cur {
+            return Err(Error::UnsupportedModel(format!(
+                "the graph outputs are not just the end of the chain, `{}`",
+                chain.cur
+            )));
         }
         let inputs = sizes[0];
         let declared: Option<Vec<usize>> = input.shape.as_ref().and_then(|s| {

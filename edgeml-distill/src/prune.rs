@@ -157,6 +157,11 @@ impl Masks {
                 (off, n_in * n_out)
             })
             .collect();
+        if let Some(&(_, n)) = layers.iter().find(|l| u32::try_from(l.1).is_err()) {
+            return Err(Error::InvalidArgument(format!(
+                "a weight matrix of {n} entries is too large to prune (at most 2^32 - 1)"
+            )));
+        }
         let target = layers
             .iter()
             .map(|&(_, n)| pruned_count(cfg.sparsity, n))

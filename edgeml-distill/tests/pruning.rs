@@ -331,8 +331,11 @@ mod onnx {
             .find(|n| n.op_type == "MatMul")
             .unwrap();
         mm.inputs.swap(0, 1);
+        let mut inner_output = base.clone();
+        inner_output.graph.outputs[0].name = "h".into();
         let cnn = Model::load(digits().join("cnn.onnx")).unwrap();
         for (what, m) in [
+            ("inner output", inner_output),
             ("sigmoid", sigmoid),
             ("branch", branch),
             ("swapped", swapped),
