@@ -1,14 +1,15 @@
 //! `edgeml distill`: train a small MLP student on an ONNX teacher's soft targets and
-//! write it as ONNX.
+//! write it as ONNX, optionally pruning its weights gradually while it trains.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
 use edgeml_distill::{
-    CrossEntropy, EpochMetrics, Kd, KdConfig, Mlp, Optimizer, Teacher, TeacherOptions, TrainConfig,
-    TrainData, train,
+    CrossEntropy, EpochMetrics, Kd, KdConfig, Mlp, Optimizer, PruneDuringTraining, Teacher,
+    TeacherOptions, TrainConfig, TrainData, train,
 };
+use edgeml_prune::PolynomialDecay;
 use ndarray::{Array1, Array2, ArrayD};
 use ndarray_npy::read_npy;
 
@@ -74,6 +75,23 @@ pub(crate) struct Args {
     /// Seed of the initialisation, split and shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Prune this fraction in [0, 1) of each weight matrix (biases are kept) while the
+    /// student trains: layer-wise magnitude masks, recomputed on TF-MOT's
+    /// PolynomialDecay schedule (power 3, from sparsity 0) from the first step after
+    /// --prune-begin-epoch to the last mask update within --prune-end-epoch, which is
+    /// at S. Early stopping and the restored best epoch only consider epochs at S.
+    #[arg(long, value_name = "S")]
+    sparsity: Option<f64>,
+    /// Epochs trained dense before pruning starts.
+    #[arg(long, value_name = "E", default_value_t = 0, requires = "sparsity")]
+    prune_begin_epoch: usize,
+    /// The (1-based) epoch by whose end the sparsity is S [default: half of --epochs,
+    /// at least --prune-begin-epoch + 2].
+    #[arg(long, value_name = "F", requires = "sparsity")]
+    prune_end_epoch: Option<usize>,
+    /// Optimizer steps between mask updates [default: one epoch's steps].
+    #[arg(long, value_name = "STEPS", requires = "sparsity")]
+    prune_frequency: Option<u64>,
     /// Cache the teacher's outputs in this `.npy` file (read when it matches the data).
     #[arg(long, value_name = "FILE.npy")]
     cache: Option<PathBuf>,
@@ -142,7 +160,7 @@ pub(crate) fn main(a: Args) -> anyhow::Result<()> {
         },
         _ => Optimizer::adam_with_lr(a.lr),
     };
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
         optimizer,
@@ -150,7 +168,31 @@ pub(crate) fn main(a: Args) -> anyhow::Result<()> {
         validation_fraction: a.validation,
         patience: (a.patience > 0).then_some(a.patience),
         seed: a.seed,
+        pruning: None,
     };
+    if let Some(s) = a.sparsity {
+        let spe = cfg.steps_per_epoch(n) as u64;
+        let begin = a.prune_begin_epoch;
+        let end = a.prune_end_epoch.unwrap_or((a.epochs / 2).max(begin + 2));
+        ensure!(
+            begin < end && end <= a.epochs,
+            "pruning must start before it ends and end within --epochs {}, got epochs {begin} to {end}",
+            a.epochs
+        );
+        // Mask updates at the steps b + j·frequency (b: the first step of epoch
+        // begin + 1); the ramp ends at the last of them within epoch `end`.
+        let frequency = a.prune_frequency.unwrap_or(spe).max(1);
+        let b = begin as u64 * spe;
+        let e = b + (end as u64 * spe - 1 - b) / frequency * frequency;
+        ensure!(
+            e > b,
+            "no mask update after the first one between epochs {} and {end}: lower \
+             --prune-frequency or --prune-begin-epoch, or raise --prune-end-epoch",
+            begin + 1
+        );
+        let schedule = PolynomialDecay::new(0.0, s, b, e)?.with_frequency(frequency)?;
+        cfg.pruning = Some(PruneDuringTraining::new(s, schedule));
+    }
     let data = TrainData {
         x: x2.view(),
         labels: labels.as_deref(),
@@ -192,6 +234,14 @@ pub(crate) fn main(a: Args) -> anyhow::Result<()> {
     mlp.save_onnx(&a.output)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    if let Some(s) = report.sparsity {
+        outln!(
+            "pruned: {:.1}% of the weights, {} of {} parameters nonzero",
+            100.0 * s,
+            mlp.num_nonzero_params(),
+            mlp.num_params()
+        );
+    }
     outln!(
         "student: {} parameters, {} bytes -> {} (epoch {} of {}{})",
         mlp.num_params(),
@@ -218,6 +268,9 @@ fn metrics_line(m: &EpochMetrics, epochs: usize) -> String {
     }
     if let Some(v) = m.val_agreement {
         s += &format!("  agreement {v:.4}");
+    }
+    if let Some(v) = m.sparsity {
+        s += &format!("  sparsity {v:.4}");
     }
     s
 }

@@ -63,6 +63,62 @@ fn distill_prints_metrics_and_writes_a_student() {
 }
 
 #[test]
+fn distill_with_sparsity_prunes_while_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.onnx");
+    let r = distill(
+        &[
+            "--hidden",
+            "8",
+            "--epochs",
+            "6",
+            "--sparsity",
+            "0.75",
+            "--prune-end-epoch",
+            "3",
+        ],
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(stdout.contains("sparsity 0.0000"), "{stdout}");
+    // 64·8 → 384 pruned, 8·10 → 60: the target from epoch 3 on
+    for e in 3..=6 {
+        assert!(stdout.contains(&format!("epoch    {e}/6")), "{stdout}");
+    }
+    assert!(stdout.contains("sparsity 0.7500"), "{stdout}");
+    assert!(
+        stdout.contains("pruned: 75.0% of the weights, 166 of 610 parameters nonzero"),
+        "{stdout}"
+    );
+    let m = edgeml_onnx::Model::load(&out).unwrap();
+    let w0 = m.graph.initializer("W0").unwrap().as_f32().unwrap();
+    assert_eq!(w0.iter().filter(|&&v| v == 0.0).count(), 384);
+    // a ramp without a second mask update is refused before training
+    let r = distill(
+        &[
+            "--hidden",
+            "8",
+            "--sparsity",
+            "0.5",
+            "--prune-end-epoch",
+            "1",
+        ],
+        &out,
+    );
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no mask update after the first"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn distill_errors_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.onnx");

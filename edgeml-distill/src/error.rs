@@ -69,6 +69,10 @@ pub enum Error {
     /// one asked for is not one.
     #[error("no teacher output to distill from: {0}")]
     NoTeacherOutput(String),
+    /// A model [`Mlp::from_onnx`](crate::Mlp::from_onnx) cannot load as a dense MLP;
+    /// the message names the first node or value that does not fit.
+    #[error("not a dense MLP: {0}")]
+    UnsupportedModel(String),
     /// Reading or writing a file (the soft-target cache, the student) failed.
     #[error("{path}: {message}")]
     Io {
@@ -91,7 +95,7 @@ impl Error {
             Error::InfiniteLoss(_) => ErrorKind::Numerical,
             Error::Loss(e) => e.kind(),
             Error::Model { kind, .. } => *kind,
-            Error::NoTeacherOutput(_) => ErrorKind::InvalidModel,
+            Error::NoTeacherOutput(_) | Error::UnsupportedModel(_) => ErrorKind::InvalidModel,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

@@ -111,6 +111,12 @@ impl Mlp {
         self.params.len()
     }
 
+    /// The number of parameters that are not zero (after pruning, the parameters a
+    /// sparse format has to store).
+    pub fn num_nonzero_params(&self) -> usize {
+        self.params.iter().filter(|&&p| p != 0.0).count()
+    }
+
     /// All parameters, layer by layer (`W` row-major `[out, in]`, then `b`).
     pub fn params(&self) -> &[f32] {
         &self.params
@@ -309,7 +315,7 @@ impl Mlp {
     }
 
     /// (parameter offset, fan-in, fan-out) of layer `l`.
-    fn layer_at(&self, l: usize) -> (usize, usize, usize) {
+    pub(crate) fn layer_at(&self, l: usize) -> (usize, usize, usize) {
         let off = self.sizes[..l]
             .iter()
             .zip(&self.sizes[1..=l])

@@ -1,11 +1,13 @@
 //! Mini-batch training of an [`Mlp`] with any [`DistillLoss`]: SGD with momentum or
-//! Adam, weight decay, a seeded held-out split and early stopping.
+//! Adam, weight decay, a seeded held-out split, early stopping and optional gradual
+//! magnitude pruning.
 
 use edgeml_core::{DistillLoss, Targets};
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::error::{Error, Result, check_len};
 use crate::mlp::Mlp;
+use crate::prune::{Masks, PruneDuringTraining};
 use crate::rng::SplitMix64;
 
 /// The parameter update rule. Both add `weight_decay·p` to the gradient first (L2, as
@@ -96,7 +98,8 @@ impl Default for Optimizer {
 }
 
 /// Options of [`train`]. `Default`: 100 epochs of batches of 64 with Adam (PyTorch's
-/// defaults), no weight decay, 10% of the samples held out, patience 10, seed 0.
+/// defaults), no weight decay, 10% of the samples held out, patience 10, seed 0, no
+/// pruning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Passes over the training samples (at most, with early stopping).
@@ -115,6 +118,21 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
     /// Seed of the split and the shuffles; the same seed gives the same result.
     pub seed: u64,
+    /// Gradual magnitude pruning of the weight matrices during training (see
+    /// [`PruneDuringTraining`]); `None` trains a dense network.
+    pub pruning: Option<PruneDuringTraining>,
+}
+
+impl TrainConfig {
+    /// The optimizer steps of one epoch on `samples` samples: the samples left after
+    /// the held-out split (`round(samples·validation_fraction)` of them), in batches
+    /// of `batch_size`. Pruning schedules count these steps.
+    pub fn steps_per_epoch(&self, samples: usize) -> usize {
+        let n_val = (samples as f64 * f64::from(self.validation_fraction)).round() as usize;
+        samples
+            .saturating_sub(n_val)
+            .div_ceil(self.batch_size.max(1))
+    }
 }
 
 impl Default for TrainConfig {
@@ -127,6 +145,7 @@ impl Default for TrainConfig {
             validation_fraction: 0.1,
             patience: Some(10),
             seed: 0,
+            pruning: None,
         }
     }
 }
@@ -157,6 +176,9 @@ pub struct EpochMetrics {
     /// Held-out fraction of samples where the student's top class is the teacher's
     /// (when the teacher is given).
     pub val_agreement: Option<f64>,
+    /// With pruning: the fraction of weight-matrix entries pruned at the end of the
+    /// epoch.
+    pub sparsity: Option<f64>,
 }
 
 /// What [`train`] did.
@@ -165,10 +187,14 @@ pub struct TrainReport {
     /// The metrics of every epoch run.
     pub history: Vec<EpochMetrics>,
     /// The epoch whose parameters the network holds now (lowest held-out loss, or the
-    /// last epoch without a held-out split).
+    /// last epoch without a held-out split; with pruning, among the epochs at the
+    /// target sparsity only).
     pub best_epoch: usize,
     /// Whether early stopping ended training before `epochs`.
     pub stopped_early: bool,
+    /// With pruning: the fraction of weight-matrix entries pruned in the network
+    /// returned (the target, exactly: `round(sparsity·n)` of each layer's `n`).
+    pub sparsity: Option<f64>,
 }
 
 /// Trains `mlp` on `data` with `loss`, calling `on_epoch` after each epoch.
@@ -178,10 +204,16 @@ pub struct TrainReport {
 /// the optimizer. With a held-out split the parameters of the epoch with the lowest
 /// held-out loss are restored at the end.
 ///
+/// With [`TrainConfig::pruning`], the weight matrices are pruned on the schedule as
+/// [`PruneDuringTraining`] describes. Only epochs that end at the target sparsity are
+/// candidates for the best epoch, and the patience of early stopping counts from the
+/// first of them: a network restored from the ramp would be less sparse than asked.
+///
 /// # Errors
-/// Configuration out of its domain, length mismatches between `x`, labels and teacher,
-/// a teacher whose width is not the student's class count, and whatever the loss
-/// refuses (labels out of range, non-finite values).
+/// Configuration out of its domain (including a pruning schedule that does not reach
+/// its target sparsity within `epochs`), length mismatches between `x`, labels and
+/// teacher, a teacher whose width is not the student's class count, and whatever the
+/// loss refuses (labels out of range, non-finite values).
 pub fn train<L: DistillLoss + ?Sized>(
     mlp: &mut Mlp,
     loss: &L,
@@ -232,6 +264,17 @@ pub fn train<L: DistillLoss + ?Sized>(
     }
     let val = Subset::gather(data, val_idx);
     let mut train_idx = train_idx.to_vec();
+    let mut masks = match &cfg.pruning {
+        Some(p) => {
+            let m = Masks::new(p, mlp)?;
+            let steps =
+                (cfg.epochs as u64).saturating_mul(train_idx.len().div_ceil(cfg.batch_size) as u64);
+            m.check_reaches_target(steps, p.sparsity)?;
+            Some(m)
+        }
+        None => None,
+    };
+    let mut step = 0u64;
     let mut state = OptState::new(mlp.num_params());
     let mut grad = vec![0.0f32; mlp.num_params()];
     let mut best = (f64::INFINITY, 0usize, mlp.params().to_vec());
@@ -243,7 +286,14 @@ pub fn train<L: DistillLoss + ?Sized>(
         for idx in train_idx.chunks(cfg.batch_size) {
             let b = Subset::gather(data, idx);
             let v = mlp.loss_and_grad(b.x.view(), loss, &b.targets(), &mut grad)?;
+            if let Some(m) = &masks {
+                m.mask_gradient(&mut grad);
+            }
             state.step(&cfg.optimizer, cfg.weight_decay, mlp.params_mut(), &grad);
+            if let Some(m) = &mut masks {
+                m.after_update(step, mlp.params_mut(), &mut [&mut state.m, &mut state.v]);
+            }
+            step += 1;
             sum += v;
             steps += 1;
         }
@@ -253,6 +303,7 @@ pub fn train<L: DistillLoss + ?Sized>(
             val_loss: None,
             val_accuracy: None,
             val_agreement: None,
+            sparsity: masks.as_ref().map(Masks::sparsity),
         };
         if n_val > 0 {
             let logits = mlp.logits(val.x.view())?;
@@ -268,19 +319,33 @@ pub fn train<L: DistillLoss + ?Sized>(
         }
         history.push(m);
         on_epoch(&m);
+        if !masks.as_ref().is_none_or(Masks::at_target) {
+            continue;
+        }
         let score = m.val_loss.unwrap_or(f64::NEG_INFINITY);
-        if score < best.0 || n_val == 0 {
+        if score < best.0 || n_val == 0 || (masks.is_some() && best.1 == 0) {
             best = (score, epoch, mlp.params().to_vec());
         } else if cfg.patience.is_some_and(|p| epoch - best.1 >= p) {
             stopped_early = epoch < cfg.epochs;
             break;
         }
     }
+    let sparsity = match (&masks, best.1) {
+        (None, _) => None,
+        // unreachable after `check_reaches_target`: the last epoch is at the target
+        (Some(_), 0) => {
+            return Err(Error::InvalidArgument(
+                "no epoch ended at the target sparsity".into(),
+            ));
+        }
+        (Some(m), _) => Some(m.target_sparsity()),
+    };
     mlp.params_mut().copy_from_slice(&best.2);
     Ok(TrainReport {
         history,
         best_epoch: best.1,
         stopped_early,
+        sparsity,
     })
 }
 
