@@ -33,6 +33,7 @@ mod fused256;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub(crate) mod pack;
+pub(crate) mod qadd;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod transpose;

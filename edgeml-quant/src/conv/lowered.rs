@@ -393,12 +393,34 @@ fn im2col<T: QElem>(
         return;
     };
     let k = w.kh * w.kw * cig;
+    // One group and no horizontal dilation: a kernel row's taps are one contiguous run
+    // of `kw · c_in` bytes of the NHWC image (a few bytes per tap otherwise, as in a
+    // 3-channel stem convolution), copied at once with its out-of-image ends filled.
+    let runs = dw == 1 && cig == c_in;
     for (i, px) in pixels.enumerate() {
         let (oy, ox) = (px / ow, px % ow);
         {
             let row = &mut dst[i * k..][..k];
             for ky in 0..w.kh {
                 let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
+                if runs {
+                    let d = &mut row[ky * w.kw * cig..][..w.kw * cig];
+                    if iy < 0 || iy >= h as isize {
+                        d.fill(zp);
+                        continue;
+                    }
+                    let ix0 = (ox * sw) as isize - p.pads[1] as isize;
+                    // Taps [a, b) of the row fall inside the image.
+                    let a = (-ix0).clamp(0, w.kw as isize) as usize;
+                    let b = (wd as isize - ix0).clamp(a as isize, w.kw as isize) as usize;
+                    d[..a * cig].fill(zp);
+                    d[b * cig..].fill(zp);
+                    if b > a {
+                        let src = (iy as usize * wd + (ix0 + a as isize) as usize) * c_in;
+                        d[a * cig..b * cig].copy_from_slice(&xs[src..src + (b - a) * cig]);
+                    }
+                    continue;
+                }
                 for kx in 0..w.kw {
                     let ix = (ox * sw + kx * dw) as isize - p.pads[1] as isize;
                     let d = &mut row[(ky * w.kw + kx) * cig..][..cig];

@@ -12,6 +12,10 @@ use super::input;
 use super::lut::{self, Act};
 use super::params::{scalar_scale, scalar_zp, scales, zero_points};
 use crate::QElem;
+use crate::kernels::{
+    Isa,
+    qadd::{self, AddParams},
+};
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
 use edgeml_onnx::ops::util::broadcast_shapes;
 use edgeml_onnx::{BuildContext, Error, Node, Operator, Registry, Result, Tensor};
@@ -128,26 +132,27 @@ impl Binary {
                 // onnxruntime's x86 kernels: the scale ratios and the zero points folded
                 // into one constant, `zc − ra·za − rb·zb + ra·a + rb·b`, rounded to even.
                 let (ra, rb) = (sa / sy, sb / sy);
-                let fixed = zy as f32 - ra * za as f32 - rb * zb as f32;
-                let (lo, hi) = (T::RANGE.0 as f32, T::RANGE.1 as f32);
-                // Finite operands: the clamp is two selects, and the clamped value
-                // (|v| ≤ 255) rounds to even by adding 1.5·2²³ and reading the bits;
-                // the same integers as `round_even_small`, in a loop that vectorizes.
-                let one = |a: T, b: T| {
-                    let v = fixed + ra * a.to_i32() as f32 + rb * b.to_i32() as f32;
-                    let v = if v < lo { lo } else { v };
-                    let v = if v > hi { hi } else { v };
-                    T::from_i32_clamped((v + 12_582_912.0).to_bits() as i32 - 0x4B40_0000)
+                let p = AddParams {
+                    ra,
+                    rb,
+                    c: zy as f32 - ra * za as f32 - rb * zb as f32,
                 };
+                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
                 if let (Some(xa), Some(xb), true) =
                     (a.as_slice(), b.as_slice(), a.shape() == b.shape())
                 {
-                    // Same shape (residual connections): one flat loop.
-                    let out: Vec<T> = xa.iter().zip(xb).map(|(&a, &b)| one(a, b)).collect();
-                    return ArrayD::from_shape_vec(IxDyn(&shape), out)
-                        .map_err(|e| Error::Internal(e.to_string()));
+                    // Same shape (residual connections): the vectorized kernel.
+                    let out = y
+                        .as_slice_mut()
+                        .ok_or_else(|| Error::Internal("fresh array not contiguous".into()))?;
+                    qadd::qadd(Isa::selected(), xa, xb, out, p);
+                    return Ok(y);
                 }
-                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
+                let one = |a: T, b: T| {
+                    let mut y = [T::from_i32_clamped(0)];
+                    qadd::scalar(&[a], &[b], &mut y, p);
+                    y[0]
+                };
                 Zip::from(&mut y)
                     .and(&av)
                     .and(&bv)
