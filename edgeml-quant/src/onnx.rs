@@ -206,7 +206,7 @@ pub fn prepare(model: &mut Model) -> (Registry, FuseReport) {
 
 /// Worker threads the kernels may use: the plan's pool when running inside one with
 /// more than one thread, else the calling thread only (never rayon's global pool).
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     if rayon::current_thread_index().is_some() {
         rayon::current_num_threads().max(1)
     } else {

@@ -7,6 +7,7 @@ use crate::kernels::direct::{self, DGeom, DOut};
 use crate::kernels::driver::{Indirect, Post};
 use crate::kernels::pack::QElem;
 use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
+use rayon::prelude::*;
 
 pub(super) fn gemm_all<T: QElem>(
     x: ArrayView4<'_, T>,
@@ -89,6 +90,46 @@ pub(super) fn gemm_all<T: QElem>(
                     }
                 };
                 debug_assert!(done, "indirect kernel chosen for a path without one");
+            }
+            continue;
+        }
+        let threads = opts.threads();
+        if !pointwise && threads > 1 && plane >= 2 * threads {
+            // im2col is serial work as large as the GEMM's input: each task builds the
+            // rows of its own pixel range and runs the GEMM on them on one thread.
+            let one = GemmOptions { threads: 1 };
+            let geo = ((h, wd, c_in), (oh, ow));
+            // Parts of at most `chunk` pixels, so each task's rows stay bounded too.
+            let parts = (threads * 2).max(plane.div_ceil(chunk)).min(plane);
+            let rows_of = |gi: usize, r: core::ops::Range<usize>| {
+                let mut cols = Array2::<T>::from_elem((r.len(), k), x_zp);
+                im2col(xs, geo, gi * cig, cig, w, r, x_zp, &mut cols);
+                cols
+            };
+            for (gi, pb) in packs.iter().enumerate() {
+                let range = gi * cog..(gi + 1) * cog;
+                match y {
+                    YView::I32(v) => split_rows(group_out(v, ni, range, plane), parts)
+                        .into_par_iter()
+                        .for_each(|(r, mut yv)| {
+                            let o = crate::gemm::raw_out(&mut yv);
+                            gemm_any(rows_of(gi, r).view(), x_zp, pb, Post::I32, o, &one);
+                        }),
+                    YView::U8(v, q) => split_rows(group_out(v, ni, range.clone(), plane), parts)
+                        .into_par_iter()
+                        .for_each(|(r, mut yv)| {
+                            let o = crate::gemm::raw_out_q(&mut yv);
+                            let post = quant_post(q, range.clone());
+                            gemm_any(rows_of(gi, r).view(), x_zp, pb, post, o, &one);
+                        }),
+                    YView::I8(v, q) => split_rows(group_out(v, ni, range.clone(), plane), parts)
+                        .into_par_iter()
+                        .for_each(|(r, mut yv)| {
+                            let o = crate::gemm::raw_out_q(&mut yv);
+                            let post = quant_post(q, range.clone());
+                            gemm_any(rows_of(gi, r).view(), x_zp, pb, post, o, &one);
+                        }),
+                }
             }
             continue;
         }
@@ -371,6 +412,25 @@ fn group_out<'v, E>(
         Ok(v) => v.reversed_axes(),
         Err(_) => ArrayViewMut2::from_shape((0, 0), &mut []).unwrap_or_else(|_| unreachable!()),
     }
+}
+
+/// `y` (`[pixels, channels]`) cut into `parts` runs of consecutive pixels, with their
+/// pixel ranges.
+fn split_rows<E>(
+    mut y: ArrayViewMut2<'_, E>,
+    parts: usize,
+) -> Vec<(core::ops::Range<usize>, ArrayViewMut2<'_, E>)> {
+    let n = y.nrows();
+    let mut out = Vec::with_capacity(parts);
+    let mut p0 = 0;
+    for i in 1..=parts {
+        let p1 = n * i / parts;
+        let (head, tail) = y.split_at(Axis(0), p1 - p0);
+        out.push((p0..p1, head));
+        y = tail;
+        p0 = p1;
+    }
+    out
 }
 
 /// im2col rows `[pixel, (kh, kw, c)]` of one group and a range of output pixels from an

@@ -381,7 +381,8 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
     }
     // A grid of chunks: the panels split as finely as the chunk budget allows, the
     // m-tiles only as far as needed to fill it (a chunk's consecutive panels reuse its
-    // A rows from cache; chunks are claimed panel-group fastest).
+    // A rows from cache; chunks are claimed panel-group fastest); `amx` the other way
+    // round (below).
     // `amx` copies its rows of A into tile order once per call of its block loop, so it
     // takes one chunk per task (finer chunks would repeat the copy for little work),
     // unless the run may be stopped: a task polls only between chunks.
@@ -391,8 +392,16 @@ pub(crate) fn run(isa: Isa, job: &Job<'_>, threads: usize) {
         CHUNKS_PER_THREAD
     };
     let target = threads * per_thread;
-    let nch = panels.min(target);
-    let mch = mtiles.min(target.div_ceil(nch));
+    // `amx` splits the m-tiles first: each task copies only its own rows of A, where a
+    // split of the panels would have every task copy all of them (a 1×1 convolution
+    // with few output channels is mostly that copy).
+    let (mch, nch) = if isa == Isa::Amx {
+        let mch = mtiles.min(target);
+        (mch, panels.min(target.div_ceil(mch)))
+    } else {
+        let nch = panels.min(target);
+        (mtiles.min(target.div_ceil(nch)), nch)
+    };
     par_chunks(mch * nch, threads, mch * nch, work, |r| {
         for c in r {
             let (mi, ni) = (c / nch, c % nch);

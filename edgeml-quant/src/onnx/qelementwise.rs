@@ -17,6 +17,7 @@ use crate::kernels::{
     qadd::{self, AddParams},
 };
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
+use edgeml_onnx::ops::nn::Window;
 use edgeml_onnx::ops::util::broadcast_shapes;
 use edgeml_onnx::{BuildContext, Error, Node, Operator, Registry, Result, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
@@ -47,9 +48,16 @@ pub(super) fn register(r: &mut Registry) {
         let f = float
             .lookup("", "MaxPool", c.opset)
             .ok_or_else(|| unsupported(c.node, "no float MaxPool"))?;
+        // 2-D windows run natively on the codes; others through f32.
+        let kernel = Attrs::new(c.node).usizes_opt("kernel_shape")?;
+        let window = match kernel {
+            Some(k) if k.len() == 2 => Some(Window::from_node(c.node, k)?),
+            _ => None,
+        };
         Ok(Box::new(IntMaxPool {
             node: c.node.clone(),
             inner: f.build(c)?,
+            window,
         }) as Box<dyn Operator>)
     });
 }
@@ -145,7 +153,19 @@ impl Binary {
                     let out = y
                         .as_slice_mut()
                         .ok_or_else(|| Error::Internal("fresh array not contiguous".into()))?;
-                    qadd::qadd(Isa::selected(), xa, xb, out, p);
+                    let isa = Isa::selected();
+                    let threads = super::threads();
+                    // Split across the plan's threads when each gets at least 64 Ki
+                    // elements (a few µs of work).
+                    let per = xa.len().div_ceil(threads).max(1 << 16);
+                    if threads > 1 && xa.len() > per {
+                        use rayon::prelude::*;
+                        out.par_chunks_mut(per)
+                            .zip(xa.par_chunks(per).zip(xb.par_chunks(per)))
+                            .for_each(|(o, (a, b))| qadd::qadd(isa, a, b, o, p));
+                    } else {
+                        qadd::qadd(isa, xa, xb, out, p);
+                    }
                     return Ok(y);
                 }
                 let one = |a: T, b: T| {
@@ -403,18 +423,102 @@ impl Operator for Concat {
     }
 }
 
-/// `MaxPool` that also takes u8/i8 tensors (exactly, through f32), and defers float
-/// inputs to the float operator.
+/// `MaxPool` that also takes u8/i8 tensors (2-D windows on the codes directly, others
+/// exactly through f32), and defers float inputs to the float operator.
 #[derive(Debug)]
 struct IntMaxPool {
     node: Node,
     inner: Box<dyn Operator>,
+    /// The window of a 2-D pool.
+    window: Option<Window>,
+}
+
+impl IntMaxPool {
+    /// The 2-D pool of `x` (`[N, C, H, W]`) on the codes: each output is the largest
+    /// code of its window's taps inside the image (every window holds at least one).
+    fn pool2d<T: Copy + Ord + Send + Sync>(
+        &self,
+        w: &Window,
+        x: &ArrayD<T>,
+        least: T,
+    ) -> Result<ArrayD<T>> {
+        let node = &self.node;
+        let &[n, c, h, wd] = x.shape() else {
+            return Err(invalid(
+                node,
+                format!("{}-D input for a 2-D window", x.ndim()),
+            ));
+        };
+        let [out, begin, end] = w.resolve(node, &[h, wd])?;
+        let (oh, ow) = (out[0], out[1]);
+        let ([kh, kw], [sh, sw], [dh, dw]) = (
+            [w.kernel()[0], w.kernel()[1]],
+            [w.strides()[0], w.strides()[1]],
+            [w.dilations()[0], w.dilations()[1]],
+        );
+        let xs = x.as_standard_layout();
+        let xs = xs
+            .as_slice()
+            .ok_or_else(|| Error::Internal("standard layout not contiguous".into()))?;
+        let mut y = vec![least; n * c * oh * ow];
+        let (pl, pw) = (begin[1], begin[1] + wd + end[1]);
+        let plane = |src: &[T], dst: &mut [T]| {
+            // Per output row: the largest of the window's input rows, element-wise, into
+            // a row padded with `least`; then each output the largest of its taps there.
+            let mut row = vec![least; pw];
+            for (oy, yrow) in dst.chunks_mut(ow.max(1)).enumerate() {
+                let mid = &mut row[pl..pl + wd];
+                mid.fill(least);
+                for ky in 0..kh {
+                    let iy = (oy * sh + ky * dh).checked_sub(begin[0]);
+                    if let Some(iy) = iy.filter(|&iy| iy < h) {
+                        for (r, &v) in mid.iter_mut().zip(&src[iy * wd..(iy + 1) * wd]) {
+                            *r = (*r).max(v);
+                        }
+                    }
+                }
+                for kx in 0..kw {
+                    let taps = row[kx * dw..].iter().step_by(sw);
+                    for (o, &v) in yrow.iter_mut().zip(taps) {
+                        *o = (*o).max(v);
+                    }
+                }
+            }
+        };
+        let (isz, osz) = (h * wd, oh * ow);
+        if osz > 0 && isz > 0 {
+            let threads = super::threads();
+            if threads > 1 && n * c > 1 && y.len() >= 1 << 16 {
+                use rayon::prelude::*;
+                y.par_chunks_mut(osz)
+                    .zip(xs.par_chunks(isz))
+                    .for_each(|(d, s)| plane(s, d));
+            } else {
+                for (d, s) in y.chunks_mut(osz).zip(xs.chunks(isz)) {
+                    plane(s, d);
+                }
+            }
+        }
+        ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), y)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
 }
 
 impl Operator for IntMaxPool {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
         let x = input(node, inputs, 0)?;
+        let codes = matches!(x, Tensor::U8(_) | Tensor::I8(_));
+        if codes && node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err(unsupported(node, "the Indices output of an 8-bit MaxPool"));
+        }
+        if let Some(w) = &self.window {
+            match x {
+                Tensor::U8(a) => return Ok(vec![Tensor::U8(self.pool2d(w, a, u8::MIN)?)]),
+                Tensor::I8(a) => return Ok(vec![Tensor::I8(self.pool2d(w, a, i8::MIN)?)]),
+                _ => {}
+            }
+        }
         let fx = match x {
             Tensor::U8(a) => Tensor::F32(a.mapv(f32::from)),
             Tensor::I8(a) => Tensor::F32(a.mapv(f32::from)),
