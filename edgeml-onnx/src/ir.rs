@@ -160,6 +160,26 @@ impl Graph {
             .map(|(_, t)| t)
     }
 
+    /// Marks every initializer of rank 2 or more whose COO form
+    /// ([`crate::SparseTensor::from_dense`]: values plus 8-byte indices) is smaller than
+    /// its dense form for saving as a `sparse_initializer` (loading densifies it again);
+    /// returns how many were marked. The rule of `edgeml prune --sparse-storage`: with
+    /// `f32` values, above two thirds zeros.
+    pub fn store_sparse_where_smaller(&mut self) -> usize {
+        let names: Vec<String> = self
+            .initializers
+            .iter()
+            .filter(|(n, t)| {
+                t.shape().len() >= 2
+                    && !self.extras.sparse_initializers.contains(n)
+                    && crate::SparseTensor::from_dense(t).size_bytes() < t.size_bytes()
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.extras.sparse_initializers.extend(names.iter().cloned());
+        names.len()
+    }
+
     /// The inputs fed at run time: graph inputs that are not also initializers (before
     /// IR version 4 every initializer was listed among the inputs too, as a default).
     pub fn runtime_inputs(&self) -> impl Iterator<Item = &ValueInfo> {

@@ -32,7 +32,7 @@ use edgeml::distill::{
     CrossEntropy, DistillLoss, Kd, KdConfig, Mlp, Optimizer, PruneDuringTraining, Teacher,
     TeacherOptions, TrainConfig, TrainData, accuracy, train,
 };
-use edgeml::onnx::{Model, Plan, PlanOptions, SparseTensor, Tensor};
+use edgeml::onnx::{Model, Plan, PlanOptions, Tensor};
 use edgeml::prune::PolynomialDecay;
 use ndarray::{Array2, ArrayD, Ix2};
 use ndarray_npy::read_npy;
@@ -90,23 +90,6 @@ fn sparsity_for(hidden: &[usize]) -> f64 {
         .unwrap_or(0.999)
 }
 
-/// Marks the weight matrices (initializers of rank 2) of `m` whose COO form (values
-/// plus 8-byte indices) is smaller than dense for saving as `sparse_initializer`
-/// (`edgeml prune --sparse-storage`'s rule); returns how many.
-fn store_sparse_where_smaller(m: &mut Model) -> usize {
-    let g = &mut m.graph;
-    let names: Vec<String> = g
-        .initializers
-        .iter()
-        .filter(|(_, t)| {
-            t.shape().len() == 2 && SparseTensor::from_dense(t).size_bytes() < t.size_bytes()
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
-    g.extras.sparse_initializers.extend(names.iter().cloned());
-    names.len()
-}
-
 /// Trains a student with `loss` (pruned to `sparsity` if given) and scores its
 /// exported ONNX file on the test split.
 fn student<L: DistillLoss + ?Sized>(
@@ -135,7 +118,7 @@ fn student<L: DistillLoss + ?Sized>(
     train(&mut mlp, loss, data, &cfg, &mut |_| {})?;
     let mut model = mlp.to_onnx()?;
     if sparsity.is_some() {
-        store_sparse_where_smaller(&mut model);
+        model.graph.store_sparse_where_smaller();
     }
     model.save(out)?;
     Ok(Outcome {
@@ -321,7 +304,7 @@ fn case(name: &str, hidden: &[usize], variant: Variant, dir: &Path) -> Result<()
         // COO costs 8 index bytes per nonzero: for 1-byte weights it only pays below
         // 1/9 density.
         let mut qs = q.clone();
-        if store_sparse_where_smaller(&mut qs) > 0 {
+        if qs.graph.store_sparse_where_smaller() > 0 {
             let spath = dir.join(format!("{tag}_kd_int8_sparse.onnx"));
             qs.save(&spath)?;
             let s_bytes = std::fs::metadata(&spath)?.len();
