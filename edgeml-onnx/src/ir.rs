@@ -176,7 +176,9 @@ impl Graph {
             })
             .map(|(n, _)| n.clone())
             .collect();
-        self.extras.sparse_initializers.extend(names.iter().cloned());
+        self.extras
+            .sparse_initializers
+            .extend(names.iter().cloned());
         names.len()
     }
 

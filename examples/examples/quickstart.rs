@@ -337,8 +337,8 @@ fn distill_student(
     sparsity: Option<f64>,
 ) -> anyhow::Result<usize> {
     use edgeml::distill::{
-        Kd, KdConfig, Mlp, Optimizer, PruneDuringTraining, Teacher, TeacherOptions,
-        TrainConfig, TrainData, train,
+        Kd, KdConfig, Mlp, Optimizer, PruneDuringTraining, Teacher, TeacherOptions, TrainConfig,
+        TrainData, train,
     };
     let x_u8: ArrayD<u8> = read_npy(dir.join("x_train_u8.npy"))?;
     let x_train = x_u8.mapv(|v| f32::from(v) / 16.0);
