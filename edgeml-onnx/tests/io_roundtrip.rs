@@ -85,7 +85,10 @@ fn sparse_initializers_are_saved_as_coo_and_load_back_dense() {
     assert_eq!(sp.size_bytes(), 205 * 12);
     assert_eq!(sp.to_dense().expect("densify"), *w1);
     let zeroed = m.to_bytes().expect("encode").len();
-    m.graph.extras.sparse_initializers.push("w1".into());
+    // Only w1 pays in COO form (w2 is dense, the biases 1-D); a second call adds nothing.
+    assert_eq!(m.graph.store_sparse_where_smaller(), 1);
+    assert_eq!(m.graph.extras.sparse_initializers, ["w1"]);
+    assert_eq!(m.graph.store_sparse_where_smaller(), 0);
     let bytes = m.to_bytes().expect("encode");
     assert!(
         bytes.len() + 64 * 32 * 4 - 205 * 12 - 64 <= zeroed,
