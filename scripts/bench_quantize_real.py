@@ -13,7 +13,9 @@ per-channel QDQ; both tools quantize the same converted file.
 Data (no Gaussian noise): crops, flips and rescalings of scikit-learn's two sample
 photographs for the detector; text lines rendered with Pillow's default font for the
 OCR models, normalised as each model's package does. Calibration: 32 samples in
-batches of 8 (of 1 where the model fixes its batch at 1); evaluation: 32 other samples.
+batches of 8 (of 1 where the model fixes its batch at 1); evaluation: `--eval` other
+samples (32 by default; BENCHMARKS.md uses 256, since on a two-class Softmax a few
+ambiguous samples dominate the SQNR of a small set).
 
 onnxruntime quantizes both the model as given and the output of its own
 `quant_pre_process` (which folds BatchNormalization, as edgeml quantize does itself);
@@ -25,7 +27,7 @@ lowest over the model's float outputs. Higher is better. Methods: MinMax per-ten
 MinMax, Entropy and Percentile (99.999) per-channel, each tool with its own defaults
 for the method.
 
-    python3 scripts/bench_quantize_real.py [--models yolov8n,...] [--edgeml target/release/edgeml]
+    python3 scripts/bench_quantize_real.py [--models yolov8n,...] [--eval 256] [--edgeml target/release/edgeml]
 
 Prints a Markdown table for BENCHMARKS.md ("Quantization accuracy on trained models").
 """
@@ -172,6 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--edgeml", default=os.path.join(ROOT, "target", "release", "edgeml"))
+    ap.add_argument("--eval", type=int, default=32, help="evaluation samples per model (default 32)")
     args = ap.parse_args()
     rows, notes = [], []
     for key in args.models.split(","):
@@ -187,7 +190,7 @@ def main():
         name = first.name
         # Batches of 8, or of 1 for a model whose batch dimension is fixed at 1.
         bs = 1 if first.type.tensor_type.shape.dim[0].dim_value == 1 else 8
-        calib, x = data(key, 32, 1), data(key, 32, 2)
+        calib, x = data(key, 32, 1), data(key, args.eval, 2)
         ref = ort_outputs(src, name, x, bs)
         with tempfile.TemporaryDirectory() as tmp:
             pre = os.path.join(tmp, "pre.onnx")
