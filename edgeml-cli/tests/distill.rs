@@ -24,6 +24,17 @@ fn distill(extra: &[&str], out: &std::path::Path) -> std::process::Output {
         .expect("run edgeml")
 }
 
+/// The run's stdout, after asserting it exited with success (stdout and stderr shown if not).
+fn succeeded(r: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(
+        r.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn distill_prints_metrics_and_writes_a_student() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,12 +53,7 @@ fn distill_prints_metrics_and_writes_a_student() {
         ],
         &out,
     );
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        r.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let stdout = succeeded(&r);
     assert!(
         stdout.contains("teacher: 10 classes (Probabilities)"),
         "{stdout}"
@@ -79,12 +85,7 @@ fn distill_with_sparsity_prunes_while_training() {
         ],
         &out,
     );
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        r.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let stdout = succeeded(&r);
     assert!(stdout.contains("sparsity 0.0000"), "{stdout}");
     // 64·8 → 384 pruned, 8·10 → 60: the target from epoch 3 on
     for e in 3..=6 {
