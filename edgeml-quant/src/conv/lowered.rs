@@ -289,8 +289,8 @@ fn amx_all<T: QElem>(
     y: &mut YView<'_>,
     opts: &GemmOptions,
 ) -> bool {
-    use crate::kernels::amx::{ConvOut, conv_nhwc, conv_slack};
-    let (n, c_in, h, wd) = x.dim();
+    use crate::kernels::amx::conv_slack;
+    let (_, c_in, h, wd) = x.dim();
     let p = &w.params;
     let (cig, g) = (aw.cig(), p.group);
     let [pt, pl, pb, pr] = p.pads;
@@ -305,27 +305,52 @@ fn amx_all<T: QElem>(
         return false;
     }
     let za = x_zp.to_a();
-    let mut img = vec![za; total];
-    let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
     let threads = opts.threads();
-    for ni in 0..n {
-        to_nhwc(x.index_axis(Axis(0), ni), &mut nhwc);
-        let Some(src) = nhwc.as_slice() else {
+    let layout = PaddedNhwc {
+        groups: g,
+        cig,
+        hp,
+        wp,
+        pads: p.pads,
+        len: total,
+    };
+    thread_local! {
+        // The padded image, reused between calls on this thread.
+        static IMG: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+    IMG.with(|cell| {
+        let mut own = Vec::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let img = guard.as_deref_mut().unwrap_or(&mut own);
+        amx_items(x, za, w, aw, &layout, (oh, ow), y, threads, img)
+    })
+}
+
+/// [`amx_all`]'s loop over the batch, with `img` the reused padded-image buffer.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn amx_items<T: QElem>(
+    x: ArrayView4<'_, T>,
+    za: u8,
+    w: &PackedConv,
+    aw: &crate::kernels::amx::ConvW,
+    layout: &PaddedNhwc,
+    (oh, ow): (usize, usize),
+    y: &mut YView<'_>,
+    threads: usize,
+    img: &mut Vec<u8>,
+) -> bool {
+    use crate::kernels::amx::{ConvOut, conv_nhwc};
+    let p = &w.params;
+    let (hp, wp) = (layout.hp, layout.wp);
+    let xor = if T::SIGNED { 0x80 } else { 0 };
+    for ni in 0..x.dim().0 {
+        let xn = x.index_axis(Axis(0), ni);
+        let xstd = xn.as_standard_layout();
+        let Some(src) = xstd.as_slice() else {
             return false;
         };
-        let src = crate::kernels::pack::raw_bytes(src);
-        let xor = if T::SIGNED { 0x80 } else { 0 };
-        for gi in 0..g {
-            for yy in 0..h {
-                for xx in 0..wd {
-                    let s = &src[(yy * wd + xx) * c_in + gi * cig..][..cig];
-                    let d = &mut img[gi * per_group + ((yy + pt) * wp + xx + pl) * cig..][..cig];
-                    for (d, &v) in d.iter_mut().zip(s) {
-                        *d = v ^ xor;
-                    }
-                }
-            }
-        }
+        let img = layout.fill(crate::kernels::pack::raw_bytes(src), za, xor, img, threads);
         let (khw, dil, sh) = ((w.kh, w.kw), p.dilations, p.strides[0]);
         let ok = match y {
             YView::I32(v) => {
@@ -335,7 +360,7 @@ fn amx_all<T: QElem>(
                 };
                 conv_nhwc(
                     aw,
-                    &img,
+                    img,
                     za,
                     (hp, wp),
                     khw,
@@ -360,7 +385,7 @@ fn amx_all<T: QElem>(
                     lo: q.bounds.0,
                     hi: q.bounds.1,
                 };
-                conv_nhwc(aw, &img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
+                conv_nhwc(aw, img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
             }
             YView::I8(v, q) => {
                 let mut yn = v.index_axis_mut(Axis(0), ni);
@@ -376,7 +401,7 @@ fn amx_all<T: QElem>(
                     lo: q.bounds.0,
                     hi: q.bounds.1,
                 };
-                conv_nhwc(aw, &img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
+                conv_nhwc(aw, img, za, (hp, wp), khw, sh, dil, (oh, ow), out, threads)
             }
         };
         if !ok {
@@ -385,6 +410,108 @@ fn amx_all<T: QElem>(
         }
     }
     true
+}
+
+/// The geometry of a zero-point-padded NHWC image split by group,
+/// `[group][hp][wp][cig]` bytes, followed by readable slack up to `len` bytes.
+struct PaddedNhwc {
+    groups: usize,
+    cig: usize,
+    hp: usize,
+    wp: usize,
+    /// Top, left, bottom and right padding.
+    pads: [usize; 4],
+    len: usize,
+}
+
+impl PaddedNhwc {
+    /// Writes one batch item `src` (`[groups·cig, h, w]` bytes, `h = hp − pt − pb`,
+    /// `w = wp − pl − pr`) into `img` in this layout, each byte `⊕ xor`; padding and
+    /// slack hold `za`. `img` is a reused buffer: it is resized to `len`, and every
+    /// byte is written, so what it held before does not matter. Rows are split over
+    /// `threads` tasks when the image is large. Returns the image: `len` bytes of `img`
+    /// starting at a 64-byte boundary, so that no row of 64 channels straddles two
+    /// cache lines (a split line costs the tile loads up to twice the time).
+    fn fill<'i>(
+        &self,
+        src: &[u8],
+        za: u8,
+        xor: u8,
+        img: &'i mut Vec<u8>,
+        threads: usize,
+    ) -> &'i [u8] {
+        let [pt, pl, pb, pr] = self.pads;
+        let (cig, wp) = (self.cig, self.wp);
+        let (h, w) = (self.hp - pt - pb, wp - pl - pr);
+        let row = wp * cig;
+        let body = self.groups * self.hp * row;
+        debug_assert!(src.len() == self.groups * cig * h * w && body <= self.len);
+        if img.len() != self.len + 64 {
+            *img = vec![za; self.len + 64];
+        }
+        let at = img.as_ptr().align_offset(64).min(64);
+        let (rows, slack) = img[at..at + self.len].split_at_mut(body);
+        slack.fill(za);
+        // Row `r` of the whole buffer is row `r % hp` of group `r / hp`.
+        let one_row = |r: usize, d: &mut [u8]| {
+            let (gi, yp) = (r / self.hp, r % self.hp);
+            if yp < pt || yp >= pt + h {
+                d.fill(za);
+                return;
+            }
+            d[..pl * cig].fill(za);
+            d[(pl + w) * cig..].fill(za);
+            let yy = yp - pt;
+            let chans = &src[gi * cig * h * w..][..cig * h * w];
+            transpose_row(
+                chans,
+                h * w,
+                yy * w,
+                w,
+                cig,
+                xor,
+                &mut d[pl * cig..(pl + w) * cig],
+            );
+        };
+        let tasks = if body >= 1 << 16 { threads } else { 1 };
+        crate::kernels::driver::par_rows(rows, row, tasks, one_row);
+        &img[at..at + self.len]
+    }
+}
+
+/// `dst[x·c + ch] = src[ch·stride + at + x] ⊕ xor` for `x < w`, `ch < c`: one image row of
+/// `c` channel planes (`stride` bytes apart) transposed to pixel-major order.
+fn transpose_row(
+    src: &[u8],
+    stride: usize,
+    at: usize,
+    w: usize,
+    c: usize,
+    xor: u8,
+    dst: &mut [u8],
+) {
+    let mask = u64::from_ne_bytes([xor; 8]);
+    let (c8, w8) = (c / 8 * 8, w / 8 * 8);
+    for x in (0..w8).step_by(8) {
+        for ch in (0..c8).step_by(8) {
+            let mut m = [0u64; 8];
+            for (r, v) in m.iter_mut().enumerate() {
+                let o = (ch + r) * stride + at + x;
+                *v = u64::from_le_bytes(src[o..o + 8].try_into().unwrap_or([0; 8]));
+            }
+            for (j, v) in transpose8(m).iter().enumerate() {
+                let o = (x + j) * c + ch;
+                dst[o..o + 8].copy_from_slice(&(v ^ mask).to_le_bytes());
+            }
+        }
+    }
+    // Edges: channels beyond a multiple of 8, pixels beyond a multiple of 8.
+    for ch in 0..c {
+        let from = if ch < c8 { w8 } else { 0 };
+        for x in from..w {
+            dst[x * c + ch] = src[ch * stride + at + x] ^ xor;
+        }
+    }
 }
 
 fn quant_post<'q>(q: &'q Quant<'_>, range: core::ops::Range<usize>) -> Post<'q> {
@@ -576,4 +703,62 @@ fn indirect_rowterm(xm: &[u8], ind: &Indirect, plane: usize, zpad: u8) -> Vec<i3
             s.wrapping_neg()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PaddedNhwc;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The padded grouped NHWC image against a direct index computation, written
+        /// twice into one reused buffer (another geometry first, so stale bytes are
+        /// there to be caught).
+        #[test]
+        fn padded_nhwc_matches_the_definition(
+            groups in 1usize..3,
+            cig in prop::sample::select(vec![1usize, 3, 8, 16, 64]),
+            h in 1usize..12,
+            w in 1usize..21,
+            pads in prop::array::uniform4(0usize..3),
+            slack in 0usize..100,
+            za: u8,
+            signed: bool,
+            threads in 1usize..3,
+            seed: u64,
+        ) {
+            let [pt, pl, pb, pr] = pads;
+            let (hp, wp) = (h + pt + pb, w + pl + pr);
+            let c = groups * cig;
+            let src: Vec<u8> = (0..c * h * w)
+                .map(|i| {
+                    let v = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    (v.wrapping_mul(6_364_136_223_846_793_005) >> 56) as u8
+                })
+                .collect();
+            let xor = if signed { 0x80 } else { 0 };
+            let layout = PaddedNhwc { groups, cig, hp, wp, pads, len: groups * hp * wp * cig + slack };
+            let mut img = Vec::new();
+            // A different geometry first, with other bytes.
+            let other = PaddedNhwc { groups: 1, cig: 2, hp: 3, wp: 3, pads: [1, 1, 1, 1], len: layout.len };
+            other.fill(&[0x5a; 2], za.wrapping_add(1), 0, &mut img, 1);
+            let got = layout.fill(&src, za, xor, &mut img, threads);
+            prop_assert_eq!(got.as_ptr() as usize % 64, 0);
+            prop_assert_eq!(got.len(), layout.len);
+            for (i, &v) in got.iter().enumerate() {
+                let want = if i >= groups * hp * wp * cig {
+                    za
+                } else {
+                    let (g, r) = (i / (hp * wp * cig), i % (hp * wp * cig));
+                    let (y, x, ch) = (r / (wp * cig), r / cig % wp, r % cig);
+                    if y < pt || y >= pt + h || x < pl || x >= pl + w {
+                        za
+                    } else {
+                        src[(g * cig + ch) * h * w + (y - pt) * w + x - pl] ^ xor
+                    }
+                };
+                prop_assert_eq!(v, want, "byte {}", i);
+            }
+        }
+    }
 }

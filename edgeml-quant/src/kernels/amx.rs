@@ -31,10 +31,12 @@
 #![allow(unsafe_code)]
 
 use super::driver::{Job, MAX_TILE, finish_tile};
+use super::pack::Aligned;
 use super::x86::{Dst, Fix, by_rows, epi512, fused_dst, requant16, tile512};
 use core::arch::asm;
 use core::arch::x86_64::*;
 use core::ops::Range;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// Output rows per m-tile of the AMX path.
@@ -348,11 +350,34 @@ const KC: usize = 512;
 /// must pass [`available`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn block_amx(job: &Job<'_>, mt: Range<usize>, np: Range<usize>) {
+    thread_local! {
+        // A block of A in tile order, reused between calls on this thread.
+        static APK: RefCell<Aligned> = RefCell::new(Aligned::zeroed(0));
+    }
+    let need = MC_TILES * MR * job.kp;
+    APK.with(|c| match c.try_borrow_mut() {
+        Ok(mut b) => {
+            if b.len() < need {
+                *b = Aligned::zeroed(need);
+            }
+            // SAFETY: the caller's contract, passed on.
+            unsafe { block_amx_in(job, mt, np, b.as_mut_slice()) }
+        }
+        // SAFETY: as above.
+        Err(_) => unsafe { block_amx_in(job, mt, np, Aligned::zeroed(need).as_mut_slice()) },
+    })
+}
+
+/// [`block_amx`] with `apk`, at least `MC_TILES·32·kp` bytes, for A in tile order.
+///
+/// # Safety
+/// As [`block_amx`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_amx_in(job: &Job<'_>, mt: Range<usize>, np: Range<usize>, apk: &mut [u8]) {
     let fused = fused_dst(job);
     let mut acc = [Acc([0; MR * NR]), Acc([0; MR * NR]), Acc([0; MR * NR])];
     // SAFETY: CFG is a valid 64-byte palette-1 configuration, 64-byte aligned.
     unsafe { asm!("ldtilecfg [{0}]", in(reg) CFG.0.as_ptr(), options(nostack, readonly)) };
-    let mut apk = vec![0u8; MC_TILES * MR * job.kp];
     let mut mb = mt.start;
     while mb < mt.end {
         let me = (mb + MC_TILES).min(mt.end);
@@ -458,7 +483,7 @@ pub(crate) struct ConvW {
     groups: usize,
     cig: usize,
     cog: usize,
-    panels: Vec<Vec<u8>>,
+    panels: Vec<Aligned>,
     /// Per output channel: `Σ w'` over K.
     wsum: Vec<i32>,
 }
@@ -480,7 +505,8 @@ impl ConvW {
         let mut wsum = vec![0i32; c_out];
         for g in 0..groups {
             let np = cog.div_ceil(NR);
-            let mut v = vec![0u8; np * k * NR];
+            let mut a = Aligned::zeroed(np * k * NR);
+            let v = a.as_mut_slice();
             for j in 0..cog {
                 let oc = g * cog + j;
                 for ky in 0..kh {
@@ -495,7 +521,7 @@ impl ConvW {
                     }
                 }
             }
-            panels.push(v);
+            panels.push(a);
         }
         Some(ConvW {
             groups,
@@ -661,7 +687,7 @@ pub(crate) fn conv_nhwc(
             for p in 0..panels {
                 let n0 = p * NR;
                 let cols = NR.min(cog - n0);
-                let b = aw.panels[g][p * kp * NR..].as_ptr();
+                let b = aw.panels[g].as_slice()[p * kp * NR..].as_ptr();
                 // SAFETY: every A tile lies inside the padded image plus slack (checked
                 // above), the panel holds kp·32 bytes; tiles configured above.
                 unsafe { conv_tile(a0, cig, &toff, chunks, b, buf, rows > 16) };

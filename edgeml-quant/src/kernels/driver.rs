@@ -521,22 +521,69 @@ pub(crate) fn par_chunks(
     }
 }
 
+/// Runs `f(i, row)` on every `row_len`-byte row `i` of `data` (a trailing partial row
+/// is left alone), the rows split over `threads` tasks as [`par_chunks`] splits units.
+pub(crate) fn par_rows(
+    data: &mut [u8],
+    row_len: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [u8]) + Sync,
+) {
+    struct Rows(*mut u8);
+    // SAFETY: tasks touch disjoint rows of the buffer, which outlives the split.
+    unsafe impl Sync for Rows {}
+    impl Rows {
+        fn get(&self) -> *mut u8 {
+            self.0
+        }
+    }
+    let rows = data.len().checked_div(row_len).unwrap_or(0);
+    let base = Rows(data.as_mut_ptr());
+    par_chunks(rows, threads, 0, (rows * row_len) as u64, |r| {
+        for i in r {
+            // SAFETY: `i < rows`, so the row lies inside `data`; every row index is in
+            // exactly one chunk, so no two tasks hold the same row.
+            let row =
+                unsafe { core::slice::from_raw_parts_mut(base.get().add(i * row_len), row_len) };
+            f(i, row);
+        }
+    });
+}
+
 /// [`par_chunks`]' split of `0..units` into `chunks` claimed by `threads` tasks.
 fn split(units: usize, threads: usize, chunks: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
     // SAFETY: only the lifetime is erased. Pool tasks call `f` only after claiming a
     // chunk (`claim` below) and before counting it done, and this function returns only
     // after every chunk is counted done, so no call outlives the borrow.
     let f: *const (dyn Fn(Range<usize>) + Sync + 'static) = unsafe { core::mem::transmute(f) };
-    let sh = std::sync::Arc::new(Shared {
+    let sh = Arc::new(Shared {
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         chunks,
         units,
         f,
     });
+    // A caller outside any rayon pool (a direct call of the kernels) keeps its helpers
+    // spinning between calls; inside a pool (a `Plan` run) the plan's own policy
+    // (`PlanOptions::spin`) decides whether idle workers spin.
+    let team = match rayon::current_thread_index() {
+        None => Some(TEAM.with(Arc::clone)),
+        Some(_) => None,
+    };
     for _ in 1..threads {
-        let sh = sh.clone();
-        rayon::spawn(move || sh.work());
+        match &team {
+            Some(team) if team.reserve() => team.post(sh.clone()),
+            _ => {
+                let (sh, team) = (sh.clone(), team.clone());
+                rayon::spawn(move || {
+                    sh.work();
+                    drop(sh);
+                    if let Some(team) = team {
+                        team.spin();
+                    }
+                });
+            }
+        }
     }
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sh.work()));
     // No chunk can be claimed after this; wait for the claimed ones (all of them unless
@@ -547,6 +594,80 @@ fn split(units: usize, threads: usize, chunks: usize, f: &(dyn Fn(Range<usize>) 
     }
     if let Err(p) = r {
         std::panic::resume_unwind(p);
+    }
+}
+
+/// How long a pool task that finished its part of a split made by a thread outside any
+/// rayon pool keeps spinning for that thread's next split before it returns to rayon's
+/// pool, where an idle thread soon sleeps: waking a sleeping thread takes tens of
+/// microseconds on a virtual machine, as long as a whole 3×3 convolution of a
+/// mid-sized layer. onnxruntime's pool threads spin between operators in the same way.
+/// (A `Plan` run calls the kernels from inside its pool and keeps its workers awake
+/// itself, or not, as `PlanOptions::spin` says.)
+const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+thread_local! {
+    /// The pool tasks spinning for this thread's next split.
+    static TEAM: Arc<Team> = Arc::new(Team::default());
+}
+
+/// The pool tasks that stay spinning between one caller thread's splits.
+///
+/// Invariant: the spinning tasks number at least `idle` plus the jobs in `queue`; a
+/// task leaves only by taking one from `idle`, and a job is posted only after taking
+/// one from `idle` ([`Team::reserve`]), so a posted job always finds a task. A job
+/// taken late is harmless: its chunks are claimed by then, and it does nothing.
+#[derive(Default)]
+struct Team {
+    idle: AtomicUsize,
+    pending: AtomicUsize,
+    queue: std::sync::Mutex<Vec<Arc<Shared>>>,
+}
+
+impl Team {
+    /// Takes one idle spinning task for a job, if there is one.
+    fn reserve(&self) -> bool {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| k.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Hands a job to the task taken by [`Team::reserve`].
+    fn post(&self, job: Arc<Shared>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+        self.pending.fetch_add(1, Ordering::Release);
+    }
+
+    /// Spins, running posted jobs (and any other rayon work of the pool, so that
+    /// nothing waits on this thread), until [`SPIN`] passes without a job.
+    fn spin(&self) {
+        'idle: loop {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            let mut until = std::time::Instant::now() + SPIN;
+            loop {
+                if self.pending.load(Ordering::Acquire) > 0 {
+                    let job = self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    if let Some(job) = job {
+                        self.pending.fetch_sub(1, Ordering::AcqRel);
+                        job.work();
+                        continue 'idle;
+                    }
+                }
+                match rayon::yield_now() {
+                    Some(rayon::Yield::Executed) => {
+                        until = std::time::Instant::now() + SPIN;
+                        continue;
+                    }
+                    _ => core::hint::spin_loop(),
+                }
+                if std::time::Instant::now() >= until && self.reserve() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -749,5 +870,68 @@ mod stop_tests {
         assert!(visits(16, 2).iter().all(|&n| n == 1));
         let (v, stopped) = with_stop(Arc::new(|| false), || visits(16, 1));
         assert!(!stopped && v.iter().all(|&n| n == 1));
+    }
+}
+
+#[cfg(test)]
+mod team_tests {
+    use super::{par_chunks, par_rows};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Splits from threads outside the pool, back to back (so that spinning helpers
+    /// take the jobs) and from several callers at once: every unit runs exactly once.
+    #[test]
+    fn back_to_back_splits_from_several_callers_run_every_unit_once() {
+        std::thread::scope(|s| {
+            for caller in 0..3 {
+                s.spawn(move || {
+                    for round in 0..300 {
+                        let units = 1 + (round * 7 + caller) % 97;
+                        let seen: Vec<AtomicUsize> =
+                            (0..units).map(|_| AtomicUsize::new(0)).collect();
+                        par_chunks(units, 2 + round % 2, 0, u64::MAX, |r| {
+                            for u in r {
+                                seen[u].fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                        for (u, n) in seen.iter().enumerate() {
+                            assert_eq!(
+                                n.load(Ordering::Relaxed),
+                                1,
+                                "caller {caller} round {round} unit {u}"
+                            );
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn par_rows_hands_every_full_row_to_exactly_one_call() {
+        for (len, row, threads) in [
+            (0, 4, 2),
+            (10, 3, 2),
+            (4096, 64, 2),
+            (4096, 64, 1),
+            (100, 7, 3),
+        ] {
+            let mut data = vec![0u8; len];
+            par_rows(&mut data, row, threads, |i, r| {
+                assert_eq!(r.len(), row);
+                for b in r.iter_mut() {
+                    *b = b.wrapping_add(1 + (i % 200) as u8);
+                }
+            });
+            let full = len / row * row;
+            for (j, &b) in data.iter().enumerate() {
+                let want = if j < full {
+                    1 + (j / row % 200) as u8
+                } else {
+                    0
+                };
+                assert_eq!(b, want, "len {len} row {row} byte {j}");
+            }
+        }
     }
 }

@@ -82,11 +82,52 @@ pub(crate) fn b_zp<T: QElem>(z: T) -> i32 {
     i32::from(z.to_b())
 }
 
+/// Zeroed bytes whose first lies on a 64-byte boundary (a cache line), so that no
+/// 64-byte vector load or tile row of a packed operand straddles two lines, which can
+/// cost a load twice the time. (A large `Vec<u8>` from the system allocator starts 16
+/// bytes past a page boundary.)
+#[derive(Debug)]
+pub(crate) struct Aligned {
+    v: Vec<u8>,
+    at: usize,
+    len: usize,
+}
+
+impl Aligned {
+    /// `len` zero bytes.
+    pub(crate) fn zeroed(len: usize) -> Aligned {
+        let v = vec![0u8; len + 63];
+        let at = v.as_ptr().align_offset(64).min(63);
+        Aligned { v, at, len }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.v[self.at..self.at + self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.v[self.at..self.at + self.len]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Clone for Aligned {
+    /// A copy with its own alignment (a cloned `Vec` may start elsewhere in a line).
+    fn clone(&self) -> Aligned {
+        let mut c = Aligned::zeroed(self.len);
+        c.as_mut_slice().copy_from_slice(self.as_slice());
+        c
+    }
+}
+
 /// Packed operand storage.
 #[derive(Debug, Clone)]
 pub(crate) enum Buf<'a> {
     Borrowed(&'a [u8]),
-    B8(Vec<u8>),
+    B8(Aligned),
     B16(Vec<i16>),
 }
 
@@ -94,7 +135,7 @@ impl Buf<'_> {
     pub(crate) fn ptr(&self) -> *const u8 {
         match self {
             Buf::Borrowed(s) => s.as_ptr(),
-            Buf::B8(v) => v.as_ptr(),
+            Buf::B8(v) => v.as_slice().as_ptr(),
             Buf::B16(v) => v.as_ptr().cast(),
         }
     }
@@ -135,13 +176,14 @@ pub(crate) fn pack_b<T: QElem>(g: Geom, b: ArrayView2<'_, T>) -> (Buf<'static>, 
         }
         (Buf::B16(v), colsum)
     } else {
-        let mut v = vec![0u8; len];
+        let mut a = Aligned::zeroed(len);
+        let v = a.as_mut_slice();
         for ((kk, nn), &x) in b.indexed_iter() {
             let x = x.to_b();
             v[idx(kk, nn)] = x as u8;
             colsum[nn] = colsum[nn].wrapping_add(i32::from(x));
         }
-        (Buf::B8(v), colsum)
+        (Buf::B8(a), colsum)
     }
 }
 
@@ -201,8 +243,8 @@ pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: 
         }
     } else {
         let xor = if g.a_xor { 0x80 } else { 0 };
-        let mut v = vec![0u8; m * lda];
-        for (dst, row) in v.chunks_exact_mut(lda.max(1)).zip(a.rows()) {
+        let mut v = Aligned::zeroed(m * lda);
+        for (dst, row) in v.as_mut_slice().chunks_exact_mut(lda.max(1)).zip(a.rows()) {
             for (d, &x) in dst.iter_mut().zip(row.iter()) {
                 *d = x.to_a() ^ xor;
             }
