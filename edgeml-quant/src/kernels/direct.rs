@@ -390,7 +390,7 @@ pub(crate) fn conv<T: QElem>(
         return false;
     }
     let za = zx.to_a();
-    build_input(
+    let xb = build_input(
         super::pack::raw_bytes(x),
         if T::SIGNED { 0x80 } else { 0 },
         za,
@@ -398,8 +398,8 @@ pub(crate) fn conv<T: QElem>(
         (dw.groups, cig, dw.cq),
         bytes,
         scratch,
+        threads,
     );
-    let xb: &[u8] = scratch;
     let (hp, wp) = (geo.hp(), geo.wp());
     let plane4 = hp * wp * 4;
     let toff: Vec<usize> = (0..geo.kh * geo.kw)
@@ -517,61 +517,69 @@ fn pixel_sums(
 }
 
 /// Writes the zero-point-padded `[group][cq][Hp][Wp][4]` image (bytes `⊕ xor`) into
-/// `out` (resized to `bytes`).
-fn build_input(
+/// the reused buffer `out` and returns it: `bytes` bytes of `out` from a 64-byte
+/// boundary.
+#[allow(clippy::too_many_arguments)]
+fn build_input<'o>(
     xs: &[u8],
     xor: u8,
     za: u8,
     geo: &DGeom,
     (groups, cig, cq): (usize, usize, usize),
     bytes: usize,
-    out: &mut Vec<u8>,
-) {
+    out: &'o mut Vec<u8>,
+    threads: usize,
+) -> &'o [u8] {
     let (h, w) = (geo.h, geo.w);
     let (hp, wp) = (geo.hp(), geo.wp());
-    if out.len() != bytes {
-        out.clear();
-        out.resize(bytes, za);
-    } else {
-        // Only the padding (rows, columns, slack) needs the zero point; the image and
-        // padded channels are all written below.
-        let [pt, pl, pb, pr] = geo.pads;
-        for plane in out[..bytes - SLACK].chunks_exact_mut(hp * wp * 4) {
-            plane[..pt * wp * 4].fill(za);
-            plane[(hp - pb) * wp * 4..].fill(za);
-            if pl + pr > 0 {
-                for row in plane[pt * wp * 4..(hp - pb) * wp * 4].chunks_exact_mut(wp * 4) {
-                    row[..pl * 4].fill(za);
-                    row[(wp - pr) * 4..].fill(za);
-                }
-            }
-        }
-        out[bytes - SLACK..].fill(za);
+    let [pt, pl, pb, pr] = geo.pads;
+    // The image starts on a cache line, so that no 64-byte load straddles two.
+    if out.len() != bytes + 64 {
+        *out = vec![za; bytes + 64];
     }
+    let at = out.as_ptr().align_offset(64).min(64);
+    let out = &mut out[at..at + bytes];
+    out[bytes - SLACK..].fill(za);
     let fill = vec![za ^ xor; h * w];
-    let whole = geo.pads[1] == 0 && geo.pads[3] == 0;
-    for g in 0..groups {
-        for q in 0..cq {
-            let src: [&[u8]; 4] = core::array::from_fn(|j| {
-                let c = 4 * q + j;
-                if c < cig {
-                    &xs[(g * cig + c) * h * w..][..h * w]
-                } else {
-                    &fill[..]
-                }
-            });
-            let pl = (g * cq + q) * hp * wp * 4;
-            if whole {
-                let d = &mut out[pl + geo.pads[0] * wp * 4..][..h * w * 4];
-                interleave4(src, xor, d);
+    let whole = pl == 0 && pr == 0;
+    // One plane of 4 channels at a time, each written whole (padding included, since
+    // the buffer is reused), the planes split over the threads for large images.
+    let plane_len = hp * wp * 4;
+    let one_plane = |pi: usize, plane: &mut [u8]| {
+        let (g, q) = (pi / cq, pi % cq);
+        let src: [&[u8]; 4] = core::array::from_fn(|j| {
+            let c = 4 * q + j;
+            if c < cig {
+                &xs[(g * cig + c) * h * w..][..h * w]
             } else {
-                for y in 0..h {
-                    let d = &mut out[pl + ((y + geo.pads[0]) * wp + geo.pads[1]) * 4..][..w * 4];
-                    interleave4(src.map(|s| &s[y * w..(y + 1) * w]), xor, d);
-                }
+                &fill[..]
+            }
+        });
+        plane[..pt * wp * 4].fill(za);
+        plane[(hp - pb) * wp * 4..].fill(za);
+        if whole {
+            interleave4(src, xor, &mut plane[pt * wp * 4..][..h * w * 4]);
+        } else {
+            for y in 0..h {
+                let row = &mut plane[(y + pt) * wp * 4..][..wp * 4];
+                row[..pl * 4].fill(za);
+                row[(wp - pr) * 4..].fill(za);
+                interleave4(
+                    src.map(|s| &s[y * w..(y + 1) * w]),
+                    xor,
+                    &mut row[pl * 4..(wp - pr) * 4],
+                );
             }
         }
-    }
+    };
+    let tasks = if bytes >= 1 << 16 { threads } else { 1 };
+    super::driver::par_rows(
+        &mut out[..groups * cq * plane_len],
+        plane_len,
+        tasks,
+        one_plane,
+    );
+    out
 }
 
 /// `dst[4i + j] = src[j][i] ⊕ xor`.
