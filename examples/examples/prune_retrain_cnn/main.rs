@@ -245,6 +245,15 @@ fn predictions(m: &Model, x: &Array4<f32>) -> Result<Vec<usize>> {
         .collect())
 }
 
+/// The predicted classes of the Rust CNN.
+fn predictions_rust(c: &Cnn<f32>, x: ArrayView4<'_, f32>) -> Vec<usize> {
+    c.logits(x)
+        .rows()
+        .into_iter()
+        .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+        .collect()
+}
+
 fn accuracy(pred: &[usize], y: &[i64]) -> f64 {
     let ok = pred
         .iter()
@@ -409,13 +418,4 @@ fn main() -> Result<()> {
     }
     println!("ran in {:.1?}", t0.elapsed());
     Ok(())
-}
-
-/// The predicted classes of the Rust CNN.
-fn predictions_rust(c: &Cnn<f32>, x: ArrayView4<'_, f32>) -> Vec<usize> {
-    c.logits(x)
-        .rows()
-        .into_iter()
-        .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
-        .collect()
 }
