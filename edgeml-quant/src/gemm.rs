@@ -266,13 +266,36 @@ pub(crate) fn gemm_any<T: QElem>(
     out: (OutPtr, isize, isize),
     opts: &GemmOptions,
 ) {
-    let (m, k) = a.dim();
+    let m = a.nrows();
     let n = b.n;
     if m == 0 || n == 0 {
         return;
     }
+    thread_local! {
+        // Copies of A (see `prep_a`), reused between calls on this thread.
+        static A_COPY: core::cell::RefCell<pack::Aligned> =
+            core::cell::RefCell::new(pack::Aligned::zeroed(0));
+    }
+    A_COPY.with(|c| match c.try_borrow_mut() {
+        Ok(mut s) => gemm_prepared(a, a_zp, b, post, out, opts, &mut s),
+        Err(_) => gemm_prepared(a, a_zp, b, post, out, opts, &mut pack::Aligned::zeroed(0)),
+    })
+}
+
+/// [`gemm_any`] with `scratch` for a copy of A.
+fn gemm_prepared<T: QElem>(
+    a: ArrayView2<'_, T>,
+    a_zp: T,
+    b: &PackedB,
+    post: Post<'_>,
+    out: (OutPtr, isize, isize),
+    opts: &GemmOptions,
+    scratch: &mut pack::Aligned,
+) {
+    let (m, k) = a.dim();
+    let n = b.n;
     let g = b.isa.geom();
-    let prep = pack::prep_a(g, a, !b.zb_zero);
+    let prep = pack::prep_a(g, a.view(), !b.zb_zero, scratch);
     let colterm = colterm(b, pack::a_zp(a_zp), k);
     let (ptr, rs, cs) = out;
     let job = Job {

@@ -196,8 +196,14 @@ pub(crate) struct PrepA<'a> {
 }
 
 /// Prepares A (`m × k`): borrows it when it is contiguous `u8` and already in the
-/// kernel's format, otherwise copies it once (offset, widened or padded as needed).
-pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: bool) -> PrepA<'a> {
+/// kernel's format, otherwise copies it once (offset, widened or padded as needed;
+/// 8-bit copies go into `scratch`, grown as needed and reused by the caller).
+pub(crate) fn prep_a<'a, T: QElem>(
+    g: Geom,
+    a: ArrayView2<'a, T>,
+    need_rowsums: bool,
+    scratch: &'a mut Aligned,
+) -> PrepA<'a> {
     let (m, k) = a.dim();
     let kp = kpad(g, k);
     let mut rowterm = Vec::new();
@@ -243,14 +249,28 @@ pub(crate) fn prep_a<'a, T: QElem>(g: Geom, a: ArrayView2<'a, T>, need_rowsums: 
         }
     } else {
         let xor = if g.a_xor { 0x80 } else { 0 };
-        let mut v = Aligned::zeroed(m * lda);
-        for (dst, row) in v.as_mut_slice().chunks_exact_mut(lda.max(1)).zip(a.rows()) {
-            for (d, &x) in dst.iter_mut().zip(row.iter()) {
-                *d = x.to_a() ^ xor;
+        if scratch.len() < m * lda {
+            *scratch = Aligned::zeroed(m * lda);
+        }
+        let v = &mut scratch.as_mut_slice()[..m * lda];
+        for (dst, row) in v.chunks_exact_mut(lda.max(1)).zip(a.rows()) {
+            // The padding past k multiplies B's zero rows; it is zeroed all the same,
+            // since the buffer is reused.
+            let (head, pad) = dst.split_at_mut(k.min(lda));
+            match row.as_slice() {
+                Some(r) => head
+                    .iter_mut()
+                    .zip(r)
+                    .for_each(|(d, &x)| *d = x.to_a() ^ xor),
+                None => head
+                    .iter_mut()
+                    .zip(row.iter())
+                    .for_each(|(d, &x)| *d = x.to_a() ^ xor),
             }
+            pad.fill(0);
         }
         PrepA {
-            buf: Buf::B8(v),
+            buf: Buf::Borrowed(&scratch.as_slice()[..m * lda]),
             lda,
             rowterm,
         }
