@@ -1,18 +1,21 @@
-//! Recycled `f32` output buffers, so that a plan run many times does not hand large
-//! blocks back to the operating system after every operator and fault them in again on
-//! the next run (glibc serves allocations above its mmap threshold with fresh pages).
+//! Recycled output buffers, so that a plan run many times does not hand large blocks
+//! back to the operating system after every operator and fault them in again on the
+//! next run (glibc serves allocations above its mmap threshold with fresh pages).
 //!
-//! Each thread keeps a small pool of `Vec<f32>`. The interpreter
-//! ([`Program::run`](crate::plan)) gives back every `f32` tensor it frees at its last use
-//! ([`recycle`]); operators that build an `f32` output draw from the pool with
-//! [`take_f32`] (zero-filled, for outputs built by accumulation) or [`take_f32_empty`]
-//! (length 0, capacity ≥ `len`, for outputs written front to back with `extend`/`push`).
-//! Both fall back to a fresh allocation when the pool has no block big enough, so using
-//! them is never wrong, only faster. No uninitialised memory is ever exposed.
+//! Each thread keeps a small pool of `Vec<f32>`, one of `Vec<u8>` and one of
+//! `Vec<i8>` (the element types of float and quantized activations). The interpreter
+//! (`Program::run`) gives back every tensor of those types it frees at its last use;
+//! operators that build an output draw from the pool: built-in `f32` operators with
+//! `take_f32` (zero-filled, for outputs built by accumulation) or `take_f32_empty`
+//! (length 0, capacity ≥ `len`, for outputs written front to back with `extend`/`push`),
+//! operators registered from other crates with [`take_overwritten`] (for outputs their
+//! kernel writes completely, such as edgeml-quant's INT8 convolutions). All of them fall
+//! back to a fresh allocation when the pool has no block big enough, so using them is
+//! never wrong, only faster. No uninitialised memory is ever exposed.
 //!
-//! Bounds: at most [`MAX_BUFFERS`] blocks and [`MAX_BYTES`] bytes per thread; blocks
-//! smaller than [`MIN_LEN`] elements are not kept (the allocator handles small blocks
-//! well). The memory stays with the thread until the thread ends.
+//! Bounds, per thread and element type: at most 16 blocks and 256 MiB; blocks smaller
+//! than 4096 elements are not kept (the allocator handles small blocks well). The
+//! memory stays with the thread until the thread ends.
 //!
 //! For operator code (e.g. a convolution's output):
 //! ```ignore
@@ -34,6 +37,60 @@ pub(crate) const MIN_LEN: usize = 4096;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static POOL_U8: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static POOL_I8: RefCell<Vec<Vec<i8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The element types whose blocks this thread's pools keep: `f32`, `u8` and `i8`.
+pub trait Pooled: Copy + Default + Sized + 'static + private::Sealed {
+    /// Runs `f` on this thread's pool of blocks of this type.
+    #[doc(hidden)]
+    fn with_pool<R>(f: impl FnOnce(&RefCell<Vec<Vec<Self>>>) -> R) -> R;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for u8 {}
+    impl Sealed for i8 {}
+}
+
+impl Pooled for f32 {
+    fn with_pool<R>(f: impl FnOnce(&RefCell<Vec<Vec<f32>>>) -> R) -> R {
+        POOL.with(f)
+    }
+}
+
+impl Pooled for u8 {
+    fn with_pool<R>(f: impl FnOnce(&RefCell<Vec<Vec<u8>>>) -> R) -> R {
+        POOL_U8.with(f)
+    }
+}
+
+impl Pooled for i8 {
+    fn with_pool<R>(f: impl FnOnce(&RefCell<Vec<Vec<i8>>>) -> R) -> R {
+        POOL_I8.with(f)
+    }
+}
+
+/// A vector of `len` elements for an output its operator overwrites completely: a
+/// block of this thread's pool (recycled from a tensor an earlier step freed, with that
+/// tensor's old values) when one fits, else a fresh zero-filled vector. The contents are
+/// unspecified but initialised; writing every element before the output is returned is
+/// the caller's duty. Saves the zero-filling pass of `vec![0; len]` and, above the
+/// allocator's mmap threshold, the page faults of fresh memory on every run.
+pub fn take_overwritten<T: Pooled>(len: usize) -> Vec<T> {
+    match take_block_as_is(len) {
+        Some(mut v) => {
+            if v.len() >= len {
+                v.truncate(len);
+            } else {
+                v.resize(len, T::default());
+            }
+            v
+        }
+        None => vec![T::default(); len],
+    }
 }
 
 /// The smallest pooled block with capacity ≥ `len` (emptied), if any.
@@ -45,11 +102,11 @@ fn take_block(len: usize) -> Option<Vec<f32>> {
 }
 
 /// The smallest pooled block with capacity ≥ `len`, with its old contents, if any.
-fn take_block_as_is(len: usize) -> Option<Vec<f32>> {
+fn take_block_as_is<T: Pooled>(len: usize) -> Option<Vec<T>> {
     if len < MIN_LEN {
         return None;
     }
-    POOL.with(|p| {
+    T::with_pool(|p| {
         let mut p = p.try_borrow_mut().ok()?;
         let best = p
             .iter()
@@ -80,17 +137,7 @@ pub(crate) fn take_f32(len: usize) -> Vec<f32> {
 /// block's old values, zeros past them or in a fresh block. For outputs the caller
 /// overwrites completely; it saves [`take_f32`]'s zero-filling pass.
 pub(crate) fn take_f32_overwritten(len: usize) -> Vec<f32> {
-    match take_block_as_is(len) {
-        Some(mut v) => {
-            if v.len() >= len {
-                v.truncate(len);
-            } else {
-                v.resize(len, 0.0);
-            }
-            v
-        }
-        None => vec![0.0; len],
-    }
+    take_overwritten(len)
 }
 
 /// An empty vector with capacity for at least `len` elements, recycled when possible;
@@ -101,16 +148,23 @@ pub(crate) fn take_f32_empty(len: usize) -> Vec<f32> {
 
 /// Gives a vector's memory back to this thread's pool (dropped when the pool is full).
 pub(crate) fn give_f32(v: Vec<f32>) {
+    give(v);
+}
+
+/// Gives a vector's memory back to this thread's pool of its type (dropped when the
+/// pool is full).
+fn give<T: Pooled>(v: Vec<T>) {
     let cap = v.capacity();
     if cap < MIN_LEN {
         return;
     }
-    POOL.with(|p| {
+    let size = core::mem::size_of::<T>();
+    T::with_pool(|p| {
         let Ok(mut p) = p.try_borrow_mut() else {
             return;
         };
-        let bytes: usize = p.iter().map(|b| b.capacity() * 4).sum();
-        if bytes + cap * 4 > MAX_BYTES {
+        let bytes: usize = p.iter().map(|b| b.capacity() * size).sum();
+        if bytes + cap * size > MAX_BYTES {
             return;
         }
         if p.len() >= MAX_BUFFERS {
@@ -130,13 +184,13 @@ pub(crate) fn give_f32(v: Vec<f32>) {
     });
 }
 
-/// Recycles a tensor's memory if it is an `f32` tensor that owns its block.
+/// Recycles a tensor's memory if it is an `f32`, `u8` or `i8` tensor.
 pub(crate) fn recycle(t: Tensor) {
-    if let Tensor::F32(a) = t
-        && a.len() >= MIN_LEN
-    {
-        let (v, _) = a.into_raw_vec_and_offset();
-        give_f32(v);
+    match t {
+        Tensor::F32(a) if a.len() >= MIN_LEN => give(a.into_raw_vec_and_offset().0),
+        Tensor::U8(a) if a.len() >= MIN_LEN => give(a.into_raw_vec_and_offset().0),
+        Tensor::I8(a) if a.len() >= MIN_LEN => give(a.into_raw_vec_and_offset().0),
+        _ => {}
     }
 }
 
@@ -171,5 +225,27 @@ mod tests {
             give_f32(Vec::with_capacity(MIN_LEN));
         }
         POOL.with(|p| assert!(p.borrow().len() <= MAX_BUFFERS));
+    }
+
+    #[test]
+    fn quantized_blocks_are_recycled_per_type() {
+        let v = vec![9u8; 8_000];
+        let p = v.as_ptr();
+        recycle(Tensor::U8(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[8_000]), v).unwrap(),
+        ));
+        // An i8 request does not get the u8 block; a u8 one does, with the old values.
+        let i: Vec<i8> = take_overwritten(7_000);
+        assert!(i.len() == 7_000 && i.iter().all(|&x| x == 0));
+        let u: Vec<u8> = take_overwritten(7_000);
+        assert_eq!(u.as_ptr(), p);
+        assert!(u.len() == 7_000 && u.iter().all(|&x| x == 9));
+        // Longer than the block's old length: the tail is the default.
+        give(u);
+        let u: Vec<u8> = take_overwritten(7_900);
+        assert!(u[..7_000].iter().all(|&x| x == 9) && u[7_000..].iter().all(|&x| x == 0));
+        // Small requests are not served from the pool.
+        let s: Vec<u8> = take_overwritten(100);
+        assert!(s.len() == 100 && s.iter().all(|&x| x == 0));
     }
 }

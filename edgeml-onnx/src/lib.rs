@@ -3,7 +3,7 @@
 #![deny(unsafe_code)]
 
 mod attr_check;
-mod buffers;
+pub mod buffers;
 mod builder;
 mod edit;
 mod error;

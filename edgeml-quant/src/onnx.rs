@@ -215,6 +215,16 @@ pub(super) fn threads() -> usize {
 }
 
 /// The kernels' options for a call made now.
+/// An output array for a kernel that writes every element: a recycled block from the
+/// plan's buffer pool when one fits (see `edgeml_onnx::buffers::take_overwritten`), so
+/// neither zero-filling nor fresh pages are paid on every run.
+fn overwritten<T: crate::QElem, D: ndarray::Dimension>(
+    shape: D,
+) -> edgeml_onnx::Result<ndarray::Array<T, D>> {
+    let v = edgeml_onnx::buffers::take_overwritten::<T>(shape.size());
+    ndarray::Array::from_shape_vec(shape, v).map_err(|e| OnnxError::Internal(e.to_string()))
+}
+
 fn gemm_options() -> crate::GemmOptions {
     crate::GemmOptions { threads: threads() }
 }

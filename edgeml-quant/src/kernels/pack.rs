@@ -11,7 +11,9 @@ mod sealed {
 }
 
 /// An 8-bit quantized element type (`u8` or `i8`). Sealed.
-pub trait QElem: sealed::Sealed + Copy + Send + Sync + core::fmt::Debug + 'static {
+pub trait QElem:
+    sealed::Sealed + edgeml_onnx::buffers::Pooled + Copy + Send + Sync + core::fmt::Debug + 'static
+{
     /// `"u8"` or `"i8"`.
     const NAME: &'static str;
     /// Whether the type is signed.

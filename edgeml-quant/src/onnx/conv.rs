@@ -266,7 +266,7 @@ impl QConv {
         };
         macro_rules! go {
             ($t:ty, $z:expr, $wrap:path) => {{
-                let mut y = ndarray::Array4::<$t>::zeros(shape4);
+                let mut y = super::overwritten::<$t, _>(ndarray::Dim(shape4))?;
                 let rq = Requant {
                     multipliers: &mult,
                     zero_point: i32::from($z),

@@ -145,10 +145,10 @@ impl Binary {
                     rb,
                     c: zy as f32 - ra * za as f32 - rb * zb as f32,
                 };
-                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
                 if let (Some(xa), Some(xb), true) =
                     (a.as_slice(), b.as_slice(), a.shape() == b.shape())
                 {
+                    let mut y = super::overwritten::<T, _>(IxDyn(&shape))?;
                     // Same shape (residual connections): the vectorized kernel.
                     let out = y
                         .as_slice_mut()
@@ -168,6 +168,7 @@ impl Binary {
                     }
                     return Ok(y);
                 }
+                let mut y = ArrayD::from_elem(IxDyn(&shape), T::from_i32_clamped(0));
                 let one = |a: T, b: T| {
                     let mut y = [T::from_i32_clamped(0)];
                     qadd::scalar(&[a], &[b], &mut y, p);
