@@ -150,6 +150,13 @@ pub fn multipliers(a_scale: f32, b_scales: &[f32], y_scale: f32) -> Vec<f32> {
 pub struct GemmOptions {
     /// Worker threads (rayon global pool): 1 runs on the calling thread (the default,
     /// as onnxruntime with `intra_op_num_threads = 1`), 0 uses every rayon thread.
+    ///
+    /// With more than one, a call made from outside any rayon pool leaves the pool
+    /// threads that helped it spinning for up to 200 µs, ready for the caller's next
+    /// call (waking a sleeping thread costs tens of microseconds), as onnxruntime's
+    /// intra-op threads spin between operators; then they go back to the pool. Calls
+    /// made inside a pool (an `edgeml_onnx::Plan` run) leave that choice to the plan
+    /// (`PlanOptions::spin`).
     pub threads: usize,
 }
 
