@@ -427,8 +427,8 @@ struct PaddedNhwc {
 impl PaddedNhwc {
     /// Writes one batch item `src` (`[groups·cig, h, w]` bytes, `h = hp − pt − pb`,
     /// `w = wp − pl − pr`) into `img` in this layout, each byte `⊕ xor`; padding and
-    /// slack hold `za`. `img` is a reused buffer: it is resized to `len`, and every
-    /// byte is written, so what it held before does not matter. Rows are split over
+    /// slack hold `za`. `img` is a reused buffer, grown when too small; every byte of
+    /// the image is written, so what it held before does not matter. Rows are split over
     /// `threads` tasks when the image is large. Returns the image: `len` bytes of `img`
     /// starting at a 64-byte boundary, so that no row of 64 channels straddles two
     /// cache lines (a split line costs the tile loads up to twice the time).
@@ -446,7 +446,8 @@ impl PaddedNhwc {
         let row = wp * cig;
         let body = self.groups * self.hp * row;
         debug_assert!(src.len() == self.groups * cig * h * w && body <= self.len);
-        if img.len() != self.len + 64 {
+        // The buffer only grows: every byte of the image is written below.
+        if img.len() < self.len + 64 {
             *img = vec![za; self.len + 64];
         }
         let at = img.as_ptr().align_offset(64).min(64);
@@ -740,7 +741,7 @@ mod tests {
             let layout = PaddedNhwc { groups, cig, hp, wp, pads, len: groups * hp * wp * cig + slack };
             let mut img = Vec::new();
             // A different geometry first, with other bytes.
-            let other = PaddedNhwc { groups: 1, cig: 2, hp: 3, wp: 3, pads: [1, 1, 1, 1], len: layout.len };
+            let other = PaddedNhwc { groups: 1, cig: 2, hp: 3, wp: 3, pads: [1, 1, 1, 1], len: layout.len + 300 };
             other.fill(&[0x5a; 2], za.wrapping_add(1), 0, &mut img, 1);
             let got = layout.fill(&src, za, xor, &mut img, threads);
             prop_assert_eq!(got.as_ptr() as usize % 64, 0);

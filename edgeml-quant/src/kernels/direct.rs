@@ -533,8 +533,9 @@ fn build_input<'o>(
     let (h, w) = (geo.h, geo.w);
     let (hp, wp) = (geo.hp(), geo.wp());
     let [pt, pl, pb, pr] = geo.pads;
-    // The image starts on a cache line, so that no 64-byte load straddles two.
-    if out.len() != bytes + 64 {
+    // The image starts on a cache line, so that no 64-byte load straddles two. The
+    // buffer only grows: every byte of the image is written below, whatever it held.
+    if out.len() < bytes + 64 {
         *out = vec![za; bytes + 64];
     }
     let at = out.as_ptr().align_offset(64).min(64);
