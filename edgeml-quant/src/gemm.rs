@@ -289,7 +289,9 @@ pub(crate) fn gemm_any<T: QElem>(
     })
 }
 
-/// [`gemm_any`] with `scratch` for a copy of A.
+/// [`gemm_any`] with `scratch` for a copy of A. `a` may also be `m × kpad(k)` with the
+/// padding columns holding the element whose offset form is 0 (0 for `u8`, −128 for
+/// `i8`): then a `u8` A in the kernel's format is used in place.
 fn gemm_prepared<T: QElem>(
     a: ArrayView2<'_, T>,
     a_zp: T,
@@ -299,9 +301,14 @@ fn gemm_prepared<T: QElem>(
     opts: &GemmOptions,
     scratch: &mut pack::Aligned,
 ) {
-    let (m, k) = a.dim();
+    let m = a.nrows();
+    let k = b.k;
     let n = b.n;
     let g = b.isa.geom();
+    // `a` has `k` columns, or (im2col rows built at the kernel's row length, so that
+    // they are used in place) `kpad(k)`, the padding holding the value whose offset
+    // form is 0, so that it adds nothing to the row sums.
+    debug_assert!(a.ncols() == k || a.ncols() == pack::kpad(g, k));
     let prep = pack::prep_a(g, a.view(), !b.zb_zero, scratch);
     let colterm = colterm(b, pack::a_zp(a_zp), k);
     let (ptr, rs, cs) = out;

@@ -6,7 +6,7 @@ use crate::gemm::{GemmOptions, PackedB, gemm_any, gemm_indirect, needs_rowsums};
 use crate::kernels::direct::{self, DGeom, DOut};
 use crate::kernels::driver::{Indirect, Post};
 use crate::kernels::pack::QElem;
-use ndarray::{Array2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
+use ndarray::{Array2, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 pub(super) fn gemm_all<T: QElem>(
@@ -36,13 +36,10 @@ pub(super) fn gemm_all<T: QElem>(
     // Scratch reused over the batch: NHWC input and im2col rows.
     let mut nhwc = Array2::<T>::from_elem((h * wd, c_in), x_zp);
     // im2col rows are built for at most `chunk` pixels at a time (about 4 MiB), so the
-    // scratch stays bounded whatever the kernel size.
-    let chunk = ((1usize << 22) / k.max(1)).clamp(1, plane.max(1));
-    let mut cols = if pointwise || indirect {
-        Array2::<T>::from_elem((0, 0), x_zp)
-    } else {
-        Array2::<T>::from_elem((chunk, k), x_zp)
-    };
+    // scratch stays bounded whatever the kernel size. Each row is `kp` long, the
+    // kernel's padded K, so that the GEMM uses the rows in place.
+    let kp = crate::kernels::pack::kpad(w.isa.geom(), k);
+    let chunk = ((1usize << 22) / kp.max(1)).clamp(1, plane.max(1));
     for ni in 0..n {
         let xn = x.index_axis(Axis(0), ni);
         to_nhwc(xn, &mut nhwc);
@@ -101,11 +98,15 @@ pub(super) fn gemm_all<T: QElem>(
             let geo = ((h, wd, c_in), (oh, ow));
             // Parts of at most `chunk` pixels, so each task's rows stay bounded too.
             let parts = (threads * 2).max(plane.div_ceil(chunk)).min(plane);
-            let rows_of = |gi: usize, r: core::ops::Range<usize>| {
-                let mut cols = Array2::<T>::from_elem((r.len(), k), x_zp);
-                im2col(xs, geo, gi * cig, cig, w, r, x_zp, &mut cols);
-                cols
-            };
+            let rows_of =
+                |gi: usize, r: core::ops::Range<usize>, run: &dyn Fn(ArrayView2<'_, T>)| {
+                    with_cols::<T>(r.len() * kp, |cols| {
+                        im2col(xs, geo, gi * cig, cig, w, r.clone(), x_zp, (&mut *cols, kp));
+                        if let Ok(a) = ArrayView2::from_shape((r.len(), kp), &*cols) {
+                            run(a);
+                        }
+                    });
+                };
             for (gi, pb) in packs.iter().enumerate() {
                 let range = gi * cog..(gi + 1) * cog;
                 match y {
@@ -113,21 +114,25 @@ pub(super) fn gemm_all<T: QElem>(
                         .into_par_iter()
                         .for_each(|(r, mut yv)| {
                             let o = crate::gemm::raw_out(&mut yv);
-                            gemm_any(rows_of(gi, r).view(), x_zp, pb, Post::I32, o, &one);
+                            rows_of(gi, r, &|a| gemm_any(a, x_zp, pb, Post::I32, o, &one));
                         }),
                     YView::U8(v, q) => split_rows(group_out(v, ni, range.clone(), plane), parts)
                         .into_par_iter()
                         .for_each(|(r, mut yv)| {
                             let o = crate::gemm::raw_out_q(&mut yv);
-                            let post = quant_post(q, range.clone());
-                            gemm_any(rows_of(gi, r).view(), x_zp, pb, post, o, &one);
+                            let run = |a: ArrayView2<'_, T>| {
+                                gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, &one)
+                            };
+                            rows_of(gi, r, &run);
                         }),
                     YView::I8(v, q) => split_rows(group_out(v, ni, range.clone(), plane), parts)
                         .into_par_iter()
                         .for_each(|(r, mut yv)| {
                             let o = crate::gemm::raw_out_q(&mut yv);
-                            let post = quant_post(q, range.clone());
-                            gemm_any(rows_of(gi, r).view(), x_zp, pb, post, o, &one);
+                            let run = |a: ArrayView2<'_, T>| {
+                                gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, &one)
+                            };
+                            rows_of(gi, r, &run);
                         }),
                 }
             }
@@ -135,22 +140,10 @@ pub(super) fn gemm_all<T: QElem>(
         }
         for (gi, pb) in packs.iter().enumerate() {
             let range = gi * cog..(gi + 1) * cog;
-            let mut p0 = 0;
-            while p0 < plane {
-                let p1 = if pointwise {
-                    plane
-                } else {
-                    (p0 + chunk).min(plane)
-                };
-                let a = if pointwise {
-                    nhwc.view()
-                } else {
-                    let geo = ((h, wd, c_in), (oh, ow));
-                    im2col(xs, geo, gi * cig, cig, w, p0..p1, x_zp, &mut cols);
-                    cols.slice(ndarray::s![..p1 - p0, ..])
-                };
+            // The GEMM of output pixels `p0..p1` with their rows `a`.
+            let mut rows_gemm = |a: ArrayView2<'_, T>, p0: usize, p1: usize| {
                 let rows = ndarray::s![p0..p1, ..];
-                match y {
+                match &mut *y {
                     YView::I32(v) => {
                         let yv = group_out(v, ni, range.clone(), plane);
                         let mut yv = yv.slice_move(rows);
@@ -170,10 +163,44 @@ pub(super) fn gemm_all<T: QElem>(
                         gemm_any(a, x_zp, pb, quant_post(q, range.clone()), o, opts);
                     }
                 }
-                p0 = p1;
+            };
+            if pointwise {
+                rows_gemm(nhwc.view(), 0, plane);
+                continue;
             }
+            let geo = ((h, wd, c_in), (oh, ow));
+            with_cols::<T>(chunk * kp, |cols| {
+                let mut p0 = 0;
+                while p0 < plane {
+                    let p1 = (p0 + chunk).min(plane);
+                    let d = &mut cols[..(p1 - p0) * kp];
+                    im2col(xs, geo, gi * cig, cig, w, p0..p1, x_zp, (&mut *d, kp));
+                    if let Ok(a) = ArrayView2::from_shape((p1 - p0, kp), &*d) {
+                        rows_gemm(a, p0, p1);
+                    }
+                    p0 = p1;
+                }
+            });
         }
     }
+}
+
+/// Runs `f` on `len` elements of this thread's reused, cache-line-aligned im2col
+/// buffer (a fresh one if that is in use); the contents on entry are unspecified.
+fn with_cols<T: QElem>(len: usize, f: impl FnOnce(&mut [T])) {
+    use crate::kernels::pack::{Aligned, from_raw_bytes_mut};
+    thread_local! {
+        static COLS: core::cell::RefCell<Aligned> = core::cell::RefCell::new(Aligned::zeroed(0));
+    }
+    COLS.with(|c| match c.try_borrow_mut() {
+        Ok(mut b) => {
+            if b.len() < len {
+                *b = Aligned::zeroed(len);
+            }
+            f(from_raw_bytes_mut(&mut b.as_mut_slice()[..len]));
+        }
+        Err(_) => f(from_raw_bytes_mut(Aligned::zeroed(len).as_mut_slice())),
+    });
 }
 
 /// The channel-major direct kernel (see `kernels::direct`), if the weights have it and
@@ -562,7 +589,7 @@ fn split_rows<E>(
 }
 
 /// im2col rows `[pixel, (kh, kw, c)]` of one group and a range of output pixels from an
-/// NHWC image; out-of-image taps are the input zero point.
+/// NHWC image, row `i` at `dst[i·ld..]`; out-of-image taps are the input zero point.
 #[allow(clippy::too_many_arguments)]
 fn im2col<T: QElem>(
     xs: &[T],
@@ -572,15 +599,15 @@ fn im2col<T: QElem>(
     w: &PackedConv,
     pixels: core::ops::Range<usize>,
     zp: T,
-    cols: &mut Array2<T>,
+    (dst, ld): (&mut [T], usize),
 ) {
     let p = &w.params;
     let [sh, sw] = p.strides;
     let [dh, dw] = p.dilations;
-    let Some(dst) = cols.as_slice_mut() else {
-        return;
-    };
     let k = w.kh * w.kw * cig;
+    // Columns past `k` (rows padded to the kernel's length): the element whose offset
+    // form is 0, which adds nothing to row sums.
+    let pad = T::from_i32_clamped(if T::SIGNED { -128 } else { 0 });
     // One group and no horizontal dilation: a kernel row's taps are one contiguous run
     // of `kw · c_in` bytes of the NHWC image (a few bytes per tap otherwise, as in a
     // 3-channel stem convolution), copied at once with its out-of-image ends filled.
@@ -588,7 +615,8 @@ fn im2col<T: QElem>(
     for (i, px) in pixels.enumerate() {
         let (oy, ox) = (px / ow, px % ow);
         {
-            let row = &mut dst[i * k..][..k];
+            let (row, tail) = dst[i * ld..][..ld].split_at_mut(k);
+            tail.fill(pad);
             for ky in 0..w.kh {
                 let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
                 if runs {

@@ -329,6 +329,14 @@ pub(crate) fn raw_bytes<T: QElem>(s: &[T]) -> &[u8] {
     unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
 }
 
+/// A mutable byte slice viewed as an 8-bit element type.
+pub(crate) fn from_raw_bytes_mut<T: QElem>(s: &mut [u8]) -> &mut [T] {
+    const { assert!(core::mem::size_of::<T>() == 1) };
+    // SAFETY: T is u8 or i8 (sealed): size and alignment 1, every bit pattern valid;
+    // the unique borrow of `s` is transferred to the returned slice.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) }
+}
+
 /// The raw bytes of a mutable 8-bit element slice; any byte written is a valid `T`.
 pub(crate) fn raw_bytes_mut<T: QElem>(s: &mut [T]) -> &mut [u8] {
     const { assert!(core::mem::size_of::<T>() == 1) };
