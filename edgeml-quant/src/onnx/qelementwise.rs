@@ -478,10 +478,19 @@ impl IntMaxPool {
                         }
                     }
                 }
-                for kx in 0..kw {
-                    let taps = row[kx * dw..].iter().step_by(sw);
-                    for (o, &v) in yrow.iter_mut().zip(taps) {
-                        *o = (*o).max(v);
+                if (kw, sw, dw) == (3, 2, 1) && row.len() >= 2 * yrow.len() + 1 {
+                    // The common stride-2 3×3 window (ResNet's stem pool): pairs read as
+                    // chunks, which the compiler vectorizes, where `step_by` does not.
+                    let pairs = row.chunks_exact(2).zip(row[2..].iter().step_by(2));
+                    for (o, (p, &r)) in yrow.iter_mut().zip(pairs) {
+                        *o = p[0].max(p[1]).max(r);
+                    }
+                } else {
+                    for kx in 0..kw {
+                        let taps = row[kx * dw..].iter().step_by(sw);
+                        for (o, &v) in yrow.iter_mut().zip(taps) {
+                            *o = (*o).max(v);
+                        }
                     }
                 }
             }
