@@ -384,11 +384,62 @@ fn put_scratch(bufs: [Vec<f32>; 2]) {
     SCRATCH.with(|s| s.set(bufs));
 }
 
+/// `len` elements of the reused scratch `v` (grown as needed) starting on a 64-byte
+/// boundary, so that no 64-byte load of a packed panel straddles two cache lines (a
+/// large `Vec` from the system allocator starts 16 bytes past a page). [`aligned`]
+/// finds the same elements again while `v` is not reallocated.
 fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
+    if v.len() < len + 15 {
+        v.resize(len + 15, 0.0);
     }
-    &mut v[..len]
+    let at = align_at(v);
+    &mut v[at..at + len]
+}
+
+/// The `len` elements of `v` that [`grow`] handed out.
+fn aligned(v: &[f32], len: usize) -> &[f32] {
+    let at = align_at(v);
+    &v[at..at + len]
+}
+
+/// The first index of `v` on a 64-byte boundary (an `f32` is 4-byte aligned, so at
+/// most 15 elements in).
+fn align_at(v: &[f32]) -> usize {
+    v.as_ptr().align_offset(64).min(15).min(v.len())
+}
+
+/// Zeroed storage of `len` packed elements starting on a 64-byte boundary (see [`grow`]).
+#[derive(Debug)]
+struct Panels {
+    v: Vec<f32>,
+    len: usize,
+}
+
+impl Panels {
+    fn zeroed(len: usize) -> Panels {
+        Panels {
+            v: vec![0.0; len + 15],
+            len,
+        }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        aligned(&self.v, self.len)
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        let at = align_at(&self.v);
+        &mut self.v[at..at + self.len]
+    }
+}
+
+impl Clone for Panels {
+    /// A copy with its own alignment (a cloned `Vec` may start elsewhere in a line).
+    fn clone(&self) -> Panels {
+        let mut c = Panels::zeroed(self.len);
+        c.as_mut_slice().copy_from_slice(self.as_slice());
+        c
+    }
 }
 
 /// The left operand `A` (`m × k`) packed into the register-tile panels of one ISA.
@@ -398,15 +449,15 @@ pub struct PackedA {
     ks: &'static KernelSet,
     m: usize,
     k: usize,
-    data: Vec<f32>,
+    data: Panels,
 }
 
 impl PackedA {
     /// Packs `a` for `isa`.
     pub fn pack(isa: Isa, a: MatRef<'_>) -> Self {
         let ks = kernel_set_rows(isa, a.rows);
-        let mut data = vec![0.0f32; a.rows.div_ceil(ks.mr) * ks.mr * a.cols];
-        let done = pack_a_into(&a, ks, &mut data, &Stop::default());
+        let mut data = Panels::zeroed(a.rows.div_ceil(ks.mr) * ks.mr * a.cols);
+        let done = pack_a_into(&a, ks, data.as_mut_slice(), &Stop::default());
         debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
@@ -434,15 +485,15 @@ pub struct PackedB {
     isa: Isa,
     k: usize,
     n: usize,
-    data: Vec<f32>,
+    data: Panels,
 }
 
 impl PackedB {
     /// Packs `b` for `isa`.
     pub fn pack(isa: Isa, b: MatRef<'_>) -> Self {
         let ks = kernel_set(isa);
-        let mut data = vec![0.0f32; b.cols.div_ceil(ks.nr) * ks.nr * b.rows];
-        let done = pack_b_into(&b, ks, &mut data, &Stop::default());
+        let mut data = Panels::zeroed(b.cols.div_ceil(ks.nr) * ks.nr * b.rows);
+        let done = pack_b_into(&b, ks, data.as_mut_slice(), &Stop::default());
         debug_assert!(done, "packing without a stop runs to the end");
         Self {
             isa,
@@ -605,7 +656,7 @@ pub(crate) fn sgemm_until(
         };
         let mut packed = true;
         let gb = match b {
-            Rhs::Packed(p) => GemvB::Packed(&p.data),
+            Rhs::Packed(p) => GemvB::Packed(p.data.as_slice()),
             Rhs::View(v) if v.cs == 1 => GemvB::Rows(v.data, v.rs),
             Rhs::View(v) => {
                 let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
@@ -621,7 +672,7 @@ pub(crate) fn sgemm_until(
     // stopped packing skips the rest.
     let mut packed = true;
     let pb: &[f32] = match b {
-        Rhs::Packed(p) => &p.data,
+        Rhs::Packed(p) => p.data.as_slice(),
         Rhs::View(v) => {
             let pb = grow(sb, n.div_ceil(ks.nr) * ks.nr * k);
             packed = pack_b_into(&v, ks, pb, stop);
@@ -629,7 +680,7 @@ pub(crate) fn sgemm_until(
         }
     };
     let pa: &[f32] = match a {
-        Lhs::Packed(p) => &p.data,
+        Lhs::Packed(p) => p.data.as_slice(),
         Lhs::View(v) => {
             let pa = grow(sa, m.div_ceil(ks.mr) * ks.mr * k);
             packed = packed && pack_a_into(&v, ks, pa, stop);
@@ -663,7 +714,7 @@ fn unpack_row0(p: &PackedA, ks: &KernelSet) -> Vec<f32> {
     for k0 in (0..p.k).step_by(ks.kc) {
         let kcur = ks.kc.min(p.k - k0);
         let base = k0 * m_pad;
-        row.extend((0..kcur).map(|kk| p.data[base + kk * ks.mr]));
+        row.extend((0..kcur).map(|kk| p.data.as_slice()[base + kk * ks.mr]));
     }
     row
 }

@@ -326,7 +326,7 @@ pub(crate) fn sgemm_packed_b_until(
     let mut abuf = ABUF.with(|s| s.take());
     let mut packed = true;
     let pa: &[f32] = match a {
-        Lhs::Packed(p) => &p.data,
+        Lhs::Packed(p) => p.data.as_slice(),
         Lhs::View(v) => {
             let pa = grow(&mut abuf, m.div_ceil(ks.mr) * ks.mr * k);
             packed = pack_a_into(&v, ks, pa, stop);
@@ -421,7 +421,7 @@ fn tiles(
         }
     }
     let pre: Option<&[f32]> = if prepack {
-        Some(&pre_buf[..n_pad * k])
+        Some(super::aligned(&pre_buf, n_pad * k))
     } else {
         None
     };
@@ -525,7 +525,8 @@ fn tiles(
                     }
                     Some(cm) => {
                         for i in i0..i1 {
-                            let src = &cbuf[(i - i0) * jn_pad..][..jn];
+                            let src = &super::aligned(&cbuf, (i1 - i0) * jn_pad)
+                                [(i - i0) * jn_pad..][..jn];
                             let mut j = j0;
                             while j < j1 {
                                 let (gr, gc) = (j / cm.pitch, j % cm.pitch);

@@ -124,7 +124,10 @@ fn map_per_axis<X: Copy, Y: edgeml_onnx::buffers::Pooled>(
             let s = scales[if scales.len() == 1 { 0 } else { ch }];
             let z = zps[if zps.len() == 1 { 0 } else { ch }];
             let base = (o * c + ch) * inner;
-            for (y, &v) in out[base..base + inner].iter_mut().zip(&xs[base..base + inner]) {
+            for (y, &v) in out[base..base + inner]
+                .iter_mut()
+                .zip(&xs[base..base + inner])
+            {
                 *y = f(v, s, z);
             }
         }
