@@ -22,6 +22,13 @@
 //!   saturates exactly as the activation would (as onnxruntime's quantizer does). This
 //!   needs asymmetric activations; with symmetric ones the activation stays.
 //!
+//! A `Sigmoid` whose input is one of these quantized tensors (the gate of a SiLU
+//! `x · sigmoid(x)` after a convolution) gets a calibrated `QuantizeLinear →
+//! DequantizeLinear` pair on its output too, as onnxruntime's quantizer does, unless
+//! that output is a graph output: runtimes run it as an INT8 lookup table, and the
+//! `Mul` reads two quantized values. It stays listed in [`Report::float_nodes`] (its
+//! operator is float in the file).
+//!
 //! Exact operators (`MaxPool`, `Flatten`, `Reshape`, `Transpose`, `Squeeze`,
 //! `Unsqueeze`, `Identity`) between two quantized tensors then run on the integer
 //! codes with their input's scale and zero point ([`Config::exact_ops_in_int8`]): the
@@ -575,14 +582,10 @@ fn select_except(model: &Model, config: &Config, keep: &HashSet<usize>) -> Resul
         } else {
             check_node(model, n).err()
         };
-        if let Some(mut reason) = reason {
+        if let Some(reason) = reason {
             if quantized_sigmoid(n, &tensors, &outputs, excluded(n)) {
-                // The output gets a Q → DQ pair too, so the node runs between two
-                // quantized tensors (see `quantized_sigmoid`).
+                // Its output gets a Q → DQ pair too (see `quantized_sigmoid`).
                 push(&n.outputs[0], &mut tensors);
-                reason = "float between quantized tensors: runtimes run it as an INT8 \
-                          lookup table"
-                    .to_owned();
             }
             sel.float_nodes.push(FloatNode {
                 node: node_ref(n),
