@@ -487,3 +487,68 @@ fn model_outputs_keep_their_full_range_with_clipping_methods() {
     let (_, clipped) = range_of(Method::ENTROPY, inner);
     assert!(clipped < hi, "entropy kept [{lo}, {hi}] for {inner}");
 }
+
+#[test]
+fn silu_sigmoid_outputs_are_quantized_as_onnxruntime_does() {
+    // The digits CNN with a SiLU, `c · Sigmoid(c)`, in place of its Relu and a Sigmoid
+    // in place of its Softmax. The SiLU's Sigmoid reads the quantized Conv output, so
+    // its output gets a Q → DQ pair too (onnxruntime's QDQ rule for Sigmoid) and the
+    // Mul reads two dequantized values; the output Sigmoid keeps the graph output in
+    // float. `prepare` fuses the SiLU's Sigmoid into an INT8 table.
+    let (x, y) = data();
+    let mut model = Model::load(digits::dir().join("cnn.onnx")).expect("load");
+    let g = &mut model.graph;
+    let at = |g: &edgeml_onnx::Graph, op: &str| {
+        g.nodes.iter().position(|n| n.op_type == op).expect("node")
+    };
+    let relu = at(g, "Relu");
+    g.nodes[relu] = edgeml_onnx::Node::new("Sigmoid", &["c"], &["sg"]);
+    g.nodes.insert(
+        relu + 1,
+        edgeml_onnx::Node::new("Mul", &["c", "sg"], &["r"]),
+    );
+    let sm = at(g, "Softmax");
+    g.nodes[sm] = edgeml_onnx::Node::new("Sigmoid", &["z"], &["probs"]);
+    let (float_acc, _) = accuracy(&model, &x, &y);
+    let quantized = |config: &Config| {
+        let (q, _) = quantize_static(&model, &calibration(&x), config).expect("quantize");
+        let reads = |t: &str| {
+            q.graph
+                .nodes
+                .iter()
+                .any(|n| n.op_type == "QuantizeLinear" && n.inputs[0] == t)
+        };
+        (reads("sg"), reads("probs"), q)
+    };
+    let (sg, probs, q) = quantized(&Config::default());
+    assert!(sg, "the SiLU's Sigmoid output is quantized");
+    assert!(!probs, "the graph output stays float");
+    let mul = &q.graph.nodes[at(&q.graph, "Mul")];
+    for v in &mul.inputs {
+        let p = q.graph.nodes.iter().find(|n| n.outputs.contains(v));
+        assert_eq!(
+            p.map(|n| n.op_type.as_str()),
+            Some("DequantizeLinear"),
+            "{v}"
+        );
+    }
+    let mut fused = q.clone();
+    let (_, report) = edgeml_quant::onnx::prepare(&mut fused);
+    println!("{report}");
+    assert!(
+        fused
+            .graph
+            .nodes
+            .iter()
+            .all(|n| !(n.op_type == "Sigmoid" && n.outputs[0] == "sg")),
+        "the Sigmoid runs fused: {report}"
+    );
+    let (acc, _) = accuracy(&q, &x, &y);
+    assert!(acc >= float_acc - 0.01, "{acc} vs {float_acc}");
+    // An excluded Sigmoid stays between float tensors.
+    let (sg, _, _) = quantized(&Config {
+        exclude: vec!["Sigmoid".into()],
+        ..Config::default()
+    });
+    assert!(!sg);
+}
