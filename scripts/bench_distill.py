@@ -102,7 +102,8 @@ def main():
     print(f"Measured {started}, load average at start {load:.1f}. Machine: {cpu_name()} "
           f"({platform.machine()}), {os.cpu_count()} cores; numpy {np.__version__} float32, "
           f"1 thread, median of {2 * args.reps} calls (half before, half after the Rust bench); "
-          "Rust: criterion medians, release build for the default target (SSE2).")
+          "Rust: criterion medians, release build for the default target; the KD kernel runs on "
+          "the ISA picked at run time (EDGEML_KERNELS forces one).")
     print(f"Command: `python3 scripts/bench_distill.py --reps {args.reps}`\n")
     print("| measurement | time (µs) | numpy / this | this / stream_sum |")
     print("|---|---:|---:|---:|")

@@ -145,16 +145,30 @@ pub(crate) fn check_len(what: &'static str, got: usize, expected: usize) -> Resu
 }
 
 /// The first non-finite element of `xs`, as an error.
-pub(crate) fn check_finite(xs: &[f32], what: &'static str) -> Result<()> {
-    // x * 0 is 0 for finite x and NaN otherwise; the sum vectorizes, the search runs
-    // only when it reports a problem
-    let (chunks, rest) = xs.as_chunks::<8>();
-    let mut acc = [0.0f32; 8];
-    for c in chunks {
-        acc = std::array::from_fn(|k| acc[k] + c[k] * 0.0);
+/// `Σ x·0` over a slice: 0 when every entry is finite, NaN otherwise.
+struct FiniteProbe<'a>(&'a [f32]);
+
+impl crate::math::IsaBody for FiniteProbe<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn run(self) -> f32 {
+        let (chunks, rest) = self.0.as_chunks::<32>();
+        let mut acc = [0.0f32; 32];
+        for c in chunks {
+            acc = std::array::from_fn(|k| acc[k] + c[k] * 0.0);
+        }
+        let rest: f32 = rest.iter().map(|&x| x * 0.0).sum();
+        acc.iter().sum::<f32>() + rest
     }
-    let rest: f32 = rest.iter().map(|&x| x * 0.0).sum();
-    if acc.iter().sum::<f32>() + rest == 0.0 {
+}
+
+pub(crate) fn check_finite(xs: &[f32], what: &'static str) -> Result<()> {
+    // x * 0 is 0 for finite x and NaN otherwise; the sum vectorizes (32 lanes: several
+    // independent vector accumulators, on the CPU's best ISA), the search runs only when
+    // it reports a problem
+    let sum = crate::math::on_best_isa(FiniteProbe(xs));
+    if sum == 0.0 {
         return Ok(());
     }
     match xs.iter().position(|x| !x.is_finite()) {

@@ -7,7 +7,7 @@ use crate::ce::{CrossEntropyConfig, HardPlan};
 use crate::error::{
     Error, Result, check_finite, check_shape, check_teacher, sample_weights, weight_of,
 };
-use crate::math::exp_neg;
+use crate::math::{IsaBody, exp_neg, on_best_isa};
 use crate::teacher::{TeacherOutput, teacher_logits};
 
 /// Options of [`Kd`]. `Default` follows PyTorch's knowledge-distillation tutorial
@@ -67,8 +67,11 @@ pub struct KdValue {
 ///
 /// Computed in log space: one pass finds the row maxima, one pass exponentiates
 /// `z − max` (a vectorized `exp`, f32) and accumulates the row sums in f64, one pass
-/// writes the gradient. Large batches run rows in parallel on rayon's pool; results do
-/// not depend on the number of threads.
+/// writes the gradient. Each row runs compiled for the CPU's best ISA (AVX-512F,
+/// AVX2+FMA or NEON, chosen at run time by `edgeml_onnx::kernels::on_best_isa`; the
+/// build target's default without the `onnx` feature), with the same arithmetic and
+/// so the same result on every ISA. Large batches run rows in parallel on rayon's pool;
+/// results do not depend on the number of threads.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Kd {
     /// The options.
@@ -161,11 +164,19 @@ impl Kd {
             plan,
         };
         let e1 = ctx.plan.is_some() && t != 1.0;
-        let row = match (e1, smooth) {
-            (false, false) => kd_row::<false, false>,
-            (true, false) => kd_row::<true, false>,
-            (false, true) => kd_row::<false, true>,
-            (true, true) => kd_row::<true, true>,
+        // each row runs compiled for the CPU's best ISA (AVX-512F, AVX2+FMA, NEON),
+        // chosen at run time; the arithmetic, and so the result, is the same on all
+        let row = |i: usize, zs: &[f32], zt: &[f32], g: &mut [f32], buf: &mut [f32]| {
+            on_best_isa(Row {
+                ctx: &ctx,
+                e1,
+                smooth,
+                i,
+                zs,
+                zt,
+                g,
+                buf,
+            })
         };
         let mut parts = vec![(0.0f64, 0.0f64); batch];
         let par = batch * classes >= PARALLEL_MIN && batch > 1;
@@ -178,7 +189,7 @@ impl Kd {
                 .enumerate()
                 .for_each_init(
                     || vec![0.0f32; 2 * classes],
-                    |buf, (i, (((zs, zt), g), out))| *out = row(&ctx, i, zs, zt, g, buf),
+                    |buf, (i, (((zs, zt), g), out))| *out = row(i, zs, zt, g, buf),
                 );
         } else {
             let mut buf = vec![0.0f32; 2 * classes];
@@ -188,7 +199,7 @@ impl Kd {
                 .zip(grad.chunks_exact_mut(classes))
                 .zip(parts.iter_mut());
             for (i, (((zs, zt), g), out)) in rows.enumerate() {
-                *out = row(&ctx, i, zs, zt, g, &mut buf);
+                *out = row(i, zs, zt, g, &mut buf);
             }
         }
         // summed in row order: the same result on any number of threads
@@ -221,11 +232,49 @@ impl DistillLoss for Kd {
     }
 }
 
+/// The arguments of one [`kd_row`] call, for [`on_best_isa`].
+struct Row<'a, 'c> {
+    ctx: &'a RowCtx<'c>,
+    e1: bool,
+    smooth: bool,
+    i: usize,
+    zs: &'a [f32],
+    zt: &'a [f32],
+    g: &'a mut [f32],
+    buf: &'a mut [f32],
+}
+
+impl IsaBody for Row<'_, '_> {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let Row {
+            ctx,
+            e1,
+            smooth,
+            i,
+            zs,
+            zt,
+            g,
+            buf,
+        } = self;
+        match (e1, smooth) {
+            (false, false) => kd_row::<false, false>(ctx, i, zs, zt, g, buf),
+            (true, false) => kd_row::<true, false>(ctx, i, zs, zt, g, buf),
+            (false, true) => kd_row::<false, true>(ctx, i, zs, zt, g, buf),
+            (true, true) => kd_row::<true, true>(ctx, i, zs, zt, g, buf),
+        }
+    }
+}
+
 /// One row: returns (hard-term loss of the row, `s_i·KL_i`) and writes the row's
 /// gradient. `buf` holds `2·classes` floats of scratch.
 ///
 /// Each step is a separate simple loop over the row (which stays in L1) so that the
 /// compiler vectorizes it: the exponentials are maps, the sums blocked reductions.
+/// Inlined, like its helpers, into the ISA-specific function of `on_best_isa`.
+#[inline(always)]
 fn kd_row<const E1: bool, const SMOOTH: bool>(
     ctx: &RowCtx<'_>,
     i: usize,
@@ -312,54 +361,90 @@ fn kd_row<const E1: bool, const SMOOTH: bool>(
 }
 
 /// `out_j = exp((z_j − m)·scale)` (`m` the row maximum, so the argument is ≤ 0).
+#[inline(always)]
 fn exp_map(z: &[f32], m: f32, scale: f32, out: &mut [f32]) {
     for (o, &x) in out.iter_mut().zip(z) {
         *o = exp_neg((x - m) * scale);
     }
 }
 
-/// Elements per block of the reductions: summed in 8 f32 lanes, blocks added in f64.
+/// Elements per block of the reductions: summed in [`LANES`] f32 lanes, blocks added
+/// in f64.
 const BLOCK: usize = 64;
+/// f32 lanes of the reductions (dividing [`BLOCK`]; [`lane_sum`]'s tree is written
+/// for 32): enough independent accumulators to hide the add latency on any vector
+/// width.
+const LANES: usize = 32;
 
 /// A blocked reduction of `f(a_j, b_j, c_j)` over the common length: per block of 64,
-/// a map into a small buffer (which the compiler vectorizes) summed in 8 f32 lanes by
-/// whole-array updates, the blocks accumulated in f64.
+/// mapped and summed in 32 f32 lanes ([`block_sum`]), the blocks accumulated in f64.
 #[inline(always)]
 fn reduce3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
     let n = a.len().min(b.len()).min(c.len());
     let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let (ba, ra) = a.as_chunks::<BLOCK>();
+    let (bb, rb) = b.as_chunks::<BLOCK>();
+    let (bc, rc) = c.as_chunks::<BLOCK>();
     let mut total = 0.0f64;
-    let mut tmp = [0.0f32; BLOCK];
-    for ((xa, xb), xc) in a
-        .chunks_exact(BLOCK)
-        .zip(b.chunks_exact(BLOCK))
-        .zip(c.chunks_exact(BLOCK))
-    {
-        for (((t, &x), &y), &z) in tmp.iter_mut().zip(xa).zip(xb).zip(xc) {
-            *t = f(x, y, z);
-        }
-        let (lanes8, _) = tmp.as_chunks::<8>();
-        let mut acc = [0.0f32; 8];
-        for l in lanes8 {
-            acc = std::array::from_fn(|k| acc[k] + l[k]);
-        }
-        let h: [f32; 4] = std::array::from_fn(|k| acc[k] + acc[k + 4]);
-        total += f64::from((h[0] + h[2]) + (h[1] + h[3]));
+    for ((xa, xb), xc) in ba.iter().zip(bb).zip(bc) {
+        total += f64::from(block_sum::<false>(xa, xb, xc, BLOCK, &f));
     }
-    let r = n - n % BLOCK;
-    let tail = a[r..].iter().zip(&b[r..]).zip(&c[r..]);
+    // the tail as one more block, zero-padded and masked (not element by element)
+    if !ra.is_empty() {
+        let pad = |r: &[f32]| {
+            let mut x = [0.0f32; BLOCK];
+            x[..r.len()].copy_from_slice(r);
+            x
+        };
+        let (xa, xb, xc) = (pad(ra), pad(rb), pad(rc));
+        total += f64::from(block_sum::<true>(&xa, &xb, &xc, ra.len(), &f));
+    }
     total
-        + tail
-            .map(|((&x, &y), &z)| f64::from(f(x, y, z)))
-            .sum::<f64>()
 }
 
+/// `Σ_{j < len} f(a_j, b_j, c_j)` over a block: a map into a small buffer (which the
+/// compiler vectorizes: fixed-size arrays, no bounds checks) summed by [`lane_sum`].
+#[inline(always)]
+fn block_sum<const MASK: bool>(
+    a: &[f32; BLOCK],
+    b: &[f32; BLOCK],
+    c: &[f32; BLOCK],
+    len: usize,
+    f: &impl Fn(f32, f32, f32) -> f32,
+) -> f32 {
+    let mut tmp = [0.0f32; BLOCK];
+    for k in 0..BLOCK {
+        tmp[k] = f(a[k], b[k], c[k]);
+    }
+    if MASK {
+        tmp[len..].fill(0.0);
+    }
+    lane_sum(&tmp)
+}
+
+/// The sum of a block in [`LANES`] lanes (short dependency chains: two adds per lane),
+/// then a tree.
+#[inline(always)]
+fn lane_sum(tmp: &[f32; BLOCK]) -> f32 {
+    let (lanes, _) = tmp.as_chunks::<LANES>();
+    let mut acc = [0.0f32; LANES];
+    for l in lanes {
+        acc = std::array::from_fn(|k| acc[k] + l[k]);
+    }
+    let h: [f32; 16] = std::array::from_fn(|k| acc[k] + acc[k + 16]);
+    let h: [f32; 8] = std::array::from_fn(|k| h[k] + h[k + 8]);
+    let h: [f32; 4] = std::array::from_fn(|k| h[k] + h[k + 4]);
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
+#[inline(always)]
 fn sum_f64(xs: &[f32]) -> f64 {
     reduce3(xs, xs, xs, |x, _, _| x)
 }
 
 /// `Σ_j e_j·(a_j − b_j)` with `a = (z_t − m_t)/T`, `b = (z_s − m_s)/T`, where a zero
 /// `e_j` (a teacher probability of 0, `a_j = -inf`) contributes 0 (`0·log 0 = 0`).
+#[inline(always)]
 fn cross(e: &[f32], zt: &[f32], mt: f32, zs: &[f32], ms: f32, inv_t: f32) -> f64 {
     reduce3(e, zt, zs, |e, zt, zs| {
         let x = e * ((zt - mt) * inv_t - (zs - ms) * inv_t);
@@ -368,14 +453,16 @@ fn cross(e: &[f32], zt: &[f32], mt: f32, zs: &[f32], ms: f32, inv_t: f32) -> f64
 }
 
 /// `Σ_j w_j·(z_j − m)`.
+#[inline(always)]
 fn weighted_sum(z: &[f32], m: f32, w: &[f32]) -> f64 {
     reduce3(z, w, z, |z, w, _| w * (z - m))
 }
 
 /// The maximum of a row (`-inf` entries allowed).
+#[inline(always)]
 fn row_max(z: &[f32]) -> f32 {
-    let (chunks, rest) = z.as_chunks::<8>();
-    let mut m = [f32::NEG_INFINITY; 8];
+    let (chunks, rest) = z.as_chunks::<LANES>();
+    let mut m = [f32::NEG_INFINITY; LANES];
     for c in chunks {
         m = std::array::from_fn(|k| if c[k] > m[k] { c[k] } else { m[k] });
     }

@@ -1,4 +1,25 @@
-//! A vectorizable `exp` for the hot loops.
+//! A vectorizable `exp` for the hot loops, and the run-time ISA dispatch they run under.
+
+/// Runs an [`IsaBody`] compiled for the CPU's best ISA: `edgeml_onnx`'s dispatch
+/// (AVX-512F, AVX2+FMA or NEON, picked at run time, `EDGEML_KERNELS` honoured).
+#[cfg(feature = "onnx")]
+pub(crate) use edgeml_onnx::kernels::{IsaBody, on_best_isa};
+
+/// A computation for [`on_best_isa`] (the same shape as `edgeml_onnx`'s).
+#[cfg(not(feature = "onnx"))]
+pub(crate) trait IsaBody {
+    /// What `run` returns.
+    type Output;
+    /// The computation.
+    fn run(self) -> Self::Output;
+}
+
+/// Without the `onnx` feature: `body` as compiled for the build target.
+#[cfg(not(feature = "onnx"))]
+#[inline(always)]
+pub(crate) fn on_best_isa<B: IsaBody>(body: B) -> B::Output {
+    body.run()
+}
 
 /// `e^x` for `x ≤ 0` (the loops only exponentiate `z − max(z)`), written so that the
 /// compiler vectorizes a loop over it: Cody–Waite range reduction `x = n·ln 2 + r`

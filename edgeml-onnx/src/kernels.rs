@@ -152,6 +152,49 @@ pub fn best_isa() -> Isa {
     })
 }
 
+/// A computation that [`on_best_isa`] runs compiled for the CPU's best ISA.
+///
+/// # Implementing
+/// Mark [`IsaBody::run`] `#[inline(always)]`, and the helpers it calls too: only code
+/// inlined into `run` is compiled for the ISA (a call that stays out of line runs as
+/// compiled for the default target, which is slower, not wrong). A closure cannot
+/// promise that, which is why this is a trait.
+pub trait IsaBody {
+    /// What [`IsaBody::run`] returns.
+    type Output;
+    /// The computation.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `body` inside a function compiled for [`best_isa`] (AVX-512F or AVX2+FMA on
+/// x86-64; elsewhere the target's default, e.g. NEON on aarch64), so that the loops
+/// inlined into it are vectorized with that ISA's registers, as the slice functions of
+/// [`vmath`] are: for crates built for the default target (SSE2 on x86-64) this is
+/// the run-time dispatch of plain Rust loops. Rust never contracts `a·b + c` into a
+/// fused multiply-add, so float arithmetic gives the same bits on every path.
+#[inline(always)]
+pub fn on_best_isa<B: IsaBody>(body: B) -> B::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<B: IsaBody>(body: B) -> B::Output {
+            body.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<B: IsaBody>(body: B) -> B::Output {
+            body.run()
+        }
+        match best_isa() {
+            // SAFETY: `best_isa` returns only ISAs this CPU supports.
+            Isa::Avx512 => return unsafe { avx512(body) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(body) },
+            _ => {}
+        }
+    }
+    body.run()
+}
+
 /// A micro-kernel: `C[0..MR, 0..NR] = alpha·Σ_k a[k]⊗b[k] + beta·C` over a full tile;
 /// `beta == 0` must not read `C`.
 type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32);
