@@ -439,6 +439,7 @@ fn amx_items<T: QElem>(
     true
 }
 
+#[cfg(target_arch = "x86_64")]
 /// The geometry of a zero-point-padded NHWC image split by group,
 /// `[group][hp][wp][cig]` bytes, followed by readable slack up to `len` bytes.
 struct PaddedNhwc {
@@ -451,6 +452,7 @@ struct PaddedNhwc {
     len: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl PaddedNhwc {
     /// Writes one batch item `src` (`[groups·cig, h, w]` bytes, `h = hp − pt − pb`,
     /// `w = wp − pl − pr`) into `img` in this layout, each byte `⊕ xor`; padding and
@@ -507,6 +509,7 @@ impl PaddedNhwc {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `dst[x·c + ch] = src[ch·stride + at + x] ⊕ xor` for `x < w`, `ch < c`: one image row of
 /// `c` channel planes (`stride` bytes apart) transposed to pixel-major order.
 fn transpose_row(
@@ -734,7 +737,7 @@ fn indirect_rowterm(xm: &[u8], ind: &Indirect, plane: usize, zpad: u8) -> Vec<i3
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::PaddedNhwc;
     use proptest::prelude::*;
