@@ -150,6 +150,29 @@ fn bench_timeout_stops_a_huge_loop() {
 }
 
 #[test]
+fn timeout_stops_single_long_steps() {
+    // One pooling or LRN step that would take minutes: stopped inside the operator.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (h, cmd) in [
+        (hostile::huge_pool_window("MaxPool", 2, 1024, false), "run"),
+        (
+            hostile::huge_pool_window("AveragePool", 2, 1024, false),
+            "bench",
+        ),
+        (hostile::huge_lrn(4096, 32), "run"),
+    ] {
+        let took = expect_error(
+            &h,
+            cmd,
+            &["--timeout", "0.5"],
+            "deadline exceeded",
+            dir.path(),
+        );
+        assert!(took < Duration::from_secs(30), "{}: took {took:?}", h.name);
+    }
+}
+
+#[test]
 fn run_memory_limit_stops_folding_bombs_and_live_sums() {
     let dir = tempfile::tempdir().expect("tempdir");
     for h in [

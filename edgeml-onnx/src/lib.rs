@@ -31,7 +31,9 @@ pub use error::{Error, Result};
 pub use ir::{Attribute, Dim, Graph, Model, Node, OpsetImport, SparseTensor, Tensor, ValueInfo};
 pub use limits::{Limits, LoadOptions, RunLimits};
 pub use op::{BuildContext, InputType, OpFactory, Operator, Registry};
-pub use plan::{CancelToken, GraphOptLevel, Plan, PlanOptions, RunOptions, RunStop, SparseMode};
+pub use plan::{
+    CancelToken, GraphOptLevel, Plan, PlanOptions, RunMeter, RunOptions, RunStop, SparseMode,
+};
 
 /// For the exported macros (`with_dtype!`, `with_num!`), which must not assume that
 /// the calling crate depends on `edgeml-core` itself.

@@ -33,7 +33,7 @@ pub(crate) mod optimize;
 mod program;
 
 use crate::{Dim, Error, Model, Registry, Result, RunLimits, Tensor, ValueInfo};
-pub use budget::{CancelToken, RunOptions, RunStop};
+pub use budget::{CancelToken, RunMeter, RunOptions, RunStop};
 use program::Program;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -522,3 +522,121 @@ fn a_huge_conv_stops_at_the_deadline_inside_the_kernel() {
 fn a_huge_conv_transpose_stops_at_the_deadline_inside_the_kernel() {
     a_huge_conv_like_op_stops_inside_the_kernel("ConvTranspose", "huge_convt");
 }
+
+/// Runs `big` (a single long step) with a 50 ms deadline on `threads` threads: it must
+/// end in `DeadlineExceeded` naming the node and `what` (where it stopped), well before
+/// the step would have finished, which is estimated as `ratio` × the time of `small`
+/// (the same model 1/`ratio` of the work, run to completion on its own plan; an
+/// overestimate, since the small run pays its fixed costs in full).
+fn long_step_stops_at_the_deadline(
+    big: &Hostile,
+    small: &Hostile,
+    ratio: u32,
+    threads: usize,
+    what: &str,
+) {
+    let mut o = PlanOptions::with_threads(threads);
+    o.limits = RunLimits::default();
+    let plan = Plan::new(&big.model, o.clone()).expect("plans");
+    let inputs: Vec<(&str, &Tensor)> = big.inputs.iter().map(|(n, t)| (*n, t)).collect();
+    let t0 = Instant::now();
+    let e = plan
+        .run_with(
+            &inputs,
+            &RunOptions::new().timeout(Duration::from_millis(50)),
+        )
+        .expect_err("the step takes far longer than the deadline");
+    let stopped = t0.elapsed();
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(big.names) && msg.contains(what),
+        "the error must name the node and say where it stopped: {msg}"
+    );
+    let small_plan = Plan::new(&small.model, o).expect("plans");
+    let inputs: Vec<(&str, &Tensor)> = small.inputs.iter().map(|(n, t)| (*n, t)).collect();
+    let t0 = Instant::now();
+    small_plan
+        .run_with(&inputs, &RunOptions::new().timeout(GENEROUS))
+        .expect("the small model runs");
+    let full = t0.elapsed() * ratio;
+    assert!(
+        stopped < full / 8,
+        "{}: stopped after {stopped:?}; the whole step would take about {full:?}",
+        big.name
+    );
+}
+
+#[test]
+fn a_pooling_window_as_large_as_the_image_stops_at_the_deadline() {
+    // n = 1024 (256 emulated): the row path is ~6n³ compares a plane, 1/8 the size
+    // 512 (8³) times less; the tap-by-tap path (indices) ~4n⁴, so half the side, and
+    // 1/8 of that 4096 times less.
+    let n = if emulated() { 256 } else { 1024 };
+    for threads in [1, 2] {
+        for op in ["MaxPool", "AveragePool"] {
+            long_step_stops_at_the_deadline(
+                &hostile::huge_pool_window(op, 2, n, false),
+                &hostile::huge_pool_window(op, 2, n / 8, false),
+                512,
+                threads,
+                "pooling window",
+            );
+        }
+        long_step_stops_at_the_deadline(
+            &hostile::huge_pool_window("MaxPool", 2, n / 2, true),
+            &hostile::huge_pool_window("MaxPool", 2, n / 16, true),
+            4096,
+            threads,
+            "pooling window",
+        );
+    }
+}
+
+#[test]
+fn an_lrn_over_every_channel_stops_at_the_deadline() {
+    // elements × channels: c = 4096 on 32×32 (1024 emulated), 1/16 the channels 256
+    // times less work.
+    let c = if emulated() { 1024 } else { 4096 };
+    long_step_stops_at_the_deadline(
+        &hostile::huge_lrn(c, 32),
+        &hostile::huge_lrn(c / 16, 32),
+        256,
+        1,
+        "LRN of size",
+    );
+}
+
+#[test]
+fn pools_with_a_deadline_give_the_same_outputs() {
+    // The polls change nothing in what a pool computes (a deadline far away).
+    for (op, idx) in [
+        ("MaxPool", false),
+        ("AveragePool", false),
+        ("MaxPool", true),
+    ] {
+        let h = hostile::huge_pool_window(op, 3, 24, idx);
+        let plan = Plan::new(&h.model, PlanOptions::with_threads(2)).expect("plans");
+        let inputs: Vec<(&str, &Tensor)> = h.inputs.iter().map(|(n, t)| (*n, t)).collect();
+        let plain = plan.run_with(&inputs, &RunOptions::new()).expect("runs");
+        let bounded = plan
+            .run_with(&inputs, &RunOptions::new().timeout(GENEROUS))
+            .expect("runs");
+        assert_eq!(plain, bounded, "{op}");
+        // A corner output of the largest window: every input tap (max 28, mean of all).
+        let y = plain[0].1.as_f32().expect("f32");
+        let x = h.inputs[0].1.as_f32().expect("f32");
+        let plane = x.index_axis(ndarray::Axis(1), 1);
+        let want = if op == "MaxPool" {
+            plane.iter().fold(f32::MIN, |m, &v| m.max(v))
+        } else {
+            // count_include_pad = 0: the mean of the taps inside.
+            plane.sum() / plane.len() as f32
+        };
+        let got = y[[0, 1, 23, 23]];
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs(),
+            "{op}: {got} vs {want}"
+        );
+    }
+}

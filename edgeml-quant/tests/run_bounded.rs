@@ -106,3 +106,72 @@ fn a_long_int8_matmul_stops_at_the_deadline_and_when_cancelled() {
         .expect("runs again");
     assert_eq!(again[0].1, out[0].1);
 }
+
+/// An 8-bit `MaxPool` whose `n × n` window (stride 1, `n − 1` padding) is as large as
+/// its `[1, 2, n, n]` input: about 6n³ compares a plane in one step.
+fn huge_u8_pool(n: usize) -> (Model, Tensor) {
+    let (k, p) = (n as i64, n as i64 - 1);
+    let pool = Node::new("MaxPool", &["x"], &["y"])
+        .with_name("huge_u8_pool")
+        .with_attr("kernel_shape", edgeml_onnx::Attribute::Ints(vec![k, k]))
+        .with_attr("pads", edgeml_onnx::Attribute::Ints(vec![p, p, p, p]));
+    let model = ModelBuilder::new(13)
+        .input(vi("x", DType::U8, &[1, 2, n, n]))
+        .node(pool)
+        .output(vi("y", DType::U8, &[1, 2, 2 * n - 1, 2 * n - 1]))
+        .build()
+        .expect("model");
+    let x = ArrayD::from_shape_fn(vec![1, 2, n, n], |i| ((i[2] * 7 + i[3] * 13) % 251) as u8);
+    (model, Tensor::U8(x))
+}
+
+#[test]
+fn a_huge_8_bit_pooling_window_stops_at_the_deadline() {
+    let n = if std::env::var_os("EDGEML_TEST_RUNNER").is_some() {
+        256
+    } else {
+        1024
+    };
+    let registry = edgeml_quant::onnx::registry();
+    for threads in [1, 2] {
+        let (model, x) = huge_u8_pool(n);
+        let plan = Plan::with_registry(&model, PlanOptions::with_threads(threads), &registry)
+            .expect("plans");
+        let t0 = Instant::now();
+        let e = plan
+            .run_with(
+                &[("x", &x)],
+                &RunOptions::new().timeout(Duration::from_millis(50)),
+            )
+            .expect_err("the pool takes far longer than the deadline");
+        let stopped = t0.elapsed();
+        assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("huge_u8_pool") && msg.contains("8-bit MaxPool"),
+            "the error must name the node and say where it stopped: {msg}"
+        );
+        // The same pool 1/8 the size is 512 times less work; run in full, it bounds
+        // the whole step from above (its fixed costs included).
+        let (small, xs) = huge_u8_pool(n / 8);
+        let small_plan = Plan::with_registry(&small, PlanOptions::with_threads(threads), &registry)
+            .expect("plans");
+        let t0 = Instant::now();
+        let out = small_plan
+            .run_with(&[("x", &xs)], &RunOptions::new().timeout(GENEROUS * 10))
+            .expect("the small pool runs");
+        let full = t0.elapsed() * 512;
+        assert!(
+            stopped < full / 8,
+            "stopped after {stopped:?}; the whole step would take about {full:?}"
+        );
+        // Its centre output's window covers the whole plane: the largest code.
+        let Tensor::U8(y) = &out[0].1 else {
+            panic!("a u8 output")
+        };
+        let Tensor::U8(xa) = &xs else { unreachable!() };
+        let m = n / 8;
+        let want = xa.index_axis(ndarray::Axis(1), 1).iter().copied().max();
+        assert_eq!(Some(y[[0, 1, m - 1, m - 1]]), want);
+    }
+}

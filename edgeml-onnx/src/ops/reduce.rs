@@ -201,10 +201,17 @@ impl Operator for Lrn {
         let hi = self.size - 1 - lo;
         let scale = self.alpha / self.size as f32;
         let mut y = vec![0f32; x.len()];
+        // `size` may be as large as the channel count, so the work is up to
+        // elements × channels: poll the run's deadline and cancellation per plane.
+        let stop = crate::plan::budget::Stop::current();
+        let mut meter = crate::plan::budget::Meter::new(&stop);
         for b in 0..n {
             for ch in 0..c {
                 let c0 = ch.saturating_sub(lo);
                 let c1 = (ch + hi).min(c - 1);
+                if meter.tick((hw * (c1 + 1 - c0)) as u64) {
+                    return Err(stop.error(&|| format!("LRN of size {}", self.size)));
+                }
                 for p in 0..hw {
                     let mut sq = 0f32;
                     for cc in c0..=c1 {

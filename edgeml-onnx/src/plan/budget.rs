@@ -8,9 +8,12 @@
 //! operators, and `LSTM`/`GRU` before each time step, reach the state of the run they
 //! belong to through a thread-local slot set for the length of the run ([`enter`]),
 //! because operators are called through the [`Operator`](crate::Operator) trait. The
-//! GEMM and convolution kernels, whose outer loops run on pool workers, get the run's
-//! cancellation and deadline as a [`Stop`] taken by the operator and poll it once per
-//! block of work ([`Meter`]), so one huge `MatMul` or `Conv` stops early too.
+//! operators whose work can grow faster than their tensors (GEMM and convolution,
+//! pooling windows as large as the image, `LRN` across every channel), whose outer
+//! loops run on pool workers, get the run's cancellation and deadline as a [`Stop`]
+//! taken by the operator and poll it once per block of work ([`Meter`]), so one huge
+//! `MatMul`, `Conv` or `MaxPool` stops early too. Other operators do work linear in
+//! their inputs and outputs, which the tensor limits bound, and are not polled inside.
 
 use crate::{Error, Result, RunLimits};
 use std::cell::RefCell;
@@ -350,6 +353,42 @@ impl RunStop {
     /// [`Error::DeadlineExceeded`]).
     pub fn error(&self, what: &str) -> Error {
         self.0.error(&|| what.to_owned())
+    }
+
+    /// A [`RunMeter`] on these stop conditions, for one task of a loop whose blocks are
+    /// too small to poll each (one per parallel task; it is not `Sync`).
+    pub fn meter(&self) -> RunMeter<'_> {
+        RunMeter(Meter::new(&self.0))
+    }
+}
+
+/// Polls a [`RunStop`] once per about 2²² units of counted work (multiply-adds,
+/// compares, or comparable units: about 0.1 ms of SIMD work), so a loop can count every
+/// small block and still pay for a poll only rarely. The first
+/// [`tick`](RunMeter::tick) polls.
+///
+/// ```
+/// use edgeml_onnx::RunStop;
+/// let stop = RunStop::current(); // outside a run: inactive
+/// let mut meter = stop.meter();
+/// for _row in 0..1000 {
+///     if meter.tick(4096) {
+///         return Err(stop.error("my operator's rows"));
+///     }
+///     // ... 4096 units of work ...
+/// }
+/// # Ok::<(), edgeml_onnx::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RunMeter<'a>(Meter<'a>);
+
+impl RunMeter<'_> {
+    /// Counts `units` of work about to be done; true when the run must stop (the
+    /// caller then returns [`RunStop::error`]). Always false for an inactive
+    /// [`RunStop`].
+    #[inline]
+    pub fn tick(&mut self, units: u64) -> bool {
+        self.0.tick(units)
     }
 }
 

@@ -299,6 +299,68 @@ pub(crate) fn live_sum(count: usize, elems: i64, runtime_shape: bool) -> Hostile
     }
 }
 
+/// A pooling window as large as the padded image: `op` (`MaxPool` or `AveragePool`)
+/// over a runtime input `x` of `[1, planes, n, n]` with an `n × n` kernel, stride 1 and
+/// `n − 1` padding on every side, so `(2n − 1)²` outputs per plane each reduce up to
+/// `n²` taps. With `indices`, MaxPool's second output is asked for too (the tap-by-tap
+/// path). The work grows as n³ (n⁴ with indices): for n = 1024 the row path is about
+/// 10¹⁰ compares per plane, the tap-by-tap path 4·10¹² — one step that takes seconds to
+/// hours with every tensor small (the input 4 MiB a plane).
+pub(crate) fn huge_pool_window(op: &str, planes: usize, n: usize, indices: bool) -> Hostile {
+    let outputs: &[&str] = if indices { &["y", "i"] } else { &["y"] };
+    let mut pool = node("huge_pool", op, &["x"], outputs);
+    let (k, p) = (n as i64, n as i64 - 1);
+    pool.attributes = vec![
+        ("kernel_shape".into(), Attribute::Ints(vec![k, k])),
+        ("pads".into(), Attribute::Ints(vec![p, p, p, p])),
+    ];
+    let out = [1, planes, 2 * n - 1, 2 * n - 1];
+    let mut g_outputs = vec![vi("y", DType::F32, &out)];
+    if indices {
+        g_outputs.push(vi("i", DType::I64, &out));
+    }
+    Hostile {
+        name: if indices {
+            "huge_pool_window_indices"
+        } else {
+            "huge_pool_window"
+        },
+        model: model(Graph {
+            nodes: vec![pool],
+            inputs: vec![vi("x", DType::F32, &[1, planes, n, n])],
+            outputs: g_outputs,
+            ..Default::default()
+        }),
+        inputs: vec![(
+            "x",
+            Tensor::F32(ArrayD::from_shape_fn(vec![1, planes, n, n], |i| {
+                ((i[2] * 7 + i[3] * 13) % 29) as f32
+            })),
+        )],
+        names: "huge_pool",
+    }
+}
+
+/// `LRN` whose `size` spans every channel: a runtime input `x` of `[1, c, h, h]`, each
+/// output the sum of squares of all `c` channels at its pixel, so the work is
+/// elements × channels (c = 4096, h = 32: 1.7·10¹⁰ multiply-adds on a 16 MiB tensor).
+pub(crate) fn huge_lrn(c: usize, h: usize) -> Hostile {
+    let mut lrn = node("huge_lrn", "LRN", &["x"], &["y"]);
+    lrn.attributes = vec![("size".into(), Attribute::Int(2 * c as i64 + 1))];
+    let shape = [1, c, h, h];
+    Hostile {
+        name: "huge_lrn",
+        model: model(Graph {
+            nodes: vec![lrn],
+            inputs: vec![vi("x", DType::F32, &shape)],
+            outputs: vec![vi("y", DType::F32, &shape)],
+            ..Default::default()
+        }),
+        inputs: vec![("x", Tensor::F32(ArrayD::from_elem(shape.to_vec(), 0.5)))],
+        names: "huge_lrn",
+    }
+}
+
 /// A loop whose body is cheap (three tiny steps) and whose trip count is the runtime
 /// input `M`: long runs made of short steps, for cancellation.
 pub(crate) fn short_steps_loop() -> Model {

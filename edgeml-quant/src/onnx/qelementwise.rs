@@ -19,8 +19,11 @@ use crate::kernels::{
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, norm_axis, unsupported};
 use edgeml_onnx::ops::nn::Window;
 use edgeml_onnx::ops::util::broadcast_shapes;
-use edgeml_onnx::{BuildContext, Error, Node, Operator, Registry, Result, Tensor};
+use edgeml_onnx::{
+    BuildContext, Error, Node, Operator, Registry, Result, RunMeter, RunStop, Tensor,
+};
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Registers the operators of this module.
 pub(super) fn register(r: &mut Registry) {
@@ -463,11 +466,17 @@ impl IntMaxPool {
             .ok_or_else(|| Error::Internal("standard layout not contiguous".into()))?;
         let mut y = vec![least; n * c * oh * ow];
         let (pl, pw) = (begin[1], begin[1] + wd + end[1]);
-        let plane = |src: &[T], dst: &mut [T]| {
+        // A window may be as large as the padded image: the run's deadline and
+        // cancellation are polled per block of output rows (false: stopped).
+        let stop = RunStop::current();
+        let plane = |src: &[T], dst: &mut [T], meter: &mut RunMeter<'_>| {
             // Per output row: the largest of the window's input rows, element-wise, into
             // a row padded with `least`; then each output the largest of its taps there.
             let mut row = vec![least; pw];
             for (oy, yrow) in dst.chunks_mut(ow.max(1)).enumerate() {
+                if meter.tick((kh * wd + ow * kw) as u64) {
+                    return false;
+                }
                 let mid = &mut row[pl..pl + wd];
                 mid.fill(least);
                 for ky in 0..kh {
@@ -494,19 +503,31 @@ impl IntMaxPool {
                     }
                 }
             }
+            true
         };
         let (isz, osz) = (h * wd, oh * ow);
         if osz > 0 && isz > 0 {
             let threads = super::threads();
-            if threads > 1 && n * c > 1 && y.len() >= 1 << 16 {
+            let finished = if threads > 1 && n * c > 1 && y.len() >= 1 << 16 {
                 use rayon::prelude::*;
-                y.par_chunks_mut(osz)
-                    .zip(xs.par_chunks(isz))
-                    .for_each(|(d, s)| plane(s, d));
+                let stopped = AtomicBool::new(false);
+                y.par_chunks_mut(osz).zip(xs.par_chunks(isz)).for_each_init(
+                    || stop.meter(),
+                    |meter, (d, s)| {
+                        if stopped.load(Ordering::Relaxed) || !plane(s, d, meter) {
+                            stopped.store(true, Ordering::Relaxed);
+                        }
+                    },
+                );
+                !stopped.into_inner()
             } else {
-                for (d, s) in y.chunks_mut(osz).zip(xs.chunks(isz)) {
-                    plane(s, d);
-                }
+                let mut meter = stop.meter();
+                y.chunks_mut(osz)
+                    .zip(xs.chunks(isz))
+                    .all(|(d, s)| plane(s, d, &mut meter))
+            };
+            if !finished {
+                return Err(stop.error(&format!("an 8-bit MaxPool window of {:?}", w.kernel())));
             }
         }
         ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), y)

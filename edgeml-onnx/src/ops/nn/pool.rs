@@ -3,9 +3,11 @@
 use super::{AutoPad, Window, checked_numel, contiguous, input_f32, tensor, to3};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, invalid, shape_mismatch, unsupported};
+use crate::plan::budget::{Meter, Stop};
 use crate::{Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod global;
 
@@ -138,13 +140,20 @@ impl Operator for Pool {
                         .collect()
                 })
                 .collect();
-            let work = |p: usize, o: &mut [f32], ix: &mut [i64]| {
+            // The tap-by-tap plane (with indices); false when the run must stop. A
+            // window can be as large as the padded input, so a plane can be long: the
+            // meter counts every output row.
+            let work = |p: usize, o: &mut [f32], ix: &mut [i64], meter: &mut Meter<'_>| {
                 let xp = &xs[p * in_len..][..in_len];
                 let mut pos = 0;
                 for (od, &(dlo, dhi, dpad)) in ranges[0].iter().enumerate() {
                     let sd = (od * s3[0]) as isize - pb3[0] as isize;
                     for (oh, &(hlo, hhi, hpad)) in ranges[1].iter().enumerate() {
                         let sh = (oh * s3[1]) as isize - pb3[1] as isize;
+                        let taps = (dhi - dlo) * (hhi - hlo) * k3[2];
+                        if meter.tick((o3[2] * taps.max(1)) as u64) {
+                            return false;
+                        }
                         for (ow, &(wlo, whi, wpad)) in ranges[2].iter().enumerate() {
                             let sw = (ow * s3[2]) as isize - pb3[2] as isize;
                             let mut best = f32::MIN;
@@ -194,6 +203,7 @@ impl Operator for Pool {
                         }
                     }
                 }
+                true
             };
             let whole_plane = out_len == 1
                 && (0..sp).all(|i| {
@@ -202,6 +212,13 @@ impl Operator for Pool {
                         && pe[i] == 0
                         && (w.kernel()[i] == 1 || w.dilations()[i] == 1)
                 });
+            // The run's cancellation and deadline, taken on this thread (planes run on
+            // pool workers) and polled per block of output rows. The global pool and
+            // the fused 3-wide stride-2 path do work linear in the input (bounded by
+            // the tensor limits) and are not polled.
+            let stop = Stop::current();
+            let stopped = AtomicBool::new(false);
+            let init = || Meter::new(&stop);
             if whole_plane && !want_idx {
                 // One window covering each plane exactly: a global pool.
                 global_pool(&xs, in_len, kind == Kind::Max, &mut out);
@@ -211,7 +228,11 @@ impl Operator for Pool {
                     .zip(idx.par_chunks_mut(out_len))
                     .enumerate()
                     .with_min_len(par_min)
-                    .for_each(|(p, (o, ix))| work(p, o, ix));
+                    .for_each_init(init, |meter, (p, (o, ix))| {
+                        if stopped.load(Ordering::Relaxed) || !work(p, o, ix, meter) {
+                            stopped.store(true, Ordering::Relaxed);
+                        }
+                    });
             } else {
                 let rows = RowPool::new(kind, [i3, o3, k3, s3, d3, pb3], &ranges);
                 let par_min = crate::kernels::min_len_for(out.len());
@@ -220,10 +241,26 @@ impl Operator for Pool {
                         .enumerate()
                         .with_min_len(par_min)
                         .for_each_init(
-                            || rows.scratch(),
-                            |sc, (p, o)| rows.plane(&xs[p * in_len..][..in_len], o, sc),
+                            || (rows.scratch(), init()),
+                            |(sc, meter), (p, o)| {
+                                if stopped.load(Ordering::Relaxed)
+                                    || !rows.plane(&xs[p * in_len..][..in_len], o, sc, meter)
+                                {
+                                    stopped.store(true, Ordering::Relaxed);
+                                }
+                            },
                         );
                 }
+            }
+            if stopped.into_inner() {
+                return Err(stop.error(&|| {
+                    format!(
+                        "a {}-D pooling window of {:?} over {} planes",
+                        sp,
+                        w.kernel(),
+                        out.len() / out_len.max(1)
+                    )
+                }));
             }
         }
         let mut res = vec![tensor(node, &out_shape, out)?];
@@ -453,8 +490,15 @@ impl<'a> RowPool<'a> {
     }
 
     /// One `[D, H, W]` plane. Max ignores NaN taps (as the tap-by-tap loop does: the
-    /// result is the largest non-NaN tap, `f32::MIN` if none).
-    fn plane<'x>(&self, xp: &'x [f32], o: &mut [f32], sc: &mut Scratch<'x>) {
+    /// result is the largest non-NaN tap, `f32::MIN` if none). False (the plane left
+    /// unfinished) when `meter` says the run must stop; it counts each output row.
+    fn plane<'x>(
+        &self,
+        xp: &'x [f32],
+        o: &mut [f32],
+        sc: &mut Scratch<'x>,
+        meter: &mut Meter<'_>,
+    ) -> bool {
         let (i3, o3, s3, d3, pb3) = (self.i3, self.o3, self.s3, self.d3, self.pb3);
         let max = self.kind == Kind::Max;
         let init = if max { f32::MIN } else { 0.0 };
@@ -467,6 +511,10 @@ impl<'a> RowPool<'a> {
             for (oh, &(hlo, hhi, hpad)) in self.ranges[1].iter().enumerate() {
                 let sh = (oh * s3[1]) as isize - pb3[1] as isize;
                 let orow = &mut o[(od * o3[1] + oh) * o3[2]..][..o3[2]];
+                let rows = (dhi - dlo) * (hhi - hlo);
+                if meter.tick((rows * i3[2] + o3[2] * kw_len) as u64) {
+                    return false;
+                }
                 sc.rows.clear();
                 for kd in dlo..dhi {
                     let id = (sd + (kd * d3[0]) as isize) as usize;
@@ -542,5 +590,6 @@ impl<'a> RowPool<'a> {
                 }
             }
         }
+        true
     }
 }
