@@ -10,7 +10,7 @@
 use super::util::{Elem, check_size, input, slim, to_f32_vec, to_i64_vec};
 use crate::ops::attr::{Attrs, describe, invalid, unsupported};
 use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_dtype};
-use ndarray::{ArrayD, ArrayViewD, Axis};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Coord {
@@ -90,6 +90,47 @@ fn round_nearest(mode: Nearest, x: f64) -> f64 {
 /// Gathers `idx` along `axis`.
 fn take<T: Clone>(a: ArrayViewD<'_, T>, axis: usize, idx: &[usize]) -> ArrayD<T> {
     a.select(Axis(axis), idx)
+}
+
+/// Nearest-neighbour resize of the contiguous `x` (shape `ins`): output element `o` is
+/// `x` at `maps[a][o[a]]` on every axis `a`. Written row by row (the last axis) into one
+/// contiguous buffer: each row gathers its source row through the last axis' map, and a
+/// row whose source row is the previous row's (an upsampled axis) is a copy of it.
+fn nearest_gather<T: Copy + 'static>(x: &[T], ins: &[usize], maps: &[Vec<usize>]) -> Vec<T> {
+    let r = ins.len();
+    let outs: Vec<usize> = maps.iter().map(Vec::len).collect();
+    let total: usize = outs.iter().product();
+    if r == 0 || total == 0 {
+        return x[..total.min(x.len())].to_vec();
+    }
+    let (w_in, wmap) = (ins[r - 1], &maps[r - 1]);
+    let w_out = wmap.len();
+    let mut strides = vec![1usize; r];
+    for a in (0..r - 1).rev() {
+        strides[a] = strides[a + 1] * ins[a + 1];
+    }
+    let mut out = super::util::with_capacity_pooled::<T>(total);
+    let mut idx = vec![0usize; r - 1];
+    let mut prev = usize::MAX;
+    for _ in 0..total / w_out {
+        let src: usize = (0..r - 1).map(|a| maps[a][idx[a]] * strides[a]).sum();
+        let start = out.len();
+        if src == prev {
+            out.extend_from_within(start - w_out..start);
+        } else {
+            let row = &x[src..src + w_in];
+            out.extend(wmap.iter().map(|&j| row[j]));
+        }
+        prev = src;
+        for a in (0..r - 1).rev() {
+            idx[a] += 1;
+            if idx[a] < outs[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    out
 }
 
 impl Operator for Resize {
@@ -190,17 +231,21 @@ impl Operator for Resize {
                     .collect()
             })
             .collect();
+        if t.shape()
+            .iter()
+            .zip(&maps)
+            .any(|(&n, m)| n == 0 && !m.is_empty())
+        {
+            return Err(invalid(node, "cannot resize an empty axis"));
+        }
         let out = with_dtype!(t.dtype(), T => {
-            let mut a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?.clone();
-            for (ax, m) in maps.iter().enumerate() {
-                if m.len() != a.shape()[ax] || m.iter().enumerate().any(|(i, &j)| i != j) {
-                    if a.shape()[ax] == 0 && !m.is_empty() {
-                        return Err(invalid(node, "cannot resize an empty axis"));
-                    }
-                    a = take(a.view(), ax, m);
-                }
-            }
-            Ok(T::wrap(a))
+            let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
+            let a = a.as_standard_layout();
+            let xs = a.as_slice().ok_or_else(|| invalid(node, "layout"))?;
+            let sizes: Vec<usize> = maps.iter().map(Vec::len).collect();
+            let y = ArrayD::from_shape_vec(IxDyn(&sizes), nearest_gather(xs, a.shape(), &maps))
+                .map_err(|e| invalid(node, e))?;
+            Ok(T::wrap(y))
         })?;
         Ok(vec![out])
     }
@@ -277,4 +322,44 @@ fn build(c: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
 pub fn register(r: &mut Registry) {
     r.register("", "Resize", 10, i64::MAX, build);
     r.register("", "Upsample", 9, 9, build);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nearest_gather, take};
+    use ndarray::{ArrayD, IxDyn};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The row-by-row gather equals selecting the map's indices axis by axis.
+        #[test]
+        fn nearest_gather_is_select_on_every_axis(
+            dims in proptest::collection::vec(1usize..5, 0..5),
+            seed in 0u64..10_000,
+            out_len in proptest::collection::vec(0usize..7, 5),
+        ) {
+            let n: usize = dims.iter().product();
+            let x = ArrayD::from_shape_vec(IxDyn(&dims), (0..n).map(|i| i as f32).collect())
+                .expect("shape");
+            let mut s = seed;
+            let maps: Vec<Vec<usize>> = dims
+                .iter()
+                .zip(&out_len)
+                .map(|(&d, &o)| {
+                    (0..o)
+                        .map(|_| {
+                            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                            (s >> 33) as usize % d
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut want = x.clone();
+            for (ax, m) in maps.iter().enumerate() {
+                want = take(want.view(), ax, m);
+            }
+            let got = nearest_gather(x.as_slice().expect("contiguous"), &dims, &maps);
+            prop_assert_eq!(got, want.iter().copied().collect::<Vec<f32>>());
+        }
+    }
 }

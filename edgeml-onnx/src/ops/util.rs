@@ -178,9 +178,24 @@ pub fn to_i64_vec(node: &Node, t: &Tensor) -> Result<Vec<i64>> {
 /// The tensor is not of a float type.
 pub fn to_f32_vec(node: &Node, t: &Tensor) -> Result<Vec<f32>> {
     Ok(match t {
-        Tensor::F32(a) => a.iter().copied().collect(),
-        Tensor::F64(a) => a.iter().map(|&v| v as f32).collect(),
-        Tensor::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
+        // A contiguous array is read as a slice: ndarray's element iterator over
+        // dynamic dimensions costs several ns per element.
+        Tensor::F32(a) => match a.as_slice() {
+            Some(s) => {
+                let mut v = with_capacity_pooled(s.len());
+                v.extend_from_slice(s);
+                v
+            }
+            None => a.iter().copied().collect(),
+        },
+        Tensor::F64(a) => match a.as_slice() {
+            Some(s) => s.iter().map(|&v| v as f32).collect(),
+            None => a.iter().map(|&v| v as f32).collect(),
+        },
+        Tensor::F16(a) => match a.as_slice() {
+            Some(s) => s.iter().map(|v| v.to_f32()).collect(),
+            None => a.iter().map(|v| v.to_f32()).collect(),
+        },
         other => {
             return Err(Error::InvalidInput(format!(
                 "{}: expected a float tensor, found {:?}",
@@ -299,7 +314,7 @@ pub fn slim(node: &Node) -> Node {
 
 /// An empty vector with room for `n` elements, from the per-thread `f32` buffer pool
 /// ([`crate::buffers`]) when `T` is `f32` (warm memory for big layout copies).
-fn with_capacity_pooled<T: 'static>(n: usize) -> Vec<T> {
+pub(crate) fn with_capacity_pooled<T: 'static>(n: usize) -> Vec<T> {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
         let b: Box<dyn std::any::Any> = Box::new(crate::buffers::take_f32_empty(n));
         if let Ok(v) = b.downcast::<Vec<T>>() {
