@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
     case!("exp", vmath::exp_into, f64::exp);
     case!("ln", vmath::ln_into, f64::ln);
     case!("sigmoid", vmath::sigmoid_into, |x| 1.0 / (1.0 + (-x).exp()));
+    case!("silu", vmath::silu_into, |x| x / (1.0 + (-x).exp()));
     case!("tanh", vmath::tanh_into, f64::tanh);
     case!("erf", vmath::erf_into, erf64);
     case!("gelu", vmath::gelu_into, |x| {
