@@ -106,11 +106,11 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_normal(-x))
 }
 
-/// `x · sigmoid(x)`, SiLU, computed as `x / (1 + e⁻ˣ)` (scalar twin of
-/// [`silu_in_place`]).
+/// `x · sigmoid(x)`, SiLU (scalar twin of [`silu_in_place`]); the same bits as the
+/// `Sigmoid` and `Mul` operators it fuses.
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp_normal(-x))
+    x * sigmoid(x)
 }
 
 /// `x · max(0, min(1, x/6 + 1/2))`, ONNX `HardSwish` (scalar twin of
