@@ -610,27 +610,9 @@ mod tests {
         }
     }
 
-    fn check_sigmoid(x: f32) -> Result<(), String> {
-        let want = sigmoid64(f64::from(x));
-        let got = sigmoid(x);
-        let ok = if want < 1e-30 {
-            (f64::from(got) - want).abs() <= 1e-30
-        } else {
-            ulps(got, want) <= 4.0
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "sigmoid({x}) = {got:e}, want {want:e}: {:.1} ulp",
-                ulps(got, want)
-            ))
-        }
-    }
-
-    fn check_silu(x: f32) -> Result<(), String> {
-        let want = f64::from(x) * sigmoid64(f64::from(x));
-        let got = silu(x);
+    /// `got` within 4 ulp of `want`, or within 1e-30 absolute where `|want| < 1e-30`
+    /// (the bound of the sigmoid family).
+    fn within_4_ulp_or_tiny(name: &str, x: f32, got: f32, want: f64) -> Result<(), String> {
         let ok = if want.abs() < 1e-30 {
             (f64::from(got) - want).abs() <= 1e-30
         } else {
@@ -640,10 +622,19 @@ mod tests {
             Ok(())
         } else {
             Err(format!(
-                "silu({x}) = {got:e}, want {want:e}: {:.1} ulp",
+                "{name}({x}) = {got:e}, want {want:e}: {:.1} ulp",
                 ulps(got, want)
             ))
         }
+    }
+
+    fn check_sigmoid(x: f32) -> Result<(), String> {
+        within_4_ulp_or_tiny("sigmoid", x, sigmoid(x), sigmoid64(f64::from(x)))
+    }
+
+    fn check_silu(x: f32) -> Result<(), String> {
+        let want = f64::from(x) * sigmoid64(f64::from(x));
+        within_4_ulp_or_tiny("silu", x, silu(x), want)
     }
 
     fn check_tanh(x: f32) -> Result<(), String> {
