@@ -8,6 +8,10 @@ extracted from the wheel; nothing is committed):
   - ddddocr 1.6.1 `common.onnx`: its OCR network, input 1x1x64x256 (`common_old.onnx`
     is left out: its LSTM is onnxruntime's com.microsoft DynamicQuantizeLSTM, which
     edgeml does not implement).
+Architectures exported with `torch.onnx` by scripts/make_torch_models.py (seeded weights;
+needs `pip install torch torchvision onnxscript`, generated once into target/real-models/):
+  - torchvision MobileNetV3-small, MobileNetV3-large and EfficientNet-B0, 1x3x224x224;
+  - a BERT-mini-sized transformer encoder (4 layers, d_model 256), input 1x128x256.
 
 Inputs are uniform [0, 1) images (latency only). Per model and thread count, in
 --rounds interleaved rounds: onnxruntime (CPUExecutionProvider, sequential execution,
@@ -39,7 +43,21 @@ MODELS = {
     "yolov8n": ("nudenet==3.4.2", "nudenet/320n.onnx", [1, 3, 320, 320]),
     "ddddocr_det": ("ddddocr==1.6.1", "ddddocr/common_det.onnx", [1, 3, 416, 416]),
     "ddddocr_ocr": ("ddddocr==1.6.1", "ddddocr/common.onnx", [1, 1, 64, 256]),
+    "mobilenet_v3_small": ("torch", None, [1, 3, 224, 224]),
+    "mobilenet_v3_large": ("torch", None, [1, 3, 224, 224]),
+    "efficientnet_b0": ("torch", None, [1, 3, 224, 224]),
+    "transformer": ("torch", None, [1, 128, 256]),
 }
+
+
+def export(key):
+    """A model exported by scripts/make_torch_models.py, once."""
+    path = os.path.join(OUT, f"torch_{key}.onnx")
+    if not os.path.exists(path):
+        os.makedirs(OUT, exist_ok=True)
+        script = os.path.join(ROOT, "scripts", "make_torch_models.py")
+        subprocess.run([sys.executable, script, key, path], check=True)
+    return path
 
 
 def fetch(req, member):
@@ -99,7 +117,7 @@ def main():
     rows = []
     for key in args.models.split(","):
         req, member, shape = MODELS[key]
-        path = fetch(req, member)
+        path = export(key) if req == "torch" else fetch(req, member)
         iname = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
         for t in [int(v) for v in args.threads.split(",")]:
             o, e = [], []

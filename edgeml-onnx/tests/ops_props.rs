@@ -94,4 +94,55 @@ proptest! {
         }
         if keep { prop_assert_eq!(y.shape(), &out_shape[..]); }
     }
+
+    /// Adjacent reduced axes on contiguous input (the one-pass path: SE blocks' spatial
+    /// mean, last-axis sums) for every reduction it serves, runs long enough to fill the
+    /// eight partial sums, and a NaN that Max and Min must propagate.
+    #[test]
+    fn reductions_over_adjacent_axes_match_f64(
+        shape in prop::collection::vec(1usize..12, 1..5),
+        span in (0usize..4, 0usize..4),
+        which in 0usize..7,
+        nan in prop::option::of(0usize..10_000),
+    ) {
+        let ops = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceSumSquare"];
+        let r = shape.len();
+        let (first, last) = (span.0.min(r - 1), (span.0 + span.1).min(r - 1));
+        let mut a = filled(&shape, 5);
+        if let Some(i) = nan {
+            let n = a.len();
+            a.as_slice_mut().unwrap()[i % n] = f32::NAN;
+        }
+        let mut n = node(ops[which], 1);
+        n.attributes.push(("keepdims".into(), edgeml_onnx::Attribute::Int(1)));
+        n.attributes.push(("axes".into(), edgeml_onnx::Attribute::Ints((first as i64..=last as i64).collect())));
+        let out = run(&n, 11, &[&Tensor::F32(a.clone())]).unwrap();
+        let y = out[0].as_f32().unwrap();
+        let out_shape: Vec<usize> = (0..r).map(|k| if (first..=last).contains(&k) { 1 } else { shape[k] }).collect();
+        let count: usize = shape[first..=last].iter().product();
+        let mut cells: Vec<Vec<f64>> = vec![vec![]; y.len()];
+        let cell = ArrayD::from_shape_vec(IxDyn(&out_shape), (0..y.len()).collect::<Vec<_>>()).unwrap();
+        for (idx, &v) in a.indexed_iter() {
+            let o: Vec<usize> = (0..r).map(|k| if (first..=last).contains(&k) { 0 } else { idx[k] }).collect();
+            cells[cell[IxDyn(&o)]].push(v as f64);
+        }
+        prop_assert_eq!(y.shape(), &out_shape[..]);
+        for (g, c) in y.iter().zip(&cells) {
+            prop_assert_eq!(c.len(), count);
+            let w = match which {
+                0 => c.iter().sum::<f64>(),
+                1 => c.iter().sum::<f64>() / count as f64,
+                2 => c.iter().copied().fold(f64::NEG_INFINITY, |m, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) }),
+                3 => c.iter().copied().fold(f64::INFINITY, |m, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.min(v) }),
+                4 => c.iter().map(|v| v.abs()).sum::<f64>(),
+                5 => c.iter().map(|v| v * v).sum::<f64>().sqrt(),
+                _ => c.iter().map(|v| v * v).sum::<f64>(),
+            };
+            if w.is_nan() {
+                prop_assert!(g.is_nan(), "{} vs NaN", g);
+            } else {
+                prop_assert!((*g as f64 - w).abs() <= 1e-6 * (1.0 + w.abs()), "{} vs {}", g, w);
+            }
+        }
+    }
 }

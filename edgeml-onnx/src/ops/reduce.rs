@@ -3,6 +3,11 @@
 //!
 //! Reductions accumulate in `f64` and cast back to the input type. Reducing an empty
 //! set gives the identity of the reduction (0, 1, −∞ for Max, +∞ for Min).
+//!
+//! A contiguous `f32` input whose reduced axes are adjacent (the squeeze-excitation
+//! `ReduceMean` over `[2, 3]`, a last-axis mean or sum, …) takes [`reduce_runs_f32`]: one
+//! pass over the slice, eight `f64` partial sums per output (Max and Min compare in
+//! `f32`, exactly), with no `f64` copy of the input.
 
 use super::util::{Elem, input, slim, to_f32_vec, to_i64_vec};
 use crate::ops::attr::{Attrs, describe, invalid, norm_axis};
@@ -77,6 +82,99 @@ fn reduce_f64(a: ArrayD<f64>, axes: &[usize], k: Red) -> ArrayD<f64> {
     }
 }
 
+/// `[outer, red, inner]`: the input's shape merged around the reduced axes, when those
+/// axes are adjacent (`axes` sorted, deduplicated, non-empty).
+fn runs_of(shape: &[usize], axes: &[usize]) -> Option<[usize; 3]> {
+    let (first, last) = (*axes.first()?, *axes.last()?);
+    (last - first + 1 == axes.len()).then(|| {
+        [
+            shape[..first].iter().product(),
+            shape[first..=last].iter().product(),
+            shape[last + 1..].iter().product(),
+        ]
+    })
+}
+
+/// Reduces `x`, laid out `[outer, red, inner]`, over its middle axis into `outer · inner`
+/// values; `None` for the reductions left to [`reduce_f64`] (Prod, LogSumExp) and for an
+/// empty reduction.
+fn reduce_runs_f32(x: &[f32], runs: [usize; 3], k: Red) -> Option<Vec<f32>> {
+    let red = runs[1];
+    if red == 0 {
+        return None;
+    }
+    let max = |acc: f32, v: f32| if v.is_nan() || v > acc { v } else { acc };
+    let min = |acc: f32, v: f32| if v.is_nan() || v < acc { v } else { acc };
+    let mean = |s: f64| s / red as f64;
+    let id = |s: f64| s;
+    Some(match k {
+        Red::Sum => sum_runs(x, runs, f64::from, id),
+        Red::Mean => sum_runs(x, runs, f64::from, mean),
+        Red::L1 => sum_runs(x, runs, |v| f64::from(v).abs(), id),
+        Red::SumSquare => sum_runs(x, runs, |v| f64::from(v) * f64::from(v), id),
+        Red::L2 => sum_runs(x, runs, |v| f64::from(v) * f64::from(v), f64::sqrt),
+        Red::Max => fold_runs(x, runs, f32::NEG_INFINITY, max),
+        Red::Min => fold_runs(x, runs, f32::INFINITY, min),
+        Red::Prod | Red::LogSumExp => return None,
+    })
+}
+
+/// `finish(Σ term(v))` over the middle axis, in `f64`: eight partial sums per output when
+/// `inner == 1`, one per output column otherwise.
+fn sum_runs(
+    x: &[f32],
+    [outer, red, inner]: [usize; 3],
+    term: impl Fn(f32) -> f64,
+    finish: impl Fn(f64) -> f64,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(outer * inner);
+    if inner == 1 {
+        for run in x.chunks_exact(red) {
+            let mut lanes = [0f64; 8];
+            let mut chunks = run.chunks_exact(8);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l += term(v);
+                }
+            }
+            let tail: f64 = chunks.remainder().iter().map(|&v| term(v)).sum();
+            out.push(finish(lanes.iter().sum::<f64>() + tail) as f32);
+        }
+        return out;
+    }
+    let mut acc = vec![0f64; inner];
+    for block in x.chunks_exact(red * inner) {
+        acc.fill(0.0);
+        for row in block.chunks_exact(inner) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += term(v);
+            }
+        }
+        out.extend(acc.iter().map(|&s| finish(s) as f32));
+    }
+    out
+}
+
+/// `f` folded over the middle axis from `init`, in `f32`.
+fn fold_runs(
+    x: &[f32],
+    [outer, red, inner]: [usize; 3],
+    init: f32,
+    f: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(outer * inner);
+    for block in x.chunks_exact(red * inner) {
+        let start = out.len();
+        out.resize(start + inner, init);
+        for row in block.chunks_exact(inner) {
+            for (e, &v) in out[start..].iter_mut().zip(row) {
+                *e = f(*e, v);
+            }
+        }
+    }
+    out
+}
+
 impl Operator for Reduce {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
@@ -115,6 +213,15 @@ impl Operator for Reduce {
                 .filter(|(i, _)| !axes.contains(i))
                 .map(|(_, &d)| d)
                 .collect();
+        }
+        if let Tensor::F32(a) = t
+            && let Some(x) = a.as_slice()
+            && let Some(runs) = runs_of(a.shape(), &axes)
+            && let Some(v) = reduce_runs_f32(x, runs, self.k)
+        {
+            let out = ArrayD::from_shape_vec(IxDyn(&out_shape), v)
+                .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))))?;
+            return Ok(vec![Tensor::F32(out)]);
         }
         let out = with_num!(t.dtype(), T => {
             let a = T::get(t).ok_or_else(|| invalid(node, "dtype"))?;
