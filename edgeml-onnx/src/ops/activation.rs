@@ -299,27 +299,71 @@ struct Softmax {
     log: bool,
 }
 
+/// Softmax (or log-softmax) over each contiguous row of `n` values (the last-axis case,
+/// e.g. attention scores), compiled for the best ISA: the maximum and the `f64` sum are
+/// taken in 16 and 8 lanes, `exp` is [`crate::kernels::vmath::exp`] inlined.
+struct SoftmaxRows<'a> {
+    data: &'a mut [f32],
+    n: usize,
+    log: bool,
+}
+
+impl crate::kernels::IsaBody for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        use crate::kernels::vmath::exp;
+        for row in self.data.chunks_exact_mut(self.n) {
+            let mut lanes = [f32::NEG_INFINITY; 16];
+            let mut chunks = row.chunks_exact(16);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l = l.max(v);
+                }
+            }
+            let m = chunks
+                .remainder()
+                .iter()
+                .chain(&lanes)
+                .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let s = if self.log {
+                sum_f64(row, |v| exp(v - m))
+            } else {
+                row.iter_mut().for_each(|v| *v = exp(*v - m));
+                sum_f64(row, |v| v)
+            };
+            if self.log {
+                let ls = s.ln() as f32;
+                row.iter_mut().for_each(|v| *v = (*v - m) - ls);
+            } else {
+                let r = (1.0 / s) as f32;
+                row.iter_mut().for_each(|v| *v *= r);
+            }
+        }
+    }
+}
+
+/// `Σ f(v)` over `x` in `f64`, in eight partial sums.
+#[inline(always)]
+fn sum_f64(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f64::from(f(v));
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Softmax (or log-softmax) over the rows of a `[n, inner]` block, independently
 /// for each of the `inner` columns: the maximum is subtracted, `exp` runs vectorized
 /// over contiguous rows ([`crate::kernels::vmath::exp_in_place`]), sums are kept in
-/// f64.
+/// f64. `inner == 1` is [`SoftmaxRows`].
 fn softmax_block(blk: &mut [f32], inner: usize, log: bool) {
     use crate::kernels::vmath::exp_in_place;
-    if inner == 1 {
-        let m = blk.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        blk.iter_mut().for_each(|v| *v -= m);
-        if log {
-            let mut e = blk.to_vec();
-            exp_in_place(&mut e);
-            let ls = e.iter().map(|&v| f64::from(v)).sum::<f64>().ln() as f32;
-            blk.iter_mut().for_each(|v| *v -= ls);
-        } else {
-            exp_in_place(blk);
-            let r = (1.0 / blk.iter().map(|&v| f64::from(v)).sum::<f64>()) as f32;
-            blk.iter_mut().for_each(|v| *v *= r);
-        }
-        return;
-    }
     let mut m = vec![f32::NEG_INFINITY; inner];
     for row in blk.chunks_exact(inner) {
         for (m, &v) in m.iter_mut().zip(row) {
@@ -367,7 +411,13 @@ impl Operator for Softmax {
             (shape[axis], shape[axis + 1..].iter().product())
         };
         let mut out = data;
-        if n > 0 && inner > 0 {
+        if n > 0 && inner == 1 {
+            crate::kernels::on_best_isa(SoftmaxRows {
+                data: &mut out,
+                n,
+                log: self.log,
+            });
+        } else if n > 0 && inner > 0 {
             for blk in out.chunks_exact_mut(n * inner) {
                 softmax_block(blk, inner, self.log);
             }
