@@ -611,6 +611,50 @@ pub fn sgemm(
     sgemm_until(isa, alpha, a, b, beta, c, ldc, &Stop::default())
 }
 
+/// `y[i] = Σₖ a[i·k + kk]·x[kk]`: a row-major `y.len() × k` matrix times a vector, on
+/// the CPU's best ISA ([`on_best_isa`]), each row a dot product in 16 partial sums (no
+/// packing: every weight is read once). This is what a convolution or GEMM with a single
+/// output column needs (e.g. the squeeze-excitation 1×1 convolutions on a 1×1 map),
+/// where a register-tiled GEMM would compute a whole panel of columns for one.
+/// Deterministic; the summation order differs from [`sgemm`]'s, so results agree with
+/// it within rounding.
+///
+/// # Panics
+/// When `a.len() != y.len() * k` or `x.len() != k`.
+pub fn matvec(a: &[f32], k: usize, x: &[f32], y: &mut [f32]) {
+    assert_eq!(a.len(), y.len() * k, "matrix size");
+    assert_eq!(x.len(), k, "vector length");
+    struct Body<'a> {
+        a: &'a [f32],
+        k: usize,
+        x: &'a [f32],
+        y: &'a mut [f32],
+    }
+    impl IsaBody for Body<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            if self.k == 0 {
+                self.y.fill(0.0);
+                return;
+            }
+            for (yi, row) in self.y.iter_mut().zip(self.a.chunks_exact(self.k)) {
+                let mut lanes = [0f32; 16];
+                let (rc, xc) = (row.chunks_exact(16), self.x.chunks_exact(16));
+                let (rt, xt) = (rc.remainder(), xc.remainder());
+                for (r, v) in rc.zip(xc) {
+                    for ((l, &a), &b) in lanes.iter_mut().zip(r).zip(v) {
+                        *l += a * b;
+                    }
+                }
+                let tail = rt.iter().zip(xt).fold(0.0f32, |s, (&a, &b)| s + a * b);
+                *yi = lanes.iter().sum::<f32>() + tail;
+            }
+        }
+    }
+    on_best_isa(Body { a, k, x, y });
+}
+
 /// [`sgemm`] within a run: polls `stop` once per block of work and, when the run was
 /// cancelled or its deadline passed, returns the run's typed error with `C` partly
 /// computed.

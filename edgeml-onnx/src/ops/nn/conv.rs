@@ -427,7 +427,17 @@ impl Conv {
                     kk,
                 )?),
             };
-            if pointwise {
+            if pointwise && out_len == 1 {
+                // A 1×1 map (squeeze-excitation FCs): one matrix–vector product.
+                kernels::matvec(&ws[g * m_g * kk..(g + 1) * m_g * kk], kk, xg, og);
+                if let Some(b) = bias {
+                    og.iter_mut()
+                        .zip(&b[g * m_g..])
+                        .for_each(|(o, &bv)| *o += bv);
+                }
+                // Output planes of one element: `finish` of the first plane covers them all.
+                finish(img * m + g * m_g, 0, og);
+            } else if pointwise {
                 let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
                 kernels::sgemm_packed_b_until(
                     self.isa, lhs, &rhs, og, out_len, epi, None, bc, &stop,
