@@ -258,12 +258,18 @@ pub fn spmm_packed_b(
     epi: Option<Epilogue<'_>>,
     map: Option<ColMap>,
 ) -> Result<()> {
-    spmm_packed_b_until(isa, a_t, b, c, ldc, epi, map, &Stop::default())
+    spmm_packed_b_until(isa, a_t, b, c, ldc, epi, map, None, &Stop::default())
 }
 
 /// [`spmm_packed_b`] within a run: polls `stop` once per task and, when the run was
 /// cancelled or its deadline passed, returns the run's typed error with `C` partly
 /// computed.
+///
+/// `in_place = Some((base, offs))` says that `B`'s element `(kk, j)` also is
+/// `base[offs[kk] + j]` (`offs.len() == k`; an input's rows, or phase planes): panels
+/// whose 16-column reads stay inside `base` are then copied from there with
+/// fixed-size copies instead of through `b.pack` (same values; the reads past the last
+/// column feed discarded lanes).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spmm_packed_b_until(
     isa: Isa,
@@ -273,6 +279,7 @@ pub(crate) fn spmm_packed_b_until(
     ldc: usize,
     epi: Option<Epilogue<'_>>,
     map: Option<ColMap>,
+    in_place: Option<(&[f32], &[usize])>,
     stop: &Stop,
 ) -> Result<()> {
     if let Some(cm) = map
@@ -283,7 +290,7 @@ pub(crate) fn spmm_packed_b_until(
         )));
     }
     let (m, k, n_log) = (a_t.n, a_t.k, b.cols());
-    if b.rows() != k {
+    if b.rows() != k || in_place.is_some_and(|(_, offs)| offs.len() != k) {
         return Err(Error::ShapeMismatch(format!(
             "spmm: sparse A is {m}x{k} but B is {}x{n_log}",
             b.rows()
@@ -316,6 +323,12 @@ pub(crate) fn spmm_packed_b_until(
             rest = tail;
         }
     }
+    // Rows of B copied straight from where they are when the source allows it, and
+    // how far past a row's start the copies may read.
+    let in_place = in_place.map(|(base, offs)| {
+        let max_off = offs.iter().copied().max().unwrap_or(0);
+        (base, offs, base.len().saturating_sub(max_off))
+    });
     let stopped = AtomicBool::new(false);
     let task = |meter: &mut Meter<'_>, t: usize, rows: &mut [&mut [f32]]| {
         if stopped.load(Ordering::Relaxed) {
@@ -324,6 +337,9 @@ pub(crate) fn spmm_packed_b_until(
         let j0 = t * TASK_COLS;
         let jn = TASK_COLS.min(n_log - j0);
         let panels = jn.div_ceil(PANEL);
+        // Direct copies only when every panel's reads stay inside the source (one
+        // without slack past its last column packs its last task through `b`).
+        let direct = in_place.filter(|&(_, _, reach)| j0 + panels * PANEL <= reach);
         let work = a_t.nnz() * panels * PANEL + k * jn * COPY_UNITS as usize;
         if meter.tick(work as u64) {
             stopped.store(true, Ordering::Relaxed);
@@ -334,30 +350,55 @@ pub(crate) fn spmm_packed_b_until(
         let xt = grow(xt, panels * PANEL * k);
         let tile = grow(tile, m * PANEL);
         if a_t.nnz() > 0 {
-            b.pack(0, k, j0, jn, PANEL, xt);
-        }
-        for p in 0..panels {
-            let (xs, _) = xt[p * PANEL * k..][..PANEL * k].as_chunks::<PANEL>();
-            let (out, _) = tile.as_chunks_mut::<PANEL>();
-            if a_t.nnz() > 0 {
-                run_columns::<PANEL>(isa, xs, a_t, 0, out);
-            } else {
-                out.iter_mut().for_each(|o| o.fill(0.0));
-            }
-            // Logical columns c0..c0 + w of this panel, to physical ones of the task.
-            let c0 = j0 + p * PANEL;
-            let w = PANEL.min(j0 + jn - c0);
-            for (row, acc) in rows.iter_mut().zip(out.iter()) {
-                match map {
-                    None => row[c0 - j0..][..w].copy_from_slice(&acc[..w]),
-                    Some(cm) => {
-                        for (q, &v) in acc[..w].iter().enumerate() {
-                            let j = c0 + q;
-                            if j % cm.pitch < cm.width {
-                                row[phys(j) - bounds[t]] = v;
+            match direct {
+                // Fixed-size copies of 16 floats (the generic `pack` copies a run of
+                // any length per row, a library call each).
+                Some((base, offs, _)) => {
+                    let (blocks, _) = xt.as_chunks_mut::<PANEL>();
+                    for (p, panel) in blocks.chunks_exact_mut(k).enumerate() {
+                        let c0 = j0 + p * PANEL;
+                        for (dst, &o) in panel.iter_mut().zip(offs) {
+                            if let Some(src) = base.get(o + c0..).and_then(|s| s.first_chunk()) {
+                                *dst = *src;
                             }
                         }
                     }
+                }
+                None => b.pack(0, k, j0, jn, PANEL, xt),
+            }
+        }
+        for p in 0..panels {
+            let (out, _) = tile.as_chunks_mut::<PANEL>();
+            let c0 = j0 + p * PANEL;
+            if a_t.nnz() == 0 {
+                out.iter_mut().for_each(|o| o.fill(0.0));
+            } else {
+                let (xs, _) = xt[p * PANEL * k..][..PANEL * k].as_chunks::<PANEL>();
+                run_columns::<PANEL>(isa, xs, a_t, 0, out);
+            }
+            // Logical columns c0..c0 + w of this panel, as runs of kept columns:
+            // (first lane, length, physical column relative to the task's first).
+            let w = PANEL.min(j0 + jn - c0);
+            let mut runs = [(0usize, 0usize, 0usize); PANEL];
+            let mut nruns = 0;
+            let mut q = 0;
+            while q < w {
+                let j = c0 + q;
+                let len = match map {
+                    None => w - q,
+                    Some(cm) if j % cm.pitch < cm.width => (cm.width - j % cm.pitch).min(w - q),
+                    Some(cm) => {
+                        q += (cm.pitch - j % cm.pitch).min(w - q);
+                        continue;
+                    }
+                };
+                runs[nruns] = (q, len, phys(j) - bounds[t]);
+                nruns += 1;
+                q += len;
+            }
+            for (row, acc) in rows.iter_mut().zip(out.iter()) {
+                for &(q, len, at) in &runs[..nruns] {
+                    row[at..at + len].copy_from_slice(&acc[q..q + len]);
                 }
             }
         }

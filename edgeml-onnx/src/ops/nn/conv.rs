@@ -449,13 +449,16 @@ impl Conv {
                 let epi: Option<kernels::Epilogue<'_>> =
                     (bias.is_some() || needs_finish).then_some(&epi);
                 let nr = kernels::SPARSE_PANEL;
-                let mut spmm = |rhs: &dyn PackB, map| {
+                // Input rows and phase planes are read in place, im2col columns packed.
+                let mut spmm = |rhs: &dyn PackB, map, in_place| {
                     kernels::spmm_packed_b_until(
-                        self.isa, &sp[g], rhs, og, out_len, epi, map, &stop,
+                        self.isa, &sp[g], rhs, og, out_len, epi, map, in_place, &stop,
                     )
                 };
                 return if pointwise {
-                    spmm(&RowsB::new(xg, c_g, out_len, out_len)?, None)
+                    let starts: Vec<usize> = (0..c_g).map(|r| r * out_len).collect();
+                    let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
+                    spmm(&rhs, None, Some((xg, &starts)))
                 } else if ShiftB::suits(&geo, nr)
                     && let Some(rhs) = ShiftB::new(xg, &geo, c_g, nr)
                 {
@@ -463,14 +466,14 @@ impl Conv {
                         pitch: rhs.wq,
                         width: geo.out[2],
                     });
-                    spmm(&rhs, map)
+                    spmm(&rhs, map, Some(rhs.rows_in_place()))
                 } else {
                     let rhs = Im2colB {
                         x: xg,
                         geo,
                         channels: c_g,
                     };
-                    spmm(&rhs, None)
+                    spmm(&rhs, None, None)
                 };
             }
             let epi = |row: usize, col: usize, v: &mut [f32]| {
