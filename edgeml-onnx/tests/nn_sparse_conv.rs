@@ -566,3 +566,62 @@ fn plan_counts_sparse_convolutions() {
     assert!(!kernels::prefer_sparse(16 * 9, 8, 16 * 9 * 8 / 2));
     assert_eq!(run(&m, SparseMode::Auto, 1).0, 1);
 }
+
+/// A pruned 3×3 convolution of 768 channels (384 under an emulator) on 64×64, 90 %
+/// zeros (4.3 G multiply-adds sparse), stops inside the sparse kernel at a 50 ms
+/// deadline with the run's typed error, well before it would end (estimated from an
+/// 8×8 input, 1/64 of the work, which then runs and matches the dense plan exactly:
+/// sums of multiples of 1/1024).
+#[test]
+fn a_huge_sparse_conv_stops_at_the_deadline_inside_the_kernel() {
+    use edgeml_onnx::RunOptions;
+    use std::time::{Duration, Instant};
+    let c = if std::env::var_os("EDGEML_TEST_RUNNER").is_some() {
+        384
+    } else {
+        768
+    };
+    let w = (0..c * c * 9).map(|i| if i % 10 == 0 { 1.0 / 1024.0 } else { 0.0 });
+    let dims = vec!["one".into(), c.into(), "h".into(), "w".into()];
+    let model = ModelBuilder::new(14)
+        .input(ValueInfo::tensor("x", DType::F32, dims))
+        .initializer("w", tensor(&[c, c, 3, 3], w.collect()))
+        .node(
+            Node::new("Conv", &["x", "w"], &["y"])
+                .with_name("huge_sparse_conv")
+                .with_attr("pads", ints(&[1, 1, 1, 1])),
+        )
+        .output(ValueInfo::named("y"))
+        .build()
+        .expect("model");
+    let plan = |mode| Plan::new(&model, PlanOptions::with_threads(2).with_sparse(mode));
+    let sparse = plan(SparseMode::Auto).expect("plan");
+    assert_eq!(sparse.sparse_steps(), 1);
+    let (x, small) = (
+        tensor(&[1, c, 64, 64], vec![1.0; c * 64 * 64]),
+        tensor(&[1, c, 8, 8], vec![1.0; c * 64]),
+    );
+    let t0 = Instant::now();
+    let deadline = RunOptions::new().timeout(Duration::from_millis(50));
+    let e = sparse
+        .run_with(&[("x", &x)], &deadline)
+        .expect_err("stopped");
+    let stopped = t0.elapsed();
+    assert_eq!(e.kind(), edgeml_core::ErrorKind::DeadlineExceeded, "{e}");
+    let msg = e.to_string();
+    // Named by the node, and by the sparse kernel's own message.
+    let what = format!("a sparse {c}x{} by", c * 9);
+    assert!(
+        msg.contains("huge_sparse_conv") && msg.contains(&what),
+        "{msg}"
+    );
+    let t0 = Instant::now();
+    let got = sparse.run(&[("x", small.clone())]).expect("small runs");
+    let full = t0.elapsed() * 64;
+    assert!(
+        stopped < full / 4,
+        "stopped after {stopped:?}; all of it: about {full:?}"
+    );
+    let dense = plan(SparseMode::Dense).expect("plan");
+    assert_eq!(got, dense.run(&[("x", small)]).expect("dense runs"));
+}
