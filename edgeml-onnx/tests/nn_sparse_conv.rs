@@ -1,48 +1,18 @@
 //! Convolutions with pruned constant weights through the sparse kernel
 //! (`SparseMode::Sparse`, `kernels::spmm_packed_b`): against a float64 direct
 //! convolution over random geometry and groups, on every ISA of this CPU; against the
-//! dense path with every fused epilogue; 2 threads against 1; and what
-//! `Plan::sparse_steps` counts.
+//! dense path with every fused epilogue; 2 threads against 1 (plans:
+//! `plan_sparse_conv.rs`).
 
-use edgeml_core::DType;
 use edgeml_onnx::kernels::{self, ColMap, MatRef, RowsB, SparseB};
 use edgeml_onnx::ops::default_registry;
-use edgeml_onnx::{
-    Attribute, BuildContext, ModelBuilder, Node, Plan, PlanOptions, SparseMode, Tensor, ValueInfo,
-};
-use ndarray::{ArrayD, IxDyn};
+use edgeml_onnx::{Attribute, BuildContext, Node, SparseMode, Tensor};
+use ndarray::IxDyn;
 use proptest::prelude::*;
 
-/// Deterministic values in [-2, 2) from `seed`.
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0
-        })
-        .collect()
-}
+mod sparse_util;
 
-/// `len` weights of which a fraction `zeros` (decided by a hash of `seed`) is zero.
-fn pruned(len: usize, zeros: f64, seed: u32) -> Vec<f32> {
-    let mut w = values(len, seed ^ 0x55);
-    for (i, v) in w.iter_mut().enumerate() {
-        let h = (i as u64)
-            .wrapping_add(u64::from(seed) << 32)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        if ((h >> 40) as f64 / (1u64 << 24) as f64) < zeros {
-            *v = 0.0;
-        }
-    }
-    w
-}
-
-fn tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
-    Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape"))
-}
-
-fn ints(v: &[usize]) -> Attribute {
-    Attribute::Ints(v.iter().map(|&x| x as i64).collect())
-}
+use sparse_util::{assert_close, ints, pruned, tensor, values};
 
 /// One convolution's attributes and operand shapes (spatial dims of any rank 1..=3).
 #[derive(Debug, Clone)]
@@ -209,17 +179,6 @@ fn check(got: &Tensor, want: &[f64], mag: &[f64], what: &str) {
         assert!(
             (f64::from(g) - w).abs() <= tol,
             "{what}: element {i}: {g} vs {w} (tolerance {tol})"
-        );
-    }
-}
-
-fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
-    let (a, b) = (a.as_f32().expect("f32"), b.as_f32().expect("f32"));
-    assert_eq!(a.shape(), b.shape(), "{what}");
-    for (x, y) in a.iter().zip(b) {
-        assert!(
-            (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())),
-            "{what}: {x} vs {y}"
         );
     }
 }
@@ -514,114 +473,4 @@ fn zero_weights_are_skipped() {
     assert!(sparse.as_f32().expect("f32").iter().all(|v| v.is_finite()));
     let dense = run(&node, SparseMode::Dense, &inputs);
     assert!(dense.as_f32().expect("f32").iter().any(|v| v.is_nan()));
-}
-
-/// A small CNN: `Conv+Relu` (fused), `Conv+Add` (a residual, fused), a depthwise `Conv`.
-fn cnn(zeros: [f64; 3]) -> edgeml_onnx::Model {
-    let f = |shape: &[usize], zeros: f64, seed: u32| {
-        tensor(shape, pruned(shape.iter().product(), zeros, seed))
-    };
-    let conv = |ins: &[&str], out: &str| {
-        Node::new("Conv", ins, &[out]).with_attr("pads", ints(&[1, 1, 1, 1]))
-    };
-    ModelBuilder::new(17)
-        .input(ValueInfo::tensor(
-            "x",
-            DType::F32,
-            vec![1.into(), 8.into(), 10.into(), 10.into()],
-        ))
-        .output(ValueInfo::named("y"))
-        .initializer("w1", f(&[16, 8, 3, 3], zeros[0], 1))
-        .initializer("b1", tensor(&[16], values(16, 2)))
-        .initializer("w2", f(&[8, 16, 3, 3], zeros[1], 3))
-        .initializer("wd", f(&[8, 1, 3, 3], zeros[2], 4))
-        .node(conv(&["x", "w1", "b1"], "c1"))
-        .node(Node::new("Relu", &["c1"], &["r1"]))
-        .node(conv(&["r1", "w2"], "c2"))
-        .node(Node::new("Add", &["c2", "x"], &["s"]))
-        .node(conv(&["s", "wd"], "y").with_attr("group", Attribute::Int(8)))
-        .build()
-        .expect("model")
-}
-
-/// `Plan::sparse_steps` counts fused convolutions that run sparse, never a depthwise
-/// one; `Auto` follows `prefer_sparse` over the whole weight; the outputs agree.
-#[test]
-fn plan_counts_sparse_convolutions() {
-    let x = tensor(&[1, 8, 10, 10], values(800, 9));
-    let run = |m: &edgeml_onnx::Model, mode, threads| {
-        let p = Plan::new(m, PlanOptions::with_threads(threads).with_sparse(mode)).expect("plan");
-        let y = p.run(&[("x", x.clone())]).expect("run").remove(0).1;
-        (p.sparse_steps(), y)
-    };
-    let m = cnn([0.9, 0.9, 0.9]);
-    let (n_dense, dense) = run(&m, SparseMode::Dense, 1);
-    let (n_sparse, sparse) = run(&m, SparseMode::Sparse, 1);
-    let (n_auto, auto) = run(&m, SparseMode::Auto, 2);
-    assert_eq!((n_dense, n_sparse, n_auto), (0, 2, 2));
-    assert_close(&dense, &sparse, "sparse");
-    assert_eq!(sparse, auto, "2 threads, Auto");
-    // Below 80 % zeros the second convolution stays dense under Auto.
-    let m = cnn([0.9, 0.5, 0.9]);
-    assert!(!kernels::prefer_sparse(16 * 9, 8, 16 * 9 * 8 / 2));
-    assert_eq!(run(&m, SparseMode::Auto, 1).0, 1);
-}
-
-/// A pruned 3×3 convolution of 768 channels (384 under an emulator) on 64×64, 90 %
-/// zeros (4.3 G multiply-adds sparse), stops inside the sparse kernel at a 50 ms
-/// deadline with the run's typed error, well before it would end (estimated from an
-/// 8×8 input, 1/64 of the work, which then runs and matches the dense plan exactly:
-/// sums of multiples of 1/1024).
-#[test]
-fn a_huge_sparse_conv_stops_at_the_deadline_inside_the_kernel() {
-    use edgeml_onnx::RunOptions;
-    use std::time::{Duration, Instant};
-    let c = if std::env::var_os("EDGEML_TEST_RUNNER").is_some() {
-        384
-    } else {
-        768
-    };
-    let w = (0..c * c * 9).map(|i| if i % 10 == 0 { 1.0 / 1024.0 } else { 0.0 });
-    let dims = vec!["one".into(), c.into(), "h".into(), "w".into()];
-    let model = ModelBuilder::new(14)
-        .input(ValueInfo::tensor("x", DType::F32, dims))
-        .initializer("w", tensor(&[c, c, 3, 3], w.collect()))
-        .node(
-            Node::new("Conv", &["x", "w"], &["y"])
-                .with_name("huge_sparse_conv")
-                .with_attr("pads", ints(&[1, 1, 1, 1])),
-        )
-        .output(ValueInfo::named("y"))
-        .build()
-        .expect("model");
-    let plan = |mode| Plan::new(&model, PlanOptions::with_threads(2).with_sparse(mode));
-    let sparse = plan(SparseMode::Auto).expect("plan");
-    assert_eq!(sparse.sparse_steps(), 1);
-    let (x, small) = (
-        tensor(&[1, c, 64, 64], vec![1.0; c * 64 * 64]),
-        tensor(&[1, c, 8, 8], vec![1.0; c * 64]),
-    );
-    let t0 = Instant::now();
-    let deadline = RunOptions::new().timeout(Duration::from_millis(50));
-    let e = sparse
-        .run_with(&[("x", &x)], &deadline)
-        .expect_err("stopped");
-    let stopped = t0.elapsed();
-    assert_eq!(e.kind(), edgeml_core::ErrorKind::DeadlineExceeded, "{e}");
-    let msg = e.to_string();
-    // Named by the node, and by the sparse kernel's own message.
-    let what = format!("a sparse {c}x{} by", c * 9);
-    assert!(
-        msg.contains("huge_sparse_conv") && msg.contains(&what),
-        "{msg}"
-    );
-    let t0 = Instant::now();
-    let got = sparse.run(&[("x", small.clone())]).expect("small runs");
-    let full = t0.elapsed() * 64;
-    assert!(
-        stopped < full / 4,
-        "stopped after {stopped:?}; all of it: about {full:?}"
-    );
-    let dense = plan(SparseMode::Dense).expect("plan");
-    assert_eq!(got, dense.run(&[("x", small)]).expect("dense runs"));
 }
