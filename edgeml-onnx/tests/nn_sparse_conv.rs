@@ -324,7 +324,18 @@ fn conv_proptest_runs_on_every_isa() {
         if isa == kernels::best_isa() {
             continue;
         }
-        let out = std::process::Command::new(&exe)
+        // Under an emulator (`scripts/test-aarch64.sh`) the child runs through it too.
+        let runner = std::env::var("EDGEML_TEST_RUNNER").unwrap_or_default();
+        let mut runner = runner.split_whitespace();
+        let mut cmd = match runner.next() {
+            Some(r) => {
+                let mut c = std::process::Command::new(r);
+                c.args(runner).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let out = cmd
             .args([
                 "conv_sparse_matches_f64_direct_convolution",
                 "--exact",
