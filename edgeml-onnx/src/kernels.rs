@@ -39,8 +39,8 @@ pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
 pub(crate) use fused::sgemm_packed_b_until;
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
-pub(crate) use sparse::spmm_until;
-pub use sparse::{SparseB, prefer_sparse, spmm};
+pub(crate) use sparse::{PANEL as SPARSE_PANEL, spmm_packed_b_until, spmm_until};
+pub use sparse::{SparseB, prefer_sparse, spmm, spmm_packed_b};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

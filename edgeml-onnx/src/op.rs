@@ -27,7 +27,7 @@ pub struct BuildContext<'a> {
     /// otherwise), or `None`. A hint for kernel choice: run-time inputs may still differ
     /// in symbolic dimensions.
     pub input_types: Vec<Option<InputType>>,
-    /// Whether constant weights of `MatMul`/`Gemm` are computed sparse
+    /// Whether constant weights of `MatMul`/`Gemm`/`Conv` are computed sparse
     /// ([`crate::PlanOptions::sparse`]).
     pub sparse: crate::plan::SparseMode,
 }

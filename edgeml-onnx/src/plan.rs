@@ -68,8 +68,8 @@ pub struct PlanOptions {
     /// iterations, live memory (see [`RunLimits`] for the defaults). Deadlines and
     /// cancellation are per run: [`Plan::run_with`].
     pub limits: RunLimits,
-    /// Whether `MatMul`/`Gemm` layers with a constant, mostly-zero weight (a pruned
-    /// model) run the sparse kernel. Default [`SparseMode::Auto`].
+    /// Whether `MatMul`/`Gemm`/`Conv` layers with a constant, mostly-zero weight (a
+    /// pruned model) run the sparse kernel. Default [`SparseMode::Auto`].
     pub sparse: SparseMode,
 }
 
@@ -126,9 +126,16 @@ pub enum GraphOptLevel {
     Extended,
 }
 
-/// How `MatMul` and `Gemm` multiply by a constant 2-D weight (their `B` input): the
-/// packed dense SGEMM ([`crate::kernels::sgemm`]) or the sparse kernel over the
-/// weight's non-zeros, compressed once at plan time ([`crate::kernels::spmm`]).
+/// How `MatMul` and `Gemm` multiply by a constant 2-D weight (their `B` input), and
+/// `Conv`/`FusedConv` by a constant weight: the packed dense SGEMM
+/// ([`crate::kernels::sgemm`], [`crate::kernels::sgemm_packed_b`]) or the sparse kernel
+/// over the weight's non-zeros, compressed once at plan time ([`crate::kernels::spmm`],
+/// [`crate::kernels::spmm_packed_b`]).
+///
+/// A convolution's weight `[M, C/group, KH, KW]` is judged as one
+/// `C/group·KH·KW × M` matrix (all groups together). Depthwise convolutions (one input
+/// channel per group, more than one group) are always dense: their direct kernel
+/// already reads only each filter's taps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SparseMode {
@@ -138,8 +145,8 @@ pub enum SparseMode {
     Auto,
     /// Always dense (as before pruned weights were computed sparse).
     Dense,
-    /// Sparse for every constant 2-D float weight, however dense (for tests and
-    /// benchmarks).
+    /// Sparse for every constant 2-D float weight and every constant non-depthwise
+    /// convolution weight, however dense (for tests and benchmarks).
     Sparse,
 }
 
@@ -349,13 +356,17 @@ impl Plan {
         self.program.types.get(name)
     }
 
-    /// How many `MatMul`/`Gemm` steps of the main graph multiply by their constant
-    /// weight with the sparse kernel ([`PlanOptions::sparse`]).
+    /// How many steps of the main graph multiply by their constant weight with the
+    /// sparse kernel ([`PlanOptions::sparse`]): `MatMul`, `Gemm` and `Conv` (also when
+    /// fused with its activation, a residual `Add` or a channel `Concat`; such a step
+    /// counts once).
     pub fn sparse_steps(&self) -> usize {
+        use crate::ops::nn::{conv, gemm};
         self.program
             .steps
             .iter()
-            .filter(|s| crate::ops::nn::gemm::runs_sparse(s.op.as_ref()))
+            .map(|s| s.op.as_ref())
+            .filter(|&op| gemm::runs_sparse(op) || conv::runs_sparse(op) || fused::runs_sparse(op))
             .count()
     }
 

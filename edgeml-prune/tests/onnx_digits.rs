@@ -154,6 +154,72 @@ fn pruned_mlp_runs_sparse_with_dense_outputs() {
     assert_eq!(plan(SparseMode::Auto).sparse_steps(), want);
 }
 
+/// The digits CNN pruned at 90 % (unstructured) runs its `Conv` (a single input
+/// channel, so not depthwise) and its `Gemm` through the sparse kernel when forced, and
+/// gives the same predictions and, within rounding, the same probabilities as the dense
+/// plan, at batch 450 on one thread and at batch 1 on two.
+#[test]
+fn pruned_cnn_runs_sparse_with_dense_predictions() {
+    let mut m = load("cnn");
+    let cfg = PruneConfig {
+        sparsity: 0.9,
+        sparse_storage: true,
+        ..PruneConfig::default()
+    };
+    prune_model(&mut m, &cfg).expect("prune");
+    let m = Model::from_bytes(&m.to_bytes().expect("encode")).expect("reload");
+    let x: ArrayD<f32> = read_npy(dir().join("x_test.npy")).expect("x_test");
+    let one = x.slice_axis(ndarray::Axis(0), (7..8).into()).to_owned();
+    let plan = |sparse, threads| {
+        Plan::new(&m, PlanOptions::with_threads(threads).with_sparse(sparse)).expect("plan")
+    };
+    let run = |p: &Plan, x: &ArrayD<f32>| {
+        let out = p.run(&[("x", Tensor::F32(x.clone()))]).expect("run");
+        out[0].1.as_f32().expect("f32 probs").clone()
+    };
+    let argmax = |p: &ArrayD<f32>| -> Vec<usize> {
+        p.axis_iter(ndarray::Axis(0))
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                    .0
+            })
+            .collect()
+    };
+    for threads in [1, 2] {
+        let (sparse, dense) = (
+            plan(SparseMode::Sparse, threads),
+            plan(SparseMode::Dense, threads),
+        );
+        assert_eq!((sparse.sparse_steps(), dense.sparse_steps()), (2, 0));
+        for x in [&x, &one] {
+            let (s, d) = (run(&sparse, x), run(&dense, x));
+            assert_eq!(s.shape(), [x.shape()[0], 10]);
+            assert_eq!(s.shape(), d.shape());
+            assert_eq!(argmax(&s), argmax(&d));
+            for (a, b) in s.iter().zip(&d) {
+                assert!((a - b).abs() <= 1e-5 * a.abs().max(*b) + 1e-7, "{a} vs {b}");
+            }
+        }
+    }
+    // `Auto` follows `prefer_sparse` layer by layer (a conv weight as C·KH·KW × M).
+    let want = ["wc", "wf"]
+        .iter()
+        .filter(|w| {
+            let t = m
+                .graph
+                .initializer(w)
+                .and_then(Tensor::as_f32)
+                .expect("weight");
+            let zeros = t.iter().filter(|&&v| v == 0.0).count();
+            let rows = t.shape()[0];
+            edgeml_onnx::kernels::prefer_sparse(t.len() / rows, rows, zeros)
+        })
+        .count();
+    assert_eq!(plan(SparseMode::Auto, 1).sparse_steps(), want);
+}
+
 #[test]
 fn channel_pruning_removes_cnn_channels_for_real() {
     let orig = load("cnn");

@@ -103,7 +103,7 @@ pub struct ColMap {
 
 impl ColMap {
     /// Physical columns for `n` logical ones.
-    fn physical(&self, n: usize) -> usize {
+    pub(super) fn physical(&self, n: usize) -> usize {
         (n / self.pitch) * self.width + (n % self.pitch).min(self.width)
     }
 }

@@ -11,6 +11,13 @@
 //! baseline), so the lane loops are vectorised by the compiler. Columns are split into
 //! chunks run with rayon inside a pool with more than one thread (as [`super::sgemm`]).
 //!
+//! [`spmm_packed_b`] is the same product the other way round, for convolutions:
+//! `C = A·B` with the sparse constant on the left (the filters, `A`, stored by rows as
+//! the [`SparseB`] of `Aᵀ`) and `B` an im2col matrix that a [`PackB`] source writes in
+//! panels of 16 columns. Each such panel already is the `k × 16` block the loop above
+//! reads, so the same per-ISA body computes every filter's 16 outputs from it; the
+//! output columns are split into tasks of [`TASK_COLS`] run with rayon.
+//!
 //! Whether a layer should use this kernel at all is [`prefer_sparse`]'s decision.
 //!
 //! # Numerics
@@ -21,8 +28,11 @@
 //! means "overwrite" (`C` is not read), as in [`super::sgemm`].
 #![allow(unsafe_code)]
 
-use super::{Isa, MatRef, grow, in_parallel_pool, put_scratch, scale_c, take_scratch};
-use crate::plan::budget::{Meter, Stop};
+use super::{
+    ColMap, Epilogue, Isa, MatRef, PackB, grow, in_parallel_pool, put_scratch, scale_c,
+    take_scratch,
+};
+use crate::plan::budget::{COPY_UNITS, Meter, Stop};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +41,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const BLOCK_ROWS: usize = 16;
 /// Output columns per task (a rayon job in a parallel pool) and per stop poll.
 const COLS_PER_TASK: usize = 32;
+/// Columns of `B` per task of [`spmm_packed_b`] (four panels of [`BLOCK_ROWS`]): packed
+/// in one call, so that an im2col source pays its per-row set-up once per 64 columns.
+pub(crate) const TASK_COLS: usize = 4 * BLOCK_ROWS;
+/// The panel width [`spmm_packed_b`] asks its `B` source for (a source that over-reads
+/// past the last column must allow for this many).
+pub(crate) const PANEL: usize = BLOCK_ROWS;
 
 /// A constant right operand `B` (`k × n`) in compressed sparse column form: for each
 /// column, the row indices and values of its non-zero entries, rows ascending.
@@ -213,6 +229,210 @@ pub(crate) fn spmm_until(
     }
     put_scratch(scratch);
     result
+}
+
+/// `C = A·B` for a sparse constant `A` (`m × k`, given as `a_t`, the [`SparseB`] of
+/// `Aᵀ`: build it with `SparseB::from_dense(a.t())`) and a dense `B` (`k × n`) that
+/// `b` packs on demand (a convolution's im2col matrix), on `isa`. `C` is row-major
+/// `m × n` with row stride `ldc` (overwritten, never read); with `map`, `C` holds only
+/// the physical columns and the logical columns `map` drops are computed and discarded
+/// (as [`super::sgemm_packed_b_mapped`]). `epi(row, first_column, values)` is called
+/// on each finished run of a row (physical coordinates), once per element.
+///
+/// # Numerics
+/// As [`spmm`]: `f32` sums over the non-zeros of each row of `A` in four interleaved
+/// partial sums, so results differ from the dense [`super::sgemm_packed_b`] by rounding,
+/// and `B`'s non-finite values that meet only zero weights do not reach `C`. Each
+/// element is computed by one task in a fixed order: results do not depend on the
+/// number of threads.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when `a_t.rows() != b.rows()` or `c` cannot hold the
+/// result; [`Error::InvalidInput`] for a map with `pitch == 0` or `width > pitch`.
+pub fn spmm_packed_b(
+    isa: Isa,
+    a_t: &SparseB,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+    map: Option<ColMap>,
+) -> Result<()> {
+    spmm_packed_b_until(isa, a_t, b, c, ldc, epi, map, None, &Stop::default())
+}
+
+/// [`spmm_packed_b`] within a run: polls `stop` once per task and, when the run was
+/// cancelled or its deadline passed, returns the run's typed error with `C` partly
+/// computed.
+///
+/// `in_place = Some((base, offs))` says that `B`'s element `(kk, j)` also is
+/// `base[offs[kk] + j]` (`offs.len() == k`; an input's rows, or phase planes): panels
+/// whose 16-column reads stay inside `base` are then copied from there with
+/// fixed-size copies instead of through `b.pack` (same values; the reads past the last
+/// column feed discarded lanes).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spmm_packed_b_until(
+    isa: Isa,
+    a_t: &SparseB,
+    b: &dyn PackB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: Option<Epilogue<'_>>,
+    map: Option<ColMap>,
+    in_place: Option<(&[f32], &[usize])>,
+    stop: &Stop,
+) -> Result<()> {
+    if let Some(cm) = map
+        && (cm.pitch == 0 || cm.width > cm.pitch)
+    {
+        return Err(Error::InvalidInput(format!(
+            "spmm: column map {cm:?} needs 0 < width <= pitch"
+        )));
+    }
+    let (m, k, n_log) = (a_t.n, a_t.k, b.cols());
+    if b.rows() != k || in_place.is_some_and(|(_, offs)| offs.len() != k) {
+        return Err(Error::ShapeMismatch(format!(
+            "spmm: sparse A is {m}x{k} but B is {}x{n_log}",
+            b.rows()
+        )));
+    }
+    // Physical columns before logical column `j`.
+    let phys = |j: usize| map.map_or(j, |cm| cm.physical(j));
+    let n = phys(n_log);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    if ldc < n || need.is_none_or(|need| c.len() < need) {
+        return Err(Error::ShapeMismatch(format!(
+            "spmm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
+            c.len()
+        )));
+    }
+    // Each task owns the physical columns of its logical ones, in every row of C.
+    let tasks = n_log.div_ceil(TASK_COLS);
+    let bounds: Vec<usize> = (0..=tasks)
+        .map(|t| phys((t * TASK_COLS).min(n_log)))
+        .collect();
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..tasks).map(|_| Vec::with_capacity(m)).collect();
+    for row in c.chunks_mut(ldc).take(m) {
+        let mut rest = &mut row[..n];
+        for (t, part) in parts.iter_mut().enumerate() {
+            let (mine, tail) = rest.split_at_mut(bounds[t + 1] - bounds[t]);
+            part.push(mine);
+            rest = tail;
+        }
+    }
+    // Rows of B copied straight from where they are when the source allows it, and
+    // how far past a row's start the copies may read.
+    let in_place = in_place.map(|(base, offs)| {
+        let max_off = offs.iter().copied().max().unwrap_or(0);
+        (base, offs, base.len().saturating_sub(max_off))
+    });
+    let stopped = AtomicBool::new(false);
+    let task = |meter: &mut Meter<'_>, t: usize, rows: &mut [&mut [f32]]| {
+        if stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let j0 = t * TASK_COLS;
+        let jn = TASK_COLS.min(n_log - j0);
+        let panels = jn.div_ceil(PANEL);
+        // Direct copies only when every panel's reads stay inside the source (one
+        // without slack past its last column packs its last task through `b`).
+        let direct = in_place.filter(|&(_, _, reach)| j0 + panels * PANEL <= reach);
+        let work = a_t.nnz() * panels * PANEL + k * jn * COPY_UNITS as usize;
+        if meter.tick(work as u64) {
+            stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let mut scratch = take_scratch();
+        let [xt, tile] = &mut scratch;
+        let xt = grow(xt, panels * PANEL * k);
+        let tile = grow(tile, m * PANEL);
+        if a_t.nnz() > 0 {
+            match direct {
+                // Fixed-size copies of 16 floats (the generic `pack` copies a run of
+                // any length per row, a library call each).
+                Some((base, offs, _)) => {
+                    let (blocks, _) = xt.as_chunks_mut::<PANEL>();
+                    for (p, panel) in blocks.chunks_exact_mut(k).enumerate() {
+                        let c0 = j0 + p * PANEL;
+                        for (dst, &o) in panel.iter_mut().zip(offs) {
+                            if let Some(src) = base.get(o + c0..).and_then(|s| s.first_chunk()) {
+                                *dst = *src;
+                            }
+                        }
+                    }
+                }
+                None => b.pack(0, k, j0, jn, PANEL, xt),
+            }
+        }
+        for p in 0..panels {
+            let (out, _) = tile.as_chunks_mut::<PANEL>();
+            let c0 = j0 + p * PANEL;
+            if a_t.nnz() == 0 {
+                out.iter_mut().for_each(|o| o.fill(0.0));
+            } else {
+                let (xs, _) = xt[p * PANEL * k..][..PANEL * k].as_chunks::<PANEL>();
+                run_columns::<PANEL>(isa, xs, a_t, 0, out);
+            }
+            // Logical columns c0..c0 + w of this panel, as runs of kept columns:
+            // (first lane, length, physical column relative to the task's first).
+            let w = PANEL.min(j0 + jn - c0);
+            let mut runs = [(0usize, 0usize, 0usize); PANEL];
+            let mut nruns = 0;
+            let mut q = 0;
+            while q < w {
+                let j = c0 + q;
+                let len = match map {
+                    None => w - q,
+                    Some(cm) if j % cm.pitch < cm.width => (cm.width - j % cm.pitch).min(w - q),
+                    Some(cm) => {
+                        q += (cm.pitch - j % cm.pitch).min(w - q);
+                        continue;
+                    }
+                };
+                runs[nruns] = (q, len, phys(j) - bounds[t]);
+                nruns += 1;
+                q += len;
+            }
+            for (row, acc) in rows.iter_mut().zip(out.iter()) {
+                for &(q, len, at) in &runs[..nruns] {
+                    row[at..at + len].copy_from_slice(&acc[q..q + len]);
+                }
+            }
+        }
+        put_scratch(scratch);
+        if let Some(epi) = epi {
+            for (i, row) in rows.iter_mut().enumerate() {
+                if !row.is_empty() {
+                    epi(i, bounds[t], row);
+                }
+            }
+        }
+        true
+    };
+    if in_parallel_pool() && tasks > 1 {
+        parts.par_iter_mut().enumerate().for_each_init(
+            || Meter::new(stop),
+            |meter, (t, rows)| {
+                task(meter, t, rows);
+            },
+        );
+    } else {
+        let mut meter = Meter::new(stop);
+        for (t, rows) in parts.iter_mut().enumerate() {
+            if !task(&mut meter, t, rows) {
+                break;
+            }
+        }
+    }
+    if stopped.into_inner() {
+        return Err(
+            stop.error(&|| format!("a sparse {m}x{k} by {k}x{n_log} matrix product (convolution)"))
+        );
+    }
+    Ok(())
 }
 
 /// Fills `tile` (`n × R`, column-major by output column) with the products of the

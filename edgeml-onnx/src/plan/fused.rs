@@ -162,6 +162,10 @@ impl Operator for ConvAdd {
         }
         Ok(vec![out])
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 /// Operands each part of a [`ConvConcat`] takes: `X`, `W`, `B` (absent ones `None`).
@@ -253,4 +257,22 @@ impl Operator for ConvConcat {
         let refs: Vec<Option<&Tensor>> = ys.iter().map(Some).collect();
         self.concat.run(&refs)
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// Whether `op` is a fused step whose convolution (any of them, for a
+/// [`ConvConcat`]) multiplies by its constant weight with the sparse kernel.
+pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
+    use crate::ops::nn::conv::runs_sparse as conv_sparse;
+    let Some(a) = op.as_any() else {
+        return false;
+    };
+    if let Some(c) = a.downcast_ref::<ConvAdd>() {
+        return conv_sparse(c.conv.as_ref());
+    }
+    a.downcast_ref::<ConvConcat>()
+        .is_some_and(|c| c.parts.iter().any(|p| conv_sparse(p.as_ref())))
 }

@@ -13,6 +13,15 @@
 //! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
 //! order, accumulated in `f32`).
 //!
+//! A constant weight that [`crate::SparseMode::use_sparse`] picks (a pruned layer: at
+//! least 80 % zeros under `Auto`, counted over the whole weight viewed as
+//! `C/group·KH·KW` rows by `M` columns) is compressed per group at build time and
+//! multiplied by the sparse kernel (`kernels::spmm_packed_b`) instead, over the same
+//! im2col sources (input rows, phase planes or packed im2col columns) and with the same
+//! bias, `Z` and activation epilogue. Depthwise convolutions (one input channel per group, more than
+//! one group) stay on the direct kernel, which reads each filter's few taps anyway; a
+//! convolution of a single-channel input (`group = 1`) can go sparse.
+//!
 //! `FusedConv` (domain `com.microsoft`, as onnxruntime defines it and as its optimizer
 //! writes it into saved models) is the same operator with an optional fourth input `Z`
 //! added to the result and an activation applied last:
@@ -21,7 +30,7 @@
 //! `HardSigmoid` (`[alpha, beta]`). edgeml's own plan-time fusion emits it too.
 
 use super::{ConvAttrs, checked_numel, contiguous, conv_operands, opt_input_f32, tensor, to3};
-use crate::kernels::{self, Isa, Lhs, MatRef, PackedA, RowsB};
+use crate::kernels::{self, Isa, Lhs, MatRef, PackB, PackedA, RowsB, SparseB};
 use crate::op::{BuildContext, Operator};
 use crate::ops::attr::{Attrs, shape_mismatch, unsupported};
 use crate::plan::budget::{Meter, Stop};
@@ -42,6 +51,10 @@ pub(crate) struct Conv {
     isa: Isa,
     /// Per-group packed weights, when the weights were constant at build time.
     packed: Option<Vec<PackedA>>,
+    /// Per-group weights compressed for the sparse kernel instead (each the
+    /// [`SparseB`] of the group's `M/group × C/group·KH·KW` filters transposed), when
+    /// they were constant and [`crate::SparseMode::use_sparse`] picked them.
+    sparse: Option<Vec<SparseB>>,
     /// `FusedConv`: the activation applied last (`Activation::None` for plain Conv).
     act: Activation,
     /// `FusedConv`: whether input 3 (`Z`, added before the activation) is read.
@@ -145,7 +158,7 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     let attrs = ConvAttrs::from_node(node)?;
     let group = attrs.group();
     let isa = kernels::best_isa();
-    let mut packed = None;
+    let (mut packed, mut sparse) = (None, None);
     if let Some(Some(Tensor::F32(w))) = ctx.constant_inputs.get(1) {
         let m = w.shape().first().copied().unwrap_or(0);
         if w.ndim() < 3 || m % group != 0 {
@@ -155,9 +168,19 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
             ));
         }
         let c_g = w.shape()[1];
-        if c_g != 1 {
-            let k = w.len() / m.max(1);
-            let m_g = m / group;
+        let k = w.len() / m.max(1);
+        let m_g = m / group;
+        let depthwise = c_g == 1 && group > 1;
+        let zeros = || w.iter().filter(|&&v| v == 0.0).count();
+        if !depthwise && k > 0 && ctx.sparse.use_sparse(k, m, zeros()) {
+            let data = contiguous(w);
+            let mut v = Vec::with_capacity(group);
+            for g in 0..group {
+                let a = MatRef::row_major(&data[g * m_g * k..(g + 1) * m_g * k], m_g, k)?;
+                v.push(SparseB::from_dense(a.t())?);
+            }
+            sparse = Some(v);
+        } else if c_g != 1 {
             let data = contiguous(w);
             let mut v = Vec::with_capacity(group);
             for g in 0..group {
@@ -172,9 +195,18 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
         attrs,
         isa,
         packed,
+        sparse,
         act: Activation::None,
         fused: false,
     }))
+}
+
+/// Whether `op` is a `Conv`/`FusedConv` that multiplies by its constant weight with the
+/// sparse kernel (for [`crate::Plan::sparse_steps`]).
+pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
+    op.as_any()
+        .and_then(|a| a.downcast_ref::<Conv>())
+        .is_some_and(|c| c.sparse.is_some())
 }
 
 impl Operator for Conv {
@@ -287,7 +319,8 @@ impl Conv {
         let zs = zs.as_deref();
         // The GEMM paths store every output element (C is overwritten, never read), so
         // they skip the zero-fill; the depthwise and empty-input paths keep it.
-        let zeroed = total == 0 || x.is_empty() || c_g == 1;
+        let direct = c_g == 1 && self.sparse.is_none();
+        let zeroed = total == 0 || x.is_empty() || direct;
         let out: &mut [f32] = match dst {
             Dst::Own(v) => {
                 *v = if zeroed {
@@ -351,7 +384,7 @@ impl Conv {
         // loops and the GEMM's tiles run on pool workers) and polled once per block of
         // work.
         let stop = Stop::current();
-        if c_g == 1 {
+        if direct {
             let dw2 = geo.depthwise_2d();
             let par_min = crate::kernels::min_len_for(out.len());
             let stopped = AtomicBool::new(false);
@@ -401,6 +434,48 @@ impl Conv {
         // parallel loop (each GEMM may split further when it is big enough).
         let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
             let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
+            if let Some(sp) = &self.sparse {
+                // Bias, Z and the activation in one epilogue per finished row run.
+                let epi = |row: usize, col: usize, v: &mut [f32]| {
+                    let oc = g * m_g + row;
+                    if let Some(b) = bias {
+                        let bv = b[oc];
+                        v.iter_mut().for_each(|o| *o += bv);
+                    }
+                    if needs_finish {
+                        finish(img * m + oc, col, v);
+                    }
+                };
+                let epi: Option<kernels::Epilogue<'_>> =
+                    (bias.is_some() || needs_finish).then_some(&epi);
+                let nr = kernels::SPARSE_PANEL;
+                // Input rows and phase planes are read in place, im2col columns packed.
+                let mut spmm = |rhs: &dyn PackB, map, in_place| {
+                    kernels::spmm_packed_b_until(
+                        self.isa, &sp[g], rhs, og, out_len, epi, map, in_place, &stop,
+                    )
+                };
+                return if pointwise {
+                    let starts: Vec<usize> = (0..c_g).map(|r| r * out_len).collect();
+                    let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
+                    spmm(&rhs, None, Some((xg, &starts)))
+                } else if ShiftB::suits(&geo, nr)
+                    && let Some(rhs) = ShiftB::new(xg, &geo, c_g, nr)
+                {
+                    let map = (rhs.wq != geo.out[2]).then_some(kernels::ColMap {
+                        pitch: rhs.wq,
+                        width: geo.out[2],
+                    });
+                    spmm(&rhs, map, Some(rhs.rows_in_place()))
+                } else {
+                    let rhs = Im2colB {
+                        x: xg,
+                        geo,
+                        channels: c_g,
+                    };
+                    spmm(&rhs, None, None)
+                };
+            }
             let epi = |row: usize, col: usize, v: &mut [f32]| {
                 let oc = g * m_g + row;
                 if let Some(b) = bias {

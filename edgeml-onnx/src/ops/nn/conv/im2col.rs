@@ -275,6 +275,14 @@ impl ShiftB {
     }
 }
 
+impl ShiftB {
+    /// The phase planes and the start of each im2col row in them: row `r`'s logical
+    /// column `j` is `planes[starts[r] + j]` (read in place by the sparse kernel).
+    pub(super) fn rows_in_place(&self) -> (&[f32], &[usize]) {
+        (&self.buf, &self.offs)
+    }
+}
+
 impl Drop for ShiftB {
     fn drop(&mut self) {
         crate::buffers::give_f32(std::mem::take(&mut self.buf));
