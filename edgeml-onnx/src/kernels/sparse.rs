@@ -37,6 +37,18 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// `Ok` when `c`, with row stride `ldc`, holds an `m × n` block (`m, n > 0`).
+fn check_c(c: &[f32], m: usize, n: usize, ldc: usize) -> Result<()> {
+    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
+    if ldc < n || need.is_none_or(|need| c.len() < need) {
+        return Err(Error::ShapeMismatch(format!(
+            "spmm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
+            c.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Rows of `A` per block (the lane count of the widest accumulator).
 const BLOCK_ROWS: usize = 16;
 /// Output columns per task (a rayon job in a parallel pool) and per stop poll.
@@ -169,13 +181,7 @@ pub(crate) fn spmm_until(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
-    if ldc < n || need.is_none_or(|need| c.len() < need) {
-        return Err(Error::ShapeMismatch(format!(
-            "spmm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
-            c.len()
-        )));
-    }
+    check_c(c, m, n, ldc)?;
     if k == 0 || alpha == 0.0 || b.nnz() == 0 {
         scale_c(c, m, n, ldc, beta);
         return Ok(());
@@ -302,13 +308,7 @@ pub(crate) fn spmm_packed_b_until(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let need = (m - 1).checked_mul(ldc).and_then(|x| x.checked_add(n));
-    if ldc < n || need.is_none_or(|need| c.len() < need) {
-        return Err(Error::ShapeMismatch(format!(
-            "spmm: output buffer of {} elements with ldc {ldc} cannot hold {m}x{n}",
-            c.len()
-        )));
-    }
+    check_c(c, m, n, ldc)?;
     // Each task owns the physical columns of its logical ones, in every row of C.
     let tasks = n_log.div_ceil(TASK_COLS);
     let bounds: Vec<usize> = (0..=tasks)

@@ -434,18 +434,18 @@ impl Conv {
         // parallel loop (each GEMM may split further when it is big enough).
         let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
             let xg = &xs[(img * c + g * c_g) * in_len..][..c_g * in_len];
+            // Bias, Z and the activation on a finished run of output row `row`.
+            let epi = |row: usize, col: usize, v: &mut [f32]| {
+                let oc = g * m_g + row;
+                if let Some(b) = bias {
+                    let bv = b[oc];
+                    v.iter_mut().for_each(|o| *o += bv);
+                }
+                if needs_finish {
+                    finish(img * m + oc, col, v);
+                }
+            };
             if let Some(sp) = &self.sparse {
-                // Bias, Z and the activation in one epilogue per finished row run.
-                let epi = |row: usize, col: usize, v: &mut [f32]| {
-                    let oc = g * m_g + row;
-                    if let Some(b) = bias {
-                        let bv = b[oc];
-                        v.iter_mut().for_each(|o| *o += bv);
-                    }
-                    if needs_finish {
-                        finish(img * m + oc, col, v);
-                    }
-                };
                 let epi: Option<kernels::Epilogue<'_>> =
                     (bias.is_some() || needs_finish).then_some(&epi);
                 let nr = kernels::SPARSE_PANEL;
@@ -476,16 +476,6 @@ impl Conv {
                     spmm(&rhs, None, None)
                 };
             }
-            let epi = |row: usize, col: usize, v: &mut [f32]| {
-                let oc = g * m_g + row;
-                if let Some(b) = bias {
-                    let bv = b[oc];
-                    v.iter_mut().for_each(|o| *o += bv);
-                }
-                if needs_finish {
-                    finish(img * m + oc, col, v);
-                }
-            };
             // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
             let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
                 bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
