@@ -4,7 +4,7 @@
 //! NaN propagates as IEEE arithmetic says; `Relu(NaN) = NaN`, `Clip(NaN) = NaN`.
 
 use super::num::{Num, zip_bcast};
-use super::util::{Elem, dtype_err, input, slim, to_f32_vec};
+use super::util::{Elem, dtype_err, input, slim, sum_f64, to_f32_vec};
 use crate::ops::attr::{Attrs, describe, norm_axis};
 use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_num};
 use edgeml_core::{DType, f16};
@@ -328,10 +328,10 @@ impl crate::kernels::IsaBody for SoftmaxRows<'_> {
                 .chain(&lanes)
                 .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let s = if self.log {
-                sum_f64(row, |v| exp(v - m))
+                sum_f64(row, |v| f64::from(exp(v - m)))
             } else {
                 row.iter_mut().for_each(|v| *v = exp(*v - m));
-                sum_f64(row, |v| v)
+                sum_f64(row, f64::from)
             };
             if self.log {
                 let ls = s.ln() as f32;
@@ -342,20 +342,6 @@ impl crate::kernels::IsaBody for SoftmaxRows<'_> {
             }
         }
     }
-}
-
-/// `Σ f(v)` over `x` in `f64`, in eight partial sums.
-#[inline(always)]
-fn sum_f64(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0f64; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += f64::from(f(v));
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
-    lanes.iter().sum::<f64>() + tail
 }
 
 /// Softmax (or log-softmax) over the rows of a `[n, inner]` block, independently

@@ -9,7 +9,7 @@
 //! pass over the slice, eight `f64` partial sums per output (Max and Min compare in
 //! `f32`, exactly), with no `f64` copy of the input.
 
-use super::util::{Elem, input, slim, to_f32_vec, to_i64_vec};
+use super::util::{Elem, input, slim, sum_f64, to_f32_vec, to_i64_vec};
 use crate::ops::attr::{Attrs, describe, invalid, norm_axis};
 use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_num};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -130,15 +130,7 @@ fn sum_runs(
     let mut out = Vec::with_capacity(outer * inner);
     if inner == 1 {
         for run in x.chunks_exact(red) {
-            let mut lanes = [0f64; 8];
-            let mut chunks = run.chunks_exact(8);
-            for c in &mut chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l += term(v);
-                }
-            }
-            let tail: f64 = chunks.remainder().iter().map(|&v| term(v)).sum();
-            out.push(finish(lanes.iter().sum::<f64>() + tail) as f32);
+            out.push(finish(sum_f64(run, &term)) as f32);
         }
         return out;
     }
