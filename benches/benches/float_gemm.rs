@@ -60,7 +60,14 @@ fn bench(c: &mut Criterion) {
     // Weights pre-packed once, as the operators do for constant weights.
     let mut g = c.benchmark_group("sgemm_prepacked");
     g.sample_size(20);
-    for &(m, n, k) in &[(256, 256, 256), (1, 1000, 2048)] {
+    // The last three: a transformer encoder's QKV, FFN-up and FFN-down projections (seq 128, d 256).
+    for &(m, n, k) in &[
+        (256, 256, 256),
+        (1, 1000, 2048),
+        (128, 768, 256),
+        (128, 1024, 256),
+        (128, 256, 1024),
+    ] {
         let a = data(m * k);
         let b = data(k * n);
         let mut out = vec![0.0f32; m * n];

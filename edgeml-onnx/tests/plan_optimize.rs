@@ -528,3 +528,184 @@ fn conv_silu_fuses_bit_for_bit() {
         assert_eq!(check(&m, &[("x", x())]), want, "{outs:?}");
     }
 }
+
+/// A model of `nodes` with the given initializers (opset 17).
+fn model_with(
+    nodes: Vec<Node>,
+    inputs: Vec<ValueInfo>,
+    outputs: &[&str],
+    inits: Vec<(&str, Tensor)>,
+) -> Model {
+    let mut m = model(nodes, inputs, outputs);
+    m.graph.initializers = inits.into_iter().map(|(n, t)| (n.to_owned(), t)).collect();
+    m
+}
+
+/// Runs `m` unfused and fused; asserts the outputs are bit-identical (NaNs where the
+/// unfused plan has them) and returns both step counts and the fused plan's sparse
+/// steps.
+fn check_bits(m: &Model, feeds: &[(&str, Tensor)]) -> (usize, usize, usize) {
+    let base = plan(m, GraphOptLevel::Disabled);
+    let want = base.run(feeds).expect("test");
+    let fused = plan(m, GraphOptLevel::Extended);
+    // Twice: the second run gets recycled buffers.
+    for _ in 0..2 {
+        let got = fused.run(feeds).expect("test");
+        for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+            assert_eq!((gn, g.shape()), (wn, w.shape()));
+            let (g, w) = (g.as_f32().expect("test"), w.as_f32().expect("test"));
+            for (a, b) in g.iter().zip(w.iter()) {
+                assert!(
+                    a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                    "{gn}: {a} vs {b}"
+                );
+            }
+        }
+    }
+    (base.num_steps(), fused.num_steps(), fused.sparse_steps())
+}
+
+#[test]
+fn matmul_with_a_constant_bias_add_is_one_step_bit_for_bit() {
+    let w = t(&[6, 7], 21, -1.0, 1.0);
+    let mut a = t(&[2, 5, 6], 22, -1.0, 1.0);
+    if let Tensor::F32(x) = &mut a {
+        x[[1, 2, 3]] = f32::NAN;
+    }
+    for (bshape, first) in [
+        (vec![7], true),
+        (vec![7], false),
+        (vec![1, 7], true),
+        (vec![1, 1, 7], false),
+    ] {
+        let ins = if first { ["p", "bias"] } else { ["bias", "p"] };
+        let m = model_with(
+            vec![
+                node("MatMul", &["a", "w"], &["p"]),
+                node("Add", &ins, &["y"]),
+            ],
+            vec![vi("a", &[2, 5, 6])],
+            &["y"],
+            vec![("w", w.clone()), ("bias", t(&bshape, 23, -1.0, 1.0))],
+        );
+        assert_eq!(check_bits(&m, &[("a", a.clone())]), (2, 1, 0), "{bshape:?}");
+    }
+    // A 1-D `A`: the product is [7] and a [1, 7] bias broadcasts it to [1, 7], which
+    // the fused step leaves to the original `Add`.
+    let m = model_with(
+        vec![
+            node("MatMul", &["a", "w"], &["p"]),
+            node("Add", &["p", "bias"], &["y"]),
+        ],
+        vec![vi("a", &[6])],
+        &["y"],
+        vec![("w", w.clone()), ("bias", t(&[1, 7], 24, -1.0, 1.0))],
+    );
+    let out = plan(&m, GraphOptLevel::Extended)
+        .run(&[("a", t(&[6], 25, -1.0, 1.0))])
+        .expect("test");
+    assert_eq!(out[0].1.shape(), &[1, 7]);
+    assert_eq!(check_bits(&m, &[("a", t(&[6], 25, -1.0, 1.0))]), (2, 1, 0));
+}
+
+#[test]
+fn matmul_bias_fusion_only_where_it_is_the_same_add() {
+    let w = || ("w", t(&[6, 7], 31, -1.0, 1.0));
+    let bias = |shape: &[usize]| ("bias", t(shape, 33, -1.0, 1.0));
+    let a = || ("a", t(&[5, 6], 32, -1.0, 1.0));
+    let mm_add = || {
+        vec![
+            node("MatMul", &["a", "w"], &["p"]),
+            node("Add", &["p", "bias"], &["y"]),
+        ]
+    };
+    let not_fused = |m: Model, feeds: &[(&str, Tensor)], why: &str| {
+        let (base, fused, _) = check_bits(&m, feeds);
+        assert_eq!(fused, base, "{why}: must not fuse");
+    };
+    let m = model_with(
+        mm_add(),
+        vec![vi("a", &[5, 6])],
+        &["y"],
+        vec![w(), bias(&[5, 7])],
+    );
+    not_fused(m, &[a()], "bias varying along rows");
+    let ins = vec![vi("a", &[5, 6]), vi("bias", &[7])];
+    let m = model_with(mm_add(), ins, &["y"], vec![w()]);
+    not_fused(m, &[a(), bias(&[7])], "bias given at run time");
+    let ins = vec![vi("a", &[5, 6]), vi("w", &[6, 7])];
+    let m = model_with(mm_add(), ins, &["y"], vec![bias(&[7])]);
+    not_fused(m, &[a(), w()], "weight given at run time");
+    let mut nodes = mm_add();
+    nodes.push(node("Relu", &["p"], &["r"]));
+    let m = model_with(
+        nodes,
+        vec![vi("a", &[5, 6])],
+        &["y", "r"],
+        vec![w(), bias(&[7])],
+    );
+    not_fused(m, &[a()], "product read twice");
+}
+
+#[test]
+fn matmul_bias_fusion_keeps_a_sparse_weight_sparse() {
+    // 90% zeros: the fused step's MatMul still runs the sparse kernel.
+    let mut w = t(&[40, 30], 41, -1.0, 1.0);
+    if let Tensor::F32(x) = &mut w {
+        for (i, v) in x.iter_mut().enumerate() {
+            if i % 10 != 0 {
+                *v = 0.0;
+            }
+        }
+    }
+    let m = model_with(
+        vec![
+            node("MatMul", &["a", "w"], &["p"]),
+            node("Add", &["p", "bias"], &["y"]),
+        ],
+        vec![vi("a", &[3, 40])],
+        &["y"],
+        vec![("w", w), ("bias", t(&[30], 42, -1.0, 1.0))],
+    );
+    assert_eq!(
+        check_bits(&m, &[("a", t(&[3, 40], 43, -1.0, 1.0))]),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn split_activations_and_softmax_rows_match_one_thread_bit_for_bit() {
+    // 3·100·117 = 35,100 elements (above the 2¹⁵ split threshold, not a multiple of 16),
+    // rows of 117 for the Softmax; run twice so the second run gets recycled buffers.
+    let shape = [3, 100, 117];
+    let mut sm = node("Softmax", &["g"], &["s"]);
+    sm.attributes = vec![("axis".into(), Attribute::Int(-1))];
+    let graph = Graph {
+        nodes: vec![
+            node("Gelu", &["x"], &["g"]),
+            sm,
+            node("Sigmoid", &["s"], &["y"]),
+            node("Exp", &["x"], &["e"]),
+        ],
+        inputs: vec![vi("x", &shape)],
+        outputs: vec![vi("y", &shape), vi("e", &shape)],
+        ..Default::default()
+    };
+    let m = common::onnx_model(graph, 20);
+    let x = t(&shape, 51, -6.0, 6.0);
+    let one = Plan::new(&m, PlanOptions::with_threads(1)).expect("test");
+    let want = one.run(&[("x", x.clone())]).expect("test");
+    let two = Plan::new(&m, PlanOptions::with_threads(2)).expect("test");
+    for _ in 0..2 {
+        let got = two.run(&[("x", x.clone())]).expect("test");
+        for ((gn, g), (_, w)) in got.iter().zip(&want) {
+            let (g, w) = (g.as_f32().expect("test"), w.as_f32().expect("test"));
+            assert_eq!(g.shape(), w.shape());
+            let same = g
+                .iter()
+                .zip(w.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{gn} differs between 1 and 2 threads");
+        }
+    }
+}

@@ -4,11 +4,12 @@
 //! NaN propagates as IEEE arithmetic says; `Relu(NaN) = NaN`, `Clip(NaN) = NaN`.
 
 use super::num::{Num, zip_bcast};
-use super::util::{Elem, dtype_err, input, slim, sum_f64, to_f32_vec};
+use super::util::{Elem, dtype_err, input, map_split, slim, sum_f64, to_f32_vec};
 use crate::ops::attr::{Attrs, describe, norm_axis};
 use crate::{BuildContext, Error, Node, Operator, Registry, Result, Tensor, with_num};
 use edgeml_core::{DType, f16};
 use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 type F = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
@@ -81,7 +82,7 @@ impl Operator for FloatMap {
             Tensor::F32(a) => match (&self.fast, a.as_standard_layout().as_slice()) {
                 (Some(k), Some(src)) => {
                     let mut dst = crate::buffers::take_f32_overwritten(src.len());
-                    k(src, &mut dst);
+                    map_split(src, &mut dst, &**k);
                     Tensor::F32(
                         ArrayD::from_shape_vec(a.raw_dim(), dst)
                             .map_err(|e| Error::InvalidInput(e.to_string()))?,
@@ -398,11 +399,21 @@ impl Operator for Softmax {
         };
         let mut out = data;
         if n > 0 && inner == 1 {
-            crate::kernels::on_best_isa(SoftmaxRows {
-                data: &mut out,
-                n,
-                log: self.log,
-            });
+            let log = self.log;
+            // Whole rows per piece; each row is computed the same way however split.
+            let rows = out.len() / n;
+            if rows > 1 && out.len() >= 1 << 15 && crate::kernels::in_parallel_pool() {
+                let piece = rows.div_ceil(2 * rayon::current_num_threads()) * n;
+                out.par_chunks_mut(piece).for_each(|data| {
+                    crate::kernels::on_best_isa(SoftmaxRows { data, n, log });
+                });
+            } else {
+                crate::kernels::on_best_isa(SoftmaxRows {
+                    data: &mut out,
+                    n,
+                    log,
+                });
+            }
         } else if n > 0 && inner > 0 {
             for blk in out.chunks_exact_mut(n * inner) {
                 softmax_block(blk, inner, self.log);

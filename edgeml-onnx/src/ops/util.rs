@@ -432,6 +432,36 @@ pub(crate) fn concat_contiguous<T: Copy + 'static>(
     ArrayD::from_shape_vec(IxDyn(&out_shape), out).ok()
 }
 
+/// Runs the element-wise kernel `f(src, dst)` in contiguous pieces, one per thread of
+/// the plan's pool, when the pass is large enough to be worth splitting (at least 2¹⁵
+/// elements); else on the calling thread. Each element is computed by the same code
+/// either way, so the result does not depend on the split.
+///
+/// # Panics
+/// If `src` and `dst` differ in length.
+pub(crate) fn map_split(src: &[f32], dst: &mut [f32], f: &(dyn Fn(&[f32], &mut [f32]) + Sync)) {
+    use rayon::prelude::*;
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "source and destination lengths differ"
+    );
+    let threads = if src.len() >= 1 << 15 && crate::kernels::in_parallel_pool() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    if threads <= 1 {
+        f(src, dst);
+        return;
+    }
+    // Pieces of whole cache lines, two per thread so an uneven core still balances.
+    let piece = src.len().div_ceil(2 * threads).next_multiple_of(16);
+    dst.par_chunks_mut(piece)
+        .zip(src.par_chunks(piece))
+        .for_each(|(d, s)| f(s, d));
+}
+
 #[cfg(test)]
 mod layout_tests {
     use super::{concat_contiguous, transpose_blocks};

@@ -1,5 +1,5 @@
-//! The operators behind the Conv + Add (+ activation) and Conv + Concat fusions of
-//! [`super::optimize`], and the activations a fused chain can end with.
+//! The operators behind the Conv + Add (+ activation), Conv + Concat and MatMul + bias
+//! fusions of [`super::optimize`], and the activations a fused chain can end with.
 
 use crate::ops::nn::conv::Conv;
 use crate::{Error, Operator, Result, Tensor};
@@ -168,6 +168,55 @@ impl Operator for ConvAdd {
     }
 }
 
+/// `MatMul(A, B) + bias`, the bias a constant broadcast along the last axis only
+/// (every dimension but the last is 1): added to each row of the product in place right
+/// after the GEMM, while the rows are still in cache, where the `Add` would write a new
+/// tensor. Each element is the same `f32` sum the `Add` computes (so results are
+/// bit-identical); a product of lower rank than the bias (a 1-D `A`) goes through the
+/// original `Add`. Inputs: `A`, `B`, the bias.
+#[derive(Debug)]
+pub(crate) struct MatMulBias {
+    pub(crate) matmul: Box<dyn Operator>,
+    pub(crate) add: Box<dyn Operator>,
+    /// Whether the product is the `Add`'s first operand.
+    pub(crate) matmul_first: bool,
+}
+
+impl Operator for MatMulBias {
+    fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let bias = inputs.get(2).copied().flatten();
+        let mut y = self
+            .matmul
+            .run(&inputs[..2.min(inputs.len())])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::InvalidModel("fused MatMul produced no output".into()))?;
+        if let (Tensor::F32(ya), Some(Tensor::F32(ba))) = (&mut y, bias)
+            && ba.ndim() <= ya.ndim()
+            && ya.shape().last() == ba.shape().last()
+            && let (Some(rows), Some(b)) = (ya.as_slice_mut(), ba.as_slice())
+            && !b.is_empty()
+        {
+            for row in rows.chunks_exact_mut(b.len()) {
+                for (v, &c) in row.iter_mut().zip(b) {
+                    *v += c;
+                }
+            }
+            return Ok(vec![y]);
+        }
+        let args = if self.matmul_first {
+            [Some(&y), bias]
+        } else {
+            [bias, Some(&y)]
+        };
+        self.add.run(&args)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
 /// Operands each part of a [`ConvConcat`] takes: `X`, `W`, `B` (absent ones `None`).
 pub(crate) const CONV_ARITY: usize = 3;
 
@@ -264,7 +313,7 @@ impl Operator for ConvConcat {
 }
 
 /// Whether `op` is a fused step whose convolution (any of them, for a
-/// [`ConvConcat`]) multiplies by its constant weight with the sparse kernel.
+/// [`ConvConcat`]) or `MatMul` multiplies by its constant weight with the sparse kernel.
 pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
     use crate::ops::nn::conv::runs_sparse as conv_sparse;
     let Some(a) = op.as_any() else {
@@ -272,6 +321,9 @@ pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
     };
     if let Some(c) = a.downcast_ref::<ConvAdd>() {
         return conv_sparse(c.conv.as_ref());
+    }
+    if let Some(m) = a.downcast_ref::<MatMulBias>() {
+        return crate::ops::nn::gemm::runs_sparse(m.matmul.as_ref());
     }
     a.downcast_ref::<ConvConcat>()
         .is_some_and(|c| c.parts.iter().any(|p| conv_sparse(p.as_ref())))

@@ -1,6 +1,7 @@
 //! Plan-time graph rewrites ([`GraphOptLevel`]): `Identity`/`Dropout` removal,
-//! BatchNormalization folding into `Conv`, Conv + Add + activation fusion, and conv
-//! chains written straight into the channel `Concat` that is their only consumer.
+//! BatchNormalization folding into `Conv`, Conv + Add + activation fusion, conv
+//! chains written straight into the channel `Concat` that is their only consumer, and
+//! a `MatMul` with constant weights followed by a constant bias `Add`.
 //!
 //! The rewrites happen while the main graph is planned, node by node in dependency
 //! order, so they see every constant the planner knows (initializers and values folded
@@ -13,7 +14,7 @@
 
 use super::GraphOptLevel;
 use super::build::{Builder, Scope, node_reads};
-use super::fused::{Act, CONV_ARITY, ConvAdd, ConvConcat};
+use super::fused::{Act, CONV_ARITY, ConvAdd, ConvConcat, MatMulBias};
 use crate::ops::attr::describe;
 use crate::{Attribute, Error, Graph, Node, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
@@ -226,6 +227,10 @@ impl Fuser {
         if self.try_remove(b, &node, scope) {
             return Ok(true);
         }
+        if let Some(add) = self.bias_add_of(b, &node, scope) {
+            self.emit_matmul_bias(b, &node, add, scope)?;
+            return Ok(true);
+        }
         if is_default_domain(&node) && node.op_type == "Conv" && node.outputs.len() == 1 {
             let p = Pending {
                 out: node.outputs[0].clone(),
@@ -244,6 +249,95 @@ impl Fuser {
             }
         }
         Ok(false)
+    }
+
+    /// For a `MatMul` with a constant 2-D `B` whose product only an `Add` reads, the
+    /// other operand of that `Add` a constant `f32` bias along the last axis (`[N]`,
+    /// `[1, N]`, …, every other dimension 1): the `Add`'s node index. onnxruntime's
+    /// `MatMulAddFusion` makes the same pair one `Gemm` (reshaping an N-D `A` to 2-D).
+    fn bias_add_of(&self, b: &Builder<'_>, node: &Node, scope: &Scope) -> Option<usize> {
+        if self.level != GraphOptLevel::Extended
+            || !is_default_domain(node)
+            || node.op_type != "MatMul"
+            || node.inputs.len() != 2
+            || node.outputs.len() != 1
+            || !self.single_use(&node.outputs[0])
+        {
+            return None;
+        }
+        let konst = |n: &str| scope.get(n).and_then(|&s| b.const_of(s));
+        let Tensor::F32(w) = &**konst(&node.inputs[1])? else {
+            return None;
+        };
+        let out = &node.outputs[0];
+        let &ai = self.consumer.get(out)?;
+        let add = &self.nodes[ai];
+        if !is_default_domain(add)
+            || add.op_type != "Add"
+            || add.inputs.len() != 2
+            || add.outputs.len() != 1
+            || add.outputs[0].is_empty()
+            || (add.inputs[0] == *out) == (add.inputs[1] == *out)
+        {
+            return None;
+        }
+        let other = if add.inputs[0] == *out {
+            &add.inputs[1]
+        } else {
+            &add.inputs[0]
+        };
+        let Tensor::F32(bias) = &**konst(other)? else {
+            return None;
+        };
+        let sh = bias.shape();
+        let last_only = sh.split_last().is_some_and(|(&n, rest)| {
+            w.ndim() == 2 && n == w.shape()[1] && n > 0 && rest.iter().all(|&d| d == 1)
+        });
+        last_only.then_some(ai)
+    }
+
+    /// Plans `MatMul` `node` and the bias `Add` `ai` as one [`MatMulBias`] step writing
+    /// the `Add`'s output.
+    fn emit_matmul_bias(
+        &mut self,
+        b: &mut Builder<'_>,
+        node: &Node,
+        ai: usize,
+        scope: &mut Scope,
+    ) -> Result<()> {
+        let add = self.nodes[ai].clone();
+        let matmul_first = add.inputs[0] == node.outputs[0];
+        let bias = if matmul_first {
+            &add.inputs[1]
+        } else {
+            &add.inputs[0]
+        };
+        let mut fused = node.clone();
+        fused.outputs = add.outputs.clone();
+        fused.inputs.push(bias.clone());
+        let in_slots = b.resolve(&fused, scope)?;
+        let matmul = b.build_op(node, scope)?;
+        let add_slots: Vec<Option<usize>> = add
+            .inputs
+            .iter()
+            .map(|n| {
+                if n == bias {
+                    scope.get(n).copied()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let add_op = b.build_op_on(&add, &add_slots)?;
+        let op = MatMulBias {
+            matmul,
+            add: add_op,
+            matmul_first,
+        };
+        let outs = b.output_slots(&fused, scope, None)?;
+        b.push_step(&fused, Box::new(op), in_slots, outs);
+        self.absorbed.insert(ai);
+        Ok(())
     }
 
     /// Drops `Identity` and inference `Dropout`: its output names the input's slot.

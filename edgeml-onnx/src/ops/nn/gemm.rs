@@ -124,7 +124,7 @@ impl Operator for MatMul {
             out_shape.push(n);
         }
         let total = checked_numel(node, &out_shape)?;
-        let mut out = vec![0.0f32; total];
+        let mut out = crate::buffers::take_f32(total);
         if total == 0 {
             return Ok(vec![tensor(node, &out_shape, out)?]);
         }
@@ -218,6 +218,28 @@ pub(super) fn build_gemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     }))
 }
 
+/// Writes `c` (already broadcast to `[m, n]`) into the row-major `out`: a bias row
+/// (`[n]` or `[1, n]`, the common case) is copied row by row, a contiguous `[m, n]`
+/// in one copy, anything else element by element.
+fn fill_broadcast(out: &mut [f32], c: &ndarray::ArrayViewD<'_, f32>, n: usize) {
+    if out.is_empty() || n == 0 {
+        return;
+    }
+    if let Some(all) = c.as_slice() {
+        out.copy_from_slice(all);
+    } else if c.strides().first() == Some(&0)
+        && let Some(row) = c.index_axis(ndarray::Axis(0), 0).as_slice()
+    {
+        for o in out.chunks_exact_mut(n) {
+            o.copy_from_slice(row);
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(c.iter()) {
+            *o = v;
+        }
+    }
+}
+
 impl Operator for Gemm {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
@@ -250,7 +272,7 @@ impl Operator for Gemm {
             ));
         }
         let total = checked_numel(node, &[m, n])?;
-        let mut out = vec![0.0f32; total];
+        let mut out = crate::buffers::take_f32(total);
         let mut beta = 0.0;
         if let Some(c) = c
             && self.beta != 0.0
@@ -261,9 +283,7 @@ impl Operator for Gemm {
                     format!("C {:?} does not broadcast to [{m}, {n}]", c.shape()),
                 )
             })?;
-            for (o, &v) in out.iter_mut().zip(cb.iter()) {
-                *o = v;
-            }
+            fill_broadcast(&mut out, &cb, n);
             beta = self.beta;
         }
         if total > 0
