@@ -109,7 +109,10 @@ impl Default for PlanOptions {
 ///   the unfused `Add`, so results never depend on the optimization. A `Concat` on
 ///   axis 1 whose operands are all such chains without `Z` becomes one step in which,
 ///   at batch 1, each convolution writes its channels straight into the concatenated
-///   output (other batches run the convolutions, then the `Concat`).
+///   output (other batches run the convolutions, then the `Concat`). A `MatMul` with a
+///   constant 2-D weight whose only consumer is an `Add` of a constant bias along the
+///   last axis (`[N]`, `[1, N]`, …; any number of leading axes on `A`) becomes one step
+///   that adds the bias to the product in place (bit-identical to the `Add`).
 ///
 /// A value is only fused away when it has exactly one consumer and is not a graph
 /// output. Subgraphs (`If`/`Loop` bodies) are planned unoptimized.
@@ -120,8 +123,8 @@ pub enum GraphOptLevel {
     Disabled,
     /// `Identity`/`Dropout` removal and BatchNormalization folding.
     Basic,
-    /// `Basic` plus Conv + activation, Conv + Add (+ activation) and Conv chains +
-    /// channel `Concat` fusion.
+    /// `Basic` plus Conv + activation, Conv + Add (+ activation), Conv chains +
+    /// channel `Concat` and MatMul + bias `Add` fusion.
     #[default]
     Extended,
 }
