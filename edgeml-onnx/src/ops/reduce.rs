@@ -5,7 +5,7 @@
 //! set gives the identity of the reduction (0, 1, −∞ for Max, +∞ for Min).
 //!
 //! A contiguous `f32` input whose reduced axes are adjacent (the squeeze-excitation
-//! `ReduceMean` over `[2, 3]`, a last-axis mean or sum, …) takes [`reduce_runs_f32`]: one
+//! `ReduceMean` over `[2, 3]`, a last-axis mean or sum, …) takes `reduce_runs_f32`: one
 //! pass over the slice, eight `f64` partial sums per output (Max and Min compare in
 //! `f32`, exactly), with no `f64` copy of the input.
 
