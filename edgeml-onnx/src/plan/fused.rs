@@ -107,6 +107,14 @@ impl Act {
     }
 }
 
+/// The first output of a fused step's part `op` run on `args`.
+fn first_output(op: &dyn Operator, args: &[Option<&Tensor>], what: &str) -> Result<Tensor> {
+    op.run(args)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::InvalidModel(format!("fused {what} produced no output")))
+}
+
 /// `act(Conv(X, W, B) + Z)`: `Z` is added to the convolution's output in place when the
 /// shapes agree, else through the original `Add`/`Sum` (broadcasting).
 #[derive(Debug)]
@@ -120,12 +128,7 @@ pub(crate) struct ConvAdd {
 impl Operator for ConvAdd {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let z = inputs.get(3).copied().flatten();
-        let mut y = self
-            .conv
-            .run(&inputs[..3.min(inputs.len())])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::InvalidModel("fused Conv produced no output".into()))?;
+        let mut y = first_output(self.conv.as_ref(), &inputs[..3.min(inputs.len())], "Conv")?;
         let mut out = match (&mut y, z) {
             (Tensor::F32(ya), Some(Tensor::F32(za))) if ya.shape() == za.shape() => {
                 *ya += za;
@@ -137,11 +140,7 @@ impl Operator for ConvAdd {
                 } else {
                     [z, Some(&y)]
                 };
-                self.add
-                    .run(&args)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::InvalidModel("fused Add produced no output".into()))?
+                first_output(self.add.as_ref(), &args, "Add")?
             }
         };
         if let Some(act) = self.act {
@@ -185,12 +184,11 @@ pub(crate) struct MatMulBias {
 impl Operator for MatMulBias {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let bias = inputs.get(2).copied().flatten();
-        let mut y = self
-            .matmul
-            .run(&inputs[..2.min(inputs.len())])?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::InvalidModel("fused MatMul produced no output".into()))?;
+        let mut y = first_output(
+            self.matmul.as_ref(),
+            &inputs[..2.min(inputs.len())],
+            "MatMul",
+        )?;
         if let (Tensor::F32(ya), Some(Tensor::F32(ba))) = (&mut y, bias)
             && ba.ndim() <= ya.ndim()
             && ya.shape().last() == ba.shape().last()
@@ -296,12 +294,7 @@ impl Operator for ConvConcat {
         }
         let mut ys = Vec::with_capacity(self.parts.len());
         for (i, p) in self.parts.iter().enumerate() {
-            let y = p
-                .run(part_args(inputs, i))?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::InvalidModel("fused Conv produced no output".into()))?;
-            ys.push(y);
+            ys.push(first_output(p.as_ref(), part_args(inputs, i), "Conv")?);
         }
         let refs: Vec<Option<&Tensor>> = ys.iter().map(Some).collect();
         self.concat.run(&refs)
