@@ -359,14 +359,20 @@ impl Plan {
     /// How many steps of the main graph multiply by their constant weight with the
     /// sparse kernel ([`PlanOptions::sparse`]): `MatMul`, `Gemm` and `Conv` (also when
     /// fused with its activation, a residual `Add` or a channel `Concat`; such a step
-    /// counts once).
+    /// counts once), and registered operators whose [`crate::Operator::runs_sparse`]
+    /// says so (`edgeml-quant`'s INT8 matrix products).
     pub fn sparse_steps(&self) -> usize {
         use crate::ops::nn::{conv, gemm};
         self.program
             .steps
             .iter()
             .map(|s| s.op.as_ref())
-            .filter(|&op| gemm::runs_sparse(op) || conv::runs_sparse(op) || fused::runs_sparse(op))
+            .filter(|&op| {
+                op.runs_sparse()
+                    || gemm::runs_sparse(op)
+                    || conv::runs_sparse(op)
+                    || fused::runs_sparse(op)
+            })
             .count()
     }
 
