@@ -17,9 +17,11 @@
 //! `A` is copied (as i32) 16 rows at a time into `K × 16` blocks, at most 256 rows per
 //! pass; each stored weight then costs one multiply-add per row. Output columns are
 //! split in chunks of 32 over the call's threads; a run's deadline or cancellation is
-//! polled before each chunk, as the dense kernels do. Whether a weight should use this
-//! product is the caller's choice (the ONNX operators follow
-//! `edgeml_onnx::SparseMode`, measured in BENCHMARKS.md).
+//! polled before each chunk, as the dense kernels do. Each stored weight costs one
+//! multiply-add per row where the dense VNNI kernel does 64 per instruction, so on
+//! `avx512vnni` the dense GEMM stayed faster up to 95 % zeros (BENCHMARKS.md, "Sparse
+//! INT8 GEMM"): the ONNX operators use this product only under
+//! `edgeml_onnx::SparseMode::Sparse`.
 
 use crate::error::{Error, Result};
 use crate::gemm::{Dequant, GemmOptions, Requant, ZeroPoints, bias_vec, per_col_f32, quant_bounds};

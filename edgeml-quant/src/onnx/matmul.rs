@@ -4,10 +4,11 @@
 //! A: `[..., M, K]`, B: `[..., K, N]` with numpy broadcasting of the batch dimensions (a
 //! 1-D operand gains and then loses a unit dimension, as numpy's `matmul`). A 2-D B
 //! that is constant at plan time (with a constant zero point) is prepared once: packed
-//! for the dense GEMM, or, when the plan's `SparseMode` picks it for the share of
-//! entries equal to their zero point (`Auto`: at least 80 %, as float weights),
-//! compressed for the sparse product of [`crate::sparse`], whose outputs are
-//! bit-identical. When B is 2-D, all of A's batch rows go through one GEMM call.
+//! for the dense GEMM, or, with `SparseMode::Sparse`, compressed for the sparse
+//! product of [`crate::sparse`], whose outputs are bit-identical. `SparseMode::Auto`
+//! keeps INT8 weights dense: on the measured AVX-512 VNNI path the dense GEMM was
+//! faster at every share of zeros up to 95 % (BENCHMARKS.md, "Sparse INT8 GEMM").
+//! When B is 2-D, all of A's batch rows go through one GEMM call.
 
 use super::params::{
     Zp, check_count, scalar_scale, scalar_zp, scales, scales_of, zero_points, zero_points_of, zp_as,
@@ -151,8 +152,8 @@ pub(super) fn build_qgemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
 }
 
 /// Prepares a 2-D B (`[K, N]`, or `[N, K]` when `trans`) with its zero points: packed
-/// for the dense GEMM, or compressed when `mode` picks the sparse product for its
-/// share of entries equal to their zero point.
+/// for the dense GEMM, or compressed for the sparse product when `mode` is
+/// `SparseMode::Sparse` (`Auto` stays dense, see the module notes).
 fn pack_b(
     node: &Node,
     b: &Tensor,
@@ -184,11 +185,8 @@ fn pack_b(
             ZeroPoints::PerColumn(&z)
         };
         let err = |e| kernel_err(node, e);
-        if mode != SparseMode::Dense {
-            let zeros = sparse::offset_zeros(b2, zps).map_err(err)?;
-            if mode.use_sparse(b2.nrows(), n, zeros) {
-                return SparseB::new(b2, zps).map(Weights::Sparse).map_err(err);
-            }
+        if mode == SparseMode::Sparse {
+            return SparseB::new(b2, zps).map(Weights::Sparse).map_err(err);
         }
         PackedB::new(b2, zps).map(Weights::Dense).map_err(err)
     }
