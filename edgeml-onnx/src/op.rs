@@ -110,6 +110,14 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
+
+    /// Whether this operator multiplies by a constant weight with a sparse kernel, as
+    /// [`crate::PlanOptions::sparse`] chose at build time (counted by
+    /// [`crate::Plan::sparse_steps`]). The default is `false`; operators registered
+    /// from other crates (the INT8 products of `edgeml-quant`) say `true` here.
+    fn runs_sparse(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `op` on `args`, turning a panic inside the operator (a bug, or a hostile input

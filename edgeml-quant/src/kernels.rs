@@ -35,6 +35,7 @@ mod neon;
 pub(crate) mod pack;
 pub(crate) mod qadd;
 mod scalar;
+pub(crate) mod sparse;
 #[cfg(target_arch = "x86_64")]
 mod transpose;
 #[cfg(target_arch = "x86_64")]

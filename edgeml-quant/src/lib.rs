@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod quantize;
 #[doc(hidden)]
 pub mod reference;
+pub mod sparse;
 
 pub use conv::{ConvParams, PackedConv, conv_integer, qlinear_conv};
 pub use error::{Error, Result};

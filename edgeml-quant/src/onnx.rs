@@ -177,6 +177,10 @@ impl Operator for Polled {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         self.0.as_any()
     }
+
+    fn runs_sparse(&self) -> bool {
+        self.0.runs_sparse()
+    }
 }
 
 /// The default `edgeml-onnx` registry with the INT8 operators added.

@@ -451,6 +451,12 @@ pub(crate) fn stop_active() -> bool {
     STOP.with(|s| s.borrow().is_some())
 }
 
+/// Whether a loop started on this thread under [`with_stop`] has skipped work (a
+/// caller with several loops in a row stops starting new ones).
+pub(crate) fn stopped() -> bool {
+    STOPPED.with(Cell::get)
+}
+
 /// Runs `f` with every parallel kernel loop it starts on this thread ([`par_chunks`],
 /// which all GEMM, convolution and depthwise kernels split their work with) polling
 /// `stop` before each chunk of work. Once `stop` returns true the remaining chunks are

@@ -3,18 +3,23 @@
 //!
 //! A: `[..., M, K]`, B: `[..., K, N]` with numpy broadcasting of the batch dimensions (a
 //! 1-D operand gains and then loses a unit dimension, as numpy's `matmul`). A 2-D B
-//! that is constant at plan time is packed once; when B is 2-D, all of A's batch rows
-//! go through one GEMM call.
+//! that is constant at plan time (with a constant zero point) is prepared once: packed
+//! for the dense GEMM, or, with `SparseMode::Sparse`, compressed for the sparse
+//! product of [`crate::sparse`], whose outputs are bit-identical. `SparseMode::Auto`
+//! keeps INT8 weights dense: on the measured AVX-512 VNNI path the dense GEMM was
+//! faster at every share of zeros up to 95 % (BENCHMARKS.md, "Sparse INT8 GEMM").
+//! When B is 2-D, all of A's batch rows go through one GEMM call.
 
 use super::params::{
     Zp, check_count, scalar_scale, scalar_zp, scales, scales_of, zero_points, zero_points_of, zp_as,
 };
 use super::qdq::dynamic_params;
 use super::{gemm_options, get, input, kernel_err};
+use crate::sparse::{self, SparseB};
 use crate::{Dequant, PackedB, QElem, Requant, ZeroPoints, gemm_f32, gemm_i32, gemm_requant};
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, unsupported};
 use edgeml_onnx::ops::util::broadcast_shapes;
-use edgeml_onnx::{BuildContext, Error, Node, Operator, Result, Tensor};
+use edgeml_onnx::{BuildContext, Error, Node, Operator, Result, SparseMode, Tensor};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Ix2, IxDyn};
 
 /// Which operator, with its input positions.
@@ -64,8 +69,33 @@ struct QMatMul {
     node: Node,
     kind: Kind,
     pos: [usize; 9],
-    /// B (transposed for `QGemm` with `transB`) packed at plan time, when constant and 2-D.
-    packed: Option<PackedB>,
+    /// B (transposed for `QGemm` with `transB`) prepared at plan time, when constant
+    /// and 2-D.
+    packed: Option<Weights>,
+}
+
+/// A 2-D B ready for the kernels: packed for the dense GEMM or compressed for the
+/// sparse one.
+#[derive(Debug)]
+enum Weights {
+    Dense(PackedB),
+    Sparse(SparseB),
+}
+
+impl Weights {
+    fn k(&self) -> usize {
+        match self {
+            Weights::Dense(p) => p.k(),
+            Weights::Sparse(s) => s.k(),
+        }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            Weights::Dense(p) => p.n(),
+            Weights::Sparse(s) => s.n(),
+        }
+    }
 }
 
 fn build(ctx: &BuildContext<'_>, kind: Kind) -> Result<Box<dyn Operator>> {
@@ -81,7 +111,7 @@ fn build(ctx: &BuildContext<'_>, kind: Kind) -> Result<Box<dyn Operator>> {
             let zp = bzp
                 .map(|z| zero_points_of(&node, z, pos[B_ZP]))
                 .transpose()?;
-            Some(pack_b(&node, b, zp.as_ref(), trans_b)?)
+            Some(pack_b(&node, b, zp.as_ref(), trans_b, ctx.sparse)?)
         }
         _ => None,
     };
@@ -121,9 +151,23 @@ pub(super) fn build_qgemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     )
 }
 
-/// Packs a 2-D B (`[K, N]`, or `[N, K]` when `trans`) with its zero points.
-fn pack_b(node: &Node, b: &Tensor, zp: Option<&Zp>, trans: bool) -> Result<PackedB> {
-    fn go<T: QElem>(node: &Node, b: &ArrayD<T>, zp: Option<&Zp>, trans: bool) -> Result<PackedB> {
+/// Prepares a 2-D B (`[K, N]`, or `[N, K]` when `trans`) with its zero points: packed
+/// for the dense GEMM, or compressed for the sparse product when `mode` is
+/// `SparseMode::Sparse` (`Auto` stays dense, see the module notes).
+fn pack_b(
+    node: &Node,
+    b: &Tensor,
+    zp: Option<&Zp>,
+    trans: bool,
+    mode: SparseMode,
+) -> Result<Weights> {
+    fn go<T: QElem>(
+        node: &Node,
+        b: &ArrayD<T>,
+        zp: Option<&Zp>,
+        trans: bool,
+        mode: SparseMode,
+    ) -> Result<Weights> {
         let b2 = b
             .view()
             .into_dimensionality::<Ix2>()
@@ -140,11 +184,15 @@ fn pack_b(node: &Node, b: &Tensor, zp: Option<&Zp>, trans: bool) -> Result<Packe
         } else {
             ZeroPoints::PerColumn(&z)
         };
-        PackedB::new(b2, zps).map_err(|e| kernel_err(node, e))
+        let err = |e| kernel_err(node, e);
+        if mode == SparseMode::Sparse {
+            return SparseB::new(b2, zps).map(Weights::Sparse).map_err(err);
+        }
+        PackedB::new(b2, zps).map(Weights::Dense).map_err(err)
     }
     match b {
-        Tensor::U8(a) => go(node, a, zp, trans),
-        Tensor::I8(a) => go(node, a, zp, trans),
+        Tensor::U8(a) => go(node, a, zp, trans, mode),
+        Tensor::I8(a) => go(node, a, zp, trans, mode),
         other => Err(unsupported(
             node,
             format!(
@@ -249,7 +297,7 @@ fn block<T: QElem>(
     node: &Node,
     a: ArrayView2<'_, T>,
     a_zp: T,
-    b: &PackedB,
+    b: &Weights,
     epi: &Epi,
     out: &mut Out,
     at: usize,
@@ -267,7 +315,11 @@ fn block<T: QElem>(
         }};
     }
     match (epi, out) {
-        (Epi::I32, Out::I32(o)) => gemm_i32(a, a_zp, b, view!(o), &opts).map_err(err),
+        (Epi::I32, Out::I32(o)) => match b {
+            Weights::Dense(b) => gemm_i32(a, a_zp, b, view!(o), &opts),
+            Weights::Sparse(b) => sparse::gemm_i32(a, a_zp, b, view!(o), &opts),
+        }
+        .map_err(err),
         (Epi::Quant { mult, bias, zp }, o) => {
             let zp_i = match zp {
                 Zp::U8(z) => i32::from(z[0]),
@@ -279,18 +331,29 @@ fn block<T: QElem>(
                 bias: bias.as_deref(),
                 activation: crate::Activation::None,
             };
-            match o {
-                Out::U8(o) => gemm_requant(a, a_zp, b, &rq, view!(o), &opts).map_err(err),
-                Out::I8(o) => gemm_requant(a, a_zp, b, &rq, view!(o), &opts).map_err(err),
-                _ => Err(Error::Internal("output type mismatch".into())),
+            match (o, b) {
+                (Out::U8(o), Weights::Dense(b)) => gemm_requant(a, a_zp, b, &rq, view!(o), &opts),
+                (Out::I8(o), Weights::Dense(b)) => gemm_requant(a, a_zp, b, &rq, view!(o), &opts),
+                (Out::U8(o), Weights::Sparse(b)) => {
+                    sparse::gemm_requant(a, a_zp, b, &rq, view!(o), &opts)
+                }
+                (Out::I8(o), Weights::Sparse(b)) => {
+                    sparse::gemm_requant(a, a_zp, b, &rq, view!(o), &opts)
+                }
+                _ => return Err(Error::Internal("output type mismatch".into())),
             }
+            .map_err(err)
         }
         (Epi::F32 { mult, bias, .. }, Out::F32(o)) => {
             let dq = Dequant {
                 multipliers: mult,
                 bias: bias.as_deref(),
             };
-            gemm_f32(a, a_zp, b, &dq, view!(o), &opts).map_err(err)
+            match b {
+                Weights::Dense(b) => gemm_f32(a, a_zp, b, &dq, view!(o), &opts),
+                Weights::Sparse(b) => sparse::gemm_f32(a, a_zp, b, &dq, view!(o), &opts),
+            }
+            .map_err(err)
         }
         _ => Err(Error::Internal("output type mismatch".into())),
     }
@@ -387,7 +450,7 @@ impl QMatMul {
                 .as_slice()
                 .ok_or_else(|| Error::Internal("A not contiguous".into()))?;
             let packed_now;
-            let b2d = |idx: usize| -> Result<PackedB> {
+            let b2d = |idx: usize| -> Result<Weights> {
                 let bt = match b_t {
                     Tensor::U8(x) => slice_b(x, idx, k, n, b_vec).map(Tensor::U8),
                     Tensor::I8(x) => slice_b(x, idx, k, n, b_vec).map(Tensor::I8),
@@ -401,7 +464,7 @@ impl QMatMul {
                         ));
                     }
                 }?;
-                pack_b(node, &bt, b_zp.as_ref(), trans_b)
+                pack_b(node, &bt, b_zp.as_ref(), trans_b, SparseMode::Dense)
             };
             if b_batch.is_empty() {
                 // One GEMM over every row of A (batches broadcast only from A).
@@ -498,6 +561,10 @@ fn slice_b<T: Copy>(b: &ArrayD<T>, idx: usize, k: usize, n: usize, vec: bool) ->
 }
 
 impl Operator for QMatMul {
+    fn runs_sparse(&self) -> bool {
+        matches!(self.packed, Some(Weights::Sparse(_)))
+    }
+
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let node = &self.node;
         let pos = &self.pos;
