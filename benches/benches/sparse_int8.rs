@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
                 black_box(&out);
             })
         });
-        for &s in &[0.5, 0.8, 0.9, 0.95] {
+        for &s in &[0.5, 0.8, 0.9, 0.95, 0.98, 0.99] {
             let b = weights(k, n, s);
             let sb = SparseB::new(b.view(), ZeroPoints::PerTensor(0)).expect("csc");
             let id = BenchmarkId::new(format!("sparse{s}/{isa}"), &shape);
