@@ -619,24 +619,41 @@ fn im2col<T: QElem>(
         let (oy, ox) = (px / ow, px % ow);
         {
             let (row, tail) = dst[i * ld..][..ld].split_at_mut(k);
-            tail.fill(pad);
+            fill_small(tail, pad);
+            let iy0 = (oy * sh) as isize - p.pads[0] as isize;
+            let ix0 = (ox * sw) as isize - p.pads[1] as isize;
+            if runs
+                && w.kw * cig > 0
+                && iy0 >= 0
+                && ix0 >= 0
+                && iy0 as usize + w.kh.saturating_sub(1) * dh < h
+                && ix0 as usize + w.kw <= wd
+            {
+                // The whole window inside the image: one run per kernel row.
+                let run = w.kw * cig;
+                for (ky, d) in row.chunks_exact_mut(run).enumerate() {
+                    let src = ((iy0 as usize + ky * dh) * wd + ix0 as usize) * c_in;
+                    copy_small(d, &xs[src..src + run]);
+                }
+                continue;
+            }
             for ky in 0..w.kh {
                 let iy = (oy * sh + ky * dh) as isize - p.pads[0] as isize;
                 if runs {
                     let d = &mut row[ky * w.kw * cig..][..w.kw * cig];
                     if iy < 0 || iy >= h as isize {
-                        d.fill(zp);
+                        fill_small(d, zp);
                         continue;
                     }
                     let ix0 = (ox * sw) as isize - p.pads[1] as isize;
                     // Taps [a, b) of the row fall inside the image.
                     let a = (-ix0).clamp(0, w.kw as isize) as usize;
                     let b = (wd as isize - ix0).clamp(a as isize, w.kw as isize) as usize;
-                    d[..a * cig].fill(zp);
-                    d[b * cig..].fill(zp);
+                    fill_small(&mut d[..a * cig], zp);
+                    fill_small(&mut d[b * cig..], zp);
                     if b > a {
                         let src = (iy as usize * wd + (ix0 + a as isize) as usize) * c_in;
-                        d[a * cig..b * cig].copy_from_slice(&xs[src..src + (b - a) * cig]);
+                        copy_small(&mut d[a * cig..b * cig], &xs[src..src + (b - a) * cig]);
                     }
                     continue;
                 }
@@ -655,6 +672,39 @@ fn im2col<T: QElem>(
     }
 }
 
+/// `d.copy_from_slice(s)` for the few-byte runs of small-channel im2col rows (a
+/// 3-channel stem copies 9 bytes per kernel row) without a `memcpy` call per run:
+/// fixed-size moves, two overlapping ones for 8 to 16 elements.
+#[inline(always)]
+fn copy_small<T: Copy>(d: &mut [T], s: &[T]) {
+    let n = d.len().min(s.len());
+    match n {
+        0 => {}
+        1..8 => {
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d = s;
+            }
+        }
+        8..=16 => {
+            d[..8].copy_from_slice(&s[..8]);
+            d[n - 8..n].copy_from_slice(&s[n - 8..n]);
+        }
+        _ => d[..n].copy_from_slice(&s[..n]),
+    }
+}
+
+/// `d.fill(v)` for short runs, without a `memset` call (see [`copy_small`]).
+#[inline(always)]
+fn fill_small<T: Copy>(d: &mut [T], v: T) {
+    if d.len() <= 16 {
+        for d in d.iter_mut() {
+            *d = v;
+        }
+    } else {
+        d.fill(v);
+    }
+}
+
 /// Transposes one `[C, H, W]` image into `[H·W, C]`: 8×8 byte blocks with a
 /// word-level transpose, scalar edges.
 fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
@@ -666,6 +716,15 @@ fn to_nhwc<T: QElem>(x: ndarray::ArrayView3<'_, T>, out: &mut Array2<T>) {
     };
     let src = crate::kernels::pack::raw_bytes(src);
     let dst = crate::kernels::pack::raw_bytes_mut(dst);
+    if c == 3 && src.len() == 3 * hw && dst.len() == 3 * hw {
+        // A 3-channel (image) input: gathered pixel by pixel, without index arithmetic.
+        let (r, rest) = src.split_at(hw);
+        let (g, b) = rest.split_at(hw);
+        for (((d, &r), &g), &b) in dst.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
+            d.copy_from_slice(&[r, g, b]);
+        }
+        return;
+    }
     let (c8, p8) = (c / 8 * 8, hw / 8 * 8);
     for p in (0..p8).step_by(8) {
         for ch in (0..c8).step_by(8) {

@@ -293,7 +293,22 @@ mod vnni512 {
             s.bytes.resize(len, zx);
             s.bytes_pad = zx;
         }
-        super::copy_interior(&mut s.bytes, x, g, wp, |v| v);
+        if g.w <= 64 {
+            // Rows of at most 64 bytes: one masked load and store each (a `memcpy`
+            // call per row costs more than the row's products on small planes).
+            let m = u64::MAX.checked_shr((64 - g.w) as u32).unwrap_or(0);
+            for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+                let dst = &mut s.bytes[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
+                // SAFETY: the mask covers the first g.w bytes, which `row` and `dst`
+                // both hold; masked-off bytes are not accessed.
+                unsafe {
+                    let v = _mm512_maskz_loadu_epi8(m, row.as_ptr().cast());
+                    _mm512_mask_storeu_epi8(dst.as_mut_ptr().cast(), m, v);
+                }
+            }
+        } else {
+            super::copy_interior(&mut s.bytes, x, g, wp, |v| v);
+        }
         let (kh, kw) = (g.kh, g.kw);
         let [sh, sw] = g.strides;
         let dh = g.dilations[0];
@@ -339,8 +354,78 @@ mod vnni512 {
                 q.zp,
             )),
         };
+        // The 16-lane windows of padded row `r` for outputs `ox..ox + 16`.
+        let win = |r: usize, ox: usize| {
+            let off = r * wp + ox * sw;
+            // SAFETY: off + 64 ≤ hp·wp + 64 = len: every row the loops below pass is
+            // < hp and ox·sw < wp for every output they reach (the geometry was
+            // checked when the convolution was built).
+            let v = unsafe { _mm512_loadu_si512(bytes.add(off).cast()) };
+            _mm512_shuffle_epi8(_mm512_permutexvar_epi32(idx, v), shuf)
+        };
+        // Requantizes (or corrects) one block of `n ≤ 16` sums and stores it at output
+        // `at`.
+        let mut store = |a: __m512i, at: usize, n: usize| {
+            let mask: __mmask16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+            // The n outputs of this block: i32 sums, or 8-bit codes (u8 and i8 are
+            // stored alike, as bytes).
+            let codes: *mut u8 = match &mut *out {
+                DwOut::I32(y) => {
+                    let y = &mut y[at..at + n];
+                    // SAFETY: the mask keeps the store within the n outputs of `y`.
+                    unsafe {
+                        _mm512_mask_storeu_epi32(y.as_mut_ptr(), mask, _mm512_sub_epi32(a, vcorr))
+                    };
+                    return;
+                }
+                DwOut::U8(y, _) => y[at..at + n].as_mut_ptr(),
+                DwOut::I8(y, _) => y[at..at + n].as_mut_ptr().cast(),
+            };
+            // 8-bit outputs always carry their requantization (`quant` above).
+            debug_assert!(quant.is_some());
+            if let Some((b, m, lo, hi, zp)) = quant {
+                let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
+                // SAFETY: `codes` starts n writable bytes of the output (sliced just
+                // above) and the mask keeps the store within them; a 512-bit masked
+                // store needs AVX-512 BW only, no VL.
+                unsafe {
+                    _mm512_mask_storeu_epi8(
+                        codes.cast(),
+                        u64::from(mask),
+                        _mm512_castsi128_si512(q),
+                    )
+                };
+            }
+        };
+        if kh == 3 && dh == 1 && matches!(sh, 1 | 2) {
+            // 3 kernel rows, unit vertical dilation: each padded row's windows are
+            // built once and feed every output row that reads them (three with a unit
+            // stride, one or two with stride 2), down one column block at a time.
+            let [w0, w1, w2] = [ws[0], ws[1], ws[2]];
+            let z = _mm512_setzero_si512();
+            let mut ox = 0;
+            while ox < g.ow {
+                let n = (g.ow - ox).min(16);
+                let (mut wa, mut wb) = (win(0, ox), if sh == 1 { win(1, ox) } else { z });
+                for oy in 0..g.oh {
+                    let a = if sh == 1 {
+                        let wc = win(oy + 2, ox);
+                        let a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wa, w0), wb, w1);
+                        (wa, wb) = (wb, wc);
+                        _mm512_dpbusd_epi32(a, wc, w2)
+                    } else {
+                        let (w1r, w2r) = (win(2 * oy + 1, ox), win(2 * oy + 2, ox));
+                        let a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(z, wa, w0), w1r, w1);
+                        wa = w2r;
+                        _mm512_dpbusd_epi32(a, w2r, w2)
+                    };
+                    store(a, oy * g.ow + ox, n);
+                }
+                ox += n;
+            }
+            return;
+        }
         for oy in 0..g.oh {
-            let o0 = oy * g.ow;
             let mut ox = 0;
             while ox < g.ow {
                 // The last block may be partial: its extra lanes read bytes inside the
@@ -348,49 +433,9 @@ mod vnni512 {
                 let n = (g.ow - ox).min(16);
                 let mut a = _mm512_setzero_si512();
                 for (ky, &w) in ws[..kh].iter().enumerate() {
-                    let off = (oy * sh + ky * dh) * wp + ox * sw;
-                    // SAFETY: off + 64 ≤ hp·wp + 64 = len: rows oy·sh + ky·dh < hp and
-                    // ox·sw < wp for every output the loop reaches (the geometry was
-                    // checked when the convolution was built).
-                    let v = unsafe { _mm512_loadu_si512(bytes.add(off).cast()) };
-                    let win = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(idx, v), shuf);
-                    a = _mm512_dpbusd_epi32(a, win, w);
+                    a = _mm512_dpbusd_epi32(a, win(oy * sh + ky * dh, ox), w);
                 }
-                let mask: __mmask16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
-                // The n outputs of this block: i32 sums, or 8-bit codes (u8 and i8 are
-                // stored alike, as bytes).
-                let codes: *mut u8 = match &mut *out {
-                    DwOut::I32(y) => {
-                        let y = &mut y[o0 + ox..o0 + ox + n];
-                        // SAFETY: the mask keeps the store within the n outputs of `y`.
-                        unsafe {
-                            _mm512_mask_storeu_epi32(
-                                y.as_mut_ptr(),
-                                mask,
-                                _mm512_sub_epi32(a, vcorr),
-                            )
-                        };
-                        ox += n;
-                        continue;
-                    }
-                    DwOut::U8(y, _) => y[o0 + ox..o0 + ox + n].as_mut_ptr(),
-                    DwOut::I8(y, _) => y[o0 + ox..o0 + ox + n].as_mut_ptr().cast(),
-                };
-                // 8-bit outputs always carry their requantization (`quant` above).
-                debug_assert!(quant.is_some());
-                if let Some((b, m, lo, hi, zp)) = quant {
-                    let q = requant16(_mm512_add_epi32(a, b), m, lo, hi, zp);
-                    // SAFETY: `codes` starts n writable bytes of the output (sliced just
-                    // above) and the mask keeps the store within them; a 512-bit masked
-                    // store needs AVX-512 BW only, no VL.
-                    unsafe {
-                        _mm512_mask_storeu_epi8(
-                            codes.cast(),
-                            u64::from(mask),
-                            _mm512_castsi128_si512(q),
-                        )
-                    };
-                }
+                store(a, oy * g.ow + ox, n);
                 ox += n;
             }
         }

@@ -8,35 +8,49 @@ use super::direct::{Epi, KArgs, MR, NR};
 use super::x86::requant16;
 use core::arch::x86_64::*;
 
-/// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels.
+/// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels, on as many 16-lane
+/// vectors as its segments reach (the last tile of a small plane is often narrower than
+/// `NR`: a 7×7 plane is one full tile and one of a single lane).
 ///
 /// # Safety
 /// As the portable tile (`direct::tile_scalar`); the CPU must support AVX-512 F/BW/VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) unsafe fn tile_avx512(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match rows {
-            1 => t512::<1>(k, e),
-            2 => t512::<2>(k, e),
-            3 => t512::<3>(k, e),
-            4 => t512::<4>(k, e),
-            5 => t512::<5>(k, e),
-            6 => t512::<6>(k, e),
-            7 => t512::<7>(k, e),
-            _ => t512::<8>(k, e),
-        }
+    let lanes = e.segs.iter().map(|s| s.hi as usize).max().unwrap_or(NR);
+    macro_rules! go {
+        ($nv:literal) => {
+            // SAFETY: forwarded contract.
+            unsafe {
+                match rows {
+                    1 => t512::<1, $nv>(k, e),
+                    2 => t512::<2, $nv>(k, e),
+                    3 => t512::<3, $nv>(k, e),
+                    4 => t512::<4, $nv>(k, e),
+                    5 => t512::<5, $nv>(k, e),
+                    6 => t512::<6, $nv>(k, e),
+                    7 => t512::<7, $nv>(k, e),
+                    _ => t512::<8, $nv>(k, e),
+                }
+            }
+        };
+    }
+    match lanes.div_ceil(16) {
+        0 | 1 => go!(1),
+        2 => go!(2),
+        _ => go!(3),
     }
 }
 
 /// 512-bit vectors (16 i32 lanes) per tile row.
 pub(crate) const V: usize = NR / 16;
-const _: () = assert!(MR == 8 && NR.is_multiple_of(16) && NR <= 64);
+const _: () = assert!(MR == 8 && NR == 16 * 3);
 
+/// `R` rows × `NV ≤ V` vectors of one tile (lanes past `16·NV` are neither computed
+/// nor stored: no segment reaches them).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
-    let mut c = [[_mm512_setzero_si512(); V]; R];
+unsafe fn t512<const R: usize, const NV: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
+    let mut c = [[_mm512_setzero_si512(); NV]; R];
     let mut wq = k.w;
     for &to in k.toff {
         // SAFETY: tap offsets stay inside the padded input (caller's contract).
@@ -45,7 +59,7 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
             // SAFETY: NR lanes × 4 bytes are readable at `xp` and MR × 4 weights at `wq`;
             // `vpdpbusd` sums u8 × i8 products into i32 without intermediate saturation.
             unsafe {
-                let b: [__m512i; V] =
+                let b: [__m512i; NV] =
                     core::array::from_fn(|v| _mm512_loadu_si512(xp.add(64 * v).cast()));
                 for cr in c.iter_mut() {
                     let wv = _mm512_set1_epi32(wq.cast::<i32>().read_unaligned());
@@ -62,19 +76,22 @@ unsafe fn t512<const R: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
     // Spill the accumulators once (a fully unrolled copy keeps them in registers in
     // the loop above; the epilogue's loops index this copy).
     let mut acc = [[_mm512_setzero_si512(); V]; MR];
-    acc[..R].copy_from_slice(&c);
+    for (a, cr) in acc.iter_mut().zip(&c) {
+        a[..NV].copy_from_slice(cr);
+    }
     // SAFETY: forwarded contract.
-    unsafe { epi512(R, &acc, e) }
+    unsafe { epi512(R, NV, &acc, e) }
 }
 
 /// The AVX-512 epilogue of a direct tile: corrections, requantization and masked
-/// segment stores of the first `rows` rows of the raw accumulators `acc`.
+/// segment stores of the first `rows` rows and `nv` vectors of the raw accumulators
+/// `acc` (no segment reaches past lane `16·nv`).
 ///
 /// # Safety
 /// As the portable epilogue (`direct::epi_scalar`); the CPU must support AVX-512 F/BW.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) {
+pub(crate) unsafe fn epi512(rows: usize, nv: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) {
     let zs = !e.negzw.is_empty();
     let sv: [__m512i; V] = core::array::from_fn(|v| {
         if zs {
@@ -88,7 +105,7 @@ pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) 
         let oc = e.oc0 + r;
         let ct = _mm512_set1_epi32(e.ct[oc]);
         let mut vs = [_mm512_setzero_si512(); V];
-        for v in 0..V {
+        for v in 0..nv.min(V) {
             vs[v] = _mm512_add_epi32(a[v], ct);
             if zs {
                 let z = _mm512_set1_epi32(e.negzw[oc]);
@@ -100,7 +117,7 @@ pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) 
                 let m = _mm512_set1_ps(mult[oc]);
                 let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
                 let mut y = _mm512_setzero_si512();
-                for (v, &x) in vs.iter().enumerate() {
+                for (v, &x) in vs.iter().enumerate().take(nv) {
                     let b = requant16(x, m, lo, hi, zp);
                     y = match v {
                         0 => _mm512_inserti32x4::<0>(y, b),
@@ -124,7 +141,7 @@ pub(crate) unsafe fn epi512(rows: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) 
                 for sg in e.segs {
                     let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
                     let p = base.wrapping_offset(sg.off);
-                    for (v, &x) in vs.iter().enumerate() {
+                    for (v, &x) in vs.iter().enumerate().take(nv) {
                         // SAFETY: as above, for i32 lanes.
                         unsafe {
                             _mm512_mask_storeu_epi32(

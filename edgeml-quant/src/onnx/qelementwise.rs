@@ -331,10 +331,23 @@ impl Gap {
         let mult = sx / (sy * spatial.max(1) as f32);
         let (n, c) = (shape[0], shape[c_ax]);
         let mut y = ArrayD::from_elem(IxDyn(&[n, c]), T::from_i32_clamped(0));
-        for (b, xb) in x.axis_iter(Axis(0)).enumerate() {
-            for (ch, xc) in xb.axis_iter(Axis(c_ax - 1)).enumerate() {
-                let acc: i64 = xc.iter().map(|v| i64::from(v.to_i32() - zx)).sum();
-                y[[b, ch]] = requant::<T>(acc as f32 * mult, 1.0, zy);
+        match (self.channels_last, x.as_slice(), y.as_slice_mut()) {
+            (false, Some(xs), Some(ys)) if spatial > 0 => {
+                // Channels first, contiguous: each channel is one run of `spatial` codes;
+                // the same sums and rounding as the general loop.
+                for (yv, xc) in ys.iter_mut().zip(xs.chunks_exact(spatial)) {
+                    let acc: i64 = xc.iter().map(|v| i64::from(v.to_i32())).sum::<i64>()
+                        - i64::from(zx) * xc.len() as i64;
+                    *yv = requant::<T>(acc as f32 * mult, 1.0, zy);
+                }
+            }
+            _ => {
+                for (b, xb) in x.axis_iter(Axis(0)).enumerate() {
+                    for (ch, xc) in xb.axis_iter(Axis(c_ax - 1)).enumerate() {
+                        let acc: i64 = xc.iter().map(|v| i64::from(v.to_i32() - zx)).sum();
+                        y[[b, ch]] = requant::<T>(acc as f32 * mult, 1.0, zy);
+                    }
+                }
             }
         }
         for (i, d) in shape.iter_mut().enumerate() {
