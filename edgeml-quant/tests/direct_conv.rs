@@ -254,3 +254,49 @@ fn empty_reduction_and_single_pixel() {
         check(isa, &c, u8i8);
     }
 }
+
+/// Planes of at least 768 pixels with symmetric weights, on two and three threads: the
+/// direct kernel cuts the output rows into bands and builds each band's padded rows
+/// (halo included) on its own. Bands that start in the top padding, end in the bottom
+/// padding or lie wholly inside a large bottom pad; stride 2 and dilation 2 vertically.
+#[test]
+fn direct_row_bands() {
+    let cases = [
+        ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 16, 24, 30, 32),
+        ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 7, 9, 28, 28),
+        ([3, 3], [2, 1], [1, 0, 2, 1], [1, 1], 5, 12, 61, 33),
+        ([3, 1], [1, 1], [0, 0, 9, 0], [2, 1], 4, 10, 24, 40),
+        ([5, 3], [1, 1], [4, 1, 4, 1], [1, 1], 3, 8, 25, 31),
+    ];
+    for (k, s, pads, d, cig, cog, h, w) in cases {
+        for threads in [2, 3] {
+            let c = Case {
+                n: 2,
+                g: 1,
+                cig,
+                cog,
+                h,
+                w,
+                k,
+                s,
+                pads,
+                d,
+                seed: 11,
+                extreme: false,
+                zw_zero: true,
+                threads,
+            };
+            for isa in Isa::available() {
+                check(isa, &c, u8i8);
+                check(
+                    isa,
+                    &Case {
+                        extreme: true,
+                        ..c.clone()
+                    },
+                    i8u8,
+                );
+            }
+        }
+    }
+}
