@@ -141,21 +141,28 @@ pub enum GraphOptLevel {
 /// already reads only each filter's taps.
 ///
 /// The INT8 matrix products that `edgeml-quant` registers (`QLinearMatMul`,
-/// `MatMulInteger`, `QGemm`, …) read this option too: `Sparse` runs their constant 2-D
-/// weights through its sparse INT8 product, `Auto` and `Dense` keep them dense (there
-/// the dense INT8 GEMM measured faster up to 95 % zeros).
+/// `MatMulInteger`, `QGemm`, …) read this option too, with their own rule
+/// (`edgeml_quant::sparse::prefer_sparse_int8`): `Sparse` runs their constant 2-D
+/// weights through its sparse INT8 product (bit-identical outputs), `Dense` never, and
+/// `Auto` only when the selected INT8 kernel path is `avx2` and at least 95 % of the
+/// weight equals its zero point; on every other INT8 path `Auto` keeps them dense
+/// (on `avx512vnni` the dense INT8 GEMM measured faster up to 99 % zeros, and the
+/// others are not measured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SparseMode {
     /// Sparse where [`crate::kernels::prefer_sparse`] says it is faster (at least 80 %
-    /// zeros, measured), dense elsewhere.
+    /// zeros, measured), dense elsewhere. For `edgeml-quant`'s INT8 matrix products:
+    /// sparse only on the `avx2` INT8 kernel path and from 95 % zeros (entries equal to
+    /// their zero point), dense on the other paths (see above).
     #[default]
     Auto,
     /// Always dense (as before pruned weights were computed sparse).
     Dense,
     /// Sparse for every constant 2-D float weight and every constant non-depthwise
     /// convolution weight, however dense, and for the constant 2-D weights of the INT8
-    /// matrix products (for tests and benchmarks, and for INT8 weights sparse enough).
+    /// matrix products (for tests and benchmarks, and to run pruned INT8 weights sparse
+    /// on a path where `Auto` keeps them dense).
     Sparse,
 }
 

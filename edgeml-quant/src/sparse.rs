@@ -19,9 +19,10 @@
 //! split in chunks of 32 over the call's threads; a run's deadline or cancellation is
 //! polled before each chunk, as the dense kernels do. Each stored weight costs one
 //! multiply-add per row where the dense VNNI kernel does 64 per instruction, so on
-//! `avx512vnni` the dense GEMM stayed faster up to 95 % zeros (BENCHMARKS.md, "Sparse
-//! INT8 GEMM"): the ONNX operators use this product only under
-//! `edgeml_onnx::SparseMode::Sparse`.
+//! `avx512vnni` the dense GEMM stayed faster up to 99 % zeros, while on `avx2` (dense
+//! `vpmaddwd` on 16-bit pairs) the sparse product is ahead from 95 % (BENCHMARKS.md,
+//! "Sparse INT8 GEMM"). [`prefer_sparse_int8`] turns these measurements into the rule
+//! the ONNX operators follow under `edgeml_onnx::SparseMode::Auto`.
 
 use crate::error::{Error, Result};
 use crate::gemm::{Dequant, GemmOptions, Requant, ZeroPoints, bias_vec, per_col_f32, quant_bounds};
@@ -82,6 +83,28 @@ pub fn offset_zeros<T: QElem>(
                 .count()
         })
         .sum())
+}
+
+/// Whether a constant `k × n` INT8 weight with `zeros` entries equal to their zero
+/// point ([`offset_zeros`]) should be multiplied by the sparse product rather than the
+/// dense GEMM on kernel path `isa`: the rule of `edgeml_onnx::SparseMode::Auto` for the
+/// INT8 matrix products.
+///
+/// The rule: sparse only on [`Isa::Avx2`], and only with at least 95 % zeros. It comes
+/// from `cargo bench -p edgeml-benches --bench sparse_int8` at one thread
+/// (BENCHMARKS.md, "Sparse INT8 GEMM"): on `avx2` the sparse product took 0.58–0.81 of
+/// the dense time at 95 % zeros on the three shapes measured and 0.74–1.36 at 90 %
+/// (mixed); on `avx512vnni` it was slower at every share of zeros up to 99 %, and
+/// [`Isa::Amx`] (not measured itself) runs the same sparse loop against a dense kernel
+/// at least as fast (the tiles, and the `avx512vnni` kernels for the rest). The
+/// paths without a measurement (`avxvnni`, `neon`, `neon-dotprod`, `scalar`) stay
+/// dense until measured: the crossover depends on the dense kernel (`vpdpbusd` on
+/// `avxvnni`, `sdot` on `neon-dotprod`, `smlal` on `neon`, plain Rust on `scalar`), so
+/// `avx2`'s is not borrowed.
+pub fn prefer_sparse_int8(isa: Isa, k: usize, n: usize, zeros: usize) -> bool {
+    let total = (k as u128) * (n as u128);
+    // zeros / total ≥ 95 %, exactly, in integers.
+    isa == Isa::Avx2 && total > 0 && (zeros as u128) * 100 >= total * 95
 }
 
 impl SparseB {
@@ -343,4 +366,35 @@ pub fn gemm_f32<T: QElem>(
         v.wrapping_add(bias[j]) as f32 * mult[j]
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Auto rule itself: `avx2` from exactly 95 % zeros, every other path dense.
+    #[test]
+    fn prefer_sparse_int8_is_avx2_from_95_percent_zeros() {
+        let (k, n) = (1000, 20); // 20 000 entries: 95 % is 19 000 zeros.
+        assert!(prefer_sparse_int8(Isa::Avx2, k, n, 19_000));
+        assert!(prefer_sparse_int8(Isa::Avx2, k, n, 19_999));
+        assert!(prefer_sparse_int8(Isa::Avx2, k, n, 20_000));
+        assert!(!prefer_sparse_int8(Isa::Avx2, k, n, 18_999));
+        assert!(!prefer_sparse_int8(Isa::Avx2, k, n, 18_000)); // 90 %
+        assert!(!prefer_sparse_int8(Isa::Avx2, k, n, 0));
+        // Small weights: 19 of 20 is 95 %, 18 of 20 is not.
+        assert!(prefer_sparse_int8(Isa::Avx2, 4, 5, 19));
+        assert!(!prefer_sparse_int8(Isa::Avx2, 4, 5, 18));
+        // An empty weight has nothing to skip.
+        assert!(!prefer_sparse_int8(Isa::Avx2, 0, 7, 0));
+        assert!(!prefer_sparse_int8(Isa::Avx2, 7, 0, 0));
+        // No overflow on huge shapes.
+        assert!(prefer_sparse_int8(Isa::Avx2, usize::MAX, 1, usize::MAX));
+        assert!(!prefer_sparse_int8(Isa::Avx2, usize::MAX, 2, usize::MAX));
+        for isa in Isa::ALL.into_iter().filter(|&i| i != Isa::Avx2) {
+            for zeros in [0, 19_000, 19_800, 20_000] {
+                assert!(!prefer_sparse_int8(isa, k, n, zeros), "{isa:?}, {zeros}");
+            }
+        }
+    }
 }

@@ -1,10 +1,14 @@
 //! The sparse INT8 product inside plans: the digits MLP, pruned to 90 % zeros per
 //! weight (magnitude, as `edgeml_prune` does unstructured) and then quantized by
 //! `quantize_static` (QDQ, per tensor and per channel), runs both of its fused INT8
-//! `MatMul`s sparse under `SparseMode::Sparse`, none under `Dense` and `Auto` (which
-//! keeps INT8 weights dense: the dense GEMM measured faster), and every mode gives
-//! bit-identical probabilities, on one and two threads. A deadline stops a long sparse
-//! `MatMulInteger` from inside the kernel.
+//! `MatMul`s sparse under `SparseMode::Sparse`, none under `Dense` and `Auto` (their
+//! ~90 % is below `Auto`'s 95 % on `avx2`, and the other paths keep INT8 weights dense
+//! under `Auto`), and every mode gives bit-identical probabilities, on one and two
+//! threads. `Auto` follows the per-path
+//! rule (`sparse::prefer_sparse_int8`): a `QLinearMatMul` and a `MatMulInteger` with a
+//! 95 %-or-more-zero weight run sparse on the `avx2` INT8 path (forced in a child
+//! process) and dense on the others, with the dense outputs. A deadline stops a long
+//! sparse `MatMulInteger` from inside the kernel.
 #![cfg(feature = "onnx")]
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -12,6 +16,7 @@ use edgeml_core::{DType, ErrorKind};
 use edgeml_onnx::{
     Dim, Model, ModelBuilder, Node, Plan, PlanOptions, RunOptions, SparseMode, Tensor, ValueInfo,
 };
+use edgeml_quant::Isa;
 use edgeml_quant::quantize::{Config, quantize_static};
 use ndarray::{ArrayD, IxDyn};
 use std::time::Instant;
@@ -170,4 +175,129 @@ fn a_long_sparse_int8_matmul_stops_at_the_deadline() {
     // Only the kernel's polls can end this one-step run early: the error above names
     // them. How soon it ended is printed, not asserted (the host is shared).
     println!("stopped after {stopped:?}");
+}
+
+/// Set in the child process that `auto_runs_int8_sparse_on_avx2_from_95_percent_zeros`
+/// starts with `EDGEML_KERNELS=avx2`.
+const AUTO_CHILD: &str = "EDGEML_TEST_SPARSE_AUTO_CHILD";
+
+/// A `[K, N] = [40, 25]` i8 weight with exactly `zeros` of its 1000 entries equal to
+/// `zp` (spread by a permutation of the flat index), the others `zp + 1..=zp + 7`.
+fn weight(zeros: usize, zp: i8) -> ArrayD<i8> {
+    let (k, n) = (40, 25);
+    ArrayD::from_shape_fn(IxDyn(&[k, n]), |i| {
+        let idx = i[0] * n + i[1];
+        if (idx * 37) % (k * n) < zeros {
+            zp
+        } else {
+            zp + 1 + (idx % 7) as i8
+        }
+    })
+}
+
+/// Sparse steps, summed over a `QLinearMatMul` (weight zero point 3, so its "zeros"
+/// are 3s) and a `MatMulInteger` (no zero point) whose weights have `zeros` of 1000
+/// entries equal to the zero point, planned under `SparseMode::Auto`; each model's
+/// outputs are checked bit for bit against `SparseMode::Dense`.
+fn auto_sparse_steps(zeros: usize) -> usize {
+    let (m, k, n) = (7, 40, 25);
+    let a = Tensor::U8(ArrayD::from_shape_fn(IxDyn(&[m, k]), |i| {
+        ((i[0] * 31 + i[1] * 17) % 256) as u8
+    }));
+    let qlinear = ModelBuilder::new(13)
+        .input(vi("a", DType::U8, &[m, k]))
+        .initializer("a_scale", Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 0.02)))
+        .initializer("a_zp", Tensor::U8(ArrayD::from_elem(IxDyn(&[]), 120)))
+        .initializer("b", Tensor::I8(weight(zeros, 3)))
+        .initializer("b_scale", Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 0.01)))
+        .initializer("b_zp", Tensor::I8(ArrayD::from_elem(IxDyn(&[]), 3)))
+        .initializer("y_scale", Tensor::F32(ArrayD::from_elem(IxDyn(&[]), 0.03)))
+        .initializer("y_zp", Tensor::U8(ArrayD::from_elem(IxDyn(&[]), 128)))
+        .node(Node::new(
+            "QLinearMatMul",
+            &[
+                "a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp",
+            ],
+            &["y"],
+        ))
+        .output(vi("y", DType::U8, &[m, n]))
+        .build()
+        .unwrap();
+    let integer = ModelBuilder::new(13)
+        .input(vi("a", DType::U8, &[m, k]))
+        .initializer("b", Tensor::I8(weight(zeros, 0)))
+        .node(Node::new("MatMulInteger", &["a", "b"], &["y"]))
+        .output(vi("y", DType::I32, &[m, n]))
+        .build()
+        .unwrap();
+    let registry = edgeml_quant::onnx::registry();
+    let mut steps = 0;
+    for (name, model) in [("QLinearMatMul", &qlinear), ("MatMulInteger", &integer)] {
+        let plan = |mode| {
+            let opts = PlanOptions::with_threads(1).with_sparse(mode);
+            Plan::with_registry(model, opts, &registry).unwrap()
+        };
+        let (auto, dense) = (plan(SparseMode::Auto), plan(SparseMode::Dense));
+        assert_eq!(dense.sparse_steps(), 0, "{name}");
+        let run = |p: &Plan| p.run(&[("a", a.clone())]).unwrap().remove(0).1;
+        assert_eq!(
+            run(&auto),
+            run(&dense),
+            "{name}, {zeros}/1000 zeros: Auto gives the dense outputs"
+        );
+        steps += auto.sparse_steps();
+    }
+    steps
+}
+
+/// `SparseMode::Auto` on INT8 weights: sparse on `avx2` from 95 % zeros (checked in a
+/// child process forced to `avx2`, as `EDGEML_KERNELS` is read once per process),
+/// dense below, and dense at any share of zeros on this process's default path unless
+/// that is `avx2`.
+#[test]
+fn auto_runs_int8_sparse_on_avx2_from_95_percent_zeros() {
+    if std::env::var_os(AUTO_CHILD).is_some() {
+        assert_eq!(
+            Isa::selected(),
+            Isa::Avx2,
+            "the child runs on the avx2 path"
+        );
+        assert_eq!(auto_sparse_steps(960), 2, "96 % zeros on avx2: sparse");
+        assert_eq!(auto_sparse_steps(950), 2, "95 % zeros on avx2: sparse");
+        assert_eq!(auto_sparse_steps(940), 0, "94 % zeros on avx2: dense");
+        assert_eq!(auto_sparse_steps(500), 0, "50 % zeros on avx2: dense");
+        println!("avx2 child: Auto sparse from 95 % zeros");
+        return;
+    }
+    let isa = Isa::selected();
+    let want = if isa == Isa::Avx2 { 2 } else { 0 };
+    assert_eq!(auto_sparse_steps(960), want, "96 % zeros on {isa}");
+    assert_eq!(auto_sparse_steps(500), 0, "50 % zeros on {isa}");
+    eprintln!("default INT8 path {isa}: Auto ran {want} of 2 96 %-zero weights sparse");
+    if !Isa::Avx2.is_available() {
+        eprintln!("SKIP: this CPU has no AVX2, Auto's avx2 rule is not exercised here");
+        return;
+    }
+    let name = "auto_runs_int8_sparse_on_avx2_from_95_percent_zeros";
+    let exe = std::env::current_exe().expect("path of this test binary");
+    let out = std::process::Command::new(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("EDGEML_KERNELS", "avx2")
+        .env(AUTO_CHILD, "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the avx2 child failed or did not run the test; status {:?}\nstdout: {stdout}\n\
+         stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libtest prints the child's line after "test … ... ".
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("avx2 child").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("the child ran its avx2 checks: {stdout}"));
+    eprintln!("{line}");
 }

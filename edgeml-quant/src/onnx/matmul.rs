@@ -4,10 +4,13 @@
 //! A: `[..., M, K]`, B: `[..., K, N]` with numpy broadcasting of the batch dimensions (a
 //! 1-D operand gains and then loses a unit dimension, as numpy's `matmul`). A 2-D B
 //! that is constant at plan time (with a constant zero point) is prepared once: packed
-//! for the dense GEMM, or, with `SparseMode::Sparse`, compressed for the sparse
-//! product of [`crate::sparse`], whose outputs are bit-identical. `SparseMode::Auto`
-//! keeps INT8 weights dense: on the measured AVX-512 VNNI path the dense GEMM was
-//! faster at every share of zeros up to 95 % (BENCHMARKS.md, "Sparse INT8 GEMM").
+//! for the dense GEMM, or compressed for the sparse product of [`crate::sparse`], whose
+//! outputs are bit-identical. `SparseMode::Sparse` always compresses it, `Dense` never;
+//! `SparseMode::Auto` (the default) asks [`crate::sparse::prefer_sparse_int8`] with the
+//! selected kernel path ([`crate::Isa::selected`], the one both forms are prepared for)
+//! and the weight's entries equal to their zero point: sparse on `avx2` from 95 % of
+//! them, dense on every other path, where the dense GEMM was faster (VNNI, measured up
+//! to 99 %) or no measurement exists (BENCHMARKS.md, "Sparse INT8 GEMM").
 //! When B is 2-D, all of A's batch rows go through one GEMM call.
 
 use super::params::{
@@ -16,7 +19,7 @@ use super::params::{
 use super::qdq::dynamic_params;
 use super::{gemm_options, get, input, kernel_err};
 use crate::sparse::{self, SparseB};
-use crate::{Dequant, PackedB, QElem, Requant, ZeroPoints, gemm_f32, gemm_i32, gemm_requant};
+use crate::{Dequant, Isa, PackedB, QElem, Requant, ZeroPoints, gemm_f32, gemm_i32, gemm_requant};
 use edgeml_onnx::ops::attr::{Attrs, describe, invalid, unsupported};
 use edgeml_onnx::ops::util::broadcast_shapes;
 use edgeml_onnx::{BuildContext, Error, Node, Operator, Result, SparseMode, Tensor};
@@ -153,7 +156,8 @@ pub(super) fn build_qgemm(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
 
 /// Prepares a 2-D B (`[K, N]`, or `[N, K]` when `trans`) with its zero points: packed
 /// for the dense GEMM, or compressed for the sparse product when `mode` is
-/// `SparseMode::Sparse` (`Auto` stays dense, see the module notes).
+/// `SparseMode::Sparse`, or `Auto` and [`sparse::prefer_sparse_int8`] says so for the
+/// selected kernel path (see the module notes).
 fn pack_b(
     node: &Node,
     b: &Tensor,
@@ -185,7 +189,15 @@ fn pack_b(
             ZeroPoints::PerColumn(&z)
         };
         let err = |e| kernel_err(node, e);
-        if mode == SparseMode::Sparse {
+        let use_sparse = match mode {
+            SparseMode::Sparse => true,
+            SparseMode::Auto => {
+                let zeros = sparse::offset_zeros(b2, zps).map_err(err)?;
+                sparse::prefer_sparse_int8(Isa::selected(), b2.nrows(), n, zeros)
+            }
+            _ => false,
+        };
+        if use_sparse {
             return SparseB::new(b2, zps).map(Weights::Sparse).map_err(err);
         }
         PackedB::new(b2, zps).map(Weights::Dense).map_err(err)
