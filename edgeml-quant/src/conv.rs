@@ -65,7 +65,7 @@ pub struct PackedConv {
     kw: usize,
     isa: Isa,
     kind: Kind,
-    /// The channel-major direct kernel's weights (paths that have it, unit W stride).
+    /// The channel-major direct kernel's weights (paths that have it, W stride 1 or 2).
     direct: Option<DirectW>,
     /// `amx`'s implicit-GEMM weights (dense, unit W stride, `C_in/g` a multiple of 64,
     /// `K = kH·kW·C_in/g ≥ 256`, symmetric weights); preferred over `direct` when
@@ -159,7 +159,7 @@ impl PackedConv {
         };
         let direct = (matches!(kind, Kind::Gemm(_))
             && direct::has_direct(isa)
-            && params.strides[1] == 1
+            && matches!(params.strides[1], 1 | 2)
             && c_in_g > 0)
             .then(|| DirectW::new(isa, w, &zp, g));
         #[cfg(target_arch = "x86_64")]

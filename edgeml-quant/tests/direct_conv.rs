@@ -178,7 +178,8 @@ proptest! {
 
 /// The benchmark shapes' structure at a size that crosses tiles and output rows:
 /// 3×3 pad 1 (flat tiles with the two garbage columns), 1×1 (one contiguous plane),
-/// stride 2 vertically (row tiles), 40 output channels (a partial 8-channel block).
+/// stride 2 vertically (row tiles), 40 output channels (a partial 8-channel block),
+/// stride 2 horizontally (the image stored as two column phases).
 #[test]
 fn direct_tile_edges() {
     let cases = [
@@ -186,6 +187,11 @@ fn direct_tile_edges() {
         ([1, 1], [1, 1], [0, 0, 0, 0], 12, 40, 9, 41),
         ([3, 3], [2, 1], [1, 2, 0, 1], 8, 17, 19, 70),
         ([3, 1], [1, 1], [2, 0, 2, 0], 5, 9, 33, 3),
+        // Horizontal stride 2: the two column phases (odd and even padded widths).
+        ([3, 3], [2, 2], [1, 1, 1, 1], 12, 20, 17, 29),
+        ([3, 3], [1, 2], [0, 1, 2, 0], 9, 11, 13, 30),
+        ([1, 1], [2, 2], [0, 0, 0, 0], 16, 24, 14, 15),
+        ([7, 7], [2, 2], [3, 3, 3, 3], 3, 10, 21, 22),
     ];
     for (k, s, pads, cig, cog, h, w) in cases {
         let c = Case {
@@ -258,7 +264,8 @@ fn empty_reduction_and_single_pixel() {
 /// Planes of at least 768 pixels with symmetric weights, on two and three threads: the
 /// direct kernel cuts the output rows into bands and builds each band's padded rows
 /// (halo included) on its own. Bands that start in the top padding, end in the bottom
-/// padding or lie wholly inside a large bottom pad; stride 2 and dilation 2 vertically.
+/// padding or lie wholly inside a large bottom pad; stride 2 and dilation 2 vertically,
+/// stride 2 and dilation 2 horizontally.
 #[test]
 fn direct_row_bands() {
     let cases = [
@@ -267,6 +274,9 @@ fn direct_row_bands() {
         ([3, 3], [2, 1], [1, 0, 2, 1], [1, 1], 5, 12, 61, 33),
         ([3, 1], [1, 1], [0, 0, 9, 0], [2, 1], 4, 10, 24, 40),
         ([5, 3], [1, 1], [4, 1, 4, 1], [1, 1], 3, 8, 25, 31),
+        ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 8, 16, 64, 57),
+        ([1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 16, 12, 60, 64),
+        ([3, 3], [1, 2], [1, 0, 1, 1], [1, 2], 4, 9, 30, 61),
     ];
     for (k, s, pads, d, cig, cog, h, w) in cases {
         for threads in [2, 3] {

@@ -230,6 +230,7 @@ fn direct_all<T: QElem>(
         kh: w.kh,
         kw: w.kw,
         sh: p.strides[0],
+        sw: p.strides[1],
         dil: p.dilations,
         pads: p.pads,
         oh,

@@ -118,6 +118,11 @@ pub(crate) struct DGeom {
     pub(crate) kh: usize,
     pub(crate) kw: usize,
     pub(crate) sh: usize,
+    /// Horizontal stride, 1 or 2. Stride 2 (either way) stores the padded image as
+    /// phases: even and odd padded rows (vertical stride 2), even and odd padded
+    /// columns (horizontal stride 2), so that the pixels a tap reads for consecutive
+    /// outputs are consecutive again and tiles run over whole stored rows.
+    pub(crate) sw: usize,
     pub(crate) dil: [usize; 2],
     /// `[top, left, bottom, right]`.
     pub(crate) pads: [usize; 4],
@@ -132,6 +137,35 @@ impl DGeom {
     fn wp(&self) -> usize {
         self.w + self.pads[1] + self.pads[3]
     }
+    /// Row phases: 2 for a vertical stride of 2, else 1 (rows stored as they are).
+    fn rph(&self) -> usize {
+        if self.sh == 2 { 2 } else { 1 }
+    }
+    /// The vertical stride within the stored rows.
+    fn row_step(&self) -> usize {
+        self.sh / self.rph()
+    }
+    /// Pixels per stored row: the padded width, or one column phase of it.
+    fn pitch(&self) -> usize {
+        self.wp().div_ceil(self.sw.max(1))
+    }
+    /// Stored rows per phase.
+    fn rows(&self) -> usize {
+        self.hp().div_ceil(self.rph())
+    }
+    /// Pixels (4-byte groups) per stored channel-quad plane, all phases.
+    fn plane_px(&self) -> usize {
+        self.rph() * self.sw * self.rows() * self.pitch()
+    }
+    /// Where padded pixel `(y, x)` is stored, in pixels from the plane's start.
+    fn at(&self, y: usize, x: usize) -> usize {
+        let phase = (y % self.rph()) * self.sw + x % self.sw;
+        (phase * self.rows() + y / self.rph()) * self.pitch() + x / self.sw
+    }
+    /// Byte offset of kernel tap `t` (row-major over `kh × kw`) from a lane's pixel.
+    fn tap_offset(&self, t: usize) -> usize {
+        self.at((t / self.kw) * self.dil[0], (t % self.kw) * self.dil[1]) * 4
+    }
     /// Bytes of the padded input for `planes` channel quads, if within the limit.
     fn bytes(&self, planes: usize) -> Option<usize> {
         let hp = self
@@ -142,22 +176,29 @@ impl DGeom {
             .w
             .checked_add(self.pads[1])?
             .checked_add(self.pads[3])?;
+        if !matches!(self.sw, 1 | 2) {
+            return None;
+        }
+        let r = self.rph();
         let b = hp
-            .checked_mul(wp)?
+            .div_ceil(r)
+            .checked_mul(r)?
+            .checked_mul(wp.div_ceil(self.sw) * self.sw)?
             .checked_mul(planes)?
             .checked_mul(4)?
             .checked_add(SLACK)?;
         (b <= MAX_BYTES).then_some(b)
     }
-    /// Flat tiles (over the padded width) when the stride is 1 and they cost less.
+    /// Flat tiles (over the stored rows) when the vertical stride is 1 and they cost
+    /// less.
     fn flat(&self) -> bool {
-        let wp = self.wp();
-        self.sh == 1
-            && ((self.oh - 1) * wp + self.ow).div_ceil(NR) <= self.oh * self.ow.div_ceil(NR)
+        let pitch = self.pitch();
+        self.row_step() == 1
+            && ((self.oh - 1) * pitch + self.ow).div_ceil(NR) <= self.oh * self.ow.div_ceil(NR)
     }
     fn tiles(&self) -> usize {
         if self.flat() {
-            ((self.oh - 1) * self.wp() + self.ow).div_ceil(NR)
+            ((self.oh - 1) * self.pitch() + self.ow).div_ceil(NR)
         } else {
             self.oh * self.ow.div_ceil(NR)
         }
@@ -179,7 +220,7 @@ pub(crate) struct Seg {
 
 /// Input pixel offset of lane 0 and the store segments of tile `t`.
 fn tile_segs(geo: &DGeom, flat: bool, t: usize, segs: &mut [Seg; NR + 1]) -> (usize, usize) {
-    let wp = geo.wp();
+    let wp = geo.pitch();
     if flat {
         let f0 = t * NR;
         let mut n = 0;
@@ -212,7 +253,7 @@ fn tile_segs(geo: &DGeom, flat: bool, t: usize, segs: &mut [Seg; NR + 1]) -> (us
             hi: (geo.ow - ox0).min(NR) as u32,
             off: (oy * geo.ow + ox0) as isize,
         };
-        (oy * geo.sh * wp + ox0, 1)
+        (oy * geo.row_step() * wp + ox0, 1)
     }
 }
 
@@ -548,11 +589,8 @@ fn region(
         return false;
     };
     let xb = build_input(src, geo, (dw.groups, dw.cq), bytes, scratch, threads);
-    let (hp, wp) = (geo.hp(), geo.wp());
-    let plane4 = hp * wp * 4;
-    let toff: Vec<usize> = (0..geo.kh * geo.kw)
-        .map(|t| ((t / geo.kw) * geo.dil[0] * wp + (t % geo.kw) * geo.dil[1]) * 4)
-        .collect();
+    let plane4 = geo.plane_px() * 4;
+    let toff: Vec<usize> = (0..geo.kh * geo.kw).map(|t| geo.tap_offset(t)).collect();
     let c_out = dw.groups * dw.cog;
     let flat = geo.flat();
     let ntiles = geo.tiles();
@@ -620,11 +658,11 @@ fn pixel_sums(
     cq: usize,
     toff: &[usize],
 ) -> Vec<i32> {
-    let (hp, wp) = (geo.hp(), geo.wp());
-    let n = hp * wp + SLACK / 4;
+    let px = geo.plane_px();
+    let n = px + SLACK / 4;
     let mut p = vec![0i32; n];
     for q in 0..cq {
-        let pl = &xg[q * hp * wp * 4..];
+        let pl = &xg[q * px * 4..];
         for (i, v) in p.iter_mut().enumerate() {
             let px = &pl[i * 4..i * 4 + 4];
             *v = px.iter().fold(*v, |a, &b| a.wrapping_add(i32::from(b)));
@@ -672,7 +710,15 @@ fn build_input<'o>(
     let whole = pl == 0 && pr == 0;
     // One plane of 4 channels at a time, each written whole (padding included, since
     // the buffer is reused), the planes split over the threads for large images.
-    let plane_len = hp * wp * 4;
+    let plane_len = geo.plane_px() * 4;
+    let pitch = geo.pitch();
+    // Which row and column phases some tap reads (a 1×1 kernel reads only the even
+    // ones).
+    let phased = geo.rph() * geo.sw > 1;
+    let rows_read: [bool; 2] =
+        core::array::from_fn(|p| (0..geo.kh).any(|ky| (ky * geo.dil[0]) % geo.rph() == p));
+    let cols_read: [bool; 2] =
+        core::array::from_fn(|p| (0..geo.kw).any(|kx| (kx * geo.dil[1]) % geo.sw == p));
     let one_plane = |pi: usize, plane: &mut [u8]| {
         let (g, q) = (pi / cq, pi % cq);
         let src: [&[u8]; 4] = core::array::from_fn(|j| {
@@ -683,6 +729,41 @@ fn build_input<'o>(
                 &fill[..]
             }
         });
+        if phased {
+            // Each padded row is built whole, then its pixels go to their phases (a
+            // column phase past the row's end holds padding). Phases no tap reads are
+            // skipped.
+            let mut row = vec![za; geo.sw * pitch * 4];
+            for y in 0..hp {
+                if !rows_read[y % geo.rph()] {
+                    continue;
+                }
+                let interior = y >= pt && y < hp - pb;
+                if interior {
+                    let iy = y - pt;
+                    interleave4(
+                        src.map(|s| &s[iy * w..(iy + 1) * w]),
+                        xor,
+                        &mut row[pl * 4..(wp - pr) * 4],
+                    );
+                }
+                for c in (0..geo.sw).filter(|&c| cols_read[c]) {
+                    let d = &mut plane[geo.at(y, c) * 4..][..pitch * 4];
+                    if !interior {
+                        d.fill(za);
+                        continue;
+                    }
+                    if geo.sw == 1 {
+                        d.copy_from_slice(&row);
+                        continue;
+                    }
+                    for (j, px) in row.chunks_exact(8).enumerate() {
+                        d[j * 4..j * 4 + 4].copy_from_slice(&px[c * 4..c * 4 + 4]);
+                    }
+                }
+            }
+            return;
+        }
         plane[..pt * wp * 4].fill(za);
         plane[(hp - pb) * wp * 4..].fill(za);
         if whole {
