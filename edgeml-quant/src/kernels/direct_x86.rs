@@ -101,6 +101,14 @@ pub(crate) unsafe fn epi512(rows: usize, nv: usize, acc: &[[__m512i; V]; MR], e:
             _mm512_setzero_si512()
         }
     });
+    // The segments' lane masks and offsets, once for all rows (the stores below could
+    // alias `e.segs` as far as the compiler knows, so it would reload them per row).
+    let mut segs = [(0u64, 0isize); 4];
+    let nseg = e.segs.len().min(segs.len());
+    for (d, sg) in segs.iter_mut().zip(e.segs) {
+        *d = ((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
+    }
+    let segs = &segs[..if e.segs.len() <= 4 { nseg } else { 0 }];
     for (r, a) in acc.iter().enumerate().take(rows) {
         let oc = e.oc0 + r;
         let ct = _mm512_set1_epi32(e.ct[oc]);
@@ -127,13 +135,19 @@ pub(crate) unsafe fn epi512(rows: usize, nv: usize, acc: &[[__m512i; V]; MR], e:
                     };
                 }
                 let base = e.out.wrapping_add(oc * e.plane);
-                for sg in e.segs {
-                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
+                let store = |mask: u64, off: isize| {
                     // SAFETY: the unmasked lanes `lo..hi` land inside channel oc's plane
                     // (segment contract); masked-off lanes are not accessed.
-                    unsafe {
-                        _mm512_mask_storeu_epi8(base.wrapping_offset(sg.off).cast(), mask, y)
-                    };
+                    unsafe { _mm512_mask_storeu_epi8(base.wrapping_offset(off).cast(), mask, y) };
+                };
+                if segs.is_empty() {
+                    for sg in e.segs {
+                        store((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
+                    }
+                } else {
+                    for &(mask, off) in segs {
+                        store(mask, off);
+                    }
                 }
             }
             None => {
