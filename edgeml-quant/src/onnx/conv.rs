@@ -250,7 +250,7 @@ impl QConv {
                         b.len()
                     )));
                 }
-                Some(b.iter().copied().collect())
+                Some(super::params::elements(b))
             }
             Some(other) => {
                 return Err(invalid(

@@ -267,12 +267,12 @@ impl QMatMul {
         let (bias, fbias) = match bias_t {
             None => (None, None),
             Some(Tensor::I32(c)) => {
-                let c: Vec<i32> = c.iter().copied().collect();
+                let c: Vec<i32> = super::params::elements(c);
                 check_count(node, c.len(), n, "bias values")?;
                 (Some(if c.len() == n { c } else { vec![c[0]; n] }), None)
             }
             Some(Tensor::F32(c)) if self.kind != Kind::QLinear => {
-                let c: Vec<f32> = c.iter().copied().collect();
+                let c: Vec<f32> = super::params::elements(c);
                 check_count(node, c.len(), n, "bias values")?;
                 (None, Some(if c.len() == n { c } else { vec![c[0]; n] }))
             }

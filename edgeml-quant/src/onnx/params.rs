@@ -11,10 +11,17 @@ pub(super) fn scales(node: &Node, inputs: &[Option<&Tensor>], i: usize) -> Resul
     scales_of(node, input(node, inputs, i)?, i)
 }
 
+/// The elements of `a` in logical order: one copy for a contiguous array (every
+/// tensor the runtime hands an operator), the element iterator otherwise.
+pub(super) fn elements<T: Clone>(a: &ndarray::ArrayD<T>) -> Vec<T> {
+    a.as_slice()
+        .map_or_else(|| a.iter().cloned().collect(), <[T]>::to_vec)
+}
+
 /// [`scales`] for a tensor already in hand (input `i` of `node`).
 pub(super) fn scales_of(node: &Node, t: &Tensor, i: usize) -> Result<Vec<f32>> {
     let v: Vec<f32> = match t {
-        Tensor::F32(a) => a.iter().copied().collect(),
+        Tensor::F32(a) => elements(a),
         Tensor::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
         other => {
             return Err(Error::InvalidInput(format!(
@@ -85,8 +92,8 @@ pub(super) fn zero_points_of(node: &Node, t: &Tensor, i: usize) -> Result<Zp> {
         ));
     }
     let zp = match t {
-        Tensor::U8(a) => Zp::U8(a.iter().copied().collect()),
-        Tensor::I8(a) => Zp::I8(a.iter().copied().collect()),
+        Tensor::U8(a) => Zp::U8(elements(a)),
+        Tensor::I8(a) => Zp::I8(elements(a)),
         other => {
             return Err(unsupported(
                 node,
