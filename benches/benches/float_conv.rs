@@ -1,6 +1,7 @@
 //! Convolution building blocks, single-threaded: the conv GEMM driver (B packed block by
 //! block, bias in the tile epilogue) against plain `sgemm` plus a separate bias pass, and
-//! the direct depthwise kernel per ISA (the scalar twin is the baseline in each group).
+//! the direct depthwise kernel per ISA on single planes and on whole MobileNetV3 /
+//! EfficientNet layers (the scalar twin is the baseline in each group).
 //!
 //! Run: `cargo bench -p edgeml-benches --bench float_conv`
 #![allow(missing_docs)]
@@ -121,5 +122,66 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Whole depthwise layers of MobileNetV3-large and EfficientNet-B0, one plane per
+/// channel as the operator runs them: `(channels, input size, kernel, stride)`, padding
+/// `kernel / 2`.
+fn bench_mobile(c: &mut Criterion) {
+    let mut g = c.benchmark_group("depthwise_mobile");
+    g.sample_size(20);
+    g.warm_up_time(std::time::Duration::from_secs(1));
+    g.measurement_time(std::time::Duration::from_secs(3));
+    let layers = [
+        (72usize, 56usize, 3usize, 1usize),
+        (64, 112, 3, 2),
+        (72, 56, 5, 2),
+        (120, 28, 5, 1),
+        (480, 14, 3, 1),
+        (960, 7, 5, 1),
+    ];
+    for &(ch, h, k, s) in &layers {
+        let p = k / 2;
+        let o = (h + 2 * p - k) / s + 1;
+        let geo = DepthwiseGeo {
+            h,
+            w: h,
+            oh: o,
+            ow: o,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pt: p,
+            pl: p,
+        };
+        let x = data(ch * h * h);
+        let w = data(ch * k * k);
+        let mut out = vec![0.0f32; ch * o * o];
+        let mut scratch = kernels::DepthwiseScratch::default();
+        g.throughput(Throughput::Elements((2 * k * k * o * o * ch) as u64));
+        for isa in kernels::available_isas() {
+            let id = BenchmarkId::new(isa.name(), format!("{ch}x{h}x{h}_k{k}s{s}"));
+            g.bench_function(id, |bench| {
+                bench.iter(|| {
+                    let planes = out.chunks_exact_mut(o * o);
+                    for (q, op) in planes.enumerate() {
+                        kernels::depthwise_plane(
+                            isa,
+                            &x[q * h * h..][..h * h],
+                            &w[q * k * k..][..k * k],
+                            0.5,
+                            &geo,
+                            &mut scratch,
+                            black_box(op),
+                        );
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_mobile);
 criterion_main!(benches);

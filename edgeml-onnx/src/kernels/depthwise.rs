@@ -9,13 +9,17 @@
 //! NEON is aarch64's baseline), so the loops are vectorised by the compiler.
 //!
 //! With AVX-512, dilation-1 planes with a column stride of 1 or 2 (every depthwise
-//! layer of the MobileNet/ShuffleNet family) skip the phase planes: each output row
-//! is accumulated 16 columns per register straight from the input, the padding read
-//! as zero through masked loads (`direct_avx512`). Same operations, same order: the
-//! results are bit-identical to the phase-plane path, NaN/±Inf included.
+//! layer of the MobileNet/EfficientNet/ShuffleNet family) skip the phase planes and are
+//! read straight from the input, the padding read as zero through masked loads; 3×3 and
+//! 5×5 kernels load each input row once for all the output rows that read it
+//! (`depthwise/x86.rs`). Same operations, same order: the results are bit-identical to
+//! the phase-plane path, NaN/±Inf included.
 #![allow(unsafe_code)]
 
 use super::Isa;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// The geometry of a 2-D depthwise convolution (a 1-D one has `h = oh = kh = 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,129 +137,13 @@ unsafe fn plane_avx512(
     scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
-    if direct_suits(g) {
+    if x86::suits(g) {
         // SAFETY: AVX-512F is enabled here; the slices were checked against `g` by
         // `depthwise_plane`.
-        unsafe { direct_avx512(x, w, bias, g, out) };
+        unsafe { x86::plane(x, w, bias, g, out) };
         return;
     }
     plane(x, w, bias, g, scratch, out, true)
-}
-
-/// Widest kernel the direct path takes (its per-tap masks live in an array).
-#[cfg(target_arch = "x86_64")]
-const DIRECT_MAX_KW: usize = 8;
-
-/// Dilation-1 planes with a column stride of 1 or 2 skip the padded copy:
-/// [`direct_avx512`].
-#[cfg(target_arch = "x86_64")]
-fn direct_suits(g: &DepthwiseGeo) -> bool {
-    (g.sw == 1 || g.sw == 2) && g.dh == 1 && g.dw == 1 && g.kw <= DIRECT_MAX_KW
-}
-
-/// Dilation-1 depthwise plane read straight from `x`: every output row is cut into
-/// runs of 16 columns, each accumulated in one register as `bias`, then `w·x` per tap
-/// in row-major kernel order (separate multiply and add), padded positions read as
-/// zero through masked loads (column stride 2: two masked loads of 32 consecutive
-/// columns and one even-lane permute). The same operations in the same order as
-/// [`plane`] on the zero-padded phase planes, so the results are bit-identical
-/// (including `w·0 = NaN` for an infinite weight over the padding), without the copy
-/// into and out of the scratch that dominates small planes.
-///
-/// # Safety
-/// The CPU must support AVX-512F; `g` must be valid and [`direct_suits`] it,
-/// `x.len() ≥ h·w`, `wts.len() ≥ kh·kw`, `out.len() ≥ oh·ow`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn direct_avx512(x: &[f32], wts: &[f32], bias: f32, g: &DepthwiseGeo, out: &mut [f32]) {
-    // SAFETY: forwarded from the caller; 3×3 gets fully unrolled tap loops.
-    unsafe {
-        match (g.kh, g.kw, g.sw) {
-            (3, 3, 1) => direct_body::<3, 3, 1>(x, wts, bias, g, out),
-            (3, 3, 2) => direct_body::<3, 3, 2>(x, wts, bias, g, out),
-            (_, _, 1) => direct_body::<0, 0, 1>(x, wts, bias, g, out),
-            _ => direct_body::<0, 0, 2>(x, wts, bias, g, out),
-        }
-    }
-}
-
-/// [`direct_avx512`] with the kernel size `KH × KW` (`0`: taken from `g`) and the
-/// column stride `SW` fixed at compile time.
-///
-/// # Safety
-/// As [`direct_avx512`]; a nonzero `KH`/`KW` must equal `g.kh`/`g.kw`, `SW` `g.sw`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn direct_body<const KH: usize, const KW: usize, const SW: usize>(
-    x: &[f32],
-    wts: &[f32],
-    bias: f32,
-    g: &DepthwiseGeo,
-    out: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let kh = if KH == 0 { g.kh } else { KH };
-    let kw = if KW == 0 { g.kw } else { KW };
-    assert!(kh == g.kh && kw == g.kw && kw <= DIRECT_MAX_KW && SW == g.sw);
-    assert!(SW == 1 || SW == 2);
-    let (h, w, pt, pl) = (g.h as isize, g.w as isize, g.pt as isize, g.pl as isize);
-    let vb = _mm512_set1_ps(bias);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let wts = &wts[..kh * kw];
-    let out = &mut out[..g.oh * g.ow];
-    let x = &x[..g.h * g.w];
-    for c0 in (0..g.ow).step_by(16) {
-        let n = (g.ow - c0).min(16);
-        let omask = ((1u32 << n) - 1) as u16;
-        // Per kernel column j: position q (lane q, or q/2 with stride 2) reads input
-        // column start + q, loaded (mask bit set) when that column exists; stride 1
-        // also stops at the n stored lanes.
-        let mut starts = [0isize; DIRECT_MAX_KW];
-        let mut masks = [0u32; DIRECT_MAX_KW];
-        for j in 0..kw {
-            let start = (SW * c0) as isize + j as isize - pl;
-            let span = if SW == 1 { n as isize } else { 32 };
-            let lo = (-start).clamp(0, span);
-            let hi = (w - start).clamp(0, span);
-            starts[j] = start;
-            masks[j] = if lo < hi {
-                (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
-            } else {
-                0
-            };
-        }
-        for r in 0..g.oh {
-            let mut acc = vb;
-            for i in 0..kh {
-                let ir = (r * g.sh + i) as isize - pt;
-                // Rows outside the input load nothing (all-zero masks): no branches.
-                let rm = if ir >= 0 && ir < h { u32::MAX } else { 0 };
-                for j in 0..kw {
-                    let m = masks[j] & rm;
-                    let p = x.as_ptr().wrapping_offset(ir * w + starts[j]);
-                    // SAFETY: a set mask bit q means 0 ≤ starts[j] + q < w and 0 ≤ ir < h,
-                    // so that lane reads x[ir·w + starts[j] + q] inside `x`; masked-off
-                    // lanes are not accessed (the pointers themselves may lie outside
-                    // `x`, computed with wrapping arithmetic, never dereferenced there).
-                    let v = unsafe {
-                        if SW == 1 {
-                            _mm512_maskz_loadu_ps(m as u16, p)
-                        } else {
-                            let a = _mm512_maskz_loadu_ps(m as u16, p);
-                            let b = _mm512_maskz_loadu_ps((m >> 16) as u16, p.wrapping_add(16));
-                            _mm512_permutex2var_ps(a, even, b)
-                        }
-                    };
-                    let wv = _mm512_set1_ps(wts[i * kw + j]);
-                    acc = _mm512_add_ps(acc, _mm512_mul_ps(wv, v));
-                }
-            }
-            assert!(r * g.ow + c0 + n <= out.len());
-            // SAFETY: lanes < n write out[r·ow + c0 ..][..n], in bounds (asserted).
-            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * g.ow + c0), omask, acc) };
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -324,7 +212,11 @@ unsafe fn taps_avx512(ph: &[f32], taps: &[(usize, f32)], bias: f32, acc: &mut [f
     }
 }
 
-/// Kernels up to 7×7 take the register-blocked loop.
+/// Outputs per register block of the portable tap loop (four AVX2 or eight NEON
+/// registers).
+const BLOCK: usize = 32;
+
+/// Kernels up to 7×7 take the register-blocked AVX-512 loop.
 #[cfg(target_arch = "x86_64")]
 const MAX_TAPS: usize = 49;
 
@@ -393,7 +285,6 @@ fn plane(
     let offs = &scratch.offs;
     let tap = |t: usize| (offs[t], wts[t]);
     let ntaps = g.kh * g.kw;
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if ntaps <= MAX_TAPS && avx512 && Isa::Avx512.is_available() {
@@ -409,7 +300,21 @@ fn plane(
         // and only the first `done = flat` positions are touched.
         unsafe { taps_avx512(ph, taps, bias, acc, done) };
     }
-    // The rest (all of it without AVX-512): one pass per tap, bias first.
+    // Without AVX-512: blocks of `BLOCK` outputs accumulated over every tap in
+    // registers (the compiler vectorises the fixed-size block for the ISA the function
+    // is compiled for), then one pass per tap over the remainder; bias first either way.
+    let blocked = done + (flat - done) / BLOCK * BLOCK;
+    for c0 in (done..blocked).step_by(BLOCK) {
+        let mut r = [bias; BLOCK];
+        for t in 0..ntaps {
+            let (off, wv) = tap(t);
+            for (d, &s) in r.iter_mut().zip(&ph[off + c0..][..BLOCK]) {
+                *d += wv * s;
+            }
+        }
+        acc[c0..c0 + BLOCK].copy_from_slice(&r);
+    }
+    done = blocked;
     let rest = &mut acc[done..flat];
     rest.fill(bias);
     for t in 0..ntaps {

@@ -154,7 +154,7 @@ proptest! {
 
     #[test]
     fn depthwise_isas_bit_identical_with_specials(
-        h in 1usize..20, w in 1usize..40, kh in 1usize..5, kw in 1usize..5,
+        h in 1usize..20, w in 1usize..40, kh in 1usize..7, kw in 1usize..7,
         stride in 1usize..3, pads in prop::array::uniform4(0usize..3),
         specials in prop::collection::vec((0usize..3000, 0usize..4), 0..4),
         seed in any::<u64>(),
@@ -166,6 +166,31 @@ proptest! {
             h, w, oh, ow, kh, kw, sh: stride, sw: stride, dh: 1, dw: 1, pt: pads[0], pl: pads[1],
         };
         check_depthwise_bits(g, seed, &specials);
+    }
+
+    /// The square 3×3 and 5×5 kernels the direct AVX-512 path specialises, every
+    /// stride pair, asymmetric pads up to `k − 1`, planes from 1×1 up to rows several
+    /// register blocks wide.
+    #[test]
+    fn depthwise_square_kernels_all_paths(
+        k in prop::sample::select(vec![3usize, 5]), sh in 1usize..3, sw in 1usize..3,
+        h in 1usize..13,
+        w in prop::sample::select(vec![1usize, 2, 3, 5, 7, 15, 16, 17, 31, 33, 48, 57, 70, 100]),
+        pads in prop::array::uniform4(0usize..5),
+        specials in prop::collection::vec((0usize..3000, 0usize..4), 0..3),
+        seed in any::<u64>(),
+    ) {
+        let pads = pads.map(|p| p % k);
+        let oh = out_dim(h, k, sh, 1, pads[0], pads[2]);
+        let ow = out_dim(w, k, sw, 1, pads[1], pads[3]);
+        prop_assume!(oh > 0 && ow > 0);
+        let g = DepthwiseGeo {
+            h, w, oh, ow, kh: k, kw: k, sh, sw, dh: 1, dw: 1, pt: pads[0], pl: pads[1],
+        };
+        check_depthwise_bits(g, seed, &specials);
+        for isa in available_isas() {
+            check_depthwise(isa, g, seed);
+        }
     }
 
     #[test]
@@ -204,15 +229,26 @@ fn sgemm_packed_b_parallel_and_large() {
 #[test]
 fn depthwise_common_shapes() {
     for isa in available_isas() {
-        for (h, s, p) in [(28, 1, 1), (56, 2, 1), (7, 1, 1), (112, 2, 0), (14, 2, 1)] {
-            let o = out_dim(h, 3, s, 1, p, p);
+        for (h, k, s, p) in [
+            (28, 3, 1, 1),
+            (56, 3, 2, 1),
+            (7, 3, 1, 1),
+            (112, 3, 2, 0),
+            (14, 3, 2, 1),
+            (56, 5, 2, 2),
+            (28, 5, 1, 2),
+            (7, 5, 1, 2),
+            (1, 3, 1, 1),
+            (2, 5, 1, 2),
+        ] {
+            let o = out_dim(h, k, s, 1, p, p);
             let g = DepthwiseGeo {
                 h,
                 w: h,
                 oh: o,
                 ow: o,
-                kh: 3,
-                kw: 3,
+                kh: k,
+                kw: k,
                 sh: s,
                 sw: s,
                 dh: 1,
