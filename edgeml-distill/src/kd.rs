@@ -7,7 +7,7 @@ use crate::ce::{CrossEntropyConfig, HardPlan};
 use crate::error::{
     Error, Result, check_finite, check_shape, check_teacher, sample_weights, weight_of,
 };
-use crate::math::{IsaBody, exp_neg, on_best_isa};
+use crate::math::{IsaBody, exp_neg, fused, on_best_isa};
 use crate::teacher::{TeacherOutput, teacher_logits};
 
 /// Options of [`Kd`]. `Default` follows PyTorch's knowledge-distillation tutorial
@@ -164,6 +164,7 @@ impl Kd {
             plan,
         };
         let e1 = ctx.plan.is_some() && t != 1.0;
+        let fused = fused();
         // each row runs compiled for the CPU's best ISA (AVX-512F, AVX2+FMA, NEON),
         // chosen at run time; the arithmetic, and so the result, is the same on all
         let row = |i: usize, zs: &[f32], zt: &[f32], g: &mut [f32], buf: &mut [f32]| {
@@ -171,6 +172,7 @@ impl Kd {
                 ctx: &ctx,
                 e1,
                 smooth,
+                fused,
                 i,
                 zs,
                 zt,
@@ -237,6 +239,7 @@ struct Row<'a, 'c> {
     ctx: &'a RowCtx<'c>,
     e1: bool,
     smooth: bool,
+    fused: bool,
     i: usize,
     zs: &'a [f32],
     zt: &'a [f32],
@@ -253,20 +256,37 @@ impl IsaBody for Row<'_, '_> {
             ctx,
             e1,
             smooth,
+            fused,
             i,
             zs,
             zt,
             g,
             buf,
         } = self;
-        match (e1, smooth) {
-            (false, false) => kd_row::<false, false>(ctx, i, zs, zt, g, buf),
-            (true, false) => kd_row::<true, false>(ctx, i, zs, zt, g, buf),
-            (false, true) => kd_row::<false, true>(ctx, i, zs, zt, g, buf),
-            (true, true) => kd_row::<true, true>(ctx, i, zs, zt, g, buf),
+        let args = (ctx, i, zs, zt, g, buf);
+        match (e1, smooth, fused) {
+            (false, false, true) => kd_row::<false, false, true>(args),
+            (true, false, true) => kd_row::<true, false, true>(args),
+            (false, true, true) => kd_row::<false, true, true>(args),
+            (true, true, true) => kd_row::<true, true, true>(args),
+            (false, false, false) => kd_row::<false, false, false>(args),
+            (true, false, false) => kd_row::<true, false, false>(args),
+            (false, true, false) => kd_row::<false, true, false>(args),
+            (true, true, false) => kd_row::<true, true, false>(args),
         }
     }
 }
+
+/// [`kd_row`]'s arguments: the context, the row index, its student and teacher logits,
+/// its gradient and `2·classes` floats of scratch.
+type RowArgs<'a, 'c> = (
+    &'a RowCtx<'c>,
+    usize,
+    &'a [f32],
+    &'a [f32],
+    &'a mut [f32],
+    &'a mut [f32],
+);
 
 /// One row: returns (hard-term loss of the row, `s_i·KL_i`) and writes the row's
 /// gradient. `buf` holds `2·classes` floats of scratch.
@@ -275,13 +295,8 @@ impl IsaBody for Row<'_, '_> {
 /// compiler vectorizes it: the exponentials are maps, the sums blocked reductions.
 /// Inlined, like its helpers, into the ISA-specific function of `on_best_isa`.
 #[inline(always)]
-fn kd_row<const E1: bool, const SMOOTH: bool>(
-    ctx: &RowCtx<'_>,
-    i: usize,
-    zs: &[f32],
-    zt: &[f32],
-    g: &mut [f32],
-    buf: &mut [f32],
+fn kd_row<const E1: bool, const SMOOTH: bool, const FUSED: bool>(
+    (ctx, i, zs, zt, g, buf): RowArgs<'_, '_>,
 ) -> (f64, f64) {
     let c = zs.len();
     let (q, p) = buf.split_at_mut(c);
@@ -289,8 +304,8 @@ fn kd_row<const E1: bool, const SMOOTH: bool>(
     let mt = row_max(zt);
     let inv_t = ctx.inv_t;
     // unnormalized softmaxes: q of z_s/T, p of z_t/T, and (E1) of z_s in g
-    exp_map(zs, ms, inv_t, q);
-    exp_map(zt, mt, inv_t, p);
+    exp_map::<FUSED>(zs, ms, inv_t, q);
+    exp_map::<FUSED>(zt, mt, inv_t, p);
     let s2 = sum_f64(q);
     let s3 = sum_f64(p);
     // T = 2 (the default): exp(z − m) = exp((z − m)/2)², one exp saved
@@ -298,7 +313,7 @@ fn kd_row<const E1: bool, const SMOOTH: bool>(
     let s1 = if square {
         reduce3(q, q, q, |x, _, _| x * x)
     } else if E1 {
-        exp_map(zs, ms, 1.0, g);
+        exp_map::<FUSED>(zs, ms, 1.0, g);
         sum_f64(g)
     } else {
         s2
@@ -362,22 +377,25 @@ fn kd_row<const E1: bool, const SMOOTH: bool>(
 
 /// `out_j = exp((z_j − m)·scale)` (`m` the row maximum, so the argument is ≤ 0).
 #[inline(always)]
-fn exp_map(z: &[f32], m: f32, scale: f32, out: &mut [f32]) {
+fn exp_map<const FUSED: bool>(z: &[f32], m: f32, scale: f32, out: &mut [f32]) {
     for (o, &x) in out.iter_mut().zip(z) {
-        *o = exp_neg((x - m) * scale);
+        *o = exp_neg::<FUSED>((x - m) * scale);
     }
 }
 
-/// Elements per block of the reductions: summed in [`LANES`] f32 lanes, blocks added
-/// in f64.
+/// Elements per block of the reductions: summed in [`LANES`] f32 lanes, the block's
+/// lanes then added into [`WIDE`] f64 lanes.
 const BLOCK: usize = 64;
-/// f32 lanes of the reductions (dividing [`BLOCK`]; [`lane_sum`]'s tree is written
-/// for 32): enough independent accumulators to hide the add latency on any vector
-/// width.
+/// f32 lanes of the reductions (dividing [`BLOCK`]): enough independent accumulators
+/// to hide the add latency on any vector width.
 const LANES: usize = 32;
+/// f64 lanes the blocks are accumulated in (half of [`LANES`]), summed by a fixed tree
+/// once per reduction, so a block costs no horizontal sum.
+const WIDE: usize = LANES / 2;
 
 /// A blocked reduction of `f(a_j, b_j, c_j)` over the common length: per block of 64,
-/// mapped and summed in 32 f32 lanes ([`block_sum`]), the blocks accumulated in f64.
+/// mapped and summed in 32 f32 lanes ([`block_sum`]), the blocks accumulated in 16 f64
+/// lanes, which are summed at the end ([`wide_sum`]).
 #[inline(always)]
 fn reduce3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
     let n = a.len().min(b.len()).min(c.len());
@@ -385,9 +403,10 @@ fn reduce3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) ->
     let (ba, ra) = a.as_chunks::<BLOCK>();
     let (bb, rb) = b.as_chunks::<BLOCK>();
     let (bc, rc) = c.as_chunks::<BLOCK>();
-    let mut total = 0.0f64;
+    let mut total = [0.0f64; WIDE];
+    let mut add = |h: [f32; WIDE]| total = std::array::from_fn(|k| total[k] + f64::from(h[k]));
     for ((xa, xb), xc) in ba.iter().zip(bb).zip(bc) {
-        total += f64::from(block_sum::<false>(xa, xb, xc, BLOCK, &f));
+        add(block_sum::<false>(xa, xb, xc, BLOCK, &f));
     }
     // the tail as one more block, zero-padded and masked (not element by element)
     if !ra.is_empty() {
@@ -397,13 +416,14 @@ fn reduce3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) ->
             x
         };
         let (xa, xb, xc) = (pad(ra), pad(rb), pad(rc));
-        total += f64::from(block_sum::<true>(&xa, &xb, &xc, ra.len(), &f));
+        add(block_sum::<true>(&xa, &xb, &xc, ra.len(), &f));
     }
-    total
+    wide_sum(&total)
 }
 
-/// `Σ_{j < len} f(a_j, b_j, c_j)` over a block: a map into a small buffer (which the
-/// compiler vectorizes: fixed-size arrays, no bounds checks) summed by [`lane_sum`].
+/// `f(a_j, b_j, c_j)` over a block, summed into [`WIDE`] f32 lanes: a map into a small
+/// buffer (which the compiler vectorizes: fixed-size arrays, no bounds checks) summed
+/// in [`LANES`] lanes (two adds per lane), whose halves are then added.
 #[inline(always)]
 fn block_sum<const MASK: bool>(
     a: &[f32; BLOCK],
@@ -411,7 +431,7 @@ fn block_sum<const MASK: bool>(
     c: &[f32; BLOCK],
     len: usize,
     f: &impl Fn(f32, f32, f32) -> f32,
-) -> f32 {
+) -> [f32; WIDE] {
     let mut tmp = [0.0f32; BLOCK];
     for k in 0..BLOCK {
         tmp[k] = f(a[k], b[k], c[k]);
@@ -419,21 +439,19 @@ fn block_sum<const MASK: bool>(
     if MASK {
         tmp[len..].fill(0.0);
     }
-    lane_sum(&tmp)
-}
-
-/// The sum of a block in [`LANES`] lanes (short dependency chains: two adds per lane),
-/// then a tree.
-#[inline(always)]
-fn lane_sum(tmp: &[f32; BLOCK]) -> f32 {
     let (lanes, _) = tmp.as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
     for l in lanes {
         acc = std::array::from_fn(|k| acc[k] + l[k]);
     }
-    let h: [f32; 16] = std::array::from_fn(|k| acc[k] + acc[k + 16]);
-    let h: [f32; 8] = std::array::from_fn(|k| h[k] + h[k + 8]);
-    let h: [f32; 4] = std::array::from_fn(|k| h[k] + h[k + 4]);
+    std::array::from_fn(|k| acc[k] + acc[k + WIDE])
+}
+
+/// The sum of the f64 lanes, by a fixed tree.
+#[inline(always)]
+fn wide_sum(x: &[f64; WIDE]) -> f64 {
+    let h: [f64; 8] = std::array::from_fn(|k| x[k] + x[k + 8]);
+    let h: [f64; 4] = std::array::from_fn(|k| h[k] + h[k + 4]);
     (h[0] + h[2]) + (h[1] + h[3])
 }
 

@@ -470,3 +470,51 @@ fn results_do_not_depend_on_the_thread_count() {
     assert!((v1.hard - ce).abs() < 1e-6 * ce, "{} vs {ce}", v1.hard);
     assert!((v1.soft - kl).abs() < 1e-6 * kl, "{} vs {kl}", v1.soft);
 }
+
+/// `Kd` checks finiteness in its rows' first pass (their maxima, 32 lanes at a time,
+/// then the tail): a bad value anywhere, on one thread or many, is reported with its
+/// index, for the student and for a teacher given as logits.
+#[test]
+fn kd_finds_non_finite_logits_anywhere() {
+    for (batch, classes) in [(3usize, 70usize), (64, 1000)] {
+        let n = batch * classes;
+        let zs: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let zt: Vec<f32> = (0..n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let y: Vec<i64> = (0..batch as i64).map(|i| i % classes as i64).collect();
+        let mut g = vec![0.0f32; n];
+        // first element, inside the 32-lane part of a middle row, last of the tail
+        for index in [0, classes + 40, n - 1] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for teacher_side in [false, true] {
+                    let (mut s, mut t) = (zs.clone(), zt.clone());
+                    let what = if teacher_side {
+                        t[index] = bad;
+                        "teacher logits"
+                    } else {
+                        s[index] = bad;
+                        "student logits"
+                    };
+                    let e = Kd::default().loss_and_grad(
+                        &s,
+                        batch,
+                        classes,
+                        &Targets::teacher(&t).with_labels(&y),
+                        &mut g,
+                    );
+                    assert!(
+                        matches!(e, Err(Error::NonFinite { what: w, index: i, .. }) if w == what && i == index),
+                        "{batch}x{classes}, {what}[{index}] = {bad}: {e:?}"
+                    );
+                }
+            }
+        }
+        let ok = Kd::default().loss_and_grad(
+            &zs,
+            batch,
+            classes,
+            &Targets::teacher(&zt).with_labels(&y),
+            &mut g,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+}
