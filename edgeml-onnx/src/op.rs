@@ -113,8 +113,10 @@ pub trait Operator: Send + Sync + std::fmt::Debug {
 
     /// Whether this operator multiplies by a constant weight with a sparse kernel, as
     /// [`crate::PlanOptions::sparse`] chose at build time (counted by
-    /// [`crate::Plan::sparse_steps`]). The default is `false`; operators registered
-    /// from other crates (the INT8 products of `edgeml-quant`) say `true` here.
+    /// [`crate::Plan::sparse_steps`]). The default is `false`; edgeml's `MatMul`,
+    /// `Gemm` and `Conv` (and the fused steps built around them) say `true` when they
+    /// chose the sparse kernel, as do operators registered from other crates (the INT8
+    /// products of `edgeml-quant`). A step that wraps other operators answers for them.
     fn runs_sparse(&self) -> bool {
         false
     }

@@ -375,20 +375,13 @@ impl Plan {
     /// How many steps of the main graph multiply by their constant weight with the
     /// sparse kernel ([`PlanOptions::sparse`]): `MatMul`, `Gemm` and `Conv` (also when
     /// fused with its activation, a residual `Add` or a channel `Concat`; such a step
-    /// counts once), and registered operators whose [`crate::Operator::runs_sparse`]
-    /// says so (`edgeml-quant`'s INT8 matrix products).
+    /// counts once), and registered operators that say so (`edgeml-quant`'s INT8
+    /// matrix products): the steps whose [`crate::Operator::runs_sparse`] is `true`.
     pub fn sparse_steps(&self) -> usize {
-        use crate::ops::nn::{conv, gemm};
         self.program
             .steps
             .iter()
-            .map(|s| s.op.as_ref())
-            .filter(|&op| {
-                op.runs_sparse()
-                    || gemm::runs_sparse(op)
-                    || conv::runs_sparse(op)
-                    || fused::runs_sparse(op)
-            })
+            .filter(|s| s.op.runs_sparse())
             .count()
     }
 

@@ -5,17 +5,11 @@
 use edgeml_onnx::kernels::{self, MatRef, SparseB};
 use edgeml_onnx::ops::default_registry;
 use edgeml_onnx::{Attribute, BuildContext, Node, SparseMode, Tensor};
-use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
-/// Deterministic values in [-2, 2) from `seed`.
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0
-        })
-        .collect()
-}
+mod sparse_util;
+
+use sparse_util::{assert_close, tensor, values};
 
 /// A `k × n` weight: a fraction `zeros` of the entries zero, and each row (then each
 /// column) emptied entirely with probability `empty`, decided by hashes of `seed`.
@@ -242,21 +236,6 @@ fn run_const_b(node: &Node, mode: SparseMode, inputs: &[Tensor]) -> Tensor {
         .expect("build");
     let args: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
     op.run(&args).expect("run").remove(0)
-}
-
-fn tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
-    Tensor::F32(ArrayD::from_shape_vec(IxDyn(shape), data).expect("shape"))
-}
-
-fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
-    let (a, b) = (a.as_f32().expect("f32"), b.as_f32().expect("f32"));
-    assert_eq!(a.shape(), b.shape(), "{what}");
-    for (x, y) in a.iter().zip(b) {
-        assert!(
-            (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())),
-            "{what}: {x} vs {y}"
-        );
-    }
 }
 
 #[test]

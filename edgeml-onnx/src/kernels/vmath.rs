@@ -57,21 +57,13 @@ fn pow2(n: f32) -> f32 {
 /// `eˣ` (scalar twin of [`exp_in_place`]).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // Clamp by selects so NaN passes through (every comparison with NaN is false).
-    let c = if x < EXP_LO { EXP_LO } else { x };
-    let c = if c > EXP_HI { EXP_HI } else { c };
-    // x = n·ln2 + r with |r| ≤ ln2/2; n rounded half to even.
-    let n = c.mul_add(LOG2E, ROUND) - ROUND;
-    let r = (-n).mul_add(LN2_HI, c);
-    let r = (-n).mul_add(LN2_LO, r);
-    // e^r by its degree-7 Taylor-like minimax polynomial (Cephes expf coefficients).
-    let p = poly_exp(r);
-    let p = (p * r).mul_add(r, r) + 1.0;
+    // eˣ = 2ⁿ·(1 + q), e^r by its degree-7 Taylor-like minimax polynomial.
+    let (n, q) = exp_parts(x, EXP_LO);
     // 2^n in two halves so that n down to −150 and up to 128 stay representable.
     let n1 = (n * 0.5 + ROUND) - ROUND;
     let n1 = if n1 * 2.0 > n { n1 - 1.0 } else { n1 };
     let n2 = n - n1;
-    p * pow2(n1) * pow2(n2)
+    (q + 1.0) * pow2(n1) * pow2(n2)
 }
 
 /// `eˣ` for the sigmoid family, where results outside the normal range do not
@@ -145,13 +137,16 @@ pub fn tanh(x: f32) -> f32 {
     if z < 0.625 { small } else { big }
 }
 
-/// The reduction of [`exp`] shared by [`expm1`]: `(n, q)` with `eˣ = 2ⁿ·(1 + q)` for
-/// `x` clamped to `[lo, EXP_HI]`.
+/// The reduction of [`exp`] and [`expm1`]: `(n, q)` with `eˣ = 2ⁿ·(1 + q)` for `x`
+/// clamped to `[lo, EXP_HI]` by selects (so NaN passes through: every comparison with
+/// NaN is false); `x = n·ln2 + r` with `|r| ≤ ln2/2`, `n` rounded half to even. It
+/// passes `b = −0.0` to [`exp_parts2`]: `a + (−0.0)` is `a` for every `a` (`+0.0`
+/// would turn `−0` into `+0`), so the compiler drops both additions.
 #[inline(always)]
 fn exp_parts(x: f32, lo: f32) -> (f32, f32) {
     let c = if x < lo { lo } else { x };
     let c = if c > EXP_HI { EXP_HI } else { c };
-    exp_parts2(c, 0.0)
+    exp_parts2(c, -0.0)
 }
 
 /// `(n, q)` with `e^(a + b) = 2ⁿ·(1 + q)`, for `a + b` inside `exp`'s clamp range and
@@ -807,6 +802,24 @@ mod tests {
         assert!(hardswish(f32::NAN).is_nan());
         assert_eq!(hardswish(f32::INFINITY), f32::INFINITY);
         assert_eq!(hardswish(-4.0), 0.0);
+    }
+
+    /// The bits of `exp` and `expm1` on every 4099th `f32` (NaN results counted as one
+    /// NaN), folded FNV-style: pins both to the results of the reduction as first
+    /// written, so a rewrite that changes a single output fails here.
+    #[test]
+    fn exp_bits_are_pinned() {
+        let fold = |f: fn(f32) -> f32| {
+            (0..=u32::MAX)
+                .step_by(4099)
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    let y = f(f32::from_bits(b));
+                    let bits = if y.is_nan() { 0x7fc0_0000 } else { y.to_bits() };
+                    (h ^ u64::from(bits)).wrapping_mul(0x0100_0000_01b3)
+                })
+        };
+        assert_eq!(fold(exp), 0x5a26_0ae3_0731_6dd8);
+        assert_eq!(fold(expm1), 0x6b62_b878_8a71_4ac8);
     }
 
     #[test]

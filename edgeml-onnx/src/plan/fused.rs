@@ -165,6 +165,11 @@ impl Operator for ConvAdd {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
+
+    /// Whether the convolution does.
+    fn runs_sparse(&self) -> bool {
+        self.conv.runs_sparse()
+    }
 }
 
 /// `MatMul(A, B) + bias`, the bias a constant broadcast along the last axis only
@@ -212,6 +217,11 @@ impl Operator for MatMulBias {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// Whether the `MatMul` does.
+    fn runs_sparse(&self) -> bool {
+        self.matmul.runs_sparse()
     }
 }
 
@@ -303,21 +313,9 @@ impl Operator for ConvConcat {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
-}
 
-/// Whether `op` is a fused step whose convolution (any of them, for a
-/// [`ConvConcat`]) or `MatMul` multiplies by its constant weight with the sparse kernel.
-pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
-    use crate::ops::nn::conv::runs_sparse as conv_sparse;
-    let Some(a) = op.as_any() else {
-        return false;
-    };
-    if let Some(c) = a.downcast_ref::<ConvAdd>() {
-        return conv_sparse(c.conv.as_ref());
+    /// Whether any of the convolutions does (the step counts once).
+    fn runs_sparse(&self) -> bool {
+        self.parts.iter().any(|p| p.runs_sparse())
     }
-    if let Some(m) = a.downcast_ref::<MatMulBias>() {
-        return crate::ops::nn::gemm::runs_sparse(m.matmul.as_ref());
-    }
-    a.downcast_ref::<ConvConcat>()
-        .is_some_and(|c| c.parts.iter().any(|p| conv_sparse(p.as_ref())))
 }

@@ -1,5 +1,6 @@
-//! Helpers of the sparse-convolution tests: deterministic values, pruned weights,
-//! tensors, attributes and a tolerance check.
+//! Helpers of the sparse-kernel tests (`nn_sparse`, `nn_sparse_conv`,
+//! `plan_sparse_conv`): deterministic values, pruned weights, tensors, attributes and
+//! a tolerance check.
 #![allow(dead_code)]
 
 use edgeml_onnx::{Attribute, Tensor};

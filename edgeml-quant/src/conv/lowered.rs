@@ -5,7 +5,7 @@ use super::{PackedConv, Quant, YView};
 use crate::gemm::{GemmOptions, PackedB, gemm_any, gemm_indirect, needs_rowsums};
 use crate::kernels::direct::{self, DGeom, DOut};
 use crate::kernels::driver::{Indirect, Post};
-use crate::kernels::pack::QElem;
+use crate::kernels::pack::{QElem, copy_small, fill_small};
 use ndarray::{Array2, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
@@ -670,39 +670,6 @@ fn im2col<T: QElem>(
                 }
             }
         }
-    }
-}
-
-/// `d.copy_from_slice(s)` for the few-byte runs of small-channel im2col rows (a
-/// 3-channel stem copies 9 bytes per kernel row) without a `memcpy` call per run:
-/// fixed-size moves, two overlapping ones for 8 to 16 elements.
-#[inline(always)]
-fn copy_small<T: Copy>(d: &mut [T], s: &[T]) {
-    let n = d.len().min(s.len());
-    match n {
-        0 => {}
-        1..8 => {
-            for (d, &s) in d.iter_mut().zip(s) {
-                *d = s;
-            }
-        }
-        8..=16 => {
-            d[..8].copy_from_slice(&s[..8]);
-            d[n - 8..n].copy_from_slice(&s[n - 8..n]);
-        }
-        _ => d[..n].copy_from_slice(&s[..n]),
-    }
-}
-
-/// `d.fill(v)` for short runs, without a `memset` call (see [`copy_small`]).
-#[inline(always)]
-fn fill_small<T: Copy>(d: &mut [T], v: T) {
-    if d.len() <= 16 {
-        for d in d.iter_mut() {
-            *d = v;
-        }
-    } else {
-        d.fill(v);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Packing of B (once) and preparation of A (per call), with the sums that fold the
-//! zero points.
+//! zero points; and the short-run copy and fill that build im2col rows.
 
 use super::Geom;
 use ndarray::ArrayView2;
@@ -343,4 +343,38 @@ pub(crate) fn raw_bytes_mut<T: QElem>(s: &mut [T]) -> &mut [u8] {
     // SAFETY: as `raw_bytes`; every byte value is a valid u8 and i8, and the unique
     // borrow of `s` is transferred to the returned slice.
     unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), s.len()) }
+}
+
+/// `d.copy_from_slice(s)` (of the shorter length) for the few-byte runs of
+/// small-channel im2col rows (a 3-channel stem copies 9 bytes per kernel row) without
+/// a `memcpy` call per run: fixed-size moves, two overlapping ones for 8 to 16
+/// elements; longer runs go to `copy_from_slice`.
+#[inline(always)]
+pub(crate) fn copy_small<T: Copy>(d: &mut [T], s: &[T]) {
+    let n = d.len().min(s.len());
+    match n {
+        0 => {}
+        1..8 => {
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d = s;
+            }
+        }
+        8..=16 => {
+            d[..8].copy_from_slice(&s[..8]);
+            d[n - 8..n].copy_from_slice(&s[n - 8..n]);
+        }
+        _ => d[..n].copy_from_slice(&s[..n]),
+    }
+}
+
+/// `d.fill(v)` for short runs, without a `memset` call (see [`copy_small`]).
+#[inline(always)]
+pub(crate) fn fill_small<T: Copy>(d: &mut [T], v: T) {
+    if d.len() <= 16 {
+        for d in d.iter_mut() {
+            *d = v;
+        }
+    } else {
+        d.fill(v);
+    }
 }

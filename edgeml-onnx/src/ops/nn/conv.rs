@@ -201,14 +201,6 @@ fn build_conv(ctx: &BuildContext<'_>) -> Result<Box<Conv>> {
     }))
 }
 
-/// Whether `op` is a `Conv`/`FusedConv` that multiplies by its constant weight with the
-/// sparse kernel (for [`crate::Plan::sparse_steps`]).
-pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
-    op.as_any()
-        .and_then(|a| a.downcast_ref::<Conv>())
-        .is_some_and(|c| c.sparse.is_some())
-}
-
 impl Operator for Conv {
     fn run(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![self.conv(inputs)?])
@@ -216,6 +208,12 @@ impl Operator for Conv {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// `true` when the constant weight is multiplied with the sparse kernel (also for
+    /// `FusedConv`, which is this type too).
+    fn runs_sparse(&self) -> bool {
+        self.sparse.is_some()
     }
 }
 

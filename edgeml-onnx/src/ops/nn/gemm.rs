@@ -38,17 +38,6 @@ fn prepare_b(
     }
 }
 
-/// Whether `op` is a `MatMul` or `Gemm` that multiplies by its constant weight with the
-/// sparse kernel (for [`crate::Plan::sparse_steps`]).
-pub(crate) fn runs_sparse(op: &dyn Operator) -> bool {
-    op.as_any().is_some_and(|a| {
-        a.downcast_ref::<MatMul>()
-            .is_some_and(|m| m.sparse_b.is_some())
-            || a.downcast_ref::<Gemm>()
-                .is_some_and(|g| g.sparse_b.is_some())
-    })
-}
-
 pub(super) fn build_matmul(ctx: &BuildContext<'_>) -> Result<Box<dyn Operator>> {
     let isa = kernels::best_isa();
     let (mut packed_b, mut sparse_b) = (None, None);
@@ -177,6 +166,11 @@ impl Operator for MatMul {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// `true` when the constant weight `B` is multiplied with the sparse kernel.
+    fn runs_sparse(&self) -> bool {
+        self.sparse_b.is_some()
     }
 }
 
@@ -309,5 +303,10 @@ impl Operator for Gemm {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// `true` when the constant weight `B` is multiplied with the sparse kernel.
+    fn runs_sparse(&self) -> bool {
+        self.sparse_b.is_some()
     }
 }
