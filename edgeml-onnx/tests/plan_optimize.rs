@@ -243,6 +243,77 @@ fn every_activation_fuses_and_matches() {
     }
 }
 
+/// Every activation fused into a convolution gives the unfused plan's bits, on every
+/// GEMM source (input rows for a 1×1, phase planes for a padded 3×3 at stride 1 and at
+/// stride 2, where the output columns are remapped), with and without a bias, NaN
+/// included.
+#[test]
+fn every_activation_fuses_bit_for_bit_on_every_conv_path() {
+    let acts: [(&str, Vec<(String, Attribute)>); 8] = [
+        ("Relu", vec![]),
+        ("LeakyRelu", vec![("alpha".into(), Attribute::Float(0.3))]),
+        ("Sigmoid", vec![]),
+        ("Tanh", vec![]),
+        ("HardSwish", vec![]),
+        (
+            "HardSigmoid",
+            vec![
+                ("alpha".into(), Attribute::Float(0.3)),
+                ("beta".into(), Attribute::Float(0.4)),
+            ],
+        ),
+        (
+            "Clip",
+            vec![
+                ("min".into(), Attribute::Float(-0.25)),
+                ("max".into(), Attribute::Float(0.5)),
+            ],
+        ),
+        ("Elu", vec![]),
+    ];
+    // (kernel, stride, pad)
+    let shapes = [(1, 1, 0), (3, 1, 1), (3, 2, 1)];
+    let xs = [1, 3, 9, 11];
+    let mut xv = t(&xs, 9, -1.0, 1.0);
+    if let Tensor::F32(a) = &mut xv {
+        a[[0, 1, 4, 4]] = f32::NAN;
+        a[[0, 2, 0, 0]] = -0.0;
+    }
+    for (k, s, p) in shapes {
+        for with_bias in [true, false] {
+            for (op, attrs) in &acts {
+                let inputs: &[&str] = if with_bias {
+                    &["x", "wk", "b"]
+                } else {
+                    &["x", "wk"]
+                };
+                let mut c = node("Conv", inputs, &["c"]);
+                c.attributes = vec![
+                    ("kernel_shape".into(), Attribute::Ints(vec![k, k])),
+                    ("strides".into(), Attribute::Ints(vec![s, s])),
+                    ("pads".into(), Attribute::Ints(vec![p, p, p, p])),
+                ];
+                let mut a = node(op, &["c"], &["y"]);
+                a.attributes = attrs.clone();
+                let k = k as usize;
+                let m = model_with(
+                    vec![c, a],
+                    vec![vi("x", &xs)],
+                    &["y"],
+                    vec![
+                        ("wk", t(&[C, 3, k, k], 11, -0.5, 0.5)),
+                        ("b", t(&[C], 2, -0.5, 0.5)),
+                    ],
+                );
+                let (base, fused, _) = check_bits(&m, &[("x", xv.clone())]);
+                // Elu is not fused (its own step either way); the others are.
+                let want = if *op == "Elu" { 2 } else { 1 };
+                assert_eq!((base, fused), (2, want), "{op} k{k} s{s} bias {with_bias}");
+            }
+        }
+    }
+}
+
 #[test]
 fn nan_passes_through_fused_relu_and_residual() {
     let mut xv = x();

@@ -387,9 +387,12 @@ fn f32s(shape: &[usize], v: f32) -> Tensor {
 
 /// Runs `plan` on `big` with a 50 ms timeout, then on `small` (1/`ratio` of the work,
 /// run normally and timed); the stopped run must end in `DeadlineExceeded` naming
-/// `name` and take less than an eighth of the time the full product would
+/// `name` and take less than a quarter of the time the full product would
 /// (`ratio` × the small run, an overestimate since the small run pays its fixed costs
-/// in full). Returns the small run's output.
+/// in full): a run that stopped only after the kernel would take the whole time. (An
+/// eighth was too tight on a shared 2-core host: the 50 ms deadline plus ~11 ms of
+/// overrun, against ~450 ms for the whole convolution, failed most runs there.)
+/// Returns the small run's output.
 fn stops_inside_the_kernel(
     plan: &Plan,
     big: &[(&str, &Tensor)],
@@ -415,7 +418,7 @@ fn stops_inside_the_kernel(
         .expect("a small input runs");
     let full = t0.elapsed() * ratio;
     assert!(
-        stopped < full / 8,
+        stopped < full / 4,
         "{name}: stopped after {stopped:?}; the whole product would take about {full:?}"
     );
     out.remove(0).1

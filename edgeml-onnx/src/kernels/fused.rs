@@ -122,43 +122,97 @@ pub struct BiasClamp<'a> {
     pub hi: f32,
 }
 
-/// `dst[q] = clamp(src[q] + b)` (or in place when `src` is `None`).
+impl<'a> From<BiasClamp<'a>> for BiasAct<'a> {
+    fn from(bc: BiasClamp<'a>) -> Self {
+        BiasAct {
+            bias: bc.bias,
+            act: VecAct::Clamp(bc.lo, bc.hi),
+        }
+    }
+}
+
+/// The activation of a [`BiasAct`] epilogue; each is computed exactly as the
+/// standalone operator computes it (the same scalar twin, so fusing changes no bit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum VecAct {
+    /// `if v < lo { lo } else if v > hi { hi } else { v }` (NaN propagates; `Relu` is
+    /// `lo = 0, hi = ∞`, none is `±∞`).
+    Clamp(f32, f32),
+    /// `v` if `v ≥ 0`, else `alpha·v`.
+    LeakyRelu(f32),
+    /// `(alpha·v + beta).clamp(0, 1)`.
+    HardSigmoid(f32, f32),
+    /// [`super::vmath::sigmoid`].
+    Sigmoid,
+    /// [`super::vmath::tanh`].
+    Tanh,
+    /// [`super::vmath::silu`].
+    Silu,
+    /// [`super::vmath::hardswish`].
+    HardSwish,
+}
+
+/// The bias and activation of a finished row segment, applied by the driver in one
+/// pass with the ISA's own vector code: `v = act(v + bias[row])`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BiasAct<'a> {
+    /// Per-row bias (length ≥ rows of `C`), or none (nothing is added).
+    pub bias: Option<&'a [f32]>,
+    /// The activation.
+    pub act: VecAct,
+}
+
+/// `dst[q] = act(src[q] + b)` (or in place when `src` is `None`; without `b` nothing is
+/// added, so a bias-free product keeps its `-0.0`s, as the unfused operators do).
 #[inline(always)]
-fn bias_clamp_body(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
-    let f = |x: f32| {
-        let x = x + b;
-        let y = if x < lo { lo } else { x };
-        if y > hi { hi } else { y }
-    };
-    match src {
-        Some(src) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s)),
-        None => dst.iter_mut().for_each(|d| *d = f(*d)),
+fn bias_act_body(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
+    #[inline(always)]
+    fn run(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, f: impl Fn(f32) -> f32) {
+        match (src, b) {
+            (Some(src), Some(b)) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s + b)),
+            (Some(src), None) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s)),
+            (None, Some(b)) => dst.iter_mut().for_each(|d| *d = f(*d + b)),
+            (None, None) => dst.iter_mut().for_each(|d| *d = f(*d)),
+        }
+    }
+    use super::vmath;
+    match act {
+        VecAct::Clamp(lo, hi) => run(dst, src, b, |x| {
+            let y = if x < lo { lo } else { x };
+            if y > hi { hi } else { y }
+        }),
+        VecAct::LeakyRelu(a) => run(dst, src, b, |x| if x >= 0.0 { x } else { a * x }),
+        VecAct::HardSigmoid(a, c) => run(dst, src, b, |x| (a * x + c).clamp(0.0, 1.0)),
+        VecAct::Sigmoid => run(dst, src, b, vmath::sigmoid),
+        VecAct::Tanh => run(dst, src, b, vmath::tanh),
+        VecAct::Silu => run(dst, src, b, vmath::silu),
+        VecAct::HardSwish => run(dst, src, b, vmath::hardswish),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn bias_clamp_avx512(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
-    bias_clamp_body(dst, src, b, lo, hi)
+fn bias_act_avx512(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
+    bias_act_body(dst, src, b, act)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn bias_clamp_avx2(dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
-    bias_clamp_body(dst, src, b, lo, hi)
+fn bias_act_avx2(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
+    bias_act_body(dst, src, b, act)
 }
 
-/// [`bias_clamp_body`] compiled for `isa` (which the CPU must support).
-fn bias_clamp(isa: Isa, dst: &mut [f32], src: Option<&[f32]>, b: f32, lo: f32, hi: f32) {
+/// [`bias_act_body`] compiled for `isa` (which the CPU must support).
+fn bias_act(isa: Isa, dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` is available (checked by the driver's entry point); the body is
         // safe, bounds-checked Rust.
-        Isa::Avx512 => unsafe { bias_clamp_avx512(dst, src, b, lo, hi) },
+        Isa::Avx512 => unsafe { bias_act_avx512(dst, src, b, act) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA.
-        Isa::Avx2 => unsafe { bias_clamp_avx2(dst, src, b, lo, hi) },
-        _ => bias_clamp_body(dst, src, b, lo, hi),
+        Isa::Avx2 => unsafe { bias_act_avx2(dst, src, b, act) },
+        _ => bias_act_body(dst, src, b, act),
     }
 }
 
@@ -170,7 +224,7 @@ pub type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
 struct Post<'a> {
     isa: Isa,
     epi: Option<Epilogue<'a>>,
-    bc: Option<BiasClamp<'a>>,
+    bc: Option<BiasAct<'a>>,
 }
 
 impl Post<'_> {
@@ -182,10 +236,7 @@ impl Post<'_> {
     /// the bias/clamp, then the epilogue.
     fn row(&self, i: usize, j: usize, row: &mut [f32], src: Option<&[f32]>) {
         match self.bc {
-            Some(bc) => {
-                let b = bc.bias.map_or(0.0, |bv| bv[i]);
-                bias_clamp(self.isa, row, src, b, bc.lo, bc.hi);
-            }
+            Some(bc) => bias_act(self.isa, row, src, bc.bias.map(|bv| bv[i]), bc.act),
             None => {
                 if let Some(src) = src {
                     row.copy_from_slice(src);
@@ -245,7 +296,17 @@ pub fn sgemm_packed_b_mapped(
     map: Option<ColMap>,
     bc: Option<BiasClamp<'_>>,
 ) -> Result<()> {
-    sgemm_packed_b_until(isa, a, b, c, ldc, epi, map, bc, &Stop::default())
+    sgemm_packed_b_until(
+        isa,
+        a,
+        b,
+        c,
+        ldc,
+        epi,
+        map,
+        bc.map(BiasAct::from),
+        &Stop::default(),
+    )
 }
 
 /// [`sgemm_packed_b_mapped`] within a run: polls `stop` once per block of work and,
@@ -260,7 +321,7 @@ pub(crate) fn sgemm_packed_b_until(
     ldc: usize,
     epi: Option<Epilogue<'_>>,
     map: Option<ColMap>,
-    bc: Option<BiasClamp<'_>>,
+    bc: Option<BiasAct<'_>>,
     stop: &Stop,
 ) -> Result<()> {
     if let Some(cm) = map
@@ -306,7 +367,7 @@ pub(crate) fn sgemm_packed_b_until(
         Lhs::Packed(p) => p.ks,
         Lhs::View(_) => kernel_set_rows(isa, m),
     };
-    if let Some(BiasClamp { bias: Some(bv), .. }) = bc
+    if let Some(BiasAct { bias: Some(bv), .. }) = bc
         && bv.len() < m
     {
         return Err(Error::ShapeMismatch(format!(

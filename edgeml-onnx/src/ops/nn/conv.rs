@@ -7,9 +7,10 @@
 //! copy (the GEMM computes a grid as wide as the phase planes and drops the extra
 //! columns, `kernels::ColMap`); the rest (3-D, or when the extra columns would cost
 //! over 1/8 more panels) pack im2col columns straight into the GEMM's panels block by
-//! block (no whole im2col buffer). Groups run as one parallel loop. The bias and a
-//! `Relu`/`Clip` run as the driver's vector epilogue (`kernels::BiasClamp`); `Z` and
-//! the other activations in a closure epilogue, on each finished tile. Channels-of-one groups (depthwise) use a direct kernel
+//! block (no whole im2col buffer). Groups run as one parallel loop. The bias and the
+//! activation run as the driver's vector epilogue (`kernels::BiasAct`, one pass over
+//! each finished row segment); with `Z`, the bias, `Z` and the activation run in a
+//! closure epilogue instead. Channels-of-one groups (depthwise) use a direct kernel
 //! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
 //! order, accumulated in `f32`).
 //!
@@ -112,6 +113,23 @@ impl Activation {
                 ));
             }
         })
+    }
+
+    /// The activation as the GEMM driver's epilogue computes it (bit for bit as
+    /// [`Self::apply`]).
+    fn vec_act(self) -> kernels::VecAct {
+        use kernels::VecAct;
+        match self {
+            Self::None => VecAct::Clamp(f32::NEG_INFINITY, f32::INFINITY),
+            Self::Relu => VecAct::Clamp(0.0, f32::INFINITY),
+            Self::Clip(lo, hi) => VecAct::Clamp(lo, hi),
+            Self::LeakyRelu(a) => VecAct::LeakyRelu(a),
+            Self::HardSigmoid(a, b) => VecAct::HardSigmoid(a, b),
+            Self::Sigmoid => VecAct::Sigmoid,
+            Self::Tanh => VecAct::Tanh,
+            Self::Silu => VecAct::Silu,
+            Self::HardSwish => VecAct::HardSwish,
+        }
     }
 
     /// Applies the activation in place.
@@ -422,12 +440,9 @@ impl Conv {
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
         let shifted = !pointwise && ShiftB::suits(&geo, kernels::panel_width(self.isa));
-        let clamp = match (zs, act) {
-            (None, Activation::None) => Some((f32::NEG_INFINITY, f32::INFINITY)),
-            (None, Activation::Relu) => Some((0.0, f32::INFINITY)),
-            (None, Activation::Clip(lo, hi)) => Some((lo, hi)),
-            _ => None,
-        };
+        // Without Z, the bias and the activation run as the driver's vector epilogue, in
+        // one pass over each finished row segment.
+        let vec_act = zs.is_none().then(|| act.vec_act());
         // One group of one image; the groups of a grouped convolution run as one
         // parallel loop (each GEMM may split further when it is big enough).
         let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
@@ -474,11 +489,9 @@ impl Conv {
                     spmm(&rhs, None, None)
                 };
             }
-            // Bias and Relu/Clip (no Z) run as the driver's vector epilogue.
-            let bc = clamp.map(|(lo, hi)| kernels::BiasClamp {
+            let bc = vec_act.map(|act| kernels::BiasAct {
                 bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
-                lo,
-                hi,
+                act,
             });
             let epi: Option<kernels::Epilogue<'_>> =
                 (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
