@@ -245,8 +245,8 @@ fn every_activation_fuses_and_matches() {
 
 /// Every activation fused into a convolution gives the unfused plan's bits, on every
 /// GEMM source (input rows for a 1×1, phase planes for a padded 3×3 at stride 1 and at
-/// stride 2, where the output columns are remapped), with and without a bias, NaN
-/// included.
+/// stride 2, where the output columns are remapped), with and without a bias and a
+/// residual `Add` (the fused `Z`), NaN included.
 #[test]
 fn every_activation_fuses_bit_for_bit_on_every_conv_path() {
     let acts: [(&str, Vec<(String, Attribute)>); 8] = [
@@ -272,7 +272,7 @@ fn every_activation_fuses_bit_for_bit_on_every_conv_path() {
         ("Elu", vec![]),
     ];
     // (kernel, stride, pad)
-    let shapes = [(1, 1, 0), (3, 1, 1), (3, 2, 1)];
+    let shapes = [(1usize, 1usize, 0usize), (3, 1, 1), (3, 2, 1)];
     let xs = [1, 3, 9, 11];
     let mut xv = t(&xs, 9, -1.0, 1.0);
     if let Tensor::F32(a) = &mut xv {
@@ -280,35 +280,53 @@ fn every_activation_fuses_bit_for_bit_on_every_conv_path() {
         a[[0, 2, 0, 0]] = -0.0;
     }
     for (k, s, p) in shapes {
+        let ys = [1, C, (9 + 2 * p - k) / s + 1, (11 + 2 * p - k) / s + 1];
         for with_bias in [true, false] {
-            for (op, attrs) in &acts {
-                let inputs: &[&str] = if with_bias {
-                    &["x", "wk", "b"]
-                } else {
-                    &["x", "wk"]
-                };
-                let mut c = node("Conv", inputs, &["c"]);
-                c.attributes = vec![
-                    ("kernel_shape".into(), Attribute::Ints(vec![k, k])),
-                    ("strides".into(), Attribute::Ints(vec![s, s])),
-                    ("pads".into(), Attribute::Ints(vec![p, p, p, p])),
-                ];
-                let mut a = node(op, &["c"], &["y"]);
-                a.attributes = attrs.clone();
-                let k = k as usize;
-                let m = model_with(
-                    vec![c, a],
-                    vec![vi("x", &xs)],
-                    &["y"],
-                    vec![
-                        ("wk", t(&[C, 3, k, k], 11, -0.5, 0.5)),
-                        ("b", t(&[C], 2, -0.5, 0.5)),
-                    ],
-                );
-                let (base, fused, _) = check_bits(&m, &[("x", xv.clone())]);
-                // Elu is not fused (its own step either way); the others are.
-                let want = if *op == "Elu" { 2 } else { 1 };
-                assert_eq!((base, fused), (2, want), "{op} k{k} s{s} bias {with_bias}");
+            for residual in [false, true] {
+                for (op, attrs) in &acts {
+                    let inputs: &[&str] = if with_bias {
+                        &["x", "wk", "b"]
+                    } else {
+                        &["x", "wk"]
+                    };
+                    let mut c = node("Conv", inputs, &["c"]);
+                    let ints = |v: usize| Attribute::Ints(vec![v as i64; 2]);
+                    c.attributes = vec![
+                        ("kernel_shape".into(), ints(k)),
+                        ("strides".into(), ints(s)),
+                        ("pads".into(), Attribute::Ints(vec![p as i64; 4])),
+                    ];
+                    let mut nodes = vec![c];
+                    let pre = if residual {
+                        nodes.push(node("Add", &["c", "r"], &["cz"]));
+                        "cz"
+                    } else {
+                        "c"
+                    };
+                    let mut a = node(op, &[pre], &["y"]);
+                    a.attributes = attrs.clone();
+                    nodes.push(a);
+                    let mut inputs = vec![vi("x", &xs)];
+                    let mut feeds = vec![("x", xv.clone())];
+                    if residual {
+                        inputs.push(vi("r", &ys));
+                        feeds.push(("r", t(&ys, 13, -1.0, 1.0)));
+                    }
+                    let m = model_with(
+                        nodes,
+                        inputs,
+                        &["y"],
+                        vec![
+                            ("wk", t(&[C, 3, k, k], 11, -0.5, 0.5)),
+                            ("b", t(&[C], 2, -0.5, 0.5)),
+                        ],
+                    );
+                    let (base, fused, _) = check_bits(&m, &feeds);
+                    // Elu is not fused (its own step either way); the others are.
+                    let want = if *op == "Elu" { 2 } else { 1 };
+                    let what = format!("{op} k{k} s{s} bias {with_bias} residual {residual}");
+                    assert_eq!((base, fused), (2 + residual as usize, want), "{what}");
+                }
             }
         }
     }

@@ -126,6 +126,7 @@ impl<'a> From<BiasClamp<'a>> for BiasAct<'a> {
     fn from(bc: BiasClamp<'a>) -> Self {
         BiasAct {
             bias: bc.bias,
+            z: None,
             act: VecAct::Clamp(bc.lo, bc.hi),
         }
     }
@@ -140,7 +141,7 @@ pub(crate) enum VecAct {
     Clamp(f32, f32),
     /// `v` if `v ≥ 0`, else `alpha·v`.
     LeakyRelu(f32),
-    /// `(alpha·v + beta).clamp(0, 1)`.
+    /// [`super::vmath::hard_sigmoid`].
     HardSigmoid(f32, f32),
     /// [`super::vmath::sigmoid`].
     Sigmoid,
@@ -152,67 +153,102 @@ pub(crate) enum VecAct {
     HardSwish,
 }
 
-/// The bias and activation of a finished row segment, applied by the driver in one
-/// pass with the ISA's own vector code: `v = act(v + bias[row])`.
+/// The bias, `Z` and activation of a finished row segment, applied by the driver in one
+/// pass with the ISA's own vector code: `v = act((v + bias[row]) + z[row][col])`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BiasAct<'a> {
     /// Per-row bias (length ≥ rows of `C`), or none (nothing is added).
     pub bias: Option<&'a [f32]>,
+    /// A matrix added after the bias (ONNX `FusedConv`'s `Z`), row-major with row
+    /// stride `.1`, indexed like `C`'s physical columns, or none.
+    pub z: Option<(&'a [f32], usize)>,
     /// The activation.
     pub act: VecAct,
 }
 
-/// `dst[q] = act(src[q] + b)` (or in place when `src` is `None`; without `b` nothing is
-/// added, so a bias-free product keeps its `-0.0`s, as the unfused operators do).
+/// `dst[q] = act((src[q] + b) + z[q])` (`src` = `dst` itself when `None`; without `b`
+/// or `z` nothing is added for it, so a bias-free product keeps its `-0.0`s, as the
+/// unfused operators do). `z` is at least as long as `dst`.
 #[inline(always)]
-fn bias_act_body(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
-    #[inline(always)]
-    fn run(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, f: impl Fn(f32) -> f32) {
-        match (src, b) {
-            (Some(src), Some(b)) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s + b)),
-            (Some(src), None) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s)),
-            (None, Some(b)) => dst.iter_mut().for_each(|d| *d = f(*d + b)),
-            (None, None) => dst.iter_mut().for_each(|d| *d = f(*d)),
-        }
+fn bias_act_body(
+    dst: &mut [f32],
+    src: Option<&[f32]>,
+    b: Option<f32>,
+    z: Option<&[f32]>,
+    act: VecAct,
+) {
+    /// Each combination its own loop (no per-element branch), `$v` the pre-activation.
+    macro_rules! arms {
+        ($f:expr) => {{
+            let f = $f;
+            match (src, b, z) {
+                (Some(s), Some(b), Some(z)) => {
+                    for ((d, &x), &z) in dst.iter_mut().zip(s).zip(z) {
+                        *d = f((x + b) + z);
+                    }
+                }
+                (Some(s), Some(b), None) => dst.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x + b)),
+                (Some(s), None, Some(z)) => {
+                    for ((d, &x), &z) in dst.iter_mut().zip(s).zip(z) {
+                        *d = f(x + z);
+                    }
+                }
+                (Some(s), None, None) => dst.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x)),
+                (None, Some(b), Some(z)) => dst
+                    .iter_mut()
+                    .zip(z)
+                    .for_each(|(d, &z)| *d = f((*d + b) + z)),
+                (None, Some(b), None) => dst.iter_mut().for_each(|d| *d = f(*d + b)),
+                (None, None, Some(z)) => dst.iter_mut().zip(z).for_each(|(d, &z)| *d = f(*d + z)),
+                (None, None, None) => dst.iter_mut().for_each(|d| *d = f(*d)),
+            }
+        }};
     }
     use super::vmath;
     match act {
-        VecAct::Clamp(lo, hi) => run(dst, src, b, |x| {
+        VecAct::Clamp(lo, hi) => arms!(|x: f32| {
             let y = if x < lo { lo } else { x };
             if y > hi { hi } else { y }
         }),
-        VecAct::LeakyRelu(a) => run(dst, src, b, |x| if x >= 0.0 { x } else { a * x }),
-        VecAct::HardSigmoid(a, c) => run(dst, src, b, |x| (a * x + c).clamp(0.0, 1.0)),
-        VecAct::Sigmoid => run(dst, src, b, vmath::sigmoid),
-        VecAct::Tanh => run(dst, src, b, vmath::tanh),
-        VecAct::Silu => run(dst, src, b, vmath::silu),
-        VecAct::HardSwish => run(dst, src, b, vmath::hardswish),
+        VecAct::LeakyRelu(a) => arms!(|x: f32| if x >= 0.0 { x } else { a * x }),
+        VecAct::HardSigmoid(a, c) => arms!(|x: f32| vmath::hard_sigmoid(x, a, c)),
+        VecAct::Sigmoid => arms!(vmath::sigmoid),
+        VecAct::Tanh => arms!(vmath::tanh),
+        VecAct::Silu => arms!(vmath::silu),
+        VecAct::HardSwish => arms!(vmath::hardswish),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn bias_act_avx512(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
-    bias_act_body(dst, src, b, act)
+fn bias_act_avx512(d: &mut [f32], s: Option<&[f32]>, b: Option<f32>, z: Option<&[f32]>, a: VecAct) {
+    bias_act_body(d, s, b, z, a)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn bias_act_avx2(dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
-    bias_act_body(dst, src, b, act)
+fn bias_act_avx2(d: &mut [f32], s: Option<&[f32]>, b: Option<f32>, z: Option<&[f32]>, a: VecAct) {
+    bias_act_body(d, s, b, z, a)
 }
 
 /// [`bias_act_body`] compiled for `isa` (which the CPU must support).
-fn bias_act(isa: Isa, dst: &mut [f32], src: Option<&[f32]>, b: Option<f32>, act: VecAct) {
+fn bias_act(
+    isa: Isa,
+    d: &mut [f32],
+    s: Option<&[f32]>,
+    b: Option<f32>,
+    z: Option<&[f32]>,
+    a: VecAct,
+) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` is available (checked by the driver's entry point); the body is
         // safe, bounds-checked Rust.
-        Isa::Avx512 => unsafe { bias_act_avx512(dst, src, b, act) },
+        Isa::Avx512 => unsafe { bias_act_avx512(d, s, b, z, a) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA.
-        Isa::Avx2 => unsafe { bias_act_avx2(dst, src, b, act) },
-        _ => bias_act_body(dst, src, b, act),
+        Isa::Avx2 => unsafe { bias_act_avx2(d, s, b, z, a) },
+        _ => bias_act_body(d, s, b, z, a),
     }
 }
 
@@ -236,7 +272,10 @@ impl Post<'_> {
     /// the bias/clamp, then the epilogue.
     fn row(&self, i: usize, j: usize, row: &mut [f32], src: Option<&[f32]>) {
         match self.bc {
-            Some(bc) => bias_act(self.isa, row, src, bc.bias.map(|bv| bv[i]), bc.act),
+            Some(bc) => {
+                let z = bc.z.map(|(z, ld)| &z[i * ld + j..][..row.len()]);
+                bias_act(self.isa, row, src, bc.bias.map(|bv| bv[i]), z, bc.act);
+            }
             None => {
                 if let Some(src) = src {
                     row.copy_from_slice(src);

@@ -83,9 +83,8 @@ impl Act {
     }
 
     /// Applies the activation in place with the standalone operators' semantics
-    /// (NaN propagates through `Relu` and `Clip`; `Sigmoid`/`Tanh` run the same
-    /// vectorized kernels and `HardSigmoid` is evaluated in `f64`, as the standalone
-    /// operators do).
+    /// (NaN propagates through `Relu` and `Clip`; `Sigmoid`, `Tanh` and `HardSigmoid`
+    /// run the same vectorized `f32` kernels as the standalone operators on `f32`).
     pub(crate) fn apply(self, v: &mut [f32]) {
         match self {
             Act::Relu => crate::ops::activation::relu_in_place(v),
@@ -100,9 +99,9 @@ impl Act {
             Act::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Act::Silu => crate::kernels::vmath::silu_in_place(v),
             Act::HardSwish => crate::kernels::vmath::hardswish_in_place(v),
-            Act::HardSigmoid(a, b) => v.iter_mut().for_each(|x| {
-                *x = (f64::from(a) * f64::from(*x) + f64::from(b)).clamp(0.0, 1.0) as f32;
-            }),
+            Act::HardSigmoid(a, b) => v
+                .iter_mut()
+                .for_each(|x| *x = crate::kernels::vmath::hard_sigmoid(*x, a, b)),
         }
     }
 }

@@ -7,10 +7,9 @@
 //! copy (the GEMM computes a grid as wide as the phase planes and drops the extra
 //! columns, `kernels::ColMap`); the rest (3-D, or when the extra columns would cost
 //! over 1/8 more panels) pack im2col columns straight into the GEMM's panels block by
-//! block (no whole im2col buffer). Groups run as one parallel loop. The bias and the
-//! activation run as the driver's vector epilogue (`kernels::BiasAct`, one pass over
-//! each finished row segment); with `Z`, the bias, `Z` and the activation run in a
-//! closure epilogue instead. Channels-of-one groups (depthwise) use a direct kernel
+//! block (no whole im2col buffer). Groups run as one parallel loop. The bias, `Z`
+//! and the activation run as the driver's vector epilogue (`kernels::BiasAct`, one pass
+//! over each finished row segment). Channels-of-one groups (depthwise) use a direct kernel
 //! (`kernels::depthwise_plane` for 1-D/2-D: bias first, then the taps in row-major
 //! order, accumulated in `f32`).
 //!
@@ -153,7 +152,9 @@ impl Activation {
             Self::Tanh => crate::kernels::vmath::tanh_in_place(v),
             Self::Silu => crate::kernels::vmath::silu_in_place(v),
             Self::HardSwish => crate::kernels::vmath::hardswish_in_place(v),
-            Self::HardSigmoid(a, b) => v.iter_mut().for_each(|x| *x = (a * *x + b).clamp(0.0, 1.0)),
+            Self::HardSigmoid(a, b) => v
+                .iter_mut()
+                .for_each(|x| *x = crate::kernels::vmath::hard_sigmoid(*x, a, b)),
         }
     }
 }
@@ -440,9 +441,9 @@ impl Conv {
             geo.k == [1, 1, 1] && geo.s == [1, 1, 1] && geo.p == [0, 0, 0] && geo.out == geo.inp;
         let kk = c_g * k_len;
         let shifted = !pointwise && ShiftB::suits(&geo, kernels::panel_width(self.isa));
-        // Without Z, the bias and the activation run as the driver's vector epilogue, in
-        // one pass over each finished row segment.
-        let vec_act = zs.is_none().then(|| act.vec_act());
+        // The bias, Z and the activation run as the driver's vector epilogue, in one pass
+        // over each finished row segment.
+        let vec_act = act.vec_act();
         // One group of one image; the groups of a grouped convolution run as one
         // parallel loop (each GEMM may split further when it is big enough).
         let run = |img: usize, g: usize, og: &mut [f32]| -> Result<()> {
@@ -489,12 +490,16 @@ impl Conv {
                     spmm(&rhs, None, None)
                 };
             }
-            let bc = vec_act.map(|act| kernels::BiasAct {
+            let bc = Some(kernels::BiasAct {
                 bias: bias.map(|b| &b[g * m_g..(g + 1) * m_g]),
-                act,
+                z: zs.map(|z| {
+                    (
+                        &z[(img * m + g * m_g) * out_len..][..m_g * out_len],
+                        out_len,
+                    )
+                }),
+                act: vec_act,
             });
-            let epi: Option<kernels::Epilogue<'_>> =
-                (bc.is_none() && (bias.is_some() || needs_finish)).then_some(&epi);
             let lhs = match &self.packed {
                 Some(p) => Lhs::Packed(&p[g]),
                 None => Lhs::View(MatRef::row_major(
@@ -516,7 +521,7 @@ impl Conv {
             } else if pointwise {
                 let rhs = RowsB::new(xg, c_g, out_len, out_len)?;
                 kernels::sgemm_packed_b_until(
-                    self.isa, lhs, &rhs, og, out_len, epi, None, bc, &stop,
+                    self.isa, lhs, &rhs, og, out_len, None, None, bc, &stop,
                 )?;
             } else if shifted
                 && let Some(rhs) = ShiftB::new(xg, &geo, c_g, kernels::panel_width(self.isa))
@@ -527,7 +532,7 @@ impl Conv {
                     width: geo.out[2],
                 });
                 kernels::sgemm_packed_b_until(
-                    self.isa, lhs, &rhs, og, out_len, epi, map, bc, &stop,
+                    self.isa, lhs, &rhs, og, out_len, None, map, bc, &stop,
                 )?;
             } else {
                 let rhs = Im2colB {
@@ -536,7 +541,7 @@ impl Conv {
                     channels: c_g,
                 };
                 kernels::sgemm_packed_b_until(
-                    self.isa, lhs, &rhs, og, out_len, epi, None, bc, &stop,
+                    self.isa, lhs, &rhs, og, out_len, None, None, bc, &stop,
                 )?;
             }
             Ok(())
