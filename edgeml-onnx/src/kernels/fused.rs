@@ -177,7 +177,9 @@ fn bias_act_body(
     z: Option<&[f32]>,
     act: VecAct,
 ) {
-    /// Each combination its own loop (no per-element branch), `$v` the pre-activation.
+    // Each combination its own loop (no per-element branch). Plain `for` loops, not
+    // `for_each`: a closure-taking adaptor left out of line is compiled without this
+    // function's ISA, and `mul_add` (in `exp`) then calls `fmaf`.
     macro_rules! arms {
         ($f:expr) => {{
             let f = $f;
@@ -187,20 +189,41 @@ fn bias_act_body(
                         *d = f((x + b) + z);
                     }
                 }
-                (Some(s), Some(b), None) => dst.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x + b)),
+                (Some(s), Some(b), None) => {
+                    for (d, &x) in dst.iter_mut().zip(s) {
+                        *d = f(x + b);
+                    }
+                }
                 (Some(s), None, Some(z)) => {
                     for ((d, &x), &z) in dst.iter_mut().zip(s).zip(z) {
                         *d = f(x + z);
                     }
                 }
-                (Some(s), None, None) => dst.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x)),
-                (None, Some(b), Some(z)) => dst
-                    .iter_mut()
-                    .zip(z)
-                    .for_each(|(d, &z)| *d = f((*d + b) + z)),
-                (None, Some(b), None) => dst.iter_mut().for_each(|d| *d = f(*d + b)),
-                (None, None, Some(z)) => dst.iter_mut().zip(z).for_each(|(d, &z)| *d = f(*d + z)),
-                (None, None, None) => dst.iter_mut().for_each(|d| *d = f(*d)),
+                (Some(s), None, None) => {
+                    for (d, &x) in dst.iter_mut().zip(s) {
+                        *d = f(x);
+                    }
+                }
+                (None, Some(b), Some(z)) => {
+                    for (d, &z) in dst.iter_mut().zip(z) {
+                        *d = f((*d + b) + z);
+                    }
+                }
+                (None, Some(b), None) => {
+                    for d in dst.iter_mut() {
+                        *d = f(*d + b);
+                    }
+                }
+                (None, None, Some(z)) => {
+                    for (d, &z) in dst.iter_mut().zip(z) {
+                        *d = f(*d + z);
+                    }
+                }
+                (None, None, None) => {
+                    for d in dst.iter_mut() {
+                        *d = f(*d);
+                    }
+                }
             }
         }};
     }
