@@ -37,7 +37,7 @@ pub mod vmath;
 
 pub use depthwise::{DepthwiseGeo, DepthwiseScratch, depthwise_plane, gather};
 pub(crate) use fused::sgemm_packed_b_until;
-pub(crate) use fused::{BiasAct, VecAct};
+pub(crate) use fused::{BiasAct, VecAct, apply_act};
 pub use fused::{BiasClamp, ColMap, Epilogue, PackB, RowsB, sgemm_packed_b, sgemm_packed_b_mapped};
 pub(crate) use pool::{RowSpec, Taps, pool_planes_k3s2, pool_rows, pool_taps};
 pub(crate) use sparse::{PANEL as SPARSE_PANEL, spmm_packed_b_until, spmm_until};

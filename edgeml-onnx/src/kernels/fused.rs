@@ -275,6 +275,12 @@ fn bias_act(
     }
 }
 
+/// `act` applied in place over `v` on the float kernels' ISA: the arithmetic of the
+/// [`BiasAct`] epilogue, for the paths that finish outside the GEMM driver.
+pub(crate) fn apply_act(v: &mut [f32], act: VecAct) {
+    bias_act(super::best_isa(), v, None, None, None, act);
+}
+
 /// An epilogue: called once per finished row segment of `C` as
 /// `epi(row, first_column, values)`, and may rewrite the values in place.
 pub type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);

@@ -114,8 +114,7 @@ impl Activation {
         })
     }
 
-    /// The activation as the GEMM driver's epilogue computes it (bit for bit as
-    /// [`Self::apply`]).
+    /// The activation as the GEMM driver's epilogue computes it.
     fn vec_act(self) -> kernels::VecAct {
         use kernels::VecAct;
         match self {
@@ -131,30 +130,11 @@ impl Activation {
         }
     }
 
-    /// Applies the activation in place.
+    /// Applies the activation in place, with the GEMM driver's epilogue code (one
+    /// definition of each activation for every convolution path).
     pub(crate) fn apply(self, v: &mut [f32]) {
-        match self {
-            Self::None => {}
-            // NaN propagates, as in the standalone Relu/Clip operators, so fusing them
-            // into a convolution never changes a result.
-            // Written as selects (not branches) so the loops vectorise.
-            Self::Relu => v
-                .iter_mut()
-                .for_each(|x| *x = if *x < 0.0 { 0.0 } else { *x }),
-            Self::LeakyRelu(a) => v
-                .iter_mut()
-                .for_each(|x| *x = if *x >= 0.0 { *x } else { a * *x }),
-            Self::Clip(lo, hi) => v.iter_mut().for_each(|x| {
-                let y = if *x < lo { lo } else { *x };
-                *x = if y > hi { hi } else { y };
-            }),
-            Self::Sigmoid => crate::kernels::vmath::sigmoid_in_place(v),
-            Self::Tanh => crate::kernels::vmath::tanh_in_place(v),
-            Self::Silu => crate::kernels::vmath::silu_in_place(v),
-            Self::HardSwish => crate::kernels::vmath::hardswish_in_place(v),
-            Self::HardSigmoid(a, b) => v
-                .iter_mut()
-                .for_each(|x| *x = crate::kernels::vmath::hard_sigmoid(*x, a, b)),
+        if self != Self::None {
+            kernels::apply_act(v, self.vec_act());
         }
     }
 }
