@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR};
-use super::x86::requant16;
+use super::x86::{narrow_codes, requant_codes};
 use core::arch::x86_64::*;
 
 /// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels, on as many 16-lane
@@ -41,16 +41,20 @@ pub(crate) unsafe fn tile_avx512(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
     }
 }
 
-/// 512-bit vectors (16 i32 lanes) per tile row.
-pub(crate) const V: usize = NR / 16;
 const _: () = assert!(MR == 8 && NR == 16 * 3);
 
-/// `R` rows × `NV ≤ V` vectors of one tile (lanes past `16·NV` are neither computed
+/// `R` rows × `NV ≤ 3` vectors of one tile (lanes past `16·NV` are neither computed
 /// nor stored: no segment reaches them).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 unsafe fn t512<const R: usize, const NV: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
+    // The accumulators start at each row's constant correction (the epilogue's first
+    // addition, done here once per row instead of once per vector; wrapping sums, so
+    // the result is the same).
     let mut c = [[_mm512_setzero_si512(); NV]; R];
+    for (r, cr) in c.iter_mut().enumerate() {
+        *cr = [_mm512_set1_epi32(e.ct[e.oc0 + r]); NV];
+    }
     let mut wq = k.w;
     for &to in k.toff {
         // SAFETY: tap offsets stay inside the padded input (caller's contract).
@@ -73,98 +77,93 @@ unsafe fn t512<const R: usize, const NV: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
             }
         }
     }
-    // Spill the accumulators once (a fully unrolled copy keeps them in registers in
-    // the loop above; the epilogue's loops index this copy).
-    let mut acc = [[_mm512_setzero_si512(); V]; MR];
+    // Spill the accumulators once: with `c` itself passed by reference, the compiler
+    // stores every accumulator after every `vpdpbusd` of the loop above.
+    let mut acc = [[_mm512_setzero_si512(); NV]; R];
     for (a, cr) in acc.iter_mut().zip(&c) {
-        a[..NV].copy_from_slice(cr);
+        *a = *cr;
     }
     // SAFETY: forwarded contract.
-    unsafe { epi512(R, NV, &acc, e) }
+    unsafe { epi512::<R, NV>(&acc, e) }
 }
 
-/// The AVX-512 epilogue of a direct tile: corrections, requantization and masked
-/// segment stores of the first `rows` rows and `nv` vectors of the raw accumulators
-/// `acc` (no segment reaches past lane `16·nv`).
+/// The AVX-512 epilogue of a direct tile (whose accumulators already hold the
+/// constant correction `ct`): the pixel-sum correction, requantization and masked
+/// segment stores of the `R` rows and `NV` vectors of the raw accumulators `c` (no
+/// segment reaches past lane `16·NV`). Monomorphized per tile shape, so the row loop
+/// unrolls; kept out of line, because inlined into the tile its registers made the
+/// compiler spill accumulators inside the reduction loop (measured 2× slower).
 ///
 /// # Safety
 /// As the portable epilogue (`direct::epi_scalar`); the CPU must support AVX-512 F/BW.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-pub(crate) unsafe fn epi512(rows: usize, nv: usize, acc: &[[__m512i; V]; MR], e: &Epi<'_>) {
+#[inline(never)]
+unsafe fn epi512<const R: usize, const NV: usize>(c: &[[__m512i; NV]; R], e: &Epi<'_>) {
+    // Plain loops only: closures and `array::from_fn` may be compiled out of line,
+    // without this function's target features, and move every vector through memory.
     let zs = !e.negzw.is_empty();
-    let sv: [__m512i; V] = core::array::from_fn(|v| {
-        if zs {
+    let mut sv = [_mm512_setzero_si512(); NV];
+    if zs {
+        for (v, s) in sv.iter_mut().enumerate() {
             // SAFETY: `s` holds NR sums when the pixel-sum term is used.
-            unsafe { _mm512_loadu_si512(e.s.add(16 * v).cast()) }
-        } else {
-            _mm512_setzero_si512()
+            *s = unsafe { _mm512_loadu_si512(e.s.add(16 * v).cast()) };
         }
-    });
+    }
     // The segments' lane masks and offsets, once for all rows (the stores below could
     // alias `e.segs` as far as the compiler knows, so it would reload them per row).
-    let mut segs = [(0u64, 0isize); 4];
+    let mut segs = [(0u64, 0isize); NR + 1];
     let nseg = e.segs.len().min(segs.len());
     for (d, sg) in segs.iter_mut().zip(e.segs) {
         *d = ((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
     }
-    let segs = &segs[..if e.segs.len() <= 4 { nseg } else { 0 }];
-    for (r, a) in acc.iter().enumerate().take(rows) {
+    let segs = &segs[..nseg];
+    let quant = e.quant.map(|(mult, zp, lo, hi)| {
+        // The codes lie in [lo + zp, hi + zp]: i8 codes when that reaches below 0.
+        let signed = lo + (zp as f32) < 0.0;
+        (mult, zp, _mm512_set1_ps(lo), _mm512_set1_ps(hi), signed)
+    });
+    for (r, cr) in c.iter().enumerate() {
         let oc = e.oc0 + r;
-        let ct = _mm512_set1_epi32(e.ct[oc]);
-        let mut vs = [_mm512_setzero_si512(); V];
-        for v in 0..nv.min(V) {
-            vs[v] = _mm512_add_epi32(a[v], ct);
-            if zs {
-                let z = _mm512_set1_epi32(e.negzw[oc]);
+        // `ct` is already in the accumulators (see `t512`).
+        let mut vs = *cr;
+        if zs {
+            let z = _mm512_set1_epi32(e.negzw[oc]);
+            for v in 0..NV {
                 vs[v] = _mm512_add_epi32(vs[v], _mm512_mullo_epi32(sv[v], z));
             }
         }
-        match e.quant {
-            Some((mult, zp, lo, hi)) => {
-                let m = _mm512_set1_ps(mult[oc]);
-                let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-                let mut y = _mm512_setzero_si512();
-                for (v, &x) in vs.iter().enumerate().take(nv) {
-                    let b = requant16(x, m, lo, hi, zp);
-                    y = match v {
-                        0 => _mm512_inserti32x4::<0>(y, b),
-                        1 => _mm512_inserti32x4::<1>(y, b),
-                        2 => _mm512_inserti32x4::<2>(y, b),
-                        _ => _mm512_inserti32x4::<3>(y, b),
-                    };
-                }
-                let base = e.out.wrapping_add(oc * e.plane);
-                let store = |mask: u64, off: isize| {
-                    // SAFETY: the unmasked lanes `lo..hi` land inside channel oc's plane
-                    // (segment contract); masked-off lanes are not accessed.
-                    unsafe { _mm512_mask_storeu_epi8(base.wrapping_offset(off).cast(), mask, y) };
-                };
-                if segs.is_empty() {
-                    for sg in e.segs {
-                        store((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
-                    }
-                } else {
-                    for &(mask, off) in segs {
-                        store(mask, off);
-                    }
+        if let Some((mult, zp, lo, hi, signed)) = quant {
+            let m = _mm512_set1_ps(mult[oc]);
+            for x in vs.iter_mut() {
+                *x = requant_codes(*x, m, lo, hi, zp);
+            }
+            let y = narrow_codes::<NV>(&vs, signed);
+            let base = e.out.wrapping_add(oc * e.plane);
+            // SAFETY: the unmasked lanes `lo..hi` land inside channel oc's plane
+            // (segment contract); masked-off lanes are not accessed.
+            let store = |(mask, off): (u64, isize)| unsafe {
+                _mm512_mask_storeu_epi8(base.wrapping_offset(off).cast(), mask, y)
+            };
+            if let [one] = segs {
+                store(*one);
+            } else {
+                for &sg in segs {
+                    store(sg);
                 }
             }
-            None => {
-                let base = e.out.cast::<i32>().wrapping_add(oc * e.plane);
-                for sg in e.segs {
-                    let mask = (u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1);
-                    let p = base.wrapping_offset(sg.off);
-                    for (v, &x) in vs.iter().enumerate().take(nv) {
-                        // SAFETY: as above, for i32 lanes.
-                        unsafe {
-                            _mm512_mask_storeu_epi32(
-                                p.wrapping_add(16 * v).cast(),
-                                (mask >> (16 * v)) as u16,
-                                x,
-                            )
-                        };
-                    }
+        } else {
+            let base = e.out.cast::<i32>().wrapping_add(oc * e.plane);
+            for &(mask, off) in segs {
+                let p = base.wrapping_offset(off);
+                for (v, &x) in vs.iter().enumerate() {
+                    // SAFETY: as above, for i32 lanes.
+                    unsafe {
+                        _mm512_mask_storeu_epi32(
+                            p.wrapping_add(16 * v).cast(),
+                            (mask >> (16 * v)) as u16,
+                            x,
+                        )
+                    };
                 }
             }
         }

@@ -394,13 +394,42 @@ pub(super) unsafe fn epi512<const R: usize>(
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(super) fn requant16(x: __m512i, mult: __m512, lo: __m512, hi: __m512, zp: i32) -> __m128i {
+    _mm512_cvtepi32_epi8(requant_codes(x, mult, lo, hi, zp))
+}
+
+/// [`requant16`] before the narrowing: the 16 output codes as i32, each inside the
+/// output type's range (`lo`/`hi` see to that).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn requant_codes(x: __m512i, mult: __m512, lo: __m512, hi: __m512, zp: i32) -> __m512i {
     let f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), mult);
     let f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
     let f = _mm512_castps_si512(_mm512_add_ps(f, _mm512_set1_ps(12_582_912.0)));
-    _mm512_cvtepi32_epi8(_mm512_add_epi32(
-        f,
-        _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
-    ))
+    _mm512_add_epi32(f, _mm512_set1_epi32(zp.wrapping_sub(0x4B40_0000)))
+}
+
+/// Narrows `NV ≤ 3` vectors of output codes to bytes `0..16·NV` of one vector, in
+/// order, with two saturating packs and one dword permutation (three shuffles where
+/// `vpmovdb` takes two per vector, plus the inserts). The codes are already inside the
+/// output type (i8 when `signed`, else u8), so the saturation never changes one and the
+/// bytes equal [`requant16`]'s truncation.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+pub(super) fn narrow_codes<const NV: usize>(v: &[__m512i; NV], signed: bool) -> __m512i {
+    if NV == 1 {
+        return _mm512_castsi128_si512(_mm512_cvtepi32_epi8(v[0]));
+    }
+    // Per 128-bit lane L: words [v0 4L..4L+4, v1 4L..4L+4] and [v2 …, v2 …].
+    let p01 = _mm512_packs_epi32(v[0], v[NV.min(2) - 1]);
+    let p2 = _mm512_packs_epi32(v[NV - 1], v[NV - 1]);
+    // Per lane L: dwords [v0 quad L, v1 quad L, v2 quad L, v2 quad L].
+    let b = if signed {
+        _mm512_packs_epi16(p01, p2)
+    } else {
+        _mm512_packus_epi16(p01, p2)
+    };
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_epi32(idx, b)
 }
 
 // ---------------------------------------------------------------- AVX-VNNI
