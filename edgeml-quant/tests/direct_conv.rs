@@ -261,8 +261,9 @@ fn empty_reduction_and_single_pixel() {
     }
 }
 
-/// Planes of at least 768 pixels with symmetric weights, on two and three threads: the
-/// direct kernel cuts the output rows into bands and builds each band's padded rows
+/// Planes of at least 768 pixels with symmetric weights and enough work to split (every
+/// case), on two and three threads: the direct kernel cuts the output rows into one or
+/// two bands per thread (both counts occur below) and builds each band's padded rows
 /// (halo included) on its own. Bands that start in the top padding, end in the bottom
 /// padding or lie wholly inside a large bottom pad; stride 2 and dilation 2 vertically,
 /// stride 2 and dilation 2 horizontally.
@@ -270,16 +271,17 @@ fn empty_reduction_and_single_pixel() {
 fn direct_row_bands() {
     let cases = [
         ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 5, 9, 28, 28),
-        ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 4, 3, 28, 28),
-        ([3, 3], [2, 1], [1, 0, 2, 1], [1, 1], 3, 9, 49, 33),
-        ([3, 1], [1, 1], [0, 0, 9, 0], [2, 1], 2, 3, 16, 40),
-        ([5, 3], [1, 1], [4, 1, 4, 1], [1, 1], 2, 3, 25, 31),
-        ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 3, 9, 56, 56),
-        ([1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 4, 3, 56, 56),
-        ([3, 3], [1, 2], [1, 0, 1, 1], [1, 2], 2, 3, 28, 61),
+        ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 16, 24, 28, 28),
+        ([3, 3], [2, 1], [1, 0, 2, 1], [1, 1], 3, 24, 49, 33),
+        ([3, 1], [1, 1], [0, 0, 9, 0], [2, 1], 8, 24, 16, 40),
+        ([5, 3], [1, 1], [4, 1, 4, 1], [1, 1], 2, 24, 25, 31),
+        ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 3, 24, 56, 56),
+        ([1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 16, 24, 56, 56),
+        ([3, 3], [1, 2], [1, 0, 1, 1], [1, 2], 2, 24, 28, 61),
+        ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 8, 24, 40, 20),
     ];
     for (i, (k, s, pads, d, cig, cog, h, w)) in cases.into_iter().enumerate() {
-        // Two threads (four bands) and, on alternate cases, three (six).
+        // Two threads and, on alternate cases, three.
         let threads: &[usize] = if i % 2 == 1 { &[2, 3] } else { &[2] };
         for &threads in threads {
             let c = Case {

@@ -486,7 +486,16 @@ pub(crate) fn conv<T: QElem>(
         plane,
     };
     let bands = if threads > 1 && negzw.is_empty() && plane >= 16 * NR {
-        geo.oh.min(2 * threads)
+        // One or two bands per thread, whichever computes fewer tiles in all (each band
+        // ends in a partial tile); two on a tie, which balances a late thread better.
+        let tiles = |b: usize| -> usize {
+            (0..b)
+                .filter_map(|i| band_geometry(geo, geo.oh * i / b, geo.oh * (i + 1) / b))
+                .map(|(g, _)| g.tiles())
+                .sum()
+        };
+        let (one, two) = (geo.oh.min(threads), geo.oh.min(2 * threads));
+        if tiles(one) < tiles(two) { one } else { two }
     } else {
         1
     };
