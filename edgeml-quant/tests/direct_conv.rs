@@ -314,3 +314,38 @@ fn direct_row_bands() {
         }
     }
 }
+
+/// Short reductions (at most 8 k-quads) on planes too small for row bands, on two and
+/// three threads: the direct kernel's (tile, block) units run block-major and split
+/// over the threads; with per-channel weight zero points on three threads.
+#[test]
+fn direct_block_major_units() {
+    let cases = [
+        ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 32, 40, 20, 20),
+        ([1, 3], [1, 1], [0, 1, 0, 0], [1, 1], 8, 40, 24, 22),
+        ([3, 1], [2, 1], [1, 0, 1, 0], [1, 1], 5, 33, 30, 17),
+    ];
+    for (k, s, pads, d, cig, cog, h, w) in cases {
+        for threads in [2, 3] {
+            let c = Case {
+                n: 1,
+                g: 1,
+                cig,
+                cog,
+                h,
+                w,
+                k,
+                s,
+                pads,
+                d,
+                seed: 5,
+                extreme: false,
+                zw_zero: threads == 2,
+                threads,
+            };
+            for isa in Isa::available() {
+                check(isa, &c, u8i8);
+            }
+        }
+    }
+}
