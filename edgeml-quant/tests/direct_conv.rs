@@ -261,6 +261,39 @@ fn empty_reduction_and_single_pixel() {
     }
 }
 
+/// One batch item of a dense convolution on several threads: kernel, strides, pads,
+/// dilations, input and output channels, height and width.
+type Row = (
+    [usize; 2],
+    [usize; 2],
+    [usize; 4],
+    [usize; 2],
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+fn threaded(row: Row, threads: usize, zw_zero: bool, seed: u64) -> Case {
+    let (k, s, pads, d, cig, cog, h, w) = row;
+    Case {
+        n: 1,
+        g: 1,
+        cig,
+        cog,
+        h,
+        w,
+        k,
+        s,
+        pads,
+        d,
+        seed,
+        extreme: false,
+        zw_zero,
+        threads,
+    }
+}
+
 /// Planes of at least 768 pixels with symmetric weights and enough work to split (every
 /// case), on two and three threads: the direct kernel cuts the output rows into one or
 /// two bands per thread (both counts occur below) and builds each band's padded rows
@@ -269,7 +302,7 @@ fn empty_reduction_and_single_pixel() {
 /// stride 2 and dilation 2 horizontally.
 #[test]
 fn direct_row_bands() {
-    let cases = [
+    let cases: [Row; 9] = [
         ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 5, 9, 28, 28),
         ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 16, 24, 28, 28),
         ([3, 3], [2, 1], [1, 0, 2, 1], [1, 1], 3, 24, 49, 33),
@@ -280,26 +313,11 @@ fn direct_row_bands() {
         ([3, 3], [1, 2], [1, 0, 1, 1], [1, 2], 2, 24, 28, 61),
         ([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 8, 24, 40, 20),
     ];
-    for (i, (k, s, pads, d, cig, cog, h, w)) in cases.into_iter().enumerate() {
+    for (i, row) in cases.into_iter().enumerate() {
         // Two threads and, on alternate cases, three.
         let threads: &[usize] = if i % 2 == 1 { &[2, 3] } else { &[2] };
         for &threads in threads {
-            let c = Case {
-                n: 1,
-                g: 1,
-                cig,
-                cog,
-                h,
-                w,
-                k,
-                s,
-                pads,
-                d,
-                seed: 11,
-                extreme: false,
-                zw_zero: true,
-                threads,
-            };
+            let c = threaded(row, threads, true, 11);
             for isa in Isa::available() {
                 check(isa, &c, u8i8);
                 check(
@@ -320,29 +338,14 @@ fn direct_row_bands() {
 /// over the threads; with per-channel weight zero points on three threads.
 #[test]
 fn direct_block_major_units() {
-    let cases = [
+    let cases: [Row; 3] = [
         ([1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 32, 40, 20, 20),
         ([1, 3], [1, 1], [0, 1, 0, 0], [1, 1], 8, 40, 24, 22),
         ([3, 1], [2, 1], [1, 0, 1, 0], [1, 1], 5, 33, 30, 17),
     ];
-    for (k, s, pads, d, cig, cog, h, w) in cases {
+    for row in cases {
         for threads in [2, 3] {
-            let c = Case {
-                n: 1,
-                g: 1,
-                cig,
-                cog,
-                h,
-                w,
-                k,
-                s,
-                pads,
-                d,
-                seed: 5,
-                extreme: false,
-                zw_zero: threads == 2,
-                threads,
-            };
+            let c = threaded(row, threads, threads == 2, 5);
             for isa in Isa::available() {
                 check(isa, &c, u8i8);
             }
