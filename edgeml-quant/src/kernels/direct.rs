@@ -650,12 +650,12 @@ fn region(
         // Work units are (tile, block) pairs, so that small planes (a 7×7 plane is two
         // tiles) still split over the threads. Tile-major, except for a short reduction
         // (at most 8 k-quads, K ≤ 32) in a call on several threads with an image that
-        // stays in L2 while every block reads it: such a layer is its
-        // epilogue and output stores, and block-major order writes each block's 8
-        // planes as sequential runs where tile-major order writes all `C_out` planes a
-        // little at a time. Measured on MobileNetV2's 16→96 expansion at 112², 2
-        // threads: 0.27 → 0.19 ms; on one thread block-major was slower (0.24 → 0.26),
-        // and at K = 128 too (0.134 → 0.144 ms on 2 threads).
+        // stays in L2 while every block reads it: such a layer is its epilogue and
+        // output stores, and block-major order writes each block's 8 planes as
+        // sequential runs where tile-major order writes all `C_out` planes a little at
+        // a time. Measured on MobileNetV2's 16→96 expansion at 112², 2 threads: 0.27 →
+        // 0.19 ms; on one thread block-major was slower (0.24 → 0.26), and at K = 128
+        // too (0.134 → 0.144 ms on 2 threads).
         let block_major =
             job.threads > 1 && dw.bpg > 1 && kq <= 8 && dw.cq * plane4 <= BLOCK_MAJOR_BYTES;
         let run = |units: core::ops::Range<usize>| {
