@@ -4,7 +4,7 @@
 //! and the SSE2 4-channel interleave.
 #![allow(unsafe_code)]
 
-use super::direct::{Epi, KArgs, MR, NR};
+use super::direct::{Epi, KArgs, MR, NR, Seg};
 use super::x86::{narrow_codes, requant_codes};
 use core::arch::x86_64::*;
 
@@ -111,12 +111,17 @@ unsafe fn epi512<const R: usize, const NV: usize>(c: &[[__m512i; NV]; R], e: &Ep
     }
     // The segments' lane masks and offsets, once for all rows (the stores below could
     // alias `e.segs` as far as the compiler knows, so it would reload them per row).
-    let mut segs = [(0u64, 0isize); NR + 1];
-    let nseg = e.segs.len().min(segs.len());
-    for (d, sg) in segs.iter_mut().zip(e.segs) {
-        *d = ((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
+    // A tile has at most `NR + 1` segments but nearly always 1–2: up to 4 are cached
+    // in a small array; more (rows a few pixels wide) are read from `e.segs` per row.
+    let mask = |sg: &Seg| ((u64::MAX >> (64 - sg.hi)) & !((1u64 << sg.lo) - 1), sg.off);
+    let mut few = [(0u64, 0isize); 4];
+    let cached = e.segs.len() <= few.len();
+    if cached {
+        for (d, sg) in few.iter_mut().zip(e.segs) {
+            *d = mask(sg);
+        }
     }
-    let segs = &segs[..nseg];
+    let few = &few[..if cached { e.segs.len() } else { 0 }];
     let quant = e.quant.map(|(mult, zp, lo, hi)| {
         // The codes lie in [lo + zp, hi + zp]: i8 codes when that reaches below 0.
         let signed = lo + (zp as f32) < 0.0;
@@ -144,16 +149,20 @@ unsafe fn epi512<const R: usize, const NV: usize>(c: &[[__m512i; NV]; R], e: &Ep
             let store = |(mask, off): (u64, isize)| unsafe {
                 _mm512_mask_storeu_epi8(base.wrapping_offset(off).cast(), mask, y)
             };
-            if let [one] = segs {
+            if let [one] = few {
                 store(*one);
-            } else {
-                for &sg in segs {
+            } else if cached {
+                for &sg in few {
                     store(sg);
+                }
+            } else {
+                for sg in e.segs {
+                    store(mask(sg));
                 }
             }
         } else {
             let base = e.out.cast::<i32>().wrapping_add(oc * e.plane);
-            for &(mask, off) in segs {
+            for (mask, off) in e.segs.iter().map(mask) {
                 let p = base.wrapping_offset(off);
                 for (v, &x) in vs.iter().enumerate() {
                     // SAFETY: as above, for i32 lanes.
