@@ -99,8 +99,9 @@ unsafe fn t512<const R: usize, const NV: usize>(k: &KArgs<'_>, e: &Epi<'_>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline(never)]
 unsafe fn epi512<const R: usize, const NV: usize>(c: &[[__m512i; NV]; R], e: &Epi<'_>) {
-    // Plain loops only: closures and `array::from_fn` may be compiled out of line,
-    // without this function's target features, and move every vector through memory.
+    // The vector arithmetic runs in plain loops: `array::from_fn` and iterator
+    // adaptors may be compiled out of line, without this function's target features,
+    // and move every vector through memory.
     let zs = !e.negzw.is_empty();
     let mut sv = [_mm512_setzero_si512(); NV];
     if zs {
