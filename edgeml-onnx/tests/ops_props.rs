@@ -175,3 +175,41 @@ proptest! {
         }
     }
 }
+
+/// A squeeze-excitation `ReduceMean` large enough to be split over a pool's threads by
+/// whole channels gives the bits of the one-thread run, and the f64 mean.
+#[test]
+fn spatial_mean_split_over_threads_matches_one_thread() {
+    let a = filled(&[1, 97, 23, 19], 3);
+    let mut n = node("ReduceMean", 1);
+    n.attributes
+        .push(("keepdims".into(), edgeml_onnx::Attribute::Int(1)));
+    n.attributes
+        .push(("axes".into(), edgeml_onnx::Attribute::Ints(vec![2, 3])));
+    let x = Tensor::F32(a.clone());
+    let one = run(&n, 11, &[&x]).expect("one thread");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .expect("pool");
+    let split = pool.install(|| run(&n, 11, &[&x])).expect("three threads");
+    let (one, split) = (
+        one[0].as_f32().expect("f32"),
+        split[0].as_f32().expect("f32"),
+    );
+    assert_eq!(split.shape(), &[1, 97, 1, 1]);
+    for c in 0..97 {
+        let want = a
+            .index_axis(ndarray::Axis(1), c)
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / 437.0;
+        let (g, s) = (one[[0, c, 0, 0]], split[[0, c, 0, 0]]);
+        assert_eq!(g.to_bits(), s.to_bits(), "channel {c}: {g} vs {s} split");
+        assert!(
+            (g as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+            "channel {c}: {g} vs {want}"
+        );
+    }
+}

@@ -284,30 +284,52 @@ impl Runs {
         })
     }
 
-    /// `f` over every run, in output order.
-    fn apply<A: Copy, B: Copy, C>(&self, x: &[A], y: &[B], f: impl Fn(A, B) -> C) -> Vec<C> {
-        let count: usize = self.outer.iter().map(|o| o.0).product();
-        let mut v = Vec::with_capacity(count * self.len);
+    /// Writes the broadcast's output elements `start..start + out.len()` (in output
+    /// order) into `out`.
+    fn fill<A: Copy, B: Copy, C>(
+        &self,
+        x: &[A],
+        y: &[B],
+        start: usize,
+        out: &mut [C],
+        f: &impl Fn(A, B) -> C,
+    ) {
+        let len = self.len;
+        let (mut run, mut o) = (start / len, start % len);
+        // The odometer at run `run`, and both operands' offsets there.
         let mut idx = vec![0usize; self.outer.len()];
         let (mut ao, mut bo) = (0usize, 0usize);
-        for _ in 0..count {
-            let n = self.len;
+        for (d, &(size, sa, sb)) in self.outer.iter().enumerate().rev() {
+            idx[d] = run % size;
+            run /= size;
+            ao += idx[d] * sa;
+            bo += idx[d] * sb;
+        }
+        let mut pos = 0;
+        while pos < out.len() {
+            let n = (len - o).min(out.len() - pos);
+            let dst = &mut out[pos..pos + n];
             match self.kind {
-                RunKind::Both => v.extend(
-                    x[ao..ao + n]
-                        .iter()
-                        .zip(&y[bo..bo + n])
-                        .map(|(&p, &q)| f(p, q)),
-                ),
+                RunKind::Both => {
+                    for (d, (&p, &q)) in dst.iter_mut().zip(x[ao + o..].iter().zip(&y[bo + o..])) {
+                        *d = f(p, q);
+                    }
+                }
                 RunKind::A => {
                     let q = y[bo];
-                    v.extend(x[ao..ao + n].iter().map(|&p| f(p, q)));
+                    for (d, &p) in dst.iter_mut().zip(&x[ao + o..]) {
+                        *d = f(p, q);
+                    }
                 }
                 RunKind::B => {
                     let p = x[ao];
-                    v.extend(y[bo..bo + n].iter().map(|&q| f(p, q)));
+                    for (d, &q) in dst.iter_mut().zip(&y[bo + o..]) {
+                        *d = f(p, q);
+                    }
                 }
             }
+            pos += n;
+            o = 0;
             // Next outer index (odometer), keeping both operands' offsets in step.
             for (d, &(size, sa, sb)) in self.outer.iter().enumerate().rev() {
                 idx[d] += 1;
@@ -321,7 +343,32 @@ impl Runs {
                 bo -= sb * size;
             }
         }
-        v
+    }
+
+    /// [`Runs::fill`] over the whole output, in contiguous pieces (two per thread of the
+    /// plan's pool) when it has at least 2¹⁵ elements, else on the calling thread. Each
+    /// element is computed by the same code either way.
+    fn fill_split<A: Copy + Sync, B: Copy + Sync, C: Send>(
+        &self,
+        x: &[A],
+        y: &[B],
+        out: &mut [C],
+        f: &(impl Fn(A, B) -> C + Sync),
+    ) {
+        use rayon::prelude::*;
+        let threads = if out.len() >= 1 << 15 && crate::kernels::in_parallel_pool() {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        if threads <= 1 {
+            self.fill(x, y, 0, out, f);
+            return;
+        }
+        let piece = out.len().div_ceil(2 * threads).next_multiple_of(16);
+        out.par_chunks_mut(piece)
+            .enumerate()
+            .for_each(|(i, d)| self.fill(x, y, i * piece, d, f));
     }
 }
 
@@ -329,33 +376,22 @@ impl Runs {
 ///
 /// # Errors
 /// The shapes do not broadcast.
-pub fn zip_bcast<A: Copy, B: Copy, C>(
+pub fn zip_bcast<A: Copy + Sync, B: Copy + Sync, C: Copy + Default + Send + 'static>(
     node: &Node,
     a: &ArrayD<A>,
     b: &ArrayD<B>,
-    f: impl Fn(A, B) -> C,
+    f: impl Fn(A, B) -> C + Sync,
 ) -> Result<ArrayD<C>> {
-    if a.shape() == b.shape() {
-        if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
-            let v: Vec<C> = x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect();
-            return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
-                .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
-        }
-        return Ok(Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)));
-    }
-    if b.len() == 1
-        && b.ndim() <= a.ndim()
-        && let (Some(x), Some(&y)) = (a.as_slice(), b.iter().next())
-    {
-        let v: Vec<C> = x.iter().map(|&x| f(x, y)).collect();
-        return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
-            .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
-    }
-    let shape = super::util::broadcast_shapes(node, a.shape(), b.shape())?;
+    let shape = if a.shape() == b.shape() {
+        a.shape().to_vec()
+    } else {
+        super::util::broadcast_shapes(node, a.shape(), b.shape())?
+    };
     if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice())
         && let Some(runs) = Runs::plan(a.shape(), b.shape(), &shape)
     {
-        let v = runs.apply(x, y, f);
+        let mut v = super::util::overwritten_pooled::<C>(shape.iter().product());
+        runs.fill_split(x, y, &mut v, &f);
         return ArrayD::from_shape_vec(IxDyn(&shape), v)
             .map_err(|e| Error::ShapeMismatch(format!("{}: {e}", describe(node))));
     }
@@ -404,6 +440,46 @@ mod tests {
                     .collect();
                 (a, b[drop..].to_vec())
             })
+    }
+
+    /// Outputs of at least 2¹⁵ elements are split over the pool's threads in pieces
+    /// that start inside runs; every kind of run must still give the element-wise
+    /// broadcast.
+    #[test]
+    fn split_runs_match_elementwise_broadcast() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        let cases: [(&[usize], &[usize]); 6] = [
+            (&[1, 37, 33, 31], &[1, 37, 1, 1]),
+            (&[1, 37, 1, 1], &[1, 37, 33, 31]),
+            (&[37, 1, 31], &[1, 33, 31]),
+            (&[40_001], &[40_001]),
+            (&[1], &[2, 20_011]),
+            (&[5, 1, 7001], &[5, 3, 1]),
+        ];
+        for (sa, sb) in cases {
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let a =
+                ArrayD::from_shape_vec(IxDyn(sa), (0..na).map(|i| i as f32).collect()).expect("a");
+            let b = ArrayD::from_shape_vec(IxDyn(sb), (0..nb).map(|i| 0.5 * i as f32).collect())
+                .expect("b");
+            let got = pool
+                .install(|| zip_bcast(&Node::default(), &a, &b, |x, y| 3.0 * x - y))
+                .expect("broadcast");
+            let shape =
+                crate::ops::util::broadcast_shapes(&Node::default(), sa, sb).expect("shape");
+            assert!(
+                shape.iter().product::<usize>() >= 1 << 15,
+                "{shape:?} is not split"
+            );
+            let want = Zip::from(&a.broadcast(IxDyn(&shape)).expect("a view"))
+                .and(&b.broadcast(IxDyn(&shape)).expect("b view"))
+                .map_collect(|&x, &y| 3.0 * x - y);
+            assert_eq!(got, want, "{sa:?} with {sb:?}");
+        }
     }
 
     proptest! {

@@ -124,16 +124,25 @@ fn reduce_runs_f32(x: &[f32], runs: [usize; 3], k: Red) -> Option<Vec<f32>> {
 fn sum_runs(
     x: &[f32],
     [outer, red, inner]: [usize; 3],
-    term: impl Fn(f32) -> f64,
-    finish: impl Fn(f64) -> f64,
+    term: impl Fn(f32) -> f64 + Sync,
+    finish: impl Fn(f64) -> f64 + Sync,
 ) -> Vec<f32> {
-    let mut out = Vec::with_capacity(outer * inner);
     if inner == 1 {
-        for run in x.chunks_exact(red) {
-            out.push(finish(sum_f64(run, &term)) as f32);
-        }
+        // One output per run; large inputs are split over the plan's threads by whole
+        // runs (each output's sum is the same either way).
+        use rayon::prelude::*;
+        let mut out = vec![0f32; outer];
+        let per_task = match crate::kernels::min_len_for(x.len()) {
+            usize::MAX => usize::MAX,
+            _ => outer.div_ceil(2 * rayon::current_num_threads()),
+        };
+        out.par_iter_mut()
+            .zip(x.par_chunks_exact(red))
+            .with_min_len(per_task)
+            .for_each(|(o, run)| *o = finish(sum_f64(run, &term)) as f32);
         return out;
     }
+    let mut out = Vec::with_capacity(outer * inner);
     let mut acc = vec![0f64; inner];
     for block in x.chunks_exact(red * inner) {
         acc.fill(0.0);

@@ -339,6 +339,19 @@ pub(crate) fn with_capacity_pooled<T: 'static>(n: usize) -> Vec<T> {
     Vec::with_capacity(n)
 }
 
+/// A vector of `n` initialised elements for an output the caller overwrites
+/// completely: a recycled block of the per-thread `f32` pool
+/// ([`crate::buffers::take_overwritten`]) when `T` is `f32`, else `n` defaults.
+pub(crate) fn overwritten_pooled<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        let b: Box<dyn std::any::Any> = Box::new(crate::buffers::take_f32_overwritten(n));
+        if let Ok(v) = b.downcast::<Vec<T>>() {
+            return *v;
+        }
+    }
+    vec![T::default(); n]
+}
+
 /// Transposes whose last axes stay in place (e.g. the channel shuffle
 /// `[N, g, C/g, H, W] → [N, C/g, g, H, W]`): the output is a sequence of contiguous
 /// blocks of the input, copied with `memcpy`. `None` when the input is not contiguous
