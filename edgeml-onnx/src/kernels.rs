@@ -202,6 +202,11 @@ type MicroKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32
 /// A partial-tile micro-kernel: as [`MicroKernel`] but only the top-left `mm × nn`
 /// corner of the tile is read or written (last two arguments).
 type EdgeKernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, f32, f32, usize, usize);
+/// A partial- or full-tile micro-kernel that reads `B` in place instead of from a
+/// packed panel: row `k` of the tile's `B` starts at `b + offs[k]` (`kc` offsets), and
+/// only its first `nn` columns are read. Otherwise as [`EdgeKernel`].
+type RowsKernel =
+    unsafe fn(usize, *const f32, *const f32, *const usize, *mut f32, usize, f32, f32, usize, usize);
 /// A GEMV kernel: `acc[0..NR] += Σ_k a[k]·b[k·ldb..k·ldb + NR]`.
 type GemvKernel = unsafe fn(usize, *const f32, *const f32, usize, *mut f32);
 
@@ -215,6 +220,10 @@ struct KernelSet {
     ukernel: MicroKernel,
     /// A micro-kernel for partial tiles, when the ISA has masked stores.
     edge: Option<EdgeKernel>,
+    /// A micro-kernel reading `B` rows in place (no packing), when the ISA has one: used
+    /// for sources that offer their rows ([`fused::PackB::in_place_rows`]), such as a
+    /// convolution's shifted phase planes.
+    rows: Option<RowsKernel>,
     gemv: GemvKernel,
 }
 

@@ -17,6 +17,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     nc: 256,
     ukernel,
     edge: Some(ukernel_edge),
+    rows: Some(ukernel_rows),
     gemv,
 };
 
@@ -139,6 +140,97 @@ unsafe fn ukernel_edge(
             }
             _mm256_maskstore_ps(p, m0, v0);
             _mm256_maskstore_ps(p.add(8), m1, v1);
+        }
+    }
+}
+
+/// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗B[k, 0..nn] + beta·C`, with row `k` of `B` read in
+/// place at `b + offs[k]` (no packed panel; see the AVX-512 twin). Full tiles use whole
+/// loads and stores; partial ones mask both, so nothing past column `nn` is read.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA. `a` must point to `kc·6` packed floats, `offs` to
+/// `kc` offsets with `b + offs[k] .. + nn` readable for each, and the `mm × nn` corner
+/// of the tile at `c` (row stride `ldc`) valid for writes (and reads when
+/// `beta != 0`); `mm ≤ 6`, `nn ≤ 16`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ukernel_rows(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const usize,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let full = nn >= NR && mm >= MR;
+    let nn = nn.min(NR) as i32;
+    let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
+    let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut a = a;
+    if nn == NR as i32 {
+        for kk in 0..kc {
+            // SAFETY: row kk of B holds NR readable floats at b + offs[kk], and `a` the
+            // kc·MR packed floats (caller).
+            unsafe {
+                let p = b.add(*offs.add(kk));
+                let b0 = _mm256_loadu_ps(p);
+                let b1 = _mm256_loadu_ps(p.add(8));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    } else {
+        for kk in 0..kc {
+            // SAFETY: as above, for the nn columns the masks let through (masked-off
+            // lanes are not accessed).
+            unsafe {
+                let p = b.add(*offs.add(kk));
+                let b0 = _mm256_maskload_ps(p, m0);
+                let b1 = _mm256_maskload_ps(p.add(8), m1);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    }
+    let va = _mm256_set1_ps(alpha);
+    let vb = _mm256_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
+        // SAFETY: row r < mm of the tile; columns < nn are valid (caller), and a full
+        // tile's 16 columns all are; masked-off lanes are not accessed.
+        unsafe {
+            let p = c.add(r * ldc);
+            let mut v0 = _mm256_mul_ps(va, row[0]);
+            let mut v1 = _mm256_mul_ps(va, row[1]);
+            if full {
+                if beta != 0.0 {
+                    v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), v0);
+                    v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p.add(8)), v1);
+                }
+                _mm256_storeu_ps(p, v0);
+                _mm256_storeu_ps(p.add(8), v1);
+            } else {
+                if beta != 0.0 {
+                    v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m0), v0);
+                    v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p.add(8), m1), v1);
+                }
+                _mm256_maskstore_ps(p, m0, v0);
+                _mm256_maskstore_ps(p.add(8), m1, v1);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     nc: 256,
     ukernel: ukernel::<12>,
     edge: Some(ukernel_edge::<12>),
+    rows: Some(ukernel_rows::<12>),
     gemv,
 };
 
@@ -34,6 +35,7 @@ pub(super) static KERNELS_8: KernelSet = KernelSet {
     nc: 256,
     ukernel: ukernel::<8>,
     edge: Some(ukernel_edge::<8>),
+    rows: Some(ukernel_rows::<8>),
     gemv,
 };
 
@@ -140,6 +142,96 @@ unsafe fn ukernel_edge<const MR: usize>(
     for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
         // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
         // < nn, which the caller guarantees valid (masked-off lanes are not accessed).
+        unsafe {
+            let p = c.add(r * ldc);
+            let mut v0 = _mm512_mul_ps(va, row[0]);
+            let mut v1 = _mm512_mul_ps(va, row[1]);
+            if beta != 0.0 {
+                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, p), v0);
+                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, p.add(16)), v1);
+            }
+            _mm512_mask_storeu_ps(p, m0, v0);
+            _mm512_mask_storeu_ps(p.add(16), m1, v1);
+        }
+    }
+}
+
+/// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗B[k, 0..nn] + beta·C`, with row `k` of `B` read in
+/// place at `b + offs[k]` (no packed panel): a convolution's shifted phase planes, whose
+/// rows for neighbouring taps overlap, so the strip of `B` a tile reads is a few times
+/// smaller than its packed panel. Full tiles (`mm = MR`, `nn = 32`) load and store
+/// whole vectors; partial ones mask both, so nothing past column `nn` is read.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `a` must point to `kc·MR` packed floats, `offs` to
+/// `kc` offsets with `b + offs[k] .. + nn` readable for each, and the `mm × nn` corner
+/// of the tile at `c` (row stride `ldc`) valid for writes (and reads when
+/// `beta != 0`); `mm ≤ MR`, `nn ≤ 32`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ukernel_rows<const MR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const usize,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let nn = nn.min(NR);
+    let m0: __mmask16 = if nn >= 16 {
+        0xffff
+    } else {
+        ((1u32 << nn) - 1) as u16
+    };
+    let m1: __mmask16 = if nn <= 16 {
+        0
+    } else {
+        ((1u32 << (nn - 16)) - 1) as u16
+    };
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut a = a;
+    if nn == NR {
+        for kk in 0..kc {
+            // SAFETY: row kk of B holds NR readable floats at b + offs[kk], and `a` the
+            // kc·MR packed floats (caller).
+            unsafe {
+                let p = b.add(*offs.add(kk));
+                let b0 = _mm512_loadu_ps(p);
+                let b1 = _mm512_loadu_ps(p.add(16));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    } else {
+        for kk in 0..kc {
+            // SAFETY: as above, for the nn columns the masks let through (masked-off
+            // lanes are not accessed).
+            unsafe {
+                let p = b.add(*offs.add(kk));
+                let b0 = _mm512_maskz_loadu_ps(m0, p);
+                let b1 = _mm512_maskz_loadu_ps(m1, p.add(16));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    }
+    let va = _mm512_set1_ps(alpha);
+    let vb = _mm512_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
+        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
+        // < nn, which the caller guarantees valid.
         unsafe {
             let p = c.add(r * ldc);
             let mut v0 = _mm512_mul_ps(va, row[0]);

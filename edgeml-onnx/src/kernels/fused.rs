@@ -30,6 +30,14 @@ pub trait PackB: Sync {
     /// past `jn` in the last panel must be written as zeros (or any finite value: their
     /// results are discarded).
     fn pack(&self, k0: usize, kcur: usize, j0: usize, jn: usize, nr: usize, out: &mut [f32]);
+
+    /// `B`'s rows as they already lie in memory, when they do: element `(k, j)` is
+    /// `buf[offs[k] + j]` (one offset per row). The driver then reads them in place on
+    /// ISAs with a kernel for it (AVX-512) instead of packing panels; the results are
+    /// the same bits either way. The default, `None`, always packs.
+    fn in_place_rows(&self) -> Option<(&[f32], &[usize])> {
+        None
+    }
 }
 
 /// `B` given as a row-major matrix with row stride `rs` (a 1×1 convolution's input).
@@ -496,6 +504,15 @@ fn tiles(
     // into a per-thread scratch tile, also kept MC rows high.
     let multi = k > ks.kc;
     let t = threads();
+    // B read in place: the ISA's kernel for it, and rows that hold every column read.
+    let direct = ks.rows.zip(b.in_place_rows()).filter(|(_, (buf, offs))| {
+        offs.len() == k
+            && offs
+                .iter()
+                .max()
+                .and_then(|&o| o.checked_add(n))
+                .is_some_and(|end| end <= buf.len())
+    });
     let mc0 = if multi || map.is_some() {
         ks.mc.min(m_pad)
     } else {
@@ -506,7 +523,7 @@ fn tiles(
     let nb = n_pad.div_ceil(nc);
     // B is packed whole, once, when several row blocks would each pack it again
     // (threads splitting a single-block product, or a remapped C kept MC rows high).
-    let prepack = multi || mb > 1;
+    let prepack = direct.is_none() && (multi || mb > 1);
     let mut pre_buf = Vec::new();
     if prepack {
         pre_buf = BBUF.with(|s| s.take());
@@ -589,6 +606,7 @@ fn tiles(
                     let kcur = ks.kc.min(k - k0);
                     let pb: &[f32] = match pre {
                         Some(all) => &all[k0 * n_pad + j0 * kcur..][..jn_pad * kcur],
+                        None if direct.is_some() => &[],
                         None => {
                             let pb = grow(&mut bbuf, jn_pad * kcur);
                             b.pack(k0, kcur, j0, jn, nr, pb);
@@ -607,8 +625,39 @@ fn tiles(
                                 CBUF.with(|s| s.set(std::mem::take(&mut cbuf)));
                                 return;
                             }
-                            let bp = &pb[(j - j0) * kcur..][..nr * kcur];
                             let nn = nr.min(j1 - j);
+                            if let Some((rk, (buf, offs))) = direct {
+                                let offs = &offs[k0..k0 + kcur];
+                                for i in (ib..ib1).step_by(mr) {
+                                    let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
+                                    let mm = mr.min(ib1 - i);
+                                    let off = (i - ti0) * tld + (j - tj0);
+                                    debug_assert!(
+                                        map.is_some() || off + (mm - 1) * ldc + nn <= c_len
+                                    );
+                                    // SAFETY: as for `micro_tile` below for `ap` and the
+                                    // target; B's rows are read at buf[offs[kk] + j + q] for
+                                    // q < nn ≤ n - j, within `buf` (`direct` checked
+                                    // max(offs) + n ≤ buf.len()); the kernel set is the
+                                    // CPU's.
+                                    unsafe {
+                                        rk(
+                                            kcur,
+                                            ap.as_ptr(),
+                                            buf.as_ptr().add(j),
+                                            offs.as_ptr(),
+                                            tout.add(off),
+                                            tld,
+                                            1.0,
+                                            beta,
+                                            mm,
+                                            nn,
+                                        )
+                                    };
+                                }
+                                continue;
+                            }
+                            let bp = &pb[(j - j0) * kcur..][..nr * kcur];
                             for i in (ib..ib1).step_by(mr) {
                                 let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
                                 let mm = mr.min(ib1 - i);

@@ -381,3 +381,104 @@ fn mapped_rejects_bad_maps_and_short_bias() {
         sgemm_packed_b_mapped(isa, Lhs::View(a), &rhs, &mut c, 8, None, None, Some(bc)).is_err()
     );
 }
+
+/// `B` as rows at given offsets of one buffer (overlapping, like a convolution's
+/// shifted phase planes), offered to the driver in place or only through `pack`.
+struct OffsetRows {
+    buf: Vec<f32>,
+    offs: Vec<usize>,
+    cols: usize,
+    in_place: bool,
+}
+
+impl PackB for OffsetRows {
+    fn rows(&self) -> usize {
+        self.offs.len()
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kcur: usize, j0: usize, jn: usize, nr: usize, out: &mut [f32]) {
+        for (p, panel) in out.chunks_exact_mut(nr * kcur).enumerate() {
+            for (kk, row) in panel.chunks_exact_mut(nr).enumerate() {
+                for (q, v) in row.iter_mut().enumerate() {
+                    let col = p * nr + q;
+                    *v = if col < jn {
+                        self.buf[self.offs[k0 + kk] + j0 + col]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+
+    fn in_place_rows(&self) -> Option<(&[f32], &[usize])> {
+        self.in_place.then_some((&self.buf[..], &self.offs[..]))
+    }
+}
+
+/// Reading `B` in place gives the packed path's bits: overlapping rows, partial tiles
+/// in both directions, several k-blocks, with and without a column map, 1 and 3
+/// threads, on every ISA here (those without an in-place kernel pack either way).
+#[test]
+fn in_place_rows_give_the_packed_bits() {
+    let run = |isa: Isa, m: usize, rows: usize, pitch: usize, width: usize, k: usize, seed: u64| {
+        let n_log = rows * pitch;
+        let offs: Vec<usize> = (0..k)
+            .map(|kk| (kk % 3) + (kk / 3) * (n_log / 2 + 5))
+            .collect();
+        let len = offs.iter().max().map_or(0, |&o| o + n_log);
+        let av = data(m * k, seed);
+        let bias = data(m, seed + 2);
+        let pa = PackedA::pack(isa, MatRef::row_major(&av, m, k).unwrap());
+        let bc = BiasClamp {
+            bias: Some(&bias),
+            lo: -0.5,
+            hi: f32::INFINITY,
+        };
+        let mut outs = Vec::new();
+        for in_place in [false, true] {
+            let rhs = OffsetRows {
+                buf: data(len, seed + 1),
+                offs: offs.clone(),
+                cols: n_log,
+                in_place,
+            };
+            let (map, n) = if width < pitch {
+                (Some(ColMap { pitch, width }), rows * width)
+            } else {
+                (None, n_log)
+            };
+            let mut c = vec![f32::NAN; m * n];
+            sgemm_packed_b_mapped(isa, Lhs::Packed(&pa), &rhs, &mut c, n, None, map, Some(bc))
+                .unwrap();
+            outs.push(c);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&outs[0]),
+            bits(&outs[1]),
+            "{isa:?} m{m} grid {rows}x{pitch}->{width} k{k}"
+        );
+    };
+    let cases = [
+        (13, 3, 37, 37, 27),
+        (64, 5, 42, 40, 576),
+        (20, 2, 11, 10, 1000),
+        (7, 1, 70, 70, 9),
+        (25, 4, 33, 30, 144),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for isa in available_isas() {
+        for (seed, &(m, rows, pitch, width, k)) in cases.iter().enumerate() {
+            run(isa, m, rows, pitch, width, k, seed as u64);
+            pool.install(|| run(isa, m, rows, pitch, width, k, 100 + seed as u64));
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     nc: 512,
     ukernel,
     edge: None,
+    rows: None,
     gemv,
 };
 

@@ -322,6 +322,10 @@ impl PackB for ShiftB {
         self.offs.len()
     }
 
+    fn in_place_rows(&self) -> Option<(&[f32], &[usize])> {
+        Some(self.rows_in_place())
+    }
+
     fn cols(&self) -> usize {
         self.cols
     }
