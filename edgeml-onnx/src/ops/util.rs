@@ -412,7 +412,7 @@ pub(crate) fn transpose_blocks<T: Copy + 'static>(
 /// Concatenation of contiguous arrays of matching shapes: for each index of the axes
 /// before `axis`, each input's contiguous chunk is copied in turn. `None` when an input
 /// is not contiguous or the shapes do not match (the general path reports the error).
-pub(crate) fn concat_contiguous<T: Copy + 'static>(
+pub(crate) fn concat_contiguous<T: Copy + Default + Send + Sync + 'static>(
     arrays: &[&ArrayD<T>],
     axis: usize,
 ) -> Option<ArrayD<T>> {
@@ -436,10 +436,35 @@ pub(crate) fn concat_contiguous<T: Copy + 'static>(
     }
     let outer: usize = shape[..axis].iter().product();
     let total: usize = out_shape.iter().product();
-    let mut out = with_capacity_pooled(total);
+    let mut out = overwritten_pooled::<T>(total);
+    // The copies in output order, as (destination, source) pairs; above 2¹⁵ elements
+    // inside a parallel pool they are cut into pieces of at most a quarter of the output
+    // per thread and copied by the pool's threads.
+    let threads = if total >= 1 << 15 && crate::kernels::in_parallel_pool() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let piece = total.div_ceil(2 * threads).max(1);
+    let mut copies: Vec<(&mut [T], &[T])> = Vec::new();
+    let mut rest: &mut [T] = &mut out;
     for o in 0..outer {
         for &(src, chunk) in &chunks {
-            out.extend_from_slice(&src[o * chunk..(o + 1) * chunk]);
+            for part in src[o * chunk..(o + 1) * chunk].chunks(piece) {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(part.len());
+                rest = tail;
+                copies.push((head, part));
+            }
+        }
+    }
+    if threads > 1 {
+        use rayon::prelude::*;
+        copies
+            .into_par_iter()
+            .for_each(|(d, s)| d.copy_from_slice(s));
+    } else {
+        for (d, s) in copies {
+            d.copy_from_slice(s);
         }
     }
     ArrayD::from_shape_vec(IxDyn(&out_shape), out).ok()
@@ -484,6 +509,43 @@ mod layout_tests {
     fn arr(shape: &[usize]) -> ArrayD<f32> {
         let n = shape.iter().product();
         ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|i| i as f32).collect()).expect("shape")
+    }
+
+    /// Outputs of at least 2¹⁵ elements are copied by a pool's threads in pieces that
+    /// cut the inputs' chunks; the result must still be the concatenation.
+    #[test]
+    fn concat_split_over_threads_matches_ndarray() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        for (shape, sizes, axis) in [
+            (vec![1, 0, 61, 67], vec![5, 16, 3], 1),
+            (vec![2, 0, 7001], vec![1, 2, 1], 1),
+            (vec![40_000, 0], vec![1, 2], 1),
+            (vec![0, 9000], vec![3, 1], 0),
+        ] {
+            let arrays: Vec<ArrayD<f32>> = sizes
+                .iter()
+                .map(|&k| {
+                    let mut s = shape.clone();
+                    s[axis] = k;
+                    arr(&s)
+                })
+                .collect();
+            let refs: Vec<&ArrayD<f32>> = arrays.iter().collect();
+            let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+            let want = ndarray::concatenate(Axis(axis), &views).expect("concat");
+            assert!(want.len() >= 1 << 15, "{:?} is not split", want.shape());
+            let got = pool
+                .install(|| concat_contiguous(&refs, axis))
+                .expect("fast path");
+            assert_eq!(
+                got,
+                want.as_standard_layout().into_owned(),
+                "{shape:?} {sizes:?}"
+            );
+        }
     }
 
     proptest! {
