@@ -45,6 +45,55 @@ macro_rules! full_width_k_loop {
     }};
 }
 
+/// `C[r, ·] = alpha·acc[r] + beta·C[r, ·]` for the rows `r < mm` of the tile at `c`,
+/// loads and stores masked by the lane masks `m0`, `m1` (`C` is read only when
+/// `beta != 0`).
+macro_rules! store_masked {
+    ($acc:ident, $c:expr, $ldc:expr, $alpha:expr, $beta:expr, $mm:expr, $m0:expr, $m1:expr) => {{
+        let (m0, m1) = ($m0, $m1);
+        let va = _mm256_set1_ps($alpha);
+        let vb = _mm256_set1_ps($beta);
+        for (r, row) in $acc.iter().enumerate().take($mm.min(MR)) {
+            // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
+            // the caller guarantees valid (masked-off lanes are not accessed).
+            unsafe {
+                let p = $c.add(r * $ldc);
+                let mut v0 = _mm256_mul_ps(va, row[0]);
+                let mut v1 = _mm256_mul_ps(va, row[1]);
+                if $beta != 0.0 {
+                    v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m0), v0);
+                    v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p.add(8), m1), v1);
+                }
+                _mm256_maskstore_ps(p, m0, v0);
+                _mm256_maskstore_ps(p.add(8), m1, v1);
+            }
+        }
+    }};
+}
+
+/// `acc[r] += a[k·6 + r] ⊗ (b0, b1)` for every `k < kc`, where `$p` is row `k` of `B`
+/// (`b + offs[k]`) and `b0`, `b1` the loads `$l0`, `$l1` of its two vectors.
+macro_rules! rows_k_loop {
+    ($kc:expr, $a:expr, $b:expr, $offs:expr, $acc:ident, $p:ident => $l0:expr, $l1:expr) => {{
+        let mut a: *const f32 = $a;
+        for kk in 0..$kc {
+            // SAFETY: row kk of B is readable at b + offs[kk] for the lanes loaded, and
+            // `a` holds the kc·6 packed floats (the kernel's caller).
+            unsafe {
+                let $p = $b.add(*$offs.add(kk));
+                let b0 = $l0;
+                let b1 = $l1;
+                for (r, row) in $acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    }};
+}
+
 /// `C[0..6, 0..16] = alpha·Σ_k a[k]⊗b[k] + beta·C`.
 ///
 /// # Safety
@@ -125,23 +174,7 @@ unsafe fn ukernel_edge(
     let nn = nn.min(NR) as i32;
     let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
     let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
-    let va = _mm256_set1_ps(alpha);
-    let vb = _mm256_set1_ps(beta);
-    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
-        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
-        // < nn, which the caller guarantees valid (masked-off lanes are not accessed).
-        unsafe {
-            let p = c.add(r * ldc);
-            let mut v0 = _mm256_mul_ps(va, row[0]);
-            let mut v1 = _mm256_mul_ps(va, row[1]);
-            if beta != 0.0 {
-                v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m0), v0);
-                v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p.add(8), m1), v1);
-            }
-            _mm256_maskstore_ps(p, m0, v0);
-            _mm256_maskstore_ps(p.add(8), m1, v1);
-        }
-    }
+    store_masked!(acc, c, ldc, alpha, beta, mm, m0, m1);
 }
 
 /// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗B[k, 0..nn] + beta·C`, with row `k` of `B` read in
@@ -173,64 +206,30 @@ unsafe fn ukernel_rows(
     let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
     let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let mut a = a;
     if nn == NR as i32 {
-        for kk in 0..kc {
-            // SAFETY: row kk of B holds NR readable floats at b + offs[kk], and `a` the
-            // kc·MR packed floats (caller).
-            unsafe {
-                let p = b.add(*offs.add(kk));
-                let b0 = _mm256_loadu_ps(p);
-                let b1 = _mm256_loadu_ps(p.add(8));
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-                }
-                a = a.add(MR);
-            }
-        }
+        rows_k_loop!(kc, a, b, offs, acc, p => _mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
     } else {
-        for kk in 0..kc {
-            // SAFETY: as above, for the nn columns the masks let through (masked-off
-            // lanes are not accessed).
-            unsafe {
-                let p = b.add(*offs.add(kk));
-                let b0 = _mm256_maskload_ps(p, m0);
-                let b1 = _mm256_maskload_ps(p.add(8), m1);
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-                }
-                a = a.add(MR);
-            }
-        }
+        rows_k_loop!(kc, a, b, offs, acc,
+            p => _mm256_maskload_ps(p, m0), _mm256_maskload_ps(p.add(8), m1));
+    }
+    if !full {
+        store_masked!(acc, c, ldc, alpha, beta, mm, m0, m1);
+        return;
     }
     let va = _mm256_set1_ps(alpha);
     let vb = _mm256_set1_ps(beta);
-    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
-        // SAFETY: row r < mm of the tile; columns < nn are valid (caller), and a full
-        // tile's 16 columns all are; masked-off lanes are not accessed.
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: a full tile: all 16 columns of row r are valid (caller).
         unsafe {
             let p = c.add(r * ldc);
             let mut v0 = _mm256_mul_ps(va, row[0]);
             let mut v1 = _mm256_mul_ps(va, row[1]);
-            if full {
-                if beta != 0.0 {
-                    v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), v0);
-                    v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p.add(8)), v1);
-                }
-                _mm256_storeu_ps(p, v0);
-                _mm256_storeu_ps(p.add(8), v1);
-            } else {
-                if beta != 0.0 {
-                    v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m0), v0);
-                    v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p.add(8), m1), v1);
-                }
-                _mm256_maskstore_ps(p, m0, v0);
-                _mm256_maskstore_ps(p.add(8), m1, v1);
+            if beta != 0.0 {
+                v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), v0);
+                v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p.add(8)), v1);
             }
+            _mm256_storeu_ps(p, v0);
+            _mm256_storeu_ps(p.add(8), v1);
         }
     }
 }

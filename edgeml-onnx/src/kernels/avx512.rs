@@ -91,6 +91,74 @@ unsafe fn ukernel<const MR: usize>(
     }
 }
 
+/// The lane masks `(m0, m1)` of a tile row's two vectors for its first `nn ≤ 32`
+/// columns.
+macro_rules! col_masks {
+    ($nn:expr) => {{
+        let nn: usize = $nn;
+        let m0: __mmask16 = if nn >= 16 {
+            0xffff
+        } else {
+            ((1u32 << nn) - 1) as u16
+        };
+        let m1: __mmask16 = if nn <= 16 {
+            0
+        } else {
+            ((1u32 << (nn - 16)) - 1) as u16
+        };
+        (m0, m1)
+    }};
+}
+
+/// `C[r, ·] = alpha·acc[r] + beta·C[r, ·]` for the rows `r < mm` of the tile at `c`,
+/// loads and stores masked by `(m0, m1)` (`C` is read only when `beta != 0`). A macro so
+/// that it expands inside the `#[target_feature]` kernels.
+macro_rules! store_masked {
+    ($acc:ident, $c:expr, $ldc:expr, $alpha:expr, $beta:expr, $mm:expr, $m0:expr, $m1:expr) => {{
+        let (m0, m1) = ($m0, $m1);
+        let va = _mm512_set1_ps($alpha);
+        let vb = _mm512_set1_ps($beta);
+        for (r, row) in $acc.iter().enumerate().take($mm.min(MR)) {
+            // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
+            // the caller guarantees valid (masked-off lanes are not accessed).
+            unsafe {
+                let p = $c.add(r * $ldc);
+                let mut v0 = _mm512_mul_ps(va, row[0]);
+                let mut v1 = _mm512_mul_ps(va, row[1]);
+                if $beta != 0.0 {
+                    v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, p), v0);
+                    v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, p.add(16)), v1);
+                }
+                _mm512_mask_storeu_ps(p, m0, v0);
+                _mm512_mask_storeu_ps(p.add(16), m1, v1);
+            }
+        }
+    }};
+}
+
+/// `acc[r] += a[k·MR + r] ⊗ (b0, b1)` for every `k < kc`, where `$p` is row `k` of `B`
+/// (`b + offs[k]`) and `b0`, `b1` the loads `$l0`, `$l1` of its two vectors.
+macro_rules! rows_k_loop {
+    ($kc:expr, $a:expr, $b:expr, $offs:expr, $acc:ident, $p:ident => $l0:expr, $l1:expr) => {{
+        let mut a: *const f32 = $a;
+        for kk in 0..$kc {
+            // SAFETY: row kk of B is readable at b + offs[kk] for the lanes loaded, and
+            // `a` holds the kc·MR packed floats (the kernel's caller).
+            unsafe {
+                let $p = $b.add(*$offs.add(kk));
+                let b0 = $l0;
+                let b1 = $l1;
+                for (r, row) in $acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+                a = a.add(MR);
+            }
+        }
+    }};
+}
+
 /// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗b[k] + beta·C` for a partial tile (masked
 /// stores, only rows `< mm` and columns `< nn` are touched).
 ///
@@ -126,34 +194,8 @@ unsafe fn ukernel_edge<const MR: usize>(
             b = b.add(NR);
         }
     }
-    let nn = nn.min(NR);
-    let m0: __mmask16 = if nn >= 16 {
-        0xffff
-    } else {
-        ((1u32 << nn) - 1) as u16
-    };
-    let m1: __mmask16 = if nn <= 16 {
-        0
-    } else {
-        ((1u32 << (nn - 16)) - 1) as u16
-    };
-    let va = _mm512_set1_ps(alpha);
-    let vb = _mm512_set1_ps(beta);
-    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
-        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
-        // < nn, which the caller guarantees valid (masked-off lanes are not accessed).
-        unsafe {
-            let p = c.add(r * ldc);
-            let mut v0 = _mm512_mul_ps(va, row[0]);
-            let mut v1 = _mm512_mul_ps(va, row[1]);
-            if beta != 0.0 {
-                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, p), v0);
-                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, p.add(16)), v1);
-            }
-            _mm512_mask_storeu_ps(p, m0, v0);
-            _mm512_mask_storeu_ps(p.add(16), m1, v1);
-        }
-    }
+    let (m0, m1) = col_masks!(nn.min(NR));
+    store_masked!(acc, c, ldc, alpha, beta, mm, m0, m1);
 }
 
 /// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗B[k, 0..nn] + beta·C`, with row `k` of `B` read in
@@ -182,68 +224,15 @@ unsafe fn ukernel_rows<const MR: usize>(
     nn: usize,
 ) {
     let nn = nn.min(NR);
-    let m0: __mmask16 = if nn >= 16 {
-        0xffff
-    } else {
-        ((1u32 << nn) - 1) as u16
-    };
-    let m1: __mmask16 = if nn <= 16 {
-        0
-    } else {
-        ((1u32 << (nn - 16)) - 1) as u16
-    };
+    let (m0, m1) = col_masks!(nn);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    let mut a = a;
     if nn == NR {
-        for kk in 0..kc {
-            // SAFETY: row kk of B holds NR readable floats at b + offs[kk], and `a` the
-            // kc·MR packed floats (caller).
-            unsafe {
-                let p = b.add(*offs.add(kk));
-                let b0 = _mm512_loadu_ps(p);
-                let b1 = _mm512_loadu_ps(p.add(16));
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(r));
-                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
-                }
-                a = a.add(MR);
-            }
-        }
+        rows_k_loop!(kc, a, b, offs, acc, p => _mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
     } else {
-        for kk in 0..kc {
-            // SAFETY: as above, for the nn columns the masks let through (masked-off
-            // lanes are not accessed).
-            unsafe {
-                let p = b.add(*offs.add(kk));
-                let b0 = _mm512_maskz_loadu_ps(m0, p);
-                let b1 = _mm512_maskz_loadu_ps(m1, p.add(16));
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(r));
-                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
-                }
-                a = a.add(MR);
-            }
-        }
+        rows_k_loop!(kc, a, b, offs, acc,
+            p => _mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p.add(16)));
     }
-    let va = _mm512_set1_ps(alpha);
-    let vb = _mm512_set1_ps(beta);
-    for (r, row) in acc.iter().enumerate().take(mm.min(MR)) {
-        // SAFETY: row r < mm of the tile; the masks limit loads and stores to columns
-        // < nn, which the caller guarantees valid.
-        unsafe {
-            let p = c.add(r * ldc);
-            let mut v0 = _mm512_mul_ps(va, row[0]);
-            let mut v1 = _mm512_mul_ps(va, row[1]);
-            if beta != 0.0 {
-                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, p), v0);
-                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, p.add(16)), v1);
-            }
-            _mm512_mask_storeu_ps(p, m0, v0);
-            _mm512_mask_storeu_ps(p.add(16), m1, v1);
-        }
-    }
+    store_masked!(acc, c, ldc, alpha, beta, mm, m0, m1);
 }
 
 /// `acc[0..32] += Σ_k a[k]·b[k·ldb..k·ldb+32]`.

@@ -626,38 +626,11 @@ fn tiles(
                                 return;
                             }
                             let nn = nr.min(j1 - j);
-                            if let Some((rk, (buf, offs))) = direct {
-                                let offs = &offs[k0..k0 + kcur];
-                                for i in (ib..ib1).step_by(mr) {
-                                    let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
-                                    let mm = mr.min(ib1 - i);
-                                    let off = (i - ti0) * tld + (j - tj0);
-                                    debug_assert!(
-                                        map.is_some() || off + (mm - 1) * ldc + nn <= c_len
-                                    );
-                                    // SAFETY: as for `micro_tile` below for `ap` and the
-                                    // target; B's rows are read at buf[offs[kk] + j + q] for
-                                    // q < nn ≤ n - j, within `buf` (`direct` checked
-                                    // max(offs) + n ≤ buf.len()); the kernel set is the
-                                    // CPU's.
-                                    unsafe {
-                                        rk(
-                                            kcur,
-                                            ap.as_ptr(),
-                                            buf.as_ptr().add(j),
-                                            offs.as_ptr(),
-                                            tout.add(off),
-                                            tld,
-                                            1.0,
-                                            beta,
-                                            mm,
-                                            nn,
-                                        )
-                                    };
-                                }
-                                continue;
-                            }
-                            let bp = &pb[(j - j0) * kcur..][..nr * kcur];
+                            // The strip of B: a packed panel, or rows read in place.
+                            let bp: &[f32] = match direct {
+                                Some(_) => &[],
+                                None => &pb[(j - j0) * kcur..][..nr * kcur],
+                            };
                             for i in (ib..ib1).step_by(mr) {
                                 let ap = &pa[k0 * m_pad + (i / mr) * mr * kcur..][..mr * kcur];
                                 let mm = mr.min(ib1 - i);
@@ -666,21 +639,38 @@ fn tiles(
                                 // SAFETY: rows i..i+mm, columns j..j+nn of the target are in
                                 // bounds (C: checked by the caller, (m-1)·ldc + n ≤ len; the
                                 // scratch tile: (i1-i0) rows of jn_pad) and belong to this task
-                                // only (tiles partition C); `ap`/`bp` hold kcur·mr / kcur·nr
-                                // packed floats of the kernel set's layout.
+                                // only (tiles partition C); `ap` holds kcur·mr packed floats;
+                                // `bp` kcur·nr packed floats of the kernel set's layout, or B's
+                                // rows are read in place at buf[offs[kk] + j + q] for
+                                // q < nn ≤ n - j, within `buf` (`direct` checked
+                                // max(offs) + n ≤ buf.len()); the kernel set is the CPU's.
                                 unsafe {
-                                    micro_tile(
-                                        ks,
-                                        kcur,
-                                        ap,
-                                        bp,
-                                        tout.add(off),
-                                        tld,
-                                        1.0,
-                                        beta,
-                                        mm,
-                                        nn,
-                                    )
+                                    match direct {
+                                        Some((rk, (buf, offs))) => rk(
+                                            kcur,
+                                            ap.as_ptr(),
+                                            buf.as_ptr().add(j),
+                                            offs[k0..k0 + kcur].as_ptr(),
+                                            tout.add(off),
+                                            tld,
+                                            1.0,
+                                            beta,
+                                            mm,
+                                            nn,
+                                        ),
+                                        None => micro_tile(
+                                            ks,
+                                            kcur,
+                                            ap,
+                                            bp,
+                                            tout.add(off),
+                                            tld,
+                                            1.0,
+                                            beta,
+                                            mm,
+                                            nn,
+                                        ),
+                                    }
                                 };
                             }
                         }
