@@ -356,11 +356,7 @@ impl Runs {
         f: &(impl Fn(A, B) -> C + Sync),
     ) {
         use rayon::prelude::*;
-        let threads = if out.len() >= 1 << 15 && crate::kernels::in_parallel_pool() {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = super::util::split_threads(out.len());
         if threads <= 1 {
             self.fill(x, y, 0, out, f);
             return;

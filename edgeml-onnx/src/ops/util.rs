@@ -440,11 +440,7 @@ pub(crate) fn concat_contiguous<T: Copy + Default + Send + Sync + 'static>(
     // The copies in output order, as (destination, source) pairs; above 2¹⁵ elements
     // inside a parallel pool they are cut into pieces of at most a quarter of the output
     // per thread and copied by the pool's threads.
-    let threads = if total >= 1 << 15 && crate::kernels::in_parallel_pool() {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    let threads = split_threads(total);
     let piece = total.div_ceil(2 * threads).max(1);
     let mut copies: Vec<(&mut [T], &[T])> = Vec::new();
     let mut rest: &mut [T] = &mut out;
@@ -470,6 +466,16 @@ pub(crate) fn concat_contiguous<T: Copy + Default + Send + Sync + 'static>(
     ArrayD::from_shape_vec(IxDyn(&out_shape), out).ok()
 }
 
+/// How many threads an element-wise pass over `len` elements is split over: the plan's
+/// pool when the pass has at least 2¹⁵ elements and runs inside it, else 1.
+pub(crate) fn split_threads(len: usize) -> usize {
+    if len >= 1 << 15 && crate::kernels::in_parallel_pool() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
 /// Runs the element-wise kernel `f(src, dst)` in contiguous pieces, one per thread of
 /// the plan's pool, when the pass is large enough to be worth splitting (at least 2¹⁵
 /// elements); else on the calling thread. Each element is computed by the same code
@@ -484,11 +490,7 @@ pub(crate) fn map_split(src: &[f32], dst: &mut [f32], f: &(dyn Fn(&[f32], &mut [
         dst.len(),
         "source and destination lengths differ"
     );
-    let threads = if src.len() >= 1 << 15 && crate::kernels::in_parallel_pool() {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    let threads = split_threads(src.len());
     if threads <= 1 {
         f(src, dst);
         return;
