@@ -52,6 +52,10 @@ pub(crate) struct DwScratch {
     /// The padding value `bytes` was filled with.
     #[cfg(target_arch = "x86_64")]
     bytes_pad: u8,
+    /// The padded plane as i16 (`x − zx`, padding 0) with room for 32-byte loads past
+    /// its end: the AVX2 path reads it ([`madd256`]).
+    #[cfg(target_arch = "x86_64")]
+    wide: Vec<i16>,
 }
 
 impl DwScratch {
@@ -67,6 +71,8 @@ impl DwScratch {
             bytes: Vec::new(),
             #[cfg(target_arch = "x86_64")]
             bytes_pad: 0,
+            #[cfg(target_arch = "x86_64")]
+            wide: Vec::new(),
         }
     }
 }
@@ -442,6 +448,252 @@ mod vnni512 {
     }
 }
 
+/// Depthwise rows on `vpmaddwd` (AVX2): the padded plane is widened once per channel to
+/// i16 (`x − zx`, so the padding is 0), and each 32-bit lane of a load holds two
+/// horizontally adjacent inputs, which one `vpmaddwd` multiplies by two taps of a
+/// kernel row and adds. At stride 2, lane `j` of a load at column `2·ox + 2p` holds the
+/// inputs of taps `2p, 2p + 1` of output `ox + j`; at stride 1, loads at `ox + 2p` and
+/// `ox + 2p + 1` feed the even and the odd outputs of a 16-output block, interleaved at
+/// the end. A tap pair's products are below 2·255² in magnitude, so nothing saturates,
+/// and the i32 sums are [`channel_impl`]'s integers: the paths stay bit-identical.
+#[cfg(target_arch = "x86_64")]
+mod madd256 {
+    use super::super::x86::{copy_run, narrow16, requant8};
+    use super::{DwGeom, DwOut, DwScratch};
+    use core::arch::x86_64::*;
+
+    /// Tap pairs per kernel row, at most (kernels up to 8 wide).
+    const PAIRS: usize = 4;
+    /// Kernel rows, at most.
+    const ROWS: usize = 8;
+    /// i16 entries read past the plane's end by the last loads.
+    const SLACK: usize = 48;
+
+    /// Whether this channel can take the path: a kernel at most 8 × 8, unit horizontal
+    /// dilation, horizontal stride 1 or 2, weights (minus their zero point) in i16.
+    pub(super) fn fits(g: &DwGeom, wt: &[i32]) -> bool {
+        g.kh <= ROWS
+            && g.kw <= 2 * PAIRS
+            && g.dilations[1] == 1
+            && matches!(g.strides[1], 1 | 2)
+            && wt.iter().all(|&w| i16::try_from(w).is_ok())
+    }
+
+    /// One channel (see the module docs); `fits` must hold.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn channel(
+        g: &DwGeom,
+        x: &[u8],
+        xsub: i16,
+        wt: &[i32],
+        s: &mut DwScratch,
+        out: &mut DwOut<'_>,
+    ) {
+        let (kh, kw) = (g.kh, g.kw);
+        if kh == 3 && kw == 3 {
+            // SAFETY: forwarded contract.
+            unsafe { rows(g, 3, 2, x, xsub, wt, s, out) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { rows(g, kh, kw.div_ceil(2), x, xsub, wt, s, out) }
+        }
+    }
+
+    /// [`channel`] for `kh` kernel rows of `np` tap pairs (constants when inlined).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows(
+        g: &DwGeom,
+        kh: usize,
+        np: usize,
+        x: &[u8],
+        xsub: i16,
+        wt: &[i32],
+        s: &mut DwScratch,
+        out: &mut DwOut<'_>,
+    ) {
+        let hp = g.h + g.pads[0] + g.pads[2];
+        let wp = g.w + g.pads[1] + g.pads[3];
+        let len = hp * wp + SLACK;
+        if s.wide.len() != len {
+            s.wide.clear();
+            s.wide.resize(len, 0);
+        }
+        // The interior, widened; the borders stay 0 (every channel of a call has the
+        // same geometry).
+        let zx = _mm256_set1_epi16(xsub);
+        for (i, row) in x.chunks_exact(g.w.max(1)).enumerate().take(g.h) {
+            let dst = &mut s.wide[(i + g.pads[0]) * wp + g.pads[1]..][..g.w];
+            let mut j = 0;
+            while j + 16 <= g.w {
+                // SAFETY: 16 bytes of `row` and 16 i16 of `dst` at j are in bounds.
+                unsafe {
+                    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(row.as_ptr().add(j).cast()));
+                    _mm256_storeu_si256(dst.as_mut_ptr().add(j).cast(), _mm256_sub_epi16(v, zx));
+                }
+                j += 16;
+            }
+            for (d, &v) in dst[j..].iter_mut().zip(&row[j..]) {
+                *d = i16::from(v) - xsub;
+            }
+        }
+        // Per kernel row and tap pair: the two weights as one i32 (0 past kw).
+        let kw = g.kw;
+        let mut wpair = [[_mm256_setzero_si256(); PAIRS]; ROWS];
+        for (ky, wr) in wpair.iter_mut().enumerate().take(kh) {
+            for (p, w) in wr.iter_mut().enumerate().take(np) {
+                let tap = |kx: usize| {
+                    if kx < kw {
+                        wt[ky * kw + kx] as i16 as u16
+                    } else {
+                        0
+                    }
+                };
+                let pair = u32::from(tap(2 * p)) | (u32::from(tap(2 * p + 1)) << 16);
+                *w = _mm256_set1_epi32(pair as i32);
+            }
+        }
+        let quant = match out {
+            DwOut::I32(_) => None,
+            DwOut::U8(_, q) | DwOut::I8(_, q) => Some((
+                _mm256_set1_epi32(q.bias),
+                _mm256_set1_ps(q.mult),
+                _mm256_set1_ps(q.lo),
+                _mm256_set1_ps(q.hi),
+                _mm256_set1_epi32(q.zp.wrapping_sub(0x4B40_0000)),
+            )),
+        };
+        // Stores runs of the block's sums (`a`: lanes 0–7, `b`: lanes 8–15): each
+        // `(lane, at, n)` puts lanes `lane..lane + n` at outputs `at..at + n`.
+        let mut put = |a: __m256i, b: __m256i, runs: &[(usize, usize, usize)]| {
+            let (bytes, esz): (*mut u8, usize) = match &mut *out {
+                DwOut::I32(y) => (y.as_mut_ptr().cast(), 4),
+                DwOut::U8(y, _) => (y.as_mut_ptr(), 1),
+                DwOut::I8(y, _) => (y.as_mut_ptr().cast(), 1),
+            };
+            let len = match &*out {
+                DwOut::I32(y) => y.len(),
+                DwOut::U8(y, _) => y.len(),
+                DwOut::I8(y, _) => y.len(),
+            };
+            let mut t = [0i32; 16];
+            match quant {
+                None => {
+                    // SAFETY: `t` holds 16 i32.
+                    unsafe {
+                        _mm256_storeu_si256(t.as_mut_ptr().cast(), a);
+                        _mm256_storeu_si256(t.as_mut_ptr().add(8).cast(), b);
+                    }
+                }
+                Some((bias, m, lo, hi, off)) => {
+                    let q = |v: __m256i| requant8(_mm256_add_epi32(v, bias), m, lo, hi, off);
+                    // SAFETY: `t` holds 64 bytes.
+                    unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), narrow16(q(a), q(b))) };
+                }
+            }
+            for &(lane, at, n) in runs {
+                assert!(
+                    lane + n <= 16 && at + n <= len,
+                    "depthwise store out of range"
+                );
+                // SAFETY: lanes lane..lane + n of `t` (as i32 or as codes) are
+                // initialized, and outputs at..at + n lie inside the channel (checked).
+                unsafe {
+                    copy_run(
+                        t.as_ptr().cast::<u8>().add(lane * esz),
+                        bytes.add(at * esz),
+                        n * esz,
+                    )
+                };
+            }
+        };
+        let [sh, sw] = g.strides;
+        let dh = g.dilations[0];
+        let plane = s.wide.as_ptr();
+        // 16 i16 of padded row `r` from column `c`.
+        let ld = |r: usize, c: usize| {
+            // SAFETY: the load ends at r·wp + c + 16 with r ≤ hp − 1, and every column
+            // the loops below pass is at most wp + 15: at stride 1 the last block
+            // starts at ox ≤ ow − 1 = wp − kw and reads from ox + 2·np − 1 ≤ wp; at
+            // stride 2 from 2·ox + 16 + 2·np − 2 ≤ wp − kw + 16 + kw − 1. So every
+            // load ends within hp·wp + 32 ≤ len.
+            unsafe { _mm256_loadu_si256(plane.add(r * wp + c).cast()) }
+        };
+        // 8 i16 of row r0 (low half) and of row r1 (high half) from column c.
+        let ld2 = |r0: usize, r1: usize, c: usize| {
+            // SAFETY: as `ld`, for 8 entries each (c ≤ 2·np − 1 here).
+            unsafe {
+                _mm256_loadu2_m128i(plane.add(r1 * wp + c).cast(), plane.add(r0 * wp + c).cast())
+            }
+        };
+        // [e0 o0 e1 o1 | e4 o4 e5 o5] and [e2 o2 e3 o3 | e6 o6 e7 o7] back in order.
+        let interleave = |a: __m256i, b: __m256i| {
+            let (l, h) = (_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+            (
+                _mm256_permute2x128_si256::<0x20>(l, h),
+                _mm256_permute2x128_si256::<0x31>(l, h),
+            )
+        };
+        let z = _mm256_setzero_si256();
+        if sw == 1 && g.ow <= 8 {
+            // Narrow planes: two output rows per block, one in each 128-bit half (each
+            // half's four even and four odd outputs cover the row's ≤ 8).
+            let ow = g.ow;
+            for oy in (0..g.oh).step_by(2) {
+                let two = oy + 1 < g.oh;
+                let (mut a, mut b) = (z, z);
+                for (ky, wr) in wpair.iter().enumerate().take(kh) {
+                    let r0 = oy * sh + ky * dh;
+                    let r1 = if two { r0 + sh } else { r0 };
+                    for (p, &w) in wr.iter().enumerate().take(np) {
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(ld2(r0, r1, 2 * p), w));
+                        b = _mm256_add_epi32(b, _mm256_madd_epi16(ld2(r0, r1, 2 * p + 1), w));
+                    }
+                }
+                let (l, h) = interleave(a, b);
+                if two {
+                    put(l, h, &[(0, oy * ow, ow), (8, (oy + 1) * ow, ow)]);
+                } else {
+                    put(l, h, &[(0, oy * ow, ow)]);
+                }
+            }
+            return;
+        }
+        for oy in 0..g.oh {
+            let mut ox = 0;
+            while ox < g.ow {
+                let n = (g.ow - ox).min(16);
+                let (mut a, mut b) = (z, z);
+                for (ky, wr) in wpair.iter().enumerate().take(kh) {
+                    let r = oy * sh + ky * dh;
+                    for (p, &w) in wr.iter().enumerate().take(np) {
+                        if sw == 2 {
+                            a = _mm256_add_epi32(a, _mm256_madd_epi16(ld(r, 2 * ox + 2 * p), w));
+                            if n > 8 {
+                                let c = 2 * ox + 16 + 2 * p;
+                                b = _mm256_add_epi32(b, _mm256_madd_epi16(ld(r, c), w));
+                            }
+                        } else {
+                            // a: even outputs, b: odd outputs.
+                            a = _mm256_add_epi32(a, _mm256_madd_epi16(ld(r, ox + 2 * p), w));
+                            b = _mm256_add_epi32(b, _mm256_madd_epi16(ld(r, ox + 2 * p + 1), w));
+                        }
+                    }
+                }
+                if sw == 1 {
+                    (a, b) = interleave(a, b);
+                }
+                put(a, b, &[(0, oy * g.ow + ox, n)]);
+                ox += n;
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn channel_avx512(
@@ -491,6 +743,11 @@ pub(crate) fn channel(
         Isa::Avx512Vnni | Isa::Amx => unsafe { channel_avx512(g, x, xsub, wt, s, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: both paths imply AVX2 (checked when the weights were packed).
+        Isa::AvxVnni | Isa::Avx2 if madd256::fits(g, wt) => unsafe {
+            madd256::channel(g, x, xsub, wt, s, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Isa::AvxVnni | Isa::Avx2 => unsafe { channel_avx2(g, x, xsub, wt, s, out) },
         _ => channel_impl(g, x, xsub, wt, s, out),
     }

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR, Seg};
-use super::x86::{narrow_codes, requant_codes};
+use super::x86::{copy_run, narrow_codes, narrow16, requant_codes, requant8};
 use core::arch::x86_64::*;
 
 /// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels, on as many 16-lane
@@ -331,42 +331,46 @@ pub(crate) unsafe fn tile_avxvnni(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
 #[inline]
 unsafe fn epi256(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>) {
     let zs = !e.negzw.is_empty();
+    // Vectors past the last lane a segment reaches are not needed.
+    let lanes = e.segs.iter().map(|s| s.hi as usize).max().unwrap_or(NR);
+    let quant = e.quant.map(|(mult, zp, lo, hi)| {
+        let off = _mm256_set1_epi32(zp.wrapping_sub(0x4B40_0000));
+        (mult, _mm256_set1_ps(lo), _mm256_set1_ps(hi), off)
+    });
     for (r, a) in acc.iter().enumerate().take(rows) {
         let oc = e.oc0 + r;
         let ct = _mm256_set1_epi32(e.ct[oc]);
-        let mut row = [0i32; NR];
-        for v in 0..NR / 8 {
-            // SAFETY: `a` and `row` hold NR i32; `s` holds NR sums when used.
+        let nz = _mm256_set1_epi32(if zs { e.negzw[oc] } else { 0 });
+        // Lanes 8v..8v+8 with their corrections.
+        let sums = |v: usize| {
+            // SAFETY: `a` holds NR i32; `s` holds NR sums when used.
             unsafe {
-                let mut x = _mm256_add_epi32(_mm256_loadu_si256(a.as_ptr().add(8 * v).cast()), ct);
+                let x = _mm256_add_epi32(_mm256_loadu_si256(a.as_ptr().add(8 * v).cast()), ct);
                 if zs {
                     let s = _mm256_loadu_si256(e.s.add(8 * v).cast());
-                    x = _mm256_add_epi32(x, _mm256_mullo_epi32(s, _mm256_set1_epi32(e.negzw[oc])));
+                    _mm256_add_epi32(x, _mm256_mullo_epi32(s, nz))
+                } else {
+                    x
                 }
-                if let Some((mult, zp, lo, hi)) = e.quant {
-                    // As `driver::quant_one`.
-                    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(mult[oc]));
-                    let f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
-                    let f = _mm256_add_ps(f, _mm256_set1_ps(12_582_912.0));
-                    x = _mm256_add_epi32(
-                        _mm256_castps_si256(f),
-                        _mm256_set1_epi32(zp.wrapping_sub(0x4B40_0000)),
-                    );
-                }
-                _mm256_storeu_si256(row.as_mut_ptr().add(8 * v).cast(), x);
             }
-        }
+        };
         let plane = (oc * e.plane) as isize;
-        if e.quant.is_some() {
+        if let Some((mult, lo, hi, off)) = quant {
+            let m = _mm256_set1_ps(mult[oc]);
             let mut bytes = [0u8; NR];
-            for (b, &v) in bytes.iter_mut().zip(&row) {
-                *b = v as u8;
+            for v in 0..lanes.div_ceil(16) {
+                let q0 = requant8(sums(2 * v), m, lo, hi, off);
+                let q1 = requant8(sums(2 * v + 1), m, lo, hi, off);
+                // SAFETY: `bytes` holds NR ≥ 16v + 16 bytes.
+                unsafe {
+                    _mm_storeu_si128(bytes.as_mut_ptr().add(16 * v).cast(), narrow16(q0, q1))
+                };
             }
             for sg in e.segs {
                 let (lo, hi) = (sg.lo as usize, sg.hi as usize);
                 // SAFETY: lanes lo..hi land inside channel oc's plane (segment contract).
                 unsafe {
-                    core::ptr::copy_nonoverlapping(
+                    copy_run(
                         bytes.as_ptr().add(lo),
                         e.out.offset(plane + sg.off + lo as isize),
                         hi - lo,
@@ -374,14 +378,22 @@ unsafe fn epi256(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>) {
                 };
             }
         } else {
+            let mut row = [0i32; NR];
+            for v in 0..lanes.div_ceil(8) {
+                // SAFETY: `row` holds NR i32.
+                unsafe { _mm256_storeu_si256(row.as_mut_ptr().add(8 * v).cast(), sums(v)) };
+            }
             for sg in e.segs {
                 let (lo, hi) = (sg.lo as usize, sg.hi as usize);
                 // SAFETY: as above, for i32 lanes.
                 unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        row.as_ptr().add(lo),
-                        e.out.cast::<i32>().offset(plane + sg.off + lo as isize),
-                        hi - lo,
+                    copy_run(
+                        row.as_ptr().add(lo).cast(),
+                        e.out
+                            .cast::<i32>()
+                            .offset(plane + sg.off + lo as isize)
+                            .cast(),
+                        4 * (hi - lo),
                     )
                 };
             }
@@ -427,7 +439,9 @@ unsafe fn sub256<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mut
 
 /// Runs the exact AVX2 tile for `rows ≤ MR` output channels: 4-row × 8-lane sub-tiles
 /// on the input widened to i16 in registers and the i16 weight copy, with `vpmaddwd`
-/// (pair sums ≤ 2·255·128, never saturating), then the shared 256-bit epilogue.
+/// (pair sums ≤ 2·255·128, never saturating), then the shared 256-bit epilogue. Only
+/// the 8-lane blocks its segments reach are computed (the last tile of a 7×7 plane has
+/// one lane).
 ///
 /// # Safety
 /// As the portable tile (`direct::tile_scalar`), with `k.w16` the i16 weights; the CPU
@@ -435,7 +449,9 @@ unsafe fn sub256<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mut
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn tile_avx2(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
     let mut acc = [[0i32; NR]; MR];
-    for l0 in (0..NR).step_by(8) {
+    // Lanes past the last one a segment reaches are neither computed nor stored.
+    let lanes = e.segs.iter().map(|s| s.hi as usize).max().unwrap_or(NR);
+    for l0 in (0..lanes.div_ceil(8) * 8).step_by(8) {
         for r0 in [0, 4] {
             if r0 >= rows {
                 break;

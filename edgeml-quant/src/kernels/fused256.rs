@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use super::driver::Job;
-use super::x86::{Dst, Fix, fused_correct, fused_reduce};
+use super::x86::{Dst, Fix, fused_correct, fused_reduce, narrow16, requant8};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -169,23 +169,14 @@ unsafe fn finish<const R: usize>(
                 let fm0 = _mm256_loadu_ps(fix.mult);
                 let fm1 = _mm256_loadu_ps(fix.mult.add(8));
                 let (lo, hi) = (_mm256_set1_ps(fix.lo), _mm256_set1_ps(fix.hi));
-                let magic = _mm256_set1_ps(12_582_912.0);
                 let off = _mm256_set1_epi32(fix.zp.wrapping_sub(0x4B40_0000));
                 let q = |x: __m256i, b: __m256i, m: __m256| {
-                    let x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(x, b)), m);
-                    let x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-                    _mm256_add_epi32(_mm256_castps_si256(_mm256_add_ps(x, magic)), off)
+                    requant8(_mm256_add_epi32(x, b), m, lo, hi, off)
                 };
-                let low = _mm256_set1_epi16(0xFF);
                 for (r, v) in v.iter().enumerate() {
-                    // The values lie in the output type's range (−128..=255 together),
-                    // so the i16 pack is exact; masking to the low byte and an unsigned
-                    // pack then keep each value's byte, for u8 and i8 alike.
-                    let w = _mm256_packs_epi32(q(v[0], b0, fm0), q(v[1], b1, fm1));
-                    let w = _mm256_and_si256(_mm256_permute4x64_epi64::<0b11_01_10_00>(w), low);
-                    let y = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(w, w));
+                    let y = narrow16(q(v[0], b0, fm0), q(v[1], b1, fm1));
                     let row = o.offset(r as isize * rs);
-                    _mm_storeu_si128(row.cast(), _mm256_castsi256_si128(y));
+                    _mm_storeu_si128(row.cast(), y);
                 }
             }
         }

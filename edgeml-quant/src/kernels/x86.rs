@@ -397,6 +397,78 @@ pub(super) fn requant16(x: __m512i, mult: __m512, lo: __m512, hi: __m512, zp: i3
     _mm512_cvtepi32_epi8(requant_codes(x, mult, lo, hi, zp))
 }
 
+/// The AVX2 form of `driver::quant_one` on 8 sums `x` that already include their bias:
+/// scale by `mult`, clamp to `lo..=hi`, round half to even by the 1.5·2²³ addition, and
+/// add `off` = zero point − `0x4B40_0000` (the magic number's bits). The codes come out
+/// as i32, inside the output type's range.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn requant8(x: __m256i, mult: __m256, lo: __m256, hi: __m256, off: __m256i) -> __m256i {
+    let f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), mult);
+    let f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+    _mm256_add_epi32(
+        _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12_582_912.0))),
+        off,
+    )
+}
+
+/// Narrows 16 output codes (`a`: the first 8, `b`: the next 8; each inside −128..=255)
+/// to their 16 bytes, in order. The i16 pack is exact for such values; keeping each
+/// word's low byte and an unsigned pack then give the byte of u8 and i8 codes alike.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn narrow16(a: __m256i, b: __m256i) -> __m128i {
+    let w = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+    let w = _mm256_and_si256(w, _mm256_set1_epi16(0xFF));
+    _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
+}
+
+/// Copies `n` bytes from `s` to `d` (not overlapping) with fixed-size unaligned moves,
+/// two overlapping ones for a run's last bytes: a tile row's segments are short, and a
+/// `memcpy` call each cost more than the move.
+///
+/// # Safety
+/// `s` must be readable and `d` writable for `n` bytes.
+#[inline(always)]
+pub(super) unsafe fn copy_run(s: *const u8, d: *mut u8, n: usize) {
+    macro_rules! mv {
+        ($t:ty, $at:expr) => {
+            d.add($at)
+                .cast::<$t>()
+                .write_unaligned(s.add($at).cast::<$t>().read_unaligned())
+        };
+    }
+    // SAFETY: every move lies within the first n bytes of both (contract).
+    unsafe {
+        match n {
+            0 => {}
+            1..4 => {
+                for i in 0..n {
+                    mv!(u8, i);
+                }
+            }
+            4..8 => {
+                mv!(u32, 0);
+                mv!(u32, n - 4);
+            }
+            8..16 => {
+                mv!(u64, 0);
+                mv!(u64, n - 8);
+            }
+            _ => {
+                let mut i = 0;
+                while i + 16 <= n {
+                    mv!(u128, i);
+                    i += 16;
+                }
+                if i < n {
+                    mv!(u128, n - 16);
+                }
+            }
+        }
+    }
+}
+
 /// [`requant16`] before the narrowing: the 16 output codes as i32, each inside the
 /// output type's range (`lo`/`hi` see to that).
 #[target_feature(enable = "avx512f")]
