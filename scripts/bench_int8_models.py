@@ -4,7 +4,7 @@
 Models: the digits CNN, and the MobileNetV2 and ResNet-50 architectures written by
 scripts/make_cnn_models.py. Each is quantized by
 `onnxruntime.quantization.quantize_static` (QDQ, per-channel, u8 activations, s8
-weights) with 8 calibration batches of uniform [-1, 1) inputs (speed only: accuracy
+weights; 7-bit weights with --reduce-range) with 8 calibration batches of uniform [-1, 1) inputs (speed only: accuracy
 is measured elsewhere, on real data), into target/int8-models/.
 
 Per model and thread count, in --rounds interleaved rounds: onnxruntime INT8 (it fuses
@@ -53,13 +53,15 @@ class Reader(CalibrationDataReader):
         return next(self.it, None)
 
 
-def prepare(key, src):
+def prepare(key, src, reduce_range=False):
     os.makedirs(OUT, exist_ok=True)
     fp = os.path.join(OUT, f"{key}_float.onnx")
-    q = os.path.join(OUT, f"{key}_qdq.onnx")
+    q = os.path.join(OUT, f"{key}_qdq{'_rr' if reduce_range else ''}.onnx")
     if os.path.exists(fp) and os.path.exists(q):
         return fp, q
-    if src is None:
+    if os.path.exists(fp):
+        pass
+    elif src is None:
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_cnn_models.py"), key, fp], check=True)
     else:
         shutil.copy(os.path.join(ROOT, src), fp)
@@ -67,7 +69,7 @@ def prepare(key, src):
     inp = m.graph.input[0]
     shape = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
     quantize_static(fp, q, Reader(inp.name, shape), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range)
     return fp, q
 
 
@@ -79,6 +81,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--reduce-range", action="store_true",
+                    help="quantize weights to 7 bits (onnxruntime's advice for CPUs without VNNI)")
     args = ap.parse_args()
     os.chdir(ROOT)
     if not args.no_build:
@@ -91,7 +95,7 @@ def main():
     alt = "avx512vnni" if best == "amx" else None
     rows = []
     for key in args.models.split(","):
-        fp, q = prepare(key, MODELS[key])
+        fp, q = prepare(key, MODELS[key], args.reduce_range)
         for t in [int(x) for x in args.threads.split(",")]:
             r = {"ort_q": [], "em_q": [], "em_alt": [], "em_f": [], "ort_f": []}
             for _ in range(args.rounds):
@@ -115,7 +119,8 @@ def main():
         cpu = names[0]
     print()
     print(f"Machine: {cpu}, {os.cpu_count()} cores; edgeml INT8 kernels: `{best}`; onnxruntime {ort.__version__}")
-    print(f"Reproduce: `python3 scripts/bench_int8_models.py --rounds {args.rounds}`")
+    rr = " --reduce-range" if args.reduce_range else ""
+    print(f"Reproduce: `python3 scripts/bench_int8_models.py --rounds {args.rounds}{rr}`")
     print()
     alt_head = f" edgeml INT8 `{alt}` (ms) |" if alt else ""
     print(f"| model | threads | onnxruntime INT8 (ms) | edgeml INT8 `{best}` (ms) |{alt_head} edgeml float (ms) "

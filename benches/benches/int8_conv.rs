@@ -17,6 +17,10 @@ fn bench(c: &mut Criterion) {
         ("conv3x3_64to64_56x56", 64, 64, 56, 56, 3, 1, 1),
         ("dw3x3_32_112x112", 32, 32, 112, 112, 3, 32, 1),
         ("conv1x1_64to256_56x56", 64, 256, 56, 56, 1, 1, 0),
+        // MobileNetV2's expansion at 112² (K = 16) and its 7×7 stage.
+        ("conv1x1_16to96_112x112", 16, 96, 112, 112, 1, 1, 0),
+        ("dw3x3_960_7x7", 960, 960, 7, 7, 3, 960, 1),
+        ("conv1x1_960to160_7x7", 960, 160, 7, 7, 1, 1, 0),
     ];
     let mut g = c.benchmark_group("qlinear_conv");
     g.sample_size(10).measurement_time(Duration::from_secs(2));

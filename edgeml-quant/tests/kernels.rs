@@ -177,17 +177,20 @@ fn check_gemm<TA: QElem, TB: QElem>(
     assert_eq!(f, want.mapv(|v| v as f32 * 0.5), "{isa} f32");
 }
 
+/// `narrow`: weights in −64..=64 (7 bits, as onnxruntime's `reduce_range` writes them),
+/// which `avx2`'s direct tile multiplies as bytes.
 fn check_conv(
     isa: Isa,
     depthwise: bool,
     (c, h, w, k, s, pd, d): (usize, usize, usize, usize, usize, usize, usize),
     seed: u64,
+    narrow: bool,
 ) {
     let (ci, co, g) = if depthwise { (c, c, c) } else { (c, c + 3, 1) };
     let x = Array4::from_shape_vec((1, ci, h, w), bytes(ci * h * w, seed, 2)).unwrap();
     let wt = Array4::from_shape_vec((co, ci / g, k, k), bytes(co * ci / g * k * k, seed ^ 5, 2))
         .unwrap()
-        .mapv(|v| v as i8);
+        .mapv(|v| if narrow { (v as i8) / 2 } else { v as i8 });
     let p = ConvParams {
         group: g,
         strides: [s, s],
@@ -291,9 +294,9 @@ macro_rules! kernel_props {
                 }
 
                 #[test]
-                fn conv(c in prop_oneof![1usize..9, Just(4usize), Just(8), Just(12)], h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool) {
+                fn conv(c in prop_oneof![1usize..9, Just(4usize), Just(8), Just(12)], h in 1usize..12, w in 1usize..12, k in 1usize..4, s in 1usize..3, pd in 0usize..2, d in 1usize..3, seed: u64, dw: bool, narrow: bool) {
                     if runs_here($isa, concat!(stringify!($name), "::conv")) {
-                        check_conv($isa, dw, (c, h, w, k, s, pd, d), seed);
+                        check_conv($isa, dw, (c, h, w, k, s, pd, d), seed, narrow);
                     }
                 }
             }
@@ -358,10 +361,43 @@ fn report(arch: &[Isa]) {
         check_gemm(isa, (5, 33, 70), 11, 1, true, 2, |v| v, |v| v as i8);
         check_gemm(isa, (4, 9, 13), 12, 0, false, 1, |v| v as i8, |v| v);
         for dw in [false, true] {
-            check_conv(isa, dw, (8, 9, 7, 3, 1, 1, 1), 13);
-            check_conv(isa, dw, (5, 6, 11, 2, 2, 0, 2), 14);
+            for narrow in [false, true] {
+                check_conv(isa, dw, (8, 9, 7, 3, 1, 1, 1), 13, narrow);
+                check_conv(isa, dw, (5, 6, 11, 2, 2, 0, 2), 14, narrow);
+            }
         }
         println!("RAN: int8 kernel tests on {isa}");
+    }
+}
+
+/// The extremes of 7-bit weights on every path: inputs all 255 against weights all 64
+/// or all −64 (pair sums ±32 640, the most `avx2`'s byte tile can meet without
+/// saturating), and mixed signs, against the reference.
+#[test]
+fn narrow_weights_at_their_extremes_are_exact() {
+    let (ci, co, h, w) = (16, 9, 5, 13);
+    let x = Array4::<u8>::from_elem((1, ci, h, w), 255);
+    let p = ConvParams {
+        pads: [1, 1, 1, 1],
+        ..ConvParams::default()
+    };
+    for isa in Isa::available() {
+        for fill in [64i8, -64] {
+            let wt = Array4::from_shape_fn((co, ci, 3, 3), |(o, c, ky, kx)| {
+                if o % 3 == 2 && (c + ky + kx) % 2 == 1 {
+                    -fill
+                } else {
+                    fill
+                }
+            });
+            let zw = vec![0i8; co];
+            let pc = PackedConv::with_isa(wt.view(), ZeroPoints::PerColumn(&zw), p, isa).unwrap();
+            let (oh, ow) = pc.output_hw(h, w).unwrap();
+            let want = reference::conv_i32(x.view(), 0u8, wt.view(), &zw, &p);
+            let mut y = Array4::zeros((1, co, oh, ow));
+            conv_integer(x.view(), 0u8, &pc, y.view_mut(), &GemmOptions::default()).unwrap();
+            assert_eq!(y, want, "{isa}, weights ±{fill}");
+        }
     }
 }
 

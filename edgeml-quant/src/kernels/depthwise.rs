@@ -569,48 +569,69 @@ mod madd256 {
         };
         // Stores runs of the block's sums (`a`: lanes 0–7, `b`: lanes 8–15): each
         // `(lane, at, n)` puts lanes `lane..lane + n` at outputs `at..at + n`.
-        let mut put = |a: __m256i, b: __m256i, runs: &[(usize, usize, usize)]| {
-            let (bytes, esz): (*mut u8, usize) = match &mut *out {
-                DwOut::I32(y) => (y.as_mut_ptr().cast(), 4),
-                DwOut::U8(y, _) => (y.as_mut_ptr(), 1),
-                DwOut::I8(y, _) => (y.as_mut_ptr().cast(), 1),
-            };
-            let len = match &*out {
-                DwOut::I32(y) => y.len(),
-                DwOut::U8(y, _) => y.len(),
-                DwOut::I8(y, _) => y.len(),
-            };
-            let mut t = [0i32; 16];
-            match quant {
-                None => {
+        // The channel's output: its start (i32 or bytes), element size and length.
+        let (dst, esz, len): (*mut u8, usize, usize) = match &mut *out {
+            DwOut::I32(y) => (y.as_mut_ptr().cast(), 4, y.len()),
+            DwOut::U8(y, _) => (y.as_mut_ptr(), 1, y.len()),
+            DwOut::I8(y, _) => (y.as_mut_ptr().cast(), 1, y.len()),
+        };
+        // Stores runs of a block's sums (`$a`: lanes 0–7, `$b`: lanes 8–15): each
+        // `(lane, at, n)` puts lanes `lane..lane + n` at outputs `at..at + n`. (A macro:
+        // a closure here was not inlined.)
+        macro_rules! put {
+            ($a:expr, $b:expr, $runs:expr) => {{
+                let (a, b): (__m256i, __m256i) = ($a, $b);
+                let runs: &[(usize, usize, usize)] = $runs;
+                // A whole block in place, or runs through `t`.
+                let whole = match *runs {
+                    [(0, at, 16)] => {
+                        assert!(at + 16 <= len, "depthwise store out of range");
+                        Some(at)
+                    }
+                    _ => None,
+                };
+                let mut t = [0i32; 16];
+                match (quant, whole) {
+                    // SAFETY: outputs at..at + 16 lie inside the channel (checked).
+                    (None, Some(at)) => unsafe {
+                        let y = dst.cast::<i32>().add(at);
+                        _mm256_storeu_si256(y.cast(), a);
+                        _mm256_storeu_si256(y.add(8).cast(), b);
+                    },
                     // SAFETY: `t` holds 16 i32.
-                    unsafe {
+                    (None, None) => unsafe {
                         _mm256_storeu_si256(t.as_mut_ptr().cast(), a);
                         _mm256_storeu_si256(t.as_mut_ptr().add(8).cast(), b);
+                    },
+                    (Some((bias, m, lo, hi, off)), _) => {
+                        let qa = requant8(_mm256_add_epi32(a, bias), m, lo, hi, off);
+                        let qb = requant8(_mm256_add_epi32(b, bias), m, lo, hi, off);
+                        let p = whole.map_or(t.as_mut_ptr().cast(), |at| dst.wrapping_add(at));
+                        // SAFETY: `p` starts 16 writable bytes: outputs at..at + 16 of
+                        // the channel (checked), or `t`.
+                        unsafe { _mm_storeu_si128(p.cast(), narrow16(qa, qb)) };
                     }
                 }
-                Some((bias, m, lo, hi, off)) => {
-                    let q = |v: __m256i| requant8(_mm256_add_epi32(v, bias), m, lo, hi, off);
-                    // SAFETY: `t` holds 64 bytes.
-                    unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), narrow16(q(a), q(b))) };
+                if whole.is_none() {
+                    for &(lane, at, n) in runs {
+                        assert!(
+                            lane + n <= 16 && at + n <= len,
+                            "depthwise store out of range"
+                        );
+                        // SAFETY: lanes lane..lane + n of `t` (as i32 or as codes) are
+                        // initialized, and outputs at..at + n lie inside the channel
+                        // (checked).
+                        unsafe {
+                            copy_run(
+                                t.as_ptr().cast::<u8>().add(lane * esz),
+                                dst.add(at * esz),
+                                n * esz,
+                            )
+                        };
+                    }
                 }
-            }
-            for &(lane, at, n) in runs {
-                assert!(
-                    lane + n <= 16 && at + n <= len,
-                    "depthwise store out of range"
-                );
-                // SAFETY: lanes lane..lane + n of `t` (as i32 or as codes) are
-                // initialized, and outputs at..at + n lie inside the channel (checked).
-                unsafe {
-                    copy_run(
-                        t.as_ptr().cast::<u8>().add(lane * esz),
-                        bytes.add(at * esz),
-                        n * esz,
-                    )
-                };
-            }
-        };
+            }};
+        }
         let [sh, sw] = g.strides;
         let dh = g.dilations[0];
         let plane = s.wide.as_ptr();
@@ -656,9 +677,9 @@ mod madd256 {
                 }
                 let (l, h) = interleave(a, b);
                 if two {
-                    put(l, h, &[(0, oy * ow, ow), (8, (oy + 1) * ow, ow)]);
+                    put!(l, h, &[(0, oy * ow, ow), (8, (oy + 1) * ow, ow)]);
                 } else {
-                    put(l, h, &[(0, oy * ow, ow)]);
+                    put!(l, h, &[(0, oy * ow, ow)]);
                 }
             }
             return;
@@ -687,7 +708,7 @@ mod madd256 {
                 if sw == 1 {
                     (a, b) = interleave(a, b);
                 }
-                put(a, b, &[(0, oy * g.ow + ox, n)]);
+                put!(a, b, &[(0, oy * g.ow + ox, n)]);
                 ox += n;
             }
         }

@@ -60,8 +60,13 @@ pub(crate) struct DirectW {
     /// `[group][block][taps·cq k-quads][MR][4]`, rows beyond `cog` zero.
     w: Vec<i8>,
     /// The same widened to i16 (for `avx2`'s `vpmaddwd` and `neon`'s `smlal`; empty on
-    /// other paths).
+    /// other paths, and on `avx2` when `narrow`).
     w16: Vec<i16>,
+    /// `avx2` only: every packed weight lies in −64..=64, so `vpmaddubsw`'s i16 pair
+    /// sums (at most 2·255·64 = 32 640 in magnitude) cannot saturate and the tile
+    /// multiplies bytes directly, as `vpdpbusd` would (7-bit weights: onnxruntime's
+    /// `reduce_range`).
+    narrow: bool,
     /// Per output channel: `Σ w'` over K.
     wsum: Vec<i32>,
     /// Per output channel: `zw'` (empty when all are zero).
@@ -94,7 +99,8 @@ impl DirectW {
         } else {
             zw
         };
-        let w16 = if matches!(isa, Isa::Avx2 | Isa::Neon) {
+        let narrow = isa == Isa::Avx2 && packed.iter().all(|v| (-64..=64).contains(v));
+        let w16 = if matches!(isa, Isa::Avx2 | Isa::Neon) && !narrow {
             packed.iter().map(|&v| i16::from(v)).collect()
         } else {
             Vec::new()
@@ -107,6 +113,7 @@ impl DirectW {
             bpg,
             w: packed,
             w16,
+            narrow,
             wsum,
             zw,
         }
@@ -266,6 +273,9 @@ pub(crate) struct KArgs<'a> {
     pub(crate) w: *const i8,
     /// The same as i16 (`avx2` and `neon` only; dangling otherwise).
     pub(crate) w16: *const i16,
+    /// The weights fit in 7 bits (`avx2` only; see `DirectW::narrow`): `w16` is
+    /// dangling and the tile multiplies `w` directly.
+    pub(crate) narrow: bool,
     /// Padded input at the tile's first pixel (channel quad 0 of the group).
     pub(crate) x: *const u8,
     /// Byte offset of each kernel tap.
@@ -373,6 +383,9 @@ unsafe fn run_tile(isa: Isa, rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::AvxVnni => unsafe { super::direct_x86::tile_avxvnni(rows, k, e) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; 7-bit weights (checked when packed).
+        Isa::Avx2 if k.narrow => unsafe { super::direct_x86::tile_avx2_narrow(rows, k, e) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; the weights were packed for `avx2` (i16 copy present).
         Isa::Avx2 => unsafe { super::direct_x86::tile_avx2(rows, k, e) },
@@ -624,6 +637,7 @@ fn region(
             let k = KArgs {
                 w: dw.w[wo..].as_ptr(),
                 w16: dw.w16.as_ptr().wrapping_add(wo),
+                narrow: dw.narrow,
                 x: xg[base * 4..].as_ptr(),
                 toff: &toff,
                 cq: dw.cq,

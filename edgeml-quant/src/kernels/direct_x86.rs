@@ -293,34 +293,120 @@ fn interleave4_sse2(src: [&[u8]; 4], xor: u8, dst: &mut [u8]) {
 const LV: usize = 2;
 const _: () = assert!(NR.is_multiple_of(8 * LV) && MR == 8);
 
-/// Runs the AVX-VNNI tile for `rows ≤ MR` output channels: 4-row × 16-lane sub-tiles
-/// with VEX `vpdpbusd`, then the same epilogue as the portable tile, vectorized.
-///
-/// # Safety
-/// As the portable tile (`direct::tile_scalar`); the CPU must support AVX2 and
-/// AVX-VNNI.
-#[target_feature(enable = "avx2,avxvnni")]
-pub(crate) unsafe fn tile_avxvnni(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
-    let mut acc = [[0i32; NR]; MR];
-    for l0 in (0..NR).step_by(8 * LV) {
-        for r0 in [0, 4] {
-            if r0 >= rows {
-                break;
+/// Defines a 256-bit byte tile: `$tile` runs `rows ≤ MR` output channels in 4-row ×
+/// 16-lane sub-tiles (`$sub`, on the lanes the segments reach), each k-quad step one
+/// `$dp(acc, x bytes, weight quad)` per row and vector, then the shared epilogue.
+macro_rules! tile256 {
+    ($(#[$doc:meta])* $tile:ident, $sub:ident, $feat:literal, $dp:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feat)]
+        pub(crate) unsafe fn $tile(rows: usize, k: &KArgs<'_>, e: &Epi<'_>) {
+            let mut acc = [[0i32; NR]; MR];
+            let lanes = e.segs.iter().map(|s| s.hi as usize).max().unwrap_or(NR);
+            for l0 in (0..lanes.div_ceil(8 * LV) * 8 * LV).step_by(8 * LV) {
+                for r0 in [0, 4] {
+                    if r0 >= rows {
+                        break;
+                    }
+                    // SAFETY: forwarded contract; the sub-tile stays inside the tile.
+                    unsafe {
+                        match (rows - r0).min(4) {
+                            1 => $sub::<1>(k, r0, l0, &mut acc),
+                            2 => $sub::<2>(k, r0, l0, &mut acc),
+                            3 => $sub::<3>(k, r0, l0, &mut acc),
+                            _ => $sub::<4>(k, r0, l0, &mut acc),
+                        }
+                    }
+                }
             }
-            // SAFETY: forwarded contract; the sub-tile stays inside the tile.
-            unsafe {
-                match (rows - r0).min(4) {
-                    1 => sub256::<1>(k, r0, l0, &mut acc),
-                    2 => sub256::<2>(k, r0, l0, &mut acc),
-                    3 => sub256::<3>(k, r0, l0, &mut acc),
-                    _ => sub256::<4>(k, r0, l0, &mut acc),
+            // SAFETY: forwarded contract; both features imply AVX2.
+            unsafe { epi256(rows, &acc, e) }
+        }
+
+        /// Rows `r0..r0+RR` × lanes `l0..l0+8·LV` of a tile into `acc`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn $sub<const RR: usize>(
+            k: &KArgs<'_>,
+            r0: usize,
+            l0: usize,
+            acc: &mut [[i32; NR]; MR],
+        ) {
+            let mut c = [[_mm256_setzero_si256(); LV]; RR];
+            // SAFETY: row r0 of the block's first k-quad.
+            let mut wq = unsafe { k.w.add(4 * r0) };
+            for &to in k.toff {
+                // SAFETY: tap offsets and the lane chunk stay inside the padded input.
+                let mut xp = unsafe { k.x.add(to + 4 * l0) };
+                for _ in 0..k.cq {
+                    // SAFETY: 8·LV lanes × 4 bytes are readable at `xp`, RR × 4 weights
+                    // at `wq`.
+                    unsafe {
+                        let b: [__m256i; LV] =
+                            core::array::from_fn(|v| _mm256_loadu_si256(xp.add(32 * v).cast()));
+                        for (r, cr) in c.iter_mut().enumerate() {
+                            let wv = _mm256_set1_epi32(wq.add(4 * r).cast::<i32>().read_unaligned());
+                            for (cv, &bv) in cr.iter_mut().zip(&b) {
+                                *cv = $dp(*cv, bv, wv);
+                            }
+                        }
+                        wq = wq.add(MR * 4);
+                        xp = xp.add(k.plane4);
+                    }
+                }
+            }
+            for (r, cr) in c.iter().enumerate() {
+                for (v, &cv) in cr.iter().enumerate() {
+                    // SAFETY: row r0 + r, lanes l0 + 8v.. lie inside `acc`.
+                    unsafe {
+                        _mm256_storeu_si256(acc[r0 + r].as_mut_ptr().add(l0 + 8 * v).cast(), cv)
+                    };
                 }
             }
         }
-    }
-    // SAFETY: forwarded contract; AVX2 is implied by AVX-VNNI here.
-    unsafe { epi256(rows, &acc, e) }
+    };
 }
+
+/// `vpdpbusd` (AVX-VNNI): u8×i8 quads summed into i32.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+fn dp_vnni(c: __m256i, x: __m256i, w: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(c, x, w)
+}
+
+/// `vpdpbusd` on AVX2 for 7-bit weights: `vpmaddubsw` (u8×i8 pairs into i16, each pair
+/// sum within ±2·255·64, so never saturated), `vpmaddwd` by ones, `vpaddd`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dp_ubs(c: __m256i, x: __m256i, w: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(x, w);
+    _mm256_add_epi32(c, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+tile256!(
+    /// Runs the AVX-VNNI tile (`vpdpbusd ymm`).
+    ///
+    /// # Safety
+    /// As the portable tile (`direct::tile_scalar`); the CPU must support AVX2 and
+    /// AVX-VNNI.
+    tile_avxvnni,
+    sub_vnni,
+    "avx2,avxvnni",
+    dp_vnni
+);
+
+tile256!(
+    /// Runs the AVX2 byte tile for weights in −64..=64 (`DirectW::narrow`): the
+    /// AVX-VNNI tile with `vpdpbusd` emulated, exact for such weights.
+    ///
+    /// # Safety
+    /// As the portable tile (`direct::tile_scalar`), with every weight of `k.w` in
+    /// −64..=64; the CPU must support AVX2.
+    tile_avx2_narrow,
+    sub_ubs,
+    "avx2",
+    dp_ubs
+);
 
 /// The epilogue of the 256-bit tiles: corrections, requantization (as
 /// `driver::quant_one`) and the segment stores of the raw accumulators `acc`.
@@ -397,40 +483,6 @@ unsafe fn epi256(rows: usize, acc: &[[i32; NR]; MR], e: &Epi<'_>) {
                     )
                 };
             }
-        }
-    }
-}
-
-/// Rows `r0..r0+RR` × lanes `l0..l0+8·LV` of a tile into `acc`.
-#[target_feature(enable = "avx2,avxvnni")]
-#[inline]
-unsafe fn sub256<const RR: usize>(k: &KArgs<'_>, r0: usize, l0: usize, acc: &mut [[i32; NR]; MR]) {
-    let mut c = [[_mm256_setzero_si256(); LV]; RR];
-    // SAFETY: row r0 of the block's first k-quad.
-    let mut wq = unsafe { k.w.add(4 * r0) };
-    for &to in k.toff {
-        // SAFETY: tap offsets and the lane chunk stay inside the padded input.
-        let mut xp = unsafe { k.x.add(to + 4 * l0) };
-        for _ in 0..k.cq {
-            // SAFETY: 8·LV lanes × 4 bytes are readable at `xp`, RR × 4 weights at `wq`.
-            unsafe {
-                let b: [__m256i; LV] =
-                    core::array::from_fn(|v| _mm256_loadu_si256(xp.add(32 * v).cast()));
-                for (r, cr) in c.iter_mut().enumerate() {
-                    let wv = _mm256_set1_epi32(wq.add(4 * r).cast::<i32>().read_unaligned());
-                    for (cv, &bv) in cr.iter_mut().zip(&b) {
-                        *cv = _mm256_dpbusd_avx_epi32(*cv, bv, wv);
-                    }
-                }
-                wq = wq.add(MR * 4);
-                xp = xp.add(k.plane4);
-            }
-        }
-    }
-    for (r, cr) in c.iter().enumerate() {
-        for (v, &cv) in cr.iter().enumerate() {
-            // SAFETY: row r0 + r, lanes l0 + 8v.. lie inside `acc`.
-            unsafe { _mm256_storeu_si256(acc[r0 + r].as_mut_ptr().add(l0 + 8 * v).cast(), cv) };
         }
     }
 }

@@ -423,9 +423,10 @@ pub(super) fn narrow16(a: __m256i, b: __m256i) -> __m128i {
     _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
 }
 
-/// Copies `n` bytes from `s` to `d` (not overlapping) with fixed-size unaligned moves,
-/// two overlapping ones for a run's last bytes: a tile row's segments are short, and a
-/// `memcpy` call each cost more than the move.
+/// Copies `n` bytes from `s` to `d` (not overlapping) with at most three fixed-size
+/// unaligned moves up to 48 bytes, the last overlapping the one before: a tile row's
+/// segments are short, and a `memcpy` call each cost more than the moves. (No loop, so
+/// the compiler does not turn it back into a `memcpy` call.)
 ///
 /// # Safety
 /// `s` must be readable and `d` writable for `n` bytes.
@@ -442,10 +443,10 @@ pub(super) unsafe fn copy_run(s: *const u8, d: *mut u8, n: usize) {
     unsafe {
         match n {
             0 => {}
-            1..4 => {
-                for i in 0..n {
-                    mv!(u8, i);
-                }
+            1 => mv!(u8, 0),
+            2..4 => {
+                mv!(u16, 0);
+                mv!(u16, n - 2);
             }
             4..8 => {
                 mv!(u32, 0);
@@ -455,16 +456,17 @@ pub(super) unsafe fn copy_run(s: *const u8, d: *mut u8, n: usize) {
                 mv!(u64, 0);
                 mv!(u64, n - 8);
             }
-            _ => {
-                let mut i = 0;
-                while i + 16 <= n {
-                    mv!(u128, i);
-                    i += 16;
-                }
-                if i < n {
-                    mv!(u128, n - 16);
-                }
+            16..=32 => {
+                mv!(u128, 0);
+                mv!(u128, n - 16);
             }
+            33..=48 => {
+                mv!(u128, 0);
+                mv!(u128, 16);
+                mv!(u128, n - 16);
+            }
+            // Longer runs (i32 rows) are worth the call.
+            _ => core::ptr::copy_nonoverlapping(s, d, n),
         }
     }
 }
