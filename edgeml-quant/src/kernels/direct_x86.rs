@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::direct::{Epi, KArgs, MR, NR, Seg};
-use super::x86::{copy_run, narrow_codes, narrow16, requant_codes, requant8};
+use super::x86::{copy_run, dp_vnni, narrow_codes, narrow16, requant_codes, requant8};
 use core::arch::x86_64::*;
 
 /// Runs the AVX-512 VNNI tile for `rows ≤ MR` output channels, on as many 16-lane
@@ -365,13 +365,6 @@ macro_rules! tile256 {
             }
         }
     };
-}
-
-/// `vpdpbusd` (AVX-VNNI): u8×i8 quads summed into i32.
-#[target_feature(enable = "avx2,avxvnni")]
-#[inline]
-fn dp_vnni(c: __m256i, x: __m256i, w: __m256i) -> __m256i {
-    _mm256_dpbusd_avx_epi32(c, x, w)
 }
 
 /// `vpdpbusd` on AVX2 for 7-bit weights: `vpmaddubsw` (u8×i8 pairs into i16, each pair

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use super::driver::Job;
-use super::x86::{Dst, Fix, fused_correct, fused_reduce, narrow16, requant8};
+use super::x86::{Dst, Fix, dp_vnni, fused_correct, fused_reduce, narrow16, requant8};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -93,13 +93,6 @@ macro_rules! fused256 {
             unsafe { finish::<R>(&c0, &c1, fix, rt, o, rs) }
         }
     };
-}
-
-/// `vpdpbusd`: u8×i8 quads summed into i32 (AVX-VNNI).
-#[target_feature(enable = "avx2,avxvnni")]
-#[inline]
-fn dp_vnni(c: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_dpbusd_avx_epi32(c, a, b)
 }
 
 /// `vpmaddwd` + `vpaddd`: i16 pairs (|sum| ≤ 2·255·128) into i32.

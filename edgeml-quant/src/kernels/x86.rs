@@ -397,6 +397,13 @@ pub(super) fn requant16(x: __m512i, mult: __m512, lo: __m512, hi: __m512, zp: i3
     _mm512_cvtepi32_epi8(requant_codes(x, mult, lo, hi, zp))
 }
 
+/// `vpdpbusd` (AVX-VNNI): u8×i8 quads of `a` and `b` summed into the i32 lanes of `c`.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+pub(super) fn dp_vnni(c: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(c, a, b)
+}
+
 /// The AVX2 form of `driver::quant_one` on 8 sums `x` that already include their bias:
 /// scale by `mult`, clamp to `lo..=hi`, round half to even by the 1.5·2²³ addition, and
 /// add `off` = zero point − `0x4B40_0000` (the magic number's bits). The codes come out
