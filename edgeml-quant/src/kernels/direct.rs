@@ -274,7 +274,8 @@ pub(crate) struct KArgs<'a> {
     /// The same as i16 (`avx2` and `neon` only; dangling otherwise).
     pub(crate) w16: *const i16,
     /// The weights fit in 7 bits (`avx2` only; see `DirectW::narrow`): `w16` is
-    /// dangling and the tile multiplies `w` directly.
+    /// dangling and the tile multiplies `w` directly. (Read only on x86-64.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) narrow: bool,
     /// Padded input at the tile's first pixel (channel quad 0 of the group).
     pub(crate) x: *const u8,
