@@ -9,6 +9,10 @@ tests/fixtures/qmodels/<model>_<variant>/:
                  the largest change of a logit, so outputs within one step of the
                  logits agree within this tolerance
 
+On CPUs where onnxruntime's u8 x s8 kernels saturate (x86-64 without VNNI; see
+scripts/ort_exact.py) the models are quantized with reduce_range=True (7-bit weights),
+so that onnxruntime's outputs are the exact integer results edgeml computes.
+
 Calibration uses the first 100 test images (the only split committed); the digits data
 are real 8x8 handwritten digits (scikit-learn), not noise.
 
@@ -21,6 +25,7 @@ Usage: python3 scripts/make_qmodel_fixtures.py   (numpy, onnx, onnxruntime)
 
 import os
 import shutil
+import sys
 import logging
 import tempfile
 
@@ -32,6 +37,9 @@ from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantT
                                       quantize_static)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from ort_exact import reduce_range  # noqa: E402
+
 DIGITS = os.path.join(HERE, "..", "tests", "fixtures", "digits")
 ROOT = os.environ.get("EDGEML_QMODELS_FIXTURES") or os.path.join(HERE, "..", "tests", "fixtures", "qmodels")
 ort.set_default_logger_severity(3)
@@ -77,17 +85,18 @@ def main():
     if os.path.isdir(ROOT) and not os.environ.get("EDGEML_QMODELS_FIXTURES"):
         shutil.rmtree(ROOT)
     os.makedirs(ROOT, exist_ok=True)
+    rr = reduce_range("make_qmodel_fixtures")
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []
         for name in ["cnn", "mlp"]:
             src = os.path.join(DIGITS, f"{name}.onnx")
             for var, kw in VARIANTS.items():
                 out = os.path.join(tmp, f"{name}_{var}.onnx")
-                quantize_static(src, out, Reader(x[:100]), **kw)
+                quantize_static(src, out, Reader(x[:100]), reduce_range=rr, **kw)
                 jobs.append((f"{name}_{var}", out))
             if name == "mlp":
                 out = os.path.join(tmp, f"{name}_dynamic_u8.onnx")
-                quantize_dynamic(src, out, weight_type=QuantType.QInt8)
+                quantize_dynamic(src, out, weight_type=QuantType.QInt8, reduce_range=rr)
                 jobs.append((f"{name}_dynamic_u8", out))
         for case, path in jobs:
             m = onnx.load(path)

@@ -11,11 +11,17 @@ edgeml-quant/tests/onnx_ops.rs runs every case and compares: integers exactly, f
 to 1e-5 relative. Set EDGEML_QOPS_FIXTURES to write elsewhere (CI regenerates them with
 the installed onnxruntime into a temporary folder and re-runs the test on those).
 
+The s8 weight operands of u8 x s8 products (`w8`) are 7-bit (-64..63) on CPUs where
+onnxruntime's u8 x s8 kernels saturate 16-bit pair sums (x86-64 without VNNI;
+scripts/ort_exact.py), so that its outputs there are the exact results; elsewhere they
+span -128..127 (the committed fixtures).
+
 Usage: python3 scripts/make_qop_fixtures.py   (numpy, onnx, onnxruntime)
 """
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -23,7 +29,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = os.environ.get("EDGEML_QOPS_FIXTURES") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "qops")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ort_exact import u8s8_exact  # noqa: E402
+
 RNG = np.random.default_rng(20261205)
+W8 = (-128, 128) if u8s8_exact() else (-64, 64)
 ort.set_default_logger_severity(3)
 F, U8, I8, I32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
 NP2ONNX = {np.dtype("float32"): F, np.dtype("uint8"): U8, np.dtype("int8"): I8,
@@ -67,6 +77,11 @@ def i8(*s):
     return RNG.integers(-128, 128, s).astype(np.int8)
 
 
+def w8(*s):
+    """The s8 weight operand of a u8 x s8 product (7-bit where onnxruntime saturates)."""
+    return RNG.integers(*W8, s).astype(np.int8)
+
+
 def f(*s, lo=-3.0, hi=3.0):
     return RNG.uniform(lo, hi, s).astype(np.float32)
 
@@ -103,7 +118,7 @@ def qdq():
 
 
 def matmul():
-    a, b = u8(5, 40), i8(40, 9)
+    a, b = u8(5, 40), w8(40, 9)
     case("qlinear_matmul_u8i8", "QLinearMatMul", [("a", a)],
          [("as", sc(0.02)), ("az", np.array(120, np.uint8)), ("b", b), ("bs", sc(0.01)),
           ("bz", np.array(0, np.int8)), ("ys", sc(0.3)), ("yz", np.array(100, np.uint8))],
@@ -114,40 +129,40 @@ def matmul():
           ("bz", np.array(0, np.int8)), ("ys", sc(0.5)), ("yz", np.array(-2, np.int8))],
          outputs=[("y", I8)], inputs=["a", "as", "az", "b", "bs", "bz", "ys", "yz"], opset=10)
     case("qlinear_matmul_per_column", "QLinearMatMul", [("a", u8(4, 32))],
-         [("as", sc(0.02)), ("az", np.array(128, np.uint8)), ("b", i8(32, 6)), ("bs", f(6, lo=0.005, hi=0.02)),
+         [("as", sc(0.02)), ("az", np.array(128, np.uint8)), ("b", w8(32, 6)), ("bs", f(6, lo=0.005, hi=0.02)),
           ("bz", np.zeros(6, np.int8)), ("ys", sc(0.4)), ("yz", np.array(128, np.uint8))],
          outputs=[("y", U8)], opset=21)
     case("matmul_integer_u8i8", "MatMulInteger", [("a", u8(3, 4, 33))],
-         [("b", i8(33, 7)), ("az", np.array(128, np.uint8)), ("bz", np.array(3, np.int8))],
+         [("b", w8(33, 7)), ("az", np.array(128, np.uint8)), ("bz", np.array(3, np.int8))],
          outputs=[("y", I32)], opset=10)
     case("matmul_integer_u8u8_runtime", "MatMulInteger", [("a", u8(6, 20)), ("b", u8(20, 3))],
          [("az", np.array(5, np.uint8)), ("bz", np.array(250, np.uint8))], outputs=[("y", I32)], opset=10)
-    case("matmul_integer_1d_a", "MatMulInteger", [("a", u8(12))], [("b", i8(12, 4))], outputs=[("y", I32)],
+    case("matmul_integer_1d_a", "MatMulInteger", [("a", u8(12))], [("b", w8(12, 4))], outputs=[("y", I32)],
          opset=10)
     case("matmul_integer_per_column_zp", "MatMulInteger", [("a", u8(2, 8))],
-         [("b", i8(8, 5)), ("az", np.array(3, np.uint8)), ("bz", i8(5))], outputs=[("y", I32)], opset=10)
+         [("b", w8(8, 5)), ("az", np.array(3, np.uint8)), ("bz", i8(5))], outputs=[("y", I32)], opset=10)
     # The worst case for vpmaddubsw-based kernels: A = 255, B alternating -128/127.
     k = 64
     bw = np.tile(np.array([[-128], [127]], np.int8), (k // 2, 8))
     case("matmul_integer_saturation_worst_case", "MatMulInteger", [("a", np.full((4, k), 255, np.uint8))],
          [("b", bw)], outputs=[("y", I32)], opset=10)
     case("matmul_integer_to_float", "MatMulIntegerToFloat", [("a", u8(3, 24))],
-         [("b", i8(24, 6)), ("as", sc(0.03)), ("bs", f(6, lo=0.01, hi=0.03)), ("az", np.array(100, np.uint8)),
+         [("b", w8(24, 6)), ("as", sc(0.03)), ("bs", f(6, lo=0.01, hi=0.03)), ("az", np.array(100, np.uint8)),
           ("bz", np.zeros(6, np.int8)), ("bias", f(6))], domain=MS)
     case("dynamic_quantize_matmul", "DynamicQuantizeMatMul", [("a", f(4, 30))],
-         [("b", i8(30, 7)), ("bs", sc(0.02)), ("bz", np.array(0, np.int8)), ("bias", f(7))], domain=MS)
+         [("b", w8(30, 7)), ("bs", sc(0.02)), ("bz", np.array(0, np.int8)), ("bias", f(7))], domain=MS)
     case("qgemm_transb_bias_u8", "QGemm", [("a", u8(5, 18))],
-         [("as", sc(0.02)), ("az", np.array(130, np.uint8)), ("b", i8(7, 18)), ("bs", f(7, lo=0.005, hi=0.02)),
+         [("as", sc(0.02)), ("az", np.array(130, np.uint8)), ("b", w8(7, 18)), ("bs", f(7, lo=0.005, hi=0.02)),
           ("bz", np.zeros(7, np.int8)), ("c", RNG.integers(-2000, 2000, 7).astype(np.int32)),
           ("ys", sc(0.2)), ("yz", np.array(90, np.uint8))], {"transB": 1}, outputs=[("y", U8)], domain=MS)
     case("qgemm_float_out", "QGemm", [("a", u8(3, 10))],
-         [("as", sc(0.02)), ("az", np.array(130, np.uint8)), ("b", i8(10, 4)), ("bs", sc(0.01)),
+         [("as", sc(0.02)), ("az", np.array(130, np.uint8)), ("b", w8(10, 4)), ("bs", sc(0.01)),
           ("bz", np.array(0, np.int8))], {"alpha": 0.5}, domain=MS)
 
 
 def conv():
     x = u8(1, 8, 9, 11)
-    w = i8(16, 8, 3, 3)
+    w = w8(16, 8, 3, 3)
     base = [("xs", sc(0.02)), ("xz", np.array(128, np.uint8)), ("w", w), ("ws", f(16, lo=0.002, hi=0.01)),
             ("wz", np.zeros(16, np.int8)), ("ys", sc(0.1)), ("yz", np.array(120, np.uint8)),
             ("b", RNG.integers(-3000, 3000, 16).astype(np.int32))]
@@ -163,15 +178,15 @@ def conv():
           ("wz", np.array(0, np.int8)), ("ys", sc(0.2)), ("yz", np.array(3, np.int8))],
          {"group": 8, "pads": [1, 1, 1, 1]}, outputs=[("y", I8)], opset=10)
     case("qlinear_conv_grouped", "QLinearConv", [("x", x)],
-         [("xs", sc(0.02)), ("xz", np.array(128, np.uint8)), ("w", i8(8, 4, 1, 1)), ("ws", sc(0.01)),
+         [("xs", sc(0.02)), ("xz", np.array(128, np.uint8)), ("w", w8(8, 4, 1, 1)), ("ws", sc(0.01)),
           ("wz", np.array(0, np.int8)), ("ys", sc(0.1)), ("yz", np.array(128, np.uint8))],
          {"group": 2}, outputs=[("y", U8)], opset=10)
     case("qlinear_conv_1d", "QLinearConv", [("x", u8(2, 4, 20))],
-         [("xs", sc(0.02)), ("xz", np.array(128, np.uint8)), ("w", i8(6, 4, 5)), ("ws", sc(0.01)),
+         [("xs", sc(0.02)), ("xz", np.array(128, np.uint8)), ("w", w8(6, 4, 5)), ("ws", sc(0.01)),
           ("wz", np.array(0, np.int8)), ("ys", sc(0.1)), ("yz", np.array(128, np.uint8))],
          {"pads": [2, 2], "strides": [2]}, outputs=[("y", U8)], opset=10)
     case("conv_integer_u8", "ConvInteger", [("x", u8(1, 3, 6, 6))],
-         [("w", i8(4, 3, 3, 3)), ("xz", np.array(100, np.uint8)), ("wz", np.array(0, np.int8))],
+         [("w", w8(4, 3, 3, 3)), ("xz", np.array(100, np.uint8)), ("wz", np.array(0, np.int8))],
          {"pads": [1, 1, 1, 1]}, outputs=[("y", I32)], opset=10)
     case("conv_integer_runtime_weights", "ConvInteger", [("x", u8(1, 3, 6, 6)), ("w", u8(4, 3, 2, 2))],
          [("xz", np.array(100, np.uint8)), ("wz", np.array(128, np.uint8))], outputs=[("y", I32)], opset=10)

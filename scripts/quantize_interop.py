@@ -23,6 +23,11 @@ within 1e-4 on >= 99.9% of elements (DynamicQuantizeLinear and the integer produ
 are exact in both; only the float scaling and Softmax round), accuracy within 1 point
 of float and >= onnxruntime's `quantize_dynamic` (s8 weights) - 0.5 point.
 
+On CPUs where onnxruntime's u8 x s8 kernels saturate (x86-64 without VNNI;
+scripts/ort_exact.py) every integer-compute model, ours and onnxruntime's, is quantized
+with 7-bit weights (`--reduce-range`, `reduce_range=True`), so that onnxruntime computes
+the exact integer results the agreement checks compare against.
+
 Usage: python3 scripts/quantize_interop.py EDGEML_BINARY   (numpy, onnx, onnxruntime, onnxconverter-common)
 """
 import logging
@@ -41,6 +46,9 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from ort_exact import reduce_range  # noqa: E402
+
 DIGITS = os.path.join(HERE, "..", "tests", "fixtures", "digits")
 ort.set_default_logger_severity(3)
 logging.getLogger().setLevel(logging.ERROR)
@@ -95,14 +103,17 @@ def two_input_cnn(src, dst):
 class Checks:
     """Runs a quantized file in onnxruntime and `edgeml run`, and records a table row and failures."""
 
-    def __init__(self, edgeml, tmp, y):
-        self.edgeml, self.tmp, self.y = edgeml, tmp, y
+    def __init__(self, edgeml, tmp, y, rr):
+        self.edgeml, self.tmp, self.y, self.rr = edgeml, tmp, y, rr
         self.rows, self.failures = [], []
 
     def acc(self, p):
         return float((p.argmax(1) == self.y).mean())
 
-    def quantize(self, src, out, args):
+    def quantize(self, src, out, args, integer=True):
+        """`integer`: the model computes on integers (static and dynamic modes), so it
+        takes `--reduce-range` where onnxruntime's kernels would saturate."""
+        args = args + (["--reduce-range"] if integer and self.rr else [])
         subprocess.run([self.edgeml, "quantize", src, "-o", out] + args, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         return out
@@ -147,13 +158,14 @@ def main():
     x = np.load(os.path.join(DIGITS, "x_test.npy"))
     y = np.load(os.path.join(DIGITS, "y_test.npy"))
     with tempfile.TemporaryDirectory() as tmp:
-        c = Checks(edgeml, tmp, y)
+        rr = reduce_range("quantize_interop")
+        c = Checks(edgeml, tmp, y, rr)
         calib = os.path.join(tmp, "calib.npy")
         np.save(calib, x[:100])
         feeds = {"x": x}
         static = lambda src, theirs, per_channel, **kw: quantize_static(
             src, theirs, Reader({k: v[:100] for k, v in feeds.items()}), per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **kw)
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=rr, **kw)
         for name in ["cnn", "mlp"]:
             src = os.path.join(DIGITS, f"{name}.onnx")
             float_acc = c.acc(ort_run(src, feeds))
@@ -185,17 +197,17 @@ def main():
             # onnxruntime's optimizer rewrites DQ(weight) -> MatMul into a MatMul with
             # dynamically quantized activations (up to 0.016 off on the MLP's
             # probabilities); unoptimized, it computes the model as written.
-            wo = c.quantize(src, out("wo"), ["--mode", "weight-only", "--per-channel"])
+            wo = c.quantize(src, out("wo"), ["--mode", "weight-only", "--per-channel"], integer=False)
             c.check(f"{name} weight-only per-channel", src, wo, feeds, float_acc, tol=1e-5, ort_optimize=False)
             # FP16 and BF16 weights: float compute on the rounded weights in both runtimes.
             for half, label in (("fp16-weights", "fp16 weights"), ("bf16", "bf16 weights")):
-                h16 = c.quantize(src, out(half), ["--mode", half])
+                h16 = c.quantize(src, out(half), ["--mode", half], integer=False)
                 c.check(f"{name} {label}", src, h16, feeds, float_acc, tol=1e-5, near_float=0.01)
             # Whole-graph float16 against onnxconverter-common's convert_float_to_float16
             # (keep_io_types=True) on the same model: both files in onnxruntime, ours also in
             # edgeml, within 2.5e-3 on the probabilities (a float16 step at the logits,
             # through the Softmax).
-            h16 = c.quantize(src, out("fp16"), ["--mode", "fp16"])
+            h16 = c.quantize(src, out("fp16"), ["--mode", "fp16"], integer=False)
             theirs = out("fp16_occ")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -215,7 +227,7 @@ def main():
                                  ["--mode", "dynamic"] + (["--per-channel"] if per_channel else [])
                                  + (["--contrib-ops"] if contrib else []))
                 theirs = out(f"dyn_{per_channel}_ort")
-                quantize_dynamic(src, theirs, per_channel=per_channel, weight_type=QuantType.QInt8)
+                quantize_dynamic(src, theirs, per_channel=per_channel, weight_type=QuantType.QInt8, reduce_range=rr)
                 c.check(tag, src, dyn, feeds, float_acc, tol=1e-4, theirs=theirs, near_float=0.01)
         # Two inputs: one .npz holding both, against onnxruntime fed a dict per batch.
         src = os.path.join(tmp, "cnn_two_inputs.onnx")
