@@ -13,8 +13,8 @@
 # Prints accuracy and file sizes. Runs in seconds once built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked -q -p edgeml-cli
-bin="${CARGO_TARGET_DIR:-target}/debug/edgeml"
+cargo build --locked --release -q -p edgeml-cli
+bin="${CARGO_TARGET_DIR:-target}/release/edgeml"
 digits=tests/fixtures/digits
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -4,8 +4,8 @@
 # must print a well-formed report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked -q -p edgeml-cli
-BIN=target/debug/edgeml
+cargo build --locked --release -q -p edgeml-cli
+BIN="${CARGO_TARGET_DIR:-target}/release/edgeml"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
