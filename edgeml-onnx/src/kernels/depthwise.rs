@@ -8,11 +8,11 @@
 //! code is compiled once per ISA with the matching target features (AVX-512F, AVX2+FMA;
 //! NEON is aarch64's baseline), so the loops are vectorised by the compiler.
 //!
-//! With AVX-512, dilation-1 planes with a column stride of 1 or 2 (every depthwise
-//! layer of the MobileNet/EfficientNet/ShuffleNet family) skip the phase planes and are
-//! read straight from the input, the padding read as zero through masked loads; 3×3 and
-//! 5×5 kernels load each input row once for all the output rows that read it
-//! (`depthwise/x86.rs`). Same operations, same order: the results are bit-identical to
+//! With AVX-512 or AVX2, dilation-1 planes with a column stride of 1 or 2 (every
+//! depthwise layer of the MobileNet/EfficientNet/ShuffleNet family) skip the phase
+//! planes and are read straight from the input, the padding read as zero through masked
+//! loads; 3×3 and 5×5 kernels load each input row once for all the output rows that
+//! read it (`depthwise/x86.rs`). Same operations, same order: the results are bit-identical to
 //! the phase-plane path, NaN/±Inf included.
 #![allow(unsafe_code)]
 
@@ -113,14 +113,14 @@ pub fn depthwise_plane(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_available() => {
-            // SAFETY: the CPU supports AVX-512F (checked just above); the function body
-            // is safe Rust with bounds-checked slices.
+            // SAFETY: the CPU supports AVX-512F (checked just above); the slices hold the
+            // geometry's sizes (asserted above).
             unsafe { plane_avx512(x, w, bias, g, scratch, out) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_available() => {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above); the body is safe
-            // Rust with bounds-checked slices.
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above); the slices hold
+            // the geometry's sizes (asserted above).
             unsafe { plane_avx2(x, w, bias, g, scratch, out) }
         }
         _ => plane(x, w, bias, g, scratch, out, false),
@@ -140,7 +140,7 @@ unsafe fn plane_avx512(
     if x86::suits(g) {
         // SAFETY: AVX-512F is enabled here; the slices were checked against `g` by
         // `depthwise_plane`.
-        unsafe { x86::plane(x, w, bias, g, out) };
+        unsafe { x86::plane_avx512(x, w, bias, g, out) };
         return;
     }
     plane(x, w, bias, g, scratch, out, true)
@@ -156,6 +156,12 @@ unsafe fn plane_avx2(
     scratch: &mut DepthwiseScratch,
     out: &mut [f32],
 ) {
+    if x86::suits(g) {
+        // SAFETY: AVX2 is enabled here; the slices were checked against `g` by
+        // `depthwise_plane`.
+        unsafe { x86::plane_avx2(x, w, bias, g, out) };
+        return;
+    }
     plane(x, w, bias, g, scratch, out, false)
 }
 
