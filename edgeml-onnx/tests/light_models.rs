@@ -2,8 +2,10 @@
 //! ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512) must match onnxruntime within
 //! rtol 1e-3 / atol 1e-5 (`scripts/make_light_fixtures.py` made the references).
 //!
-//! Run all nine with `cargo test -p edgeml-onnx --release --test light_models`. Debug
-//! builds run only the cheapest two (SqueezeNet, ShuffleNet) to keep `cargo test` quick.
+//! Run all nine with `cargo test -p edgeml-onnx --release --test light_models`, or in
+//! any build with `EDGEML_LIGHT_MODELS=all` (as `scripts/ci/onnx-backend.sh` does).
+//! Otherwise debug and test builds run only the cheapest two (SqueezeNet, ShuffleNet) to
+//! keep `cargo test` quick.
 //! A model may fail to plan with `Unsupported` only if it is in [`EXPECTED_UNSUPPORTED`],
 //! a reviewed list (empty today: all nine plan); it is then skipped with a `SKIP:`
 //! line. Any other failure fails the test, and so does a listed model that plans.
@@ -91,8 +93,12 @@ fn light_models_match_onnxruntime() {
             "EXPECTED_UNSUPPORTED names {name}, not a model"
         );
     }
-    let chosen: Vec<&str> = if cfg!(debug_assertions) {
-        println!("SKIP: debug build: the seven largest light models run only with --release");
+    let all = std::env::var("EDGEML_LIGHT_MODELS").is_ok_and(|v| v == "all");
+    let chosen: Vec<&str> = if cfg!(debug_assertions) && !all {
+        println!(
+            "SKIP: debug build: the seven largest light models run only with --release \
+             or EDGEML_LIGHT_MODELS=all"
+        );
         vec!["light_squeezenet", "light_shufflenet"]
     } else {
         MODELS.to_vec()

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-cargo build --locked --release -q -p edgeml-cli
-edgeml="${CARGO_TARGET_DIR:-target}/release/edgeml"
+source scripts/ci-built.sh
+edgeml="$EDGEML"
 d=tests/fixtures/digits
 "$edgeml" distill --teacher "$d/cnn.onnx" --data "$d/x_test.npy" --labels "$d/y_test.npy" \
   --hidden 16,8 --standardize --epochs 2 --seed 1 -o "$tmp/student.onnx"

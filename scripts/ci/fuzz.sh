@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs both fuzz targets for a bounded time each (FUZZ_SECONDS, default 45):
+# Runs both fuzz targets for a bounded time each (FUZZ_SECONDS, default 30):
 # `load` (fuzz/fuzz_targets/load.rs), seeded with the bundled good and bad models, and
 # `run` (fuzz/fuzz_targets/run.rs, generated graphs under tight run limits).
 #
@@ -13,7 +13,7 @@
 # it (libFuzzer still catches panics, aborts, timeouts and the RSS limit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SECS="${FUZZ_SECONDS:-45}"
+SECS="${FUZZ_SECONDS:-30}"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 mkdir -p fuzz/corpus/load fuzz/corpus/run fuzz/artifacts/load fuzz/artifacts/run
 for f in tests/fixtures/models/*.onnx tests/fixtures/bad/*.onnx; do

@@ -10,6 +10,6 @@ trap 'rm -rf "$tmp"' EXIT
 EDGEML_QOPS_FIXTURES="$tmp/qops" python3 scripts/make_qop_fixtures.py
 EDGEML_QMODELS_FIXTURES="$tmp/qmodels" python3 scripts/make_qmodel_fixtures.py
 EDGEML_QOPS_FIXTURES="$tmp/qops" EDGEML_QMODELS_FIXTURES="$tmp/qmodels" \
-  cargo test --locked -p edgeml-quant --test onnx_ops --test onnx_models
-cargo build --locked --release -p edgeml-cli
-python3 scripts/check_int8_interop.py target/release/edgeml "$tmp"
+  cargo test --locked --workspace --test onnx_ops --test onnx_models
+source scripts/ci-built.sh
+python3 scripts/check_int8_interop.py "$EDGEML" "$tmp"

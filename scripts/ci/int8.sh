@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 scripts/make_int8_fixtures.py
-cargo test --locked -p edgeml-quant --test ort_fixtures
+cargo test --locked --workspace --test ort_fixtures
 git diff --stat -- tests/fixtures/int8 || true

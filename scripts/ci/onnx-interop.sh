@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 -c "import skl2onnx" 2>/dev/null || python3 -m pip install -q skl2onnx
-cargo build --locked --release -q -p edgeml-onnx --example io_roundtrip
-python3 scripts/onnx_interop.py --roundtrip target/release/examples/io_roundtrip "$@"
+source scripts/ci-built.sh
+python3 scripts/onnx_interop.py --roundtrip "$EXAMPLES/io_roundtrip" "$@"

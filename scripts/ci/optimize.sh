@@ -8,5 +8,5 @@
 # bytes. About 2 min once built (the light VGG19's folded weights are 0.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked --release -q -p edgeml-cli
-python3 scripts/optimize_interop.py "${CARGO_TARGET_DIR:-target}/release/edgeml"
+source scripts/ci-built.sh
+python3 scripts/optimize_interop.py "$EDGEML"

@@ -13,8 +13,8 @@
 # Prints accuracy and file sizes. Runs in seconds once built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked --release -q -p edgeml-cli
-bin="${CARGO_TARGET_DIR:-target}/release/edgeml"
+source scripts/ci-built.sh
+bin="$EDGEML"
 digits=tests/fixtures/digits
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

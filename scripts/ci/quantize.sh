@@ -6,6 +6,5 @@
 # point. Prints the table of BENCHMARKS.md's "Quantization accuracy" section.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked --release -p edgeml-cli
-target="${CARGO_TARGET_DIR:-target}"
-python3 scripts/quantize_interop.py "$target/release/edgeml"
+source scripts/ci-built.sh
+python3 scripts/quantize_interop.py "$EDGEML"

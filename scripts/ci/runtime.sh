@@ -4,8 +4,8 @@
 # must print a well-formed report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --locked --release -q -p edgeml-cli
-BIN="${CARGO_TARGET_DIR:-target}/release/edgeml"
+source scripts/ci-built.sh
+BIN="$EDGEML"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
