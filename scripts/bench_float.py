@@ -33,6 +33,9 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ort_exact import cpu_flags  # noqa: E402
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 MODELS = [
     ("digits CNN", "tests/fixtures/digits/cnn.onnx"),
@@ -81,17 +84,6 @@ def edgeml_median_ms(cli, path, threads, iters, warmup, kernels=None):
         env=env,
     ).stdout
     return float(json.loads(out)["median_ms"])
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def main():

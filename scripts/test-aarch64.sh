@@ -16,10 +16,10 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$QEMU"
 # Tests that re-run their own binary in a child process (edgeml-quant's env_override)
 # start it through the same emulator.
 export EDGEML_TEST_RUNNER="$QEMU"
-CARGO=(cargo test --locked --target aarch64-unknown-linux-gnu -p edgeml-core -p edgeml-onnx -p edgeml-quant)
+SELECT=(--locked --target aarch64-unknown-linux-gnu -p edgeml-core -p edgeml-onnx -p edgeml-quant)
+CARGO=(cargo test "${SELECT[@]}")
 # The NEON kernels only compile for this target, so lint them here as well.
-cargo clippy --locked --target aarch64-unknown-linux-gnu -p edgeml-core -p edgeml-onnx -p edgeml-quant \
-  --all-targets -- -D warnings
+cargo clippy "${SELECT[@]}" --all-targets -- -D warnings
 # Suites of target-independent logic (protobuf I/O, graph editing, plan bookkeeping,
 # the run fuzzer's generator) run on the host only; every suite that computes
 # (kernels, operators, models, passes that fold and compare) runs here too. A new

@@ -4,6 +4,17 @@
 use super::KernelSet;
 use std::arch::x86_64::*;
 
+/// Lanes `i < k` set (`k ≤ 8`), for AVX masked loads and stores (the depthwise and
+/// pooling kernels' row tails).
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn lanes8(k: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(k as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
 const MR: usize = 6;
 const NR: usize = 16;
 

@@ -19,6 +19,7 @@
 #![allow(unsafe_code)]
 
 use super::DepthwiseGeo;
+use crate::kernels::avx2::lanes8;
 use std::arch::x86_64::*;
 
 /// Widest kernel the direct path takes (its per-tap masks live in an array).
@@ -60,16 +61,6 @@ pub(super) unsafe fn plane_avx2(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe { k8::plane(x, wts, bias, g, out) }
-}
-
-/// Lanes `i < k` set (`k ≤ 8`), for AVX masked stores.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn lanes8(k: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(k as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
 }
 
 /// Lanes whose bit is set in the low 8 bits of `bits`, for AVX masked loads.

@@ -2,6 +2,7 @@
 #![allow(unsafe_code)]
 
 use super::{Taps, init, rows_scalar};
+use crate::kernels::avx2::lanes8;
 use std::arch::x86_64::*;
 
 #[inline(always)]
@@ -22,16 +23,6 @@ pub(super) struct PlaneGeo {
     pub(super) out_w: usize,
     pub(super) f0: usize,
     pub(super) len: usize,
-}
-
-/// Lanes `i < k` set (`k ≤ 8`), for AVX masked loads and stores.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn lanes8(k: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(k as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
 }
 
 /// Defines the vector ops module `$m` (`L` lanes of `$v`, every op
