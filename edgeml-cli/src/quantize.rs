@@ -126,6 +126,12 @@ pub(crate) struct Args {
     /// the second's input channel up so both weight ranges match (same float function).
     #[arg(long)]
     equalize: bool,
+    /// Skip the range check (`--mode static` with percentile, entropy, mse or
+    /// moving-average): by default the model is quantized once with the method's ranges
+    /// and once with the full observed ranges (minmax), and the full ranges are kept
+    /// when the output SQNR on the calibration data is higher with them.
+    #[arg(long)]
+    no_range_check: bool,
     /// Symmetric activation ranges (`--mode static`; keeps Relu/Clip as separate nodes).
     #[arg(long)]
     symmetric_activations: bool,
@@ -381,6 +387,11 @@ fn json_report(r: &Report, before: u64, after: u64) -> serde_json::Value {
             "name": b.node.name, "op_type": b.node.op_type, "bias": b.bias,
             "shift": b.shift,
         })).collect::<Vec<_>>(),
+        "range_check": r.range_check.map(|c| json!({
+            "method_sqnr_db": c.method_sqnr_db.is_finite().then_some(c.method_sqnr_db),
+            "full_range_sqnr_db": c.full_range_sqnr_db.is_finite().then_some(c.full_range_sqnr_db),
+            "kept": if c.kept_full_range { "full_range" } else { "method" },
+        })),
     })
 }
 
@@ -463,6 +474,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         target_sqnr: args.target_sqnr,
         bias_correction: args.bias_correction,
         equalize: args.equalize,
+        range_check: !args.no_range_check,
         symmetric_activations: args.symmetric_activations,
         reduce_range: args.reduce_range,
         format: match (args.format, args.contrib_ops) {
@@ -485,13 +497,14 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     }
     if args.mode != Mode::Static
         && (args.target_sqnr.is_some()
+            || args.no_range_check
             || args.bias_correction
             || args.equalize
             || args.symmetric_activations)
     {
         bail!(
-            "--target-sqnr, --bias-correction, --equalize and --symmetric-activations need \
-             --mode static"
+            "--target-sqnr, --no-range-check, --bias-correction, --equalize and \
+             --symmetric-activations need --mode static"
         );
     }
     let half = matches!(args.mode, Mode::Fp16 | Mode::Fp16Weights | Mode::Bf16);
@@ -585,6 +598,19 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
         outln!(
             "bias      {} corrected (largest shift {largest:.3e})",
             report.bias_corrections.len()
+        );
+    }
+    if let Some(c) = report.range_check {
+        outln!(
+            "ranges    {} kept: output SQNR {:.2} dB with the method's ranges, {:.2} dB with \
+             the full ranges (calibration data)",
+            if c.kept_full_range {
+                "full (minmax)"
+            } else {
+                "method's"
+            },
+            c.method_sqnr_db,
+            c.full_range_sqnr_db
         );
     }
     if let Some(db) = report.output_sqnr_db {

@@ -172,7 +172,47 @@ fn new_modes_and_methods_run_from_the_shell() {
             "{r}"
         );
         assert!(ops(&out).iter().any(|o| o == "QuantizeLinear"));
+        // The range check ran (or the method kept every full range) and says so.
+        let check = &r["range_check"];
+        if check.is_null() {
+            assert!(!stdout.contains("ranges    "), "{stdout}");
+        } else {
+            assert!(
+                ["method", "full_range"].contains(&check["kept"].as_str().unwrap_or("")),
+                "{check}"
+            );
+            assert!(check["method_sqnr_db"].as_f64().is_some(), "{check}");
+            assert!(stdout.contains("ranges    "), "{stdout}");
+        }
     }
+    // Entropy clips the CNN's inner tensors; --no-range-check keeps its ranges unchecked.
+    for (flag, checked) in [(None, true), (Some("--no-range-check"), false)] {
+        let report = d.join("r.json");
+        let o = edgeml()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(&calib)
+            .args(["--method", "entropy", "--report"])
+            .arg(&report)
+            .args(flag)
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        assert_eq!(!r["range_check"].is_null(), checked, "{flag:?}: {r}");
+    }
+    let o = edgeml()
+        .args(["quantize", "--mode", "dynamic", "--no-range-check", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--no-range-check"));
     let o = edgeml()
         .args(["quantize", "--mode", "dynamic", "--per-channel", "-o"])
         .arg(&out)

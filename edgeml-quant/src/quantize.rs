@@ -208,6 +208,19 @@ pub struct Config {
     /// (Nagel et al. 2019; see [`equalize`]); errors are still measured against the
     /// original model. Default `false` (onnxruntime has none).
     pub equalize: bool,
+    /// Check the ranges of a method that can narrow them ([`Method::Percentile`],
+    /// [`Method::Entropy`], [`Method::Mse`], [`Method::MovingAverage`]; static mode):
+    /// quantize once with the
+    /// method's ranges and once with every tensor's full observed range (MinMax, which
+    /// calibration records beside the method), measure both models' output SQNR on the
+    /// calibration data (as [`Report::output_sqnr_db`]) and keep the full ranges only
+    /// when they score strictly higher ([`Report::range_check`]). A clipping threshold
+    /// that lowers one tensor's error can still cost the model's outputs more (a
+    /// detector's large activations, a classifier's confident logits). Two more passes
+    /// of the float and the quantized model over the batches; skipped when no range
+    /// was clipped or the model has no f32 output. Default `true` (onnxruntime has no
+    /// such check; its Entropy, with 128 bins, keeps the full range anyway).
+    pub range_check: bool,
     /// The output form (default [`Format::Qdq`], as onnxruntime's `quantize_static`).
     /// [`quantize_dynamic`] writes `com.microsoft` `DynamicQuantizeMatMul` for `MatMul`
     /// and `Gemm` with [`Format::QOperatorContrib`]; it writes standard operators
@@ -232,6 +245,7 @@ impl Default for Config {
             target_sqnr: None,
             bias_correction: false,
             equalize: false,
+            range_check: true,
             format: Format::Qdq,
         }
     }
@@ -239,7 +253,7 @@ impl Default for Config {
 
 pub use feeds::{CalibrationBatch, Feeds};
 pub use report::{
-    ActivationRange, BiasCorrection, FloatNode, KeptFloat, LayerError, NodeRef, Report,
+    ActivationRange, BiasCorrection, FloatNode, KeptFloat, LayerError, NodeRef, RangeCheck, Report,
 };
 
 /// Calibrates `model` on `batches` and returns the QDQ-quantized model with a report.

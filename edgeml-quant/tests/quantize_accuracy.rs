@@ -8,7 +8,9 @@
 
 use edgeml_core::ErrorKind;
 use edgeml_onnx::{GraphOptLevel, Model, Plan, PlanOptions, Tensor};
-use edgeml_quant::quantize::{Config, quantize_dynamic, quantize_static, quantize_weight_only};
+use edgeml_quant::quantize::{
+    Config, Method, quantize_dynamic, quantize_static, quantize_weight_only,
+};
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::read_npy;
 
@@ -86,6 +88,64 @@ fn output_sqnr_is_the_float_against_quantized_outputs() {
         assert_eq!(r.output_sqnr_db, None);
         assert!(r.layers.is_empty());
     }
+}
+
+#[test]
+fn range_check_keeps_the_better_of_the_method_and_the_full_ranges() {
+    let (x, _) = data();
+    let cal = calibration(&x);
+    let mut kept = [0usize; 2];
+    for name in ["cnn", "mlp"] {
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
+        let run = |method: Method, range_check: bool| {
+            let config = Config {
+                method,
+                range_check,
+                per_channel: true,
+                layer_errors: true,
+                ..Config::default()
+            };
+            quantize_static(&model, &cal, &config).expect("quantize")
+        };
+        // The full ranges are MinMax's; MinMax itself has nothing to check.
+        let (q_full, r_full) = run(Method::MinMax, true);
+        assert_eq!(r_full.range_check, None);
+        let full = r_full.output_sqnr_db.expect("measured");
+        for method in [
+            Method::ENTROPY,
+            Method::PERCENTILE,
+            Method::MSE,
+            Method::MOVING_AVERAGE,
+        ] {
+            let (q_method, r_method) = run(method, false);
+            assert_eq!(r_method.range_check, None);
+            let own = r_method.output_sqnr_db.expect("measured");
+            let (q, r) = run(method, true);
+            let Some(c) = r.range_check else {
+                // Skipped only when the method kept every full range.
+                println!("{name} {method:?}: the method's ranges are the full ranges");
+                assert_eq!(q_method, q_full, "{name} {method:?}");
+                assert_eq!(q, q_full, "{name} {method:?}");
+                continue;
+            };
+            println!(
+                "{name} {method:?}: {own:.2} dB with its ranges, {full:.2} dB with the full \
+                 ranges; kept full: {}",
+                c.kept_full_range
+            );
+            assert!((c.method_sqnr_db - own).abs() < 1e-9, "{c:?} vs {own}");
+            assert!(
+                (c.full_range_sqnr_db - full).abs() < 1e-9,
+                "{c:?} vs {full}"
+            );
+            assert_eq!(c.kept_full_range, full > own, "{name} {method:?}");
+            assert_eq!(r.output_sqnr_db, Some(own.max(full)), "{name} {method:?}");
+            assert_eq!(q, if full > own { &q_full } else { &q_method }.clone());
+            kept[usize::from(c.kept_full_range)] += 1;
+        }
+    }
+    // Both outcomes occur on these models: the test sees the check choose each way.
+    assert!(kept[0] > 0 && kept[1] > 0, "kept method / full: {kept:?}");
 }
 
 #[test]

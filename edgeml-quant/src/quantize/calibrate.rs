@@ -16,6 +16,15 @@ pub(super) fn model_err(e: edgeml_onnx::Error) -> Error {
     }
 }
 
+/// A tensor's calibrated range, and the full range observed beside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Ranges {
+    /// The method's proposal.
+    pub(super) method: (f32, f32),
+    /// The minimum and maximum seen (MinMax), for [`super::Config::range_check`].
+    pub(super) full: (f32, f32),
+}
+
 /// The ranges of `tensors` over `batches`, in the order of `tensors`.
 pub(super) fn run<B: CalibrationBatch>(
     model: &Model,
@@ -24,7 +33,7 @@ pub(super) fn run<B: CalibrationBatch>(
     tensors: &[String],
     config: &Config,
     progress: &mut dyn FnMut(usize),
-) -> Result<Vec<(f32, f32)>> {
+) -> Result<Vec<Ranges>> {
     let job = Job {
         model,
         batches,
@@ -52,7 +61,33 @@ pub(super) fn run<B: CalibrationBatch>(
 }
 
 /// One calibration thread's observers, and which tensors it saw.
-type Observed<O> = (Vec<Chosen<O>>, Vec<bool>);
+type Observed<O> = (Vec<Both<O>>, Vec<bool>);
+
+/// A tensor's observer beside a MinMax of the same values.
+#[derive(Debug, Clone)]
+struct Both<O> {
+    chosen: Chosen<O>,
+    full: MinMax,
+}
+
+impl<O: Observer> Both<O> {
+    fn observe(&mut self, values: &[f32]) {
+        self.chosen.observe(values);
+        self.full.observe(values);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.chosen.merge(&other.chosen);
+        self.full.merge(&other.full);
+    }
+
+    fn ranges(&self) -> Ranges {
+        Ranges {
+            method: self.chosen.range(),
+            full: self.full.range(),
+        }
+    }
+}
 
 /// A tensor's observer: the method's, or MinMax for a graph output. The histogram
 /// methods clip outliers, which a later layer can absorb; a model output has no later
@@ -102,7 +137,7 @@ struct Job<'a, 'p, B> {
 
 impl<B: CalibrationBatch> Job<'_, '_, B> {
     /// Runs the calibration with a clone of `proto` per tensor.
-    fn observe<O: Observer + Clone + Send + Sync>(self, proto: &O) -> Result<Vec<(f32, f32)>> {
+    fn observe<O: Observer + Clone + Send + Sync>(self, proto: &O) -> Result<Vec<Ranges>> {
         observe_all(
             self.model,
             self.batches,
@@ -123,21 +158,22 @@ fn observe_all<B: CalibrationBatch, O: Observer + Clone + Send + Sync>(
     proto: &O,
     threads: usize,
     progress: &mut dyn FnMut(usize),
-) -> Result<Vec<(f32, f32)>> {
+) -> Result<Vec<Ranges>> {
     let outputs: std::collections::HashSet<&str> = model
         .graph
         .outputs
         .iter()
         .map(|o| o.name.as_str())
         .collect();
-    let protos: Vec<Chosen<O>> = tensors
+    let protos: Vec<Both<O>> = tensors
         .iter()
-        .map(|t| {
-            if outputs.contains(t.as_str()) {
+        .map(|t| Both {
+            chosen: if outputs.contains(t.as_str()) {
                 Chosen::Output(MinMax::new())
             } else {
                 Chosen::Method(proto.clone())
-            }
+            },
+            full: MinMax::new(),
         })
         .collect();
     let mut opts = PlanOptions::with_threads(1);
@@ -221,10 +257,10 @@ fn observe_all<B: CalibrationBatch, O: Observer + Clone + Send + Sync>(
             tensors[i]
         )));
     }
-    Ok(observers.iter().map(Observer::range).collect())
+    Ok(observers.iter().map(Both::ranges).collect())
 }
 
-fn observe_array<O: Observer>(o: &mut O, a: &ArrayD<f32>) {
+fn observe_array<O: Observer>(o: &mut Both<O>, a: &ArrayD<f32>) {
     match a.as_slice() {
         Some(s) => o.observe(s),
         None => o.observe(&a.iter().copied().collect::<Vec<_>>()),

@@ -85,6 +85,23 @@ pub struct Report {
     /// [`Format::QOperator`](super::Format::QOperator) and
     /// [`Format::QOperatorContrib`](super::Format::QOperatorContrib) (`None` for QDQ).
     pub qoperator: Option<crate::onnx::FuseReport>,
+    /// What [`Config::range_check`](super::Config::range_check) measured (`None` when
+    /// it did not run).
+    pub range_check: Option<RangeCheck>,
+}
+
+/// The two candidates of [`Config::range_check`](super::Config::range_check): the
+/// model's output SQNR on the calibration data (dB, as
+/// [`Report::output_sqnr_db`]) with the method's ranges and with every tensor's full
+/// observed range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeCheck {
+    /// Output SQNR with the calibration method's (clipped) ranges.
+    pub method_sqnr_db: f64,
+    /// Output SQNR with the full observed ranges (MinMax).
+    pub full_range_sqnr_db: f64,
+    /// Whether the full ranges were kept (strictly higher SQNR).
+    pub kept_full_range: bool,
 }
 
 /// A node that [`Config::target_sqnr`](super::Config::target_sqnr) kept in float.

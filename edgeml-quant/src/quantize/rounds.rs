@@ -2,8 +2,8 @@
 //! SQNR, measuring and keeping the worst node in float) with the same ranges.
 
 use super::{
-    Config, Format, KeptFloat, NodeRef, Report, bias, calibrate, check_config, equalize, feeds,
-    node_ref, rewrite, select, select_except, sqnr,
+    Config, Format, KeptFloat, NodeRef, RangeCheck, Report, bias, calibrate, check_config,
+    equalize, feeds, node_ref, rewrite, select, select_except, sqnr,
 };
 use crate::onnx::{FuseTarget, fuse_qdq_for};
 use crate::{Error, Result};
@@ -63,13 +63,36 @@ fn run_qdq<B: CalibrationBatch>(
                 .into(),
         ));
     }
-    let ranges = calibrate::run(model, batches, &single, &sel.tensors, config, progress)?;
-    let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(ranges).collect();
+    let calibrated = calibrate::run(model, batches, &single, &sel.tensors, config, progress)?;
     let shifts = if config.bias_correction {
         bias::measure(model, &single, batches, &sel, config)?
     } else {
         Vec::new()
     };
+    let method: Vec<(f32, f32)> = calibrated.iter().map(|r| r.method).collect();
+    let full: Vec<(f32, f32)> = calibrated.iter().map(|r| r.full).collect();
+    let mut range_check = None;
+    let chosen = if config.range_check && method != full {
+        let (base, _) = bias::apply(model, &shifts, &sel)?;
+        let score = |r: &[(f32, f32)]| -> Result<Option<f64>> {
+            let out = rewrite::write(&base, &sel, r, config, &mut Report::default())?;
+            Ok(sqnr::measure(original, &out, &single, batches, &[])?.output_sqnr_db)
+        };
+        match (score(&method)?, score(&full)?) {
+            (Some(m), Some(f)) => {
+                range_check = Some(RangeCheck {
+                    method_sqnr_db: m,
+                    full_range_sqnr_db: f,
+                    kept_full_range: f > m,
+                });
+                if f > m { full } else { method }
+            }
+            _ => method,
+        }
+    } else {
+        method
+    };
+    let ranges: HashMap<String, (f32, f32)> = sel.tensors.iter().cloned().zip(chosen).collect();
     let measure = config.layer_errors || config.target_sqnr.is_some();
     let mut keep: HashSet<usize> = HashSet::new();
     let mut kept: Vec<KeptFloat> = Vec::new();
@@ -82,6 +105,7 @@ fn run_qdq<B: CalibrationBatch>(
             batches: batches.len(),
             bias_corrections: corrections,
             equalized: equalized.clone(),
+            range_check,
             ..Report::default()
         };
         let out = if sel.targets.is_empty() {
