@@ -156,11 +156,13 @@ def sqnr(ref, got):
     return worst
 
 
+# (label, per-channel, edgeml --method, onnxruntime's method, more edgeml flags)
 CONFIGS = [
-    ("MinMax, per-tensor", False, "minmax", CalibrationMethod.MinMax),
-    ("MinMax, per-channel", True, "minmax", CalibrationMethod.MinMax),
-    ("Entropy, per-channel", True, "entropy", CalibrationMethod.Entropy),
-    ("Percentile, per-channel", True, "percentile", CalibrationMethod.Percentile),
+    ("MinMax, per-tensor", False, "minmax", CalibrationMethod.MinMax, []),
+    ("MinMax, per-tensor, edgeml `--bias-check`", False, "minmax", CalibrationMethod.MinMax, ["--bias-check"]),
+    ("MinMax, per-channel", True, "minmax", CalibrationMethod.MinMax, []),
+    ("Entropy, per-channel", True, "entropy", CalibrationMethod.Entropy, []),
+    ("Percentile, per-channel", True, "percentile", CalibrationMethod.Percentile, []),
 ]
 
 
@@ -213,10 +215,10 @@ def main():
                 os.chdir(here)
             cpath = os.path.join(tmp, "calib.npy")
             np.save(cpath, calib)
-            for label, per_channel, method, cm in CONFIGS:
+            for label, per_channel, method, cm, extra in CONFIGS:
                 ours = os.path.join(tmp, "ours.onnx")
                 cmd = [args.edgeml, "quantize", src, "-o", ours, "--calibration", cpath, "--batch-size", str(bs),
-                       "--method", method]
+                       "--method", method] + extra
                 if per_channel:
                     cmd.append("--per-channel")
                 r = subprocess.run(cmd, capture_output=True, text=True)

@@ -205,6 +205,38 @@ fn new_modes_and_methods_run_from_the_shell() {
             serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
         assert_eq!(!r["range_check"].is_null(), checked, "{flag:?}: {r}");
     }
+    // --bias-check measures with and without bias correction and reports both.
+    let report = d.join("r.json");
+    let o = edgeml()
+        .arg("quantize")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg("--calibration")
+        .arg(&calib)
+        .args(["--bias-check", "--report"])
+        .arg(&report)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("bias      correction"));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let kept = r["bias_check"]["kept_correction"]
+        .as_bool()
+        .expect("bias_check reported");
+    assert_eq!(
+        kept,
+        !r["bias_corrections"].as_array().expect("array").is_empty(),
+        "{r}"
+    );
+    let o = edgeml()
+        .args(["quantize", "--bias-check", "--bias-correction", "-o"])
+        .arg(&out)
+        .arg(&model)
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
     let o = edgeml()
         .args(["quantize", "--mode", "dynamic", "--no-range-check", "-o"])
         .arg(&out)

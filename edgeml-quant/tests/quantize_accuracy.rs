@@ -103,6 +103,7 @@ fn range_check_keeps_the_better_of_the_method_and_the_full_ranges() {
                 range_check,
                 per_channel: true,
                 layer_errors: true,
+                bias_check: false,
                 ..Config::default()
             };
             quantize_static(&model, &cal, &config).expect("quantize")
@@ -138,14 +139,70 @@ fn range_check_keeps_the_better_of_the_method_and_the_full_ranges() {
                 (c.full_range_sqnr_db - full).abs() < 1e-9,
                 "{c:?} vs {full}"
             );
-            assert_eq!(c.kept_full_range, full > own, "{name} {method:?}");
-            assert_eq!(r.output_sqnr_db, Some(own.max(full)), "{name} {method:?}");
-            assert_eq!(q, if full > own { &q_full } else { &q_method }.clone());
+            // The full ranges must win by 0.1 dB.
+            let better = full > own + 0.1;
+            assert_eq!(c.kept_full_range, better, "{name} {method:?}");
+            let want = if better { full } else { own };
+            assert_eq!(r.output_sqnr_db, Some(want), "{name} {method:?}");
+            assert_eq!(q, if better { &q_full } else { &q_method }.clone());
             kept[usize::from(c.kept_full_range)] += 1;
         }
     }
     // Both outcomes occur on these models: the test sees the check choose each way.
     assert!(kept[0] > 0 && kept[1] > 0, "kept method / full: {kept:?}");
+}
+
+#[test]
+fn bias_check_keeps_the_correction_where_it_raises_the_output_sqnr() {
+    let (x, _) = data();
+    let cal = calibration(&x);
+    let mut kept = [0usize; 2];
+    for name in ["cnn", "mlp"] {
+        let model = Model::load(digits::dir().join(format!("{name}.onnx"))).expect("load");
+        for per_channel in [false, true] {
+            let run = |bias_correction: bool, bias_check: bool| {
+                let config = Config {
+                    per_channel,
+                    bias_correction,
+                    bias_check,
+                    layer_errors: true,
+                    ..Config::default()
+                };
+                quantize_static(&model, &cal, &config).expect("quantize")
+            };
+            let (q_off, r_off) = run(false, false);
+            let (q_on, r_on) = run(true, false);
+            // Forced either way, nothing is checked.
+            assert_eq!((r_off.bias_check, r_on.bias_check), (None, None));
+            // Forced on, the check does not run either.
+            assert_eq!(run(true, true).1.bias_check, None);
+            let (off, on) = (
+                r_off.output_sqnr_db.expect("measured"),
+                r_on.output_sqnr_db.expect("measured"),
+            );
+            let (q, r) = run(false, true);
+            let c = r.bias_check.expect("checked");
+            println!(
+                "{name} per_channel={per_channel}: {off:.2} dB without bias correction, \
+                 {on:.2} dB with; kept: {}",
+                c.kept_correction
+            );
+            assert!((c.without_sqnr_db - off).abs() < 1e-9, "{c:?} vs {off}");
+            assert!((c.with_sqnr_db - on).abs() < 1e-9, "{c:?} vs {on}");
+            let better = on > off + 0.1;
+            assert_eq!(
+                c.kept_correction, better,
+                "{name} per_channel={per_channel}"
+            );
+            assert_eq!(r.output_sqnr_db, Some(if better { on } else { off }));
+            assert_eq!(q, if better { &q_on } else { &q_off }.clone());
+            assert_eq!(r.bias_corrections.is_empty(), !better);
+            kept[usize::from(better)] += 1;
+        }
+    }
+    println!("bias correction not kept / kept: {kept:?}");
+    // Both outcomes occur on these models: the test sees the check choose each way.
+    assert!(kept[0] > 0 && kept[1] > 0, "{kept:?}");
 }
 
 #[test]

@@ -88,6 +88,22 @@ pub struct Report {
     /// What [`Config::range_check`](super::Config::range_check) measured (`None` when
     /// it did not run).
     pub range_check: Option<RangeCheck>,
+    /// What [`Config::bias_check`](super::Config::bias_check) measured (`None` when it
+    /// did not run).
+    pub bias_check: Option<BiasCheck>,
+}
+
+/// The two candidates of [`Config::bias_check`](super::Config::bias_check): the
+/// model's output SQNR on the calibration data (dB) without and with empirical bias
+/// correction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BiasCheck {
+    /// Output SQNR without bias correction.
+    pub without_sqnr_db: f64,
+    /// Output SQNR with bias correction ([`Report::bias_corrections`] when kept).
+    pub with_sqnr_db: f64,
+    /// Whether the correction was kept (at least 0.1 dB higher).
+    pub kept_correction: bool,
 }
 
 /// The two candidates of [`Config::range_check`](super::Config::range_check): the
@@ -100,7 +116,7 @@ pub struct RangeCheck {
     pub method_sqnr_db: f64,
     /// Output SQNR with the full observed ranges (MinMax).
     pub full_range_sqnr_db: f64,
-    /// Whether the full ranges were kept (strictly higher SQNR).
+    /// Whether the full ranges were kept (at least 0.1 dB higher).
     pub kept_full_range: bool,
 }
 
