@@ -460,7 +460,7 @@ impl Conv {
                         pitch: rhs.wq,
                         width: geo.out[2],
                     });
-                    spmm(&rhs, map, Some(rhs.rows_in_place()))
+                    spmm(&rhs, map, rhs.in_place_rows())
                 } else {
                     let rhs = Im2colB {
                         x: xg,

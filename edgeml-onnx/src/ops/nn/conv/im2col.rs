@@ -312,12 +312,6 @@ impl ShiftB {
             }
         }
     }
-
-    /// The phase planes and the start of each im2col row in them: row `r`'s logical
-    /// column `j` is `planes[starts[r] + j]` (read in place by the sparse kernel).
-    pub(super) fn rows_in_place(&self) -> (&[f32], &[usize]) {
-        (&self.buf, &self.offs)
-    }
 }
 
 impl Drop for ShiftB {
@@ -331,8 +325,10 @@ impl PackB for ShiftB {
         self.offs.len()
     }
 
+    /// The phase planes and the start of each im2col row in them: row `r`'s logical
+    /// column `j` is `planes[starts[r] + j]` (read in place by the sparse kernel).
     fn in_place_rows(&self) -> Option<(&[f32], &[usize])> {
-        Some(self.rows_in_place())
+        Some((&self.buf, &self.offs))
     }
 
     fn cols(&self) -> usize {
