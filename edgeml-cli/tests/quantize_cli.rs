@@ -185,8 +185,8 @@ fn new_modes_and_methods_run_from_the_shell() {
             assert!(stdout.contains("ranges    "), "{stdout}");
         }
     }
-    // Entropy clips the CNN's inner tensors; --no-range-check keeps its ranges unchecked.
-    for (flag, checked) in [(None, true), (Some("--no-range-check"), false)] {
+    // `edgeml quantize` of the CNN with `extra` flags: its stdout and JSON report.
+    let with_report = |extra: &[&str]| {
         let report = d.join("r.json");
         let o = edgeml()
             .arg("quantize")
@@ -195,33 +195,27 @@ fn new_modes_and_methods_run_from_the_shell() {
             .arg(&out)
             .arg("--calibration")
             .arg(&calib)
-            .args(["--method", "entropy", "--report"])
+            .args(extra)
+            .arg("--report")
             .arg(&report)
-            .args(flag)
             .output()
             .expect("run");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
-        assert_eq!(!r["range_check"].is_null(), checked, "{flag:?}: {r}");
+        (String::from_utf8_lossy(&o.stdout).into_owned(), r)
+    };
+    // Entropy clips the CNN's inner tensors; --no-range-check keeps its ranges unchecked.
+    for (extra, checked) in [
+        (&["--method", "entropy"][..], true),
+        (&["--method", "entropy", "--no-range-check"][..], false),
+    ] {
+        let (_, r) = with_report(extra);
+        assert_eq!(!r["range_check"].is_null(), checked, "{extra:?}: {r}");
     }
     // --bias-check measures with and without bias correction and reports both.
-    let report = d.join("r.json");
-    let o = edgeml()
-        .arg("quantize")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg("--calibration")
-        .arg(&calib)
-        .args(["--bias-check", "--report"])
-        .arg(&report)
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("bias      correction"));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let (stdout, r) = with_report(&["--bias-check"]);
+    assert!(stdout.contains("bias      correction"), "{stdout}");
     let kept = r["bias_check"]["kept_correction"]
         .as_bool()
         .expect("bias_check reported");
