@@ -52,7 +52,10 @@ cd edgeml-quant
 for exe in $quant_bins; do
   name="$(basename "$exe")"
   name="${name%-*}"
-  [[ "$PER_PATH" == *" $name "* ]] && continue
+  if [[ "$PER_PATH" == *" $name "* ]]; then
+    echo "    SKIP: $name (loops over every kernel path: its neon path ran above)"
+    continue
+  fi
   filter=()
   [ "$name" = kernels ] && filter=(every_available_path_is_exercised --nocapture)
   echo "    Running $name"

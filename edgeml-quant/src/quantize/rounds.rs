@@ -105,13 +105,14 @@ fn run_qdq<B: CalibrationBatch>(
     let mut bias_check = None;
     let shifts = if !config.bias_correction && config.bias_check {
         let measured = bias::measure(model, &single, batches, &sel, config)?;
+        // Without a bias to correct there is nothing to compare.
         let without = match chosen_db {
+            _ if measured.is_empty() => None,
             Some(db) => Some(db),
-            None if measured.is_empty() => None,
             None => score(&[], &chosen)?,
         };
-        match (without, measured.is_empty()) {
-            (Some(without_db), false) => {
+        match without {
+            Some(without_db) => {
                 let with_db = score(&measured, &chosen)?.unwrap_or(f64::NEG_INFINITY);
                 let kept_correction = with_db > without_db + CHECK_MARGIN_DB;
                 bias_check = Some(BiasCheck {
@@ -125,7 +126,7 @@ fn run_qdq<B: CalibrationBatch>(
                     Vec::new()
                 }
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         }
     } else {
         forced
