@@ -7,6 +7,9 @@ slowest individual nodes. No Python packages needed beyond the standard library.
 
     cargo build --release -p edgeml-cli
     python3 scripts/profile_ops.py tests/fixtures/models/light_squeezenet.onnx [--threads 1] [--iters 20] [--top 15]
+    python3 scripts/profile_ops.py nudenet_320n.onnx --shape images=1,3,320,320
+
+`--shape NAME=D,D,...` (repeatable) fixes an input's dynamic dimensions, as in `edgeml bench`.
 """
 
 import argparse
@@ -25,9 +28,13 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "edgeml"))
+    ap.add_argument("--shape", action="append", default=[], metavar="NAME=D,D,...",
+                    help="an input's shape (repeatable), passed to `edgeml bench --shape`")
     a = ap.parse_args()
     env = dict(os.environ, EDGEML_PROFILE="1")
     cmd = [a.bin, "bench", a.model, "--threads", str(a.threads), "--iters", str(a.iters)]
+    for sh in a.shape:
+        cmd += ["--shape", sh]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr}")

@@ -8,6 +8,9 @@ as `r<N>_nchwc`, fused ones keep their type `FusedConv`), so compare operator to
 shapes, not names. Profiling adds a few µs per node, so the total exceeds `bench_float.py`.
 
     python3 scripts/profile_ort.py tests/fixtures/models/light_squeezenet.onnx [--threads 1] [--iters 30] [--top 25]
+    python3 scripts/profile_ort.py nudenet_320n.onnx --shape images=1,3,320,320
+
+`--shape NAME=D,D,...` (repeatable) gives an input's shape; other dynamic dimensions are 1.
 """
 
 import argparse
@@ -27,7 +30,13 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--shape", action="append", default=[], metavar="NAME=D,D,...",
+                    help="an input's shape (repeatable); other dynamic dimensions are 1")
     a = ap.parse_args()
+    given = {}
+    for sh in a.shape:
+        name, _, dims = sh.partition("=")
+        given[name] = [int(d) for d in dims.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         so = ort.SessionOptions()
         so.intra_op_num_threads = a.threads
@@ -37,7 +46,7 @@ def main():
         rng = np.random.default_rng(0)
         feeds = {}
         for i in s.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in i.shape]
+            shape = given.get(i.name) or [d if isinstance(d, int) else 1 for d in i.shape]
             feeds[i.name] = rng.random(shape, dtype=np.float32)
         for _ in range(a.iters):
             s.run(None, feeds)

@@ -33,7 +33,7 @@ pub(super) static KERNELS: KernelSet = KernelSet {
 };
 
 /// The k loop shared by [`ukernel`] and [`ukernel_edge`]: `acc[r] += a[k·6 + r] ⊗ b[k·16..+16]`
-/// for every k < `kc`. A macro rather than a function so that it is expanded inside the
+/// for every k < `kc` and every row `r` of `acc` (6, or fewer for a partial tile). A macro rather than a function so that it is expanded inside the
 /// `#[target_feature]` kernels (an `#[inline(always)]` helper cannot carry the features).
 macro_rules! full_width_k_loop {
     ($kc:expr, $a:expr, $b:expr, $acc:ident) => {{
@@ -143,7 +143,9 @@ unsafe fn ukernel(
 }
 
 /// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗b[k] + beta·C` for a partial tile (masked
-/// loads/stores: only rows `< mm` and columns `< nn` are touched).
+/// loads/stores: only rows `< mm` and columns `< nn` are touched). Only the `mm` rows
+/// are computed: a 2-row remainder (32 output channels in 6-row tiles) costs a third
+/// of a full tile, not a whole one.
 ///
 /// # Safety
 /// As [`ukernel`], with `mm ≤ 6`, `nn ≤ 16`, and only the `mm × nn` corner of the tile
@@ -161,7 +163,37 @@ unsafe fn ukernel_edge(
     mm: usize,
     nn: usize,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    // SAFETY: the contract of `ukernel_edge` is `edge_r`'s, with R ≥ mm rows computed.
+    unsafe {
+        match mm {
+            1 => edge_r::<1>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+            2 => edge_r::<2>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+            3 => edge_r::<3>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+            4 => edge_r::<4>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+            5 => edge_r::<5>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+            _ => edge_r::<MR>(kc, a, b, c, ldc, alpha, beta, mm, nn),
+        }
+    }
+}
+
+/// [`ukernel_edge`] computing the first `R` rows of the tile (`R ≥ mm`).
+///
+/// # Safety
+/// As [`ukernel_edge`].
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn edge_r<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if nn <= 8 {
         // Only the left half of the panel is kept (e.g. the last column of a 7×7
         // plane's 49): half the FMAs; the right accumulators stay zero and are masked off.
@@ -190,7 +222,8 @@ unsafe fn ukernel_edge(
 
 /// `C[0..mm, 0..nn] = alpha·Σ_k a[k]⊗B[k, 0..nn] + beta·C`, with row `k` of `B` read in
 /// place at `b + offs[k]` (no packed panel; see the AVX-512 twin). Full tiles use whole
-/// loads and stores; partial ones mask both, so nothing past column `nn` is read.
+/// loads and stores; partial ones mask both, so nothing past column `nn` is read, and
+/// compute only their `mm` rows.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA. `a` must point to `kc·6` packed floats, `offs` to
@@ -211,12 +244,43 @@ unsafe fn ukernel_rows(
     mm: usize,
     nn: usize,
 ) {
+    // SAFETY: the contract of `ukernel_rows` is `rows_r`'s, with R ≥ mm rows computed.
+    unsafe {
+        match mm {
+            1 => rows_r::<1>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+            2 => rows_r::<2>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+            3 => rows_r::<3>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+            4 => rows_r::<4>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+            5 => rows_r::<5>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+            _ => rows_r::<MR>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
+        }
+    }
+}
+
+/// [`ukernel_rows`] computing the first `R` rows of the tile (`R ≥ mm`).
+///
+/// # Safety
+/// As [`ukernel_rows`].
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_r<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const usize,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    beta: f32,
+    mm: usize,
+    nn: usize,
+) {
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let full = nn >= NR && mm >= MR;
+    let full = nn >= NR && R == MR && mm >= MR;
     let nn = nn.min(NR) as i32;
     let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
     let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if nn == NR as i32 {
         rows_k_loop!(kc, a, b, offs, acc, p => _mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
     } else {

@@ -470,6 +470,9 @@ fn in_place_rows_give_the_packed_bits() {
         (20, 2, 11, 10, 1000),
         (7, 1, 70, 70, 9),
         (25, 4, 33, 30, 144),
+        // 16 and 32 rows: partial row tiles of 4 and 2 rows on AVX2.
+        (16, 3, 81, 80, 27),
+        (32, 2, 22, 20, 288),
     ];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)

@@ -162,17 +162,19 @@ pub(super) struct ShiftB {
 }
 
 impl ShiftB {
-    /// Whether the phase layout costs at most 1/8 more `nr`-wide GEMM panels than the
-    /// output has columns (2-D only; e.g. a 3×3 pad-1 conv on 7×7 computes 7×9 = 63
-    /// columns, two panels of 32 like the 49 real ones, but on 12×12 a third more, so
-    /// that one goes through [`Im2colB`]).
+    /// Whether the phase layout costs at most 1/4 more `nr`-wide GEMM panels than the
+    /// output has columns (2-D only). E.g. a 3×3 pad-1 conv on 7×7 computes 7×9 = 63
+    /// columns, four panels of 16 like the 49 real ones; on 10×10, 120 columns in eight
+    /// panels against seven, which still pays: [`Im2colB`] builds each row from short
+    /// segments, and on such planes that took as long as the products (256→64 channels
+    /// on 10×10, AVX2). On 5×5 (35 columns: three panels of 16 against two) it does not.
     pub(super) fn suits(g: &Geo, nr: usize) -> bool {
         let Some(d) = g.depthwise_2d() else {
             return false;
         };
         let wq = Self::dims(&d).1;
         let nr = nr.max(1);
-        d.ow > 0 && (d.oh * wq).div_ceil(nr) * 8 <= (d.oh * d.ow).div_ceil(nr) * 9
+        d.ow > 0 && (d.oh * wq).div_ceil(nr) * 4 <= (d.oh * d.ow).div_ceil(nr) * 5
     }
 
     /// `(hq, wq)`.
