@@ -65,9 +65,15 @@ pub struct KdValue {
 /// (use a 0 weight to drop a sample from both terms). Reads `teacher` (required), `labels` (required
 /// when `hard_weight > 0`) and `sample_weights` from [`Targets`].
 ///
-/// Computed in log space: one pass finds the row maxima, one pass exponentiates
-/// `z − max` (a vectorized `exp`, f32) and accumulates the row sums in f64, one pass
-/// writes the gradient. Each row runs compiled for the CPU's best ISA (AVX-512F,
+/// Computed in log space, in five passes over each row (which stays in L1), each a
+/// simple loop the compiler vectorizes: one finds the student's and the teacher's
+/// maxima; two exponentiate `(z − max)/T`, the student's and the teacher's (a
+/// vectorized `exp`, f32; one per loop, so that its constants stay in registers); one
+/// accumulates every row sum at once (both softmax sums, the hard term's softmax sum —
+/// at `T = 2` from the squares of the student's exponentials,
+/// `exp(z − m) = exp((z − m)/2)²`; at other `T ≠ 1` from a third `exp` pass —, the KL
+/// cross term and, with label smoothing, the class-weighted logit sum; f32 lanes per
+/// block, f64 lanes across blocks); one writes the gradient. Each row runs compiled for the CPU's best ISA (AVX-512F,
 /// AVX2+FMA or NEON, chosen at run time by `edgeml_onnx::kernels::on_best_isa`; the
 /// build target's default without the `onnx` feature), with the same arithmetic and
 /// so the same result on every ISA. Large batches run rows in parallel on rayon's pool;
@@ -288,40 +294,68 @@ type RowArgs<'a, 'c> = (
     &'a mut [f32],
 );
 
+/// How [`kd_row`] gets the hard term's softmax sum (of `z_s`, at temperature 1): it
+/// needs none (no hard term, or `T = 1`: the soft term's student sum is that sum) …
+const ONE_NONE: u8 = 0;
+/// … from the squares of the student's exponentials (`T = 2`:
+/// `exp(z − m) = exp((z − m)/2)²`) …
+const ONE_SQUARE: u8 = 1;
+/// … or from a third exponential `exp(z_s − m_s)`, written to the gradient row.
+const ONE_EXP: u8 = 2;
+
 /// One row: returns (hard-term loss of the row, `s_i·KL_i`) and writes the row's
 /// gradient. `buf` holds `2·classes` floats of scratch.
 ///
-/// Each step is a separate simple loop over the row (which stays in L1) so that the
-/// compiler vectorizes it: the exponentials are maps, the sums blocked reductions.
-/// Inlined, like its helpers, into the ISA-specific function of `on_best_isa`.
+/// Five passes over the row (which stays in L1), each a simple loop over the row or
+/// over fixed-width chunks, which the compiler vectorizes: both maxima
+/// ([`row_max2`]); the student's and the teacher's exponentials into `buf`
+/// ([`exp_map`], one `exp` per loop: fused with more work, its constants no longer fit
+/// in AVX2's 16 registers, which was slower); every row sum at once ([`row_sums`]);
+/// the gradient ([`grad_pass`]). With a hard term at `T ≠ 1, 2`, one more `exp` pass
+/// writes `exp(z_s − m_s)` into `g`. Inlined, like its helpers, into the ISA-specific
+/// function of `on_best_isa`.
 #[inline(always)]
 fn kd_row<const E1: bool, const SMOOTH: bool, const FUSED: bool>(
+    args: RowArgs<'_, '_>,
+) -> (f64, f64) {
+    // T = 2 (the default): exp(z − m) = exp((z − m)/2)², one exp saved
+    if !E1 {
+        kd_row_with::<ONE_NONE, SMOOTH, FUSED>(args)
+    } else if args.0.inv_t == 0.5 {
+        kd_row_with::<ONE_SQUARE, SMOOTH, FUSED>(args)
+    } else {
+        kd_row_with::<ONE_EXP, SMOOTH, FUSED>(args)
+    }
+}
+
+/// [`kd_row`] for one way of getting the hard term's softmax sum (`ONE_*`).
+#[inline(always)]
+fn kd_row_with<const ONE: u8, const SMOOTH: bool, const FUSED: bool>(
     (ctx, i, zs, zt, g, buf): RowArgs<'_, '_>,
 ) -> (f64, f64) {
     let c = zs.len();
     let (q, p) = buf.split_at_mut(c);
-    let ms = row_max(zs);
-    let mt = row_max(zt);
+    let (ms, mt) = row_max2(zs, zt);
+    // the hard term's class weights (all 1 without class weights); read with SMOOTH only
+    let w: &[f32] = match &ctx.plan {
+        Some(plan) if SMOOTH => plan.class_weights.unwrap_or(&ctx.ones),
+        _ => zs,
+    };
+    // unnormalized softmaxes: q of z_s/T, p of z_t/T, and (ONE_EXP) of z_s in g; one
+    // exponential per loop, so that its constants stay in registers
     let inv_t = ctx.inv_t;
-    // unnormalized softmaxes: q of z_s/T, p of z_t/T, and (E1) of z_s in g
     exp_map::<FUSED>(zs, ms, inv_t, q);
     exp_map::<FUSED>(zt, mt, inv_t, p);
-    let s2 = sum_f64(q);
-    let s3 = sum_f64(p);
-    // T = 2 (the default): exp(z − m) = exp((z − m)/2)², one exp saved
-    let square = E1 && inv_t == 0.5;
-    let s1 = if square {
-        reduce3(q, q, q, |x, _, _| x * x)
-    } else if E1 {
+    if ONE == ONE_EXP {
         exp_map::<FUSED>(zs, ms, 1.0, g);
-        sum_f64(g)
-    } else {
-        s2
-    };
+    }
+    let sums = row_sums::<ONE, SMOOTH, FUSED>((q, p, g), (zs, zt, w), (ms, mt, inv_t));
+    let (s2, s3) = (sums.q, sums.p);
+    let s1 = if ONE == ONE_NONE { s2 } else { sums.one };
     let (ln1, ln2, ln3) = (s1.ln(), s2.ln(), s3.ln());
     let si = weight_of(ctx.sw, i);
     // KL = Σ p·(log p − log q) = Σ e_p·(a − b)/S_p + ln S_q − ln S_p
-    let kl = cross(p, zt, mt, zs, ms, inv_t) / s3 + ln2 - ln3;
+    let kl = sums.cross / s3 + ln2 - ln3;
     let cs = if ctx.soft_denom > 0.0 {
         ctx.soft_coef * si / ctx.soft_denom
     } else {
@@ -332,44 +366,26 @@ fn kd_row<const E1: bool, const SMOOTH: bool, const FUSED: bool>(
         .plan
         .as_ref()
         .and_then(|plan| plan.rows[i].map(|(y, a)| (plan, y, a)));
-    let (hard_loss, ch) = match hard {
+    let (hard_loss, ch, sm) = match hard {
         Some((plan, y, a)) => {
             let lp_y = f64::from(zs[y] - ms) - ln1;
-            let sum_w_lp = match plan.class_weights {
-                _ if !SMOOTH => 0.0,
-                Some(w) => weighted_sum(zs, ms, w) - plan.weight_sum * ln1,
-                None => weighted_sum(zs, ms, &ctx.ones) - plan.weight_sum * ln1,
+            let sum_w_lp = if SMOOTH {
+                sums.weighted - plan.weight_sum * ln1
+            } else {
+                0.0
             };
             (
                 plan.row_loss(y, a, lp_y, sum_w_lp),
                 ctx.wh * plan.p_coef(y, a),
+                // label smoothing's share of the gradient, times the class weight
+                (ctx.wh * a * plan.eps / c as f64) as f32,
             )
         }
-        None => (0.0, 0.0),
+        None => (0.0, 0.0, 0.0),
     };
-    let (c1, c2, c3) = ((ch / s1) as f32, (cs / s2) as f32, (cs / s3) as f32);
-    if square {
-        for ((g, &q), &p) in g.iter_mut().zip(q.iter()).zip(p.iter()) {
-            *g = (c1 * q + c2) * q - c3 * p;
-        }
-    } else if E1 {
-        for ((g, &q), &p) in g.iter_mut().zip(q.iter()).zip(p.iter()) {
-            *g = c1 * *g + c2 * q - c3 * p;
-        }
-    } else {
-        let c12 = c1 + c2;
-        for ((g, &q), &p) in g.iter_mut().zip(q.iter()).zip(p.iter()) {
-            *g = c12 * q - c3 * p;
-        }
-    }
+    let coef = ((ch / s1) as f32, (cs / s2) as f32, (cs / s3) as f32, sm);
+    grad_pass::<ONE, SMOOTH, FUSED>(g, q, p, w, coef);
     if let Some((plan, y, a)) = hard {
-        if SMOOTH {
-            let sm = (ctx.wh * a * plan.eps / c as f64) as f32;
-            match plan.class_weights {
-                Some(w) => g.iter_mut().zip(w).for_each(|(g, &w)| *g -= sm * w),
-                None => g.iter_mut().for_each(|g| *g -= sm),
-            }
-        }
         g[y] -= (ctx.wh * a * (1.0 - plan.eps) * plan.w(y)) as f32;
     }
     (hard_loss, si * kl)
@@ -383,68 +399,122 @@ fn exp_map<const FUSED: bool>(z: &[f32], m: f32, scale: f32, out: &mut [f32]) {
     }
 }
 
-/// Elements per block of the reductions: summed in [`LANES`] f32 lanes, the block's
-/// lanes then added into [`WIDE`] f64 lanes.
-const BLOCK: usize = 64;
-/// f32 lanes of the reductions (dividing [`BLOCK`]): enough independent accumulators
-/// to hide the add latency on any vector width.
+/// f32 lanes the sums of [`row_sums`] are accumulated in: each lane sums
+/// `BLOCK / WIDE` elements of a block, then is added into an f64 lane of its own.
+const WIDE: usize = 16;
+/// Elements per block of [`row_sums`] (a multiple of [`WIDE`]).
+const BLOCK: usize = 128;
+/// f32 lanes of the maxima: enough independent accumulators for any vector width.
 const LANES: usize = 32;
-/// f64 lanes the blocks are accumulated in (half of [`LANES`]), summed by a fixed tree
-/// once per reduction, so a block costs no horizontal sum.
-const WIDE: usize = LANES / 2;
 
-/// A blocked reduction of `f(a_j, b_j, c_j)` over the common length: per block of 64,
-/// mapped and summed in 32 f32 lanes ([`block_sum`]), the blocks accumulated in 16 f64
-/// lanes, which are summed at the end ([`wide_sum`]).
+/// What [`row_sums`] returns.
+struct RowSums {
+    /// `S_q = Σ q`.
+    q: f64,
+    /// `S_p = Σ p`.
+    p: f64,
+    /// The hard term's `Σ exp(z_s − m_s)`: `Σ q²` with `ONE_SQUARE`, `Σ e` with `ONE_EXP`.
+    one: f64,
+    /// `Σ p·(a − b)` with `a = (z_t − m_t)/T`, `b = (z_s − m_s)/T`, where a zero `p`
+    /// (a teacher probability of 0, `a = -inf`) contributes 0 (`0·log 0 = 0`).
+    cross: f64,
+    /// `Σ w·(z_s − m_s)` (with `SMOOTH`).
+    weighted: f64,
+}
+
+/// The number of sums of [`RowSums`] (its fields, in order).
+const SUMS: usize = 5;
+
+/// One pass that accumulates all of [`RowSums`] from the exponentials `q`, `p`, `e`
+/// and the logits: per chunk of [`WIDE`] elements into f32 lanes, per block of
+/// [`BLOCK`] from those into f64 lanes, which are summed by a fixed tree at the end.
+/// `e` is read with `ONE_EXP` only, `w` (class weights) with `SMOOTH` only; all slices
+/// have the row's length.
 #[inline(always)]
-fn reduce3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f64 {
-    let n = a.len().min(b.len()).min(c.len());
-    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
-    let (ba, ra) = a.as_chunks::<BLOCK>();
-    let (bb, rb) = b.as_chunks::<BLOCK>();
-    let (bc, rc) = c.as_chunks::<BLOCK>();
-    let mut total = [0.0f64; WIDE];
-    let mut add = |h: [f32; WIDE]| total = std::array::from_fn(|k| total[k] + f64::from(h[k]));
-    for ((xa, xb), xc) in ba.iter().zip(bb).zip(bc) {
-        add(block_sum::<false>(xa, xb, xc, BLOCK, &f));
+fn row_sums<const ONE: u8, const SMOOTH: bool, const FUSED: bool>(
+    (q, p, e): (&[f32], &[f32], &[f32]),
+    (zs, zt, w): (&[f32], &[f32], &[f32]),
+    m: (f32, f32, f32),
+) -> RowSums {
+    let n = q.len();
+    let (q, p, e, zs, zt, w) = (&q[..n], &p[..n], &e[..n], &zs[..n], &zt[..n], &w[..n]);
+    let mut total = [[0.0f64; WIDE]; SUMS];
+    let mut acc = [[0.0f32; WIDE]; SUMS];
+    let (cq, rq) = q.as_chunks::<WIDE>();
+    let (cp, rp) = p.as_chunks::<WIDE>();
+    let (ce, re) = e.as_chunks::<WIDE>();
+    let (czs, rzs) = zs.as_chunks::<WIDE>();
+    let (czt, rzt) = zt.as_chunks::<WIDE>();
+    let (cw, rw) = w.as_chunks::<WIDE>();
+    let chunks = cq.iter().zip(cp).zip(ce).zip(czs).zip(czt).zip(cw);
+    for (j, (((((q, p), e), zs), zt), w)) in chunks.enumerate() {
+        sum_chunk::<ONE, SMOOTH, FUSED>((q, p, e), (zs, zt, w), m, &mut acc);
+        if j % (BLOCK / WIDE) == BLOCK / WIDE - 1 {
+            flush::<ONE, SMOOTH>(&mut total, &mut acc);
+        }
     }
-    // the tail as one more block, zero-padded and masked (not element by element)
-    if !ra.is_empty() {
-        let pad = |r: &[f32]| {
-            let mut x = [0.0f32; BLOCK];
+    // the tail as one more chunk, padded so that the padding adds 0 to every sum
+    // (exponentials 0, logits at their maxima, weights 0)
+    if !rq.is_empty() {
+        let pad = |r: &[f32], v: f32| {
+            let mut x = [v; WIDE];
             x[..r.len()].copy_from_slice(r);
             x
         };
-        let (xa, xb, xc) = (pad(ra), pad(rb), pad(rc));
-        add(block_sum::<true>(&xa, &xb, &xc, ra.len(), &f));
+        let (xq, xp, xe) = (pad(rq, 0.0), pad(rp, 0.0), pad(re, 0.0));
+        let (xs, xt, xw) = (pad(rzs, m.0), pad(rzt, m.1), pad(rw, 0.0));
+        sum_chunk::<ONE, SMOOTH, FUSED>((&xq, &xp, &xe), (&xs, &xt, &xw), m, &mut acc);
     }
-    wide_sum(&total)
+    flush::<ONE, SMOOTH>(&mut total, &mut acc);
+    RowSums {
+        q: wide_sum(&total[0]),
+        p: wide_sum(&total[1]),
+        one: wide_sum(&total[2]),
+        cross: wide_sum(&total[3]),
+        weighted: wide_sum(&total[4]),
+    }
 }
 
-/// `f(a_j, b_j, c_j)` over a block, summed into [`WIDE`] f32 lanes: a map into a small
-/// buffer (which the compiler vectorizes: fixed-size arrays, no bounds checks) summed
-/// in [`LANES`] lanes (two adds per lane), whose halves are then added.
+/// One chunk of [`row_sums`], added into the f32 lanes.
 #[inline(always)]
-fn block_sum<const MASK: bool>(
-    a: &[f32; BLOCK],
-    b: &[f32; BLOCK],
-    c: &[f32; BLOCK],
-    len: usize,
-    f: &impl Fn(f32, f32, f32) -> f32,
-) -> [f32; WIDE] {
-    let mut tmp = [0.0f32; BLOCK];
-    for k in 0..BLOCK {
-        tmp[k] = f(a[k], b[k], c[k]);
+fn sum_chunk<const ONE: u8, const SMOOTH: bool, const FUSED: bool>(
+    (q, p, e): (&[f32; WIDE], &[f32; WIDE], &[f32; WIDE]),
+    (zs, zt, w): (&[f32; WIDE], &[f32; WIDE], &[f32; WIDE]),
+    (ms, mt, inv_t): (f32, f32, f32),
+    acc: &mut [[f32; WIDE]; SUMS],
+) {
+    let fma = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
+    for k in 0..WIDE {
+        acc[0][k] += q[k];
+        acc[1][k] += p[k];
+        if ONE == ONE_SQUARE {
+            acc[2][k] = fma(q[k], q[k], acc[2][k]);
+        } else if ONE == ONE_EXP {
+            acc[2][k] += e[k];
+        }
+        let d = (zt[k] - mt) * inv_t - (zs[k] - ms) * inv_t;
+        let d = if p[k] > 0.0 { d } else { 0.0 };
+        acc[3][k] = fma(p[k], d, acc[3][k]);
+        if SMOOTH {
+            acc[4][k] = fma(w[k], zs[k] - ms, acc[4][k]);
+        }
     }
-    if MASK {
-        tmp[len..].fill(0.0);
+}
+
+/// Adds the f32 lanes of the sums in use into their f64 lanes and clears them.
+#[inline(always)]
+fn flush<const ONE: u8, const SMOOTH: bool>(
+    total: &mut [[f64; WIDE]; SUMS],
+    acc: &mut [[f32; WIDE]; SUMS],
+) {
+    for (s, (t, a)) in total.iter_mut().zip(acc.iter_mut()).enumerate() {
+        if (s != 2 || ONE != ONE_NONE) && (s != 4 || SMOOTH) {
+            for k in 0..WIDE {
+                t[k] += f64::from(a[k]);
+            }
+            *a = [0.0; WIDE];
+        }
     }
-    let (lanes, _) = tmp.as_chunks::<LANES>();
-    let mut acc = [0.0f32; LANES];
-    for l in lanes {
-        acc = std::array::from_fn(|k| acc[k] + l[k]);
-    }
-    std::array::from_fn(|k| acc[k] + acc[k + WIDE])
 }
 
 /// The sum of the f64 lanes, by a fixed tree.
@@ -455,35 +525,45 @@ fn wide_sum(x: &[f64; WIDE]) -> f64 {
     (h[0] + h[2]) + (h[1] + h[3])
 }
 
+/// The gradient pass: `g = c1·e + c2·q − c3·p` (with `e = q²` for `ONE_SQUARE`, `e`
+/// read from `g` for `ONE_EXP`, `e = q` for `ONE_NONE`), minus `sm·w` with `SMOOTH`.
 #[inline(always)]
-fn sum_f64(xs: &[f32]) -> f64 {
-    reduce3(xs, xs, xs, |x, _, _| x)
-}
-
-/// `Σ_j e_j·(a_j − b_j)` with `a = (z_t − m_t)/T`, `b = (z_s − m_s)/T`, where a zero
-/// `e_j` (a teacher probability of 0, `a_j = -inf`) contributes 0 (`0·log 0 = 0`).
-#[inline(always)]
-fn cross(e: &[f32], zt: &[f32], mt: f32, zs: &[f32], ms: f32, inv_t: f32) -> f64 {
-    reduce3(e, zt, zs, |e, zt, zs| {
-        let x = e * ((zt - mt) * inv_t - (zs - ms) * inv_t);
-        if e > 0.0 { x } else { 0.0 }
-    })
-}
-
-/// `Σ_j w_j·(z_j − m)`.
-#[inline(always)]
-fn weighted_sum(z: &[f32], m: f32, w: &[f32]) -> f64 {
-    reduce3(z, w, z, |z, w, _| w * (z - m))
-}
-
-/// The maximum of a row (`-inf` entries allowed).
-#[inline(always)]
-fn row_max(z: &[f32]) -> f32 {
-    let (chunks, rest) = z.as_chunks::<LANES>();
-    let mut m = [f32::NEG_INFINITY; LANES];
-    for c in chunks {
-        m = std::array::from_fn(|k| if c[k] > m[k] { c[k] } else { m[k] });
+fn grad_pass<const ONE: u8, const SMOOTH: bool, const FUSED: bool>(
+    g: &mut [f32],
+    q: &[f32],
+    p: &[f32],
+    w: &[f32],
+    (c1, c2, c3, sm): (f32, f32, f32, f32),
+) {
+    let fma = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
+    let c12 = c1 + c2;
+    for (((g, &q), &p), &w) in g.iter_mut().zip(q).zip(p).zip(w) {
+        let x = match ONE {
+            ONE_SQUARE => fma(fma(c1, q, c2), q, -c3 * p),
+            ONE_EXP => fma(c1, *g, fma(c2, q, -c3 * p)),
+            _ => fma(c12, q, -c3 * p),
+        };
+        *g = if SMOOTH { fma(-sm, w, x) } else { x };
     }
-    let m = m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    rest.iter().fold(m, |a, &b| a.max(b))
+}
+
+/// Both rows' maxima in one pass (`-inf` entries allowed).
+#[inline(always)]
+fn row_max2(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let (ca, ra) = a.as_chunks::<LANES>();
+    let (cb, rb) = b.as_chunks::<LANES>();
+    let mut ma = [f32::NEG_INFINITY; LANES];
+    let mut mb = [f32::NEG_INFINITY; LANES];
+    let max = |x: f32, m: f32| if x > m { x } else { m };
+    for (x, y) in ca.iter().zip(cb) {
+        for k in 0..LANES {
+            ma[k] = max(x[k], ma[k]);
+            mb[k] = max(y[k], mb[k]);
+        }
+    }
+    let fold = |m: [f32; LANES], r: &[f32]| {
+        let m = m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        r.iter().fold(m, |a, &b| a.max(b))
+    };
+    (fold(ma, ra), fold(mb, rb))
 }
