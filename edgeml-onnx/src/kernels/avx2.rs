@@ -105,6 +105,21 @@ macro_rules! rows_k_loop {
     }};
 }
 
+/// `$f::<R>(args)` with `R` the row count `$mm` (1–5), or the full `MR` otherwise: the
+/// kernels for partial row tiles compute only the rows they keep.
+macro_rules! by_rows {
+    ($mm:expr, $f:ident($($arg:expr),*)) => {
+        match $mm {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            _ => $f::<MR>($($arg),*),
+        }
+    };
+}
+
 /// `C[0..6, 0..16] = alpha·Σ_k a[k]⊗b[k] + beta·C`.
 ///
 /// # Safety
@@ -164,16 +179,7 @@ unsafe fn ukernel_edge(
     nn: usize,
 ) {
     // SAFETY: the contract of `ukernel_edge` is `edge_r`'s, with R ≥ mm rows computed.
-    unsafe {
-        match mm {
-            1 => edge_r::<1>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-            2 => edge_r::<2>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-            3 => edge_r::<3>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-            4 => edge_r::<4>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-            5 => edge_r::<5>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-            _ => edge_r::<MR>(kc, a, b, c, ldc, alpha, beta, mm, nn),
-        }
-    }
+    unsafe { by_rows!(mm, edge_r(kc, a, b, c, ldc, alpha, beta, mm, nn)) }
 }
 
 /// [`ukernel_edge`] computing the first `R` rows of the tile (`R ≥ mm`).
@@ -245,16 +251,7 @@ unsafe fn ukernel_rows(
     nn: usize,
 ) {
     // SAFETY: the contract of `ukernel_rows` is `rows_r`'s, with R ≥ mm rows computed.
-    unsafe {
-        match mm {
-            1 => rows_r::<1>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-            2 => rows_r::<2>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-            3 => rows_r::<3>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-            4 => rows_r::<4>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-            5 => rows_r::<5>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-            _ => rows_r::<MR>(kc, a, b, offs, c, ldc, alpha, beta, mm, nn),
-        }
-    }
+    unsafe { by_rows!(mm, rows_r(kc, a, b, offs, c, ldc, alpha, beta, mm, nn)) }
 }
 
 /// [`ukernel_rows`] computing the first `R` rows of the tile (`R ≥ mm`).
