@@ -129,12 +129,12 @@ pub(crate) struct Args {
     /// Skip the range check (`--mode static` with percentile, entropy, mse or
     /// moving-average): by default the model is quantized once with the method's ranges
     /// and once with the full observed ranges (minmax), and the full ranges are kept
-    /// when the output SQNR on the calibration data is at least 0.1 dB higher with them.
+    /// when the output SQNR on the calibration data is more than 0.1 dB higher with them.
     #[arg(long)]
     no_range_check: bool,
     /// Bias correction where it helps (`--mode static`, instead of `--bias-correction`):
     /// quantize with and without it, and keep it when it raises the output SQNR on the
-    /// calibration data by at least 0.1 dB.
+    /// calibration data by more than 0.1 dB.
     #[arg(long, conflicts_with = "bias_correction")]
     bias_check: bool,
     /// Symmetric activation ranges (`--mode static`; keeps Relu/Clip as separate nodes).

@@ -76,8 +76,9 @@ pub struct KdValue {
 /// block, f64 lanes across blocks); one writes the gradient. Each row runs compiled
 /// for the CPU's best ISA (AVX-512F, AVX2+FMA or NEON, chosen at run time by
 /// `edgeml_onnx::kernels::on_best_isa`; the build target's default without the `onnx`
-/// feature), with the same arithmetic and so the same result on every ISA. Large batches run rows in parallel on rayon's pool;
-/// results do not depend on the number of threads.
+/// feature), with the same arithmetic and so the same result on every ISA. Large
+/// batches run rows in parallel on rayon's pool; results do not depend on the number
+/// of threads.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Kd {
     /// The options.

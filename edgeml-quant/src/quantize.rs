@@ -213,7 +213,7 @@ pub struct Config {
     /// quantize once with the method's ranges and once with every tensor's full
     /// observed range (MinMax, which calibration records beside the method), measure
     /// both models' output SQNR on the calibration data (as [`Report::output_sqnr_db`])
-    /// and keep the full ranges only when they score at least 0.1 dB higher
+    /// and keep the full ranges only when they score more than 0.1 dB higher
     /// ([`Report::range_check`]). A clipping threshold that lowers one tensor's error
     /// can still cost the model's outputs more (a detector's large activations, a
     /// classifier's confident logits). Two more passes of the float and the quantized
@@ -224,7 +224,7 @@ pub struct Config {
     /// Bias correction where it helps (static mode, when [`Config::bias_correction`]
     /// is off): measure the corrections as [`Config::bias_correction`] does, quantize
     /// with and without them, and keep them only when the model's output SQNR on the
-    /// calibration data is at least 0.1 dB higher ([`Report::bias_check`]). Per-tensor
+    /// calibration data is more than 0.1 dB higher ([`Report::bias_check`]). Per-tensor
     /// weights of a convolution with BatchNormalization folded in gain most (channels
     /// whose ranges differ by far share one scale, and their rounding errors do not
     /// average out). One more pass of the float model per quantized layer with a bias,

@@ -32,9 +32,11 @@ pub(super) static KERNELS: KernelSet = KernelSet {
     gemv,
 };
 
-/// The k loop shared by [`ukernel`] and [`ukernel_edge`]: `acc[r] += a[k·6 + r] ⊗ b[k·16..+16]`
-/// for every k < `kc` and every row `r` of `acc` (6, or fewer for a partial tile). A macro rather than a function so that it is expanded inside the
-/// `#[target_feature]` kernels (an `#[inline(always)]` helper cannot carry the features).
+/// The k loop shared by [`ukernel`] and [`ukernel_edge`]:
+/// `acc[r] += a[k·6 + r] ⊗ b[k·16..+16]` for every k < `kc` and every row `r` of `acc`
+/// (6, or fewer for a partial tile). A macro rather than a function so that it is
+/// expanded inside the `#[target_feature]` kernels (an `#[inline(always)]` helper
+/// cannot carry the features).
 macro_rules! full_width_k_loop {
     ($kc:expr, $a:expr, $b:expr, $acc:ident) => {{
         let (mut a, mut b): (*const f32, *const f32) = ($a, $b);

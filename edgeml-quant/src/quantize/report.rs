@@ -102,7 +102,7 @@ pub struct BiasCheck {
     pub without_sqnr_db: f64,
     /// Output SQNR with bias correction ([`Report::bias_corrections`] when kept).
     pub with_sqnr_db: f64,
-    /// Whether the correction was kept (at least 0.1 dB higher).
+    /// Whether the correction was kept (more than 0.1 dB higher).
     pub kept_correction: bool,
 }
 
@@ -116,7 +116,7 @@ pub struct RangeCheck {
     pub method_sqnr_db: f64,
     /// Output SQNR with the full observed ranges (MinMax).
     pub full_range_sqnr_db: f64,
-    /// Whether the full ranges were kept (at least 0.1 dB higher).
+    /// Whether the full ranges were kept (more than 0.1 dB higher).
     pub kept_full_range: bool,
 }
 

@@ -11,10 +11,11 @@ use edgeml_onnx::Model;
 use feeds::CalibrationBatch;
 use std::collections::{HashMap, HashSet};
 
-/// How much higher (dB) the calibration output SQNR of an alternative ([`Config::range_check`],
-/// [`Config::bias_check`]) must be for it to be kept: smaller differences are within the
-/// noise of a calibration set (on the models of BENCHMARKS.md, 0.01 dB on the
-/// calibration data came out as 0.7 dB the other way on held-out data).
+/// How much higher (dB, strictly more) the calibration output SQNR of an alternative
+/// ([`Config::range_check`], [`Config::bias_check`]) must be for it to be kept: smaller
+/// differences are within the noise of a calibration set (on the models of
+/// BENCHMARKS.md, 0.01 dB on the calibration data came out as 0.7 dB the other way on
+/// held-out data).
 const CHECK_MARGIN_DB: f64 = 0.1;
 
 /// [`super::quantize_static_with_progress`]: the QDQ model, then fused into

@@ -167,7 +167,8 @@ impl ShiftB {
     /// columns, four panels of 16 like the 49 real ones; on 10×10, 120 columns in eight
     /// panels against seven, which still pays: [`Im2colB`] builds each row from short
     /// segments, and on such planes that took as long as the products (256→64 channels
-    /// on 10×10, AVX2). On 5×5 (35 columns: three panels of 16 against two) it does not.
+    /// on 10×10, AVX2). On 5×5 (35 columns: three panels of 16 against two) the rule
+    /// keeps [`Im2colB`].
     pub(super) fn suits(g: &Geo, nr: usize) -> bool {
         let Some(d) = g.depthwise_2d() else {
             return false;
